@@ -1,0 +1,96 @@
+"""Kafka client configuration and topic provisioning, shared by the relay and the consumers."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from confluent_kafka import KafkaError, KafkaException
+from confluent_kafka.admin import AdminClient, NewTopic
+from django.conf import settings
+
+logger = logging.getLogger(__name__)
+
+
+def client_config(**overrides: object) -> dict[str, object]:
+    config: dict[str, object] = {
+        "bootstrap.servers": settings.KAFKA_BOOTSTRAP_SERVERS,
+        "client.id": "logiflow",
+        "reconnect.backoff.ms": 100,
+        "reconnect.backoff.max.ms": 5000,
+    }
+    config.update(settings.KAFKA_CLIENT_CONFIG)
+    config.update(overrides)
+    return config
+
+
+def producer_config(**overrides: object) -> dict[str, object]:
+    """Idempotent, fully acknowledged producer: no duplicates from retries, per-partition order kept."""
+    return client_config(
+        **{
+            "enable.idempotence": True,
+            "acks": "all",
+            # Keyed messages land on the partition a Java client would choose.
+            "partitioner": "murmur2_random",
+            "linger.ms": 5,
+            "compression.type": "none",
+            **overrides,
+        }
+    )
+
+
+def consumer_config(group: str, **overrides: object) -> dict[str, object]:
+    """At-least-once consumer: offsets are stored by the application only after its transaction commits."""
+    return client_config(
+        **{
+            "group.id": group,
+            "enable.auto.commit": True,
+            "enable.auto.offset.store": False,
+            "auto.offset.reset": "earliest",
+            "session.timeout.ms": settings.KAFKA_SESSION_TIMEOUT_MS,
+            "heartbeat.interval.ms": max(1000, settings.KAFKA_SESSION_TIMEOUT_MS // 3),
+            "partition.assignment.strategy": "cooperative-sticky",
+            **overrides,
+        }
+    )
+
+
+def ensure_topics(
+    topics: list[str], *, partitions: int | None = None, timeout: float = 30.0
+) -> dict[str, str]:
+    """Create missing topics; existing ones are left alone. Returns topic -> 'created' | 'exists'.
+
+    Retries until `timeout` while the broker is still starting, so it can run right after the broker.
+    """
+    partitions = partitions or settings.KAFKA_TOPIC_PARTITIONS
+    admin = AdminClient(client_config())
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return _create_missing(admin, topics, partitions)
+        except KafkaException as error:
+            if time.monotonic() >= deadline:
+                raise
+            logger.info("broker not ready for topic creation (%s); retrying", error)
+            time.sleep(0.5)
+
+
+def _create_missing(admin: AdminClient, topics: list[str], partitions: int) -> dict[str, str]:
+    existing = set(admin.list_topics(timeout=5).topics)
+    result = {topic: "exists" for topic in topics if topic in existing}
+    wanted = [
+        NewTopic(topic, num_partitions=partitions, replication_factor=settings.KAFKA_TOPIC_REPLICATION_FACTOR)
+        for topic in topics
+        if topic not in existing
+    ]
+    if not wanted:
+        return result
+    for topic, future in admin.create_topics(wanted, operation_timeout=10).items():
+        try:
+            future.result()
+            result[topic] = "created"
+        except KafkaException as error:
+            if error.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
+                raise
+            result[topic] = "exists"
+    return result

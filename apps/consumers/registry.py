@@ -1,0 +1,83 @@
+"""The handler registry: which consumer group runs which function for which event type and version.
+
+Apps register in their `handlers.py` (discovered at start-up):
+
+    @handles(RouteCalculated, group="invoicing")
+    def issue_invoice_for_route(event: RouteCalculated, meta: EventMeta) -> None:
+        invoice_issue_for_route(route=event, ...)
+
+A handler runs inside the consumer's database transaction, together with the inbox row that makes
+redelivery a no-op; it should call a service and raise on failure (the runtime retries, then
+dead-letters). It must not catch and swallow errors it cannot handle.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, TypeVar
+from uuid import UUID
+
+from apps.contracts.base import DomainEvent
+
+E = TypeVar("E", bound=DomainEvent)
+
+
+@dataclass(frozen=True)
+class EventMeta:
+    """The envelope of a consumed event: CloudEvents attributes and where it was read from."""
+
+    event_id: UUID
+    ce_type: str
+    source: str
+    time: datetime
+    key: str | None
+    traceparent: str | None
+    topic: str
+    partition: int
+    offset: int
+    group: str
+
+
+Handler = Callable[[Any, EventMeta], None]
+
+
+@dataclass(frozen=True)
+class Registration:
+    group: str
+    event_class: type[DomainEvent]
+    handler: Handler
+
+    @property
+    def name(self) -> str:
+        return f"{self.handler.__module__}.{self.handler.__qualname__}"
+
+
+_REGISTRY: dict[tuple[str, str], Registration] = {}
+
+
+def handles(event_class: type[E], *, group: str) -> Callable[[Callable[[E, EventMeta], None]], Callable[[E, EventMeta], None]]:
+    """Register the decorated function as `group`'s handler for `event_class` (one per group and type)."""
+
+    def register(func: Callable[[E, EventMeta], None]) -> Callable[[E, EventMeta], None]:
+        key = (group, event_class.ce_type())
+        existing = _REGISTRY.get(key)
+        if existing and existing.handler is not func:
+            raise ValueError(f"{group} already handles {event_class.ce_type()} with {existing.name}")
+        _REGISTRY[key] = Registration(group=group, event_class=event_class, handler=func)
+        return func
+
+    return register
+
+
+def handler_for(group: str, ce_type: str) -> Registration | None:
+    return _REGISTRY.get((group, ce_type))
+
+
+def groups() -> list[str]:
+    return sorted({group for group, _ in _REGISTRY})
+
+
+def topics_for(group: str) -> list[str]:
+    return sorted({reg.event_class.topic() for (g, _), reg in _REGISTRY.items() if g == group})

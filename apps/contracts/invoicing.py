@@ -1,0 +1,30 @@
+"""Events published by invoicing."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+
+from pydantic import Field
+
+from apps.contracts.base import DomainEvent, register_event
+
+
+@register_event
+class InvoiceGenerated(DomainEvent):
+    """An invoice was issued for a route. Key: the route, so a route's invoice history stays in order."""
+
+    context = "invoicing"
+    event_name = "InvoiceGenerated"
+    version = 1
+    key_field = "route_id"
+
+    invoice_id: int = Field(gt=0)
+    number: str = Field(pattern=r"^LF-\d{4}-\d{6}$")
+    route_id: int = Field(gt=0)
+    customer_id: int = Field(gt=0)
+    net_total: Decimal = Field(decimal_places=2)
+    vat_total: Decimal = Field(decimal_places=2)
+    gross_total: Decimal = Field(decimal_places=2)
+    currency: str = Field(pattern=r"^[A-Z]{3}$")
+    issued_at: datetime

@@ -1,0 +1,58 @@
+"""Events published by routing."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from apps.contracts.base import DomainEvent, register_event
+
+Latitude = Annotated[float, Field(ge=-90, le=90)]
+Longitude = Annotated[float, Field(ge=-180, le=180)]
+
+
+class DepotRef(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    id: int
+    name: str = Field(min_length=1)
+    lat: Latitude
+    lon: Longitude
+
+
+class PlannedStop(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    sequence: int = Field(ge=1)
+    name: str = Field(min_length=1)
+    lat: Latitude
+    lon: Longitude
+    eta: datetime
+    leg_distance_km: Decimal = Field(ge=0, decimal_places=3)
+
+
+@register_event
+class RouteCalculated(DomainEvent):
+    """A route was (re)calculated. Key: the truck, so one truck's plan changes arrive in order."""
+
+    context = "routing"
+    event_name = "RouteCalculated"
+    version = 1
+    key_field = "truck_id"
+
+    route_id: int = Field(gt=0)
+    # Increments on every recalculation, so a consumer can tell a stale event from the newest one.
+    calculation: int = Field(ge=1)
+    truck_id: int = Field(gt=0)
+    truck_plate: str = Field(min_length=1, max_length=20)
+    customer_id: int = Field(gt=0)
+    customer_name: str = Field(min_length=1)
+    depot: DepotRef
+    stops: list[PlannedStop] = Field(min_length=1)
+    distance_km: Decimal = Field(ge=0, decimal_places=3)
+    duration_minutes: int = Field(ge=0)
+    eta: datetime
+    calculated_at: datetime

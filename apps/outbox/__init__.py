@@ -1,0 +1,16 @@
+"""The transactional outbox. The rest of the code uses one verb: `apps.outbox.publish(event)`."""
+
+from __future__ import annotations
+
+import uuid
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from apps.contracts.base import DomainEvent
+
+
+def publish(event: DomainEvent) -> uuid.UUID:
+    """Write `event` to the outbox in the current transaction (see `apps.outbox.services.publish`)."""
+    from apps.outbox.services import publish as _publish
+
+    return _publish(event)

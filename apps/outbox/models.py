@@ -1,0 +1,58 @@
+"""The transactional outbox: one row per domain event, written in the business transaction."""
+
+from __future__ import annotations
+
+import uuid
+
+from django.db import models
+from django.db.models import Q
+
+
+class OutboxEvent(models.Model):
+    class State(models.TextChoices):
+        PENDING = "pending", "Pending"
+        PUBLISHED = "published", "Published"
+        FAILED = "failed", "Failed"
+
+    # The bigserial id is the relay order. Within one key it equals commit order because
+    # `publish` serialises writers of a key (see apps.outbox.services).
+    id = models.BigAutoField(primary_key=True)
+    event_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    topic = models.CharField(max_length=200)
+    key = models.CharField(max_length=200)
+    event_type = models.CharField(max_length=200)
+    source = models.CharField(max_length=200)
+    payload = models.TextField(help_text="The event's JSON, sent as the Kafka value byte for byte.")
+    traceparent = models.CharField(max_length=55, blank=True)
+    created_at = models.DateTimeField(db_index=True)
+    state = models.CharField(max_length=10, choices=State.choices, default=State.PENDING)
+    attempts = models.PositiveIntegerField(default=0)
+    last_error = models.TextField(blank=True)
+    published_at = models.DateTimeField(null=True, blank=True)
+    partition = models.IntegerField(null=True, blank=True)
+    offset = models.BigIntegerField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["id"]
+        indexes = [
+            # Small and hot: only the rows the relay still has to send.
+            models.Index(fields=["id"], name="outbox_pending_idx", condition=Q(state="pending")),
+            models.Index(fields=["key", "id"], name="outbox_pending_key_idx", condition=Q(state="pending")),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.event_type} {self.event_id} ({self.state})"
+
+    def headers(self) -> list[tuple[str, bytes]]:
+        """CloudEvents 1.0 Kafka binary-mode headers, plus W3C `traceparent` when there is one."""
+        headers = [
+            ("ce_specversion", b"1.0"),
+            ("ce_id", str(self.event_id).encode()),
+            ("ce_source", self.source.encode()),
+            ("ce_type", self.event_type.encode()),
+            ("ce_time", self.created_at.isoformat().replace("+00:00", "Z").encode()),
+            ("content-type", b"application/json"),
+        ]
+        if self.traceparent:
+            headers.append(("traceparent", self.traceparent.encode()))
+        return headers

@@ -1,0 +1,86 @@
+"""The outbox's one verb: `publish(event)` writes the event in the caller's open transaction."""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+
+from django.db import connection, transaction
+from django.utils import timezone
+from pydantic import ValidationError
+
+from apps.common.tracing import current_traceparent
+from apps.contracts.base import DomainEvent, event_class
+from apps.outbox.models import OutboxEvent
+
+NOTIFY_CHANNEL = "logiflow_outbox"
+
+
+class OutboxError(RuntimeError):
+    """`publish` was misused: outside a transaction, or with an unknown event type."""
+
+
+class EventSchemaError(ValueError):
+    """The event does not satisfy its schema; the caller's transaction must not commit."""
+
+    def __init__(self, event_type: str, error: ValidationError) -> None:
+        self.event_type = event_type
+        self.errors = error.errors(include_url=False)
+        super().__init__(f"{event_type} is invalid against its schema: {error}")
+
+
+def publish(event: DomainEvent) -> uuid.UUID:
+    """Write `event` to the outbox inside the current `transaction.atomic` block; returns its event id.
+
+    If the transaction rolls back the event never existed; if it commits the relay will send it.
+    """
+    if not connection.in_atomic_block:
+        raise OutboxError("outbox.publish() must run inside transaction.atomic(); nothing was written")
+    cls = type(event)
+    if event_class(cls.ce_type()) is not cls:
+        raise OutboxError(f"{cls.__name__} is not a registered event type")
+    payload = _validated_json(event)
+    key = event.partition_key()
+    _serialise_writers_of(cls.topic(), key)
+    row = OutboxEvent.objects.create(
+        topic=cls.topic(),
+        key=key,
+        event_type=cls.ce_type(),
+        source=cls.ce_source(),
+        payload=payload,
+        traceparent=current_traceparent() or "",
+        created_at=timezone.now(),
+    )
+    _notify_relay()
+    return row.event_id
+
+
+def _validated_json(event: DomainEvent) -> str:
+    """Re-validate at write time: `model_construct` or mutation could have bypassed the schema."""
+    cls = type(event)
+    try:
+        return cls.model_validate(event.model_dump()).model_dump_json()
+    except ValidationError as error:
+        transaction.set_rollback(True)
+        raise EventSchemaError(cls.ce_type(), error) from error
+
+
+def _serialise_writers_of(topic: str, key: str) -> None:
+    """Per-key order = commit order: a transaction publishing for a key waits for the previous one to end.
+
+    The lock is taken before the row gets its id, so ids of one key are allocated in commit order.
+    SQLite has a single writer, so there the order holds by construction.
+    """
+    if connection.vendor != "postgresql":
+        return
+    digest = hashlib.blake2b(f"{topic}\x00{key}".encode(), digest_size=8).digest()
+    lock_id = int.from_bytes(digest, "big", signed=True)
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_advisory_xact_lock(%s)", [lock_id])
+
+
+def _notify_relay() -> None:
+    """Wake the relay; PostgreSQL delivers NOTIFY only at commit, and folds repeats within a transaction."""
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_notify(%s, '')", [NOTIFY_CHANNEL])

@@ -1,0 +1,21 @@
+"""The Celery application; it reads every `CELERY_*` setting from Django settings."""
+
+import os
+
+from celery import Celery, signals
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "logiflow.settings.local")
+
+app = Celery("logiflow")
+app.config_from_object("django.conf:settings", namespace="CELERY")
+app.autodiscover_tasks()
+
+
+@signals.celeryd_init.connect
+@signals.before_task_publish.connect
+def _prepare_filesystem_transport(**_: object) -> None:
+    """The serverless default transport (`filesystem://`) needs its folders before the first message."""
+    options = app.conf.broker_transport_options or {}
+    for key in ("data_folder_in", "data_folder_out", "processed_folder"):
+        if options.get(key):
+            os.makedirs(options[key], exist_ok=True)

@@ -1,0 +1,1 @@
+"""Settings are split by environment: base, local (make run), test (make test), production."""

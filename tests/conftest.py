@@ -1,0 +1,74 @@
+"""Test-session infrastructure: a reachable PostgreSQL and a real Kafka-protocol broker.
+
+The broker is Tansu started on a free port, unless KAFKA_BOOTSTRAP_SERVERS names a real Kafka.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+from django.conf import settings
+from django.test import override_settings
+
+from apps.common.embedded_broker import EmbeddedBroker, free_port
+from apps.common.kafka import ensure_topics
+from apps.contracts import all_topics
+
+EXTERNAL_KAFKA = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    db = settings.DATABASES["default"]
+    if db["ENGINE"] != "django.db.backends.postgresql":
+        pytest.exit(f"tests need PostgreSQL; DATABASE_URL points at {db['ENGINE']}", returncode=2)
+    try:
+        psycopg.connect(
+            host=db["HOST"] or "127.0.0.1", port=db["PORT"] or 5432, user=db["USER"], password=db["PASSWORD"],
+            dbname="postgres", connect_timeout=3,
+        ).close()
+    except psycopg.OperationalError as error:
+        pytest.exit(
+            f"PostgreSQL is not reachable at {db['HOST']}:{db['PORT'] or 5432} as {db['USER']!r} "
+            f"(set DATABASE_URL, e.g. postgres://postgres@127.0.0.1:5432/logiflow): {error}",
+            returncode=2,
+        )
+
+
+@pytest.fixture(scope="session")
+def embedded_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedBroker | None]:
+    """The Tansu process when the tests run on the embedded broker; None against a real Kafka."""
+    if EXTERNAL_KAFKA:
+        yield None
+        return
+    broker = EmbeddedBroker(port=free_port(), log_path=Path(tmp_path_factory.mktemp("tansu")) / "tansu.log")
+    broker.start()
+    yield broker
+    broker.stop()
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap(embedded_broker: EmbeddedBroker | None) -> Iterator[str]:
+    """Bootstrap servers of a live broker with LogiFlow's topics; settings point at it for the session."""
+    servers = EXTERNAL_KAFKA or embedded_broker.bootstrap_servers  # type: ignore[union-attr]
+    with override_settings(KAFKA_BOOTSTRAP_SERVERS=servers):
+        ensure_topics(all_topics())
+        yield servers
+
+
+@pytest.fixture
+def subprocess_env(kafka_bootstrap: str, django_db_setup: None) -> dict[str, str]:
+    """Environment for a worker started as a real process: same test database, same broker."""
+    db = settings.DATABASES["default"]
+    user = f"{db['USER']}:{db['PASSWORD']}@" if db["PASSWORD"] else f"{db['USER']}@" if db["USER"] else ""
+    url = f"postgres://{user}{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
+    return {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "logiflow.settings.test",
+        "DATABASE_URL": url,
+        "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
+        "PYTHONUNBUFFERED": "1",
+    }

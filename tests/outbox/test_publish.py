@@ -1,0 +1,69 @@
+"""The write side of the outbox: one row in the caller's transaction, or nothing at all."""
+
+from __future__ import annotations
+
+import pytest
+from django.contrib.auth.models import Group
+from django.db import transaction
+
+from apps import outbox
+from apps.common.tracing import trace_context
+from apps.outbox.models import OutboxEvent
+from apps.outbox.services import EventSchemaError, OutboxError
+from tests.factories import route_calculated
+
+
+@pytest.mark.django_db(transaction=True)
+def test_publish_outside_a_transaction_raises_and_writes_nothing() -> None:
+    with pytest.raises(OutboxError, match="inside transaction.atomic"):
+        outbox.publish(route_calculated())
+    assert OutboxEvent.objects.count() == 0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_rolled_back_transaction_leaves_no_event() -> None:
+    with pytest.raises(RuntimeError), transaction.atomic():
+        Group.objects.create(name="business row")
+        outbox.publish(route_calculated())
+        raise RuntimeError("business failure after publish")
+    assert OutboxEvent.objects.count() == 0
+    assert not Group.objects.filter(name="business row").exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_committed_transaction_leaves_exactly_one_row_with_envelope_fields() -> None:
+    with transaction.atomic(), trace_context(None) as traceparent:
+        event_id = outbox.publish(route_calculated(truck_id=42))
+    row = OutboxEvent.objects.get()
+    assert row.event_id == event_id
+    assert row.topic == "routing.events"
+    assert row.key == "42"
+    assert row.event_type == "logiflow.routing.RouteCalculated.v1"
+    assert row.source == "/logiflow/routing"
+    assert row.traceparent == traceparent
+    assert row.state == OutboxEvent.State.PENDING
+    headers = dict(row.headers())
+    assert headers["ce_specversion"] == b"1.0"
+    assert headers["ce_id"] == str(event_id).encode()
+    assert headers["content-type"] == b"application/json"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_event_invalid_against_its_schema_rolls_the_business_write_back() -> None:
+    invalid = route_calculated().model_copy(update={"truck_id": -1})  # model_copy skips validation
+    with pytest.raises(EventSchemaError, match="truck_id"):
+        with transaction.atomic():
+            Group.objects.create(name="business row")
+            outbox.publish(invalid)
+    assert OutboxEvent.objects.count() == 0
+    assert not Group.objects.filter(name="business row").exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_swallowed_schema_error_still_marks_the_transaction_for_rollback() -> None:
+    invalid = route_calculated().model_copy(update={"stops": []})
+    with transaction.atomic():
+        Group.objects.create(name="business row")
+        with pytest.raises(EventSchemaError):
+            outbox.publish(invalid)
+    assert not Group.objects.filter(name="business row").exists()
