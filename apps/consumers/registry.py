@@ -43,6 +43,11 @@ class EventMeta:
 Handler = Callable[[Any, EventMeta], None]
 
 
+class NonRetryableError(Exception):
+    """Raised by a handler when retrying cannot help (e.g. data only a person can add): the message
+    goes to the dead-letter ledger at once, with this error as the reason, to be replayed later."""
+
+
 @dataclass(frozen=True)
 class Registration:
     group: str
