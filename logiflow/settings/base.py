@@ -156,11 +156,26 @@ CELERY_WORKER_MAX_MEMORY_PER_CHILD = env.int("CELERY_WORKER_MAX_MEMORY_PER_CHILD
 CELERY_BEAT_SCHEDULE: dict = {}
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 
+# --- Invoicing -------------------------------------------------------------------------
+# The issuer printed in every invoice header.
+INVOICING_ISSUER = {
+    "name": env("INVOICING_ISSUER_NAME", default="LogiFlow Logistics Ltd."),
+    "address": env("INVOICING_ISSUER_ADDRESS", default="1 Harbour Road\n34000 Istanbul, Turkey"),
+    "vat_id": env("INVOICING_ISSUER_VAT_ID", default="TR0000000000"),
+    "payment_note": env("INVOICING_PAYMENT_NOTE", default="Please quote the invoice number with your payment."),
+}
+# Render attempts per PDF version, counted before each render, so a renderer that crashes its worker ends `failed`.
+INVOICING_PDF_MAX_ATTEMPTS = env.int("INVOICING_PDF_MAX_ATTEMPTS", default=10)
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env("LOG_LEVEL", default="INFO")},
-    "loggers": {"django.db.backends": {"level": "INFO"}},
+    "loggers": {
+        "django.db.backends": {"level": "INFO"},
+        # WeasyPrint's font subsetting logs every table it touches at INFO.
+        "fontTools": {"level": "WARNING"},
+    },
 }

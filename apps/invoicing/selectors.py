@@ -1,0 +1,32 @@
+"""Read-side queries of invoicing; the API and the admin read through these."""
+
+from __future__ import annotations
+
+from django.db.models import QuerySet
+
+from apps.invoicing.models import BillingAccount, Invoice
+
+
+def invoice_list() -> QuerySet[Invoice]:
+    return Invoice.objects.select_related("credit_for").prefetch_related("lines")
+
+
+def invoice_get(*, invoice_id: int) -> Invoice | None:
+    return invoice_list().filter(pk=invoice_id).first()
+
+
+def invoice_current_for_route(*, route_id: int) -> Invoice | None:
+    """The route's invoice that is in force (not cancelled by a credit note)."""
+    return (
+        Invoice.objects.filter(route_id=route_id, kind=Invoice.Kind.INVOICE)
+        .exclude(status=Invoice.Status.CREDITED)
+        .first()
+    )
+
+
+def billing_account_list() -> QuerySet[BillingAccount]:
+    return BillingAccount.objects.all()
+
+
+def billing_account_get(*, customer_id: int) -> BillingAccount | None:
+    return BillingAccount.objects.filter(customer_id=customer_id).first()

@@ -1,0 +1,64 @@
+"""Factories for invoicing's models; invoices themselves are made by the service, as in production."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from decimal import Decimal
+from typing import Any
+
+import factory
+from django.contrib.auth.models import Group, User
+
+from apps.contracts import PlannedStop, RouteCalculated
+from apps.invoicing.models import BillingAccount, Invoice
+from apps.invoicing.services import invoice_issue_for_route
+from tests.factories import route_calculated
+
+
+class BillingAccountFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = BillingAccount
+        django_get_or_create = ("customer_id",)
+
+    customer_id = 3
+    name = "Anadolu Textiles"
+    billing_address = "Organize Sanayi 5\n16000 Bursa"
+    vat_id = "TR1234567890"
+    currency = "EUR"
+    rate_per_km = Decimal("1.2500")
+    fee_per_stop = Decimal("15.00")
+    minimum_charge = Decimal("0.00")
+    fuel_surcharge_percent = Decimal("7.50")
+    vat_rate_percent = Decimal("20.00")
+
+
+def issued_invoice(**route_overrides: Any) -> Invoice:
+    """An invoice issued through the service for a RouteCalculated (billing account made if missing)."""
+    route = route_calculated(**route_overrides)
+    BillingAccountFactory(customer_id=route.customer_id)
+    return invoice_issue_for_route(route=route)
+
+
+class UserFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = User
+
+    username = factory.Sequence(lambda n: f"user{n}")
+    is_staff = True
+
+    @factory.post_generation
+    def role(self, create: bool, group: str | None, **_: Any) -> None:
+        if create and group:
+            self.groups.add(Group.objects.get_or_create(name=group)[0])
+
+
+def three_stop_route(**overrides: Any) -> RouteCalculated:
+    """Route 412.346 km with 3 stops; with the default account: net 602.46, VAT 120.49, gross 722.95."""
+    base = route_calculated()
+    legs = [("Bursa", "100.000"), ("Eskisehir", "150.123"), ("Ankara", "162.223")]
+    stops = [
+        PlannedStop(sequence=i, name=name, lat=40.0, lon=30.0, eta=base.calculated_at + timedelta(hours=2 * i),
+                    leg_distance_km=Decimal(km))
+        for i, (name, km) in enumerate(legs, start=1)
+    ]
+    return route_calculated(**{"stops": stops, "distance_km": Decimal("412.346"), **overrides})
