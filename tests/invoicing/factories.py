@@ -32,9 +32,9 @@ class BillingAccountFactory(factory.django.DjangoModelFactory):
     vat_rate_percent = Decimal("20.00")
 
 
-def issued_invoice(**route_overrides: Any) -> Invoice:
+def issued_invoice(route: RouteCalculated | None = None, **route_overrides: Any) -> Invoice:
     """An invoice issued through the service for a RouteCalculated (billing account made if missing)."""
-    route = route_calculated(**route_overrides)
+    route = route or route_calculated(**route_overrides)
     BillingAccountFactory(customer_id=route.customer_id)
     return invoice_issue_for_route(route=route)
 
