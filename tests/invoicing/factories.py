@@ -42,6 +42,7 @@ def issued_invoice(route: RouteCalculated | None = None, **route_overrides: Any)
 class UserFactory(factory.django.DjangoModelFactory):
     class Meta:
         model = User
+        skip_postgeneration_save = True
 
     username = factory.Sequence(lambda n: f"user{n}")
     is_staff = True
