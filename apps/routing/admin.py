@@ -20,7 +20,7 @@ class ServiceSaveMixin:
     """Admin saves go through the create/update services, like the API's."""
 
     def save_model(self, request: HttpRequest, obj: Any, form: ModelForm, change: bool) -> None:
-        data = {field: form.cleaned_data[field] for field in form.cleaned_data}
+        data = dict(form.cleaned_data)
         if change:
             self.update_object(obj.__class__.objects.get(pk=obj.pk), data)
         else:

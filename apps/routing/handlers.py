@@ -16,5 +16,6 @@ def mark_route_invoiced(event: InvoiceGenerated, meta: EventMeta) -> None:
     except Route.DoesNotExist as error:
         # Retrying cannot create the route: a person must look at it (dead letter, then replay).
         raise NonRetryableError(
-            f"InvoiceGenerated {event.number} ({meta.event_id}) names route {event.route_id}, which routing does not know"
+            f"InvoiceGenerated {event.number} ({meta.event_id}) names route {event.route_id}, "
+            "which routing does not know"
         ) from error

@@ -84,7 +84,7 @@ class Route(models.Model):
         ordering = ["-departs_at", "-id"]
 
     def __str__(self) -> str:
-        return f"Route {self.pk} ({self.truck_id and self.truck})"
+        return f"Route {self.pk}"
 
     @property
     def invoiced(self) -> bool:

@@ -17,7 +17,6 @@ from rest_framework.test import APIClient
 from apps.contracts import RouteCalculated
 from apps.outbox.models import OutboxEvent
 from apps.routing.models import Customer, Depot, Route, RouteStop, Truck
-from tests.routing.conftest import token_client
 from tests.routing.factories import CustomerFactory, DepotFactory, TruckFactory, calculated_route
 
 ROUTES = "/api/v1/routes/"
@@ -113,7 +112,10 @@ def test_bad_input_answers_400_naming_the_field_and_writes_nothing(dispatcher_ap
 
 
 @pytest.mark.django_db
-@pytest.mark.parametrize("payload", ['{"truck": 1, "stops": [', "NaN", '{"truck": 1, "customer": 1, "stops": [{"name": "X", "lat": NaN, "lon": 0}]}'])
+@pytest.mark.parametrize(
+    "payload",
+    ['{"truck": 1, "stops": [', "NaN", '{"truck": 1, "customer": 1, "stops": [{"name": "X", "lat": NaN, "lon": 0}]}'],
+)
 def test_malformed_json_answers_400_and_writes_nothing(dispatcher_api: APIClient, payload: str) -> None:
     response = dispatcher_api.post(ROUTES, payload, content_type="application/json")
     assert response.status_code == 400
@@ -242,13 +244,17 @@ def test_dispatcher_creates_lists_and_updates_depots_trucks_and_customers(dispat
         format="json",
     )
     assert truck.status_code == 201, truck.data
-    customer = dispatcher_api.post("/api/v1/customers/", {"name": "Ege Foods", "email": "ap@ege.example"}, format="json")
+    customer = dispatcher_api.post(
+        "/api/v1/customers/", {"name": "Ege Foods", "email": "ap@ege.example"}, format="json"
+    )
     assert customer.status_code == 201
     retired = dispatcher_api.patch(f"/api/v1/trucks/{truck.json()['id']}/", {"active": False}, format="json")
     assert retired.status_code == 200 and retired.json()["active"] is False
     assert Truck.objects.get().active is False
     assert dispatcher_api.get("/api/v1/trucks/", {"active": "false"}).json()["count"] == 1
-    renamed = dispatcher_api.put(f"/api/v1/customers/{customer.json()['id']}/", {"name": "Ege Foods A.S."}, format="json")
+    renamed = dispatcher_api.put(
+        f"/api/v1/customers/{customer.json()['id']}/", {"name": "Ege Foods A.S."}, format="json"
+    )
     assert renamed.status_code == 200 and Customer.objects.get().name == "Ege Foods A.S."
     assert dispatcher_api.get("/api/v1/depots/").json()["results"][0]["name"] == "Izmir Hub"
 

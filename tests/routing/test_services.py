@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import threading
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
 
 import pytest
 from django.db import connection, connections, transaction
@@ -24,7 +23,11 @@ DEPARTURE = datetime(2026, 11, 26, 6, 0, tzinfo=UTC)
 
 def _events(route: Route) -> list[RouteCalculated]:
     rows = OutboxEvent.objects.filter(event_type=RouteCalculated.ce_type()).order_by("id")
-    return [RouteCalculated.model_validate_json(row.payload) for row in rows if json.loads(row.payload)["route_id"] == route.pk]
+    return [
+        RouteCalculated.model_validate_json(row.payload)
+        for row in rows
+        if json.loads(row.payload)["route_id"] == route.pk
+    ]
 
 
 @pytest.mark.django_db
