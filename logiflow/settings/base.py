@@ -130,6 +130,10 @@ OUTBOX_RELAY_POLL_INTERVAL_S = env.float("OUTBOX_RELAY_POLL_INTERVAL_S", default
 OUTBOX_RETENTION_HOURS = env.int("OUTBOX_RETENTION_HOURS", default=24 * 7)
 OUTBOX_PURGE_BATCH_SIZE = env.int("OUTBOX_PURGE_BATCH_SIZE", default=5000)
 
+# --- Routing ------------------------------------------------------------------------
+ROUTING_MAX_STOPS = env.int("ROUTING_MAX_STOPS", default=50)
+ROUTING_DWELL_MINUTES = env.int("ROUTING_DWELL_MINUTES", default=15)
+
 # --- Celery ---------------------------------------------------------------------------
 CELERY_BROKER_URL = env("CELERY_BROKER_URL", default="filesystem://")
 CELERY_BROKER_TRANSPORT_OPTIONS: dict = {}
