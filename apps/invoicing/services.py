@@ -12,6 +12,7 @@ import hashlib
 import logging
 from datetime import timedelta
 from typing import Any
+from uuid import UUID
 
 from django.conf import settings
 from django.core.files.base import ContentFile
@@ -79,7 +80,7 @@ def _known(fields: dict[str, Any]) -> dict[str, Any]:
 
 
 @transaction.atomic
-def invoice_issue_for_route(*, route: RouteCalculated, source_event_id: Any = None) -> Invoice:
+def invoice_issue_for_route(*, route: RouteCalculated, source_event_id: UUID | None = None) -> Invoice:
     """Issue (or keep) the invoice for `route`'s calculation; returns the route's current invoice.
 
     Runs inside the consumer's transaction with its inbox row. Idempotent by construction: the same or a
@@ -112,7 +113,7 @@ def _lock_route(route_id: int) -> None:
         cursor.execute("SELECT pg_advisory_xact_lock(%s)", [int.from_bytes(digest, "big", signed=True)])
 
 
-def _issue(*, route: RouteCalculated, account: BillingAccount, source_event_id: Any) -> Invoice:
+def _issue(*, route: RouteCalculated, account: BillingAccount, source_event_id: UUID | None) -> Invoice:
     priced = price_route(tariff=_tariff(account), distance_km=route.distance_km, stop_count=len(route.stops))
     issued_at = timezone.now()
     invoice = Invoice.objects.create(
