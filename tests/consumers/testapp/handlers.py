@@ -35,3 +35,9 @@ def record_effect(event: Happened, meta: EventMeta) -> None:
     Effect.objects.create(event_id=meta.event_id, key=event.key, scenario=event.scenario, seq=event.seq)
     if script and script.crash_after_commit:
         transaction.on_commit(lambda: os.kill(os.getpid(), signal.SIGKILL))
+
+
+@handles(Happened, group="testing-audit")
+def audit(event: Happened, meta: EventMeta) -> None:
+    """A second group on the same event type: replaying a `testing` dead letter must never run this."""
+    Effect.objects.create(event_id=meta.event_id, key=event.key, scenario="audit", seq=event.seq)
