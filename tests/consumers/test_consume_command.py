@@ -13,9 +13,10 @@ from pathlib import Path
 import pytest
 from confluent_kafka import Consumer, TopicPartition
 from django.core.management import CommandError, call_command
+from django.db import connection
 
 from apps.common.kafka import client_config
-from apps.consumers.models import InboxEntry
+from apps.consumers.models import DeadLetter, InboxEntry
 from tests.consumers.support import RawProducer, happened
 from tests.consumers.testapp.models import Effect, Script
 
@@ -103,3 +104,27 @@ def test_sigterm_finishes_commits_the_offsets_leaves_the_group_and_exits_zero(
 def test_consume_rejects_an_unknown_group_and_names_the_known_ones() -> None:
     with pytest.raises(CommandError, match="unknown consumer group 'nope'.*testing"):
         call_command("consume", "nope")
+
+
+def test_database_connection_lost_mid_run_reconnects_without_dead_lettering(
+    start_consumer: Callable[[str], subprocess.Popen[bytes]], producer: RawProducer
+) -> None:
+    producer.event(happened(key="truck-1", seq=1))
+    producer.flush()
+    process = start_consumer(f"outage-{uuid.uuid4().hex[:8]}")
+    wait_for(lambda: Effect.objects.filter(seq=1).exists())
+
+    with connection.cursor() as cursor:  # drop every other session on the test database, like a failover would
+        cursor.execute(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+        assert cursor.fetchone()[0] >= 1
+    producer.event(happened(key="truck-1", seq=2))
+    producer.flush()
+
+    wait_for(lambda: Effect.objects.filter(seq=2).exists())
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=30) == 0
+    assert not DeadLetter.objects.exists()
+    assert list(Effect.objects.values_list("seq", flat=True)) == [1, 2]
