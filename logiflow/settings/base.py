@@ -148,6 +148,10 @@ CONSUMER_REPLAY_TASK_CHUNK = env.int("CONSUMER_REPLAY_TASK_CHUNK", default=200)
 CONSUMER_INBOX_RETENTION_DAYS = env.int("CONSUMER_INBOX_RETENTION_DAYS", default=14)
 CONSUMER_STATS_INTERVAL_S = env.float("CONSUMER_STATS_INTERVAL_S", default=60.0)
 
+# --- Routing ------------------------------------------------------------------------
+ROUTING_MAX_STOPS = env.int("ROUTING_MAX_STOPS", default=50)
+ROUTING_DWELL_MINUTES = env.int("ROUTING_DWELL_MINUTES", default=15)
+
 # --- Celery ---------------------------------------------------------------------------
 CELERY_BROKER_URL = env("CELERY_BROKER_URL", default="filesystem://")
 CELERY_BROKER_TRANSPORT_OPTIONS: dict = {}
