@@ -32,16 +32,37 @@ def act(client: Client, action: str, ids: list[int], **extra: str) -> object:
     return client.post(CHANGELIST, {"action": action, "_selected_action": [str(i) for i in ids], **extra}, follow=True)
 
 
-@pytest.mark.parametrize("role", ["dispatcher", "finance"])
-def test_dispatcher_and_finance_see_the_ledger_without_replay_or_discard_actions(role: str) -> None:
+def test_dispatcher_has_no_access_to_the_ledger_and_cannot_replay() -> None:
     letter = dead_letter(1, scenario="")
-    client = logged_in(role)
+    client = logged_in("dispatcher")
+    assert client.get(CHANGELIST).status_code == 403
+    act(client, "replay_selected", [letter.pk])
+    assert DeadLetter.objects.get(pk=letter.pk).status == Status.PENDING
+
+
+def test_finance_sees_the_ledger_read_only_without_replay_or_discard_actions() -> None:
+    letter = dead_letter(1, scenario="")
+    client = logged_in("finance")
     page = client.get(CHANGELIST)
     assert page.status_code == 200
     assert not action_names(page) & {"replay_selected", "replay_failure_groups", "discard_selected"}
     act(client, "replay_selected", [letter.pk])
     assert DeadLetter.objects.get(pk=letter.pk).status == Status.PENDING
     assert client.get(reverse("admin:consumers_deadletter_edit_and_replay", args=[letter.pk])).status_code == 403
+    detail = client.get(reverse("admin:consumers_deadletter_change", args=[letter.pk])).content.decode()
+    assert "Edit payload then replay" not in detail
+
+
+def test_role_groups_from_the_migration_hold_exactly_these_ledger_permissions() -> None:
+    from django.contrib.auth.models import Group
+
+    def ledger_perms(role: str) -> set[str]:
+        return set(Group.objects.get(name=role).permissions.filter(content_type__app_label="consumers")
+                   .values_list("codename", flat=True))
+
+    assert ledger_perms("operations") == {"view_deadletter", "replay_deadletter", "discard_deadletter", "edit_deadletter"}
+    assert ledger_perms("finance") == {"view_deadletter"}
+    assert ledger_perms("dispatcher") == set()
 
 
 def test_operations_sees_the_actions_and_replays_selected_now() -> None:
@@ -110,7 +131,7 @@ def test_discard_asks_for_a_reason_and_keeps_it_in_the_history() -> None:
 def test_changelist_shows_failure_group_counts_and_the_oldest_pending_age() -> None:
     for seq in (1, 2):
         dead_letter(seq, key=f"truck-{seq}", scenario="", error=RuntimeError(f"route {seq} missing"))
-    page = logged_in("dispatcher").get(CHANGELIST)
+    page = logged_in("finance").get(CHANGELIST)
     groups = page.context["failure_groups"]
     assert [(g.count, g.exception_class, g.sample_message) for g in groups] == [(2, "builtins.RuntimeError", "route 2 missing")]
     assert page.context["oldest_failed_at"] == DeadLetter.objects.order_by("first_failed_at").first().first_failed_at
@@ -120,7 +141,7 @@ def test_changelist_shows_failure_group_counts_and_the_oldest_pending_age() -> N
 def test_search_finds_a_dead_letter_by_event_id_or_key() -> None:
     wanted = dead_letter(1, key="truck-1")
     dead_letter(2, key="truck-2")
-    client = logged_in("dispatcher")
+    client = logged_in("finance")
     for term in (str(wanted.event_id), "truck-1"):
         assert list(client.get(CHANGELIST, {"q": term}).context["cl"].result_list) == [wanted]
 

@@ -40,15 +40,17 @@ def test_list_filters_by_status_group_type_and_fingerprint() -> None:
 
 def test_detail_has_the_decoded_payload_headers_and_traceback() -> None:
     letter = dead_letter(1, scenario="")
-    body = client_for("dispatcher").get(f"{URL}{letter.pk}/").json()
+    body = client_for("finance").get(f"{URL}{letter.pk}/").json()
     assert body["payload"] == {"key": "truck-1", "scenario": "", "seq": 1}
     assert {"key": "ce_type", "value": "logiflow.testing.Happened.v1"} in body["headers"]
     assert "RuntimeError: boom 1" in body["traceback"]
 
 
-def test_dispatcher_cannot_replay_or_discard() -> None:
+@pytest.mark.parametrize("role", ["dispatcher", "finance"])
+def test_dispatcher_and_finance_cannot_replay_or_discard(role: str) -> None:
     letter = dead_letter(1, scenario="")
-    client = client_for("dispatcher")
+    client = client_for(role)
+    assert client.get(URL).status_code == (403 if role == "dispatcher" else 200)
     assert client.post(f"{URL}{letter.pk}/replay/").status_code == 403
     assert client.post(f"{URL}{letter.pk}/discard/", {"reason": "no"}).status_code == 403
     assert DeadLetter.objects.get(pk=letter.pk).status == DeadLetter.Status.PENDING

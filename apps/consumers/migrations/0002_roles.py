@@ -1,4 +1,7 @@
-"""Roles for the dead-letter ledger: operations replays, discards and edits; dispatchers and finance only look."""
+"""Roles for the dead-letter ledger: operations replays, discards and edits; finance may only look.
+
+Dispatchers get nothing here: routing's migration gives them exactly routing and the read-only outbox.
+"""
 
 from django.db import migrations
 
@@ -11,7 +14,6 @@ def grant_roles(apps, schema_editor):
     grant(apps, schema_editor, group="operations", permissions=[
         VIEW, "consumers.replay_deadletter", "consumers.discard_deadletter", "consumers.edit_deadletter",
     ])
-    grant(apps, schema_editor, group="dispatcher", permissions=[VIEW])
     grant(apps, schema_editor, group="finance", permissions=[VIEW])
 
 
