@@ -114,6 +114,9 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Routing and invoicing for LogiFlow, coupled only by domain events.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    "ENUM_NAME_OVERRIDES": {
+        "DeadLetterStatusEnum": "apps.consumers.models.DeadLetter.Status",
+    },
 }
 
 # --- Kafka ----------------------------------------------------------------------
