@@ -8,3 +8,12 @@ DATABASES = {"default": database_config(env("DATABASE_URL", default="postgres://
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 KAFKA_SESSION_TIMEOUT_MS = env.int("KAFKA_SESSION_TIMEOUT_MS", default=6000)
 OUTBOX_RELAY_POLL_INTERVAL_S = 0.2
+
+# Consumers: a test-only app with its own event type and topic; short backoff so retry tests are quick.
+INSTALLED_APPS = [*INSTALLED_APPS, "tests.consumers.testapp"]  # noqa: F405
+TESTAPP_EVENTS_TOPIC = env("TESTAPP_EVENTS_TOPIC", default="testing.events")
+CONSUMER_MAX_ATTEMPTS = env.int("CONSUMER_MAX_ATTEMPTS", default=3)
+CONSUMER_RETRY_BACKOFF_INITIAL_S = env.float("CONSUMER_RETRY_BACKOFF_INITIAL_S", default=0.05)
+CONSUMER_RETRY_BACKOFF_MAX_S = env.float("CONSUMER_RETRY_BACKOFF_MAX_S", default=0.2)
+CONSUMER_RETRY_MAX_TOTAL_S = env.float("CONSUMER_RETRY_MAX_TOTAL_S", default=10.0)
+CONSUMER_POLL_TIMEOUT_S = 0.2
