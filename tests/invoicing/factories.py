@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from datetime import timedelta
 from decimal import Decimal
+from importlib import import_module
 from typing import Any
 
 import factory
-from django.contrib.auth.models import Group, User
+from django.contrib.auth.models import Group, Permission, User
 
 from apps.contracts import PlannedStop, RouteCalculated
 from apps.invoicing.models import BillingAccount, Invoice
@@ -39,6 +40,18 @@ def issued_invoice(route: RouteCalculated | None = None, **route_overrides: Any)
     return invoice_issue_for_route(route=route)
 
 
+FINANCE_PERMISSIONS = import_module("apps.invoicing.migrations.0002_finance_group").FINANCE_PERMISSIONS
+
+
+def role_group(name: str, permissions: list[str]) -> Group:
+    """The role group with at least `permissions`: transactional tests flush the groups data migrations made."""
+    group, _ = Group.objects.get_or_create(name=name)
+    for permission in permissions:
+        app_label, codename = permission.split(".")
+        group.permissions.add(Permission.objects.get(content_type__app_label=app_label, codename=codename))
+    return group
+
+
 class UserFactory(factory.django.DjangoModelFactory):
     class Meta:
         model = User
@@ -50,7 +63,7 @@ class UserFactory(factory.django.DjangoModelFactory):
     @factory.post_generation
     def role(self, create: bool, group: str | None, **_: Any) -> None:
         if create and group:
-            self.groups.add(Group.objects.get_or_create(name=group)[0])
+            self.groups.add(role_group(group, FINANCE_PERMISSIONS if group == "finance" else []))
 
 
 def three_stop_route(**overrides: Any) -> RouteCalculated:
