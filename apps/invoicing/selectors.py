@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from django.db.models import QuerySet
 
 from apps.invoicing.models import BillingAccount, Invoice
@@ -21,6 +23,14 @@ def invoice_current_for_route(*, route_id: int) -> Invoice | None:
         Invoice.objects.filter(route_id=route_id, kind=Invoice.Kind.INVOICE)
         .exclude(status=Invoice.Status.CREDITED)
         .first()
+    )
+
+
+def invoice_ids_pdf_pending(*, issued_before: datetime) -> list[int]:
+    return list(
+        Invoice.objects.filter(pdf_status=Invoice.PdfStatus.PENDING, issued_at__lt=issued_before)
+        .order_by("id")
+        .values_list("id", flat=True)
     )
 
 

@@ -24,7 +24,7 @@ from apps.common.api import ApplicationError
 from apps.contracts import InvoiceGenerated, RouteCalculated
 from apps.invoicing.models import BillingAccount, Invoice, InvoiceLine, InvoiceNumberCounter
 from apps.invoicing.pricing import Tariff, price_route
-from apps.invoicing.selectors import invoice_current_for_route
+from apps.invoicing.selectors import invoice_current_for_route, invoice_ids_pdf_pending
 
 logger = logging.getLogger(__name__)
 
@@ -99,7 +99,7 @@ def invoice_issue_for_route(*, route: RouteCalculated, source_event_id: UUID | N
         _credit(current)
     invoice = _issue(route=route, account=account, source_event_id=source_event_id)
     outbox.publish(_invoice_generated(invoice))
-    transaction.on_commit(lambda: _schedule_render(invoice.pk))
+    transaction.on_commit(lambda: _schedule_render(invoice.pk), robust=True)
     return invoice
 
 
@@ -166,7 +166,7 @@ def _credit(invoice: Invoice) -> Invoice:
         for line in invoice.lines.all()
     )
     Invoice.objects.filter(pk=invoice.pk).update(status=Invoice.Status.CREDITED)
-    transaction.on_commit(lambda: _schedule_render(note.pk))
+    transaction.on_commit(lambda: _schedule_render(note.pk), robust=True)
     return note
 
 
@@ -211,6 +211,8 @@ def _invoice_generated(invoice: Invoice) -> InvoiceGenerated:
 
 
 def _schedule_render(invoice_id: int) -> None:
+    """Queue the render. Called on commit with `robust=True`: the issue has committed (in a consumer batch,
+    with other messages), so a Celery broker outage must not fail it; `invoice_pdf_requeue_stale` catches up."""
     from apps.invoicing.tasks import render_invoice_pdf  # tasks import services; import here breaks the cycle
 
     render_invoice_pdf.delay(invoice_id)
@@ -279,7 +281,7 @@ def _store_pdf(*, invoice_id: int, version: int, content: bytes) -> Invoice:
     invoice.save(update_fields=["pdf", "pdf_rendered_version", "pdf_status", "pdf_last_error"])
     if previous:
         storage = invoice.pdf.storage
-        transaction.on_commit(lambda: storage.delete(previous))
+        transaction.on_commit(lambda: storage.delete(previous), robust=True)
     return invoice
 
 
@@ -305,5 +307,15 @@ def invoice_request_rerender(*, invoice_id: int) -> Invoice:
     invoice.pdf_attempts = 0
     invoice.pdf_last_error = ""
     invoice.save(update_fields=["pdf_version", "pdf_status", "pdf_attempts", "pdf_last_error"])
-    transaction.on_commit(lambda: _schedule_render(invoice.pk))
+    transaction.on_commit(lambda: _schedule_render(invoice.pk), robust=True)
     return invoice
+
+
+def invoice_pdf_requeue_stale(*, older_than: timedelta | None = None) -> int:
+    """Queue renders for PDFs still pending long after issue (their task was lost: broker down at commit,
+    queue purged); returns how many. A duplicate of a live task is harmless, renders are idempotent."""
+    age = older_than or timedelta(minutes=settings.INVOICING_PDF_STALE_MINUTES)
+    invoice_ids = invoice_ids_pdf_pending(issued_before=timezone.now() - age)
+    for invoice_id in invoice_ids:
+        _schedule_render(invoice_id)
+    return len(invoice_ids)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from celery import shared_task
 from django.core.exceptions import ObjectDoesNotExist
 
-from apps.invoicing.services import invoice_pdf_render_failed, invoice_render_pdf
+from apps.invoicing.services import invoice_pdf_render_failed, invoice_pdf_requeue_stale, invoice_render_pdf
 
 PDF_MAX_RETRIES = 5
 
@@ -35,3 +35,9 @@ def render_invoice_pdf(self, invoice_id: int) -> None:  # type: ignore[no-untype
         final = self.request.retries >= self.max_retries
         invoice_pdf_render_failed(invoice_id=invoice_id, error=f"{type(error).__name__}: {error}", final=final)
         raise
+
+
+@shared_task
+def requeue_stale_pdfs() -> int:
+    """Periodic (beat): queue renders whose task was lost, e.g. the Celery broker was down at commit."""
+    return invoice_pdf_requeue_stale()

@@ -192,6 +192,11 @@ INVOICING_ISSUER = {
 }
 # Render attempts per PDF version, counted before each render, so a renderer that crashes its worker ends `failed`.
 INVOICING_PDF_MAX_ATTEMPTS = env.int("INVOICING_PDF_MAX_ATTEMPTS", default=10)
+# A PDF still pending this long after issue lost its task (broker down at commit); beat queues it again.
+INVOICING_PDF_STALE_MINUTES = env.int("INVOICING_PDF_STALE_MINUTES", default=15)
+CELERY_BEAT_SCHEDULE["invoicing-requeue-stale-pdfs"] = {
+    "task": "apps.invoicing.tasks.requeue_stale_pdfs", "schedule": 5 * 60,
+}
 
 LOGGING = {
     "version": 1,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -39,6 +41,16 @@ def celery_queue(tmp_path: Path) -> Iterator[Path]:
 def queued_messages(folder: Path) -> list[Path]:
     queue = folder / "queue"
     return sorted(queue.glob("*.msg")) if queue.exists() else []
+
+
+def queued_tasks(folder: Path) -> list[tuple[str, list]]:
+    """(task name, args) of every message waiting in the filesystem transport's queue."""
+    tasks = []
+    for path in queued_messages(folder):
+        message = json.loads(path.read_text())
+        args, _kwargs, _embed = json.loads(base64.b64decode(message["body"]))
+        tasks.append((message["headers"]["task"], args))
+    return tasks
 
 
 def _drop_connections() -> None:

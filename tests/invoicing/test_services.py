@@ -17,7 +17,7 @@ from apps.invoicing.services import (
     invoice_mark_sent,
 )
 from apps.outbox.models import OutboxEvent
-from tests.invoicing.conftest import queued_messages
+from tests.invoicing.conftest import queued_tasks
 from tests.invoicing.factories import BillingAccountFactory, three_stop_route
 
 pytestmark = pytest.mark.django_db
@@ -157,10 +157,10 @@ def test_pdf_render_is_queued_only_after_commit(celery_queue) -> None:  # type: 
     BillingAccountFactory()
     with transaction.atomic():
         invoice_issue_for_route(route=three_stop_route(route_id=11))
-        assert queued_messages(celery_queue) == []
+        assert queued_tasks(celery_queue) == []
 
-    [message] = queued_messages(celery_queue)
-    assert "apps.invoicing.tasks.render_invoice_pdf" in message.read_text()
+    invoice = Invoice.objects.get()
+    assert queued_tasks(celery_queue) == [("apps.invoicing.tasks.render_invoice_pdf", [invoice.pk])]
 
 
 @pytest.mark.django_db(transaction=True)
@@ -170,5 +170,5 @@ def test_a_rolled_back_issue_queues_no_render_and_returns_its_number(celery_queu
         invoice_issue_for_route(route=three_stop_route(route_id=11))
         raise RuntimeError("the consumer's transaction failed after the handler")
 
-    assert queued_messages(celery_queue) == []
+    assert queued_tasks(celery_queue) == []
     assert invoice_issue_for_route(route=three_stop_route(route_id=12)).number.endswith("-000001")

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from celery import states
@@ -11,7 +13,8 @@ from pypdf import PdfReader
 
 from apps.invoicing.models import Invoice
 from apps.invoicing.services import invoice_render_pdf, invoice_request_rerender
-from apps.invoicing.tasks import PDF_MAX_RETRIES, render_invoice_pdf
+from apps.invoicing.tasks import PDF_MAX_RETRIES, render_invoice_pdf, requeue_stale_pdfs
+from tests.invoicing.conftest import queued_tasks
 from tests.invoicing.factories import issued_invoice, three_stop_route
 from tests.invoicing.storages import UNAVAILABLE
 
@@ -109,3 +112,26 @@ def test_a_task_for_an_unknown_invoice_fails_with_does_not_exist() -> None:
     result = render_invoice_pdf.apply(args=[987654])
     assert result.state == states.FAILURE
     assert result.result.__class__.__name__ == "DoesNotExist"
+
+
+def test_a_pdf_whose_task_was_lost_is_queued_again_by_the_periodic_sweep(celery_queue) -> None:  # type: ignore[no-untyped-def]
+    lost = invoice_for_route(31)  # in this test's transaction on_commit never runs: its task was never queued
+    fresh = invoice_for_route(32)
+    Invoice.objects.filter(pk=lost.pk).update(issued_at=lost.issued_at - timedelta(hours=1))
+
+    result = requeue_stale_pdfs.apply()
+
+    assert result.result == 1
+    assert queued_tasks(celery_queue) == [("apps.invoicing.tasks.render_invoice_pdf", [lost.pk])]
+    assert fresh.pdf_status == Invoice.PdfStatus.PENDING
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_celery_broker_outage_at_commit_does_not_undo_or_fail_the_issue(
+    celery_queue: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    celery_queue.write_text("not a folder")  # the transport cannot create its queue: every publish fails
+    invoice = invoice_for_route(33)
+
+    assert Invoice.objects.filter(pk=invoice.pk, pdf_status="pending").exists()
+    assert "Error calling" in caplog.text and "on_commit" in caplog.text  # logged, left to the sweep
