@@ -24,7 +24,7 @@ from apps.common.api import ApplicationError
 from apps.contracts import InvoiceGenerated, RouteCalculated
 from apps.invoicing.models import BillingAccount, Invoice, InvoiceLine, InvoiceNumberCounter
 from apps.invoicing.pricing import Tariff, price_route
-from apps.invoicing.selectors import invoice_current_for_route, invoice_ids_pdf_pending
+from apps.invoicing.selectors import billing_account_get, invoice_current_for_route, invoice_ids_pdf_pending
 
 logger = logging.getLogger(__name__)
 
@@ -92,7 +92,7 @@ def invoice_issue_for_route(*, route: RouteCalculated, source_event_id: UUID | N
         logger.info("route %s calculation %s already invoiced as %s (calculation %s); ignored",
                     route.route_id, route.calculation, current.number, current.route_calculation)
         return current
-    account = BillingAccount.objects.filter(customer_id=route.customer_id).first()
+    account = billing_account_get(customer_id=route.customer_id)
     if account is None:
         raise BillingAccountMissing(customer_id=route.customer_id, customer_name=route.customer_name)
     if current:
@@ -172,8 +172,11 @@ def _credit(invoice: Invoice) -> Invoice:
 
 def _next_number(year: int) -> str:
     """The next gapless number of `year`; the counter row stays locked until the issuing transaction ends."""
-    InvoiceNumberCounter.objects.bulk_create([InvoiceNumberCounter(year=year)], ignore_conflicts=True)
-    counter = InvoiceNumberCounter.objects.select_for_update().get(year=year)
+    counters = InvoiceNumberCounter.objects.select_for_update()
+    counter = counters.filter(year=year).first()
+    if counter is None:  # the year's first invoice; a concurrent first one is absorbed by the conflict clause
+        InvoiceNumberCounter.objects.bulk_create([InvoiceNumberCounter(year=year)], ignore_conflicts=True)
+        counter = counters.get(year=year)
     counter.last_number += 1
     counter.save(update_fields=["last_number"])
     return f"LF-{year:04d}-{counter.last_number:06d}"
