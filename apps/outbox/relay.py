@@ -214,7 +214,9 @@ class OutboxRelay(Worker):
                 producer.poll(0)
             producer.close()
         for lane in self._lanes:
-            lane.submit(connection.close).exception()
+            error = lane.submit(_close_lane_connection).exception()
+            if error is not None:
+                logger.warning("relay: closing a lane connection failed: %s", error)
             lane.shutdown()
         self._lanes = []
         if self._listener is not None:
@@ -450,3 +452,8 @@ class OutboxRelay(Worker):
             break
         for _ in raw.notifies(timeout=0):  # repeats fold into one wake-up
             pass
+
+
+def _close_lane_connection() -> None:
+    # Looked up on the lane's own thread: `connection` is thread-local.
+    connection.close()
