@@ -397,11 +397,10 @@ class OutboxRelay(Worker):
 
     # --- connections --------------------------------------------------------------------------------
     def _prepare_lane_connection(self) -> None:
-        """A relay commit only records what the broker already has: losing the last few in a database
-        crash means re-sending them (duplicates, never loss), so it need not wait for the WAL flush."""
+        """Session settings of a lane's connection (set once per connection)."""
         if self.concurrent and connection.connection is None:
             with connection.cursor() as cursor:
-                cursor.execute("SET synchronous_commit = off")
+                cursor.execute(claims.RELAY_SESSION_SETTINGS)
 
     def _abandon_transaction(self) -> None:
         try:
