@@ -86,3 +86,8 @@ def groups() -> list[str]:
 
 def topics_for(group: str) -> list[str]:
     return sorted({reg.event_class.topic() for (g, _), reg in _REGISTRY.items() if g == group})
+
+
+def handled_types(group: str) -> list[str]:
+    """The CloudEvents types (with version) `group` has handlers for."""
+    return sorted(ce_type for g, ce_type in _REGISTRY if g == group)

@@ -7,7 +7,7 @@ from celery import shared_task
 from apps.outbox.services import outbox_events_purge
 
 
-@shared_task(name="outbox.purge_published_events")
+@shared_task
 def purge_published_events() -> int:
     """Retention: delete published outbox rows older than OUTBOX_RETENTION_HOURS (beat, hourly)."""
     return outbox_events_purge()

@@ -114,6 +114,9 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Routing and invoicing for LogiFlow, coupled only by domain events.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    "ENUM_NAME_OVERRIDES": {
+        "DeadLetterStatusEnum": "apps.consumers.models.DeadLetter.Status",
+    },
 }
 
 # --- Kafka ----------------------------------------------------------------------
@@ -137,6 +140,28 @@ OUTBOX_RELAY_SHUTDOWN_GRACE_S = env.float("OUTBOX_RELAY_SHUTDOWN_GRACE_S", defau
 OUTBOX_RELAY_LINGER_MS = env.int("OUTBOX_RELAY_LINGER_MS", default=1)
 OUTBOX_RETENTION_HOURS = env.int("OUTBOX_RETENTION_HOURS", default=24 * 7)
 OUTBOX_PURGE_BATCH_SIZE = env.int("OUTBOX_PURGE_BATCH_SIZE", default=5000)
+
+# --- Consumers and dead letters ---------------------------------------------------------
+CONSUMER_BATCH_SIZE = env.int("CONSUMER_BATCH_SIZE", default=500)
+CONSUMER_POLL_TIMEOUT_S = env.float("CONSUMER_POLL_TIMEOUT_S", default=1.0)
+# Handler attempts (the first included) before a message goes to the ledger; the retries of one message
+# must also end within CONSUMER_RETRY_MAX_TOTAL_S, well below Kafka's max.poll.interval.ms (300 s).
+CONSUMER_MAX_ATTEMPTS = env.int("CONSUMER_MAX_ATTEMPTS", default=5)
+CONSUMER_RETRY_BACKOFF_INITIAL_S = env.float("CONSUMER_RETRY_BACKOFF_INITIAL_S", default=0.5)
+CONSUMER_RETRY_BACKOFF_MAX_S = env.float("CONSUMER_RETRY_BACKOFF_MAX_S", default=10.0)
+CONSUMER_RETRY_MAX_TOTAL_S = env.float("CONSUMER_RETRY_MAX_TOTAL_S", default=60.0)
+# Failed replays of one dead letter before plain replay is refused (edit or discard it instead).
+CONSUMER_REPLAY_MAX_ATTEMPTS = env.int("CONSUMER_REPLAY_MAX_ATTEMPTS", default=10)
+# Larger admin selections are replayed in the background by Celery, in tasks of this many.
+CONSUMER_REPLAY_SYNC_LIMIT = env.int("CONSUMER_REPLAY_SYNC_LIMIT", default=20)
+CONSUMER_REPLAY_TASK_CHUNK = env.int("CONSUMER_REPLAY_TASK_CHUNK", default=200)
+# Keep inbox rows longer than a topic can ever be re-read (Kafka retention), or an old event could apply twice.
+CONSUMER_INBOX_RETENTION_DAYS = env.int("CONSUMER_INBOX_RETENTION_DAYS", default=14)
+CONSUMER_STATS_INTERVAL_S = env.float("CONSUMER_STATS_INTERVAL_S", default=60.0)
+
+# --- Routing ------------------------------------------------------------------------
+ROUTING_MAX_STOPS = env.int("ROUTING_MAX_STOPS", default=50)
+ROUTING_DWELL_MINUTES = env.int("ROUTING_DWELL_MINUTES", default=15)
 
 # --- Celery ---------------------------------------------------------------------------
 CELERY_BROKER_URL = env("CELERY_BROKER_URL", default="filesystem://")
@@ -162,7 +187,8 @@ CELERY_TASK_SOFT_TIME_LIMIT = env.int("CELERY_TASK_SOFT_TIME_LIMIT", default=240
 CELERY_WORKER_MAX_TASKS_PER_CHILD = env.int("CELERY_WORKER_MAX_TASKS_PER_CHILD", default=200)
 CELERY_WORKER_MAX_MEMORY_PER_CHILD = env.int("CELERY_WORKER_MAX_MEMORY_PER_CHILD", default=400_000)  # KiB
 CELERY_BEAT_SCHEDULE: dict = {}
-CELERY_BEAT_SCHEDULE["outbox-purge-published"] = {"task": "outbox.purge_published_events", "schedule": 3600.0}
+CELERY_BEAT_SCHEDULE["outbox-purge-published"] = {"task": "apps.outbox.tasks.purge_published_events", "schedule": 3600}
+CELERY_BEAT_SCHEDULE["consumers-purge-inbox"] = {"task": "apps.consumers.tasks.purge_inbox", "schedule": 6 * 3600}
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 
 LOGGING = {

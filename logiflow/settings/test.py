@@ -11,3 +11,12 @@ OUTBOX_RELAY_POLL_INTERVAL_S = 0.2
 # Short enough that broker-outage tests see a failed delivery within seconds.
 OUTBOX_RELAY_DELIVERY_TIMEOUT_S = env.float("OUTBOX_RELAY_DELIVERY_TIMEOUT_S", default=10.0)
 OUTBOX_RELAY_RETRY_MAX_S = env.float("OUTBOX_RELAY_RETRY_MAX_S", default=2.0)
+
+# Consumers: a test-only app with its own event type and topic; short backoff so retry tests are quick.
+INSTALLED_APPS = [*INSTALLED_APPS, "tests.consumers.testapp"]  # noqa: F405
+TESTAPP_EVENTS_TOPIC = env("TESTAPP_EVENTS_TOPIC", default="testing.events")
+CONSUMER_MAX_ATTEMPTS = env.int("CONSUMER_MAX_ATTEMPTS", default=3)
+CONSUMER_RETRY_BACKOFF_INITIAL_S = env.float("CONSUMER_RETRY_BACKOFF_INITIAL_S", default=0.05)
+CONSUMER_RETRY_BACKOFF_MAX_S = env.float("CONSUMER_RETRY_BACKOFF_MAX_S", default=0.2)
+CONSUMER_RETRY_MAX_TOTAL_S = env.float("CONSUMER_RETRY_MAX_TOTAL_S", default=10.0)
+CONSUMER_POLL_TIMEOUT_S = 0.2

@@ -1,0 +1,287 @@
+"""The dead-letter ledger in the admin: investigate, replay (now or in the background), discard, edit and replay.
+
+Replay and discard are custom permissions (`replay_deadletter`, `discard_deadletter`, `edit_deadletter`) held by
+the `operations` group; everyone else with `view_deadletter` sees the ledger read-only.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections import Counter
+from typing import Any
+
+from django import forms
+from django.conf import settings
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
+from django.db.models import QuerySet
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.shortcuts import get_object_or_404
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils.html import format_html, format_html_join
+
+from apps.common.api import ApplicationError
+from apps.consumers import selectors
+from apps.consumers.models import DeadLetter, DeadLetterReplay
+from apps.consumers.services import (
+    deadletter_discard,
+    deadletter_edit_and_replay,
+    deadletter_queue_replay,
+    deadletter_replay,
+)
+
+
+class FailureGroupFilter(admin.SimpleListFilter):
+    title = "failure group"
+    parameter_name = "fingerprint"
+
+    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list[tuple[str, str]]:
+        return [
+            (group.fingerprint, f"{group.exception_class.rsplit('.', 1)[-1] or group.reason}: "
+                                f"{group.sample_message[:60]} ({group.count})")
+            for group in selectors.failure_groups()
+        ]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[DeadLetter]) -> QuerySet[DeadLetter]:
+        return queryset.filter(fingerprint=self.value()) if self.value() else queryset
+
+
+class HistoryInline(admin.TabularInline):
+    model = DeadLetterReplay
+    extra = 0
+    can_delete = False
+    fields = ["at", "action", "outcome", "actor", "reason", "error", "payload_diff_pre"]
+    readonly_fields = fields
+
+    @admin.display(description="payload diff")
+    def payload_diff_pre(self, entry: DeadLetterReplay) -> str:
+        return format_html("<pre>{}</pre>", entry.payload_diff) if entry.payload_diff else "-"
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        # The history is part of the dead letter: whoever may see the ledger sees it.
+        return request.user.has_perm("consumers.view_deadletter")
+
+
+class DiscardForm(forms.Form):
+    reason = forms.CharField(widget=forms.Textarea(attrs={"rows": 3, "cols": 80}), help_text="Kept in the history.")
+
+
+class EditPayloadForm(forms.Form):
+    payload = forms.CharField(widget=forms.Textarea(attrs={"rows": 24, "cols": 100, "style": "font-family: monospace"}))
+
+
+@admin.register(DeadLetter)
+class DeadLetterAdmin(admin.ModelAdmin):
+    list_display = [
+        "id", "status", "group", "event_type", "key", "reason", "short_error", "attempts", "last_failed_at",
+        "blocked_by",
+    ]
+    list_filter = ["status", "group", "event_type", "reason", FailureGroupFilter]
+    search_fields = ["key"]
+    search_help_text = "An event id, or a key (exact)."
+    list_select_related = ["blocked_by"]
+    inlines = [HistoryInline]
+    actions = ["replay_selected", "replay_failure_groups", "discard_selected"]
+    fieldsets = [
+        ("Message", {"fields": ["status", "group", "event_type", "event_version", "event_id", "key", "topic",
+                                "partition", "offset", "blocked_by", "parked_count"]}),
+        ("Failure", {"fields": ["reason", "handler", "exception_class", "error_message", "fingerprint", "attempts",
+                                "first_failed_at", "last_failed_at", "resolved_at", "traceback_pre"]}),
+        ("Payload", {"fields": ["payload_pre", "headers_table"]}),
+    ]
+    readonly_fields = [
+        "status", "group", "event_type", "event_version", "event_id", "key", "topic", "partition", "offset",
+        "blocked_by", "parked_count", "reason", "handler", "exception_class", "error_message", "fingerprint",
+        "attempts", "first_failed_at", "last_failed_at", "resolved_at", "traceback_pre", "payload_pre",
+        "headers_table",
+    ]
+
+    # --- permissions: the ledger is written by the consumers and the services, never edited as a form ---
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_replay_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("consumers.replay_deadletter")
+
+    def has_discard_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("consumers.discard_deadletter")
+
+    def has_edit_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("consumers.edit_deadletter")
+
+    # --- display ---------------------------------------------------------------------------------------------
+
+    @admin.display(description="error")
+    def short_error(self, dead_letter: DeadLetter) -> str:
+        return dead_letter.error_message[:80]
+
+    @admin.display(description="messages parked behind it")
+    def parked_count(self, dead_letter: DeadLetter) -> int:
+        return dead_letter.parked.filter(status__in=DeadLetter.UNRESOLVED).count()
+
+    @admin.display(description="traceback")
+    def traceback_pre(self, dead_letter: DeadLetter) -> str:
+        return format_html("<pre>{}</pre>", dead_letter.traceback) if dead_letter.traceback else "-"
+
+    @admin.display(description="payload")
+    def payload_pre(self, dead_letter: DeadLetter) -> str:
+        return format_html("<pre>{}</pre>", dead_letter.pretty_payload())
+
+    @admin.display(description="headers")
+    def headers_table(self, dead_letter: DeadLetter) -> str:
+        rows = format_html_join(
+            "", "<tr><th>{}</th><td><code>{}</code></td></tr>",
+            ((name, value.decode("utf-8", errors="backslashreplace") if value is not None else "null")
+             for name, value in dead_letter.header_pairs()),
+        )
+        return format_html("<table>{}</table>", rows)
+
+    def get_search_results(
+        self, request: HttpRequest, queryset: QuerySet[DeadLetter], search_term: str
+    ) -> tuple[QuerySet[DeadLetter], bool]:
+        term = search_term.strip()
+        if not term:
+            return queryset, False
+        try:
+            return queryset.filter(event_id=uuid.UUID(term)), False
+        except ValueError:
+            return queryset.filter(key=term), False
+
+    def changelist_view(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> HttpResponse:
+        extra_context = {
+            **(extra_context or {}),
+            "failure_groups": selectors.failure_groups(limit=10),
+            "oldest_failed_at": selectors.oldest_unresolved_at(),
+        }
+        return super().changelist_view(request, extra_context)
+
+    def change_view(
+        self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
+        extra_context = {**(extra_context or {}), "can_edit_payload": self.has_edit_permission(request)}
+        return super().change_view(request, object_id, form_url, extra_context)
+
+    # --- actions -----------------------------------------------------------------------------------------------
+
+    def get_actions(self, request: HttpRequest) -> dict[str, Any]:
+        actions = super().get_actions(request)
+        actions.pop("delete_selected", None)
+        return actions
+
+    @admin.action(permissions=["replay"], description="Replay selected dead letters")
+    def replay_selected(self, request: HttpRequest, queryset: QuerySet[DeadLetter]) -> None:
+        self._replay(request, list(queryset.order_by("id").values_list("id", flat=True)))
+
+    @admin.action(permissions=["replay"], description="Replay all in this failure group")
+    def replay_failure_groups(self, request: HttpRequest, queryset: QuerySet[DeadLetter]) -> HttpResponse | None:
+        fingerprints = sorted(set(queryset.values_list("fingerprint", flat=True)))
+        replayable = selectors.replayable_in_groups(fingerprints)
+        if request.POST.get("confirm") != "yes":
+            return TemplateResponse(request, "admin/consumers/deadletter/confirm_replay_groups.html", {
+                **self.admin_site.each_context(request), "opts": self.model._meta, "title": "Replay failure groups",
+                "selected": queryset, "fingerprints": fingerprints, "count": replayable.count(),
+                "per_group": Counter(replayable.values_list("fingerprint", flat=True)).most_common(),
+                "action": "replay_failure_groups", "action_checkbox_name": admin.helpers.ACTION_CHECKBOX_NAME,
+            })
+        self._replay(request, list(replayable.values_list("id", flat=True)))
+        return None
+
+    @admin.action(permissions=["discard"], description="Discard selected (with a reason)")
+    def discard_selected(self, request: HttpRequest, queryset: QuerySet[DeadLetter]) -> HttpResponse | None:
+        form = DiscardForm(request.POST if request.POST.get("confirm") == "yes" else None)
+        if not form.is_valid():
+            return TemplateResponse(request, "admin/consumers/deadletter/discard.html", {
+                **self.admin_site.each_context(request), "opts": self.model._meta, "title": "Discard dead letters",
+                "selected": queryset, "form": form, "action": "discard_selected",
+                "action_checkbox_name": admin.helpers.ACTION_CHECKBOX_NAME,
+            })
+        discarded, refused, released = 0, [], 0
+        for dead_letter_id in queryset.order_by("id").values_list("id", flat=True):
+            try:
+                result = deadletter_discard(
+                    dead_letter_id=dead_letter_id, actor=request.user, reason=form.cleaned_data["reason"]
+                )
+            except ApplicationError as error:
+                refused.append(f"#{dead_letter_id}: {error.message}")
+                continue
+            discarded += 1
+            released += len(result.released)
+        self.message_user(request, f"Discarded {discarded} dead letters; {released} parked messages released.")
+        if refused:
+            self.message_user(request, "Not discarded: " + "; ".join(refused), messages.WARNING)
+        return None
+
+    def _replay(self, request: HttpRequest, ids: list[int]) -> None:
+        if len(ids) > settings.CONSUMER_REPLAY_SYNC_LIMIT:
+            queued = deadletter_queue_replay(dead_letter_ids=ids, actor=request.user)
+            skipped = len(ids) - len(queued)
+            self.message_user(
+                request,
+                f"Queued {len(queued)} dead letters for background replay"
+                + (f" ({skipped} skipped: not pending, or parked behind another)." if skipped else ".")
+                + " Their status is 'replaying' until the replay ran.",
+            )
+            return
+        outcomes: Counter[str] = Counter()
+        problems: list[str] = []
+        released = 0
+        for dead_letter_id in ids:
+            try:
+                result = deadletter_replay(dead_letter_id=dead_letter_id, actor=request.user)
+            except ApplicationError as error:
+                outcomes["refused"] += 1
+                problems.append(f"#{dead_letter_id}: {error.message}")
+                continue
+            outcomes[result.outcome] += 1
+            released += len(result.released)
+            if result.error:
+                problems.append(f"#{dead_letter_id} failed again: {result.error[:200]}")
+        summary = ", ".join(f"{count} {outcome}" for outcome, count in sorted(outcomes.items()))
+        level = messages.SUCCESS if not problems else messages.WARNING
+        self.message_user(request, f"Replayed {len(ids)} dead letters: {summary}; {released} parked messages released.", level)
+        for problem in problems[:20]:
+            self.message_user(request, problem, messages.WARNING)
+
+    # --- edit payload then replay ----------------------------------------------------------------------------
+
+    def get_urls(self) -> list[Any]:
+        return [
+            path("<int:object_id>/edit-and-replay/", self.admin_site.admin_view(self.edit_and_replay_view),
+                 name="consumers_deadletter_edit_and_replay"),
+            *super().get_urls(),
+        ]
+
+    def edit_and_replay_view(self, request: HttpRequest, object_id: int) -> HttpResponse:
+        if not self.has_edit_permission(request):
+            raise PermissionDenied
+        dead_letter = get_object_or_404(DeadLetter, pk=object_id)
+        form = EditPayloadForm(request.POST or None, initial={"payload": dead_letter.pretty_payload()})
+        if request.method == "POST" and form.is_valid():
+            try:
+                result = deadletter_edit_and_replay(
+                    dead_letter_id=dead_letter.pk, actor=request.user, payload=form.cleaned_data["payload"]
+                )
+            except ApplicationError as error:
+                form.add_error("payload", error.message)
+            else:
+                level = messages.SUCCESS if result.outcome != DeadLetterReplay.Outcome.FAILED else messages.WARNING
+                self.message_user(request, f"Edited and replayed #{dead_letter.pk}: {result.outcome} {result.error}", level)
+                return HttpResponseRedirect(reverse("admin:consumers_deadletter_change", args=[dead_letter.pk]))
+        return TemplateResponse(request, "admin/consumers/deadletter/edit_and_replay.html", {
+            **self.admin_site.each_context(request), "opts": self.model._meta, "original": dead_letter,
+            "title": f"Edit payload of dead letter #{dead_letter.pk} then replay", "form": form,
+        })

@@ -1,0 +1,147 @@
+"""Turn a Kafka message (CloudEvents binary-mode headers + JSON value) into a validated event, or classify why not.
+
+`decode` returns the typed event with its `EventMeta`, `SKIP` for a type the group does not handle, or raises
+`DecodeFailure` with the ledger reason for a message no retry can fix.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Final
+
+from pydantic import ValidationError
+
+from apps.consumers import registry
+from apps.consumers.models import DeadLetter
+from apps.consumers.registry import EventMeta, Registration
+from apps.contracts.base import DomainEvent
+
+Reason = DeadLetter.Reason
+_VERSIONED_TYPE = re.compile(r"^(?P<name>.+)\.v(?P<version>[0-9]+)$")
+REQUIRED_HEADERS = ("ce_specversion", "ce_id", "ce_source", "ce_type", "ce_time")
+
+
+@dataclass(frozen=True)
+class RawMessage:
+    """What was read from the topic (or stored in the ledger): enough to decode and to dead-letter it."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: str | None
+    value: bytes | None
+    headers: list[tuple[str, bytes | None]] = field(default_factory=list)
+
+    def header(self, name: str) -> str | None:
+        for header_name, raw in self.headers:
+            if header_name == name and raw is not None:
+                return raw.decode("utf-8", errors="replace")
+        return None
+
+
+@dataclass(frozen=True)
+class Decoded:
+    event: DomainEvent
+    meta: EventMeta
+    registration: Registration
+
+
+class DecodeFailure(Exception):
+    """A permanent failure: the message goes to the ledger with `reason`, never retried by the consumer."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+class _Skip:
+    def __repr__(self) -> str:
+        return "SKIP"
+
+
+SKIP: Final = _Skip()
+
+
+@dataclass(frozen=True)
+class Identity:
+    """The event identity headers as far as they are readable; stored on a dead letter for search."""
+
+    event_id: uuid.UUID | None
+    event_type: str
+    event_version: int | None
+
+
+def identity(raw: RawMessage) -> Identity:
+    ce_type = raw.header("ce_type") or ""
+    match = _VERSIONED_TYPE.match(ce_type)
+    try:
+        event_id = uuid.UUID(raw.header("ce_id") or "")
+    except ValueError:
+        event_id = None
+    return Identity(event_id=event_id, event_type=ce_type[:200], event_version=int(match["version"]) if match else None)
+
+
+def decode(raw: RawMessage, *, group: str) -> Decoded | _Skip:
+    """The typed, schema-valid event and its envelope; `SKIP` when `group` has no handler for the type."""
+    missing = [name for name in REQUIRED_HEADERS if not raw.header(name)]
+    if missing:
+        raise DecodeFailure(Reason.MISSING_HEADERS, f"missing CloudEvents headers: {', '.join(missing)}")
+    ce_type = raw.header("ce_type") or ""
+    registration = _registration(group, ce_type)
+    if registration is None:
+        return SKIP
+    meta = _meta(raw, group=group, ce_type=ce_type)
+    return Decoded(event=_event(raw, registration), meta=meta, registration=registration)
+
+
+def _registration(group: str, ce_type: str) -> Registration | None:
+    """The group's handler for the type; None to skip a type it does not handle at all.
+
+    A *version* the group does not know of a type it does handle is a permanent failure, not a skip:
+    silently dropping `v2` of an event the group depends on would lose data.
+    """
+    found = registry.handler_for(group, ce_type)
+    if found:
+        return found
+    match = _VERSIONED_TYPE.match(ce_type)
+    if not match:
+        raise DecodeFailure(Reason.MISSING_HEADERS, f"ce_type {ce_type!r} has no version suffix (.vN)")
+    known = registry.handled_types(group)
+    if any((m := _VERSIONED_TYPE.match(t)) and m["name"] == match["name"] for t in known):
+        raise DecodeFailure(Reason.UNKNOWN_TYPE, f"{group} does not handle version {match['version']} of {match['name']}")
+    return None
+
+
+def _meta(raw: RawMessage, *, group: str, ce_type: str) -> EventMeta:
+    if raw.header("ce_specversion") != "1.0":
+        raise DecodeFailure(Reason.MISSING_HEADERS, f"unsupported ce_specversion {raw.header('ce_specversion')!r}")
+    content_type = raw.header("content-type")
+    if content_type is not None and not content_type.startswith("application/json"):
+        raise DecodeFailure(Reason.MISSING_HEADERS, f"unsupported content-type {content_type!r}")
+    try:
+        event_id = uuid.UUID(raw.header("ce_id") or "")
+    except ValueError:
+        raise DecodeFailure(Reason.MISSING_HEADERS, f"ce_id {raw.header('ce_id')!r} is not a UUID") from None
+    try:
+        time = datetime.fromisoformat(raw.header("ce_time") or "")
+    except ValueError:
+        raise DecodeFailure(Reason.MISSING_HEADERS, f"ce_time {raw.header('ce_time')!r} is not a timestamp") from None
+    return EventMeta(
+        event_id=event_id, ce_type=ce_type, source=raw.header("ce_source") or "", time=time, key=raw.key,
+        traceparent=raw.header("traceparent"), topic=raw.topic, partition=raw.partition, offset=raw.offset,
+        group=group,
+    )
+
+
+def _event(raw: RawMessage, registration: Registration) -> DomainEvent:
+    if raw.value is None:
+        raise DecodeFailure(Reason.NOT_JSON, "the value is empty (tombstone)")
+    try:
+        return registration.event_class.model_validate_json(raw.value)
+    except ValidationError as error:
+        if any(item["type"] == "json_invalid" for item in error.errors()):
+            raise DecodeFailure(Reason.NOT_JSON, f"the value is not JSON: {error.errors()[0]['msg']}") from None
+        raise DecodeFailure(Reason.INVALID_PAYLOAD, f"{registration.event_class.ce_type()} is invalid: {error}") from None

@@ -1,0 +1,175 @@
+"""The consumer side's tables: the inbox that makes redelivery a no-op, and the dead-letter ledger with its history."""
+
+from __future__ import annotations
+
+import base64
+import json
+from typing import Any
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+
+class InboxEntry(models.Model):
+    """One row per event a group has applied; inserted in the handler's transaction, so a redelivery is a no-op."""
+
+    group = models.CharField(max_length=100)
+    event_id = models.UUIDField()
+    processed_at = models.DateTimeField(db_index=True)
+
+    class Meta:
+        verbose_name_plural = "inbox entries"
+        constraints = [models.UniqueConstraint(fields=["group", "event_id"], name="consumers_inbox_group_event_uniq")]
+
+    def __str__(self) -> str:
+        return f"{self.group} {self.event_id}"
+
+
+class DeadLetter(models.Model):
+    """A message a group could not apply, kept byte for byte until someone replays or discards it."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        REPLAYING = "replaying", "Replaying"
+        REPLAYED = "replayed", "Replayed"
+        DISCARDED = "discarded", "Discarded"
+
+    class Reason(models.TextChoices):
+        NOT_JSON = "not_json", "Value is not JSON"
+        MISSING_HEADERS = "missing_headers", "Missing or invalid CloudEvents headers"
+        UNKNOWN_TYPE = "unknown_type", "Unknown event type version"
+        INVALID_PAYLOAD = "invalid_payload", "Payload invalid against the event schema"
+        NON_RETRYABLE = "non_retryable", "Handler refused it (not retryable)"
+        HANDLER_ERROR = "handler_error", "Handler failed after retries"
+        PARKED = "parked", "Parked behind an earlier failure of its key"
+
+    UNRESOLVED = (Status.PENDING, Status.REPLAYING)
+
+    group = models.CharField(max_length=100)
+    topic = models.CharField(max_length=200)
+    partition = models.IntegerField()
+    offset = models.BigIntegerField()
+    key = models.CharField(max_length=200, null=True, blank=True)
+    value = models.BinaryField(help_text="The Kafka value exactly as received (or as last edited).")
+    headers = models.JSONField(default=list, help_text="All Kafka headers, in order.")
+    event_id = models.UUIDField(null=True, blank=True)
+    event_type = models.CharField(max_length=200, blank=True)
+    event_version = models.PositiveIntegerField(null=True, blank=True)
+    reason = models.CharField(max_length=20, choices=Reason.choices)
+    handler = models.CharField(max_length=300, blank=True)
+    exception_class = models.CharField(max_length=300, blank=True)
+    error_message = models.TextField(blank=True)
+    traceback = models.TextField(blank=True)
+    fingerprint = models.CharField(max_length=16, db_index=True, help_text="Failure group: exception, handler, message.")
+    attempts = models.PositiveIntegerField(default=0)
+    first_failed_at = models.DateTimeField()
+    last_failed_at = models.DateTimeField()
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
+    # Per-key order: a parked message points at the head failure of its key and waits for it.
+    blocked_by = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.PROTECT, related_name="parked"
+    )
+    resolved_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-id"]
+        permissions = [
+            ("replay_deadletter", "Can replay dead letters"),
+            ("discard_deadletter", "Can discard dead letters"),
+            ("edit_deadletter", "Can edit a dead letter's payload and replay it"),
+        ]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["group", "topic", "partition", "offset"], name="consumers_deadletter_message_uniq"
+            )
+        ]
+        indexes = [
+            # The consumer asks "is this key blocked?" once per batch: only unresolved rows matter.
+            models.Index(
+                fields=["group", "key", "id"], name="deadletter_unresolved_key_idx",
+                condition=Q(status__in=["pending", "replaying"]),
+            ),
+            models.Index(fields=["status", "first_failed_at"], name="deadletter_status_age_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"#{self.pk} {self.group} {self.event_type or self.reason} ({self.status})"
+
+    @property
+    def is_unresolved(self) -> bool:
+        return self.status in self.UNRESOLVED
+
+    def header_pairs(self) -> list[tuple[str, bytes | None]]:
+        return decode_headers(self.headers)
+
+    def value_text(self) -> str:
+        return bytes(self.value).decode("utf-8", errors="replace")
+
+    def pretty_payload(self) -> str:
+        """The value as indented JSON when it is JSON, else as text."""
+        text = self.value_text()
+        try:
+            return json.dumps(json.loads(text), indent=2, sort_keys=True, ensure_ascii=False)
+        except ValueError:
+            return text
+
+
+class DeadLetterReplay(models.Model):
+    """History of a dead letter: every replay, release, edit and discard, who did it and how it ended."""
+
+    class Action(models.TextChoices):
+        REPLAY = "replay", "Replay"
+        EDIT_AND_REPLAY = "edit_and_replay", "Edit and replay"
+        RELEASE = "release", "Released after its head was resolved"
+        QUEUE = "queue", "Queued for background replay"
+        DISCARD = "discard", "Discard"
+
+    class Outcome(models.TextChoices):
+        APPLIED = "applied", "Applied"
+        DUPLICATE = "duplicate", "Already applied (inbox)"
+        FAILED = "failed", "Failed"
+        QUEUED = "queued", "Queued"
+        DISCARDED = "discarded", "Discarded"
+
+    dead_letter = models.ForeignKey(DeadLetter, on_delete=models.CASCADE, related_name="history")
+    action = models.CharField(max_length=20, choices=Action.choices)
+    outcome = models.CharField(max_length=20, choices=Outcome.choices)
+    actor = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    at = models.DateTimeField()
+    error = models.TextField(blank=True)
+    reason = models.TextField(blank=True, help_text="Why it was discarded.")
+    payload_diff = models.TextField(blank=True, help_text="Unified diff of an edited payload.")
+
+    class Meta:
+        ordering = ["id"]
+        verbose_name = "dead letter history entry"
+        verbose_name_plural = "dead letter history"
+
+    def __str__(self) -> str:
+        return f"{self.get_action_display()}: {self.get_outcome_display()}"
+
+
+def encode_headers(headers: list[tuple[str, bytes | None]] | None) -> list[dict[str, Any]]:
+    """Kafka headers as JSON: UTF-8 text as is, anything else base64, so nothing is lost."""
+    encoded: list[dict[str, Any]] = []
+    for name, raw in headers or []:
+        if raw is None:
+            encoded.append({"key": name, "value": None})
+            continue
+        try:
+            encoded.append({"key": name, "value": raw.decode("utf-8")})
+        except UnicodeDecodeError:
+            encoded.append({"key": name, "value_b64": base64.b64encode(raw).decode()})
+    return encoded
+
+
+def decode_headers(encoded: list[dict[str, Any]]) -> list[tuple[str, bytes | None]]:
+    pairs: list[tuple[str, bytes | None]] = []
+    for header in encoded:
+        if "value_b64" in header:
+            pairs.append((header["key"], base64.b64decode(header["value_b64"])))
+        else:
+            value = header.get("value")
+            pairs.append((header["key"], value.encode() if value is not None else None))
+    return pairs

@@ -1,0 +1,297 @@
+"""The consumer runtime: one worker per consumer group, at-least-once, idempotent through the inbox.
+
+Messages are consumed in batches. A batch runs in one database transaction with a savepoint per message
+(inbox row + handler); offsets are stored only after that transaction committed. A message whose handler
+raises is retried alone with backoff after the batch before it committed, then dead-lettered; permanent
+failures are dead-lettered at once; neither blocks the partition. See docs/architecture.md.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, fields
+from datetime import datetime
+
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
+from django.conf import settings
+from django.db import InterfaceError, OperationalError, connection, transaction
+from django.utils import timezone
+
+from apps.common.kafka import consumer_config
+from apps.common.workers import Worker
+from apps.consumers import registry
+from apps.consumers.decoding import SKIP, Decoded, DecodeFailure, RawMessage, _Skip, decode
+from apps.consumers.services import (
+    Failure,
+    blocking_heads,
+    deadletter_record,
+    inbox_apply,
+    lock_keys,
+    parked_failure,
+)
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class Counters:
+    handled: int = 0
+    duplicates: int = 0
+    skipped: int = 0
+    dead_lettered: int = 0
+    parked: int = 0
+    retries: int = 0
+
+    def __str__(self) -> str:
+        return " ".join(f"{f.name}={getattr(self, f.name)}" for f in fields(self))
+
+
+@dataclass
+class _Item:
+    message: Message
+    raw: RawMessage
+    decoded: Decoded | _Skip | DecodeFailure
+
+
+class _Retry(Exception):
+    """The handler of `_Item` raised a retryable error inside the batch."""
+
+    def __init__(self, index: int, error: Exception) -> None:
+        super().__init__(str(error))
+        self.index = index
+        self.error = error
+
+
+class ConsumerWorker(Worker):
+    """Consumes the topics of one group's handlers; drive it with `run_worker` or call `run_once` in tests."""
+
+    def __init__(
+        self, group: str, *, group_id: str | None = None, batch_size: int | None = None,
+        poll_timeout: float | None = None,
+    ) -> None:
+        super().__init__()
+        topics = registry.topics_for(group)
+        if not topics:
+            raise ValueError(f"no handlers are registered for group {group!r}")
+        self.group = group
+        self.group_id = group_id or group
+        self.topics = topics
+        self.name = f"consumer[{group}]"
+        self.batch_size = batch_size or settings.CONSUMER_BATCH_SIZE
+        self.poll_timeout = settings.CONSUMER_POLL_TIMEOUT_S if poll_timeout is None else poll_timeout
+        self.counters = Counters()
+        self.consumer: Consumer | None = None
+        self._reported_at = time.monotonic()
+
+    # --- lifecycle ---------------------------------------------------------------------------------------
+
+    def setup(self) -> None:
+        self.consumer = Consumer(consumer_config(self.group_id, **{"client.id": f"logiflow-{self.group_id}"}))
+        self.consumer.subscribe(self.topics, on_revoke=self._on_revoke, on_lost=self._on_lost)
+        logger.info("%s subscribed to %s as group %s", self.name, ", ".join(self.topics), self.group_id)
+
+    def run_once(self) -> None:
+        assert self.consumer is not None
+        batch: list[Message] = []
+        for message in self.consumer.consume(num_messages=self.batch_size, timeout=self.poll_timeout):
+            error = message.error()
+            if error is None:
+                batch.append(message)
+            elif error.fatal():
+                raise KafkaException(error)
+            else:
+                logger.warning("%s: %s", self.name, error)
+        if batch:
+            self.process(batch)
+        if time.monotonic() - self._reported_at >= settings.CONSUMER_STATS_INTERVAL_S:
+            self.report()
+
+    def teardown(self) -> None:
+        """Commit what was stored and leave the group, so the partitions move on at once."""
+        consumer, self.consumer = self.consumer, None
+        if consumer is not None:
+            self._commit(consumer)
+            consumer.close()
+        self.report()
+
+    def report(self) -> None:
+        self._reported_at = time.monotonic()
+        logger.info("%s: %s", self.name, self.counters)
+
+    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        # Called from inside consume(), i.e. between batches: everything stored is done.
+        self._commit(consumer)
+
+    def _on_lost(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        logger.warning("%s lost %d partitions; their uncommitted messages will be redelivered", self.name, len(partitions))
+
+    def _commit(self, consumer: Consumer) -> None:
+        try:
+            consumer.commit(asynchronous=False)
+        except KafkaException as error:
+            if error.args[0].code() != KafkaError._NO_OFFSET:
+                logger.warning("%s: offset commit failed: %s", self.name, error)
+
+    # --- a batch -----------------------------------------------------------------------------------------
+
+    def process(self, messages: list[Message]) -> None:
+        """Apply `messages` in order; offsets of each committed prefix are stored as soon as it committed."""
+        items = [self._item(message) for message in messages]
+        start = 0
+        while start < len(items):
+            try:
+                self._run_batch(items, start)
+                start = len(items)
+            except _Retry as retry:
+                if not self._retry_alone(items[retry.index], retry.error):
+                    return  # stopping: the rest stays unstored and is redelivered to whoever comes next
+                start = retry.index + 1
+
+    def _run_batch(self, items: list[_Item], start: int) -> None:
+        """One transaction for items[start:]; on a retryable failure, commit and store the prefix, raise _Retry."""
+        committed: list[bool] = []
+        failed: _Retry | None = None
+        try:
+            with transaction.atomic():
+                transaction.on_commit(lambda: committed.append(True))
+                heads = self._heads(items[start:])
+                for index in range(start, len(items)):
+                    try:
+                        self._apply(items[index], heads)
+                    except _Retry as retry:
+                        failed = _Retry(index, retry.error)
+                        break
+        except Exception:
+            if not committed:
+                raise
+            # A handler's on_commit callback raised after the commit: the batch itself is done.
+            logger.exception("%s: an on_commit callback failed after the batch committed", self.name)
+        end = failed.index if failed else len(items)
+        self._store(items[start:end])
+        if failed:
+            raise failed
+
+    def _heads(self, items: list[_Item]) -> dict[str, int]:
+        """key -> head dead letter for the batch's keys: one query, plus a lock and re-read for blocked keys."""
+        keys = sorted({item.raw.key for item in items if item.raw.key is not None and item.decoded is not SKIP})
+        heads = blocking_heads(group=self.group, keys=keys) if keys else {}
+        if heads:
+            # A concurrent replay may be resolving these heads: wait for it and read the outcome.
+            lock_keys(group=self.group, keys=list(heads))
+            heads = blocking_heads(group=self.group, keys=list(heads))
+        return heads
+
+    def _apply(self, item: _Item, heads: dict[str, int]) -> None:
+        decoded, raw = item.decoded, item.raw
+        if decoded is SKIP:
+            self.counters.skipped += 1
+            return
+        head = heads.get(raw.key) if raw.key is not None else None
+        if head is not None:
+            deadletter_record(group=self.group, raw=raw, failure=parked_failure(head), attempts=0, blocked_by_id=head)
+            self.counters.parked += 1
+            return
+        if isinstance(decoded, DecodeFailure):
+            self._dead_letter(item, Failure.from_exception(decoded), heads, attempts=1)
+            return
+        assert isinstance(decoded, Decoded)
+        try:
+            applied = inbox_apply(decoded=decoded)
+        except registry.NonRetryableError as error:
+            self._dead_letter(item, Failure.from_exception(error, handler=decoded.registration.name), heads, attempts=1)
+            return
+        except Exception as error:
+            if _is_outage(error):
+                raise
+            raise _Retry(-1, error) from error
+        self._count(applied)
+
+    def _retry_alone(self, item: _Item, error: Exception) -> bool:
+        """Retry a failed message in its own transactions with backoff; dead-letter it when out of attempts or time.
+
+        Returns False if the worker was asked to stop meanwhile (the message is then left for redelivery).
+        """
+        assert isinstance(item.decoded, Decoded)
+        decoded = item.decoded
+        first_failed_at = timezone.now()
+        started = time.monotonic()
+        delay = settings.CONSUMER_RETRY_BACKOFF_INITIAL_S
+        attempts = 1
+        while attempts < settings.CONSUMER_MAX_ATTEMPTS:
+            if time.monotonic() - started + delay > settings.CONSUMER_RETRY_MAX_TOTAL_S:
+                break
+            logger.info("%s: %s failed (%s), retry %d in %.2fs", self.name, decoded.meta.event_id, error, attempts, delay)
+            if self.stopping.wait(delay):
+                return False
+            delay = min(delay * 2, settings.CONSUMER_RETRY_BACKOFF_MAX_S)
+            attempts += 1
+            self.counters.retries += 1
+            try:
+                with transaction.atomic():
+                    applied = inbox_apply(decoded=decoded)
+            except registry.NonRetryableError as refused:
+                error = refused
+                break
+            except Exception as failure:
+                if _is_outage(failure):
+                    raise
+                error = failure
+                continue
+            self._store([item])
+            self._count(applied)
+            return True
+        self._dead_letter(item, Failure.from_exception(error, handler=decoded.registration.name), {},
+                          attempts=attempts, first_failed_at=first_failed_at)
+        self._store([item])
+        return True
+
+    def _dead_letter(
+        self, item: _Item, failure: Failure, heads: dict[str, int], *, attempts: int,
+        first_failed_at: datetime | None = None,
+    ) -> None:
+        dead_letter = deadletter_record(
+            group=self.group, raw=item.raw, failure=failure, attempts=attempts, first_failed_at=first_failed_at
+        )
+        if item.raw.key is not None:
+            heads[item.raw.key] = dead_letter.pk  # later messages of this key in the batch park behind it
+        self.counters.dead_lettered += 1
+        logger.warning("%s: dead-lettered %s as #%s (%s: %s)", self.name, item.raw.topic, dead_letter.pk,
+                       failure.reason, failure.message[:200])
+
+    def _count(self, applied: bool) -> None:
+        if applied:
+            self.counters.handled += 1
+        else:
+            self.counters.duplicates += 1
+
+    def _store(self, items: list[_Item]) -> None:
+        if not items or self.consumer is None:
+            return
+        offsets: dict[tuple[str, int], int] = {}
+        for item in items:
+            position = (item.raw.topic, item.raw.partition)
+            offsets[position] = max(offsets.get(position, 0), item.raw.offset + 1)
+        try:
+            self.consumer.store_offsets(offsets=[TopicPartition(t, p, o) for (t, p), o in offsets.items()])
+        except KafkaException as error:
+            # The partition was revoked meanwhile: its new owner redelivers, the inbox makes that a no-op.
+            logger.warning("%s: could not store offsets: %s", self.name, error)
+
+    def _item(self, message: Message) -> _Item:
+        key = message.key()
+        raw = RawMessage(
+            topic=message.topic(), partition=message.partition(), offset=message.offset(),
+            key=key.decode("utf-8", errors="replace") if key is not None else None,
+            value=message.value(), headers=list(message.headers() or []),
+        )
+        try:
+            decoded: Decoded | _Skip | DecodeFailure = decode(raw, group=self.group)
+        except DecodeFailure as failure:
+            decoded = failure
+        return _Item(message=message, raw=raw, decoded=decoded)
+
+
+def _is_outage(error: Exception) -> bool:
+    """A database that went away is not the message's fault: reconnect instead of dead-lettering."""
+    return isinstance(error, (OperationalError, InterfaceError)) and not connection.is_usable()

@@ -1,0 +1,61 @@
+"""Read side of the dead-letter ledger: failure groups and the age of the oldest unresolved failure."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django.db.models import Count, Max, Min, QuerySet
+from django.utils import timezone
+
+from apps.consumers.models import DeadLetter
+
+
+@dataclass(frozen=True)
+class FailureGroup:
+    fingerprint: str
+    reason: str
+    exception_class: str
+    handler: str
+    sample_message: str
+    count: int
+    oldest: datetime
+
+
+def unresolved() -> QuerySet[DeadLetter]:
+    return DeadLetter.objects.filter(status__in=DeadLetter.UNRESOLVED)
+
+
+def failure_groups(*, limit: int = 20) -> list[FailureGroup]:
+    """Unresolved dead letters grouped by fingerprint, largest group first."""
+    rows = (
+        unresolved().values("fingerprint")
+        .annotate(count=Count("id"), oldest=Min("first_failed_at"), sample_id=Max("id"))
+        .order_by("-count", "oldest")[:limit]
+    )
+    samples = DeadLetter.objects.in_bulk([row["sample_id"] for row in rows])
+    return [
+        FailureGroup(
+            fingerprint=row["fingerprint"], reason=samples[row["sample_id"]].get_reason_display(),
+            exception_class=samples[row["sample_id"]].exception_class,
+            handler=samples[row["sample_id"]].handler, sample_message=samples[row["sample_id"]].error_message[:200],
+            count=row["count"], oldest=row["oldest"],
+        )
+        for row in rows
+    ]
+
+
+def oldest_unresolved_at() -> datetime | None:
+    return unresolved().aggregate(oldest=Min("first_failed_at"))["oldest"]
+
+
+def oldest_pending_age() -> timedelta | None:
+    oldest = oldest_unresolved_at()
+    return timezone.now() - oldest if oldest else None
+
+
+def replayable_in_groups(fingerprints: list[str]) -> QuerySet[DeadLetter]:
+    """What "replay all in this failure group" would replay: pending heads (parked ones follow their head)."""
+    return DeadLetter.objects.filter(
+        fingerprint__in=fingerprints, status=DeadLetter.Status.PENDING, blocked_by__isnull=True
+    ).order_by("id")

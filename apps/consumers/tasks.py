@@ -1,0 +1,34 @@
+"""Thin Celery tasks: background replay of large admin selections, and the inbox retention purge."""
+
+from __future__ import annotations
+
+import logging
+
+from celery import shared_task
+from django.contrib.auth import get_user_model
+
+from apps.common.api import ApplicationError
+from apps.consumers.services import deadletter_replay, inbox_purge
+
+logger = logging.getLogger(__name__)
+
+
+@shared_task(ignore_result=True)
+def replay_dead_letters(dead_letter_ids: list[int], actor_id: int | None) -> dict[str, int]:
+    """Replay each id in its own transaction; a refused or failed one does not stop the others."""
+    actor = get_user_model().objects.filter(pk=actor_id).first() if actor_id else None
+    outcomes: dict[str, int] = {}
+    for dead_letter_id in dead_letter_ids:
+        try:
+            outcome = deadletter_replay(dead_letter_id=dead_letter_id, actor=actor).outcome
+        except ApplicationError as error:
+            logger.info("replay of dead letter #%s refused: %s", dead_letter_id, error)
+            outcome = "refused"
+        outcomes[outcome] = outcomes.get(outcome, 0) + 1
+    logger.info("background replay of %d dead letters: %s", len(dead_letter_ids), outcomes)
+    return outcomes
+
+
+@shared_task(ignore_result=True)
+def purge_inbox() -> int:
+    return inbox_purge()

@@ -1,0 +1,158 @@
+"""The dispatchers' admin: reference data saved through services, routes read-only with a recalculate action."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.forms import ModelForm
+from django.http import HttpRequest
+from django.utils.html import format_html, format_html_join
+from django.utils.safestring import SafeString
+
+from apps.common.api import ApplicationError
+from apps.routing import selectors, services
+from apps.routing.models import Customer, Depot, Route, RouteStop, Truck
+
+
+class ServiceSaveMixin:
+    """Admin saves go through the create/update services, like the API's."""
+
+    def save_model(self, request: HttpRequest, obj: Any, form: ModelForm, change: bool) -> None:
+        data = dict(form.cleaned_data)
+        if change:
+            self.update_object(obj.__class__.objects.get(pk=obj.pk), data)
+        else:
+            # The admin logs and redirects using `obj`, so it takes the created row's id.
+            obj.pk = self.create_object(**data).pk
+
+    def create_object(self, **data: Any) -> Any:
+        raise NotImplementedError
+
+    def update_object(self, instance: Any, data: dict[str, Any]) -> Any:
+        raise NotImplementedError
+
+
+@admin.register(Depot)
+class DepotAdmin(ServiceSaveMixin, admin.ModelAdmin):
+    list_display = ["name", "address", "lat", "lon"]
+    search_fields = ["name", "address"]
+
+    def create_object(self, **data: Any) -> Depot:
+        return services.depot_create(**data)
+
+    def update_object(self, instance: Depot, data: dict[str, Any]) -> Depot:
+        return services.depot_update(depot=instance, data=data)
+
+
+@admin.register(Truck)
+class TruckAdmin(ServiceSaveMixin, admin.ModelAdmin):
+    list_display = ["plate", "depot", "capacity_kg", "average_speed_kmh", "active"]
+    list_filter = ["active", "depot"]
+    search_fields = ["plate"]
+    list_select_related = ["depot"]
+
+    def create_object(self, **data: Any) -> Truck:
+        return services.truck_create(**data)
+
+    def update_object(self, instance: Truck, data: dict[str, Any]) -> Truck:
+        return services.truck_update(truck=instance, data=data)
+
+
+@admin.register(Customer)
+class CustomerAdmin(ServiceSaveMixin, admin.ModelAdmin):
+    list_display = ["name", "email", "phone"]
+    search_fields = ["name", "email"]
+
+    def create_object(self, **data: Any) -> Customer:
+        return services.customer_create(**data)
+
+    def update_object(self, instance: Customer, data: dict[str, Any]) -> Customer:
+        return services.customer_update(customer=instance, data=data)
+
+
+class RouteStopInline(admin.TabularInline):
+    """Stops in visiting order; written only by route calculation."""
+
+    model = RouteStop
+    ordering = ["sequence"]
+    fields = ["sequence", "name", "lat", "lon", "leg_distance_km", "planned_arrival"]
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(Route)
+class RouteAdmin(admin.ModelAdmin):
+    """Routes are created by the API and changed only by recalculation, so their page is read-only."""
+
+    list_display = [
+        "id", "truck", "customer", "status", "departs_at", "distance_km", "eta", "calculation", "invoiced_display",
+    ]
+    list_filter = ["status", "truck", "departs_at"]
+    search_fields = ["truck__plate", "customer__name"]
+    date_hierarchy = "departs_at"
+    list_select_related = ["truck", "customer"]
+    inlines = [RouteStopInline]
+    actions = ["recalculate_routes"]
+    fields = [
+        "truck", "customer", "depot", "status", "calculation", "departs_at", "distance_km", "duration_minutes",
+        "eta", "calculated_at", "invoice_number", "invoiced_at", "events",
+    ]
+    readonly_fields = fields
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Route | None = None) -> bool:
+        # Without an object this gates the recalculate action; a route's own page stays view-only.
+        return obj is None and super().has_change_permission(request)
+
+    def get_search_results(self, request: HttpRequest, queryset: QuerySet, search_term: str) -> tuple[QuerySet, bool]:
+        results, may_have_duplicates = super().get_search_results(request, queryset, search_term)
+        if search_term.strip().isdigit():  # a route id
+            results |= queryset.filter(pk=int(search_term))
+        return results, may_have_duplicates
+
+    @admin.display(boolean=True, description="invoiced")
+    def invoiced_display(self, route: Route) -> bool:
+        return route.invoiced
+
+    @admin.display(description="events (outbox)")
+    def events(self, route: Route) -> SafeString:
+        rows = format_html_join(
+            "",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            (
+                (event.id, event.event_type, event.body.get("calculation", "—"), event.state,
+                 event.created_at, event.published_at or "—", event.last_error or "")
+                for event in selectors.route_events(route=route)
+            ),
+        )
+        return format_html(
+            "<table><thead><tr><th>#</th><th>type</th><th>calculation</th><th>state</th><th>written</th>"
+            "<th>published</th><th>last error</th></tr></thead><tbody>{}</tbody></table>",
+            rows or format_html("<tr><td colspan='7'>none</td></tr>"),
+        )
+
+    @admin.action(permissions=["change"], description="Recalculate selected routes")
+    def recalculate_routes(self, request: HttpRequest, queryset: QuerySet[Route]) -> None:
+        done, refused = 0, []
+        for route in queryset:
+            # One transaction per route: a route that cannot be re-planned does not undo the others.
+            try:
+                services.route_recalculate(route=route)
+            except ApplicationError as error:
+                refused.append(f"route {route.pk}: {error.message}")
+            else:
+                done += 1
+        self.message_user(request, f"Recalculated {done} route(s); each published a new RouteCalculated.")
+        if refused:
+            self.message_user(request, "Not recalculated: " + "; ".join(refused), messages.WARNING)

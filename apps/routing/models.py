@@ -1,0 +1,110 @@
+"""What a dispatcher manages: depots, trucks, customers and the routes trucks run for them."""
+
+from __future__ import annotations
+
+from django.core.validators import MaxValueValidator, MinValueValidator
+from django.db import models
+
+LATITUDE_VALIDATORS = [MinValueValidator(-90), MaxValueValidator(90)]
+LONGITUDE_VALIDATORS = [MinValueValidator(-180), MaxValueValidator(180)]
+
+
+class Depot(models.Model):
+    """Where trucks are based; every route starts at its truck's depot."""
+
+    name = models.CharField(max_length=200, unique=True)
+    address = models.CharField(max_length=300, blank=True)
+    lat = models.FloatField("latitude", validators=LATITUDE_VALIDATORS)
+    lon = models.FloatField("longitude", validators=LONGITUDE_VALIDATORS)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Truck(models.Model):
+    plate = models.CharField(max_length=20, unique=True)
+    depot = models.ForeignKey(Depot, on_delete=models.PROTECT, related_name="trucks")
+    capacity_kg = models.PositiveIntegerField(validators=[MinValueValidator(1)])
+    average_speed_kmh = models.PositiveSmallIntegerField(
+        validators=[MinValueValidator(1), MaxValueValidator(200)],
+        help_text="Used for every leg of a route; dwell time per stop comes from ROUTING_DWELL_MINUTES.",
+    )
+    # Trucks are retired, never deleted: past routes keep pointing at them.
+    active = models.BooleanField(default=True)
+
+    class Meta:
+        ordering = ["plate"]
+
+    def __str__(self) -> str:
+        return self.plate
+
+
+class Customer(models.Model):
+    """The shipper a route is run for. Routing's own copy: invoicing keeps billing data by this id."""
+
+    name = models.CharField(max_length=200)
+    email = models.EmailField(blank=True)
+    phone = models.CharField(max_length=40, blank=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Route(models.Model):
+    class Status(models.TextChoices):
+        PLANNED = "planned", "Planned"
+        CALCULATED = "calculated", "Calculated"
+        DISPATCHED = "dispatched", "Dispatched"
+        COMPLETED = "completed", "Completed"
+        CANCELLED = "cancelled", "Cancelled"
+
+    truck = models.ForeignKey(Truck, on_delete=models.PROTECT, related_name="routes")
+    customer = models.ForeignKey(Customer, on_delete=models.PROTECT, related_name="routes")
+    # The truck's depot at the last calculation: the start of the tour.
+    depot = models.ForeignKey(Depot, on_delete=models.PROTECT, related_name="routes")
+    status = models.CharField(max_length=12, choices=Status.choices, default=Status.PLANNED, db_index=True)
+    # Increments on every (re)calculation and travels in RouteCalculated, so consumers can drop stale plans.
+    calculation = models.PositiveIntegerField(default=0)
+    departs_at = models.DateTimeField(db_index=True)
+    distance_km = models.DecimalField(max_digits=10, decimal_places=3, default=0)
+    duration_minutes = models.PositiveIntegerField(default=0)
+    eta = models.DateTimeField(null=True, blank=True, help_text="When the last stop's dwell time ends.")
+    calculated_at = models.DateTimeField(null=True, blank=True)
+    invoice_number = models.CharField(max_length=20, blank=True)
+    invoiced_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-departs_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"Route {self.pk}"
+
+    @property
+    def invoiced(self) -> bool:
+        return bool(self.invoice_number)
+
+
+class RouteStop(models.Model):
+    route = models.ForeignKey(Route, on_delete=models.CASCADE, related_name="stops")
+    sequence = models.PositiveSmallIntegerField()
+    name = models.CharField(max_length=200)
+    lat = models.FloatField("latitude", validators=LATITUDE_VALIDATORS)
+    lon = models.FloatField("longitude", validators=LONGITUDE_VALIDATORS)
+    leg_distance_km = models.DecimalField(
+        max_digits=10, decimal_places=3, help_text="From the previous stop (or the depot for the first)."
+    )
+    planned_arrival = models.DateTimeField()
+
+    class Meta:
+        ordering = ["route", "sequence"]
+        constraints = [models.UniqueConstraint(fields=["route", "sequence"], name="routing_stop_sequence_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.sequence}. {self.name}"

@@ -1,0 +1,45 @@
+"""Routing's reads: querysets for the API and admin, and a route's events as the outbox recorded them."""
+
+from __future__ import annotations
+
+from django.db.models import JSONField, Prefetch, Q, QuerySet
+from django.db.models.functions import Cast
+
+from apps.contracts import InvoiceGenerated, RouteCalculated
+from apps.outbox.models import OutboxEvent
+from apps.routing.models import Customer, Depot, Route, RouteStop, Truck
+
+
+def depot_list() -> QuerySet[Depot]:
+    return Depot.objects.all()
+
+
+def truck_list() -> QuerySet[Truck]:
+    return Truck.objects.select_related("depot")
+
+
+def customer_list() -> QuerySet[Customer]:
+    return Customer.objects.all()
+
+
+def route_list() -> QuerySet[Route]:
+    """Routes with what their representation needs, stops in visiting order."""
+    return Route.objects.select_related("truck", "customer", "depot").prefetch_related(
+        Prefetch("stops", queryset=RouteStop.objects.order_by("sequence"))
+    )
+
+
+def route_events(*, route: Route) -> QuerySet[OutboxEvent]:
+    """The outbox rows about `route`, oldest first: its RouteCalculated events and invoicing's InvoiceGenerated.
+
+    Read-only. Event type and key narrow the rows to the aggregate's; the payload's route_id decides.
+    """
+    return (
+        OutboxEvent.objects.filter(
+            Q(event_type=RouteCalculated.ce_type(), key=str(route.truck_id))
+            | Q(event_type=InvoiceGenerated.ce_type(), key=str(route.pk))
+        )
+        .annotate(body=Cast("payload", JSONField()))
+        .filter(body__route_id=route.pk)
+        .order_by("id")
+    )

@@ -1,0 +1,203 @@
+"""Routing's writes: one function per use case; route (re)calculation publishes RouteCalculated in its transaction."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any, TypeVar
+
+from django.conf import settings
+from django.db import models, transaction
+from django.utils import timezone
+
+from apps import outbox
+from apps.common.api import ApplicationError
+from apps.contracts import DepotRef, PlannedStop, RouteCalculated
+from apps.routing import geo
+from apps.routing.models import Customer, Depot, Route, RouteStop, Truck
+
+M = TypeVar("M", bound=models.Model)
+KM = Decimal("0.001")
+
+
+@dataclass(frozen=True)
+class StopInput:
+    name: str
+    lat: float
+    lon: float
+
+
+# --- Reference data ------------------------------------------------------------------
+
+
+@transaction.atomic
+def depot_create(*, name: str, lat: float, lon: float, address: str = "") -> Depot:
+    return _created(Depot(name=name, lat=lat, lon=lon, address=address))
+
+
+@transaction.atomic
+def depot_update(*, depot: Depot, data: dict[str, Any]) -> Depot:
+    return _updated(depot, data, fields=["name", "address", "lat", "lon"])
+
+
+@transaction.atomic
+def truck_create(
+    *, plate: str, depot: Depot, capacity_kg: int, average_speed_kmh: int, active: bool = True
+) -> Truck:
+    return _created(
+        Truck(plate=plate, depot=depot, capacity_kg=capacity_kg, average_speed_kmh=average_speed_kmh, active=active)
+    )
+
+
+@transaction.atomic
+def truck_update(*, truck: Truck, data: dict[str, Any]) -> Truck:
+    return _updated(truck, data, fields=["plate", "depot", "capacity_kg", "average_speed_kmh", "active"])
+
+
+@transaction.atomic
+def customer_create(*, name: str, email: str = "", phone: str = "") -> Customer:
+    return _created(Customer(name=name, email=email, phone=phone))
+
+
+@transaction.atomic
+def customer_update(*, customer: Customer, data: dict[str, Any]) -> Customer:
+    return _updated(customer, data, fields=["name", "email", "phone"])
+
+
+def _created(instance: M) -> M:
+    instance.full_clean()
+    instance.save()
+    return instance
+
+
+def _updated(instance: M, data: dict[str, Any], *, fields: list[str]) -> M:
+    """Apply the known fields of `data`; validate the whole row, save only what changed."""
+    changed = [field for field in fields if field in data and getattr(instance, field) != data[field]]
+    for field in changed:
+        setattr(instance, field, data[field])
+    if changed:
+        instance.full_clean()
+        instance.save(update_fields=changed)
+    return instance
+
+
+# --- Routes ------------------------------------------------------------------------
+
+
+@transaction.atomic
+def route_calculate(
+    *, truck: Truck, customer: Customer, stops: Sequence[StopInput], departs_at: datetime | None = None
+) -> Route:
+    """Plan a new route for `truck` from its depot through `stops`, and publish RouteCalculated.
+
+    Raises ApplicationError (naming the field) before writing anything when the input cannot be planned.
+    """
+    _check_plannable(truck=truck, stops=stops)
+    route = Route.objects.create(
+        truck=truck, customer=customer, depot=truck.depot, departs_at=departs_at or timezone.now()
+    )
+    return _plan(route=route, stops=stops)
+
+
+@transaction.atomic
+def route_recalculate(*, route: Route) -> Route:
+    """Re-plan a route with its truck's current depot and speed; publishes a RouteCalculated with calculation + 1."""
+    # The row lock serialises recalculations of one route, so `calculation` never repeats.
+    route = Route.objects.select_related("truck__depot", "customer").select_for_update(of=("self",)).get(pk=route.pk)
+    if route.status in (Route.Status.COMPLETED, Route.Status.CANCELLED):
+        raise ApplicationError(f"a {route.status} route cannot be recalculated", field="status")
+    stops = [StopInput(name=stop.name, lat=stop.lat, lon=stop.lon) for stop in route.stops.all()]
+    _check_plannable(truck=route.truck, stops=stops)
+    route.depot = route.truck.depot
+    return _plan(route=route, stops=stops)
+
+
+@transaction.atomic
+def route_mark_invoiced(*, route_id: int, invoice_number: str, invoiced_at: datetime) -> Route:
+    """Record the invoice issued for a route. Idempotent: a repeated or older invoice changes nothing.
+
+    Raises Route.DoesNotExist for a route routing does not know.
+    """
+    route = Route.objects.select_for_update().get(pk=route_id)
+    already_newer = route.invoiced_at is not None and route.invoiced_at >= invoiced_at
+    if route.invoice_number == invoice_number or already_newer:
+        return route
+    route.invoice_number, route.invoiced_at = invoice_number, invoiced_at
+    route.save(update_fields=["invoice_number", "invoiced_at"])
+    return route
+
+
+def _check_plannable(*, truck: Truck, stops: Sequence[StopInput]) -> None:
+    if not truck.active:
+        raise ApplicationError(f"truck {truck.plate} is inactive", field="truck")
+    max_stops = settings.ROUTING_MAX_STOPS
+    if not 1 <= len(stops) <= max_stops:
+        raise ApplicationError(f"a route needs between 1 and {max_stops} stops, got {len(stops)}", field="stops")
+    for stop in stops:
+        if not (math.isfinite(stop.lat) and -90 <= stop.lat <= 90):
+            raise ApplicationError(f"latitude {stop.lat} of {stop.name!r} is outside ±90", field="stops")
+        if not (math.isfinite(stop.lon) and -180 <= stop.lon <= 180):
+            raise ApplicationError(f"longitude {stop.lon} of {stop.name!r} is outside ±180", field="stops")
+
+
+def _plan(*, route: Route, stops: Sequence[StopInput]) -> Route:
+    """Order the stops, time every leg, replace the route's stops and publish the plan."""
+    truck = route.truck
+    depot = geo.Point(route.depot.lat, route.depot.lon)
+    ordered = [stops[i] for i in geo.order_stops(depot, [geo.Point(s.lat, s.lon) for s in stops])]
+    dwell = timedelta(minutes=settings.ROUTING_DWELL_MINUTES)
+    clock, previous, planned = route.departs_at, depot, []
+    for sequence, stop in enumerate(ordered, start=1):
+        leg_km = Decimal(geo.haversine_km(previous, geo.Point(stop.lat, stop.lon))).quantize(KM)
+        clock += timedelta(hours=float(leg_km) / truck.average_speed_kmh)
+        planned.append(
+            RouteStop(
+                route=route, sequence=sequence, name=stop.name, lat=stop.lat, lon=stop.lon,
+                leg_distance_km=leg_km, planned_arrival=_to_second(clock),
+            )
+        )
+        clock += dwell
+        previous = geo.Point(stop.lat, stop.lon)
+    route.stops.all().delete()
+    RouteStop.objects.bulk_create(planned)
+    route.distance_km = sum((stop.leg_distance_km for stop in planned), Decimal("0.000"))
+    route.eta = _to_second(clock)
+    route.duration_minutes = round((clock - route.departs_at).total_seconds() / 60)
+    route.calculation += 1
+    route.calculated_at = timezone.now()
+    if route.status == Route.Status.PLANNED:
+        route.status = Route.Status.CALCULATED
+    route.save()
+    outbox.publish(_route_calculated(route=route, stops=planned))
+    return route
+
+
+def _route_calculated(*, route: Route, stops: Sequence[RouteStop]) -> RouteCalculated:
+    depot = route.depot
+    return RouteCalculated(
+        route_id=route.pk,
+        calculation=route.calculation,
+        truck_id=route.truck.pk,
+        truck_plate=route.truck.plate,
+        customer_id=route.customer.pk,
+        customer_name=route.customer.name,
+        depot=DepotRef(id=depot.pk, name=depot.name, lat=depot.lat, lon=depot.lon),
+        stops=[
+            PlannedStop(
+                sequence=stop.sequence, name=stop.name, lat=stop.lat, lon=stop.lon,
+                eta=stop.planned_arrival, leg_distance_km=stop.leg_distance_km,
+            )
+            for stop in stops
+        ],
+        distance_km=route.distance_km,
+        duration_minutes=route.duration_minutes,
+        eta=route.eta,
+        calculated_at=route.calculated_at,
+    )
+
+
+def _to_second(moment: datetime) -> datetime:
+    return moment.replace(microsecond=0)

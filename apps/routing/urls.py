@@ -1,0 +1,13 @@
+"""Routing's API routes, mounted under /api/v1/."""
+
+from rest_framework.routers import SimpleRouter
+
+from apps.routing import apis
+
+router = SimpleRouter()
+router.register("depots", apis.DepotViewSet, basename="depot")
+router.register("trucks", apis.TruckViewSet, basename="truck")
+router.register("customers", apis.CustomerViewSet, basename="customer")
+router.register("routes", apis.RouteViewSet, basename="route")
+
+urlpatterns = router.urls

@@ -1,0 +1,171 @@
+"""The ledger in the admin: who sees which actions, replay now or in the background, failure groups, discard, edit."""
+
+from __future__ import annotations
+
+import pytest
+from django.test import Client
+from django.urls import reverse
+
+from apps.consumers.models import DeadLetter
+from logiflow.celery import app as celery_app
+from tests.consumers.factories import dead_letter, parked_dead_letter, role_user
+from tests.consumers.testapp.models import Effect
+
+# The role groups come from data migrations; transactional tests elsewhere flush them, so restore them.
+pytestmark = pytest.mark.django_db(serialized_rollback=True)
+CHANGELIST = reverse("admin:consumers_deadletter_changelist")
+Status = DeadLetter.Status
+
+
+def logged_in(role: str) -> Client:
+    client = Client()
+    client.force_login(role_user(role))
+    return client
+
+
+def action_names(page: object) -> set[str]:
+    form = page.context["action_form"]  # type: ignore[attr-defined]
+    return {name for name, _ in form.fields["action"].choices} if form else set()
+
+
+def act(client: Client, action: str, ids: list[int], **extra: str) -> object:
+    return client.post(CHANGELIST, {"action": action, "_selected_action": [str(i) for i in ids], **extra}, follow=True)
+
+
+def test_dispatcher_has_no_access_to_the_ledger_and_cannot_replay() -> None:
+    letter = dead_letter(1, scenario="")
+    client = logged_in("dispatcher")
+    assert client.get(CHANGELIST).status_code == 403
+    act(client, "replay_selected", [letter.pk])
+    assert DeadLetter.objects.get(pk=letter.pk).status == Status.PENDING
+
+
+def test_finance_sees_the_ledger_read_only_without_replay_or_discard_actions() -> None:
+    letter = dead_letter(1, scenario="")
+    client = logged_in("finance")
+    page = client.get(CHANGELIST)
+    assert page.status_code == 200
+    assert not action_names(page) & {"replay_selected", "replay_failure_groups", "discard_selected"}
+    act(client, "replay_selected", [letter.pk])
+    assert DeadLetter.objects.get(pk=letter.pk).status == Status.PENDING
+    assert client.get(reverse("admin:consumers_deadletter_edit_and_replay", args=[letter.pk])).status_code == 403
+    detail = client.get(reverse("admin:consumers_deadletter_change", args=[letter.pk])).content.decode()
+    assert "Edit payload then replay" not in detail
+
+
+def test_role_groups_from_the_migration_hold_exactly_these_ledger_permissions() -> None:
+    from django.contrib.auth.models import Group
+
+    def ledger_perms(role: str) -> set[str]:
+        return set(Group.objects.get(name=role).permissions.filter(content_type__app_label="consumers")
+                   .values_list("codename", flat=True))
+
+    assert ledger_perms("operations") == {"view_deadletter", "replay_deadletter", "discard_deadletter", "edit_deadletter"}
+    assert ledger_perms("finance") == {"view_deadletter"}
+    assert ledger_perms("dispatcher") == set()
+
+
+def test_operations_sees_the_actions_and_replays_selected_now() -> None:
+    letter = dead_letter(1, scenario="")
+    client = logged_in("operations")
+    choices = action_names(client.get(CHANGELIST))
+    assert {"replay_selected", "replay_failure_groups", "discard_selected"} <= choices
+    assert "delete_selected" not in choices
+
+    page = act(client, "replay_selected", [letter.pk])
+
+    assert DeadLetter.objects.get(pk=letter.pk).status == Status.REPLAYED
+    assert "Replayed 1 dead letters: 1 applied" in page.content.decode()
+    assert Effect.objects.count() == 1
+
+
+def test_a_large_selection_is_queued_for_a_background_replay(settings: object, django_capture_on_commit_callbacks: object) -> None:
+    settings.CONSUMER_REPLAY_SYNC_LIMIT = 1  # type: ignore[attr-defined]
+    letters = [dead_letter(seq, key=f"truck-{seq}", scenario="") for seq in (1, 2)]
+    client = logged_in("operations")
+    celery_app.conf.task_always_eager = True
+    try:
+        with django_capture_on_commit_callbacks(execute=False) as callbacks:  # type: ignore[operator]
+            page = act(client, "replay_selected", [letter.pk for letter in letters])
+        assert "Queued 2 dead letters for background replay" in page.content.decode()
+        assert set(DeadLetter.objects.values_list("status", flat=True)) == {Status.REPLAYING}
+        for callback in callbacks:
+            callback()  # what the commit would run: the Celery task (eager here)
+    finally:
+        celery_app.conf.task_always_eager = False
+    assert set(DeadLetter.objects.values_list("status", flat=True)) == {Status.REPLAYED}
+
+
+def test_replay_all_in_a_failure_group_shows_the_count_and_replays_only_after_confirmation() -> None:
+    same = [dead_letter(seq, key=f"truck-{seq}", scenario="", error=RuntimeError(f"route {seq} missing")) for seq in (1, 2, 3)]
+    other = dead_letter(9, key="truck-9", scenario="", error=KeyError("other failure"))
+    parked_dead_letter(10, same[0])
+    client = logged_in("operations")
+
+    page = act(client, "replay_failure_groups", [same[0].pk])
+
+    assert "This replays <strong>3</strong> pending dead letters" in page.content.decode()
+    assert DeadLetter.objects.filter(status=Status.PENDING).count() == 5
+
+    act(client, "replay_failure_groups", [same[0].pk], confirm="yes")
+
+    assert list(DeadLetter.objects.filter(status=Status.PENDING).values_list("id", flat=True)) == [other.pk]
+    assert sorted(Effect.objects.values_list("seq", flat=True)) == [1, 2, 3, 10]
+
+
+def test_discard_asks_for_a_reason_and_keeps_it_in_the_history() -> None:
+    letter = dead_letter(1)
+    client = logged_in("operations")
+    assert "reason" in act(client, "discard_selected", [letter.pk]).context["form"].fields
+    page = act(client, "discard_selected", [letter.pk], confirm="yes", reason="")
+    assert page.context["form"].errors["reason"]
+    assert DeadLetter.objects.get(pk=letter.pk).status == Status.PENDING
+
+    act(client, "discard_selected", [letter.pk], confirm="yes", reason="duplicate order, cancelled by customer")
+
+    letter.refresh_from_db()
+    assert letter.status == Status.DISCARDED
+    assert letter.history.get().reason == "duplicate order, cancelled by customer"
+
+
+def test_changelist_shows_failure_group_counts_and_the_oldest_pending_age() -> None:
+    for seq in (1, 2):
+        dead_letter(seq, key=f"truck-{seq}", scenario="", error=RuntimeError(f"route {seq} missing"))
+    page = logged_in("finance").get(CHANGELIST)
+    groups = page.context["failure_groups"]
+    assert [(g.count, g.exception_class, g.sample_message) for g in groups] == [(2, "builtins.RuntimeError", "route 2 missing")]
+    assert page.context["oldest_failed_at"] == DeadLetter.objects.order_by("first_failed_at").first().first_failed_at
+    assert 'id="oldest-pending"' in page.content.decode()
+
+
+def test_search_finds_a_dead_letter_by_event_id_or_key() -> None:
+    wanted = dead_letter(1, key="truck-1")
+    dead_letter(2, key="truck-2")
+    client = logged_in("finance")
+    for term in (str(wanted.event_id), "truck-1"):
+        assert list(client.get(CHANGELIST, {"q": term}).context["cl"].result_list) == [wanted]
+
+
+def test_detail_page_shows_the_decoded_payload_headers_traceback_and_history() -> None:
+    letter = dead_letter(1, scenario="")
+    operations = logged_in("operations")
+    act(operations, "replay_selected", [letter.pk])
+    page = operations.get(reverse("admin:consumers_deadletter_change", args=[letter.pk])).content.decode()
+    assert "&quot;seq&quot;: 1" in page  # pretty-printed JSON
+    assert "ce_type" in page and "logiflow.testing.Happened.v1" in page
+    assert "RuntimeError: boom 1" in page
+    assert "Applied" in page  # the history row
+
+
+def test_edit_payload_then_replay_needs_the_edit_permission_and_validates_the_schema() -> None:
+    letter = dead_letter(1, scenario="", value=b'{"key": "truck-1", "seq": "x"}')
+    url = reverse("admin:consumers_deadletter_edit_and_replay", args=[letter.pk])
+    client = logged_in("operations")
+    page = client.post(url, {"payload": '{"key": "truck-1", "seq": -5}'})
+    assert page.status_code == 200 and page.context["form"].errors["payload"]
+
+    client.post(url, {"payload": '{"key": "truck-1", "seq": 5}'})
+
+    letter.refresh_from_db()
+    assert letter.status == Status.REPLAYED
+    assert '+  "seq": 5' in letter.history.get().payload_diff

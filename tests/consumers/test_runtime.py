@@ -1,0 +1,174 @@
+"""The consumer runtime against a real broker and database: inbox, retries, dead letters, per-key parking."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+
+import pytest
+
+from apps.consumers.models import DeadLetter, InboxEntry
+from apps.consumers.runtime import ConsumerWorker
+from tests.consumers.support import RawProducer, cloud_event_headers, drain, happened
+from tests.consumers.testapp import handlers
+from tests.consumers.testapp.models import Effect, Script
+
+pytestmark = pytest.mark.django_db(transaction=True)
+Reason = DeadLetter.Reason
+
+
+def effects(**filters: object) -> list[int]:
+    return list(Effect.objects.filter(**filters).values_list("seq", flat=True))
+
+
+def test_each_permanent_failure_kind_is_dead_lettered_once_and_the_next_event_on_the_partition_is_handled(
+    producer: RawProducer, make_worker: Callable[..., ConsumerWorker]
+) -> None:
+    Script.objects.create(scenario="refuses", broken=True, non_retryable=True)
+    valid = happened(key="bad", seq=0)
+    good_headers = cloud_event_headers(valid)
+    without_id = [(name, value) for name, value in good_headers if name != "ce_id"]
+    v99 = cloud_event_headers(valid, ce_type="logiflow.testing.Happened.v99")
+    broken = {
+        Reason.NOT_JSON: (b"{not json", good_headers),
+        Reason.MISSING_HEADERS: (valid.model_dump_json().encode(), without_id),
+        Reason.UNKNOWN_TYPE: (valid.model_dump_json().encode(), v99),
+        Reason.INVALID_PAYLOAD: (b'{"key": "bad", "seq": -1}', cloud_event_headers(valid)),
+    }
+    # Every broken message is followed on the same partition by a valid event of another key.
+    for seq, (reason, (value, headers)) in enumerate(broken.items(), start=1):
+        producer.send(value=value, key=f"bad-{reason}", headers=headers)
+        producer.event(happened(key=f"good-{seq}", seq=seq))
+    producer.event(happened(key="refused", scenario="refuses", seq=90))
+    producer.event(happened(key="good-last", seq=99))
+    producer.flush()
+
+    worker = make_worker()
+    drain(worker, lambda: Effect.objects.filter(seq=99).exists())
+
+    assert sorted(effects()) == [1, 2, 3, 4, 99]
+    for reason in broken:
+        row = DeadLetter.objects.get(key=f"bad-{reason}")
+        assert (row.reason, row.attempts, row.status, row.group) == (reason, 1, DeadLetter.Status.PENDING, "testing")
+    refused = DeadLetter.objects.get(key="refused")
+    assert (refused.reason, refused.attempts) == (Reason.NON_RETRYABLE, 1)
+    assert handlers.attempts[refused.event_id] == 1, "a non-retryable failure must not be retried"
+    assert DeadLetter.objects.count() == 5
+    assert worker.counters.dead_lettered == 5
+
+
+def test_dead_letter_keeps_the_raw_message_and_its_headers(
+    producer: RawProducer, make_worker: Callable[..., ConsumerWorker]
+) -> None:
+    producer.send(value=b"\xff\x00 not json", key="raw", headers=[("ce_id", b"x"), ("binary", b"\xff\xfe")])
+    producer.event(happened(key="after", seq=1))
+    producer.flush()
+    drain(make_worker(), lambda: Effect.objects.exists())
+
+    row = DeadLetter.objects.get()
+    assert bytes(row.value) == b"\xff\x00 not json"
+    assert row.header_pairs() == [("ce_id", b"x"), ("binary", b"\xff\xfe")]
+    assert row.reason == Reason.MISSING_HEADERS
+    assert (row.topic, row.partition, row.offset) == (producer.topic, 0, 0)
+
+
+def test_event_type_the_group_does_not_handle_is_skipped_and_counted_not_dead_lettered(
+    producer: RawProducer, make_worker: Callable[..., ConsumerWorker]
+) -> None:
+    other = cloud_event_headers(happened(), ce_type="logiflow.testing.SomethingElse.v1")
+    producer.send(value=b"{}", key="k", headers=other)
+    producer.event(happened(seq=1))
+    producer.flush()
+    worker = make_worker()
+    drain(worker, lambda: Effect.objects.exists())
+    assert worker.counters.skipped == 1
+    assert not DeadLetter.objects.exists()
+
+
+def test_handler_failing_twice_then_succeeding_is_handled_once_without_a_ledger_row(
+    producer: RawProducer, make_worker: Callable[..., ConsumerWorker]
+) -> None:
+    Script.objects.create(scenario="flaky", fail_times=2)
+    event_id = producer.event(happened(scenario="flaky", seq=1))
+    producer.event(happened(key="k2", seq=2))
+    producer.flush()
+    worker = make_worker()
+    drain(worker, lambda: Effect.objects.count() == 2)
+
+    assert handlers.attempts[event_id] == 3
+    assert effects(event_id=event_id) == [1]
+    assert not DeadLetter.objects.exists()
+    assert worker.counters.retries == 2
+    # The failed attempts' on_commit callbacks were discarded with their savepoints.
+    assert handlers.committed_callbacks.count(event_id) == 1
+
+
+def test_always_failing_handler_is_dead_lettered_after_max_attempts_and_later_events_of_its_key_are_parked(
+    producer: RawProducer, make_worker: Callable[..., ConsumerWorker], settings: object
+) -> None:
+    Script.objects.create(scenario="broken", broken=True)
+    failing_id = producer.event(happened(key="truck-1", scenario="broken", seq=1))
+    producer.event(happened(key="truck-1", seq=2))  # same key: must wait behind seq 1
+    producer.event(happened(key="truck-2", seq=3))  # other key: flows
+    producer.event(happened(key="truck-1", seq=4))
+    producer.flush()
+    worker = make_worker()
+    drain(worker, lambda: Effect.objects.exists() and DeadLetter.objects.count() == 3)
+
+    head = DeadLetter.objects.get(event_id=failing_id)
+    assert handlers.attempts[failing_id] == settings.CONSUMER_MAX_ATTEMPTS  # type: ignore[attr-defined]
+    assert (head.reason, head.attempts, head.blocked_by) == (Reason.HANDLER_ERROR, 3, None)
+    assert head.exception_class == "builtins.RuntimeError"
+    assert head.handler == "tests.consumers.testapp.handlers.record_effect"
+    assert "scenario broken is broken for key truck-1" in head.traceback
+    parked = DeadLetter.objects.filter(blocked_by=head).order_by("id")
+    assert [(p.reason, p.attempts) for p in parked] == [(Reason.PARKED, 0), (Reason.PARKED, 0)]
+    assert effects() == [3]
+    assert worker.counters.parked == 2
+
+
+def test_parked_key_stays_parked_in_later_batches(
+    producer: RawProducer, make_worker: Callable[..., ConsumerWorker]
+) -> None:
+    Script.objects.create(scenario="broken", broken=True, non_retryable=True)
+    producer.event(happened(key="truck-1", scenario="broken", seq=1))
+    producer.flush()
+    worker = make_worker()
+    drain(worker, lambda: DeadLetter.objects.exists())
+    producer.event(happened(key="truck-1", seq=2))
+    producer.event(happened(key="truck-9", seq=3))
+    producer.flush()
+    drain(worker, lambda: Effect.objects.exists() and DeadLetter.objects.count() == 2)
+    head = DeadLetter.objects.get(blocked_by=None)
+    assert DeadLetter.objects.get(blocked_by=head).reason == Reason.PARKED
+    assert effects() == [3]
+
+
+def test_duplicate_delivery_of_one_event_id_has_one_effect(
+    producer: RawProducer, make_worker: Callable[..., ConsumerWorker]
+) -> None:
+    event_id = uuid.uuid4()
+    for _ in range(2):
+        producer.event(happened(seq=1), event_id=event_id)
+    producer.flush()
+    worker = make_worker()
+    drain(worker, lambda: worker.counters.handled + worker.counters.duplicates == 2)
+    producer.event(happened(seq=1), event_id=event_id)  # and once more in a later batch
+    producer.flush()
+    drain(worker, lambda: worker.counters.duplicates == 2)
+
+    assert effects(event_id=event_id) == [1]
+    assert InboxEntry.objects.filter(group="testing", event_id=event_id).count() == 1
+
+
+def test_failure_in_the_middle_of_a_batch_keeps_the_order_of_the_rest(
+    producer: RawProducer, make_worker: Callable[..., ConsumerWorker]
+) -> None:
+    Script.objects.create(scenario="flaky", fail_times=1)
+    for seq in range(1, 11):
+        producer.event(happened(key=f"k{seq}", scenario="flaky" if seq == 5 else "", seq=seq))
+    producer.flush()
+    worker = make_worker(batch_size=100)
+    drain(worker, lambda: Effect.objects.count() == 10)
+    assert effects() == list(range(1, 11))
+    assert len(handlers.committed_callbacks) == 10

@@ -1,0 +1,224 @@
+"""Replay, discard and edit of dead letters, and the inbox they go through (real database, no broker needed)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+
+import pytest
+from django.contrib.auth.models import User
+from django.utils import timezone
+
+from apps.common.api import ApplicationError
+from apps.consumers.decoding import decode
+from apps.consumers.models import DeadLetter, DeadLetterReplay, InboxEntry
+from apps.consumers.services import (
+    Failure,
+    deadletter_discard,
+    deadletter_edit_and_replay,
+    deadletter_queue_replay,
+    deadletter_record,
+    deadletter_replay,
+    fingerprint,
+    inbox_apply,
+    inbox_purge,
+    parked_failure,
+)
+from logiflow.celery import app as celery_app
+from tests.consumers.support import happened, raw_message
+from tests.consumers.testapp.models import Effect, Script
+
+pytestmark = pytest.mark.django_db
+Status = DeadLetter.Status
+Outcome = DeadLetterReplay.Outcome
+
+
+@pytest.fixture
+def operator() -> User:
+    return User.objects.create_user("ops", is_staff=True)
+
+
+def failed(event_seq: int, *, key: str = "truck-1", scenario: str = "broken", offset: int | None = None,
+           value: bytes | None = None) -> DeadLetter:
+    raw = raw_message(happened(key=key, scenario=scenario, seq=event_seq), offset=event_seq if offset is None else offset,
+                      value=value)
+    return deadletter_record(group="testing", raw=raw, failure=Failure.from_exception(RuntimeError("boom 42")), attempts=3)
+
+
+def parked(event_seq: int, head: DeadLetter, *, scenario: str = "") -> DeadLetter:
+    raw = raw_message(happened(key=head.key or "", scenario=scenario, seq=event_seq), offset=event_seq)
+    return deadletter_record(group="testing", raw=raw, failure=parked_failure(head.pk), attempts=0, blocked_by_id=head.pk)
+
+
+def seqs() -> list[int]:
+    return list(Effect.objects.filter(scenario__in=["broken", "", "other"]).values_list("seq", flat=True))
+
+
+def test_replay_after_fixing_the_cause_applies_once_and_releases_the_parked_messages_in_order(operator: User) -> None:
+    script = Script.objects.create(scenario="broken", broken=True)
+    head = failed(1)
+    followers = [parked(2, head), parked(3, head)]
+    script.broken = False
+    script.save()
+
+    result = deadletter_replay(dead_letter_id=head.pk, actor=operator)
+
+    assert (result.outcome, result.released, result.new_head) == (Outcome.APPLIED, [f.pk for f in followers], None)
+    assert seqs() == [1, 2, 3]
+    assert set(DeadLetter.objects.values_list("status", flat=True)) == {Status.REPLAYED}
+    replay = head.history.get()
+    assert (replay.action, replay.outcome, replay.actor) == ("replay", Outcome.APPLIED, operator)
+    assert [h.action for h in DeadLetterReplay.objects.filter(dead_letter__in=followers)] == ["release", "release"]
+
+
+def test_replay_that_fails_again_stays_pending_with_attempts_plus_one_and_the_new_error(operator: User) -> None:
+    Script.objects.create(scenario="broken", broken=True)
+    head = failed(1)
+    follower = parked(2, head)
+
+    result = deadletter_replay(dead_letter_id=head.pk, actor=operator)
+
+    head.refresh_from_db()
+    assert result.outcome == Outcome.FAILED
+    assert (head.status, head.attempts) == (Status.PENDING, 4)
+    assert head.error_message == "scenario broken is broken for key truck-1"
+    assert head.last_failed_at > head.first_failed_at
+    assert head.history.get().outcome == Outcome.FAILED
+    follower.refresh_from_db()
+    assert (follower.status, follower.blocked_by_id) == (Status.PENDING, head.pk)
+    assert not Effect.objects.exists()
+
+
+def test_replay_stops_at_the_configured_cap_of_failed_replays(settings: object) -> None:
+    settings.CONSUMER_REPLAY_MAX_ATTEMPTS = 2  # type: ignore[attr-defined]
+    Script.objects.create(scenario="broken", broken=True)
+    head = failed(1)
+    for _ in range(2):
+        assert deadletter_replay(dead_letter_id=head.pk).outcome == Outcome.FAILED
+    with pytest.raises(ApplicationError, match="failed 2 replays"):
+        deadletter_replay(dead_letter_id=head.pk)
+
+
+def test_replay_of_an_event_the_group_already_applied_is_a_no_op_through_the_inbox() -> None:
+    head = failed(1, scenario="")
+    # The same event was applied meanwhile (e.g. redelivered and handled).
+    decoded = decode(raw_message(happened(seq=1), event_id=head.event_id), group="testing")
+    assert inbox_apply(decoded=decoded) is True  # type: ignore[arg-type]
+
+    result = deadletter_replay(dead_letter_id=head.pk)
+
+    assert result.outcome == Outcome.DUPLICATE
+    assert Effect.objects.filter(event_id=head.event_id).count() == 1
+    head.refresh_from_db()
+    assert head.status == Status.REPLAYED
+
+
+def test_replay_runs_only_the_dead_letters_group() -> None:
+    head = failed(1, scenario="")
+    deadletter_replay(dead_letter_id=head.pk)
+    assert list(InboxEntry.objects.values_list("group", flat=True)) == ["testing"]
+    assert not Effect.objects.filter(scenario="audit").exists()
+
+
+def test_parked_and_resolved_dead_letters_cannot_be_replayed_directly() -> None:
+    Script.objects.create(scenario="broken", broken=True)
+    head = failed(1)
+    follower = parked(2, head)
+    with pytest.raises(ApplicationError, match=f"parked behind #{head.pk}"):
+        deadletter_replay(dead_letter_id=follower.pk)
+    deadletter_discard(dead_letter_id=head.pk, actor=None, reason="obsolete")
+    with pytest.raises(ApplicationError, match="already discarded"):
+        deadletter_replay(dead_letter_id=head.pk)
+
+
+def test_released_message_that_fails_becomes_the_new_head_and_the_rest_wait_behind_it() -> None:
+    Script.objects.create(scenario="broken", broken=False)
+    Script.objects.create(scenario="other-broken", broken=True)
+    head = failed(1)
+    second = parked(2, head, scenario="other-broken")
+    third = parked(3, head)
+
+    result = deadletter_replay(dead_letter_id=head.pk)
+
+    assert (result.released, result.new_head) == ([], second.pk)
+    second.refresh_from_db()
+    third.refresh_from_db()
+    assert (second.status, second.blocked_by_id, second.reason, second.attempts) == (
+        Status.PENDING, None, DeadLetter.Reason.HANDLER_ERROR, 1,
+    )
+    assert (third.status, third.blocked_by_id) == (Status.PENDING, second.pk)
+    assert seqs() == [1]
+
+
+def test_discard_needs_a_reason_is_audited_and_releases_the_parked_messages(operator: User) -> None:
+    Script.objects.create(scenario="broken", broken=True)
+    head = failed(1)
+    follower = parked(2, head)
+    with pytest.raises(ApplicationError, match="reason is required"):
+        deadletter_discard(dead_letter_id=head.pk, actor=operator, reason="  ")
+    assert DeadLetter.objects.get(pk=head.pk).status == Status.PENDING
+
+    result = deadletter_discard(dead_letter_id=head.pk, actor=operator, reason="customer cancelled")
+
+    assert result.released == [follower.pk]
+    entry = DeadLetter.objects.get(pk=head.pk).history.get()
+    assert (entry.action, entry.reason, entry.actor) == ("discard", "customer cancelled", operator)
+    assert seqs() == [2]
+
+
+def test_edit_and_replay_validates_against_the_schema_and_keeps_the_diff(operator: User) -> None:
+    head = failed(1, scenario="", value=b'{"key": "truck-1", "seq": "one"}')
+    with pytest.raises(ApplicationError, match="seq"):
+        deadletter_edit_and_replay(dead_letter_id=head.pk, actor=operator, payload='{"key": "truck-1", "seq": -1}')
+    head.refresh_from_db()
+    assert bytes(head.value) == b'{"key": "truck-1", "seq": "one"}'
+    assert not head.history.exists()
+
+    result = deadletter_edit_and_replay(dead_letter_id=head.pk, actor=operator, payload='{"key": "truck-1", "seq": 1}')
+
+    assert result.outcome == Outcome.APPLIED
+    entry = head.history.get()
+    assert entry.action == "edit_and_replay"
+    assert '-  "seq": "one"' in entry.payload_diff and '+  "seq": 1' in entry.payload_diff
+    assert seqs() == [1]
+
+
+def test_queued_replay_marks_replaying_and_the_celery_task_replays_them(
+    operator: User, django_capture_on_commit_callbacks: object
+) -> None:
+    heads = [failed(seq, key=f"truck-{seq}", scenario="") for seq in (1, 2)]
+    celery_app.conf.task_always_eager = True
+    try:
+        with django_capture_on_commit_callbacks(execute=False) as callbacks:  # type: ignore[operator]
+            queued = deadletter_queue_replay(dead_letter_ids=[h.pk for h in heads], actor=operator)
+        assert set(DeadLetter.objects.values_list("status", flat=True)) == {Status.REPLAYING}
+        for callback in callbacks:
+            callback()
+    finally:
+        celery_app.conf.task_always_eager = False
+    assert queued == [h.pk for h in heads]
+    assert set(DeadLetter.objects.values_list("status", flat=True)) == {Status.REPLAYED}
+    assert seqs() == [1, 2]
+
+
+def test_a_redelivered_failure_updates_its_ledger_row_instead_of_adding_one() -> None:
+    first = failed(1)
+    again = failed(1)
+    assert again.pk == first.pk
+    assert DeadLetter.objects.get().attempts == 6
+
+
+def test_fingerprint_groups_messages_that_differ_only_in_ids_and_numbers() -> None:
+    one = fingerprint(exception_class="E", handler="h", message=f"route 12 missing for {uuid.uuid4()} at 0xdeadbeef")
+    two = fingerprint(exception_class="E", handler="h", message=f"route 977 missing for {uuid.uuid4()} at 0x1f")
+    assert one == two
+    assert one != fingerprint(exception_class="E", handler="other", message="route 12 missing")
+
+
+def test_inbox_purge_deletes_only_rows_past_retention(settings: object) -> None:
+    settings.CONSUMER_INBOX_RETENTION_DAYS = 14  # type: ignore[attr-defined]
+    now = timezone.now()
+    InboxEntry.objects.create(group="testing", event_id=uuid.uuid4(), processed_at=now - timedelta(days=15))
+    recent = InboxEntry.objects.create(group="testing", event_id=uuid.uuid4(), processed_at=now - timedelta(days=13))
+    assert inbox_purge() == 1
+    assert list(InboxEntry.objects.all()) == [recent]

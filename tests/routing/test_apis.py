@@ -1,0 +1,274 @@
+"""Routing's REST API: route creation with its event, the bad-input table, filters, permissions, schema."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from django.contrib.auth.models import User
+from django.db import connection
+from django.test import override_settings
+from rest_framework.pagination import PageNumberPagination
+from rest_framework.test import APIClient
+
+from apps.contracts import RouteCalculated
+from apps.outbox.models import OutboxEvent
+from apps.routing.models import Customer, Depot, Route, RouteStop, Truck
+from tests.routing.factories import CustomerFactory, DepotFactory, TruckFactory, calculated_route
+
+ROUTES = "/api/v1/routes/"
+STOPS = [
+    {"name": "Ankara", "lat": 39.9334, "lon": 32.8597},
+    {"name": "Bursa", "lat": 40.1885, "lon": 29.0610},
+    {"name": "Izmit", "lat": 40.7654, "lon": 29.9408},
+]
+
+
+def _route_body(**overrides: Any) -> dict[str, Any]:
+    body = {"truck": TruckFactory().pk, "customer": CustomerFactory().pk, "stops": STOPS}
+    body.update(overrides)
+    return body
+
+
+def _nothing_written() -> bool:
+    return not Route.objects.exists() and not RouteStop.objects.exists() and not OutboxEvent.objects.exists()
+
+
+@pytest.mark.django_db
+def test_create_returns_201_with_the_plan_and_writes_exactly_one_route_calculated(dispatcher_api: APIClient) -> None:
+    response = dispatcher_api.post(ROUTES, _route_body(departs_at="2026-11-26T06:00:00Z"), format="json")
+    assert response.status_code == 201, response.data
+    body = response.json()
+    route = Route.objects.get()
+    assert body["id"] == route.pk
+    assert [stop["sequence"] for stop in body["stops"]] == [1, 2, 3]
+    assert {stop["name"] for stop in body["stops"]} == {"Ankara", "Bursa", "Izmit"}
+    assert Decimal(body["distance_km"]) == route.distance_km > 0
+    assert body["duration_minutes"] == route.duration_minutes > 0
+    assert body["eta"] == route.eta.isoformat().replace("+00:00", "Z")
+    assert (body["status"], body["invoiced"], body["calculation"]) == ("calculated", False, 1)
+    (row,) = OutboxEvent.objects.all()
+    event = RouteCalculated.model_validate_json(row.payload)
+    assert (row.event_type, row.key, event.route_id) == (RouteCalculated.ce_type(), str(body["truck"]), route.pk)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_route_and_its_event_commit_in_the_same_transaction(dispatcher_api: APIClient) -> None:
+    assert dispatcher_api.post(ROUTES, _route_body(), format="json").status_code == 201
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT xmin::text FROM routing_route")
+        route_xid = cursor.fetchone()[0]
+        cursor.execute("SELECT xmin::text FROM routing_routestop")
+        stop_xids = {row[0] for row in cursor.fetchall()}
+        cursor.execute("SELECT xmin::text FROM outbox_outboxevent")
+        event_xids = [row[0] for row in cursor.fetchall()]
+    assert event_xids == [route_xid] and stop_xids == {route_xid}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_database_failure_during_create_answers_500_and_writes_nothing(
+    dispatcher_api: APIClient, failing_outbox_insert: None
+) -> None:
+    dispatcher_api.raise_request_exception = False
+    response = dispatcher_api.post(ROUTES, _route_body(), format="json")
+    assert response.status_code == 500
+    assert _nothing_written()
+
+
+BAD_INPUT = {
+    "unknown truck": (lambda: _route_body(truck=999_999), "truck"),
+    "inactive truck": (lambda: _route_body(truck=TruckFactory(active=False).pk), "truck"),
+    "truck not an id": (lambda: _route_body(truck="TRUCK-1"), "truck"),
+    "unknown customer": (lambda: _route_body(customer=999_999), "customer"),
+    "no stops": (lambda: _route_body(stops=[]), "stops"),
+    "stops missing": (lambda: {k: v for k, v in _route_body().items() if k != "stops"}, "stops"),
+    "stops not a list": (lambda: _route_body(stops="Ankara"), "stops"),
+    "latitude above 90": (lambda: _route_body(stops=[{"name": "X", "lat": 90.0001, "lon": 0}]), "lat"),
+    "latitude below -90": (lambda: _route_body(stops=[{"name": "X", "lat": -91, "lon": 0}]), "lat"),
+    "longitude above 180": (lambda: _route_body(stops=[{"name": "X", "lat": 0, "lon": 180.5}]), "lon"),
+    "longitude below -180": (lambda: _route_body(stops=[{"name": "X", "lat": 0, "lon": -181}]), "lon"),
+    "latitude not a number": (lambda: _route_body(stops=[{"name": "X", "lat": "north", "lon": 0}]), "lat"),
+    "latitude NaN as text": (lambda: _route_body(stops=[{"name": "X", "lat": "NaN", "lon": 0}]), "lat"),
+    "stop without name": (lambda: _route_body(stops=[{"lat": 40, "lon": 29}]), "name"),
+    "more stops than the maximum (3)": (
+        lambda: _route_body(stops=[{"name": f"S{i}", "lat": 40, "lon": 29 + i / 10} for i in range(4)]),
+        "stops",
+    ),
+}
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("case", BAD_INPUT, ids=list(BAD_INPUT))
+@override_settings(ROUTING_MAX_STOPS=3)
+def test_bad_input_answers_400_naming_the_field_and_writes_nothing(dispatcher_api: APIClient, case: str) -> None:
+    make_body, field = BAD_INPUT[case]
+    response = dispatcher_api.post(ROUTES, make_body(), format="json")
+    assert response.status_code == 400
+    assert field in json.dumps(response.json()), response.json()
+    assert _nothing_written()
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    "payload",
+    ['{"truck": 1, "stops": [', "NaN", '{"truck": 1, "customer": 1, "stops": [{"name": "X", "lat": NaN, "lon": 0}]}'],
+)
+def test_malformed_json_answers_400_and_writes_nothing(dispatcher_api: APIClient, payload: str) -> None:
+    response = dispatcher_api.post(ROUTES, payload, content_type="application/json")
+    assert response.status_code == 400
+    assert "JSON parse error" in response.json()["detail"]
+    assert _nothing_written()
+
+
+@pytest.mark.django_db
+def test_recalculate_endpoint_publishes_the_next_calculation(dispatcher_api: APIClient) -> None:
+    route = calculated_route()
+    response = dispatcher_api.post(f"{ROUTES}{route.pk}/recalculate/")
+    assert response.status_code == 200
+    assert response.json()["calculation"] == 2
+    payloads = [RouteCalculated.model_validate_json(row.payload) for row in OutboxEvent.objects.order_by("id")]
+    assert [(p.route_id, p.calculation) for p in payloads] == [(route.pk, 1), (route.pk, 2)]
+
+
+@pytest.mark.django_db
+def test_recalculating_a_cancelled_route_answers_400(dispatcher_api: APIClient) -> None:
+    route = calculated_route()
+    Route.objects.filter(pk=route.pk).update(status=Route.Status.CANCELLED)
+    response = dispatcher_api.post(f"{ROUTES}{route.pk}/recalculate/")
+    assert response.status_code == 400 and "status" in response.json()
+
+
+@pytest.mark.django_db
+def test_list_filters_by_truck_customer_status_and_date_and_paginates(dispatcher_api: APIClient) -> None:
+    truck, customer = TruckFactory(), CustomerFactory()
+    mine = calculated_route(truck=truck, customer=customer, departs_at=datetime(2026, 11, 26, 6, tzinfo=UTC))
+    other_day = calculated_route(truck=truck, departs_at=datetime(2026, 11, 27, 6, tzinfo=UTC))
+    calculated_route()
+    Route.objects.filter(pk=other_day.pk).update(status=Route.Status.DISPATCHED)
+
+    def ids(**params: Any) -> list[int]:
+        response = dispatcher_api.get(ROUTES, params)
+        assert response.status_code == 200, response.data
+        return sorted(route["id"] for route in response.json()["results"])
+
+    assert ids(truck=truck.pk) == sorted([mine.pk, other_day.pk])
+    assert ids(customer=customer.pk) == [mine.pk]
+    assert ids(status="dispatched") == [other_day.pk]
+    assert ids(date="2026-11-26", truck=truck.pk) == [mine.pk]
+    page = dispatcher_api.get(ROUTES).json()
+    assert page["count"] == 3 and len(page["results"]) == 3 and page["next"] is None
+    assert dispatcher_api.get(ROUTES, {"status": "lost"}).status_code == 400
+
+
+@pytest.mark.django_db
+def test_list_is_paginated(dispatcher_api: APIClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    # DRF reads PAGE_SIZE into the paginator class at import, so a smaller page is set on the class.
+    monkeypatch.setattr(PageNumberPagination, "page_size", 2)
+    for _ in range(3):
+        calculated_route()
+    first = dispatcher_api.get(ROUTES).json()
+    assert first["count"] == 3 and len(first["results"]) == 2 and first["next"]
+    assert len(dispatcher_api.get(first["next"]).json()["results"]) == 1
+
+
+@pytest.mark.django_db
+def test_detail_shows_stops_in_visiting_order(dispatcher_api: APIClient) -> None:
+    route = calculated_route()
+    body = dispatcher_api.get(f"{ROUTES}{route.pk}/").json()
+    assert [stop["name"] for stop in body["stops"]] == list(route.stops.values_list("name", flat=True))
+    assert dispatcher_api.get(f"{ROUTES}999999/").status_code == 404
+
+
+# --- Permissions ---------------------------------------------------------------
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [("get", ROUTES), ("post", ROUTES), ("get", "/api/v1/trucks/"), ("post", "/api/v1/routes/1/recalculate/")],
+)
+def test_anonymous_requests_are_401(method: str, path: str) -> None:
+    response = getattr(APIClient(), method)(path, {}, format="json")
+    assert response.status_code == 401
+    assert response["WWW-Authenticate"] == "Token"
+
+
+@pytest.mark.django_db
+def test_finance_user_cannot_create_routes_or_read_them(finance_api: APIClient) -> None:
+    assert finance_api.post(ROUTES, _route_body(), format="json").status_code == 403
+    assert finance_api.get(ROUTES).status_code == 403
+    assert finance_api.post("/api/v1/trucks/", {}, format="json").status_code == 403
+    assert finance_api.post(f"{ROUTES}{calculated_route().pk}/recalculate/").status_code == 403
+    assert Route.objects.count() == 1 and OutboxEvent.objects.count() == 1
+
+
+@pytest.mark.django_db
+def test_dispatcher_can_create_routes(dispatcher_api: APIClient) -> None:
+    assert dispatcher_api.post(ROUTES, _route_body(), format="json").status_code == 201
+
+
+@pytest.mark.django_db
+def test_token_from_the_auth_endpoint_and_a_session_both_authenticate(dispatcher: User) -> None:
+    response = APIClient().post("/api/v1/auth/token/", {"username": "dispatcher", "password": "pw"}, format="json")
+    assert response.status_code == 200
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {response.json()['token']}")
+    assert client.get(ROUTES).status_code == 200
+    session = APIClient()
+    assert session.login(username="dispatcher", password="pw")
+    assert session.get(ROUTES).status_code == 200
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("path", ["/api/schema/", "/api/docs/"])
+def test_schema_and_docs_are_served_anonymously(path: str) -> None:
+    response = APIClient().get(path)
+    assert response.status_code == 200
+    if path == "/api/schema/":
+        assert b"/api/v1/routes/{id}/recalculate/" in response.content
+
+
+# --- Reference data --------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_dispatcher_creates_lists_and_updates_depots_trucks_and_customers(dispatcher_api: APIClient) -> None:
+    depot = dispatcher_api.post("/api/v1/depots/", {"name": "Izmir Hub", "lat": 38.42, "lon": 27.14}, format="json")
+    assert depot.status_code == 201, depot.data
+    truck = dispatcher_api.post(
+        "/api/v1/trucks/",
+        {"plate": "35 LF 001", "depot": depot.json()["id"], "capacity_kg": 8000, "average_speed_kmh": 70},
+        format="json",
+    )
+    assert truck.status_code == 201, truck.data
+    customer = dispatcher_api.post(
+        "/api/v1/customers/", {"name": "Ege Foods", "email": "ap@ege.example"}, format="json"
+    )
+    assert customer.status_code == 201
+    retired = dispatcher_api.patch(f"/api/v1/trucks/{truck.json()['id']}/", {"active": False}, format="json")
+    assert retired.status_code == 200 and retired.json()["active"] is False
+    assert Truck.objects.get().active is False
+    assert dispatcher_api.get("/api/v1/trucks/", {"active": "false"}).json()["count"] == 1
+    renamed = dispatcher_api.put(
+        f"/api/v1/customers/{customer.json()['id']}/", {"name": "Ege Foods A.S."}, format="json"
+    )
+    assert renamed.status_code == 200 and Customer.objects.get().name == "Ege Foods A.S."
+    assert dispatcher_api.get("/api/v1/depots/").json()["results"][0]["name"] == "Izmir Hub"
+
+
+@pytest.mark.django_db
+def test_reference_data_validation_answers_400(dispatcher_api: APIClient) -> None:
+    depot = DepotFactory()
+    bad_depot = dispatcher_api.post("/api/v1/depots/", {"name": "Pole", "lat": 95, "lon": 0}, format="json")
+    assert bad_depot.status_code == 400 and "lat" in bad_depot.json()
+    TruckFactory(plate="34 LF 999")
+    duplicate = dispatcher_api.post(
+        "/api/v1/trucks/",
+        {"plate": "34 LF 999", "depot": depot.pk, "capacity_kg": 1, "average_speed_kmh": 60},
+        format="json",
+    )
+    assert duplicate.status_code == 400 and "plate" in duplicate.json()
+    assert Depot.objects.count() == 1 + 1 and Truck.objects.count() == 1
