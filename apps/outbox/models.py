@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from datetime import UTC, datetime
 
 from django.db import models
 from django.db.models import Q
@@ -45,14 +46,35 @@ class OutboxEvent(models.Model):
 
     def headers(self) -> list[tuple[str, bytes]]:
         """CloudEvents 1.0 Kafka binary-mode headers, plus W3C `traceparent` when there is one."""
-        headers = [
-            ("ce_specversion", b"1.0"),
-            ("ce_id", str(self.event_id).encode()),
-            ("ce_source", self.source.encode()),
-            ("ce_type", self.event_type.encode()),
-            ("ce_time", self.created_at.isoformat().replace("+00:00", "Z").encode()),
-            ("content-type", b"application/json"),
+        return [
+            (name, value.encode())
+            for name, value in cloudevents_headers(
+                event_id=str(self.event_id),
+                source=self.source,
+                event_type=self.event_type,
+                time=ce_time(self.created_at),
+                traceparent=self.traceparent,
+            )
         ]
-        if self.traceparent:
-            headers.append(("traceparent", self.traceparent.encode()))
-        return headers
+
+
+def ce_time(created_at: datetime) -> str:
+    """RFC 3339 time in UTC with a `Z`, as the `ce_time` header carries it."""
+    return created_at.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def cloudevents_headers(
+    *, event_id: str, source: str, event_type: str, time: str, traceparent: str
+) -> list[tuple[str, str]]:
+    """The envelope of one outbox row; shared by `OutboxEvent.headers` and the relay's hot path."""
+    headers = [
+        ("ce_specversion", "1.0"),
+        ("ce_id", event_id),
+        ("ce_source", source),
+        ("ce_type", event_type),
+        ("ce_time", time),
+        ("content-type", "application/json"),
+    ]
+    if traceparent:
+        headers.append(("traceparent", traceparent))
+    return headers

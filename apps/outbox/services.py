@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import uuid
+from datetime import timedelta
 
+from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 from pydantic import ValidationError
@@ -84,3 +86,33 @@ def _notify_relay() -> None:
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
             cursor.execute("SELECT pg_notify(%s, '')", [NOTIFY_CHANNEL])
+
+
+def outbox_events_purge(*, older_than: timedelta | None = None, batch_size: int | None = None) -> int:
+    """Delete published rows older than `older_than` (OUTBOX_RETENTION_HOURS); returns how many.
+
+    Each batch is its own short transaction, so the purge never holds locks for long. Published rows
+    are not in the pending partial indexes, so deleting them leaves the relay's hot indexes untouched.
+    Failed rows are kept: they wait for a person to look at them in the admin.
+    """
+    older_than = older_than if older_than is not None else timedelta(hours=settings.OUTBOX_RETENTION_HOURS)
+    batch_size = batch_size or settings.OUTBOX_PURGE_BATCH_SIZE
+    cutoff = timezone.now() - older_than
+    purged = 0
+    while True:
+        with transaction.atomic(), connection.cursor() as cursor:
+            # created_at < cutoff is implied by published_at < cutoff; it bounds the created_at index scan.
+            cursor.execute(
+                """
+                DELETE FROM outbox_outboxevent WHERE id IN (
+                    SELECT id FROM outbox_outboxevent
+                    WHERE created_at < %s AND state = 'published' AND published_at < %s
+                    ORDER BY created_at LIMIT %s
+                )
+                """,
+                [cutoff, cutoff, batch_size],
+            )
+            deleted = cursor.rowcount
+        purged += deleted
+        if deleted < batch_size:
+            return purged

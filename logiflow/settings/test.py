@@ -8,6 +8,9 @@ DATABASES = {"default": database_config(env("DATABASE_URL", default="postgres://
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 KAFKA_SESSION_TIMEOUT_MS = env.int("KAFKA_SESSION_TIMEOUT_MS", default=6000)
 OUTBOX_RELAY_POLL_INTERVAL_S = 0.2
+# Short enough that broker-outage tests see a failed delivery within seconds.
+OUTBOX_RELAY_DELIVERY_TIMEOUT_S = env.float("OUTBOX_RELAY_DELIVERY_TIMEOUT_S", default=10.0)
+OUTBOX_RELAY_RETRY_MAX_S = env.float("OUTBOX_RELAY_RETRY_MAX_S", default=2.0)
 
 # Consumers: a test-only app with its own event type and topic; short backoff so retry tests are quick.
 INSTALLED_APPS = [*INSTALLED_APPS, "tests.consumers.testapp"]  # noqa: F405

@@ -21,17 +21,21 @@ class Received:
 
 
 class TopicTail:
-    """Reads the messages a topic receives after the tail was opened (no consumer group, no join delay)."""
+    """Reads the messages a topic receives after the tail was opened (no consumer group, no join delay).
 
-    def __init__(self, topic: str) -> None:
+    `from_beginning=True` reads what the topic already holds too (e.g. a broker started by the test).
+    """
+
+    def __init__(self, topic: str, *, from_beginning: bool = False) -> None:
         self.topic = topic
         self.consumer = Consumer(client_config(**{"group.id": "test-tail", "enable.auto.commit": False}))
         metadata = self.consumer.list_topics(topic, timeout=10)
         partitions = sorted(metadata.topics[topic].partitions)
         assignment = []
         for partition in partitions:
-            _low, high = self.consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=10)
-            assignment.append(TopicPartition(topic, partition, high if high >= 0 else OFFSET_END))
+            low, high = self.consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=10)
+            start = low if from_beginning else high
+            assignment.append(TopicPartition(topic, partition, start if start >= 0 else OFFSET_END))
         self.consumer.assign(assignment)
 
     def read(self, count: int, *, timeout: float = 20.0) -> list[Received]:

@@ -1,0 +1,458 @@
+"""The outbox relay: sends committed outbox rows to Kafka; a row is marked published only after its ack.
+
+A batch is one database transaction on one connection: claim rows (locked), produce them, wait for
+every delivery report, record the outcome of each row, commit. To keep the broker busy while the
+database works, `OUTBOX_RELAY_PIPELINE_DEPTH` batches run at once on as many "lanes" (a thread with its
+own connection and transaction). Claims-and-sends and records-and-commits happen strictly in batch
+order, so within a key the producer sees rows in id order and commits land in id order.
+The guarantees are argued in docs/architecture.md ("Outbox and relay").
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from functools import partial
+
+from confluent_kafka import KafkaError, KafkaException, Message, Producer
+from django.conf import settings
+from django.db import DEFAULT_DB_ALIAS, connection, connections, transaction
+
+from apps.common.kafka import producer_config
+from apps.common.workers import Backoff, Worker
+from apps.outbox import claims
+from apps.outbox.models import cloudevents_headers
+from apps.outbox.services import NOTIFY_CHANNEL
+
+logger = logging.getLogger(__name__)
+
+# The broker refuses these for good: retrying the same bytes cannot succeed.
+PERMANENT_ERRORS = frozenset(
+    {
+        KafkaError.MSG_SIZE_TOO_LARGE,
+        KafkaError.INVALID_MSG_SIZE,
+        KafkaError.INVALID_RECORD,
+        KafkaError.RECORD_LIST_TOO_LARGE,
+        KafkaError.TOPIC_AUTHORIZATION_FAILED,
+        KafkaError.TOPIC_EXCEPTION,
+        KafkaError.POLICY_VIOLATION,
+    }
+)
+
+PUBLISHED = "published"
+FAILED = "failed"
+PENDING = "pending"  # not confirmed: the row stays pending and is sent again
+_FINAL = (PUBLISHED, FAILED)  # a successor of such a row may be marked published
+
+
+def is_permanent(error: KafkaError) -> bool:
+    return error.code() in PERMANENT_ERRORS and not error.fatal()
+
+
+class Sequencer:
+    """Batch N+1 enters a stage only after batch N left it (or gave its turn up by failing)."""
+
+    def __init__(self, start: int) -> None:
+        self._next = start
+        self._left: set[int] = set()
+        self._condition = threading.Condition()
+
+    @contextmanager
+    def turn(self, seq: int) -> Iterator[None]:
+        with self._condition:
+            self._condition.wait_for(lambda: self._next == seq)
+        try:
+            yield
+        finally:
+            self.leave(seq)
+
+    def leave(self, seq: int) -> None:
+        with self._condition:
+            self._left.add(seq)
+            while self._next in self._left:
+                self._left.remove(self._next)
+                self._next += 1
+            self._condition.notify_all()
+
+
+class Batch:
+    """The rows of one claim that were handed to the producer, and what the broker said about each."""
+
+    def __init__(self, seq: int) -> None:
+        self.seq = seq
+        self.claimed = 0
+        self.held_back = 0
+        self.ids: list[int] = []
+        self.previous: list[int | None] = []
+        # Per sent row: (partition, offset) once acknowledged, a KafkaError once refused, None while waiting.
+        self.reports: list[tuple[int, int] | KafkaError | None] = []
+        self._outstanding = 0
+        self._sealed = False
+        self._lock = threading.Lock()
+        self.complete = threading.Event()
+
+    def add(self, row_id: int, previous_id: int | None) -> int:
+        self.ids.append(row_id)
+        self.previous.append(previous_id)
+        self.reports.append(None)
+        with self._lock:
+            self._outstanding += 1
+        return len(self.ids) - 1
+
+    def report(self, slot: int, error: KafkaError | None, message: Message) -> None:
+        """Delivery callback (runs on whichever lane polls the producer)."""
+        self.reports[slot] = error if error is not None else (message.partition(), message.offset())
+        self._settle()
+
+    def refuse_now(self, slot: int, error: KafkaError) -> None:
+        """`produce()` itself refused the message: no delivery report will come."""
+        self.reports[slot] = error
+        self._settle()
+
+    def seal(self) -> None:
+        with self._lock:
+            self._sealed = True
+            if self._outstanding == 0:
+                self.complete.set()
+
+    def _settle(self) -> None:
+        with self._lock:
+            self._outstanding -= 1
+            if self._sealed and self._outstanding == 0:
+                self.complete.set()
+
+
+@dataclass
+class Job:
+    seq: int
+    batch: Batch
+    claim_done: threading.Event = field(default_factory=threading.Event)
+    future: Future | None = None
+    counts: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass
+class PumpResult:
+    sent: int = 0
+    held_back: int = 0
+    transient: int = 0
+    backlog: bool = False
+
+
+class OutboxRelay(Worker):
+    name = "relay_outbox"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.batch_size = settings.OUTBOX_RELAY_BATCH_SIZE
+        self.poll_interval = settings.OUTBOX_RELAY_POLL_INTERVAL_S
+        self.delivery_timeout = settings.OUTBOX_RELAY_DELIVERY_TIMEOUT_S
+        self.shutdown_grace = settings.OUTBOX_RELAY_SHUTDOWN_GRACE_S
+        self.retry = Backoff(initial=min(0.5, settings.OUTBOX_RELAY_RETRY_MAX_S), maximum=settings.OUTBOX_RELAY_RETRY_MAX_S)
+        self.concurrent = claims.supports_concurrent_relays()
+        # SQLite has one writer: a single lane that holds no transaction while it waits for the broker.
+        self.depth = max(1, settings.OUTBOX_RELAY_PIPELINE_DEPTH) if self.concurrent else 1
+        self.totals = {PUBLISHED: 0, FAILED: 0, PENDING: 0}
+        self.producer: Producer | None = None
+        self._producer_broken = False
+        self._seq = 0
+        self._lanes: list[ThreadPoolExecutor] = []
+        self._listener = None
+        # Rows this process has sent and not yet recorded, and the recorded outcome of recent batches:
+        # what decides whether a row may follow its key's previous pending row (see `_may_follow`).
+        self._in_flight: set[int] = set()
+        self._outcomes: dict[int, str] = {}
+        self._outcome_batches: deque[list[int]] = deque()
+        self._state_lock = threading.Lock()
+
+    # --- lifecycle -------------------------------------------------------------------------------
+    def setup(self) -> None:
+        self._claim_turns = Sequencer(self._seq)
+        self._commit_turns = Sequencer(self._seq)
+        self._lanes = [ThreadPoolExecutor(1, thread_name_prefix=f"relay-lane-{i}") for i in range(self.depth)]
+        self.producer = self._new_producer()
+        if self.concurrent:
+            self._listener = connections.create_connection(DEFAULT_DB_ALIAS)
+            self._listener.ensure_connection()
+            self._listener.connection.autocommit = True
+            self._listener.connection.execute(f"LISTEN {NOTIFY_CHANNEL}")
+        logger.info("relay started: batch %s, pipeline depth %s", self.batch_size, self.depth)
+
+    def run_once(self) -> None:
+        if self._producer_broken:
+            self._rebuild_producer()
+        self._take_notifications(timeout=0)  # rows committed before this claim are seen by it
+        result = self._pump()
+        if self.stopping.is_set() or self._producer_broken:
+            return
+        if result.transient:
+            delay = self.retry.failed()
+            logger.warning("%s rows not confirmed by the broker; retrying in %.1fs", result.transient, delay)
+            self.stopping.wait(delay)
+        elif result.backlog:
+            self.retry.succeeded()
+        elif result.held_back:
+            # Rows whose key has an earlier row held by another relay: let that relay finish first.
+            self.stopping.wait(self.poll_interval)
+        else:
+            self.retry.succeeded()
+            self._take_notifications(timeout=self.poll_interval)
+
+    def teardown(self) -> None:
+        producer, self.producer = self.producer, None
+        if producer is not None:
+            remaining = producer.flush(self.shutdown_grace)
+            if remaining:
+                logger.warning("relay: %s messages unconfirmed at shutdown; their rows stay pending", remaining)
+                producer.purge(in_queue=True, in_flight=True, blocking=True)
+                producer.poll(0)
+            producer.close()
+        for lane in self._lanes:
+            error = lane.submit(_close_lane_connection).exception()
+            if error is not None:
+                logger.warning("relay: closing a lane connection failed: %s", error)
+            lane.shutdown()
+        self._lanes = []
+        if self._listener is not None:
+            self._listener.close()
+            self._listener = None
+
+    # --- the pipeline ------------------------------------------------------------------------------
+    def _pump(self) -> PumpResult:
+        """Run batches back to back, `depth` at a time, while every claim comes back full."""
+        result = PumpResult()
+        jobs: deque[Job] = deque()
+        errors: list[BaseException] = []
+        try:
+            while not self.stopping.is_set() and not self._producer_broken and not result.transient:
+                if len(jobs) >= self.depth:
+                    self._finish(jobs.popleft(), result, errors)
+                    if errors:
+                        break
+                job = Job(self._seq, Batch(self._seq))
+                self._seq += 1
+                job.future = self._lanes[job.seq % self.depth].submit(self._run_batch, job)
+                jobs.append(job)
+                job.claim_done.wait()
+                result.backlog = job.batch.claimed >= self.batch_size and not job.batch.held_back
+                if not result.backlog:
+                    break
+        finally:
+            while jobs:
+                self._finish(jobs.popleft(), result, errors)
+        if errors:
+            raise errors[0]
+        return result
+
+    def _finish(self, job: Job, result: PumpResult, errors: list[BaseException]) -> None:
+        assert job.future is not None
+        error = job.future.exception()
+        if error is not None:
+            errors.append(error)
+            result.backlog = False
+            return
+        result.sent += len(job.batch.ids)
+        result.held_back += job.batch.held_back
+        result.transient += job.counts.get("retried", 0)
+
+    def _run_batch(self, job: Job) -> None:
+        """One batch, on this lane's connection, in one transaction."""
+        batch = job.batch
+        error: BaseException | None = None
+        self._prepare_lane_connection()
+        transaction.set_autocommit(False)
+        try:
+            with self._claim_turns.turn(job.seq):
+                self._claim_and_send(batch)
+        except BaseException as caught:
+            error = caught
+        finally:
+            job.claim_done.set()
+        if error is None:
+            self._await_reports(batch)
+        with self._commit_turns.turn(job.seq):
+            outcomes: dict[int, str] = {}
+            try:
+                if error is None:
+                    outcomes = self._record(batch, job.counts)
+                    transaction.commit()
+            except BaseException as caught:
+                error = caught
+            if error is not None:
+                outcomes = dict.fromkeys(batch.ids, PENDING)
+                self._abandon_transaction()
+            self._remember(batch, outcomes)
+        self._restore_autocommit()
+        if error is not None:
+            raise error
+
+    def _claim_and_send(self, batch: Batch) -> None:
+        with self._state_lock:
+            in_flight = list(self._in_flight)
+        rows = claims.claim(self.batch_size, in_flight=in_flight)
+        batch.claimed = len(rows)
+        produce = self.producer.produce  # type: ignore[union-attr]
+        sent_here: set[int] = set()
+        for row_id, topic, key, payload, event_id, source, event_type, time_, traceparent, previous_id in rows:
+            if previous_id is not None and previous_id not in sent_here and not self._may_follow(previous_id):
+                batch.held_back += 1
+                continue
+            slot = batch.add(row_id, previous_id)
+            headers = cloudevents_headers(
+                event_id=event_id, source=source, event_type=event_type, time=time_, traceparent=traceparent
+            )
+            while True:
+                try:
+                    produce(topic, payload, key, headers=headers, on_delivery=partial(batch.report, slot))
+                    break
+                except BufferError:
+                    self.producer.poll(0.05)  # type: ignore[union-attr]
+                except KafkaException as refused:
+                    batch.refuse_now(slot, refused.args[0])
+                    break
+            sent_here.add(row_id)
+        with self._state_lock:
+            self._in_flight.update(sent_here)
+        batch.seal()
+
+    def _may_follow(self, previous_id: int) -> bool:
+        """A row may go out after its key's previous pending row only if this process sent that row.
+
+        Otherwise another relay holds it (or will): sending now could overtake it on the topic.
+        """
+        with self._state_lock:
+            return previous_id in self._in_flight or self._outcomes.get(previous_id) in _FINAL
+
+    def _await_reports(self, batch: Batch) -> None:
+        """Wait for every delivery report; bounded by message.timeout.ms, and by the grace on shutdown."""
+        deadline = time.monotonic() + self.delivery_timeout + 5.0
+        stop_deadline: float | None = None
+        while not batch.complete.is_set():
+            self.producer.poll(0.01)  # type: ignore[union-attr]
+            now = time.monotonic()
+            if self.stopping.is_set() and stop_deadline is None:
+                stop_deadline = now + self.shutdown_grace
+            if now > deadline or (stop_deadline is not None and now > stop_deadline):
+                self._abandon_in_flight()
+                return
+
+    def _abandon_in_flight(self) -> None:
+        """Drop what the producer still holds, so none of it can reach the topic after a later re-send.
+
+        Purged messages report _PURGE_* (their rows stay pending). Requests already on the wire may still
+        land: they precede any re-send, because the producer is rebuilt before the next claim.
+        """
+        logger.warning("relay: delivery reports overdue; purging the producer and rebuilding it")
+        self._producer_broken = True
+        self.producer.purge(in_queue=True, in_flight=True, blocking=True)  # type: ignore[union-attr]
+        self.producer.poll(0)  # type: ignore[union-attr]
+
+    def _record(self, batch: Batch, counts: dict[str, int]) -> dict[int, str]:
+        """Decide each sent row's state from its report; a row never overtakes an unconfirmed predecessor."""
+        published: list[claims.Delivered] = []
+        failed: list[claims.Refused] = []
+        retried: list[claims.Refused] = []
+        outcomes: dict[int, str] = {}
+        with self._state_lock:
+            earlier = self._outcomes
+            for row_id, previous_id, report in zip(batch.ids, batch.previous, batch.reports, strict=True):
+                if previous_id is not None and outcomes.get(previous_id, earlier.get(previous_id)) not in _FINAL:
+                    # Delivered or not, it went out behind a row that must be sent again: send it again too.
+                    outcomes[row_id] = PENDING
+                elif isinstance(report, tuple):
+                    outcomes[row_id] = PUBLISHED
+                    published.append(claims.Delivered(row_id, report[0], report[1]))
+                elif isinstance(report, KafkaError) and is_permanent(report):
+                    outcomes[row_id] = FAILED
+                    failed.append(claims.Refused(row_id, report.str()))
+                else:
+                    outcomes[row_id] = PENDING
+                    reason = report.str() if isinstance(report, KafkaError) else "no delivery report"
+                    retried.append(claims.Refused(row_id, reason))
+        claims.mark_published(published)
+        claims.mark_refused(failed, state=FAILED)
+        claims.mark_refused(retried, state=PENDING)
+        for refused in failed:
+            logger.error("relay: outbox row %s refused for good, marked failed: %s", refused.id, refused.error)
+        counts.update(published=len(published), failed=len(failed), retried=len(retried))
+        return outcomes
+
+    def _remember(self, batch: Batch, outcomes: dict[int, str]) -> None:
+        with self._state_lock:
+            self._in_flight.difference_update(batch.ids)
+            self._outcomes.update(outcomes)
+            self._outcome_batches.append(list(outcomes))
+            # A later claim can only name as predecessor a row of a batch still open when it began.
+            while len(self._outcome_batches) > self.depth + 2:
+                for row_id in self._outcome_batches.popleft():
+                    self._outcomes.pop(row_id, None)
+            for outcome in outcomes.values():
+                self.totals[outcome] += 1
+
+    # --- connections --------------------------------------------------------------------------------
+    def _prepare_lane_connection(self) -> None:
+        """Session settings of a lane's connection (set once per connection)."""
+        if self.concurrent and connection.connection is None:
+            with connection.cursor() as cursor:
+                cursor.execute(claims.RELAY_SESSION_SETTINGS)
+
+    def _abandon_transaction(self) -> None:
+        try:
+            transaction.rollback()
+        except Exception:
+            connection.close()
+
+    def _restore_autocommit(self) -> None:
+        try:
+            transaction.set_autocommit(True)
+        except Exception:
+            connection.close()
+
+    def _new_producer(self) -> Producer:
+        config = producer_config(
+            **{
+                "message.timeout.ms": int(self.delivery_timeout * 1000),
+                "linger.ms": settings.OUTBOX_RELAY_LINGER_MS,
+                "error_cb": self._on_client_error,
+            }
+        )
+        return Producer(config)
+
+    def _on_client_error(self, error: KafkaError) -> None:
+        if error.fatal():
+            logger.error("relay: fatal producer error %s; rebuilding the producer", error)
+            self._producer_broken = True
+        else:
+            logger.info("relay: producer: %s", error)
+
+    def _rebuild_producer(self) -> None:
+        old, self.producer = self.producer, None
+        if old is not None:
+            old.purge(in_queue=True, in_flight=True, blocking=True)
+            old.poll(0)
+            old.close()
+        self.producer = self._new_producer()
+        self._producer_broken = False
+
+    def _take_notifications(self, *, timeout: float) -> None:
+        """Wait up to `timeout` for a NOTIFY (or just drain queued ones); SQLite polls instead."""
+        if self._listener is None:
+            if timeout:
+                self.stopping.wait(timeout)
+            return
+        raw = self._listener.connection
+        for _ in raw.notifies(timeout=timeout, stop_after=1):
+            break
+        for _ in raw.notifies(timeout=0):  # repeats fold into one wake-up
+            pass
+
+
+def _close_lane_connection() -> None:
+    # Looked up on the lane's own thread: `connection` is thread-local.
+    connection.close()

@@ -1,0 +1,31 @@
+"""Reads of the outbox for people: how far behind the relay is."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django.db.models import Count, Min
+from django.utils import timezone
+
+from apps.outbox.models import OutboxEvent
+
+
+@dataclass(frozen=True)
+class Backlog:
+    unpublished: int
+    oldest_created_at: datetime | None
+
+    @property
+    def oldest_age(self) -> timedelta | None:
+        if self.oldest_created_at is None:
+            return None
+        return timedelta(seconds=round((timezone.now() - self.oldest_created_at).total_seconds()))
+
+
+def outbox_backlog() -> Backlog:
+    """Pending rows and the creation time of the oldest one (both served by the pending partial index)."""
+    summary = OutboxEvent.objects.filter(state=OutboxEvent.State.PENDING).aggregate(
+        unpublished=Count("id"), oldest=Min("created_at")
+    )
+    return Backlog(unpublished=summary["unpublished"], oldest_created_at=summary["oldest"])

@@ -1,0 +1,133 @@
+"""Set-up shared by the benchmarks: their own database and broker, Django configured for them, figures out.
+
+A benchmark calls `environment(...)` once; it yields the bootstrap servers and the database URL and
+leaves Django set up against them. Figures are printed one per line as `name=value`.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+ROOT = Path(__file__).resolve().parent.parent
+PYTHON = sys.executable
+
+
+def database_url(name: str) -> str:
+    """DATABASE_URL's server with the benchmark's own database name (default server: local PostgreSQL)."""
+    base = os.environ.get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/logiflow")
+    parts = urlsplit(base)
+    if not parts.scheme.startswith("postgres"):
+        raise SystemExit("benchmarks need PostgreSQL: set DATABASE_URL=postgres://...")
+    return urlunsplit(parts._replace(path=f"/{name}"))
+
+
+def create_database(url: str) -> None:
+    """Create the database if missing and migrate it (as a subprocess, before Django is set up here)."""
+    import psycopg
+
+    parts = urlsplit(url)
+    admin = urlunsplit(parts._replace(path="/postgres"))
+    with psycopg.connect(admin, autocommit=True) as conn:
+        name = parts.path.lstrip("/")
+        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone():
+            conn.execute(f'CREATE DATABASE "{name}"')
+    run_manage(["migrate", "--noinput", "-v0"], env=worker_env(url, ""))
+
+
+def worker_env(url: str, bootstrap: str, **extra: str) -> dict[str, str]:
+    return {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "logiflow.settings.local",
+        "DJANGO_DEBUG": "false",
+        "DATABASE_URL": url,
+        "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+        "PYTHONUNBUFFERED": "1",
+        **extra,
+    }
+
+
+def run_manage(args: Sequence[str], *, env: dict[str, str]) -> None:
+    subprocess.run([PYTHON, str(ROOT / "manage.py"), *args], env=env, cwd=ROOT, check=True)
+
+
+def start_manage(args: Sequence[str], *, env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    """A long-running management command (e.g. the relay) as its own process, output to `log`."""
+    out = open(log, "ab")  # noqa: SIM115 - owned by the child for its lifetime
+    return subprocess.Popen([PYTHON, str(ROOT / "manage.py"), *args], env=env, cwd=ROOT, stdout=out, stderr=out)
+
+
+def stop(process: subprocess.Popen[bytes], *, timeout: float = 30.0) -> int:
+    process.terminate()
+    try:
+        return process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        return process.wait()
+
+
+@contextmanager
+def broker(log_dir: Path) -> Iterator[str]:
+    """KAFKA_BOOTSTRAP_SERVERS if set, else a fresh embedded Tansu for this run."""
+    external = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
+    if external:
+        yield external
+        return
+    sys.path.insert(0, str(ROOT))
+    from apps.common.embedded_broker import EmbeddedBroker, free_port
+
+    tansu = EmbeddedBroker(port=free_port(), log_path=log_dir / "tansu.log")
+    tansu.start()
+    try:
+        yield tansu.bootstrap_servers
+    finally:
+        tansu.stop()
+
+
+@contextmanager
+def environment(database: str) -> Iterator[tuple[str, str]]:
+    """(bootstrap servers, database URL) with Django set up against them; logs go to var/bench/."""
+    log_dir = ROOT / "var" / "bench"
+    log_dir.mkdir(parents=True, exist_ok=True)
+    url = database_url(database)
+    create_database(url)
+    with broker(log_dir) as bootstrap:
+        os.environ.update(worker_env(url, bootstrap))
+        sys.path.insert(0, str(ROOT))
+        import django
+
+        django.setup()
+        yield bootstrap, url
+
+
+def log_dir() -> Path:
+    return ROOT / "var" / "bench"
+
+
+def figure(name: str, value: float | str) -> None:
+    """Print one result as `name=value` on its own line (the format runs are compared by)."""
+    text = f"{value:.2f}" if isinstance(value, float) else str(value)
+    print(f"{name}={text}", flush=True)
+
+
+def percentile(values: Sequence[float], fraction: float) -> float:
+    ordered = sorted(values)
+    if not ordered:
+        return float("nan")
+    index = min(len(ordered) - 1, max(0, round(fraction * (len(ordered) - 1))))
+    return ordered[index]
+
+
+def wait_until(predicate, *, timeout: float, interval: float = 0.02) -> bool:  # noqa: ANN001
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(interval)
+    return predicate()

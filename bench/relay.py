@@ -1,0 +1,212 @@
+"""`make bench`: the relay against a raw confluent-kafka producer, on the same broker and payload.
+
+Prints, one per line:
+  raw_producer_msgs_per_s   a bare idempotent producer (acks=all) sending the relay's messages
+  relay_events_per_s        `manage.py relay_outbox` draining a pre-filled outbox on PostgreSQL
+  relay_vs_producer_ratio   the two above divided
+  latency_p50_ms / _p99_ms  commit → broker-acknowledged-and-marked, at a steady 200 events/s
+
+Uses its own database (logiflow_bench on DATABASE_URL's server) and its own Tansu unless
+KAFKA_BOOTSTRAP_SERVERS is set. Sizes: BENCH_EVENTS (default 100000), BENCH_LATENCY_SECONDS (15).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import common  # noqa: E402
+
+EVENTS = int(os.environ.get("BENCH_EVENTS", "100000"))
+WARMUP = 10_000
+KEYS = 1000  # trucks: the ordering keys
+LATENCY_RATE = 200  # events per second
+LATENCY_SECONDS = float(os.environ.get("BENCH_LATENCY_SECONDS", "15"))
+TOPIC = "routing.events"
+RAW_TOPIC = "bench.raw"
+
+
+def sample_event(truck_id: int = 1):  # noqa: ANN201
+    from datetime import UTC, datetime, timedelta
+    from decimal import Decimal
+
+    from apps.contracts import DepotRef, PlannedStop, RouteCalculated
+
+    start = datetime(2026, 11, 26, 8, 0, tzinfo=UTC)
+    stops = [
+        PlannedStop(
+            sequence=i, name=f"Stop {i}", lat=39.9 + i / 10, lon=32.8 + i / 10,
+            eta=start + timedelta(hours=i), leg_distance_km=Decimal("120.500"),
+        )
+        for i in range(1, 4)
+    ]
+    return RouteCalculated(
+        route_id=1, calculation=1, truck_id=truck_id, truck_plate="34 LF 007", customer_id=3,
+        customer_name="Anadolu Textiles", depot=DepotRef(id=1, name="Istanbul Hub", lat=41.0, lon=28.9),
+        stops=stops, distance_km=Decimal("361.500"), duration_minutes=300, eta=start + timedelta(hours=3),
+        calculated_at=start,
+    )
+
+
+def raw_producer_rate(payload: str, count: int) -> float:
+    """Messages/s of a bare producer (the project's producer_config) sending the relay's messages."""
+    import uuid
+
+    from confluent_kafka import Producer
+    from apps.common.kafka import producer_config
+    from apps.outbox.models import cloudevents_headers
+
+    producer = Producer(producer_config())
+    delivered = 0
+
+    def on_delivery(error, _message) -> None:  # noqa: ANN001
+        nonlocal delivered
+        if error is None:
+            delivered += 1
+
+    def send(n: int) -> None:
+        for i in range(n):
+            headers = cloudevents_headers(
+                event_id=str(uuid.uuid4()), source="/logiflow/routing", event_type="logiflow.routing.RouteCalculated.v1",
+                time="2026-11-26T08:00:00.123456Z", traceparent="",
+            )
+            while True:
+                try:
+                    producer.produce(RAW_TOPIC, payload, str(i % KEYS), headers=headers, on_delivery=on_delivery)
+                    break
+                except BufferError:
+                    producer.poll(0.05)
+            if i % 1000 == 0:
+                producer.poll(0)
+        producer.flush(60)
+
+    send(WARMUP)
+    delivered = 0
+    started = time.perf_counter()
+    send(count)
+    elapsed = time.perf_counter() - started
+    assert delivered == count, f"raw producer delivered {delivered} of {count}"
+    producer.close()
+    return count / elapsed
+
+
+def prefill(payload: str, count: int) -> None:
+    """Commit `count` pending rows in one transaction (its NOTIFY wakes the relay)."""
+    from django.db import connection, transaction
+
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(
+            """
+            INSERT INTO outbox_outboxevent
+              (event_id, topic, key, event_type, source, payload, traceparent, created_at, state, attempts, last_error)
+            SELECT gen_random_uuid(), %s, (g %% %s)::text, 'logiflow.routing.RouteCalculated.v1',
+                   '/logiflow/routing', %s, '', clock_timestamp(), 'pending', 0, ''
+            FROM generate_series(1, %s) AS g
+            """,
+            [TOPIC, KEYS, payload, count],
+        )
+        cursor.execute("SELECT pg_notify('logiflow_outbox', '')")
+
+
+def pending() -> int:
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM outbox_outboxevent WHERE state = 'pending'")
+        return cursor.fetchone()[0]
+
+
+def reset_outbox() -> None:
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("TRUNCATE outbox_outboxevent")
+    with connection.cursor() as cursor:
+        cursor.execute("VACUUM ANALYZE outbox_outboxevent")
+
+
+def relay_rate(payload: str, count: int) -> float:
+    """Events/s: from the commit of `count` rows to the last one marked published."""
+    from django.db import connection
+
+    prefill(payload, WARMUP)
+    if not common.wait_until(lambda: pending() == 0, timeout=120, interval=0.05):
+        raise SystemExit("relay did not drain the warm-up rows; see var/bench/relay.log")
+    with connection.cursor() as cursor:
+        cursor.execute("VACUUM ANALYZE outbox_outboxevent")
+    prefill(payload, count)
+    committed = time.time()  # the relay cannot see a row before this commit
+    if not common.wait_until(lambda: pending() == 0, timeout=600, interval=0.05):
+        raise SystemExit("relay did not drain the outbox; see var/bench/relay.log")
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*), extract(epoch FROM max(published_at)) FROM outbox_outboxevent "
+            "WHERE state = 'published' AND id > (SELECT max(id) - %s FROM outbox_outboxevent)",
+            [count],
+        )
+        published, last = cursor.fetchone()
+    assert published == count, f"{published} of {count} published"
+    return count / (float(last) - committed)
+
+
+def commit_latencies(seconds: float) -> list[float]:
+    """Publish through `outbox.publish` at a steady rate; latency = published_at - commit time (ms)."""
+    from django.db import connection, transaction
+
+    from apps import outbox
+
+    committed: dict[str, float] = {}
+    interval = 1.0 / LATENCY_RATE
+    next_at = time.monotonic()
+    for i in range(int(seconds * LATENCY_RATE)):
+        next_at += interval
+        with transaction.atomic():
+            event_id = outbox.publish(sample_event(truck_id=1 + i % KEYS))
+        committed[str(event_id)] = time.time()
+        time.sleep(max(0.0, next_at - time.monotonic()))
+    if not common.wait_until(lambda: pending() == 0, timeout=60, interval=0.05):
+        raise SystemExit("relay did not publish the latency events; see var/bench/relay.log")
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT event_id::text, extract(epoch FROM published_at) FROM outbox_outboxevent "
+            "WHERE event_id = ANY(%s::uuid[])",
+            [list(committed)],
+        )
+        return [(float(published) - committed[event_id]) * 1000 for event_id, published in cursor.fetchall()]
+
+
+def main() -> None:
+    with common.environment("logiflow_bench") as (bootstrap, url):
+        from apps.common.kafka import ensure_topics
+
+        ensure_topics([TOPIC, RAW_TOPIC])
+        payload = sample_event().model_dump_json()
+        common.figure("payload_bytes", len(payload))
+        common.figure("events", EVENTS)
+        raw = raw_producer_rate(payload, EVENTS)
+        common.figure("raw_producer_msgs_per_s", raw)
+
+        reset_outbox()
+        relay = common.start_manage(["relay_outbox"], env=common.worker_env(url, bootstrap), log=common.log_dir() / "relay.log")
+        try:
+            rate = relay_rate(payload, EVENTS)
+            common.figure("relay_events_per_s", rate)
+            common.figure("relay_vs_producer_ratio", rate / raw)
+            reset_outbox()
+            latencies = commit_latencies(LATENCY_SECONDS)
+            common.figure("latency_events", len(latencies))
+            common.figure("latency_p50_ms", common.percentile(latencies, 0.50))
+            common.figure("latency_p99_ms", common.percentile(latencies, 0.99))
+        finally:
+            code = common.stop(relay)
+            if code != 0:
+                print(f"relay exited with {code}; see var/bench/relay.log", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
