@@ -61,9 +61,11 @@ class UserFactory(factory.django.DjangoModelFactory):
     is_staff = True
 
     @factory.post_generation
-    def role(self, create: bool, group: str | None, **_: Any) -> None:
+    def role(self, create: bool, group: str | None, permissions: list[str] | None = None, **_: Any) -> None:
+        """`role="finance"`: the finance group; other roles get `role__permissions=[...]`, if any."""
         if create and group:
-            self.groups.add(role_group(group, FINANCE_PERMISSIONS if group == "finance" else []))
+            default = FINANCE_PERMISSIONS if group == "finance" else []
+            self.groups.add(role_group(group, permissions if permissions is not None else default))
 
 
 def three_stop_route(**overrides: Any) -> RouteCalculated:

@@ -15,19 +15,29 @@ import pytest
 from django.conf import settings
 from rest_framework.test import APIClient
 
+from confluent_kafka import Consumer, TopicPartition
+
+from apps.common.kafka import client_config
 from apps.consumers.models import DeadLetter
 from apps.consumers.runtime import ConsumerWorker
 from apps.contracts import InvoiceGenerated, RouteCalculated
 from apps.invoicing.models import Invoice
 from apps.outbox.models import OutboxEvent
 from tests.consumers.support import RawProducer, drain
-from tests.invoicing.factories import BillingAccountFactory, UserFactory, role_group, three_stop_route
+from tests.invoicing.factories import BillingAccountFactory, UserFactory, three_stop_route
+from tests.routing.conftest import DISPATCHER_PERMISSIONS
+from tests.routing.factories import CustomerFactory, TruckFactory
+
+STOPS = [
+    {"name": "Ankara", "lat": 39.9334, "lon": 32.8597},
+    {"name": "Bursa", "lat": 40.1885, "lon": 29.0610},
+    {"name": "Izmit", "lat": 40.7654, "lon": 29.9408},
+]
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 ROUTES = 200
-# The routing topic is shared by the whole test session: these tests use customers and routes no other test
-# uses, and count only their own rows (other tests' events meet no billing account here and are dead-lettered).
+# The routing topic is shared by the whole test session: each test's consumer group starts at the topic's end.
 CUSTOMERS = range(9001, 9005)
 FIRST_ROUTE = 700_000
 
@@ -40,18 +50,18 @@ def wait_until(condition: Callable[[], bool], *, timeout: float, explain: Callab
 
 
 @pytest.fixture
-def start_consumer(
+def start_command(
     subprocess_env: dict[str, str], celery_queue: Path, media_root: Path, tmp_path: Path
-) -> Iterator[Callable[[str], subprocess.Popen[bytes]]]:
-    """`manage.py consume invoicing` as real processes, on the test database and broker."""
+) -> Iterator[Callable[..., subprocess.Popen[bytes]]]:
+    """Long-running management commands (`consume`, `relay_outbox`) as real processes on the test database
+    and broker; killed at the end if a test left one running."""
     processes: list[subprocess.Popen[bytes]] = []
     env = {**subprocess_env, "CELERY_FILESYSTEM_DIR": str(celery_queue), "MEDIA_ROOT": str(media_root)}
 
-    def start(group_id: str) -> subprocess.Popen[bytes]:
-        log = open(tmp_path / f"consume-{len(processes)}.log", "wb")  # noqa: SIM115 - closed with the process
+    def start(*args: str) -> subprocess.Popen[bytes]:
+        log = open(tmp_path / f"{args[0]}-{len(processes)}.log", "wb")  # noqa: SIM115 - closed with the process
         process = subprocess.Popen(
-            [sys.executable, "manage.py", "consume", "invoicing", "--group-id", group_id],
-            cwd=settings.BASE_DIR, env=env, stdout=log, stderr=subprocess.STDOUT,
+            [sys.executable, "manage.py", *args], cwd=settings.BASE_DIR, env=env, stdout=log, stderr=subprocess.STDOUT,
         )
         process.log_path = Path(log.name)  # type: ignore[attr-defined]
         processes.append(process)
@@ -64,6 +74,28 @@ def start_consumer(
             process.wait()
 
 
+def stop(process: subprocess.Popen[bytes]) -> None:
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=30) == 0, process.log_path.read_text(errors="replace")[-3000:]  # type: ignore[attr-defined]
+
+
+def new_group_from_now(topic: str) -> str:
+    """A Kafka group id whose committed offsets are the topic's current ends: it sees only what comes next,
+    not what earlier tests of the session left on the shared topic."""
+    group_id = f"invoicing-e2e-{uuid.uuid4().hex[:8]}"
+    consumer = Consumer(client_config(**{"group.id": group_id, "enable.auto.commit": False}))
+    try:
+        partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+        ends = [
+            TopicPartition(topic, p, consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1])
+            for p in partitions
+        ]
+        consumer.commit(offsets=ends, asynchronous=False)
+    finally:
+        consumer.close()
+    return group_id
+
+
 def handled(process: subprocess.Popen[bytes]) -> int:
     """Messages the process applied, from the counters it logs when it stops."""
     counts = re.findall(r"handled=(\d+)", process.log_path.read_text(errors="replace"))  # type: ignore[attr-defined]
@@ -71,8 +103,9 @@ def handled(process: subprocess.Popen[bytes]) -> int:
 
 
 def test_200_events_through_two_consumer_processes_issue_200_invoices_with_gapless_numbers(
-    start_consumer: Callable[[str], subprocess.Popen[bytes]],
+    start_command: Callable[..., subprocess.Popen[bytes]],
 ) -> None:
+    group_id = new_group_from_now(RouteCalculated.topic())
     for customer_id in CUSTOMERS:
         BillingAccountFactory(customer_id=customer_id)
     producer = RawProducer(RouteCalculated.topic())
@@ -82,13 +115,11 @@ def test_200_events_through_two_consumer_processes_issue_200_invoices_with_gaple
         producer.event(event, partition=n % settings.KAFKA_TOPIC_PARTITIONS)
     producer.flush()
 
-    group_id = f"invoicing-e2e-{uuid.uuid4().hex[:8]}"
-    consumers = [start_consumer(group_id), start_consumer(group_id)]
+    consumers = [start_command("consume", "invoicing", "--group-id", group_id) for _ in range(2)]
     mine = Invoice.objects.filter(route_id__in=routes)
     wait_until(lambda: mine.count() == ROUTES, timeout=180, explain=lambda: f"{mine.count()} invoices")
     for process in consumers:
-        process.send_signal(signal.SIGTERM)
-        assert process.wait(timeout=30) == 0
+        stop(process)
 
     numbers = sorted(Invoice.objects.values_list("number", flat=True))
     assert len(numbers) == ROUTES == len(set(numbers))
@@ -105,11 +136,12 @@ def test_missing_billing_data_goes_to_the_ledger_and_a_replay_after_finance_adds
 ) -> None:
     customer_id, route_id = 9100, FIRST_ROUTE + 5000
     event = three_stop_route(route_id=route_id, customer_id=customer_id, customer_name="Ege Foods", truck_id=91)
+    group_id = new_group_from_now(RouteCalculated.topic())
     producer = RawProducer(RouteCalculated.topic())
     event_id = producer.event(event, partition=1)
     producer.flush()
 
-    worker = ConsumerWorker("invoicing", group_id=f"invoicing-e2e-{uuid.uuid4().hex[:8]}")
+    worker = ConsumerWorker("invoicing", group_id=group_id)
     worker.setup()
     try:
         drain(worker, lambda: DeadLetter.objects.filter(event_id=event_id).exists(), timeout=60)
@@ -121,9 +153,10 @@ def test_missing_billing_data_goes_to_the_ledger_and_a_replay_after_finance_adds
     assert "customer 9100 (Ege Foods) has no billing account" in dead_letter.error_message
     assert not Invoice.objects.filter(route_id=route_id).exists()
 
-    role_group("operations", ["consumers.view_deadletter", "consumers.replay_deadletter"])
     operations = APIClient()
-    operations.force_authenticate(UserFactory(role="operations"))
+    operations.force_authenticate(
+        UserFactory(role="operations", role__permissions=["consumers.view_deadletter", "consumers.replay_deadletter"])
+    )
     replay_url = f"/api/v1/dead-letters/{dead_letter.pk}/replay/"
     too_early = operations.post(replay_url)
     assert (too_early.status_code, too_early.json()["outcome"]) == (200, "failed")
@@ -148,3 +181,46 @@ def test_missing_billing_data_goes_to_the_ledger_and_a_replay_after_finance_adds
     assert OutboxEvent.objects.filter(event_type=InvoiceGenerated.ce_type(), key=str(route_id)).count() == 1
     dead_letter.refresh_from_db()
     assert dead_letter.status == DeadLetter.Status.REPLAYED
+
+
+def test_routes_created_while_the_invoicing_consumer_is_stopped_are_all_invoiced_after_it_restarts(
+    start_command: Callable[..., subprocess.Popen[bytes]],
+) -> None:
+    invoicing_group = new_group_from_now(RouteCalculated.topic())
+    routing_group = new_group_from_now(InvoiceGenerated.topic())
+    dispatcher = APIClient()
+    dispatcher.force_authenticate(UserFactory(role="dispatcher", role__permissions=DISPATCHER_PERMISSIONS))
+    customer = CustomerFactory()
+    BillingAccountFactory(customer_id=customer.pk, name=customer.name)
+    trucks = [TruckFactory() for _ in range(3)]
+
+    def create_routes(count: int) -> list[int]:
+        ids = []
+        for n in range(count):
+            body = {"truck": trucks[n % len(trucks)].pk, "customer": customer.pk, "stops": STOPS}
+            response = dispatcher.post("/api/v1/routes/", body, format="json")
+            assert response.status_code == 201, response.json()
+            ids.append(response.json()["id"])
+        return ids
+
+    start_command("relay_outbox")
+    start_command("consume", "routing", "--group-id", routing_group)
+    invoicing = start_command("consume", "invoicing", "--group-id", invoicing_group)
+    before = create_routes(3)
+    wait_until(lambda: Invoice.objects.filter(route_id__in=before).count() == 3, timeout=90)
+    stop(invoicing)
+
+    during = create_routes(6)  # invoicing is down: routing answers 201 all the same
+    wait_until(lambda: not OutboxEvent.objects.filter(state="pending").exists(), timeout=60)
+    assert not Invoice.objects.filter(route_id__in=during).exists()
+
+    start_command("consume", "invoicing", "--group-id", invoicing_group)
+    routes = before + during
+    wait_until(lambda: Invoice.objects.filter(route_id__in=routes).count() == len(routes), timeout=90,
+               explain=lambda: f"{Invoice.objects.count()} invoices")
+    numbers = dict(Invoice.objects.values_list("route_id", "number"))
+    assert sorted(int(number[-6:]) for number in numbers.values()) == list(range(1, len(routes) + 1))
+    # Routing consumes InvoiceGenerated: every route ends up showing its invoice number.
+    wait_until(lambda: all(dispatcher.get(f"/api/v1/routes/{r}/").json()["invoice_number"] for r in routes),
+               timeout=60)
+    assert {r: dispatcher.get(f"/api/v1/routes/{r}/").json()["invoice_number"] for r in routes} == numbers
