@@ -29,6 +29,7 @@ test: setup lint-imports
 
 bench: setup
 	$(PY) bench/relay.py
+	$(PY) bench/invoicing.py
 
 clean:
 	rm -rf $(VENV) var db.sqlite3*

@@ -15,6 +15,7 @@ admin.site.site_title = "LogiFlow admin"
 api_v1 = [
     path("auth/token/", obtain_auth_token, name="api-token"),
     path("", include("apps.routing.urls")),
+    path("", include("apps.invoicing.urls")),
     path("", include("apps.consumers.urls")),
 ]
 

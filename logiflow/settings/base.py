@@ -191,11 +191,31 @@ CELERY_BEAT_SCHEDULE["outbox-purge-published"] = {"task": "apps.outbox.tasks.pur
 CELERY_BEAT_SCHEDULE["consumers-purge-inbox"] = {"task": "apps.consumers.tasks.purge_inbox", "schedule": 6 * 3600}
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 
+# --- Invoicing -------------------------------------------------------------------------
+# The issuer printed in every invoice header.
+INVOICING_ISSUER = {
+    "name": env("INVOICING_ISSUER_NAME", default="LogiFlow Logistics Ltd."),
+    "address": env("INVOICING_ISSUER_ADDRESS", default="1 Harbour Road\n34000 Istanbul, Turkey"),
+    "vat_id": env("INVOICING_ISSUER_VAT_ID", default="TR0000000000"),
+    "payment_note": env("INVOICING_PAYMENT_NOTE", default="Please quote the invoice number with your payment."),
+}
+# Render attempts per PDF version, counted before each render, so a renderer that crashes its worker ends `failed`.
+INVOICING_PDF_MAX_ATTEMPTS = env.int("INVOICING_PDF_MAX_ATTEMPTS", default=10)
+# A PDF still pending this long after issue lost its task (broker down at commit); beat queues it again.
+INVOICING_PDF_STALE_MINUTES = env.int("INVOICING_PDF_STALE_MINUTES", default=15)
+CELERY_BEAT_SCHEDULE["invoicing-requeue-stale-pdfs"] = {
+    "task": "apps.invoicing.tasks.requeue_stale_pdfs", "schedule": 5 * 60,
+}
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env("LOG_LEVEL", default="INFO")},
-    "loggers": {"django.db.backends": {"level": "INFO"}},
+    "loggers": {
+        "django.db.backends": {"level": "INFO"},
+        # WeasyPrint's font subsetting logs every table it touches at INFO.
+        "fontTools": {"level": "WARNING"},
+    },
 }

@@ -1,0 +1,123 @@
+"""Finance's admin: read-only invoices (with lines, PDF link, re-render and mark-as-sent) and billing accounts."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.http import HttpRequest
+from django.urls import reverse
+from django.utils.html import format_html
+
+from apps.common.api import ApplicationError
+from apps.invoicing.models import BillingAccount, Invoice, InvoiceLine
+from apps.invoicing.services import (
+    billing_account_create,
+    billing_account_update,
+    invoice_mark_sent,
+    invoice_request_rerender,
+)
+
+
+class InvoiceLineInline(admin.TabularInline):
+    model = InvoiceLine
+    fields = ["position", "kind", "description", "quantity", "unit", "unit_price", "amount"]
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+class IssuedMonthFilter(admin.SimpleListFilter):
+    title = "month issued"
+    parameter_name = "month"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        months = model_admin.get_queryset(request).dates("issued_at", "month", order="DESC")
+        return [(month.strftime("%Y-%m"), month.strftime("%B %Y")) for month in months]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Invoice]) -> QuerySet[Invoice]:
+        if not self.value():
+            return queryset
+        year, month = (int(part) for part in self.value().split("-"))
+        return queryset.filter(issued_at__year=year, issued_at__month=month)
+
+
+@admin.register(Invoice)
+class InvoiceAdmin(admin.ModelAdmin):
+    list_display = ["number", "kind", "customer", "route_id", "status", "gross_total", "currency", "issued_at",
+                    "pdf_status", "pdf_link"]
+    list_filter = ["status", "pdf_status", "kind", "customer", IssuedMonthFilter]
+    search_fields = ["number"]
+    list_select_related = ["customer"]
+    inlines = [InvoiceLineInline]
+    actions = ["rerender_pdf", "mark_sent"]
+    fieldsets = [
+        (None, {"fields": ["number", "kind", "status", "credit_for", "issued_at", "due_date", "sent_at"]}),
+        ("Customer", {"fields": ["customer", "customer_name", "billing_address", "vat_id"]}),
+        ("Route", {"fields": ["route_id", "route_calculation", "source_event_id", "route_summary"]}),
+        ("Totals", {"fields": ["currency", "vat_rate_percent", "net_total", "vat_total", "gross_total"]}),
+        ("PDF", {"fields": ["pdf_link", "pdf_status", "pdf_version", "pdf_rendered_version", "pdf_attempts",
+                            "pdf_last_error"]}),
+    ]
+
+    # An issued invoice is immutable: finance changes it only through the actions below.
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
+        return [field for fieldset in self.fieldsets for field in fieldset[1]["fields"]]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    @admin.display(description="PDF")
+    def pdf_link(self, invoice: Invoice) -> str:
+        if not invoice.pdf:
+            return invoice.get_pdf_status_display()
+        return format_html('<a href="{}">{}.pdf</a>', reverse("invoice-pdf", args=[invoice.pk]), invoice.number)
+
+    @admin.action(permissions=["change"], description="Re-render PDF")
+    def rerender_pdf(self, request: HttpRequest, queryset: QuerySet[Invoice]) -> None:
+        for invoice in queryset:
+            invoice_request_rerender(invoice_id=invoice.pk)
+        self.message_user(request, f"Re-rendering the PDF of {len(queryset)} invoice(s).", messages.SUCCESS)
+
+    @admin.action(permissions=["change"], description="Mark as sent")
+    def mark_sent(self, request: HttpRequest, queryset: QuerySet[Invoice]) -> None:
+        sent, refused = 0, []
+        for invoice in queryset:
+            try:
+                invoice_mark_sent(invoice_id=invoice.pk)
+                sent += 1
+            except ApplicationError as error:
+                refused.append(error.message)
+        if sent:
+            self.message_user(request, f"Marked {sent} invoice(s) as sent.", messages.SUCCESS)
+        for reason in refused:
+            self.message_user(request, reason, messages.WARNING)
+
+
+@admin.register(BillingAccount)
+class BillingAccountAdmin(admin.ModelAdmin):
+    list_display = ["customer_id", "name", "currency", "rate_per_km", "fee_per_stop", "minimum_charge",
+                    "fuel_surcharge_percent", "vat_rate_percent"]
+    search_fields = ["name", "customer_id", "vat_id"]
+    list_filter = ["currency"]
+    readonly_fields = ["created_at", "updated_at"]
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
+        # The key ties the account to routing's customer; it is chosen once.
+        return [*self.readonly_fields, "customer_id"] if obj else self.readonly_fields
+
+    def save_model(self, request: HttpRequest, obj: BillingAccount, form: Any, change: bool) -> None:
+        data = {name: form.cleaned_data[name] for name in form.changed_data if name != "customer_id"}
+        if change:
+            billing_account_update(account=BillingAccount.objects.get(pk=obj.pk), data=data)
+        else:
+            billing_account_create(customer_id=obj.customer_id, **{
+                name: form.cleaned_data[name] for name in form.cleaned_data if name != "customer_id"
+            })

@@ -1,0 +1,29 @@
+"""Event handlers of the `invoicing` consumer group (discovered by apps.consumers at start-up)."""
+
+from __future__ import annotations
+
+from apps.consumers.registry import EventMeta, NonRetryableError, handles
+from apps.contracts import RouteCalculated
+from apps.invoicing.services import BillingAccountMissing, invoice_issue_for_route
+
+
+class MissingBillingData(NonRetryableError):
+    """The route's customer has no billing account: the message goes to the dead-letter ledger at once, to be
+    replayed once finance has added the billing data."""
+
+    def __init__(self, *, customer_id: int, customer_name: str, route_id: int) -> None:
+        super().__init__(
+            f"cannot invoice route {route_id}: customer {customer_id} ({customer_name}) has no billing account; "
+            "add it under Invoicing › Billing accounts, then replay this message"
+        )
+        self.customer_id = customer_id
+
+
+@handles(RouteCalculated, group="invoicing")
+def issue_invoice_for_route(event: RouteCalculated, meta: EventMeta) -> None:
+    try:
+        invoice_issue_for_route(route=event, source_event_id=meta.event_id)
+    except BillingAccountMissing as missing:
+        raise MissingBillingData(
+            customer_id=missing.customer_id, customer_name=missing.customer_name, route_id=event.route_id
+        ) from missing

@@ -1,0 +1,51 @@
+"""The invoice PDF: a Django template rendered to HTML, then to PDF by WeasyPrint.
+
+Kept apart from the services so the benchmark can time the bare HTML → PDF step against the whole task.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from django.conf import settings
+from django.template.loader import render_to_string
+from django.utils.dateparse import parse_datetime
+from weasyprint import HTML
+
+from apps.invoicing.models import Invoice, InvoiceLine
+
+TEMPLATE = "invoicing/invoice.html"
+
+
+def invoice_context(invoice: Invoice) -> dict[str, Any]:
+    lines = list(invoice.lines.all())
+    summary = invoice.route_summary
+    return {
+        "issuer": settings.INVOICING_ISSUER,
+        "invoice": invoice,
+        "net_lines": [line for line in lines if line.kind != InvoiceLine.Kind.VAT],
+        "vat_lines": [line for line in lines if line.kind == InvoiceLine.Kind.VAT],
+        "route": {
+            **summary,
+            "eta": _when(summary.get("eta")),
+            "calculated_at": _when(summary.get("calculated_at")),
+            "stops": [{**stop, "eta": _when(stop["eta"])} for stop in summary.get("stops", [])],
+        },
+    }
+
+
+def invoice_html(invoice: Invoice) -> str:
+    return render_to_string(TEMPLATE, invoice_context(invoice))
+
+
+def html_to_pdf(html: str) -> bytes:
+    return HTML(string=html, base_url=str(settings.BASE_DIR)).write_pdf()
+
+
+def render_invoice_pdf(invoice: Invoice) -> bytes:
+    return html_to_pdf(invoice_html(invoice))
+
+
+def _when(value: str | None) -> datetime | None:
+    return parse_datetime(value) if value else None

@@ -1,0 +1,324 @@
+"""Invoicing use cases: billing accounts, issuing invoices for calculated routes, PDF renditions, delivery.
+
+Issue rule (documented in docs/architecture.md, "Invoicing"): an invoice is issued — numbered, immutable,
+announced by InvoiceGenerated — as soon as its route's RouteCalculated arrives. A newer calculation of the
+route cancels the current invoice with a credit note and issues a replacement; an older or equal one is a
+duplicate or stale and changes nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from datetime import timedelta
+from typing import Any
+from uuid import UUID
+
+from django.conf import settings
+from django.core.files.base import ContentFile
+from django.db import connection, transaction
+from django.utils import timezone
+
+from apps import outbox
+from apps.common.api import ApplicationError
+from apps.contracts import InvoiceGenerated, RouteCalculated
+from apps.invoicing.models import BillingAccount, Invoice, InvoiceLine, InvoiceNumberCounter
+from apps.invoicing.pricing import Tariff, price_route
+from apps.invoicing.selectors import billing_account_get, invoice_current_for_route, invoice_ids_pdf_pending
+
+logger = logging.getLogger(__name__)
+
+BILLING_ACCOUNT_FIELDS = (
+    "name", "billing_address", "vat_id", "email", "currency", "rate_per_km", "fee_per_stop", "minimum_charge",
+    "fuel_surcharge_percent", "vat_rate_percent", "payment_terms_days",
+)
+
+
+class BillingAccountMissing(ApplicationError):
+    """No billing data for the route's customer yet: only finance can fix this, retrying cannot."""
+
+    def __init__(self, *, customer_id: int, customer_name: str) -> None:
+        super().__init__(
+            f"no billing account for customer {customer_id} ({customer_name}); "
+            "finance must add its billing data, then replay the message"
+        )
+        self.customer_id = customer_id
+        self.customer_name = customer_name
+
+
+# --- Billing accounts -----------------------------------------------------------------------------
+
+
+@transaction.atomic
+def billing_account_create(*, customer_id: int, **fields: Any) -> BillingAccount:
+    if BillingAccount.objects.filter(customer_id=customer_id).exists():
+        raise ApplicationError(f"customer {customer_id} already has a billing account", field="customer_id")
+    account = BillingAccount(customer_id=customer_id, **_known(fields))
+    account.full_clean()
+    account.save(force_insert=True)
+    return account
+
+
+@transaction.atomic
+def billing_account_update(*, account: BillingAccount, data: dict[str, Any]) -> BillingAccount:
+    """Change billing data; invoices already issued keep their snapshot."""
+    for name, value in _known(data).items():
+        setattr(account, name, value)
+    account.full_clean()
+    account.save()
+    return account
+
+
+def _known(fields: dict[str, Any]) -> dict[str, Any]:
+    unknown = set(fields) - set(BILLING_ACCOUNT_FIELDS)
+    if unknown:
+        raise ApplicationError(f"unknown billing account fields: {', '.join(sorted(unknown))}")
+    return fields
+
+
+# --- Issuing --------------------------------------------------------------------------------------
+
+
+@transaction.atomic
+def invoice_issue_for_route(*, route: RouteCalculated, source_event_id: UUID | None = None) -> Invoice:
+    """Issue (or keep) the invoice for `route`'s calculation; returns the route's current invoice.
+
+    Runs inside the consumer's transaction with its inbox row. Idempotent by construction: the same or a
+    stale calculation returns the current invoice unchanged, whatever delivered it.
+    """
+    _lock_route(route.route_id)
+    current = invoice_current_for_route(route_id=route.route_id)
+    if current and current.route_calculation >= route.calculation:
+        logger.info("route %s calculation %s already invoiced as %s (calculation %s); ignored",
+                    route.route_id, route.calculation, current.number, current.route_calculation)
+        return current
+    account = billing_account_get(customer_id=route.customer_id)
+    if account is None:
+        raise BillingAccountMissing(customer_id=route.customer_id, customer_name=route.customer_name)
+    if current:
+        _credit(current)
+    invoice = _issue(route=route, account=account, source_event_id=source_event_id)
+    outbox.publish(_invoice_generated(invoice))
+    transaction.on_commit(lambda: _schedule_render(invoice.pk), robust=True)
+    return invoice
+
+
+def _lock_route(route_id: int) -> None:
+    """Serialise issuing per route: two calculations of one route may arrive on different partitions
+    (the key is the truck), and the current-invoice check must see the other's result."""
+    if connection.vendor != "postgresql":
+        return  # SQLite has one writer at a time
+    digest = hashlib.blake2b(f"invoicing.route\x00{route_id}".encode(), digest_size=8).digest()
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_advisory_xact_lock(%s)", [int.from_bytes(digest, "big", signed=True)])
+
+
+def _issue(*, route: RouteCalculated, account: BillingAccount, source_event_id: UUID | None) -> Invoice:
+    priced = price_route(tariff=_tariff(account), distance_km=route.distance_km, stop_count=len(route.stops))
+    issued_at = timezone.now()
+    invoice = Invoice.objects.create(
+        number=_next_number(issued_at.year),
+        customer=account,
+        route_id=route.route_id,
+        route_calculation=route.calculation,
+        source_event_id=source_event_id,
+        issued_at=issued_at,
+        due_date=timezone.localdate(issued_at) + timedelta(days=account.payment_terms_days),
+        customer_name=account.name,
+        billing_address=account.billing_address,
+        vat_id=account.vat_id,
+        currency=account.currency,
+        vat_rate_percent=account.vat_rate_percent,
+        net_total=priced.net_total,
+        vat_total=priced.vat_total,
+        gross_total=priced.gross_total,
+        route_summary=_route_summary(route),
+    )
+    InvoiceLine.objects.bulk_create(
+        InvoiceLine(invoice=invoice, position=position, **vars(line))
+        for position, line in enumerate(priced.lines, start=1)
+    )
+    return invoice
+
+
+def _credit(invoice: Invoice) -> Invoice:
+    """Cancel an issued invoice with a credit note mirroring its lines (negated); it gets its own number."""
+    issued_at = timezone.now()
+    note = Invoice.objects.create(
+        number=_next_number(issued_at.year),
+        kind=Invoice.Kind.CREDIT_NOTE,
+        credit_for=invoice,
+        issued_at=issued_at,
+        due_date=timezone.localdate(issued_at),
+        **{name: getattr(invoice, name) for name in (
+            "customer", "route_id", "route_calculation", "source_event_id", "customer_name", "billing_address",
+            "vat_id", "currency", "vat_rate_percent", "route_summary",
+        )},
+        net_total=-invoice.net_total,
+        vat_total=-invoice.vat_total,
+        gross_total=-invoice.gross_total,
+    )
+    InvoiceLine.objects.bulk_create(
+        InvoiceLine(
+            invoice=note, position=line.position, kind=line.kind, description=line.description,
+            quantity=line.quantity, unit=line.unit, unit_price=-line.unit_price, amount=-line.amount,
+        )
+        for line in invoice.lines.all()
+    )
+    Invoice.objects.filter(pk=invoice.pk).update(status=Invoice.Status.CREDITED)
+    transaction.on_commit(lambda: _schedule_render(note.pk), robust=True)
+    return note
+
+
+def _next_number(year: int) -> str:
+    """The next gapless number of `year`; the counter row stays locked until the issuing transaction ends."""
+    counters = InvoiceNumberCounter.objects.select_for_update()
+    counter = counters.filter(year=year).first()
+    if counter is None:  # the year's first invoice; a concurrent first one is absorbed by the conflict clause
+        InvoiceNumberCounter.objects.bulk_create([InvoiceNumberCounter(year=year)], ignore_conflicts=True)
+        counter = counters.get(year=year)
+    counter.last_number += 1
+    counter.save(update_fields=["last_number"])
+    return f"LF-{year:04d}-{counter.last_number:06d}"
+
+
+def _tariff(account: BillingAccount) -> Tariff:
+    return Tariff(
+        rate_per_km=account.rate_per_km,
+        fee_per_stop=account.fee_per_stop,
+        minimum_charge=account.minimum_charge,
+        fuel_surcharge_percent=account.fuel_surcharge_percent,
+        vat_rate_percent=account.vat_rate_percent,
+    )
+
+
+def _route_summary(route: RouteCalculated) -> dict[str, Any]:
+    return route.model_dump(
+        mode="json",
+        include={"truck_plate", "depot", "stops", "distance_km", "duration_minutes", "eta", "calculated_at"},
+    )
+
+
+def _invoice_generated(invoice: Invoice) -> InvoiceGenerated:
+    return InvoiceGenerated(
+        invoice_id=invoice.pk,
+        number=invoice.number,
+        route_id=invoice.route_id,
+        customer_id=invoice.customer_id,
+        net_total=invoice.net_total,
+        vat_total=invoice.vat_total,
+        gross_total=invoice.gross_total,
+        currency=invoice.currency,
+        issued_at=invoice.issued_at,
+    )
+
+
+def _schedule_render(invoice_id: int) -> None:
+    """Queue the render. Called on commit with `robust=True`: the issue has committed (in a consumer batch,
+    with other messages), so a Celery broker outage must not fail it; `invoice_pdf_requeue_stale` catches up."""
+    from apps.invoicing.tasks import render_invoice_pdf  # tasks import services; import here breaks the cycle
+
+    render_invoice_pdf.delay(invoice_id)
+
+
+# --- Delivery -------------------------------------------------------------------------------------
+
+
+@transaction.atomic
+def invoice_mark_sent(*, invoice_id: int) -> Invoice:
+    invoice = Invoice.objects.select_for_update().get(pk=invoice_id)
+    if invoice.status == Invoice.Status.SENT:
+        return invoice
+    if invoice.status != Invoice.Status.ISSUED:
+        raise ApplicationError(f"{invoice.number} is {invoice.get_status_display().lower()}; it cannot be sent")
+    invoice.status = Invoice.Status.SENT
+    invoice.sent_at = timezone.now()
+    invoice.save(update_fields=["status", "sent_at"])
+    return invoice
+
+
+# --- PDF rendition --------------------------------------------------------------------------------
+
+
+def invoice_render_pdf(*, invoice_id: int) -> Invoice:
+    """Render and store the PDF of the invoice's wanted version, once: a duplicate or late call is a no-op.
+
+    Deliberately not one transaction: rendering is slow and must not hold the invoice's row lock. The attempt
+    is counted and committed first, so a renderer that crashes or is killed (time limit, memory limit) still
+    uses up attempts and the invoice ends `failed` instead of looping for ever.
+    """
+    claimed = _claim_render(invoice_id)
+    if claimed is None:
+        return Invoice.objects.get(pk=invoice_id)
+    from apps.invoicing.pdf import render_invoice_pdf  # WeasyPrint loads slowly; only renderers need it
+
+    return _store_pdf(invoice_id=invoice_id, version=claimed.pdf_version, content=render_invoice_pdf(claimed))
+
+
+@transaction.atomic
+def _claim_render(invoice_id: int) -> Invoice | None:
+    invoice = Invoice.objects.select_for_update().get(pk=invoice_id)
+    if invoice.pdf_rendered_version >= invoice.pdf_version:
+        return None
+    if invoice.pdf_attempts >= settings.INVOICING_PDF_MAX_ATTEMPTS:
+        invoice.pdf_status = Invoice.PdfStatus.FAILED
+        invoice.pdf_last_error = f"gave up after {invoice.pdf_attempts} attempts; last error: {invoice.pdf_last_error}"
+        invoice.save(update_fields=["pdf_status", "pdf_last_error"])
+        return None
+    invoice.pdf_attempts += 1
+    invoice.save(update_fields=["pdf_attempts"])
+    return invoice
+
+
+@transaction.atomic
+def _store_pdf(*, invoice_id: int, version: int, content: bytes) -> Invoice:
+    invoice = Invoice.objects.select_for_update().get(pk=invoice_id)
+    if invoice.pdf_rendered_version >= version:
+        return invoice  # a concurrent render of this version won
+    previous = invoice.pdf.name
+    invoice.pdf.save(f"{invoice.number}-v{version}.pdf", ContentFile(content), save=False)
+    invoice.pdf_rendered_version = version
+    if invoice.pdf_version == version:
+        invoice.pdf_status = Invoice.PdfStatus.RENDERED
+        invoice.pdf_last_error = ""
+    invoice.save(update_fields=["pdf", "pdf_rendered_version", "pdf_status", "pdf_last_error"])
+    if previous:
+        storage = invoice.pdf.storage
+        transaction.on_commit(lambda: storage.delete(previous), robust=True)
+    return invoice
+
+
+@transaction.atomic
+def invoice_pdf_render_failed(*, invoice_id: int, error: str, final: bool) -> Invoice:
+    """Record a failed render; `final` (no retries left) makes the failure visible as `failed`."""
+    invoice = Invoice.objects.select_for_update().get(pk=invoice_id)
+    invoice.pdf_last_error = error[:2000]
+    fields = ["pdf_last_error"]
+    if final and invoice.pdf_rendered_version < invoice.pdf_version:
+        invoice.pdf_status = Invoice.PdfStatus.FAILED
+        fields.append("pdf_status")
+    invoice.save(update_fields=fields)
+    return invoice
+
+
+@transaction.atomic
+def invoice_request_rerender(*, invoice_id: int) -> Invoice:
+    """Ask for a fresh rendition (after a failure, a template change or a lost file): a new version."""
+    invoice = Invoice.objects.select_for_update().get(pk=invoice_id)
+    invoice.pdf_version += 1
+    invoice.pdf_status = Invoice.PdfStatus.PENDING
+    invoice.pdf_attempts = 0
+    invoice.pdf_last_error = ""
+    invoice.save(update_fields=["pdf_version", "pdf_status", "pdf_attempts", "pdf_last_error"])
+    transaction.on_commit(lambda: _schedule_render(invoice.pk), robust=True)
+    return invoice
+
+
+def invoice_pdf_requeue_stale(*, older_than: timedelta | None = None) -> int:
+    """Queue renders for PDFs still pending long after issue (their task was lost: broker down at commit,
+    queue purged); returns how many. A duplicate of a live task is harmless, renders are idempotent."""
+    age = older_than or timedelta(minutes=settings.INVOICING_PDF_STALE_MINUTES)
+    invoice_ids = invoice_ids_pdf_pending(issued_before=timezone.now() - age)
+    for invoice_id in invoice_ids:
+        _schedule_render(invoice_id)
+    return len(invoice_ids)

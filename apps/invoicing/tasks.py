@@ -1,0 +1,43 @@
+"""Celery tasks of invoicing: thin, they take an invoice id and call a service."""
+
+from __future__ import annotations
+
+from celery import shared_task
+from django.core.exceptions import ObjectDoesNotExist
+
+from apps.invoicing.services import invoice_pdf_render_failed, invoice_pdf_requeue_stale, invoice_render_pdf
+
+PDF_MAX_RETRIES = 5
+
+
+@shared_task(
+    bind=True,
+    autoretry_for=(Exception,),
+    dont_autoretry_for=(ObjectDoesNotExist,),  # no such invoice: retrying cannot help
+    max_retries=PDF_MAX_RETRIES,
+    retry_backoff=2,  # 2, 4, 8, 16, 32 s (full jitter), capped below
+    retry_backoff_max=300,
+    retry_jitter=True,
+    # A render takes well under a second; these only stop a renderer that hangs. The soft limit raises
+    # inside the task (recorded and retried); the hard limit kills the child process.
+    soft_time_limit=60,
+    time_limit=90,
+    acks_late=True,
+)
+def render_invoice_pdf(self, invoice_id: int) -> None:  # type: ignore[no-untyped-def]
+    """Render the invoice's PDF; each failure is recorded, and after the last retry the invoice shows `failed`
+    (re-render from the admin)."""
+    try:
+        invoice_render_pdf(invoice_id=invoice_id)
+    except ObjectDoesNotExist:
+        raise
+    except Exception as error:
+        final = self.request.retries >= self.max_retries
+        invoice_pdf_render_failed(invoice_id=invoice_id, error=f"{type(error).__name__}: {error}", final=final)
+        raise
+
+
+@shared_task
+def requeue_stale_pdfs() -> int:
+    """Periodic (beat): queue renders whose task was lost, e.g. the Celery broker was down at commit."""
+    return invoice_pdf_requeue_stale()

@@ -1,0 +1,211 @@
+"""`make bench` (after bench/relay.py): invoicing's throughput against the stages around it. Prints `name=value`.
+
+  relay_publish_per_s            `relay_outbox` publishing a pre-filled backlog of RouteCalculated rows
+                                 (from their commit to the last one marked published)
+  invoice_drain_per_s            one `consume invoicing` process turning that backlog, already in Kafka, into
+                                 invoices (first to last invoice: process start and group join excluded), with
+                                 the relay running (it publishes the InvoiceGenerated rows) and every invoice
+                                 queueing its PDF task
+  invoice_drain_vs_relay_ratio   the two above divided (target >= 0.5)
+  pdf_bare_renders_per_s         WeasyPrint alone on the invoice template's HTML, pre-rendered
+  pdf_task_renders_per_s         the PDF task path in-process (Celery task -> service -> DB claim -> template ->
+                                 WeasyPrint -> storage -> DB), interleaved with the bare renders invoice by invoice
+  pdf_task_vs_bare_ratio         the two above divided (target >= 0.9)
+
+Own database (logiflow_bench_invoicing on DATABASE_URL's server), own Tansu unless KAFKA_BOOTSTRAP_SERVERS is set.
+Sizes: BENCH_INVOICE_EVENTS (default 20000; 0 skips the drain), BENCH_PDF_INVOICES (default 30).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import common  # noqa: E402
+
+EVENTS = int(os.environ.get("BENCH_INVOICE_EVENTS", "20000"))
+PDF_INVOICES = int(os.environ.get("BENCH_PDF_INVOICES", "30"))
+TRUCKS = 1000  # ordering keys
+CUSTOMERS = 50
+TOPIC = "routing.events"
+TABLES = [
+    "invoicing_invoiceline", "invoicing_invoice", "invoicing_invoicenumbercounter", "invoicing_billingaccount",
+    "consumers_inboxentry", "consumers_deadletter", "outbox_outboxevent",
+]
+
+
+def sample_route():  # noqa: ANN201
+    from datetime import UTC, datetime, timedelta
+    from decimal import Decimal
+
+    from apps.contracts import DepotRef, PlannedStop, RouteCalculated
+
+    start = datetime(2026, 11, 26, 8, 0, tzinfo=UTC)
+    stops = [
+        PlannedStop(sequence=i, name=f"Stop {i}", lat=39.9 + i / 10, lon=32.8 + i / 10,
+                    eta=start + timedelta(hours=i), leg_distance_km=Decimal("120.500"))
+        for i in range(1, 4)
+    ]
+    return RouteCalculated(
+        route_id=1, calculation=1, truck_id=1, truck_plate="34 LF 007", customer_id=1,
+        customer_name="Anadolu Textiles", depot=DepotRef(id=1, name="Istanbul Hub", lat=41.0, lon=28.9),
+        stops=stops, distance_km=Decimal("361.500"), duration_minutes=300, eta=start + timedelta(hours=3),
+        calculated_at=start,
+    )
+
+
+def reset() -> None:
+    from decimal import Decimal
+
+    from django.db import connection
+
+    from apps.invoicing.services import billing_account_create
+
+    with connection.cursor() as cursor:
+        cursor.execute(f"TRUNCATE {', '.join(TABLES)} CASCADE")
+    for customer_id in range(1, CUSTOMERS + 1):
+        billing_account_create(
+            customer_id=customer_id, name=f"Customer {customer_id}", billing_address="Istanbul", currency="EUR",
+            rate_per_km=Decimal("1.25"), fee_per_stop=Decimal("15"), fuel_surcharge_percent=Decimal("7.5"),
+            vat_rate_percent=Decimal("20"),
+        )
+
+
+def prefill(count: int) -> float:
+    """Commit `count` RouteCalculated rows (distinct routes, spread over trucks and customers); returns the
+    commit time. One statement, one transaction: its NOTIFY wakes the relay."""
+    from django.db import connection, transaction
+
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(
+            """
+            INSERT INTO outbox_outboxevent
+              (event_id, topic, key, event_type, source, payload, traceparent, created_at, state, attempts, last_error)
+            SELECT gen_random_uuid(), %s, (1 + g %% %s)::text, 'logiflow.routing.RouteCalculated.v1',
+                   '/logiflow/routing',
+                   (%s::jsonb || jsonb_build_object('route_id', g, 'truck_id', 1 + g %% %s,
+                                                    'customer_id', 1 + g %% %s))::text,
+                   '', clock_timestamp(), 'pending', 0, ''
+            FROM generate_series(1, %s) AS g
+            """,
+            [TOPIC, TRUCKS, sample_route().model_dump_json(), TRUCKS, CUSTOMERS, count],
+        )
+        cursor.execute("SELECT pg_notify('logiflow_outbox', '')")
+    return time.time()
+
+
+def scalar(sql: str, params: list | None = None):  # noqa: ANN201
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params or [])
+        return cursor.fetchone()[0]
+
+
+def group_from_now(topic: str) -> str:
+    """A consumer group id starting at the topic's current end (a reused external Kafka holds older runs)."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    from apps.common.kafka import client_config
+
+    group_id = f"bench-invoicing-{uuid.uuid4().hex[:8]}"
+    consumer = Consumer(client_config(**{"group.id": group_id, "enable.auto.commit": False}))
+    partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+    consumer.commit(offsets=[
+        TopicPartition(topic, p, consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1])
+        for p in partitions
+    ], asynchronous=False)
+    consumer.close()
+    return group_id
+
+
+def drain_benchmark(url: str, bootstrap: str, count: int) -> None:
+    from apps.common.kafka import ensure_topics
+
+    ensure_topics([TOPIC, "invoicing.events"])
+    reset()
+    group_id = group_from_now(TOPIC)
+    env = common.worker_env(url, bootstrap)
+    relay = common.start_manage(["relay_outbox"], env=env, log=common.log_dir() / "invoicing-relay.log")
+    consumer = None
+    try:
+        committed = prefill(count)
+        if not common.wait_until(lambda: scalar("SELECT count(*) FROM outbox_outboxevent WHERE state = 'pending'") == 0,
+                                 timeout=600, interval=0.05):
+            raise SystemExit("relay did not drain the backlog; see var/bench/invoicing-relay.log")
+        last_published = scalar("SELECT extract(epoch FROM max(published_at)) FROM outbox_outboxevent")
+        relay_rate = count / (float(last_published) - committed)
+        common.figure("relay_publish_per_s", relay_rate)
+
+        consumer = common.start_manage(["consume", "invoicing", "--group-id", group_id], env=env,
+                                       log=common.log_dir() / "invoicing-consumer.log")
+        if not common.wait_until(lambda: scalar("SELECT count(*) FROM invoicing_invoice") >= count,
+                                 timeout=1800, interval=0.5):
+            raise SystemExit("the consumer did not drain the backlog; see var/bench/invoicing-consumer.log")
+        first, last = scalar("SELECT array[extract(epoch FROM min(issued_at)), extract(epoch FROM max(issued_at))] "
+                             "FROM invoicing_invoice")
+        drain_rate = (count - 1) / (float(last) - float(first))
+        common.figure("invoice_events", count)
+        common.figure("invoice_drain_per_s", drain_rate)
+        common.figure("invoice_drain_vs_relay_ratio", drain_rate / relay_rate)
+        numbers = scalar("SELECT count(DISTINCT number) FROM invoicing_invoice")
+        assert numbers == count, f"{numbers} distinct numbers for {count} invoices"
+    finally:
+        for process, name in ((consumer, "consumer"), (relay, "relay")):
+            if process is not None and common.stop(process) != 0:
+                print(f"invoicing {name} exited non-zero; see var/bench/", file=sys.stderr)
+
+
+def pdf_benchmark(count: int) -> None:
+    from apps.invoicing.models import Invoice
+    from apps.invoicing.pdf import html_to_pdf, invoice_html
+    from apps.invoicing.services import invoice_issue_for_route
+    from apps.invoicing.tasks import render_invoice_pdf
+
+    if Invoice.objects.count() < count + 1:
+        reset()
+        for route_id in range(1, count + 2):
+            invoice_issue_for_route(route=sample_route().model_copy(update={"route_id": route_id}))
+    invoices = list(Invoice.objects.order_by("id")[: count + 1])
+    warm_up, invoices = invoices[0], invoices[1:]
+    html_to_pdf(invoice_html(warm_up))  # fonts and WeasyPrint's caches load once, for both paths
+    render_invoice_pdf.apply(args=[warm_up.pk], throw=True)
+
+    bare = task = 0.0
+    for invoice in invoices:
+        html = invoice_html(invoice)
+        started = time.perf_counter()
+        html_to_pdf(html)
+        bare += time.perf_counter() - started
+        started = time.perf_counter()
+        render_invoice_pdf.apply(args=[invoice.pk], throw=True)
+        task += time.perf_counter() - started
+    rendered = Invoice.objects.filter(pk__in=[i.pk for i in invoices], pdf_status="rendered").count()
+    assert rendered == count, f"only {rendered} of {count} PDFs rendered"
+    common.figure("pdf_invoices", count)
+    common.figure("pdf_bare_renders_per_s", count / bare)
+    common.figure("pdf_task_renders_per_s", count / task)
+    common.figure("pdf_task_vs_bare_ratio", bare / task)
+
+
+def main() -> None:
+    with tempfile.TemporaryDirectory(prefix="logiflow-bench-invoicing-") as scratch:
+        # PDFs and queued Celery messages go to scratch folders (the worker processes inherit the environment).
+        os.environ["MEDIA_ROOT"] = str(Path(scratch) / "media")
+        os.environ["CELERY_FILESYSTEM_DIR"] = str(Path(scratch) / "celery")
+        os.environ.setdefault("LOG_LEVEL", "WARNING")  # WeasyPrint and Celery log every step at INFO
+        with common.environment("logiflow_bench_invoicing") as (bootstrap, url):
+            if EVENTS:
+                drain_benchmark(url, bootstrap, EVENTS)
+            pdf_benchmark(PDF_INVOICES)
+
+
+if __name__ == "__main__":
+    main()

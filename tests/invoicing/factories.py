@@ -1,0 +1,80 @@
+"""Factories for invoicing's models; invoices themselves are made by the service, as in production."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from decimal import Decimal
+from importlib import import_module
+from typing import Any
+
+import factory
+from django.contrib.auth.models import Group, Permission, User
+
+from apps.contracts import PlannedStop, RouteCalculated
+from apps.invoicing.models import BillingAccount, Invoice
+from apps.invoicing.services import invoice_issue_for_route
+from tests.factories import route_calculated
+
+
+class BillingAccountFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = BillingAccount
+        django_get_or_create = ("customer_id",)
+
+    customer_id = 3
+    name = "Anadolu Textiles"
+    billing_address = "Organize Sanayi 5\n16000 Bursa"
+    vat_id = "TR1234567890"
+    currency = "EUR"
+    rate_per_km = Decimal("1.2500")
+    fee_per_stop = Decimal("15.00")
+    minimum_charge = Decimal("0.00")
+    fuel_surcharge_percent = Decimal("7.50")
+    vat_rate_percent = Decimal("20.00")
+
+
+def issued_invoice(route: RouteCalculated | None = None, **route_overrides: Any) -> Invoice:
+    """An invoice issued through the service for a RouteCalculated (billing account made if missing)."""
+    route = route or route_calculated(**route_overrides)
+    BillingAccountFactory(customer_id=route.customer_id)
+    return invoice_issue_for_route(route=route)
+
+
+FINANCE_PERMISSIONS = import_module("apps.invoicing.migrations.0002_finance_group").FINANCE_PERMISSIONS
+
+
+def role_group(name: str, permissions: list[str]) -> Group:
+    """The role group with at least `permissions`: transactional tests flush the groups data migrations made."""
+    group, _ = Group.objects.get_or_create(name=name)
+    for permission in permissions:
+        app_label, codename = permission.split(".")
+        group.permissions.add(Permission.objects.get(content_type__app_label=app_label, codename=codename))
+    return group
+
+
+class UserFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = User
+        skip_postgeneration_save = True
+
+    username = factory.Sequence(lambda n: f"user{n}")
+    is_staff = True
+
+    @factory.post_generation
+    def role(self, create: bool, group: str | None, permissions: list[str] | None = None, **_: Any) -> None:
+        """`role="finance"`: the finance group; other roles get `role__permissions=[...]`, if any."""
+        if create and group:
+            default = FINANCE_PERMISSIONS if group == "finance" else []
+            self.groups.add(role_group(group, permissions if permissions is not None else default))
+
+
+def three_stop_route(**overrides: Any) -> RouteCalculated:
+    """Route 412.346 km with 3 stops; with the default account: net 602.46, VAT 120.49, gross 722.95."""
+    base = route_calculated()
+    legs = [("Bursa", "100.000"), ("Eskisehir", "150.123"), ("Ankara", "162.223")]
+    stops = [
+        PlannedStop(sequence=i, name=name, lat=40.0, lon=30.0, eta=base.calculated_at + timedelta(hours=2 * i),
+                    leg_distance_km=Decimal(km))
+        for i, (name, km) in enumerate(legs, start=1)
+    ]
+    return route_calculated(**{"stops": stops, "distance_km": Decimal("412.346"), **overrides})

@@ -1,0 +1,80 @@
+"""Finance's admin: invoices are read-only, searchable and filterable; the actions call the services."""
+
+from __future__ import annotations
+
+import pytest
+from django.test import Client
+
+from apps.invoicing.models import BillingAccount, Invoice
+from apps.invoicing.services import invoice_pdf_render_failed
+from tests.invoicing.factories import UserFactory, issued_invoice, three_stop_route
+
+pytestmark = pytest.mark.django_db
+
+CHANGELIST = "/admin/invoicing/invoice/"
+
+
+@pytest.fixture
+def finance_admin() -> Client:
+    client = Client()
+    client.force_login(UserFactory(role="finance"))
+    return client
+
+
+def test_finance_finds_an_invoice_by_number_and_by_month_and_status_filters(finance_admin: Client) -> None:
+    invoice = issued_invoice(three_stop_route(route_id=1))
+    issued_invoice(three_stop_route(route_id=2))
+    month = invoice.issued_at.strftime("%Y-%m")
+
+    found = finance_admin.get(CHANGELIST, {"q": invoice.number})
+    assert found.status_code == 200
+    assert list(found.context["cl"].result_list) == [invoice]
+    by_month = finance_admin.get(CHANGELIST, {"month": month, "status__exact": "issued"})
+    assert by_month.context["cl"].result_count == 2
+    assert finance_admin.get(CHANGELIST, {"month": "2001-01"}).context["cl"].result_count == 0
+
+
+def test_the_invoice_page_shows_its_lines_and_cannot_be_edited_added_or_deleted(finance_admin: Client) -> None:
+    invoice = issued_invoice(three_stop_route(route_id=1))
+    page = finance_admin.get(f"{CHANGELIST}{invoice.pk}/change/")
+    assert page.status_code == 200
+    assert b"Delivery stops" in page.content and b"722.95" in page.content
+    assert not page.context["adminform"].form.fields  # every field is read-only
+    assert finance_admin.get(f"{CHANGELIST}add/").status_code == 403
+    assert finance_admin.get(f"{CHANGELIST}{invoice.pk}/delete/").status_code == 403
+
+
+def test_re_render_action_queues_a_new_pdf_version_for_a_failed_invoice(finance_admin: Client) -> None:
+    invoice = issued_invoice(three_stop_route(route_id=1))
+    invoice_pdf_render_failed(invoice_id=invoice.pk, error="OSError: disk full", final=True)
+
+    response = finance_admin.post(CHANGELIST, {"action": "rerender_pdf", "_selected_action": [invoice.pk]}, follow=True)
+
+    invoice.refresh_from_db()
+    assert (invoice.pdf_status, invoice.pdf_version, invoice.pdf_last_error) == ("pending", 2, "")
+    assert "Re-rendering the PDF of 1 invoice(s)." in [str(m) for m in response.context["messages"]]
+
+
+def test_mark_as_sent_action_marks_issued_invoices_and_reports_refusals(finance_admin: Client) -> None:
+    original = issued_invoice(three_stop_route(route_id=1, calculation=1))
+    replacement = issued_invoice(three_stop_route(route_id=1, calculation=2))
+
+    response = finance_admin.post(
+        CHANGELIST, {"action": "mark_sent", "_selected_action": [original.pk, replacement.pk]}, follow=True
+    )
+
+    assert Invoice.objects.get(pk=replacement.pk).status == Invoice.Status.SENT
+    assert Invoice.objects.get(pk=original.pk).status == Invoice.Status.CREDITED
+    messages = [str(m) for m in response.context["messages"]]
+    assert "Marked 1 invoice(s) as sent." in messages
+    assert f"{original.number} is credited; it cannot be sent" in messages
+
+
+def test_finance_adds_a_billing_account_in_the_admin(finance_admin: Client) -> None:
+    response = finance_admin.post("/admin/invoicing/billingaccount/add/", {
+        "customer_id": 61, "name": "Ege Foods", "billing_address": "Izmir", "currency": "EUR",
+        "rate_per_km": "1.0", "fee_per_stop": "10", "minimum_charge": "0", "fuel_surcharge_percent": "0",
+        "vat_rate_percent": "20", "payment_terms_days": "30",
+    })
+    assert response.status_code == 302, response.context["adminform"].form.errors
+    assert BillingAccount.objects.get(customer_id=61).name == "Ege Foods"

@@ -1,0 +1,60 @@
+"""A real `celery -A logiflow worker` process renders the PDF that an issued invoice queued on commit."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+
+from apps.invoicing.models import Invoice
+from tests.invoicing.factories import issued_invoice, three_stop_route
+from tests.invoicing.test_tasks import pdf_text
+
+
+@pytest.fixture
+def celery_worker(subprocess_env: dict[str, str], celery_queue: Path, media_root: Path, tmp_path: Path) -> Iterator[subprocess.Popen]:
+    """The worker shares the test's database, queue folder and media root; it runs until the test ends."""
+    env = {**subprocess_env, "CELERY_FILESYSTEM_DIR": str(celery_queue), "MEDIA_ROOT": str(media_root)}
+    log = (tmp_path / "worker.log").open("wb")
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "celery", "-A", "logiflow", "worker", "--loglevel=INFO", "--concurrency=1",
+         "--without-gossip", "--without-mingle", "--without-heartbeat", f"--hostname=invoicing-test@{tmp_path.name}"],
+        cwd=settings.BASE_DIR, env=env, stdout=log, stderr=subprocess.STDOUT,
+    )
+    yield worker
+    worker.terminate()  # warm shutdown
+    try:
+        worker.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        worker.kill()
+        worker.wait()
+    log.close()
+
+
+def wait_for_pdf(invoice: Invoice, worker: subprocess.Popen, *, timeout: float = 90) -> Invoice:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        invoice.refresh_from_db()
+        if invoice.pdf_status != Invoice.PdfStatus.PENDING:
+            return invoice
+        assert worker.poll() is None, "the Celery worker exited"
+        time.sleep(0.5)
+    return invoice
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_real_worker_renders_the_pdf_queued_when_the_invoice_was_issued(celery_worker, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    invoice = issued_invoice(three_stop_route(route_id=41))  # commits; the render task is queued on commit
+
+    invoice = wait_for_pdf(invoice, celery_worker)
+
+    log = (tmp_path / "worker.log").read_text(errors="replace")
+    assert invoice.pdf_status == Invoice.PdfStatus.RENDERED, log[-3000:]
+    assert invoice.pdf_attempts == 1
+    text = pdf_text(invoice)
+    assert invoice.number in text and "722.95" in text

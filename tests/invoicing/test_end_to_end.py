@@ -1,0 +1,226 @@
+"""Invoicing through the real consumer runtime and broker: volume with two processes, and the replay story."""
+
+from __future__ import annotations
+
+import re
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+from rest_framework.test import APIClient
+
+from confluent_kafka import Consumer, TopicPartition
+
+from apps.common.kafka import client_config
+from apps.consumers.models import DeadLetter
+from apps.consumers.runtime import ConsumerWorker
+from apps.contracts import InvoiceGenerated, RouteCalculated
+from apps.invoicing.models import Invoice
+from apps.outbox.models import OutboxEvent
+from tests.consumers.support import RawProducer, drain
+from tests.invoicing.factories import BillingAccountFactory, UserFactory, three_stop_route
+from tests.routing.conftest import DISPATCHER_PERMISSIONS
+from tests.routing.factories import CustomerFactory, TruckFactory
+
+STOPS = [
+    {"name": "Ankara", "lat": 39.9334, "lon": 32.8597},
+    {"name": "Bursa", "lat": 40.1885, "lon": 29.0610},
+    {"name": "Izmit", "lat": 40.7654, "lon": 29.9408},
+]
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+ROUTES = 200
+# The routing topic is shared by the whole test session: each test's consumer group starts at the topic's end.
+CUSTOMERS = range(9001, 9005)
+FIRST_ROUTE = 700_000
+
+
+def wait_until(condition: Callable[[], bool], *, timeout: float, explain: Callable[[], str] = str) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"not reached within {timeout}s: {explain()}"
+        time.sleep(0.5)
+
+
+@pytest.fixture
+def start_command(
+    subprocess_env: dict[str, str], celery_queue: Path, media_root: Path, tmp_path: Path
+) -> Iterator[Callable[..., subprocess.Popen[bytes]]]:
+    """Long-running management commands (`consume`, `relay_outbox`) as real processes on the test database
+    and broker; killed at the end if a test left one running."""
+    processes: list[subprocess.Popen[bytes]] = []
+    env = {**subprocess_env, "CELERY_FILESYSTEM_DIR": str(celery_queue), "MEDIA_ROOT": str(media_root)}
+
+    def start(*args: str) -> subprocess.Popen[bytes]:
+        log = open(tmp_path / f"{args[0]}-{len(processes)}.log", "wb")  # noqa: SIM115 - closed with the process
+        process = subprocess.Popen(
+            [sys.executable, "manage.py", *args], cwd=settings.BASE_DIR, env=env, stdout=log, stderr=subprocess.STDOUT,
+        )
+        process.log_path = Path(log.name)  # type: ignore[attr-defined]
+        processes.append(process)
+        return process
+
+    yield start
+    for process in processes:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=30) == 0, process.log_path.read_text(errors="replace")[-3000:]  # type: ignore[attr-defined]
+
+
+def new_group_from_now(topic: str) -> str:
+    """A Kafka group id whose committed offsets are the topic's current ends: it sees only what comes next,
+    not what earlier tests of the session left on the shared topic."""
+    group_id = f"invoicing-e2e-{uuid.uuid4().hex[:8]}"
+    consumer = Consumer(client_config(**{"group.id": group_id, "enable.auto.commit": False}))
+    try:
+        partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+        ends = [
+            TopicPartition(topic, p, consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1])
+            for p in partitions
+        ]
+        consumer.commit(offsets=ends, asynchronous=False)
+    finally:
+        consumer.close()
+    return group_id
+
+
+def handled(process: subprocess.Popen[bytes]) -> int:
+    """Messages the process applied, from the counters it logs when it stops."""
+    counts = re.findall(r"handled=(\d+)", process.log_path.read_text(errors="replace"))  # type: ignore[attr-defined]
+    return int(counts[-1]) if counts else 0
+
+
+def test_200_events_through_two_consumer_processes_issue_200_invoices_with_gapless_numbers(
+    start_command: Callable[..., subprocess.Popen[bytes]],
+) -> None:
+    group_id = new_group_from_now(RouteCalculated.topic())
+    for customer_id in CUSTOMERS:
+        BillingAccountFactory(customer_id=customer_id)
+    producer = RawProducer(RouteCalculated.topic())
+    routes = range(FIRST_ROUTE, FIRST_ROUTE + ROUTES)
+    for n, route_id in enumerate(routes):
+        event = three_stop_route(route_id=route_id, truck_id=100 + n % 24, customer_id=CUSTOMERS[n % len(CUSTOMERS)])
+        producer.event(event, partition=n % settings.KAFKA_TOPIC_PARTITIONS)
+    producer.flush()
+
+    consumers = [start_command("consume", "invoicing", "--group-id", group_id) for _ in range(2)]
+    mine = Invoice.objects.filter(route_id__in=routes)
+    wait_until(lambda: mine.count() == ROUTES, timeout=180, explain=lambda: f"{mine.count()} invoices")
+    for process in consumers:
+        stop(process)
+
+    numbers = sorted(Invoice.objects.values_list("number", flat=True))
+    assert len(numbers) == ROUTES == len(set(numbers))
+    assert [int(number[-6:]) for number in numbers] == list(range(1, ROUTES + 1))
+    assert sorted(mine.values_list("route_id", flat=True)) == list(routes)
+    assert OutboxEvent.objects.filter(event_type=InvoiceGenerated.ce_type()).count() == ROUTES
+    counts = [handled(process) for process in consumers]
+    print("handled per consumer process:", counts)
+    assert sum(counts) >= ROUTES
+
+
+def test_missing_billing_data_goes_to_the_ledger_and_a_replay_after_finance_adds_it_issues_once(
+    kafka_bootstrap: str,
+) -> None:
+    customer_id, route_id = 9100, FIRST_ROUTE + 5000
+    event = three_stop_route(route_id=route_id, customer_id=customer_id, customer_name="Ege Foods", truck_id=91)
+    group_id = new_group_from_now(RouteCalculated.topic())
+    producer = RawProducer(RouteCalculated.topic())
+    event_id = producer.event(event, partition=1)
+    producer.flush()
+
+    worker = ConsumerWorker("invoicing", group_id=group_id)
+    worker.setup()
+    try:
+        drain(worker, lambda: DeadLetter.objects.filter(event_id=event_id).exists(), timeout=60)
+    finally:
+        worker.teardown()
+    dead_letter = DeadLetter.objects.get(event_id=event_id)
+    assert dead_letter.reason == DeadLetter.Reason.NON_RETRYABLE
+    assert dead_letter.attempts == 1, "a missing account is not retried"
+    assert "customer 9100 (Ege Foods) has no billing account" in dead_letter.error_message
+    assert not Invoice.objects.filter(route_id=route_id).exists()
+
+    operations = APIClient()
+    operations.force_authenticate(
+        UserFactory(role="operations", role__permissions=["consumers.view_deadletter", "consumers.replay_deadletter"])
+    )
+    replay_url = f"/api/v1/dead-letters/{dead_letter.pk}/replay/"
+    too_early = operations.post(replay_url)
+    assert (too_early.status_code, too_early.json()["outcome"]) == (200, "failed")
+    assert not Invoice.objects.filter(route_id=route_id).exists()
+
+    finance = APIClient()
+    finance.force_authenticate(UserFactory(role="finance"))
+    created = finance.post("/api/v1/billing-accounts/", {
+        "customer_id": customer_id, "name": "Ege Foods A.S.", "billing_address": "Alsancak\nIzmir",
+        "rate_per_km": "1.2500", "fee_per_stop": "15.00", "fuel_surcharge_percent": "7.50", "vat_rate_percent": "20",
+    }, format="json")
+    assert created.status_code == 201, created.json()
+
+    replayed = operations.post(replay_url)
+    assert (replayed.status_code, replayed.json()["outcome"]) == (200, "applied"), replayed.json()
+    assert operations.post(replay_url).status_code == 400  # already replayed: refused
+
+    invoice = Invoice.objects.get(route_id=route_id)
+    assert (invoice.customer_name, str(invoice.gross_total), invoice.source_event_id) == (
+        "Ege Foods A.S.", "722.95", event_id,
+    )
+    assert OutboxEvent.objects.filter(event_type=InvoiceGenerated.ce_type(), key=str(route_id)).count() == 1
+    dead_letter.refresh_from_db()
+    assert dead_letter.status == DeadLetter.Status.REPLAYED
+
+
+def test_routes_created_while_the_invoicing_consumer_is_stopped_are_all_invoiced_after_it_restarts(
+    start_command: Callable[..., subprocess.Popen[bytes]],
+) -> None:
+    invoicing_group = new_group_from_now(RouteCalculated.topic())
+    routing_group = new_group_from_now(InvoiceGenerated.topic())
+    dispatcher = APIClient()
+    dispatcher.force_authenticate(UserFactory(role="dispatcher", role__permissions=DISPATCHER_PERMISSIONS))
+    customer = CustomerFactory()
+    BillingAccountFactory(customer_id=customer.pk, name=customer.name)
+    trucks = [TruckFactory() for _ in range(3)]
+
+    def create_routes(count: int) -> list[int]:
+        ids = []
+        for n in range(count):
+            body = {"truck": trucks[n % len(trucks)].pk, "customer": customer.pk, "stops": STOPS}
+            response = dispatcher.post("/api/v1/routes/", body, format="json")
+            assert response.status_code == 201, response.json()
+            ids.append(response.json()["id"])
+        return ids
+
+    start_command("relay_outbox")
+    start_command("consume", "routing", "--group-id", routing_group)
+    invoicing = start_command("consume", "invoicing", "--group-id", invoicing_group)
+    before = create_routes(3)
+    wait_until(lambda: Invoice.objects.filter(route_id__in=before).count() == 3, timeout=90)
+    stop(invoicing)
+
+    during = create_routes(6)  # invoicing is down: routing answers 201 all the same
+    wait_until(lambda: not OutboxEvent.objects.filter(state="pending").exists(), timeout=60)
+    assert not Invoice.objects.filter(route_id__in=during).exists()
+
+    start_command("consume", "invoicing", "--group-id", invoicing_group)
+    routes = before + during
+    wait_until(lambda: Invoice.objects.filter(route_id__in=routes).count() == len(routes), timeout=90,
+               explain=lambda: f"{Invoice.objects.count()} invoices")
+    numbers = dict(Invoice.objects.values_list("route_id", "number"))
+    assert sorted(int(number[-6:]) for number in numbers.values()) == list(range(1, len(routes) + 1))
+    # Routing consumes InvoiceGenerated: every route ends up showing its invoice number.
+    wait_until(lambda: all(dispatcher.get(f"/api/v1/routes/{r}/").json()["invoice_number"] for r in routes),
+               timeout=60)
+    assert {r: dispatcher.get(f"/api/v1/routes/{r}/").json()["invoice_number"] for r in routes} == numbers

@@ -1,0 +1,174 @@
+"""Issuing invoices for calculated routes: lines, totals, the outbox event, idempotency and recalculation."""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+
+import pytest
+from django.db import transaction
+
+from apps.contracts import InvoiceGenerated
+from apps.invoicing.models import BillingAccount, Invoice, InvoiceNumberCounter
+from apps.invoicing.services import (
+    BillingAccountMissing,
+    billing_account_update,
+    invoice_issue_for_route,
+    invoice_mark_sent,
+)
+from apps.outbox.models import OutboxEvent
+from tests.invoicing.conftest import queued_tasks
+from tests.invoicing.factories import BillingAccountFactory, three_stop_route
+
+pytestmark = pytest.mark.django_db
+
+
+def invoice_events() -> list[dict]:
+    rows = OutboxEvent.objects.filter(event_type=InvoiceGenerated.ce_type()).order_by("id")
+    return [json.loads(row.payload) | {"_key": row.key, "_topic": row.topic} for row in rows]
+
+
+def test_route_calculated_issues_one_invoice_with_hand_computed_lines_and_totals() -> None:
+    BillingAccountFactory()
+    invoice = invoice_issue_for_route(route=three_stop_route(route_id=11))
+
+    lines = [(line.kind, line.quantity, line.unit_price, line.amount) for line in invoice.lines.all()]
+    assert lines == [
+        ("distance", Decimal("412.346"), Decimal("1.2500"), Decimal("515.43")),
+        ("stops", Decimal("3.000"), Decimal("15.0000"), Decimal("45.00")),
+        ("fuel", Decimal("560.430"), Decimal("0.0750"), Decimal("42.03")),
+        ("vat", Decimal("602.460"), Decimal("0.2000"), Decimal("120.49")),
+    ]
+    assert (invoice.net_total, invoice.vat_total, invoice.gross_total) == (
+        Decimal("602.46"), Decimal("120.49"), Decimal("722.95"),
+    )
+    assert invoice.number == f"LF-{invoice.issued_at.year}-000001"
+    assert (invoice.route_id, invoice.route_calculation, invoice.customer_id) == (11, 1, 3)
+    assert [stop["name"] for stop in invoice.route_summary["stops"]] == ["Bursa", "Eskisehir", "Ankara"]
+
+
+def test_issuing_writes_invoice_generated_with_the_invoice_fields_to_the_outbox() -> None:
+    BillingAccountFactory()
+    invoice = invoice_issue_for_route(route=three_stop_route(route_id=11))
+
+    [event] = invoice_events()
+    assert event == {
+        "invoice_id": invoice.pk,
+        "number": invoice.number,
+        "route_id": 11,
+        "customer_id": 3,
+        "net_total": "602.46",
+        "vat_total": "120.49",
+        "gross_total": "722.95",
+        "currency": "EUR",
+        "issued_at": invoice.issued_at.isoformat().replace("+00:00", "Z"),
+        "_key": "11",
+        "_topic": "invoicing.events",
+    }
+
+
+def test_the_same_event_twice_leaves_one_invoice_and_one_event() -> None:
+    BillingAccountFactory()
+    route = three_stop_route(route_id=11)
+    first = invoice_issue_for_route(route=route)
+    second = invoice_issue_for_route(route=route)
+
+    assert second.pk == first.pk
+    assert Invoice.objects.count() == 1
+    assert len(invoice_events()) == 1
+    assert InvoiceNumberCounter.objects.get().last_number == 1
+
+
+def test_a_stale_calculation_after_a_newer_one_changes_nothing() -> None:
+    BillingAccountFactory()
+    newer = invoice_issue_for_route(route=three_stop_route(route_id=11, calculation=3))
+    stale = invoice_issue_for_route(route=three_stop_route(route_id=11, calculation=2, distance_km=Decimal("1.000")))
+
+    assert stale.pk == newer.pk
+    assert list(Invoice.objects.values_list("route_calculation", "kind")) == [(3, "invoice")]
+    assert len(invoice_events()) == 1
+
+
+def test_a_recalculated_route_credits_the_issued_invoice_and_issues_a_replacement() -> None:
+    BillingAccountFactory()
+    original = invoice_issue_for_route(route=three_stop_route(route_id=11, calculation=1))
+    replacement = invoice_issue_for_route(
+        route=three_stop_route(route_id=11, calculation=2, distance_km=Decimal("500.000"))
+    )
+
+    original.refresh_from_db()
+    note = original.credit_note
+    assert original.status == Invoice.Status.CREDITED
+    assert note.kind == Invoice.Kind.CREDIT_NOTE
+    assert (note.net_total, note.vat_total, note.gross_total) == (
+        Decimal("-602.46"), Decimal("-120.49"), Decimal("-722.95"),
+    )
+    assert sum(line.amount for line in note.lines.all()) == -sum(line.amount for line in original.lines.all())
+    # 500 km × 1.25 = 625.00; + 45.00 = 670.00; fuel 50.25; net 720.25; VAT 144.05; gross 864.30.
+    assert (replacement.route_calculation, replacement.gross_total) == (2, Decimal("864.30"))
+    numbers = [original.number, note.number, replacement.number]
+    assert [int(number[-6:]) for number in numbers] == [1, 2, 3]
+    assert [event["number"] for event in invoice_events()] == [original.number, replacement.number]
+
+
+def test_a_route_has_one_current_invoice_even_after_several_recalculations() -> None:
+    BillingAccountFactory()
+    for calculation in (1, 2, 3, 2, 3):
+        invoice_issue_for_route(route=three_stop_route(route_id=11, calculation=calculation))
+
+    current = Invoice.objects.filter(kind="invoice").exclude(status="credited")
+    assert list(current.values_list("route_calculation", flat=True)) == [3]
+    assert Invoice.objects.filter(kind="credit_note").count() == 2
+
+
+def test_missing_billing_account_raises_naming_the_customer_and_writes_nothing() -> None:
+    with pytest.raises(BillingAccountMissing, match=r"customer 3 \(Anadolu Textiles\)"):
+        invoice_issue_for_route(route=three_stop_route(route_id=11))
+
+    assert Invoice.objects.count() == 0
+    assert OutboxEvent.objects.count() == 0
+    assert not InvoiceNumberCounter.objects.filter(last_number__gt=0).exists()
+
+
+def test_later_billing_changes_leave_an_issued_invoice_as_issued() -> None:
+    account = BillingAccountFactory()
+    invoice = invoice_issue_for_route(route=three_stop_route(route_id=11))
+    billing_account_update(account=account, data={"name": "Renamed Ltd.", "rate_per_km": Decimal("9")})
+
+    invoice.refresh_from_db()
+    assert (invoice.customer_name, invoice.gross_total) == ("Anadolu Textiles", Decimal("722.95"))
+    assert BillingAccount.objects.get().name == "Renamed Ltd."
+
+
+def test_mark_sent_moves_an_issued_invoice_to_sent_and_refuses_a_credited_one() -> None:
+    BillingAccountFactory()
+    original = invoice_issue_for_route(route=three_stop_route(route_id=11, calculation=1))
+    invoice_issue_for_route(route=three_stop_route(route_id=11, calculation=2))
+
+    with pytest.raises(Exception, match="credited; it cannot be sent"):
+        invoice_mark_sent(invoice_id=original.pk)
+    replacement = Invoice.objects.get(route_calculation=2, kind="invoice")
+    sent = invoice_mark_sent(invoice_id=replacement.pk)
+    assert sent.status == Invoice.Status.SENT and sent.sent_at is not None
+
+
+@pytest.mark.django_db(transaction=True)
+def test_pdf_render_is_queued_only_after_commit(celery_queue) -> None:  # type: ignore[no-untyped-def]
+    BillingAccountFactory()
+    with transaction.atomic():
+        invoice_issue_for_route(route=three_stop_route(route_id=11))
+        assert queued_tasks(celery_queue) == []
+
+    invoice = Invoice.objects.get()
+    assert queued_tasks(celery_queue) == [("apps.invoicing.tasks.render_invoice_pdf", [invoice.pk])]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_rolled_back_issue_queues_no_render_and_returns_its_number(celery_queue) -> None:  # type: ignore[no-untyped-def]
+    BillingAccountFactory()
+    with pytest.raises(RuntimeError), transaction.atomic():
+        invoice_issue_for_route(route=three_stop_route(route_id=11))
+        raise RuntimeError("the consumer's transaction failed after the handler")
+
+    assert queued_tasks(celery_queue) == []
+    assert invoice_issue_for_route(route=three_stop_route(route_id=12)).number.endswith("-000001")
