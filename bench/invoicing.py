@@ -12,7 +12,8 @@
                                  WeasyPrint -> storage -> DB), interleaved with the bare renders invoice by invoice
   pdf_task_vs_bare_ratio         the two above divided (target >= 0.9)
 
-Own database (logiflow_bench_invoicing on DATABASE_URL's server), own Tansu unless KAFKA_BOOTSTRAP_SERVERS is set.
+Own database (BENCH_INVOICING_DATABASE, default logiflow_bench_invoicing, on DATABASE_URL's server: give concurrent
+runs different names), own Tansu unless KAFKA_BOOTSTRAP_SERVERS is set.
 Sizes: BENCH_INVOICE_EVENTS (default 20000; 0 skips the drain), BENCH_PDF_INVOICES (default 30).
 """
 
@@ -201,7 +202,8 @@ def main() -> None:
         os.environ["MEDIA_ROOT"] = str(Path(scratch) / "media")
         os.environ["CELERY_FILESYSTEM_DIR"] = str(Path(scratch) / "celery")
         os.environ.setdefault("LOG_LEVEL", "WARNING")  # WeasyPrint and Celery log every step at INFO
-        with common.environment("logiflow_bench_invoicing") as (bootstrap, url):
+        database = os.environ.get("BENCH_INVOICING_DATABASE", "logiflow_bench_invoicing")
+        with common.environment(database) as (bootstrap, url):
             if EVENTS:
                 drain_benchmark(url, bootstrap, EVENTS)
             pdf_benchmark(PDF_INVOICES)
