@@ -177,7 +177,7 @@ class ConsumerWorker(Worker):
         index = start
         while index < len(items):
             end = self._run_end(items, index, heads)
-            if end - index >= 2 and self._apply_run(items[index:end]):
+            if end > index and self._apply_run(items[index:end]):
                 index = end
                 continue
             for position in range(index, max(end, index + 1)):  # the run one by one, or just this item

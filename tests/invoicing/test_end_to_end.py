@@ -19,13 +19,12 @@ from rest_framework.test import APIClient
 from confluent_kafka import Consumer, TopicPartition
 
 from apps.common.kafka import client_config
-from apps.consumers.models import DeadLetter
-from apps.consumers.runtime import ConsumerWorker, Counters
+from apps.consumers.models import DeadLetter, InboxEntry
+from apps.consumers.runtime import ConsumerWorker
 from apps.contracts import InvoiceGenerated, RouteCalculated
 from apps.invoicing.models import Invoice
 from apps.outbox.models import OutboxEvent
 from tests.consumers.support import RawProducer, drain
-from tests.invoicing.conftest import queued_tasks
 from tests.invoicing.factories import BillingAccountFactory, UserFactory, three_stop_route
 from tests.routing.conftest import DISPATCHER_PERMISSIONS
 from tests.routing.factories import CustomerFactory, TruckFactory
@@ -186,30 +185,38 @@ def test_missing_billing_data_goes_to_the_ledger_and_a_replay_after_finance_adds
 
 
 def test_a_batch_with_a_duplicate_a_missing_account_and_a_recalculation_ends_as_message_by_message(
-    kafka_bootstrap: str, celery_queue: Path,
+    kafka_bootstrap: str,
 ) -> None:
     """The batch handler raises on the missing account; the runtime re-applies the batch message by message,
     so the outcome is the per-message one: that message in the ledger (its truck's next route parked behind
-    it), the duplicate a no-op, the recalculation credited and reissued, numbers gapless in message order."""
-    BillingAccountFactory(customer_id=9001)
+    it), the duplicate a no-op, the recalculation credited and reissued, numbers gapless in message order.
+    (Customer 9601 is this test's only billing account: whatever else the shared topic holds is not invoiced.)"""
+    BillingAccountFactory(customer_id=9601)
     base = FIRST_ROUTE + 6000
     group_id = new_group_from_now(RouteCalculated.topic())
     producer = RawProducer(RouteCalculated.topic())
 
-    def send(route_offset: int, *, truck_id: int, customer_id: int = 9001, **fields: object) -> uuid.UUID:
+    def send(route_offset: int, *, truck_id: int, customer_id: int = 9601, **fields: object) -> uuid.UUID:
         route = three_stop_route(route_id=base + route_offset, truck_id=truck_id, customer_id=customer_id, **fields)
         return producer.event(route, partition=0)
 
     first = send(1, truck_id=601)
     send(2, truck_id=602)
-    producer.event(three_stop_route(route_id=base + 1, truck_id=601, customer_id=9001), event_id=first, partition=0)
+    producer.event(three_stop_route(route_id=base + 1, truck_id=601, customer_id=9601), event_id=first, partition=0)
     missing = send(3, truck_id=603, customer_id=9999, customer_name="Nobody Yet")
     send(2, truck_id=602, calculation=2, distance_km=Decimal("20.000"))
     parked = send(4, truck_id=603)
     send(5, truck_id=604)
     producer.flush()
 
-    counters = consume_until(group_id, lambda c: c.handled + c.duplicates + c.dead_lettered + c.parked == 7)
+    worker = ConsumerWorker("invoicing", group_id=group_id)
+    worker.setup()
+    try:
+        drain(worker, lambda: Invoice.objects.filter(route_id=base + 5).exists()
+              and DeadLetter.objects.filter(event_id=parked).exists(), timeout=60)
+    finally:
+        worker.teardown()
+
     documents = list(Invoice.objects.order_by("number").values_list("number", "kind", "status", "route_id"))
     assert [(n[-6:], kind, status, route - base) for n, kind, status, route in documents] == [
         ("000001", "invoice", "issued", 1),
@@ -218,33 +225,16 @@ def test_a_batch_with_a_duplicate_a_missing_account_and_a_recalculation_ends_as_
         ("000004", "invoice", "issued", 2),
         ("000005", "invoice", "issued", 5),
     ]
+    assert InboxEntry.objects.filter(group="invoicing", event_id=first).count() == 1
     head = DeadLetter.objects.get(event_id=missing)
     assert (head.reason, head.attempts, head.blocked_by) == (DeadLetter.Reason.NON_RETRYABLE, 1, None)
     assert head.handler == "apps.invoicing.handlers.issue_invoice_for_route"
-    assert DeadLetter.objects.get(event_id=parked).blocked_by == head
-    assert (counters.handled, counters.duplicates, counters.dead_lettered, counters.parked) == (4, 1, 1, 1)
-    assert OutboxEvent.objects.filter(event_type=InvoiceGenerated.ce_type()).count() == 4
-
-    # A clean backlog afterwards takes the batch path: its renders are queued with one fan-out message.
-    group_id = new_group_from_now(RouteCalculated.topic())
-    producer.event(three_stop_route(route_id=base + 6, truck_id=605, customer_id=9001), partition=0)
-    producer.event(three_stop_route(route_id=base + 7, truck_id=606, customer_id=9001), partition=0)
-    producer.flush()
-    consume_until(group_id, lambda c: c.handled == 2)
-    fresh = list(Invoice.objects.filter(route_id__gt=base + 5).order_by("number").values_list("pk", "number"))
-    assert [number[-6:] for _, number in fresh] == ["000006", "000007"]
-    assert ("apps.invoicing.tasks.queue_invoice_renders", [[pk for pk, _ in fresh]]) in queued_tasks(celery_queue)
-
-
-def consume_until(group_id: str, done: Callable[[Counters], bool]) -> Counters:
-    """Run an in-process `invoicing` consumer on the Kafka group until its counters satisfy `done`."""
-    worker = ConsumerWorker("invoicing", group_id=group_id)
-    worker.setup()
-    try:
-        drain(worker, lambda: done(worker.counters), timeout=60)
-    finally:
-        worker.teardown()
-    return worker.counters
+    assert "customer 9999 (Nobody Yet)" in head.error_message
+    assert (DeadLetter.objects.get(event_id=parked).blocked_by, DeadLetter.objects.get(event_id=parked).reason) == (
+        head, DeadLetter.Reason.PARKED,
+    )
+    published = OutboxEvent.objects.filter(event_type=InvoiceGenerated.ce_type()).values_list("key", flat=True)
+    assert sorted(published) == sorted(str(base + route) for route in (1, 2, 2, 5))
 
 
 def test_routes_created_while_the_invoicing_consumer_is_stopped_are_all_invoiced_after_it_restarts(
