@@ -6,7 +6,7 @@ Prints, one per line:
   relay_vs_producer_ratio   the two above divided
   latency_p50_ms / _p99_ms  commit → broker-acknowledged-and-marked, at a steady 200 events/s
 
-Uses its own database (logiflow_bench on DATABASE_URL's server) and its own Tansu unless
+Uses its own database (logiflow_bench, or BENCH_DATABASE_NAME, on DATABASE_URL's server) and its own Tansu unless
 KAFKA_BOOTSTRAP_SERVERS is set. Sizes: BENCH_EVENTS (default 100000), BENCH_LATENCY_SECONDS (15).
 """
 
