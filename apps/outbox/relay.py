@@ -376,8 +376,8 @@ class OutboxRelay(Worker):
                     reason = report.str() if isinstance(report, KafkaError) else "no delivery report"
                     retried.append(claims.Refused(row_id, reason))
         claims.mark_published(published)
-        claims.mark_refused(failed, state=FAILED)
-        claims.mark_refused(retried, state=PENDING)
+        claims.mark_failed(failed)
+        claims.mark_retried(retried)
         for refused in failed:
             logger.error("relay: outbox row %s refused for good, marked failed: %s", refused.id, refused.error)
         counts.update(published=len(published), failed=len(failed), retried=len(retried))
