@@ -22,20 +22,21 @@ QUEUE = "outbox_pending"  # PendingEvent: (id, key) of the rows still to send
 #   means sending those rows again (duplicates, never loss), so the commit need not wait for the WAL flush.
 RELAY_SESSION_SETTINGS = "SET enable_bitmapscan = off; SET enable_seqscan = off; SET synchronous_commit = off"
 
-# The claim (PostgreSQL): lock up to N queue rows in id order, skipping rows another relay holds, and
+# The claim (PostgreSQL): lock up to N queue rows in id order, skipping rows another relay holds, then
 # read their outbox rows by primary key. Only the queue rows are locked: the outbox row is not written
-# until the batch records its outcome.
+# until the batch records its outcome. `= ANY(ARRAY(...))` bounds the outbox scan to the claimed ids;
+# as a plain join the planner may merge-join from the outbox's first id, through every published row.
 _CLAIM_POSTGRESQL = f"""
-SELECT q.id, o.topic, q.key, o.payload, o.event_id::text, o.source, o.event_type,
+WITH claimed AS (SELECT id FROM {QUEUE} ORDER BY id LIMIT %s FOR UPDATE SKIP LOCKED)
+SELECT o.id, o.topic, o.key, o.payload, o.event_id::text, o.source, o.event_type,
        -- ce_time exactly as OutboxEvent.headers() writes it (datetime.isoformat: no fraction when zero)
        to_char(o.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS')
          || CASE WHEN date_part('microseconds', o.created_at)::int %% 1000000 = 0 THEN ''
                  ELSE to_char(o.created_at AT TIME ZONE 'UTC', '.US') END || 'Z',
        o.traceparent
-FROM {QUEUE} q JOIN {TABLE} o ON o.id = q.id
-ORDER BY q.id
-LIMIT %s
-FOR UPDATE OF q SKIP LOCKED
+FROM {TABLE} o
+WHERE o.id = ANY(ARRAY(SELECT id FROM claimed))
+ORDER BY o.id
 """
 
 # Is any queued row below the claim's last id neither in the claim nor in flight from this relay?

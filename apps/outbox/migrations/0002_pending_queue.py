@@ -1,13 +1,14 @@
 """The relay's queue table, and an outbox table whose marking is a HOT update.
 
-Rows pending at migration time are enqueued; on PostgreSQL the outbox gets fillfactor 75, so the
-version the relay writes when it marks a row fits in the row's page (a HOT update needs room there).
+Rows pending at migration time are enqueued. On PostgreSQL the outbox gets fillfactor 50: the relay
+marks every row of a page in one transaction, and a HOT update needs room for the new version in the
+same page, so half of each page is kept free (measured: at 75 only about 30% of the updates were HOT).
 """
 
 import django.db.models.deletion
 from django.db import migrations, models
 
-FILLFACTOR = 75
+FILLFACTOR = 50
 
 
 def set_fillfactor(apps, schema_editor) -> None:  # noqa: ANN001
