@@ -19,7 +19,7 @@ setup: $(STAMP)
 run: setup
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py create_demo_users
-	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" honcho start -f Procfile
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(PY) scripts/run_stack.py
 
 lint-imports: setup
 	$(VENV)/bin/lint-imports

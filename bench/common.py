@@ -20,12 +20,16 @@ PYTHON = sys.executable
 
 
 def database_url(name: str) -> str:
-    """DATABASE_URL's server with the benchmark's own database name (default server: local PostgreSQL)."""
+    """DATABASE_URL's server with the benchmark's own database (default server: local PostgreSQL).
+
+    The database is `name` unless BENCH_DATABASE_NAME is set: two people benchmarking on one server
+    set it so their runs (which truncate and vacuum the outbox) do not share a database.
+    """
     base = os.environ.get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/logiflow")
     parts = urlsplit(base)
     if not parts.scheme.startswith("postgres"):
         raise SystemExit("benchmarks need PostgreSQL: set DATABASE_URL=postgres://...")
-    return urlunsplit(parts._replace(path=f"/{name}"))
+    return urlunsplit(parts._replace(path=f"/{os.environ.get('BENCH_DATABASE_NAME') or name}"))
 
 
 def create_database(url: str) -> None:

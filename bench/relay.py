@@ -6,7 +6,7 @@ Prints, one per line:
   relay_vs_producer_ratio   the two above divided
   latency_p50_ms / _p99_ms  commit → broker-acknowledged-and-marked, at a steady 200 events/s
 
-Uses its own database (logiflow_bench on DATABASE_URL's server) and its own Tansu unless
+Uses its own database (logiflow_bench, or BENCH_DATABASE_NAME, on DATABASE_URL's server) and its own Tansu unless
 KAFKA_BOOTSTRAP_SERVERS is set. Sizes: BENCH_EVENTS (default 100000), BENCH_LATENCY_SECONDS (15).
 """
 
@@ -96,17 +96,21 @@ def raw_producer_rate(payload: str, count: int) -> float:
 
 
 def prefill(payload: str, count: int) -> None:
-    """Commit `count` pending rows in one transaction (its NOTIFY wakes the relay)."""
+    """Commit `count` pending rows and their queue entries in one transaction (its NOTIFY wakes the relay)."""
     from django.db import connection, transaction
 
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute(
             """
+            WITH written AS (
             INSERT INTO outbox_outboxevent
               (event_id, topic, key, event_type, source, payload, traceparent, created_at, state, attempts, last_error)
             SELECT gen_random_uuid(), %s, (g %% %s)::text, 'logiflow.routing.RouteCalculated.v1',
                    '/logiflow/routing', %s, '', clock_timestamp(), 'pending', 0, ''
             FROM generate_series(1, %s) AS g
+            RETURNING id, key
+            )
+            INSERT INTO outbox_pending (id, key) SELECT id, key FROM written
             """,
             [TOPIC, KEYS, payload, count],
         )
@@ -117,7 +121,7 @@ def pending() -> int:
     from django.db import connection
 
     with connection.cursor() as cursor:
-        cursor.execute("SELECT count(*) FROM outbox_outboxevent WHERE state = 'pending'")
+        cursor.execute("SELECT count(*) FROM outbox_pending")
         return cursor.fetchone()[0]
 
 
@@ -125,9 +129,15 @@ def reset_outbox() -> None:
     from django.db import connection
 
     with connection.cursor() as cursor:
-        cursor.execute("TRUNCATE outbox_outboxevent")
+        cursor.execute("TRUNCATE outbox_pending, outbox_outboxevent")
+    _vacuum()
+
+
+def _vacuum() -> None:
+    from django.db import connection
+
     with connection.cursor() as cursor:
-        cursor.execute("VACUUM ANALYZE outbox_outboxevent")
+        cursor.execute("VACUUM ANALYZE outbox_outboxevent, outbox_pending")
 
 
 def relay_rate(payload: str, count: int) -> float:
@@ -137,8 +147,7 @@ def relay_rate(payload: str, count: int) -> float:
     prefill(payload, WARMUP)
     if not common.wait_until(lambda: pending() == 0, timeout=120, interval=0.05):
         raise SystemExit("relay did not drain the warm-up rows; see var/bench/relay.log")
-    with connection.cursor() as cursor:
-        cursor.execute("VACUUM ANALYZE outbox_outboxevent")
+    _vacuum()
     prefill(payload, count)
     committed = time.time()  # the relay cannot see a row before this commit
     if not common.wait_until(lambda: pending() == 0, timeout=600, interval=0.05):

@@ -51,6 +51,10 @@ class EmbeddedBroker:
             self.process.wait()
         self.process = None
 
+    def terminate(self) -> None:
+        if self.process is not None:
+            self.process.terminate()
+
     def wait(self) -> int:
         assert self.process is not None
         return self.process.wait()

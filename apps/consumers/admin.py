@@ -6,7 +6,6 @@ the `operations` group; everyone else with `view_deadletter` sees the ledger rea
 
 from __future__ import annotations
 
-import uuid
 from collections import Counter
 from typing import Any
 
@@ -21,6 +20,7 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 
+from apps.common.admin import EventIdOrKeySearchMixin
 from apps.common.api import ApplicationError
 from apps.consumers import selectors
 from apps.consumers.models import DeadLetter, DeadLetterReplay
@@ -78,7 +78,7 @@ class EditPayloadForm(forms.Form):
 
 
 @admin.register(DeadLetter)
-class DeadLetterAdmin(admin.ModelAdmin):
+class DeadLetterAdmin(EventIdOrKeySearchMixin, admin.ModelAdmin):
     list_display = [
         "id", "status", "group", "event_type", "key", "reason", "short_error", "attempts", "last_failed_at",
         "blocked_by",
@@ -149,17 +149,6 @@ class DeadLetterAdmin(admin.ModelAdmin):
              for name, value in dead_letter.header_pairs()),
         )
         return format_html("<table>{}</table>", rows)
-
-    def get_search_results(
-        self, request: HttpRequest, queryset: QuerySet[DeadLetter], search_term: str
-    ) -> tuple[QuerySet[DeadLetter], bool]:
-        term = search_term.strip()
-        if not term:
-            return queryset, False
-        try:
-            return queryset.filter(event_id=uuid.UUID(term)), False
-        except ValueError:
-            return queryset.filter(key=term), False
 
     def changelist_view(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> HttpResponse:
         extra_context = {

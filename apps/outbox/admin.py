@@ -2,24 +2,23 @@
 
 from __future__ import annotations
 
-import uuid
 from typing import Any
 
 from django.contrib import admin
-from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 
+from apps.common.admin import EventIdOrKeySearchMixin
 from apps.outbox.models import OutboxEvent
 from apps.outbox.selectors import outbox_backlog
 
 
 @admin.register(OutboxEvent)
-class OutboxEventAdmin(admin.ModelAdmin):
+class OutboxEventAdmin(EventIdOrKeySearchMixin, admin.ModelAdmin):
     list_display = [
         "id", "state", "event_type", "key", "topic", "created_at", "published_at", "attempts", "short_error",
     ]
     list_filter = ["state", "event_type", "topic"]
-    search_fields = ["key"]  # plus the event id, see get_search_results
+    search_fields = ["key"]  # plus the event id, see EventIdOrKeySearchMixin
     search_help_text = "Exact event id (ce_id) or Kafka key."
     date_hierarchy = "created_at"
     show_full_result_count = False  # no COUNT(*) over the whole outbox on every page
@@ -41,18 +40,6 @@ class OutboxEventAdmin(admin.ModelAdmin):
     @admin.display(description="last error")
     def short_error(self, obj: OutboxEvent) -> str:
         return obj.last_error[:80] + ("…" if len(obj.last_error) > 80 else "")
-
-    def get_search_results(
-        self, request: HttpRequest, queryset: QuerySet[OutboxEvent], search_term: str
-    ) -> tuple[QuerySet[OutboxEvent], bool]:
-        """Exact matches only (event_id is indexed): a LIKE over a busy outbox would scan all of it."""
-        term = search_term.strip()
-        if not term:
-            return queryset, False
-        try:
-            return queryset.filter(event_id=uuid.UUID(term)), False
-        except ValueError:
-            return queryset.filter(key=term), False
 
     def changelist_view(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> HttpResponse:
         return super().changelist_view(request, {**(extra_context or {}), "backlog": outbox_backlog()})

@@ -1,4 +1,4 @@
-"""The relay's SQL: claim a batch of pending outbox rows and record what the broker said about each.
+"""The relay's SQL: claim a batch of queued outbox rows and record what the broker said about each.
 
 Raw SQL on purpose: the relay handles tens of thousands of rows a second and builds no model instances.
 Every function runs on the calling thread's connection, inside the transaction the caller opened.
@@ -12,63 +12,80 @@ from dataclasses import dataclass
 from django.db import connection
 
 TABLE = "outbox_outboxevent"
+QUEUE = "outbox_pending"  # PendingEvent: (id, key) of the rows still to send
 
 # Set on each relay connection (PostgreSQL).
-# - The outbox swings from empty to a burst faster than statistics follow; a planner that believes
+# - The queue swings from empty to a burst faster than statistics follow; a planner that believes
 #   "a few pending rows" sorts the whole burst (on disk) for every claim. The relay's statements are
 #   fixed and all meant to walk an index, so its sessions take bitmap and sequential scans off the table.
 # - A relay commit only records what the broker already has: losing the last few in a database crash
 #   means sending those rows again (duplicates, never loss), so the commit need not wait for the WAL flush.
 RELAY_SESSION_SETTINGS = "SET enable_bitmapscan = off; SET enable_seqscan = off; SET synchronous_commit = off"
 
-# The claim (PostgreSQL): lock up to N pending rows in id order, skipping rows another relay holds.
+# The claim (PostgreSQL): lock up to N queue rows in id order, skipping rows another relay holds, then
+# read their outbox rows by primary key. Only the queue rows are locked: the outbox row is not written
+# until the batch records its outcome. `= ANY(ARRAY(...))` bounds the outbox scan to the claimed ids;
+# as a plain join the planner may merge-join from the outbox's first id, through every published row.
 _CLAIM_POSTGRESQL = f"""
-SELECT id, topic, key, payload, event_id::text, source, event_type,
+WITH claimed AS (SELECT id FROM {QUEUE} ORDER BY id LIMIT %s FOR UPDATE SKIP LOCKED)
+SELECT o.id, o.topic, o.key, o.payload, o.event_id::text, o.source, o.event_type,
        -- ce_time exactly as OutboxEvent.headers() writes it (datetime.isoformat: no fraction when zero)
-       to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS')
-         || CASE WHEN date_part('microseconds', created_at)::int %% 1000000 = 0 THEN ''
-                 ELSE to_char(created_at AT TIME ZONE 'UTC', '.US') END || 'Z',
-       traceparent
-FROM {TABLE}
-WHERE state = 'pending'
-ORDER BY id
-LIMIT %s
-FOR UPDATE SKIP LOCKED
+       to_char(o.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS')
+         || CASE WHEN date_part('microseconds', o.created_at)::int %% 1000000 = 0 THEN ''
+                 ELSE to_char(o.created_at AT TIME ZONE 'UTC', '.US') END || 'Z',
+       o.traceparent
+FROM {TABLE} o
+WHERE o.id = ANY(ARRAY(SELECT id FROM claimed))
+ORDER BY o.id
 """
 
-# Is any pending row below the claim's last id neither in the claim nor in flight from this relay?
+# Is any queued row below the claim's last id neither in the claim nor in flight from this relay?
 # No: every claimed row's predecessors of its key are ours, and all of it may go (the common case).
-# (ORDER BY id LIMIT 1 keeps it on outbox_pending_idx; a bare EXISTS tempts the planner into a table scan.)
+# (ORDER BY id LIMIT 1 keeps it on the queue's primary key; a bare EXISTS tempts the planner into a scan.)
 _FOREIGN_ROWS_BELOW = f"""
-SELECT id FROM {TABLE}
-WHERE state = 'pending' AND id < %s AND id NOT IN (SELECT unnest(%s::bigint[]))
+SELECT id FROM {QUEUE}
+WHERE id < %s AND id NOT IN (SELECT unnest(%s::bigint[]))
 ORDER BY id LIMIT 1
 """
 
-# Yes: for each claimed row, the previous pending row of its key (NOT EXISTS turned into "which one":
-# one backward probe of outbox_pending_key_idx), so the relay can hold back rows that would overtake it.
+# Yes: for each claimed row, the previous queued row of its key (NOT EXISTS turned into "which one":
+# one backward probe of outbox_pending_key_id_idx), so the relay can hold back rows that would overtake it.
 _PREVIOUS_OF_KEY = f"""
 SELECT c.id,
-       (SELECT p.id FROM {TABLE} p
-         WHERE p.state = 'pending' AND p.key = c.key AND p.id < c.id
+       (SELECT p.id FROM {QUEUE} p
+         WHERE p.key = c.key AND p.id < c.id
          ORDER BY p.id DESC LIMIT 1)
 FROM unnest(%s::bigint[], %s::text[]) AS c(id, key)
 """
 
+# Confirmed rows leave the queue (a delete only stamps the queue tuple) and are marked in the outbox by a
+# HOT update: no index covers the columns written here. The ANY makes each a primary-key lookup.
 _PUBLISHED_POSTGRESQL = f"""
+WITH dequeued AS (DELETE FROM {QUEUE} WHERE id = ANY(%s))
 UPDATE {TABLE} o
 SET state = 'published', published_at = statement_timestamp(), attempts = o.attempts + 1,
     partition = d.partition, "offset" = d.offset
 FROM unnest(%s::bigint[], %s::int[], %s::bigint[]) AS d(id, partition, "offset")
-WHERE o.id = d.id AND o.id = ANY(%s)  -- the ANY makes it a primary-key lookup instead of a table scan
+WHERE o.id = d.id AND o.id = ANY(%s)
 """
 
 _FAILED_POSTGRESQL = f"""
+WITH dequeued AS (DELETE FROM {QUEUE} WHERE id = ANY(%s))
 UPDATE {TABLE} o
-SET state = %s, attempts = o.attempts + 1, last_error = d.error
+SET state = 'failed', attempts = o.attempts + 1, last_error = d.error
 FROM unnest(%s::bigint[], %s::text[]) AS d(id, error)
 WHERE o.id = d.id AND o.id = ANY(%s)
 """
+
+# Transient: the row stays queued (and 'pending'); only the attempt and the error are recorded.
+_RETRIED_POSTGRESQL = f"""
+UPDATE {TABLE} o
+SET attempts = o.attempts + 1, last_error = d.error
+FROM unnest(%s::bigint[], %s::text[]) AS d(id, error)
+WHERE o.id = d.id AND o.id = ANY(%s)
+"""
+
+_DEQUEUE_SQLITE = f"DELETE FROM {QUEUE} WHERE id = %s"
 
 _PUBLISHED_SQLITE = f"""
 UPDATE {TABLE} SET state = 'published', published_at = %s, attempts = attempts + 1,
@@ -76,7 +93,9 @@ UPDATE {TABLE} SET state = 'published', published_at = %s, attempts = attempts +
 WHERE id = %s
 """
 
-_FAILED_SQLITE = f"UPDATE {TABLE} SET state = %s, attempts = attempts + 1, last_error = %s WHERE id = %s"
+_FAILED_SQLITE = f"UPDATE {TABLE} SET state = 'failed', attempts = attempts + 1, last_error = %s WHERE id = %s"
+
+_RETRIED_SQLITE = f"UPDATE {TABLE} SET attempts = attempts + 1, last_error = %s WHERE id = %s"
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,8 +119,8 @@ def supports_concurrent_relays() -> bool:
 def claim(limit: int, *, in_flight: Collection[int] = ()) -> list[tuple]:
     """Rows `(id, topic, key, payload, event_id, source, event_type, ce_time, traceparent, previous_id)`.
 
-    On PostgreSQL the rows stay locked until the caller's transaction ends. `previous_id` is the
-    previous pending row of the same key when that one might not be ours (None when all are):
+    On PostgreSQL the queue rows stay locked until the caller's transaction ends. `previous_id` is the
+    previous queued row of the same key when that one might not be ours (None when all are):
     `in_flight` are the rows this relay sent in batches still open on its other connections.
     """
     if not supports_concurrent_relays():
@@ -127,13 +146,14 @@ def _claim_single_relay(limit: int) -> list[tuple]:
     """
     from apps.outbox.models import OutboxEvent, ce_time
 
-    rows = OutboxEvent.objects.filter(state=OutboxEvent.State.PENDING).order_by("id").values_list(
+    rows = OutboxEvent.objects.filter(pending__isnull=False).order_by("id").values_list(
         "id", "topic", "key", "payload", "event_id", "source", "event_type", "created_at", "traceparent"
     )[:limit]
     return [(*row[:4], str(row[4]), row[5], row[6], ce_time(row[7]), row[8], None) for row in rows]
 
 
 def mark_published(delivered: Sequence[Delivered]) -> None:
+    """Dequeue rows the broker acknowledged and record where they landed."""
     if not delivered:
         return
     with connection.cursor() as cursor:
@@ -141,22 +161,36 @@ def mark_published(delivered: Sequence[Delivered]) -> None:
             ids = [d.id for d in delivered]
             cursor.execute(
                 _PUBLISHED_POSTGRESQL,
-                [ids, [d.partition for d in delivered], [d.offset for d in delivered], ids],
+                [ids, ids, [d.partition for d in delivered], [d.offset for d in delivered], ids],
             )
         else:
             from django.utils import timezone
 
             now = timezone.now()
+            cursor.executemany(_DEQUEUE_SQLITE, [(d.id,) for d in delivered])
             cursor.executemany(_PUBLISHED_SQLITE, [(now, d.partition, d.offset, d.id) for d in delivered])
 
 
-def mark_refused(refused: Sequence[Refused], *, state: str) -> None:
-    """Count an attempt and keep the error; `state` is 'failed' for good or 'pending' to retry."""
+def mark_failed(refused: Sequence[Refused]) -> None:
+    """Dequeue rows the broker refused for good: 'failed', with the error, for a person to look at."""
     if not refused:
         return
     with connection.cursor() as cursor:
         if supports_concurrent_relays():
             ids = [r.id for r in refused]
-            cursor.execute(_FAILED_POSTGRESQL, [state, ids, [r.error for r in refused], ids])
+            cursor.execute(_FAILED_POSTGRESQL, [ids, ids, [r.error for r in refused], ids])
         else:
-            cursor.executemany(_FAILED_SQLITE, [(state, r.error, r.id) for r in refused])
+            cursor.executemany(_DEQUEUE_SQLITE, [(r.id,) for r in refused])
+            cursor.executemany(_FAILED_SQLITE, [(r.error, r.id) for r in refused])
+
+
+def mark_retried(refused: Sequence[Refused]) -> None:
+    """Count an attempt and keep the error of rows that stay queued, to be sent again."""
+    if not refused:
+        return
+    with connection.cursor() as cursor:
+        if supports_concurrent_relays():
+            ids = [r.id for r in refused]
+            cursor.execute(_RETRIED_POSTGRESQL, [ids, [r.error for r in refused], ids])
+        else:
+            cursor.executemany(_RETRIED_SQLITE, [(r.error, r.id) for r in refused])

@@ -82,7 +82,12 @@ class Sequencer:
 
 
 class Batch:
-    """The rows of one claim that were handed to the producer, and what the broker said about each."""
+    """The rows of one claim that were handed to the producer, and what the broker said about each.
+
+    Lock-free on the hot path: the claiming lane appends rows, then seals; delivery callbacks (on
+    whichever lane polls the producer) fill their slot and append to `_settled` (list.append is atomic
+    under the GIL). Each side checks "sealed and all settled" after its own write, so one of them sees it.
+    """
 
     def __init__(self, seq: int) -> None:
         self.seq = seq
@@ -92,17 +97,14 @@ class Batch:
         self.previous: list[int | None] = []
         # Per sent row: (partition, offset) once acknowledged, a KafkaError once refused, None while waiting.
         self.reports: list[tuple[int, int] | KafkaError | None] = []
-        self._outstanding = 0
-        self._sealed = False
-        self._lock = threading.Lock()
+        self._settled: list[None] = []
+        self._expected: int | None = None  # set by seal()
         self.complete = threading.Event()
 
     def add(self, row_id: int, previous_id: int | None) -> int:
         self.ids.append(row_id)
         self.previous.append(previous_id)
         self.reports.append(None)
-        with self._lock:
-            self._outstanding += 1
         return len(self.ids) - 1
 
     def report(self, slot: int, error: KafkaError | None, message: Message) -> None:
@@ -116,16 +118,14 @@ class Batch:
         self._settle()
 
     def seal(self) -> None:
-        with self._lock:
-            self._sealed = True
-            if self._outstanding == 0:
-                self.complete.set()
+        self._expected = len(self.ids)
+        if len(self._settled) == self._expected:
+            self.complete.set()
 
     def _settle(self) -> None:
-        with self._lock:
-            self._outstanding -= 1
-            if self._sealed and self._outstanding == 0:
-                self.complete.set()
+        self._settled.append(None)
+        if len(self._settled) == self._expected:
+            self.complete.set()
 
 
 @dataclass
@@ -376,8 +376,8 @@ class OutboxRelay(Worker):
                     reason = report.str() if isinstance(report, KafkaError) else "no delivery report"
                     retried.append(claims.Refused(row_id, reason))
         claims.mark_published(published)
-        claims.mark_refused(failed, state=FAILED)
-        claims.mark_refused(retried, state=PENDING)
+        claims.mark_failed(failed)
+        claims.mark_retried(retried)
         for refused in failed:
             logger.error("relay: outbox row %s refused for good, marked failed: %s", refused.id, refused.error)
         counts.update(published=len(published), failed=len(failed), retried=len(retried))

@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 from django.db.models import Count, Min
 from django.utils import timezone
 
-from apps.outbox.models import OutboxEvent
+from apps.outbox.models import PendingEvent
 
 
 @dataclass(frozen=True)
@@ -24,8 +24,6 @@ class Backlog:
 
 
 def outbox_backlog() -> Backlog:
-    """Pending rows and the creation time of the oldest one (both served by the pending partial index)."""
-    summary = OutboxEvent.objects.filter(state=OutboxEvent.State.PENDING).aggregate(
-        unpublished=Count("id"), oldest=Min("created_at")
-    )
+    """Rows still queued for the relay, and the creation time of the oldest one (queue joined by id)."""
+    summary = PendingEvent.objects.aggregate(unpublished=Count("pk"), oldest=Min("event__created_at"))
     return Backlog(unpublished=summary["unpublished"], oldest_created_at=summary["oldest"])

@@ -13,7 +13,7 @@ from pydantic import ValidationError
 
 from apps.common.tracing import current_traceparent
 from apps.contracts.base import DomainEvent, event_class
-from apps.outbox.models import OutboxEvent
+from apps.outbox.models import OutboxEvent, PendingEvent
 
 NOTIFY_CHANNEL = "logiflow_outbox"
 
@@ -53,6 +53,7 @@ def publish(event: DomainEvent) -> uuid.UUID:
         traceparent=current_traceparent() or "",
         created_at=timezone.now(),
     )
+    PendingEvent.objects.create(event=row, key=key)  # the relay's queue entry, same transaction
     _notify_relay()
     return row.event_id
 
@@ -92,7 +93,7 @@ def outbox_events_purge(*, older_than: timedelta | None = None, batch_size: int 
     """Delete published rows older than `older_than` (OUTBOX_RETENTION_HOURS); returns how many.
 
     Each batch is its own short transaction, so the purge never holds locks for long. Published rows
-    are not in the pending partial indexes, so deleting them leaves the relay's hot indexes untouched.
+    have left the relay's queue (outbox_pending), so deleting them never touches what the relay reads.
     Failed rows are kept: they wait for a person to look at them in the admin.
     """
     older_than = older_than if older_than is not None else timedelta(hours=settings.OUTBOX_RETENTION_HOURS)

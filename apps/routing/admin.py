@@ -1,7 +1,9 @@
-"""The dispatchers' admin: reference data saved through services, routes read-only with a recalculate action."""
+"""The dispatchers' admin: reference data saved through services; routes read-only, changed by actions
+(recalculate, dispatch, complete, cancel) that call the services."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from django.contrib import admin, messages
@@ -91,7 +93,7 @@ class RouteStopInline(admin.TabularInline):
 
 @admin.register(Route)
 class RouteAdmin(admin.ModelAdmin):
-    """Routes are created by the API and changed only by recalculation, so their page is read-only."""
+    """Routes are created by the API and changed only by the services behind the actions, so their page is read-only."""
 
     list_display = [
         "id", "truck", "customer", "status", "departs_at", "distance_km", "eta", "calculation", "invoiced_display",
@@ -101,10 +103,10 @@ class RouteAdmin(admin.ModelAdmin):
     date_hierarchy = "departs_at"
     list_select_related = ["truck", "customer"]
     inlines = [RouteStopInline]
-    actions = ["recalculate_routes"]
+    actions = ["recalculate_routes", "dispatch_routes", "complete_routes", "cancel_routes"]
     fields = [
-        "truck", "customer", "depot", "status", "calculation", "departs_at", "distance_km", "duration_minutes",
-        "eta", "calculated_at", "invoice_number", "invoiced_at", "events",
+        "truck", "customer", "depot", "status", "status_changed_at", "cancel_reason", "calculation", "departs_at",
+        "distance_km", "duration_minutes", "eta", "calculated_at", "invoice_number", "invoiced_at", "events",
     ]
     readonly_fields = fields
 
@@ -112,7 +114,7 @@ class RouteAdmin(admin.ModelAdmin):
         return False
 
     def has_change_permission(self, request: HttpRequest, obj: Route | None = None) -> bool:
-        # Without an object this gates the recalculate action; a route's own page stays view-only.
+        # Without an object this gates the route actions; a route's own page stays view-only.
         return obj is None and super().has_change_permission(request)
 
     def get_search_results(self, request: HttpRequest, queryset: QuerySet, search_term: str) -> tuple[QuerySet, bool]:
@@ -144,15 +146,43 @@ class RouteAdmin(admin.ModelAdmin):
 
     @admin.action(permissions=["change"], description="Recalculate selected routes")
     def recalculate_routes(self, request: HttpRequest, queryset: QuerySet[Route]) -> None:
-        done, refused = 0, []
-        for route in queryset:
-            # One transaction per route: a route that cannot be re-planned does not undo the others.
+        self._each_route(
+            request, queryset, services.route_recalculate,
+            done="Recalculated {} route(s); each published a new RouteCalculated.", refused="Not recalculated",
+        )
+
+    @admin.action(permissions=["change"], description="Dispatch selected routes")
+    def dispatch_routes(self, request: HttpRequest, queryset: QuerySet[Route]) -> None:
+        self._each_route(request, queryset, services.route_dispatch, done="Dispatched {} route(s).",
+                         refused="Not dispatched")
+
+    @admin.action(permissions=["change"], description="Mark selected routes completed")
+    def complete_routes(self, request: HttpRequest, queryset: QuerySet[Route]) -> None:
+        self._each_route(request, queryset, services.route_complete, done="Completed {} route(s).",
+                         refused="Not completed")
+
+    @admin.action(permissions=["change"], description="Cancel selected routes")
+    def cancel_routes(self, request: HttpRequest, queryset: QuerySet[Route]) -> None:
+        reason = f"cancelled in the admin by {request.user.get_username()}"
+        self._each_route(
+            request, queryset, lambda *, route: services.route_cancel(route=route, reason=reason),
+            done="Cancelled {} route(s).", refused="Not cancelled",
+        )
+
+    def _each_route(
+        self, request: HttpRequest, queryset: QuerySet[Route], service: Callable[..., Route], *, done: str,
+        refused: str,
+    ) -> None:
+        """Call `service(route=…)` for each selected route and report how many it changed and which it refused."""
+        changed, refusals = 0, []
+        for route in queryset.order_by("pk"):  # reported in id order
+            # One transaction per route: a route the service refuses does not undo the others.
             try:
-                services.route_recalculate(route=route)
+                service(route=route)
             except ApplicationError as error:
-                refused.append(f"route {route.pk}: {error.message}")
+                refusals.append(f"route {route.pk}: {error.message}")
             else:
-                done += 1
-        self.message_user(request, f"Recalculated {done} route(s); each published a new RouteCalculated.")
-        if refused:
-            self.message_user(request, "Not recalculated: " + "; ".join(refused), messages.WARNING)
+                changed += 1
+        self.message_user(request, done.format(changed))
+        if refusals:
+            self.message_user(request, f"{refused}: " + "; ".join(refusals), messages.WARNING)

@@ -6,7 +6,7 @@ from typing import Any
 
 import django_filters
 from django.db.models import Model, QuerySet
-from drf_spectacular.utils import extend_schema, extend_schema_view
+from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.request import Request
@@ -17,8 +17,8 @@ from apps.routing import selectors, services
 from apps.routing.models import Customer, Depot, Route, Truck
 
 
-class RecalculatePermission(ModelPermissions):
-    """Recalculating changes an existing route: POST here needs `change_route`, not `add_route`."""
+class ChangeRoutePermission(ModelPermissions):
+    """Recalculating, dispatching, completing and cancelling change an existing route: POST needs `change_route`."""
 
     perms_map = {**ModelPermissions.perms_map, "POST": ["%(app_label)s.change_%(model_name)s"]}
 
@@ -170,10 +170,14 @@ class RouteFilter(django_filters.FilterSet):
         fields = ["truck", "customer", "status", "date"]
 
 
+REFUSED_TRANSITION = OpenApiResponse(description="The route's status does not allow it: `{\"status\": [message]}`.")
+
+
 class RouteViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
     """Routes: a truck's tour for a customer, stops in visiting order with ETAs.
 
-    Creating and recalculating a route both publish RouteCalculated in the same transaction.
+    Creating and recalculating a route both publish RouteCalculated in the same transaction. Dispatch, complete
+    and cancel move the route through its lifecycle (no event); a refused transition is 400 naming `status`.
     """
 
     permission_classes = [ModelPermissions]
@@ -217,11 +221,18 @@ class RouteViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Ge
         class Meta:
             model = Route
             fields = [
-                "id", "truck", "truck_plate", "customer", "customer_name", "depot", "status", "calculation",
+                "id", "truck", "truck_plate", "customer", "customer_name", "depot", "status", "status_changed_at",
+                "cancel_reason", "calculation",
                 "departs_at", "distance_km", "duration_minutes", "eta", "calculated_at", "stops",
                 "invoiced", "invoice_number", "invoiced_at",
             ]
             ref_name = "Route"
+
+    class CancelInputSerializer(serializers.Serializer):
+        reason = serializers.CharField(max_length=300, help_text="Kept on the route.")
+
+        class Meta:
+            ref_name = "RouteCancelInput"
 
     def get_queryset(self) -> QuerySet[Route]:
         return selectors.route_list()
@@ -243,9 +254,38 @@ class RouteViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Ge
         return Response(self._output(route), status=status.HTTP_201_CREATED)
 
     @extend_schema(request=None, responses=OutputSerializer)
-    @action(detail=True, methods=["post"], permission_classes=[RecalculatePermission])
+    @action(detail=True, methods=["post"], permission_classes=[ChangeRoutePermission])
     def recalculate(self, request: Request, pk: str) -> Response:
         route = services.route_recalculate(route=self.get_object())
+        return Response(self._output(route))
+
+    # Not named `dispatch`: that is the view's own request-dispatch method.
+    @extend_schema(
+        request=None, responses={200: OutputSerializer, 400: REFUSED_TRANSITION},
+        summary="Dispatch a planned or calculated route",
+    )
+    @action(detail=True, methods=["post"], url_path="dispatch", url_name="dispatch",
+            permission_classes=[ChangeRoutePermission])
+    def dispatch_route(self, request: Request, pk: str) -> Response:
+        return Response(self._output(services.route_dispatch(route=self.get_object())))
+
+    @extend_schema(
+        request=None, responses={200: OutputSerializer, 400: REFUSED_TRANSITION},
+        summary="Complete a dispatched route",
+    )
+    @action(detail=True, methods=["post"], permission_classes=[ChangeRoutePermission])
+    def complete(self, request: Request, pk: str) -> Response:
+        return Response(self._output(services.route_complete(route=self.get_object())))
+
+    @extend_schema(
+        request=CancelInputSerializer, responses={200: OutputSerializer, 400: REFUSED_TRANSITION},
+        summary="Cancel an unfinished route",
+    )
+    @action(detail=True, methods=["post"], permission_classes=[ChangeRoutePermission])
+    def cancel(self, request: Request, pk: str) -> Response:
+        serializer = self.CancelInputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        route = services.route_cancel(route=self.get_object(), reason=serializer.validated_data["reason"])
         return Response(self._output(route))
 
     def _output(self, route: Route) -> dict[str, Any]:

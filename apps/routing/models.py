@@ -76,6 +76,9 @@ class Route(models.Model):
     duration_minutes = models.PositiveIntegerField(default=0)
     eta = models.DateTimeField(null=True, blank=True, help_text="When the last stop's dwell time ends.")
     calculated_at = models.DateTimeField(null=True, blank=True)
+    # Set by the lifecycle services (dispatch, complete, cancel); recalculation does not touch it.
+    status_changed_at = models.DateTimeField(null=True, blank=True)
+    cancel_reason = models.CharField(max_length=300, blank=True)
     invoice_number = models.CharField(max_length=20, blank=True)
     invoiced_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)

@@ -22,6 +22,19 @@ from apps.routing.models import Customer, Depot, Route, RouteStop, Truck
 M = TypeVar("M", bound=models.Model)
 KM = Decimal("0.001")
 
+Status = Route.Status
+# The route lifecycle: the statuses each status may move to. Completed and cancelled are final.
+# (planned → calculated is route calculation's own step, not a lifecycle transition.)
+ALLOWED_TRANSITIONS: dict[str, frozenset[str]] = {
+    Status.PLANNED: frozenset({Status.DISPATCHED, Status.CANCELLED}),
+    Status.CALCULATED: frozenset({Status.DISPATCHED, Status.CANCELLED}),
+    Status.DISPATCHED: frozenset({Status.COMPLETED, Status.CANCELLED}),
+    Status.COMPLETED: frozenset(),
+    Status.CANCELLED: frozenset(),
+}
+# Re-planning is allowed until the route is finished, so a dispatched route can still be re-planned en route.
+RECALCULABLE = frozenset({Status.PLANNED, Status.CALCULATED, Status.DISPATCHED})
+
 
 @dataclass(frozen=True)
 class StopInput:
@@ -107,12 +120,52 @@ def route_recalculate(*, route: Route) -> Route:
     """Re-plan a route with its truck's current depot and speed; publishes a RouteCalculated with calculation + 1."""
     # The row lock serialises recalculations of one route, so `calculation` never repeats.
     route = Route.objects.select_related("truck__depot", "customer").select_for_update(of=("self",)).get(pk=route.pk)
-    if route.status in (Route.Status.COMPLETED, Route.Status.CANCELLED):
+    if route.status not in RECALCULABLE:
         raise ApplicationError(f"a {route.status} route cannot be recalculated", field="status")
     stops = [StopInput(name=stop.name, lat=stop.lat, lon=stop.lon) for stop in route.stops.all()]
     _check_plannable(truck=route.truck, stops=stops)
     route.depot = route.truck.depot
     return _plan(route=route, stops=stops)
+
+
+@transaction.atomic
+def route_dispatch(*, route: Route) -> Route:
+    """The truck has left with the route: planned/calculated → dispatched."""
+    return _move(route=route, to=Status.DISPATCHED)
+
+
+@transaction.atomic
+def route_complete(*, route: Route) -> Route:
+    """The truck has finished the route: dispatched → completed (final)."""
+    return _move(route=route, to=Status.COMPLETED)
+
+
+@transaction.atomic
+def route_cancel(*, route: Route, reason: str) -> Route:
+    """Call the route off before it is completed; `reason` is kept on the route (final)."""
+    reason = reason.strip()
+    if not reason:
+        raise ApplicationError("a cancellation needs a reason", field="reason")
+    max_length = Route._meta.get_field("cancel_reason").max_length
+    if len(reason) > max_length:
+        raise ApplicationError(f"the reason is longer than {max_length} characters", field="reason")
+    return _move(route=route, to=Status.CANCELLED, cancel_reason=reason)
+
+
+def _move(*, route: Route, to: str, **changes: Any) -> Route:
+    """Apply one lifecycle transition under the route's row lock, or refuse it with ApplicationError(field="status").
+
+    No event is published: there is no contract for lifecycle changes and no consumer needs one (docs/architecture.md).
+    """
+    # The lock makes check-then-write atomic: of two concurrent transitions the second sees the first's status.
+    route = Route.objects.select_for_update().get(pk=route.pk)
+    if to not in ALLOWED_TRANSITIONS[route.status]:
+        raise ApplicationError(f"a {route.status} route cannot be {to}", field="status")
+    route.status, route.status_changed_at = to, timezone.now()
+    for field, value in changes.items():
+        setattr(route, field, value)
+    route.save(update_fields=["status", "status_changed_at", *changes])
+    return route
 
 
 @transaction.atomic

@@ -8,7 +8,7 @@ from django.db import transaction
 
 from apps import outbox
 from apps.common.tracing import trace_context
-from apps.outbox.models import OutboxEvent
+from apps.outbox.models import OutboxEvent, PendingEvent
 from apps.outbox.services import EventSchemaError, OutboxError
 from tests.factories import route_calculated
 
@@ -67,3 +67,17 @@ def test_swallowed_schema_error_still_marks_the_transaction_for_rollback() -> No
         with pytest.raises(EventSchemaError):
             outbox.publish(invalid)
     assert not Group.objects.filter(name="business row").exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_publish_queues_the_row_for_the_relay_in_the_same_transaction() -> None:
+    with pytest.raises(RuntimeError), transaction.atomic():
+        outbox.publish(route_calculated(truck_id=7))
+        assert PendingEvent.objects.count() == 1  # written in the caller's transaction...
+        raise RuntimeError("business failure after publish")
+    assert PendingEvent.objects.count() == 0  # ...and rolled back with it
+
+    with transaction.atomic():
+        event_id = outbox.publish(route_calculated(truck_id=8))
+    [queued] = PendingEvent.objects.select_related("event")
+    assert (queued.event.event_id, queued.key) == (event_id, "8")

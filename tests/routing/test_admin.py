@@ -67,6 +67,38 @@ def test_recalculate_action_reports_routes_it_refused_and_still_does_the_others(
 
 
 @pytest.mark.django_db
+def test_lifecycle_actions_report_how_many_changed_and_which_were_refused(dispatcher_browser: Client) -> None:
+    fresh, other, finished = calculated_route(), calculated_route(), calculated_route()
+    Route.objects.filter(pk=finished.pk).update(status=Route.Status.COMPLETED)
+    selected = [fresh.pk, other.pk, finished.pk]
+
+    def run(action: str) -> list[str]:
+        # Following the redirect shows (and so consumes) the messages, so each run sees only its own.
+        response = dispatcher_browser.post(CHANGELIST, {"action": action, "_selected_action": selected}, follow=True)
+        assert response.redirect_chain == [(CHANGELIST, 302)]
+        return [str(m) for m in response.context["messages"]]
+
+    assert run("dispatch_routes") == [
+        "Dispatched 2 route(s).", f"Not dispatched: route {finished.pk}: a completed route cannot be dispatched",
+    ]
+    Route.objects.filter(pk=other.pk).update(status=Route.Status.CALCULATED)
+    assert run("complete_routes") == [
+        "Completed 1 route(s).",
+        f"Not completed: route {other.pk}: a calculated route cannot be completed; "
+        f"route {finished.pk}: a completed route cannot be completed",
+    ]
+    assert run("cancel_routes") == [
+        "Cancelled 1 route(s).",
+        f"Not cancelled: route {fresh.pk}: a completed route cannot be cancelled; "
+        f"route {finished.pk}: a completed route cannot be cancelled",
+    ]
+    statuses = dict(Route.objects.values_list("pk", "status"))
+    assert statuses == {fresh.pk: "completed", other.pk: "cancelled", finished.pk: "completed"}
+    assert Route.objects.get(pk=other.pk).cancel_reason == "cancelled in the admin by dispatcher"
+    assert OutboxEvent.objects.count() == 3, "lifecycle actions publish nothing"
+
+
+@pytest.mark.django_db
 def test_route_page_is_read_only_and_lists_its_outbox_events_with_state(dispatcher_browser: Client) -> None:
     route = calculated_route(departs_at=datetime(2026, 11, 26, 6, tzinfo=UTC))
     OutboxEvent.objects.update(state=OutboxEvent.State.PUBLISHED)

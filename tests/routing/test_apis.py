@@ -142,6 +142,58 @@ def test_recalculating_a_cancelled_route_answers_400(dispatcher_api: APIClient) 
 
 
 @pytest.mark.django_db
+def test_dispatch_then_complete_moves_the_route_and_publishes_nothing(dispatcher_api: APIClient) -> None:
+    route = calculated_route()
+    dispatched = dispatcher_api.post(f"{ROUTES}{route.pk}/dispatch/")
+    assert dispatched.status_code == 200, dispatched.json()
+    assert dispatched.json()["status"] == "dispatched" and dispatched.json()["status_changed_at"]
+    completed = dispatcher_api.post(f"{ROUTES}{route.pk}/complete/")
+    assert (completed.status_code, completed.json()["status"]) == (200, "completed")
+    assert OutboxEvent.objects.count() == 1
+
+
+@pytest.mark.django_db
+def test_cancel_keeps_the_reason_and_needs_one(dispatcher_api: APIClient) -> None:
+    route = calculated_route()
+    missing = dispatcher_api.post(f"{ROUTES}{route.pk}/cancel/", {}, format="json")
+    assert missing.status_code == 400 and "reason" in missing.json()
+    cancelled = dispatcher_api.post(f"{ROUTES}{route.pk}/cancel/", {"reason": "customer closed"}, format="json")
+    assert cancelled.status_code == 200
+    assert (cancelled.json()["status"], cancelled.json()["cancel_reason"]) == ("cancelled", "customer closed")
+
+
+TARGET = {"dispatch": "dispatched", "complete": "completed", "cancel": "cancelled"}
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("status", "action", "body"),
+    [
+        ("calculated", "complete", None),
+        ("completed", "dispatch", None),
+        ("completed", "cancel", {"reason": "x"}),
+        ("cancelled", "dispatch", None),
+        ("dispatched", "dispatch", None),
+    ],
+)
+def test_refused_transition_answers_400_naming_status_and_changes_nothing(
+    dispatcher_api: APIClient, status: str, action: str, body: dict[str, str] | None
+) -> None:
+    route = calculated_route()
+    Route.objects.filter(pk=route.pk).update(status=status)
+    response = dispatcher_api.post(f"{ROUTES}{route.pk}/{action}/", body, format="json")
+    assert response.status_code == 400
+    assert response.json() == {"status": [f"a {status} route cannot be {TARGET[action]}"]}
+    route.refresh_from_db()
+    assert (route.status, route.status_changed_at) == (status, None)
+
+
+@pytest.mark.django_db
+def test_lifecycle_of_an_unknown_route_answers_404(dispatcher_api: APIClient) -> None:
+    assert dispatcher_api.post(f"{ROUTES}999999/dispatch/").status_code == 404
+
+
+@pytest.mark.django_db
 def test_list_filters_by_truck_customer_status_and_date_and_paginates(dispatcher_api: APIClient) -> None:
     truck, customer = TruckFactory(), CustomerFactory()
     mine = calculated_route(truck=truck, customer=customer, departs_at=datetime(2026, 11, 26, 6, tzinfo=UTC))
@@ -203,6 +255,24 @@ def test_finance_user_cannot_create_routes_or_read_them(finance_api: APIClient) 
     assert finance_api.post("/api/v1/trucks/", {}, format="json").status_code == 403
     assert finance_api.post(f"{ROUTES}{calculated_route().pk}/recalculate/").status_code == 403
     assert Route.objects.count() == 1 and OutboxEvent.objects.count() == 1
+
+
+LIFECYCLE_ACTIONS = [("dispatch", None), ("complete", None), ("cancel", {"reason": "customer closed"})]
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(("action", "body"), LIFECYCLE_ACTIONS)
+def test_lifecycle_endpoints_answer_anonymous_401_finance_403_dispatcher_200(
+    finance_api: APIClient, dispatcher_api: APIClient, action: str, body: dict[str, str] | None
+) -> None:
+    route = calculated_route()
+    if action == "complete":
+        Route.objects.filter(pk=route.pk).update(status=Route.Status.DISPATCHED)
+    url = f"{ROUTES}{route.pk}/{action}/"
+    assert APIClient().post(url, body, format="json").status_code == 401
+    assert finance_api.post(url, body, format="json").status_code == 403
+    assert Route.objects.get(pk=route.pk).status_changed_at is None, "refused requests change nothing"
+    assert dispatcher_api.post(url, body, format="json").status_code == 200
 
 
 @pytest.mark.django_db

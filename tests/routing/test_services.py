@@ -1,4 +1,4 @@
-"""Route (re)calculation: plan, timing, the RouteCalculated it publishes, and what it refuses."""
+"""Route (re)calculation: plan, timing, the RouteCalculated it publishes, and what it refuses; the route lifecycle."""
 
 from __future__ import annotations
 
@@ -15,7 +15,16 @@ from apps.contracts import RouteCalculated
 from apps.outbox.models import OutboxEvent
 from apps.routing.geo import Point, haversine_km, optimal_order
 from apps.routing.models import Route, RouteStop
-from apps.routing.services import StopInput, route_calculate, route_mark_invoiced, route_recalculate, truck_update
+from apps.routing.services import (
+    StopInput,
+    route_calculate,
+    route_cancel,
+    route_complete,
+    route_dispatch,
+    route_mark_invoiced,
+    route_recalculate,
+    truck_update,
+)
 from tests.routing.factories import ANATOLIA_STOPS, CustomerFactory, DepotFactory, TruckFactory, calculated_route
 
 DEPARTURE = datetime(2026, 11, 26, 6, 0, tzinfo=UTC)
@@ -214,4 +223,107 @@ def _wait_until_blocked_or_finished(thread: threading.Thread) -> None:
             if cursor.fetchone()[0]:
                 return
             thread.join(timeout=0.05)
-    raise AssertionError("the second recalculation neither blocked nor finished")
+    raise AssertionError("the second transaction neither blocked nor finished")
+
+
+# --- Lifecycle -----------------------------------------------------------------------
+
+S = Route.Status
+LIFECYCLE = {
+    "dispatch": lambda route: route_dispatch(route=route),
+    "complete": lambda route: route_complete(route=route),
+    "cancel": lambda route: route_cancel(route=route, reason="customer closed for inventory"),
+}
+# Written out here, not read from the services: the test states the rule the services must follow.
+ALLOWED = {
+    (S.PLANNED, "dispatch"): S.DISPATCHED, (S.CALCULATED, "dispatch"): S.DISPATCHED,
+    (S.DISPATCHED, "complete"): S.COMPLETED,
+    (S.PLANNED, "cancel"): S.CANCELLED, (S.CALCULATED, "cancel"): S.CANCELLED, (S.DISPATCHED, "cancel"): S.CANCELLED,
+}
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("action", list(LIFECYCLE))
+@pytest.mark.parametrize("status", list(S))
+def test_lifecycle_allows_exactly_the_documented_transitions_and_refuses_the_rest(status: str, action: str) -> None:
+    route = calculated_route()
+    Route.objects.filter(pk=route.pk).update(status=status)
+    expected = ALLOWED.get((status, action))
+    if expected is None:
+        with pytest.raises(ApplicationError, match=f"a {status} route cannot be") as refused:
+            LIFECYCLE[action](route)
+        assert refused.value.field == "status"
+        route.refresh_from_db()
+        assert (route.status, route.status_changed_at, route.cancel_reason) == (status, None, "")
+    else:
+        changed = LIFECYCLE[action](route)
+        route.refresh_from_db()
+        assert changed.status == route.status == expected
+        assert route.status_changed_at is not None
+
+
+@pytest.mark.django_db
+def test_dispatch_complete_and_cancel_publish_no_event() -> None:
+    completed, cancelled = calculated_route(), calculated_route()
+    route_complete(route=route_dispatch(route=completed))
+    route_cancel(route=route_dispatch(route=cancelled), reason="truck broke down")
+    assert OutboxEvent.objects.count() == 2, "only the two RouteCalculated of the calculations"
+
+
+@pytest.mark.django_db
+def test_cancel_keeps_the_reason_and_refuses_a_blank_one() -> None:
+    route = calculated_route()
+    with pytest.raises(ApplicationError) as refused:
+        route_cancel(route=route, reason="   ")
+    assert refused.value.field == "reason"
+    assert Route.objects.get(pk=route.pk).status == S.CALCULATED
+    assert route_cancel(route=route, reason=" customer closed ").cancel_reason == "customer closed"
+
+
+@pytest.mark.django_db
+def test_dispatched_route_can_be_recalculated_and_stays_dispatched() -> None:
+    route = route_dispatch(route=calculated_route())
+    recalculated = route_recalculate(route=route)
+    assert (recalculated.status, recalculated.calculation) == (S.DISPATCHED, 2)
+    assert [event.calculation for event in _events(route)] == [1, 2]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_complete_and_cancel_of_one_route_let_exactly_one_win() -> None:
+    """Completion holds its transaction open; the cancellation must wait for the row lock, then see `completed`."""
+    route = route_dispatch(route=calculated_route())
+    completed, release = threading.Event(), threading.Event()
+    errors: list[BaseException] = []
+
+    def complete() -> None:
+        try:
+            with transaction.atomic():
+                route_complete(route=route)
+                completed.set()
+                release.wait(timeout=30)
+        except BaseException as error:  # noqa: BLE001 - reported by the main thread
+            errors.append(error)
+            completed.set()
+        finally:
+            connections.close_all()
+
+    def cancel() -> None:
+        try:
+            route_cancel(route=route, reason="too late")
+        except BaseException as error:  # noqa: BLE001
+            errors.append(error)
+        finally:
+            connections.close_all()
+
+    holder = threading.Thread(target=complete)
+    holder.start()
+    assert completed.wait(timeout=30)
+    waiter = threading.Thread(target=cancel)
+    waiter.start()
+    _wait_until_blocked_or_finished(waiter)
+    release.set()
+    holder.join(timeout=30)
+    waiter.join(timeout=30)
+    assert [str(error) for error in errors] == ["a completed route cannot be cancelled"]
+    route.refresh_from_db()
+    assert (route.status, route.cancel_reason) == (S.COMPLETED, "")

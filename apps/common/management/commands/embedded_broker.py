@@ -27,7 +27,9 @@ class Command(BaseCommand):
         self.stdout.write(f"Tansu listening on {broker.bootstrap_servers} (data in memory only)")
 
         def stop(_signum: int, _frame: FrameType | None) -> None:
-            broker.stop()
+            # Only signal Tansu here: the main thread is inside Popen.wait(), which holds the lock a
+            # second wait() in this handler would need.
+            broker.terminate()
 
         signal.signal(signal.SIGTERM, stop)
         signal.signal(signal.SIGINT, stop)
