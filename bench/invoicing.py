@@ -80,13 +80,14 @@ def reset() -> None:
 
 
 def prefill(count: int) -> float:
-    """Commit `count` RouteCalculated rows (distinct routes, spread over trucks and customers); returns the
-    commit time. One statement, one transaction: its NOTIFY wakes the relay."""
+    """Commit `count` RouteCalculated rows and their relay queue entries (distinct routes, spread over trucks and
+    customers); returns the commit time. One statement, one transaction: its NOTIFY wakes the relay."""
     from django.db import connection, transaction
 
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute(
             """
+            WITH written AS (
             INSERT INTO outbox_outboxevent
               (event_id, topic, key, event_type, source, payload, traceparent, created_at, state, attempts, last_error)
             SELECT gen_random_uuid(), %s, (1 + g %% %s)::text, 'logiflow.routing.RouteCalculated.v1',
@@ -95,6 +96,9 @@ def prefill(count: int) -> float:
                                                     'customer_id', 1 + g %% %s))::text,
                    '', clock_timestamp(), 'pending', 0, ''
             FROM generate_series(1, %s) AS g
+            RETURNING id, key
+            )
+            INSERT INTO outbox_pending (id, key) SELECT id, key FROM written
             """,
             [TOPIC, TRUCKS, sample_route().model_dump_json(), TRUCKS, CUSTOMERS, count],
         )
