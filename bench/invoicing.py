@@ -12,7 +12,8 @@
                                  WeasyPrint -> storage -> DB), interleaved with the bare renders invoice by invoice
   pdf_task_vs_bare_ratio         the two above divided (target >= 0.9)
 
-Own database (logiflow_bench_invoicing on DATABASE_URL's server), own Tansu unless KAFKA_BOOTSTRAP_SERVERS is set.
+Own database (BENCH_INVOICING_DATABASE, default logiflow_bench_invoicing, on DATABASE_URL's server: give concurrent
+runs different names), own Tansu unless KAFKA_BOOTSTRAP_SERVERS is set.
 Sizes: BENCH_INVOICE_EVENTS (default 20000; 0 skips the drain), BENCH_PDF_INVOICES (default 30).
 """
 
@@ -79,13 +80,14 @@ def reset() -> None:
 
 
 def prefill(count: int) -> float:
-    """Commit `count` RouteCalculated rows (distinct routes, spread over trucks and customers); returns the
-    commit time. One statement, one transaction: its NOTIFY wakes the relay."""
+    """Commit `count` RouteCalculated rows and their relay queue entries (distinct routes, spread over trucks and
+    customers); returns the commit time. One statement, one transaction: its NOTIFY wakes the relay."""
     from django.db import connection, transaction
 
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute(
             """
+            WITH written AS (
             INSERT INTO outbox_outboxevent
               (event_id, topic, key, event_type, source, payload, traceparent, created_at, state, attempts, last_error)
             SELECT gen_random_uuid(), %s, (1 + g %% %s)::text, 'logiflow.routing.RouteCalculated.v1',
@@ -94,6 +96,9 @@ def prefill(count: int) -> float:
                                                     'customer_id', 1 + g %% %s))::text,
                    '', clock_timestamp(), 'pending', 0, ''
             FROM generate_series(1, %s) AS g
+            RETURNING id, key
+            )
+            INSERT INTO outbox_pending (id, key) SELECT id, key FROM written
             """,
             [TOPIC, TRUCKS, sample_route().model_dump_json(), TRUCKS, CUSTOMERS, count],
         )
@@ -201,7 +206,8 @@ def main() -> None:
         os.environ["MEDIA_ROOT"] = str(Path(scratch) / "media")
         os.environ["CELERY_FILESYSTEM_DIR"] = str(Path(scratch) / "celery")
         os.environ.setdefault("LOG_LEVEL", "WARNING")  # WeasyPrint and Celery log every step at INFO
-        with common.environment("logiflow_bench_invoicing") as (bootstrap, url):
+        database = os.environ.get("BENCH_INVOICING_DATABASE", "logiflow_bench_invoicing")
+        with common.environment(database) as (bootstrap, url):
             if EVENTS:
                 drain_benchmark(url, bootstrap, EVENTS)
             pdf_benchmark(PDF_INVOICES)

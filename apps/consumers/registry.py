@@ -9,6 +9,12 @@ Apps register in their `handlers.py` (discovered at start-up):
 A handler runs inside the consumer's database transaction, together with the inbox row that makes
 redelivery a no-op; it should call a service and raise on failure (the runtime retries, then
 dead-letters). It must not catch and swallow errors it cannot handle.
+
+A registration may also name a batch handler (`@handles(..., batch=issue_invoices_for_routes)`): the runtime
+then hands it a run of new events of that type, in order, as `[(event, meta), ...]`, in one savepoint with
+their inbox rows. It must apply all of them or raise; if it raises, the runtime rolls the run back and
+applies the same messages one by one through the single handler, with every failure rule of that path.
+So the batch handler is an optimisation that must give exactly the single handler's results.
 """
 
 from __future__ import annotations
@@ -41,6 +47,7 @@ class EventMeta:
 
 
 Handler = Callable[[Any, EventMeta], None]
+BatchHandler = Callable[[list[tuple[Any, EventMeta]]], None]
 
 
 class NonRetryableError(Exception):
@@ -53,6 +60,7 @@ class Registration:
     group: str
     event_class: type[DomainEvent]
     handler: Handler
+    batch_handler: BatchHandler | None = None
 
     @property
     def name(self) -> str:
@@ -62,15 +70,18 @@ class Registration:
 _REGISTRY: dict[tuple[str, str], Registration] = {}
 
 
-def handles(event_class: type[E], *, group: str) -> Callable[[Callable[[E, EventMeta], None]], Callable[[E, EventMeta], None]]:
-    """Register the decorated function as `group`'s handler for `event_class` (one per group and type)."""
+def handles(
+    event_class: type[E], *, group: str, batch: Callable[[list[tuple[E, EventMeta]]], None] | None = None,
+) -> Callable[[Callable[[E, EventMeta], None]], Callable[[E, EventMeta], None]]:
+    """Register the decorated function as `group`'s handler for `event_class` (one per group and type),
+    optionally with a `batch` handler for runs of new events (see the module docstring)."""
 
     def register(func: Callable[[E, EventMeta], None]) -> Callable[[E, EventMeta], None]:
         key = (group, event_class.ce_type())
         existing = _REGISTRY.get(key)
         if existing and existing.handler is not func:
             raise ValueError(f"{group} already handles {event_class.ce_type()} with {existing.name}")
-        _REGISTRY[key] = Registration(group=group, event_class=event_class, handler=func)
+        _REGISTRY[key] = Registration(group=group, event_class=event_class, handler=func, batch_handler=batch)
         return func
 
     return register

@@ -4,6 +4,10 @@ Messages are consumed in batches. A batch runs in one database transaction with 
 (inbox row + handler); offsets are stored only after that transaction committed. A message whose handler
 raises is retried alone with backoff after the batch before it committed, then dead-lettered; permanent
 failures are dead-lettered at once; neither blocks the partition. See docs/architecture.md.
+
+Fast path: a run of consecutive messages for a registration with a batch handler (keys not parked) is applied
+in one savepoint with one inbox statement and one handler call. If that raises, the savepoint is rolled back
+and the same messages take the per-message path, so every failure rule above still holds message by message.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from apps.consumers.services import (
     blocking_heads,
     deadletter_record,
     inbox_apply,
+    inbox_apply_many,
     lock_keys,
     parked_failure,
 )
@@ -156,12 +161,7 @@ class ConsumerWorker(Worker):
             with transaction.atomic():
                 transaction.on_commit(lambda: committed.append(True))
                 heads = self._heads(items[start:])
-                for index in range(start, len(items)):
-                    try:
-                        self._apply(items[index], heads)
-                    except _Retry as retry:
-                        failed = _Retry(index, retry.error)
-                        break
+                failed = self._apply_from(items, start, heads)
         except Exception:
             if not committed:
                 raise
@@ -171,6 +171,58 @@ class ConsumerWorker(Worker):
         self._store(items[start:end])
         if failed:
             raise failed
+
+    def _apply_from(self, items: list[_Item], start: int, heads: dict[str, int]) -> _Retry | None:
+        """Apply items[start:] in order, runs of batch-capable messages at once; the first retryable failure."""
+        index = start
+        while index < len(items):
+            end = self._run_end(items, index, heads)
+            if end > index and self._apply_run(items[index:end]):
+                index = end
+                continue
+            for position in range(index, max(end, index + 1)):  # the run one by one, or just this item
+                try:
+                    self._apply(items[position], heads)
+                except _Retry as retry:
+                    return _Retry(position, retry.error)
+            index = max(end, index + 1)
+        return None
+
+    def _run_end(self, items: list[_Item], start: int, heads: dict[str, int]) -> int:
+        """End (exclusive) of the run from `start` that one batch handler call may apply: messages of one
+        registration with a batch handler whose keys are not parked, and skipped types between them."""
+        registration = None
+        end = start
+        for index in range(start, len(items)):
+            decoded = items[index].decoded
+            if decoded is SKIP:
+                continue
+            if not isinstance(decoded, Decoded) or decoded.registration.batch_handler is None:
+                break
+            if registration is not None and decoded.registration is not registration:
+                break
+            if items[index].raw.key is not None and items[index].raw.key in heads:
+                break
+            registration = decoded.registration
+            end = index + 1
+        return end
+
+    def _apply_run(self, run: list[_Item]) -> bool:
+        """Apply a run through its batch handler; False (nothing applied) if it raised and the run must go one
+        message at a time."""
+        decoded = [item.decoded for item in run if isinstance(item.decoded, Decoded)]
+        try:
+            applied = inbox_apply_many(decoded=decoded)
+        except Exception as error:
+            if _is_outage(error):
+                raise
+            logger.info("%s: batch of %d failed (%s: %s); applying it message by message", self.name, len(decoded),
+                        type(error).__name__, str(error)[:200])
+            return False
+        self.counters.skipped += len(run) - len(decoded)
+        for was_new in applied:
+            self._count(was_new)
+        return True
 
     def _heads(self, items: list[_Item]) -> dict[str, int]:
         """key -> head dead letter for the batch's keys: one query, plus a lock and re-read for blocked keys."""

@@ -13,6 +13,7 @@ import hashlib
 import json
 import re
 import traceback as tb
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -107,6 +108,46 @@ def _inbox_insert(*, group: str, event_id: Any) -> bool:
             params,
         )
         return cursor.rowcount == 1
+
+
+@transaction.atomic
+def inbox_apply_many(*, decoded: Sequence[Decoded]) -> list[bool]:
+    """Apply a run of events of one registration through its batch handler: one inbox statement, one call.
+
+    All or nothing, in a savepoint of the caller's transaction: if the batch handler raises, no inbox row and
+    no effect of the run remain. Returns, per event, True if it was new (handed to the batch handler) and False
+    for a duplicate (applied before, or an earlier copy in this run), as `inbox_apply` would one by one.
+    """
+    registration = decoded[0].registration
+    if registration.batch_handler is None or any(item.registration is not registration for item in decoded):
+        raise ValueError("inbox_apply_many needs events of one registration that has a batch handler")
+    fresh = _inbox_insert_many(group=decoded[0].meta.group, event_ids=[item.meta.event_id for item in decoded])
+    applied: list[bool] = []
+    for item in decoded:
+        applied.append(item.meta.event_id in fresh)
+        fresh.discard(item.meta.event_id)  # a second copy of an event in the same run is a duplicate
+    new = [(item.event, item.meta) for item, is_new in zip(decoded, applied, strict=True) if is_new]
+    if new:
+        registration.batch_handler(new)
+    return applied
+
+
+def _inbox_insert_many(*, group: str, event_ids: list[Any]) -> set[Any]:
+    """Insert the inbox rows of `event_ids` in one statement; returns the ids that were not there yet."""
+    opts = InboxEntry._meta
+    qn = connection.ops.quote_name
+    id_field = opts.get_field("event_id")
+    processed_at = opts.get_field("processed_at").get_db_prep_value(timezone.now(), connection)
+    rows = [(group, id_field.get_db_prep_value(event_id, connection), processed_at) for event_id in event_ids]
+    with connection.cursor() as cursor:
+        # Rows are inserted in the VALUES order, so of two copies of an event in the run the first one wins.
+        cursor.execute(
+            f"INSERT INTO {qn(opts.db_table)} ({qn('group')}, {qn('event_id')}, {qn('processed_at')}) "
+            f"VALUES {', '.join(['(%s, %s, %s)'] * len(rows))} "
+            f"ON CONFLICT ({qn('group')}, {qn('event_id')}) DO NOTHING RETURNING {qn('event_id')}",
+            [value for row in rows for value in row],
+        )
+        return {id_field.to_python(row[0]) for row in cursor.fetchall()}
 
 
 def inbox_purge(*, older_than: timedelta | None = None, batch_size: int = 10_000) -> int:

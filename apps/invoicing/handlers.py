@@ -4,7 +4,12 @@ from __future__ import annotations
 
 from apps.consumers.registry import EventMeta, NonRetryableError, handles
 from apps.contracts import RouteCalculated
-from apps.invoicing.services import BillingAccountMissing, invoice_issue_for_route
+from apps.invoicing.services import (
+    BillingAccountMissing,
+    RouteToInvoice,
+    invoice_issue_for_route,
+    invoice_issue_for_routes,
+)
 
 
 class MissingBillingData(NonRetryableError):
@@ -19,7 +24,16 @@ class MissingBillingData(NonRetryableError):
         self.customer_id = customer_id
 
 
-@handles(RouteCalculated, group="invoicing")
+def issue_invoices_for_routes(events: list[tuple[RouteCalculated, EventMeta]]) -> None:
+    """A consumer batch's new RouteCalculated events at once. A missing billing account raises (the runtime then
+    applies the batch message by message, and `issue_invoice_for_route` dead-letters that one message)."""
+    invoice_issue_for_routes(
+        routes=[RouteToInvoice(route=event, source_event_id=meta.event_id, traceparent=meta.traceparent)
+                for event, meta in events]
+    )
+
+
+@handles(RouteCalculated, group="invoicing", batch=issue_invoices_for_routes)
 def issue_invoice_for_route(event: RouteCalculated, meta: EventMeta) -> None:
     try:
         invoice_issue_for_route(route=event, source_event_id=meta.event_id)

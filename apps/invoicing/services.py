@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from datetime import timedelta
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
@@ -21,9 +23,10 @@ from django.utils import timezone
 
 from apps import outbox
 from apps.common.api import ApplicationError
+from apps.common.tracing import trace_context
 from apps.contracts import InvoiceGenerated, RouteCalculated
 from apps.invoicing.models import BillingAccount, Invoice, InvoiceLine, InvoiceNumberCounter
-from apps.invoicing.pricing import Tariff, price_route
+from apps.invoicing.pricing import PricedRoute, Tariff, price_route
 from apps.invoicing.selectors import billing_account_get, invoice_current_for_route, invoice_ids_pdf_pending
 
 logger = logging.getLogger(__name__)
@@ -103,21 +106,116 @@ def invoice_issue_for_route(*, route: RouteCalculated, source_event_id: UUID | N
     return invoice
 
 
+@dataclass(frozen=True)
+class RouteToInvoice:
+    """One delivered calculation for `invoice_issue_for_routes`: the event, its id and its trace parent."""
+
+    route: RouteCalculated
+    source_event_id: UUID | None = None
+    traceparent: str | None = None
+
+
+@transaction.atomic
+def invoice_issue_for_routes(*, routes: Sequence[RouteToInvoice]) -> list[Invoice]:
+    """Issue the invoices of several calculations (a consumer batch), in order, with exactly the results of
+    `invoice_issue_for_route` called for each; returns each route's current invoice, in order.
+
+    Routes without an invoice yet are issued together: one counter update numbers them all, invoices and
+    lines are bulk-inserted, their PDFs are queued with one task. A route that already has an invoice (in the
+    database or earlier in this batch) takes the single path at its place in the order (credit note and
+    replacement, or a stale calculation ignored). Any missing billing account raises: nothing is issued.
+    """
+    route_ids = sorted({item.route.route_id for item in routes})
+    _lock_routes(route_ids)
+    invoiced = set(
+        Invoice.objects.filter(route_id__in=route_ids, kind=Invoice.Kind.INVOICE)
+        .exclude(status=Invoice.Status.CREDITED).values_list("route_id", flat=True)
+    )
+    accounts = BillingAccount.objects.in_bulk({item.route.customer_id for item in routes})
+    issued: list[Invoice] = []
+    fresh: list[RouteToInvoice] = []
+    for item in routes:
+        route = item.route
+        if route.route_id in invoiced:
+            issued += _issue_fresh(fresh, accounts)  # the single path must see the invoices issued before it
+            fresh = []
+            with trace_context(item.traceparent):
+                issued.append(invoice_issue_for_route(route=route, source_event_id=item.source_event_id))
+            continue
+        if route.customer_id not in accounts:
+            raise BillingAccountMissing(customer_id=route.customer_id, customer_name=route.customer_name)
+        fresh.append(item)
+        invoiced.add(route.route_id)
+    issued += _issue_fresh(fresh, accounts)
+    return issued
+
+
+def _issue_fresh(items: list[RouteToInvoice], accounts: dict[int, BillingAccount]) -> list[Invoice]:
+    """First invoices of routes with no invoice: numbered with one counter update, inserted in bulk."""
+    if not items:
+        return []
+    issued_at = timezone.now()
+    numbers = _allocate_numbers(issued_at.year, len(items))
+    built = [
+        _build_invoice(route=item.route, account=accounts[item.route.customer_id], number=number,
+                       issued_at=issued_at, source_event_id=item.source_event_id)
+        for item, number in zip(items, numbers, strict=True)
+    ]
+    invoices = Invoice.objects.bulk_create([invoice for invoice, _ in built], batch_size=1000)
+    InvoiceLine.objects.bulk_create(
+        [line for invoice, priced in built for line in _lines(invoice, priced)], batch_size=1000
+    )
+    for item, invoice in zip(items, invoices, strict=True):
+        with trace_context(item.traceparent):  # as the consumer runs a single handler: a span per event
+            outbox.publish(_invoice_generated(invoice))
+    invoice_ids = [invoice.pk for invoice in invoices]
+    transaction.on_commit(lambda: _schedule_renders(invoice_ids), robust=True)
+    return invoices
+
+
 def _lock_route(route_id: int) -> None:
     """Serialise issuing per route: two calculations of one route may arrive on different partitions
     (the key is the truck), and the current-invoice check must see the other's result."""
-    if connection.vendor != "postgresql":
+    _lock_routes([route_id])
+
+
+def _lock_routes(route_ids: list[int]) -> None:
+    """`_lock_route` for several routes in one statement, in lock-id order (no deadlock between batches)."""
+    if connection.vendor != "postgresql" or not route_ids:
         return  # SQLite has one writer at a time
-    digest = hashlib.blake2b(f"invoicing.route\x00{route_id}".encode(), digest_size=8).digest()
+    lock_ids = sorted({_route_lock_id(route_id) for route_id in route_ids})
     with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_advisory_xact_lock(%s)", [int.from_bytes(digest, "big", signed=True)])
+        cursor.execute(
+            "SELECT count(pg_advisory_xact_lock(lock_id)) "
+            "FROM (SELECT unnest(%s::bigint[]) AS lock_id ORDER BY 1) AS ordered",
+            [lock_ids],
+        )
+
+
+def _route_lock_id(route_id: int) -> int:
+    digest = hashlib.blake2b(f"invoicing.route\x00{route_id}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
 
 
 def _issue(*, route: RouteCalculated, account: BillingAccount, source_event_id: UUID | None) -> Invoice:
-    priced = price_route(tariff=_tariff(account), distance_km=route.distance_km, stop_count=len(route.stops))
     issued_at = timezone.now()
-    invoice = Invoice.objects.create(
-        number=_next_number(issued_at.year),
+    invoice, priced = _build_invoice(
+        route=route, account=account, number=_next_number(issued_at.year), issued_at=issued_at,
+        source_event_id=source_event_id,
+    )
+    invoice.save(force_insert=True)
+    InvoiceLine.objects.bulk_create(_lines(invoice, priced))
+    return invoice
+
+
+def _build_invoice(
+    *, route: RouteCalculated, account: BillingAccount, number: str, issued_at: datetime,
+    source_event_id: UUID | None,
+) -> tuple[Invoice, PricedRoute]:
+    """The unsaved invoice for `route` priced by `account`'s tariff, with its priced lines."""
+    priced = price_route(tariff=_tariff(account), distance_km=route.distance_km, stop_count=len(route.stops))
+    invoice = Invoice(
+        number=number,
         customer=account,
         route_id=route.route_id,
         route_calculation=route.calculation,
@@ -134,11 +232,14 @@ def _issue(*, route: RouteCalculated, account: BillingAccount, source_event_id: 
         gross_total=priced.gross_total,
         route_summary=_route_summary(route),
     )
-    InvoiceLine.objects.bulk_create(
+    return invoice, priced
+
+
+def _lines(invoice: Invoice, priced: PricedRoute) -> list[InvoiceLine]:
+    return [
         InvoiceLine(invoice=invoice, position=position, **vars(line))
         for position, line in enumerate(priced.lines, start=1)
-    )
-    return invoice
+    ]
 
 
 def _credit(invoice: Invoice) -> Invoice:
@@ -172,14 +273,23 @@ def _credit(invoice: Invoice) -> Invoice:
 
 def _next_number(year: int) -> str:
     """The next gapless number of `year`; the counter row stays locked until the issuing transaction ends."""
-    counters = InvoiceNumberCounter.objects.select_for_update()
-    counter = counters.filter(year=year).first()
-    if counter is None:  # the year's first invoice; a concurrent first one is absorbed by the conflict clause
-        InvoiceNumberCounter.objects.bulk_create([InvoiceNumberCounter(year=year)], ignore_conflicts=True)
-        counter = counters.get(year=year)
-    counter.last_number += 1
-    counter.save(update_fields=["last_number"])
-    return f"LF-{year:04d}-{counter.last_number:06d}"
+    return _allocate_numbers(year, 1)[0]
+
+
+def _allocate_numbers(year: int, count: int) -> list[str]:
+    """The next `count` gapless numbers of `year`, with one counter update. The update locks the counter row
+    until the issuing transaction ends, so numbers are unique and a rollback takes its numbers back."""
+    table = connection.ops.quote_name(InvoiceNumberCounter._meta.db_table)
+    sql = f"UPDATE {table} SET last_number = last_number + %s WHERE year = %s RETURNING last_number"
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [count, year])
+        row = cursor.fetchone()
+        if row is None:  # the year's first invoice; a concurrent first one is absorbed by the conflict clause
+            InvoiceNumberCounter.objects.bulk_create([InvoiceNumberCounter(year=year)], ignore_conflicts=True)
+            cursor.execute(sql, [count, year])
+            row = cursor.fetchone()
+    last = row[0]
+    return [f"LF-{year:04d}-{number:06d}" for number in range(last - count + 1, last + 1)]
 
 
 def _tariff(account: BillingAccount) -> Tariff:
@@ -211,6 +321,21 @@ def _invoice_generated(invoice: Invoice) -> InvoiceGenerated:
         currency=invoice.currency,
         issued_at=invoice.issued_at,
     )
+
+
+def _schedule_renders(invoice_ids: list[int]) -> None:
+    """Queue the renders of a batch's invoices with one message (a fan-out task queues one render per id):
+    queueing a Celery message costs about a millisecond, per invoice that would dominate issuing."""
+    from apps.invoicing.tasks import queue_invoice_renders
+
+    queue_invoice_renders.delay(invoice_ids)
+
+
+def invoice_renders_queue(*, invoice_ids: list[int]) -> int:
+    """Queue one render task per invoice id; returns how many. A repeat is harmless: renders are idempotent."""
+    for invoice_id in invoice_ids:
+        _schedule_render(invoice_id)
+    return len(invoice_ids)
 
 
 def _schedule_render(invoice_id: int) -> None:

@@ -5,7 +5,12 @@ from __future__ import annotations
 from celery import shared_task
 from django.core.exceptions import ObjectDoesNotExist
 
-from apps.invoicing.services import invoice_pdf_render_failed, invoice_pdf_requeue_stale, invoice_render_pdf
+from apps.invoicing.services import (
+    invoice_pdf_render_failed,
+    invoice_pdf_requeue_stale,
+    invoice_render_pdf,
+    invoice_renders_queue,
+)
 
 PDF_MAX_RETRIES = 5
 
@@ -35,6 +40,13 @@ def render_invoice_pdf(self, invoice_id: int) -> None:  # type: ignore[no-untype
         final = self.request.retries >= self.max_retries
         invoice_pdf_render_failed(invoice_id=invoice_id, error=f"{type(error).__name__}: {error}", final=final)
         raise
+
+
+@shared_task(autoretry_for=(Exception,), max_retries=5, retry_backoff=2, retry_backoff_max=300, retry_jitter=True)
+def queue_invoice_renders(invoice_ids: list[int]) -> int:
+    """Fan-out for a consumer batch's invoices: one `render_invoice_pdf` per id, so each keeps its own retries.
+    A retry after a partial fan-out queues some renders twice, which is harmless (renders are idempotent)."""
+    return invoice_renders_queue(invoice_ids=invoice_ids)
 
 
 @shared_task

@@ -32,8 +32,8 @@ def producer(testing_topic: str) -> RawProducer:
 def make_worker(testing_topic: str) -> Iterator[Callable[..., ConsumerWorker]]:
     workers: list[ConsumerWorker] = []
 
-    def make(**options: object) -> ConsumerWorker:
-        worker = ConsumerWorker("testing", group_id=f"testing-{uuid.uuid4().hex[:10]}", **options)  # type: ignore[arg-type]
+    def make(group: str = "testing", **options: object) -> ConsumerWorker:
+        worker = ConsumerWorker(group, group_id=f"{group}-{uuid.uuid4().hex[:10]}", **options)  # type: ignore[arg-type]
         worker.setup()
         workers.append(worker)
         return worker
@@ -47,3 +47,4 @@ def make_worker(testing_topic: str) -> Iterator[Callable[..., ConsumerWorker]]:
 def _fresh_handler_memory() -> None:
     handlers.attempts.clear()
     handlers.committed_callbacks.clear()
+    handlers.batch_calls.clear()

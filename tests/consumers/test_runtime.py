@@ -6,7 +6,10 @@ import uuid
 from collections.abc import Callable
 
 import pytest
+from confluent_kafka import Consumer, TopicPartition
+from django.utils import timezone
 
+from apps.common.kafka import client_config
 from apps.consumers.models import DeadLetter, InboxEntry
 from apps.consumers.runtime import ConsumerWorker
 from tests.consumers.support import RawProducer, cloud_event_headers, drain, happened
@@ -172,3 +175,91 @@ def test_failure_in_the_middle_of_a_batch_keeps_the_order_of_the_rest(
     drain(worker, lambda: Effect.objects.count() == 10)
     assert effects() == list(range(1, 11))
     assert len(handlers.committed_callbacks) == 10
+
+
+# --- the batch fast path (the `testing-batch` group has a batch handler) ------------------------------------
+
+
+def committed_offset(worker: ConsumerWorker, topic: str, partition: int = 0) -> int:
+    """The offset the worker's Kafka group committed for the partition (after `teardown` committed it)."""
+    consumer = Consumer(client_config(**{"group.id": worker.group_id, "enable.auto.commit": False}))
+    try:
+        return consumer.committed([TopicPartition(topic, partition)], timeout=10)[0].offset
+    finally:
+        consumer.close()
+
+
+def test_a_run_of_new_events_goes_to_the_batch_handler_once_each_in_order_with_one_inbox_row_each(
+    producer: RawProducer, make_worker: Callable[..., ConsumerWorker]
+) -> None:
+    event_ids = [producer.event(happened(key=f"k{seq % 3}", seq=seq)) for seq in range(1, 9)]
+    producer.flush()
+    worker = make_worker("testing-batch")
+    drain(worker, lambda: Effect.objects.count() == 8)
+
+    assert [event_id for call in handlers.batch_calls for event_id in call] == event_ids
+    assert all(handlers.attempts[event_id] == 0 for event_id in event_ids)  # the single handler never ran
+    assert effects() == list(range(1, 9))
+    assert InboxEntry.objects.filter(group="testing-batch", event_id__in=event_ids).count() == 8
+    assert handlers.committed_callbacks == event_ids
+    assert (worker.counters.handled, worker.counters.duplicates) == (8, 0)
+
+
+def test_duplicates_in_a_batch_run_are_counted_and_never_reach_the_batch_handler(
+    producer: RawProducer, make_worker: Callable[..., ConsumerWorker]
+) -> None:
+    applied_before, twice = uuid.uuid4(), uuid.uuid4()
+    InboxEntry.objects.create(group="testing-batch", event_id=applied_before, processed_at=timezone.now())
+    producer.event(happened(seq=1), event_id=twice)
+    producer.event(happened(seq=2), event_id=applied_before)
+    producer.event(happened(seq=1), event_id=twice)
+    fresh = producer.event(happened(seq=3))
+    producer.flush()
+    worker = make_worker("testing-batch")
+    drain(worker, lambda: worker.counters.handled + worker.counters.duplicates == 4)
+
+    assert [event_id for call in handlers.batch_calls for event_id in call] == [twice, fresh]
+    assert effects() == [1, 3]
+    assert (worker.counters.handled, worker.counters.duplicates) == (2, 2)
+
+
+def test_a_raising_batch_handler_rolls_the_run_back_and_the_per_message_path_keeps_every_rule(
+    producer: RawProducer, make_worker: Callable[..., ConsumerWorker], testing_topic: str
+) -> None:
+    Script.objects.create(scenario="broken", broken=True, non_retryable=True)
+    first = producer.event(happened(key="truck-1", seq=1))
+    broken = producer.event(happened(key="truck-1", scenario="broken", seq=2))
+    producer.event(happened(key="truck-2", seq=3))
+    producer.event(happened(key="truck-1", seq=4))  # parked behind seq 2, as on the per-message path
+    producer.flush()
+    worker = make_worker("testing-batch")
+    drain(worker, lambda: Effect.objects.count() == 2 and DeadLetter.objects.count() == 2)
+
+    assert handlers.batch_calls and first in handlers.batch_calls[0]  # the batch handler ran first, and raised
+    assert effects() == [1, 3]  # applied by the single handler, once each
+    assert handlers.attempts[first] == 1 and handlers.committed_callbacks.count(first) == 1
+    head = DeadLetter.objects.get(event_id=broken)
+    assert (head.reason, head.attempts, head.blocked_by) == (Reason.NON_RETRYABLE, 1, None)
+    assert head.handler == "tests.consumers.testapp.handlers.record_effect"
+    assert DeadLetter.objects.get(blocked_by=head).reason == Reason.PARKED
+    assert InboxEntry.objects.filter(group="testing-batch").count() == 2
+    assert (worker.counters.handled, worker.counters.dead_lettered, worker.counters.parked) == (2, 1, 1)
+    worker.teardown()
+    assert committed_offset(worker, testing_topic) == 4  # every message done, its offset committed
+
+
+def test_a_retryable_failure_in_a_batch_run_is_retried_alone_and_the_rest_keep_their_order(
+    producer: RawProducer, make_worker: Callable[..., ConsumerWorker]
+) -> None:
+    Script.objects.create(scenario="flaky", fail_times=1)
+    ids = [
+        producer.event(happened(key=f"k{seq}", scenario="flaky" if seq == 3 else "", seq=seq)) for seq in range(1, 7)
+    ]
+    producer.flush()
+    worker = make_worker("testing-batch", batch_size=100)
+    drain(worker, lambda: Effect.objects.count() == 6)
+
+    assert effects() == list(range(1, 7))
+    assert handlers.attempts[ids[2]] == 2 and worker.counters.retries == 1
+    assert not DeadLetter.objects.exists()
+    assert sorted(handlers.committed_callbacks) == sorted(ids) and len(handlers.committed_callbacks) == 6

@@ -1,4 +1,4 @@
-"""A real `celery -A logiflow worker` process renders the PDF that an issued invoice queued on commit."""
+"""A real `celery -A logiflow worker` process renders the PDFs that issued invoices queued on commit."""
 
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ import pytest
 from django.conf import settings
 
 from apps.invoicing.models import Invoice
-from tests.invoicing.factories import issued_invoice, three_stop_route
+from apps.invoicing.services import RouteToInvoice, invoice_issue_for_routes
+from tests.invoicing.factories import BillingAccountFactory, issued_invoice, three_stop_route
 from tests.invoicing.test_tasks import pdf_text
 
 
@@ -58,3 +59,15 @@ def test_a_real_worker_renders_the_pdf_queued_when_the_invoice_was_issued(celery
     assert invoice.pdf_attempts == 1
     text = pdf_text(invoice)
     assert invoice.number in text and "722.95" in text
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_real_worker_renders_every_pdf_of_a_batch_from_its_one_fan_out_message(celery_worker, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    BillingAccountFactory()
+    issued = invoice_issue_for_routes(routes=[RouteToInvoice(three_stop_route(route_id=r)) for r in (42, 43)])
+
+    rendered = [wait_for_pdf(invoice, celery_worker) for invoice in issued]
+
+    log = (tmp_path / "worker.log").read_text(errors="replace")
+    assert [invoice.pdf_status for invoice in rendered] == [Invoice.PdfStatus.RENDERED] * 2, log[-3000:]
+    assert all(invoice.number in pdf_text(invoice) for invoice in rendered)

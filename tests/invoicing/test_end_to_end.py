@@ -9,6 +9,7 @@ import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -18,7 +19,7 @@ from rest_framework.test import APIClient
 from confluent_kafka import Consumer, TopicPartition
 
 from apps.common.kafka import client_config
-from apps.consumers.models import DeadLetter
+from apps.consumers.models import DeadLetter, InboxEntry
 from apps.consumers.runtime import ConsumerWorker
 from apps.contracts import InvoiceGenerated, RouteCalculated
 from apps.invoicing.models import Invoice
@@ -181,6 +182,59 @@ def test_missing_billing_data_goes_to_the_ledger_and_a_replay_after_finance_adds
     assert OutboxEvent.objects.filter(event_type=InvoiceGenerated.ce_type(), key=str(route_id)).count() == 1
     dead_letter.refresh_from_db()
     assert dead_letter.status == DeadLetter.Status.REPLAYED
+
+
+def test_a_batch_with_a_duplicate_a_missing_account_and_a_recalculation_ends_as_message_by_message(
+    kafka_bootstrap: str,
+) -> None:
+    """The batch handler raises on the missing account; the runtime re-applies the batch message by message,
+    so the outcome is the per-message one: that message in the ledger (its truck's next route parked behind
+    it), the duplicate a no-op, the recalculation credited and reissued, numbers gapless in message order.
+    (Customer 9601 is this test's only billing account: whatever else the shared topic holds is not invoiced.)"""
+    BillingAccountFactory(customer_id=9601)
+    base = FIRST_ROUTE + 6000
+    group_id = new_group_from_now(RouteCalculated.topic())
+    producer = RawProducer(RouteCalculated.topic())
+
+    def send(route_offset: int, *, truck_id: int, customer_id: int = 9601, **fields: object) -> uuid.UUID:
+        route = three_stop_route(route_id=base + route_offset, truck_id=truck_id, customer_id=customer_id, **fields)
+        return producer.event(route, partition=0)
+
+    first = send(1, truck_id=601)
+    send(2, truck_id=602)
+    producer.event(three_stop_route(route_id=base + 1, truck_id=601, customer_id=9601), event_id=first, partition=0)
+    missing = send(3, truck_id=603, customer_id=9999, customer_name="Nobody Yet")
+    send(2, truck_id=602, calculation=2, distance_km=Decimal("20.000"))
+    parked = send(4, truck_id=603)
+    send(5, truck_id=604)
+    producer.flush()
+
+    worker = ConsumerWorker("invoicing", group_id=group_id)
+    worker.setup()
+    try:
+        drain(worker, lambda: Invoice.objects.filter(route_id=base + 5).exists()
+              and DeadLetter.objects.filter(event_id=parked).exists(), timeout=60)
+    finally:
+        worker.teardown()
+
+    documents = list(Invoice.objects.order_by("number").values_list("number", "kind", "status", "route_id"))
+    assert [(n[-6:], kind, status, route - base) for n, kind, status, route in documents] == [
+        ("000001", "invoice", "issued", 1),
+        ("000002", "invoice", "credited", 2),
+        ("000003", "credit_note", "issued", 2),
+        ("000004", "invoice", "issued", 2),
+        ("000005", "invoice", "issued", 5),
+    ]
+    assert InboxEntry.objects.filter(group="invoicing", event_id=first).count() == 1
+    head = DeadLetter.objects.get(event_id=missing)
+    assert (head.reason, head.attempts, head.blocked_by) == (DeadLetter.Reason.NON_RETRYABLE, 1, None)
+    assert head.handler == "apps.invoicing.handlers.issue_invoice_for_route"
+    assert "customer 9999 (Nobody Yet)" in head.error_message
+    assert (DeadLetter.objects.get(event_id=parked).blocked_by, DeadLetter.objects.get(event_id=parked).reason) == (
+        head, DeadLetter.Reason.PARKED,
+    )
+    published = OutboxEvent.objects.filter(event_type=InvoiceGenerated.ce_type()).values_list("key", flat=True)
+    assert sorted(published) == sorted(str(base + route) for route in (1, 2, 2, 5))
 
 
 def test_routes_created_while_the_invoicing_consumer_is_stopped_are_all_invoiced_after_it_restarts(

@@ -9,7 +9,7 @@ import pytest
 from django.db import connection, transaction
 
 from apps.invoicing.models import Invoice
-from apps.invoicing.services import invoice_issue_for_route
+from apps.invoicing.services import RouteToInvoice, invoice_issue_for_route, invoice_issue_for_routes
 from tests.invoicing.factories import BillingAccountFactory, three_stop_route
 
 WRITERS = 6
@@ -32,6 +32,38 @@ def test_parallel_connections_issue_consecutive_numbers_without_duplicates() -> 
                 ).number
                 for i in range(INVOICES_PER_WRITER)
             ]
+        finally:
+            connection.close()
+
+    with ThreadPoolExecutor(WRITERS) as pool:
+        issued = [number for numbers in pool.map(issue, range(1, WRITERS + 1)) for number in numbers]
+
+    total = WRITERS * INVOICES_PER_WRITER
+    assert len(set(issued)) == total
+    assert sorted(int(number[-6:]) for number in issued) == list(range(1, total + 1))
+    assert Invoice.objects.count() == total
+
+
+@pytest.mark.django_db(transaction=True)
+def test_parallel_batches_and_single_issues_share_one_gapless_sequence() -> None:
+    for customer_id in range(1, WRITERS + 1):
+        BillingAccountFactory(customer_id=customer_id)
+    start = threading.Barrier(WRITERS)
+
+    def issue(writer: int) -> list[str]:
+        try:
+            start.wait()
+            numbers: list[str] = []
+            for batch in range(INVOICES_PER_WRITER // 4):
+                routes = [
+                    three_stop_route(route_id=writer * 1000 + batch * 4 + i, customer_id=writer, truck_id=writer)
+                    for i in range(4)
+                ]
+                if writer % 2:  # odd writers issue whole batches, even ones route by route
+                    numbers += [i.number for i in invoice_issue_for_routes(routes=[RouteToInvoice(r) for r in routes])]
+                else:
+                    numbers += [invoice_issue_for_route(route=route).number for route in routes]
+            return numbers
         finally:
             connection.close()
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import uuid
 from decimal import Decimal
+from typing import Any
 
 import pytest
 from django.db import transaction
@@ -12,8 +14,10 @@ from apps.contracts import InvoiceGenerated
 from apps.invoicing.models import BillingAccount, Invoice, InvoiceNumberCounter
 from apps.invoicing.services import (
     BillingAccountMissing,
+    RouteToInvoice,
     billing_account_update,
     invoice_issue_for_route,
+    invoice_issue_for_routes,
     invoice_mark_sent,
 )
 from apps.outbox.models import OutboxEvent
@@ -172,3 +176,92 @@ def test_a_rolled_back_issue_queues_no_render_and_returns_its_number(celery_queu
 
     assert queued_tasks(celery_queue) == []
     assert invoice_issue_for_route(route=three_stop_route(route_id=12)).number.endswith("-000001")
+
+
+# --- issuing a consumer batch at once -------------------------------------------------------------------
+
+
+def documents() -> tuple[list[tuple[Any, ...]], list[dict]]:
+    """Everything issuing decides (invoices, credit notes, lines, numbers, events), without ids and timestamps."""
+    invoices = Invoice.objects.order_by("number").select_related("credit_for").prefetch_related("lines")
+    rows = [
+        (
+            invoice.number, invoice.kind, invoice.status, invoice.route_id, invoice.route_calculation,
+            invoice.customer_id, invoice.source_event_id, invoice.credit_for.number if invoice.credit_for else None,
+            invoice.customer_name, invoice.billing_address, invoice.vat_id, invoice.currency,
+            invoice.vat_rate_percent, invoice.net_total, invoice.vat_total, invoice.gross_total, invoice.due_date,
+            invoice.route_summary, invoice.pdf_status,
+            [(line.position, line.kind, line.description, line.quantity, line.unit, line.unit_price, line.amount)
+             for line in invoice.lines.all()],
+        )
+        for invoice in invoices
+    ]
+    events = [{k: v for k, v in event.items() if k not in ("invoice_id", "issued_at")} for event in invoice_events()]
+    return rows, events
+
+
+def delivered(**route: Any) -> RouteToInvoice:
+    return RouteToInvoice(route=three_stop_route(**route), source_event_id=uuid.uuid4())
+
+
+def test_a_batch_issues_exactly_what_issuing_its_routes_one_by_one_issues() -> None:
+    BillingAccountFactory(customer_id=3)
+    BillingAccountFactory(customer_id=4, name="Ege Foods", rate_per_km=Decimal("0.3333"), minimum_charge=Decimal("500"),
+                          fuel_surcharge_percent=Decimal("0"), vat_rate_percent=Decimal("18"), payment_terms_days=14)
+    invoice_issue_for_route(route=three_stop_route(route_id=50))  # issued before the batch arrives
+    routes = [
+        delivered(route_id=11),
+        delivered(route_id=12, customer_id=4, distance_km=Decimal("10.005")),
+        delivered(route_id=50, calculation=2, distance_km=Decimal("500.000")),  # recalculation of an issued one
+        delivered(route_id=11),  # the same calculation again, another event id: no new document
+        delivered(route_id=13),
+        delivered(route_id=12, calculation=3, customer_id=4),  # recalculation of one issued in this batch
+        delivered(route_id=12, calculation=2, customer_id=4),  # stale: older than the one just issued
+        delivered(route_id=14),
+    ]
+    with transaction.atomic():
+        one_by_one = [
+            invoice_issue_for_route(route=item.route, source_event_id=item.source_event_id).number for item in routes
+        ]
+        expected = documents()
+        transaction.set_rollback(True)
+
+    batch = invoice_issue_for_routes(routes=routes)
+
+    assert documents() == expected
+    assert [invoice.number for invoice in batch] == one_by_one
+    numbers = [row[0] for row in expected[0]]
+    assert [int(number[-6:]) for number in numbers] == list(range(1, 10))  # 1 before, 6 invoices, 2 credit notes
+    assert [row[1] for row in expected[0]].count("credit_note") == 2
+
+
+def test_a_batch_with_a_customer_without_billing_data_raises_and_issues_nothing() -> None:
+    BillingAccountFactory(customer_id=3)
+    routes = [delivered(route_id=11), delivered(route_id=12, customer_id=44, customer_name="Ege Foods")]
+    with pytest.raises(BillingAccountMissing, match=r"customer 44 \(Ege Foods\)"):
+        invoice_issue_for_routes(routes=routes)
+
+    assert not Invoice.objects.exists() and invoice_events() == []
+    assert invoice_issue_for_route(route=three_stop_route(route_id=13)).number.endswith("-000001")
+
+
+def test_each_invoice_generated_of_a_batch_continues_the_trace_of_its_own_route_event() -> None:
+    BillingAccountFactory()
+    parents = [f"00-{trace:032x}-{1:016x}-01" for trace in (1, 2)]
+    routes = [RouteToInvoice(route=three_stop_route(route_id=route_id), traceparent=parent)
+              for route_id, parent in zip((11, 12), parents, strict=True)]
+    invoice_issue_for_routes(routes=routes)
+
+    traceparents = OutboxEvent.objects.order_by("id").values_list("traceparent", flat=True)
+    assert [tp.split("-")[1] for tp in traceparents] == [f"{1:032x}", f"{2:032x}"]
+    assert all(tp not in parents for tp in traceparents)  # a child span, as the single path makes
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_batch_queues_its_pdf_renders_with_one_message_after_commit(celery_queue) -> None:  # type: ignore[no-untyped-def]
+    BillingAccountFactory()
+    with transaction.atomic():
+        issued = invoice_issue_for_routes(routes=[delivered(route_id=route_id) for route_id in (11, 12, 13)])
+        assert queued_tasks(celery_queue) == []
+
+    assert queued_tasks(celery_queue) == [("apps.invoicing.tasks.queue_invoice_renders", [[i.pk for i in issued]])]

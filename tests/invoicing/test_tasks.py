@@ -13,7 +13,7 @@ from pypdf import PdfReader
 
 from apps.invoicing.models import Invoice
 from apps.invoicing.services import invoice_render_pdf, invoice_request_rerender
-from apps.invoicing.tasks import PDF_MAX_RETRIES, render_invoice_pdf, requeue_stale_pdfs
+from apps.invoicing.tasks import PDF_MAX_RETRIES, queue_invoice_renders, render_invoice_pdf, requeue_stale_pdfs
 from tests.invoicing.conftest import queued_tasks
 from tests.invoicing.factories import issued_invoice, three_stop_route
 from tests.invoicing.storages import UNAVAILABLE
@@ -124,6 +124,17 @@ def test_a_pdf_whose_task_was_lost_is_queued_again_by_the_periodic_sweep(celery_
     assert result.result == 1
     assert queued_tasks(celery_queue) == [("apps.invoicing.tasks.render_invoice_pdf", [lost.pk])]
     assert fresh.pdf_status == Invoice.PdfStatus.PENDING
+
+
+def test_a_batch_fan_out_queues_one_render_task_per_invoice(celery_queue) -> None:  # type: ignore[no-untyped-def]
+    invoices = [invoice_for_route(route_id) for route_id in (31, 32, 33)]
+
+    result = queue_invoice_renders.apply(args=[[invoice.pk for invoice in invoices]])
+
+    assert result.result == 3
+    assert sorted(queued_tasks(celery_queue)) == [  # the queue's file names order by milliseconds only
+        ("apps.invoicing.tasks.render_invoice_pdf", [invoice.pk]) for invoice in invoices
+    ]
 
 
 @pytest.mark.django_db(transaction=True)

@@ -18,6 +18,8 @@ from tests.consumers.testapp.models import Effect, Script
 attempts: Counter[UUID] = Counter()
 # Event ids whose on_commit callback ran, in order.
 committed_callbacks: list[UUID] = []
+# The event ids of each call of the `testing-batch` group's batch handler, committed or not.
+batch_calls: list[list[UUID]] = []
 
 
 @handles(Happened, group="testing")
@@ -41,3 +43,20 @@ def record_effect(event: Happened, meta: EventMeta) -> None:
 def audit(event: Happened, meta: EventMeta) -> None:
     """A second group on the same event type: replaying a `testing` dead letter must never run this."""
     Effect.objects.create(event_id=meta.event_id, key=event.key, scenario="audit", seq=event.seq)
+
+
+def record_effects(events: list[tuple[Happened, EventMeta]]) -> None:
+    """The `testing-batch` group's batch handler: the effects of a run at once, or a raise when a scripted
+    scenario is in the run (so the runtime falls back to `record_effect`, message by message)."""
+    event_ids = [meta.event_id for _, meta in events]
+    batch_calls.append(event_ids)
+    scripted = Script.objects.filter(scenario__in={event.scenario for event, _ in events if event.scenario})
+    if scripted.exists():
+        raise RuntimeError(f"scripted scenarios in the run: {sorted(scripted.values_list('scenario', flat=True))}")
+    Effect.objects.bulk_create(
+        Effect(event_id=meta.event_id, key=event.key, scenario=event.scenario, seq=event.seq) for event, meta in events
+    )
+    transaction.on_commit(lambda: committed_callbacks.extend(event_ids))
+
+
+handles(Happened, group="testing-batch", batch=record_effects)(record_effect)
