@@ -6,6 +6,7 @@ The broker is Tansu started on a free port, unless KAFKA_BOOTSTRAP_SERVERS names
 from __future__ import annotations
 
 import os
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,7 +17,9 @@ from django.test import override_settings
 
 from apps.common.embedded_broker import EmbeddedBroker, free_port
 from apps.common.kafka import ensure_topics
+from pytest_django.fixtures import Settings
 from apps.contracts import all_topics
+from tests.support.processes import Processes
 
 EXTERNAL_KAFKA = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
 
@@ -60,6 +63,19 @@ def kafka_bootstrap(embedded_broker: EmbeddedBroker | None) -> Iterator[str]:
 
 
 @pytest.fixture
+def isolated_topics(kafka_bootstrap: str, settings: Settings) -> str:
+    """Fresh topics for one test (KAFKA_TOPIC_PREFIX), so no other test's events reach its consumers.
+
+    Starting a consumer "at the topic's end" is not enough: Tansu's high watermark can lag the last offset.
+    Request it before `subprocess_env` (e.g. `pytest.mark.usefixtures`) so worker processes get the prefix.
+    """
+    prefix = f"t{uuid.uuid4().hex[:12]}."
+    settings.KAFKA_TOPIC_PREFIX = prefix
+    ensure_topics([prefix + topic for topic in all_topics()])
+    return prefix
+
+
+@pytest.fixture
 def subprocess_env(kafka_bootstrap: str, django_db_setup: None) -> dict[str, str]:
     """Environment for a worker started as a real process: same test database, same broker."""
     db = settings.DATABASES["default"]
@@ -70,5 +86,14 @@ def subprocess_env(kafka_bootstrap: str, django_db_setup: None) -> dict[str, str
         "DJANGO_SETTINGS_MODULE": "logiflow.settings.test",
         "DATABASE_URL": url,
         "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
+        "KAFKA_TOPIC_PREFIX": settings.KAFKA_TOPIC_PREFIX,
         "PYTHONUNBUFFERED": "1",
     }
+
+
+@pytest.fixture
+def start_command(subprocess_env: dict[str, str], tmp_path: Path) -> Iterator[Processes]:
+    """`start_command.start("consume", "invoicing")`: a real worker process, killed at the end if still running."""
+    processes = Processes(subprocess_env, tmp_path)
+    yield processes
+    processes.kill_all()

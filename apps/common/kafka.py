@@ -12,6 +12,11 @@ from django.conf import settings
 logger = logging.getLogger(__name__)
 
 
+def kafka_topic(name: str) -> str:
+    """The topic on the cluster for a logical topic name (`routing.events`): KAFKA_TOPIC_PREFIX + name."""
+    return f"{settings.KAFKA_TOPIC_PREFIX}{name}"
+
+
 def client_config(**overrides: object) -> dict[str, object]:
     config: dict[str, object] = {
         "bootstrap.servers": settings.KAFKA_BOOTSTRAP_SERVERS,

@@ -22,7 +22,7 @@ from django.conf import settings
 from django.db import InterfaceError, OperationalError, connection, transaction
 from django.utils import timezone
 
-from apps.common.kafka import consumer_config
+from apps.common.kafka import consumer_config, kafka_topic
 from apps.common.workers import Worker
 from apps.consumers import registry
 from apps.consumers.decoding import SKIP, Decoded, DecodeFailure, RawMessage, _Skip, decode
@@ -93,7 +93,7 @@ class ConsumerWorker(Worker):
 
     def setup(self) -> None:
         self.consumer = Consumer(consumer_config(self.group_id, **{"client.id": f"logiflow-{self.group_id}"}))
-        self.consumer.subscribe(self.topics, on_revoke=self._on_revoke, on_lost=self._on_lost)
+        self.consumer.subscribe([kafka_topic(t) for t in self.topics], on_revoke=self._on_revoke, on_lost=self._on_lost)
         logger.info("%s subscribed to %s as group %s", self.name, ", ".join(self.topics), self.group_id)
 
     def run_once(self) -> None:

@@ -298,6 +298,7 @@ class OutboxRelay(Worker):
         rows = claims.claim(self.batch_size, in_flight=in_flight)
         batch.claimed = len(rows)
         produce = self.producer.produce  # type: ignore[union-attr]
+        prefix = settings.KAFKA_TOPIC_PREFIX
         sent_here: set[int] = set()
         for row_id, topic, key, payload, event_id, source, event_type, time_, traceparent, previous_id in rows:
             if previous_id is not None and previous_id not in sent_here and not self._may_follow(previous_id):
@@ -309,7 +310,7 @@ class OutboxRelay(Worker):
             )
             while True:
                 try:
-                    produce(topic, payload, key, headers=headers, on_delivery=partial(batch.report, slot))
+                    produce(prefix + topic, payload, key, headers=headers, on_delivery=partial(batch.report, slot))
                     break
                 except BufferError:
                     self.producer.poll(0.05)  # type: ignore[union-attr]

@@ -122,6 +122,8 @@ SPECTACULAR_SETTINGS = {
 # --- Kafka ----------------------------------------------------------------------
 KAFKA_BOOTSTRAP_SERVERS = env("KAFKA_BOOTSTRAP_SERVERS", default="127.0.0.1:19092")
 KAFKA_TOPIC_PARTITIONS = env.int("KAFKA_TOPIC_PARTITIONS", default=6)
+# Namespaces the topics on a shared cluster (e.g. "staging."); the events keep their logical topic names.
+KAFKA_TOPIC_PREFIX = env("KAFKA_TOPIC_PREFIX", default="")
 KAFKA_TOPIC_REPLICATION_FACTOR = env.int("KAFKA_TOPIC_REPLICATION_FACTOR", default=1)
 KAFKA_SESSION_TIMEOUT_MS = env.int("KAFKA_SESSION_TIMEOUT_MS", default=45000)
 # Extra librdkafka properties, e.g. "security.protocol=SASL_SSL,sasl.mechanism=PLAIN".

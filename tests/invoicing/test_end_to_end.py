@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import re
-import signal
 import subprocess
-import sys
-import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
 
@@ -16,9 +13,7 @@ import pytest
 from django.conf import settings
 from rest_framework.test import APIClient
 
-from confluent_kafka import Consumer, TopicPartition
-
-from apps.common.kafka import client_config
+from apps.common.kafka import kafka_topic
 from apps.consumers.models import DeadLetter, InboxEntry
 from apps.consumers.runtime import ConsumerWorker
 from apps.contracts import InvoiceGenerated, RouteCalculated
@@ -28,6 +23,7 @@ from tests.consumers.support import RawProducer, drain
 from tests.invoicing.factories import BillingAccountFactory, UserFactory, three_stop_route
 from tests.routing.conftest import DISPATCHER_PERMISSIONS
 from tests.routing.factories import CustomerFactory, TruckFactory
+from tests.support.processes import Processes, stop, wait_until
 
 STOPS = [
     {"name": "Ankara", "lat": 39.9334, "lon": 32.8597},
@@ -35,66 +31,23 @@ STOPS = [
     {"name": "Izmit", "lat": 40.7654, "lon": 29.9408},
 ]
 
-pytestmark = pytest.mark.django_db(transaction=True)
+# Each test gets its own topics: other tests' events never reach its consumers.
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("isolated_topics")]
 
 ROUTES = 200
-# The routing topic is shared by the whole test session: each test's consumer group starts at the topic's end.
 CUSTOMERS = range(9001, 9005)
 FIRST_ROUTE = 700_000
 
 
-def wait_until(condition: Callable[[], bool], *, timeout: float, explain: Callable[[], str] = str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"not reached within {timeout}s: {explain()}"
-        time.sleep(0.5)
-
-
 @pytest.fixture
-def start_command(
-    subprocess_env: dict[str, str], celery_queue: Path, media_root: Path, tmp_path: Path
-) -> Iterator[Callable[..., subprocess.Popen[bytes]]]:
-    """Long-running management commands (`consume`, `relay_outbox`) as real processes on the test database
-    and broker; killed at the end if a test left one running."""
-    processes: list[subprocess.Popen[bytes]] = []
-    env = {**subprocess_env, "CELERY_FILESYSTEM_DIR": str(celery_queue), "MEDIA_ROOT": str(media_root)}
-
-    def start(*args: str) -> subprocess.Popen[bytes]:
-        log = open(tmp_path / f"{args[0]}-{len(processes)}.log", "wb")  # noqa: SIM115 - closed with the process
-        process = subprocess.Popen(
-            [sys.executable, "manage.py", *args], cwd=settings.BASE_DIR, env=env, stdout=log, stderr=subprocess.STDOUT,
-        )
-        process.log_path = Path(log.name)  # type: ignore[attr-defined]
-        processes.append(process)
-        return process
-
-    yield start
-    for process in processes:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
+def start_command(start_command: Processes, celery_queue: Path, media_root: Path) -> Processes:
+    """Worker processes that also share this test's Celery queue folder and media root."""
+    start_command.env = {**start_command.env, "CELERY_FILESYSTEM_DIR": str(celery_queue), "MEDIA_ROOT": str(media_root)}
+    return start_command
 
 
-def stop(process: subprocess.Popen[bytes]) -> None:
-    process.send_signal(signal.SIGTERM)
-    assert process.wait(timeout=30) == 0, process.log_path.read_text(errors="replace")[-3000:]  # type: ignore[attr-defined]
-
-
-def new_group_from_now(topic: str) -> str:
-    """A Kafka group id whose committed offsets are the topic's current ends: it sees only what comes next,
-    not what earlier tests of the session left on the shared topic."""
-    group_id = f"invoicing-e2e-{uuid.uuid4().hex[:8]}"
-    consumer = Consumer(client_config(**{"group.id": group_id, "enable.auto.commit": False}))
-    try:
-        partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
-        ends = [
-            TopicPartition(topic, p, consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1])
-            for p in partitions
-        ]
-        consumer.commit(offsets=ends, asynchronous=False)
-    finally:
-        consumer.close()
-    return group_id
+def new_group() -> str:
+    return f"invoicing-e2e-{uuid.uuid4().hex[:8]}"
 
 
 def handled(process: subprocess.Popen[bytes]) -> int:
@@ -106,10 +59,10 @@ def handled(process: subprocess.Popen[bytes]) -> int:
 def test_200_events_through_two_consumer_processes_issue_200_invoices_with_gapless_numbers(
     start_command: Callable[..., subprocess.Popen[bytes]],
 ) -> None:
-    group_id = new_group_from_now(RouteCalculated.topic())
+    group_id = new_group()
     for customer_id in CUSTOMERS:
         BillingAccountFactory(customer_id=customer_id)
-    producer = RawProducer(RouteCalculated.topic())
+    producer = RawProducer(kafka_topic(RouteCalculated.topic()))
     routes = range(FIRST_ROUTE, FIRST_ROUTE + ROUTES)
     for n, route_id in enumerate(routes):
         event = three_stop_route(route_id=route_id, truck_id=100 + n % 24, customer_id=CUSTOMERS[n % len(CUSTOMERS)])
@@ -137,8 +90,8 @@ def test_missing_billing_data_goes_to_the_ledger_and_a_replay_after_finance_adds
 ) -> None:
     customer_id, route_id = 9100, FIRST_ROUTE + 5000
     event = three_stop_route(route_id=route_id, customer_id=customer_id, customer_name="Ege Foods", truck_id=91)
-    group_id = new_group_from_now(RouteCalculated.topic())
-    producer = RawProducer(RouteCalculated.topic())
+    group_id = new_group()
+    producer = RawProducer(kafka_topic(RouteCalculated.topic()))
     event_id = producer.event(event, partition=1)
     producer.flush()
 
@@ -193,8 +146,8 @@ def test_a_batch_with_a_duplicate_a_missing_account_and_a_recalculation_ends_as_
     (Customer 9601 is this test's only billing account: whatever else the shared topic holds is not invoiced.)"""
     BillingAccountFactory(customer_id=9601)
     base = FIRST_ROUTE + 6000
-    group_id = new_group_from_now(RouteCalculated.topic())
-    producer = RawProducer(RouteCalculated.topic())
+    group_id = new_group()
+    producer = RawProducer(kafka_topic(RouteCalculated.topic()))
 
     def send(route_offset: int, *, truck_id: int, customer_id: int = 9601, **fields: object) -> uuid.UUID:
         route = three_stop_route(route_id=base + route_offset, truck_id=truck_id, customer_id=customer_id, **fields)
@@ -240,8 +193,8 @@ def test_a_batch_with_a_duplicate_a_missing_account_and_a_recalculation_ends_as_
 def test_routes_created_while_the_invoicing_consumer_is_stopped_are_all_invoiced_after_it_restarts(
     start_command: Callable[..., subprocess.Popen[bytes]],
 ) -> None:
-    invoicing_group = new_group_from_now(RouteCalculated.topic())
-    routing_group = new_group_from_now(InvoiceGenerated.topic())
+    invoicing_group = new_group()
+    routing_group = new_group()
     dispatcher = APIClient()
     dispatcher.force_authenticate(UserFactory(role="dispatcher", role__permissions=DISPATCHER_PERMISSIONS))
     customer = CustomerFactory()

@@ -6,7 +6,7 @@ from confluent_kafka import KafkaException
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from apps.common.kafka import ensure_topics
+from apps.common.kafka import ensure_topics, kafka_topic
 from apps.contracts import all_topics
 
 
@@ -21,7 +21,7 @@ class Command(BaseCommand):
         if partitions is not None and partitions < 1:
             raise CommandError("--partitions must be at least 1")
         try:
-            result = ensure_topics(all_topics(), partitions=partitions, timeout=wait)
+            result = ensure_topics([kafka_topic(t) for t in all_topics()], partitions=partitions, timeout=wait)
         except KafkaException as error:
             raise CommandError(f"cannot create topics on {settings.KAFKA_BOOTSTRAP_SERVERS}: {error}") from error
         for topic, outcome in sorted(result.items()):
