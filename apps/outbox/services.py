@@ -41,20 +41,22 @@ def publish(event: DomainEvent) -> uuid.UUID:
     cls = type(event)
     if event_class(cls.ce_type()) is not cls:
         raise OutboxError(f"{cls.__name__} is not a registered event type")
-    payload = _validated_json(event)
-    key = event.partition_key()
-    _serialise_writers_of(cls.topic(), key)
-    row = OutboxEvent.objects.create(
+    row = OutboxEvent(
+        event_id=uuid.uuid4(),
         topic=cls.topic(),
-        key=key,
+        key=event.partition_key(),
         event_type=cls.ce_type(),
         source=cls.ce_source(),
-        payload=payload,
+        payload=_validated_json(event),
         traceparent=current_traceparent() or "",
         created_at=timezone.now(),
     )
-    PendingEvent.objects.create(event=row, key=key)  # the relay's queue entry, same transaction
-    _notify_relay()
+    if connection.vendor == "postgresql":
+        _write_postgresql(row)
+    else:
+        # SQLite has a single writer, so per-key order holds by construction; the relay polls.
+        row.save(force_insert=True)
+        PendingEvent.objects.create(event=row, key=row.key)
     return row.event_id
 
 
@@ -68,25 +70,37 @@ def _validated_json(event: DomainEvent) -> str:
         raise EventSchemaError(cls.ce_type(), error) from error
 
 
-def _serialise_writers_of(topic: str, key: str) -> None:
-    """Per-key order = commit order: a transaction publishing for a key waits for the previous one to end.
+# One round trip for the four steps of a publish (it sits on every business transaction's path):
+# 1. Per-key order = commit order: a transaction publishing for a key waits, on an advisory lock, for the
+#    previous one to end. The row's id (its relay order) is drawn only after the lock is held, because the
+#    INSERT reads its one source row from the lock's CTE; so ids of one key are allocated in commit order.
+# 2. The outbox row. 3. Its entry in the relay's queue. 4. NOTIFY to wake the relay: PostgreSQL delivers it
+#    only at commit, and folds repeats within a transaction. (Data-modifying CTEs always run to completion.)
+_PUBLISH_POSTGRESQL = """
+WITH serialised AS (SELECT pg_advisory_xact_lock(%(lock_id)s)),
+written AS (
+    INSERT INTO outbox_outboxevent
+        (event_id, topic, key, event_type, source, payload, traceparent, created_at, state, attempts, last_error)
+    SELECT %(event_id)s, %(topic)s, %(key)s, %(event_type)s, %(source)s, %(payload)s, %(traceparent)s,
+           %(created_at)s, 'pending', 0, ''
+    FROM serialised
+    RETURNING id
+),
+queued AS (INSERT INTO outbox_pending (id, key) SELECT id, %(key)s FROM written)
+SELECT pg_notify(%(channel)s, '') FROM written
+"""
 
-    The lock is taken before the row gets its id, so ids of one key are allocated in commit order.
-    SQLite has a single writer, so there the order holds by construction.
-    """
-    if connection.vendor != "postgresql":
-        return
-    digest = hashlib.blake2b(f"{topic}\x00{key}".encode(), digest_size=8).digest()
-    lock_id = int.from_bytes(digest, "big", signed=True)
+
+def _write_postgresql(row: OutboxEvent) -> None:
+    digest = hashlib.blake2b(f"{row.topic}\x00{row.key}".encode(), digest_size=8).digest()
+    params = {
+        "lock_id": int.from_bytes(digest, "big", signed=True),
+        "event_id": row.event_id, "topic": row.topic, "key": row.key, "event_type": row.event_type,
+        "source": row.source, "payload": row.payload, "traceparent": row.traceparent,
+        "created_at": row.created_at, "channel": NOTIFY_CHANNEL,
+    }
     with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_advisory_xact_lock(%s)", [lock_id])
-
-
-def _notify_relay() -> None:
-    """Wake the relay; PostgreSQL delivers NOTIFY only at commit, and folds repeats within a transaction."""
-    if connection.vendor == "postgresql":
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_notify(%s, '')", [NOTIFY_CHANNEL])
+        cursor.execute(_PUBLISH_POSTGRESQL, params)
 
 
 def outbox_events_purge(*, older_than: timedelta | None = None, batch_size: int | None = None) -> int:
