@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -16,64 +17,60 @@ WRITERS = 6
 INVOICES_PER_WRITER = 8
 
 
-@pytest.mark.django_db(transaction=True)
-def test_parallel_connections_issue_consecutive_numbers_without_duplicates() -> None:
+def issue_from_parallel_connections(issue: Callable[[int], list[str]]) -> list[str]:
+    """Run `issue(writer)` for every writer at once, each thread on its own database connection: real
+    concurrent transactions on the counter row. Returns every number issued."""
     for customer_id in range(1, WRITERS + 1):
         BillingAccountFactory(customer_id=customer_id)
     start = threading.Barrier(WRITERS)
 
-    def issue(writer: int) -> list[str]:
-        # Each thread has its own database connection: real concurrent transactions on the counter row.
+    def run(writer: int) -> list[str]:
         try:
             start.wait()
-            return [
-                invoice_issue_for_route(
-                    route=three_stop_route(route_id=writer * 1000 + i, customer_id=writer, truck_id=writer)
-                ).number
-                for i in range(INVOICES_PER_WRITER)
-            ]
+            return issue(writer)
         finally:
             connection.close()
 
     with ThreadPoolExecutor(WRITERS) as pool:
-        issued = [number for numbers in pool.map(issue, range(1, WRITERS + 1)) for number in numbers]
+        return [number for numbers in pool.map(run, range(1, WRITERS + 1)) for number in numbers]
 
+
+def assert_gapless(issued: list[str]) -> None:
     total = WRITERS * INVOICES_PER_WRITER
     assert len(set(issued)) == total
     assert sorted(int(number[-6:]) for number in issued) == list(range(1, total + 1))
     assert Invoice.objects.count() == total
+
+
+@pytest.mark.django_db(transaction=True)
+def test_parallel_connections_issue_consecutive_numbers_without_duplicates() -> None:
+    def issue(writer: int) -> list[str]:
+        return [
+            invoice_issue_for_route(
+                route=three_stop_route(route_id=writer * 1000 + i, customer_id=writer, truck_id=writer)
+            ).number
+            for i in range(INVOICES_PER_WRITER)
+        ]
+
+    assert_gapless(issue_from_parallel_connections(issue))
 
 
 @pytest.mark.django_db(transaction=True)
 def test_parallel_batches_and_single_issues_share_one_gapless_sequence() -> None:
-    for customer_id in range(1, WRITERS + 1):
-        BillingAccountFactory(customer_id=customer_id)
-    start = threading.Barrier(WRITERS)
-
     def issue(writer: int) -> list[str]:
-        try:
-            start.wait()
-            numbers: list[str] = []
-            for batch in range(INVOICES_PER_WRITER // 4):
-                routes = [
-                    three_stop_route(route_id=writer * 1000 + batch * 4 + i, customer_id=writer, truck_id=writer)
-                    for i in range(4)
-                ]
-                if writer % 2:  # odd writers issue whole batches, even ones route by route
-                    numbers += [i.number for i in invoice_issue_for_routes(routes=[RouteToInvoice(r) for r in routes])]
-                else:
-                    numbers += [invoice_issue_for_route(route=route).number for route in routes]
-            return numbers
-        finally:
-            connection.close()
+        numbers: list[str] = []
+        for batch in range(INVOICES_PER_WRITER // 4):
+            routes = [
+                three_stop_route(route_id=writer * 1000 + batch * 4 + i, customer_id=writer, truck_id=writer)
+                for i in range(4)
+            ]
+            if writer % 2:  # odd writers issue whole batches, even ones route by route
+                numbers += [i.number for i in invoice_issue_for_routes(routes=[RouteToInvoice(r) for r in routes])]
+            else:
+                numbers += [invoice_issue_for_route(route=route).number for route in routes]
+        return numbers
 
-    with ThreadPoolExecutor(WRITERS) as pool:
-        issued = [number for numbers in pool.map(issue, range(1, WRITERS + 1)) for number in numbers]
-
-    total = WRITERS * INVOICES_PER_WRITER
-    assert len(set(issued)) == total
-    assert sorted(int(number[-6:]) for number in issued) == list(range(1, total + 1))
-    assert Invoice.objects.count() == total
+    assert_gapless(issue_from_parallel_connections(issue))
 
 
 @pytest.mark.django_db(transaction=True)
