@@ -4,11 +4,8 @@ from __future__ import annotations
 
 import signal
 import subprocess
-import sys
-import time
 import uuid
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 
 import pytest
 from confluent_kafka import Consumer, TopicPartition
@@ -19,39 +16,21 @@ from apps.common.kafka import client_config
 from apps.consumers.models import DeadLetter, InboxEntry
 from tests.consumers.support import RawProducer, happened
 from tests.consumers.testapp.models import Effect, Script
+from tests.support.processes import Processes, log_of, wait_until
 
-ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
 @pytest.fixture
-def start_consumer(
-    subprocess_env: dict[str, str], testing_topic: str, tmp_path: Path
-) -> Iterator[Callable[[str], subprocess.Popen[bytes]]]:
-    processes: list[subprocess.Popen[bytes]] = []
-
+def start_consumer(start_command: Processes, testing_topic: str) -> Callable[[str], subprocess.Popen[bytes]]:
     def start(group_id: str) -> subprocess.Popen[bytes]:
-        log = open(tmp_path / f"consumer-{len(processes)}.log", "wb")  # noqa: SIM115 - closed with the process
-        process = subprocess.Popen(
-            [sys.executable, "manage.py", "consume", "testing", "--group-id", group_id],
-            cwd=ROOT, env={**subprocess_env, "TESTAPP_EVENTS_TOPIC": testing_topic}, stdout=log, stderr=log,
-        )
-        process.log_path = log.name  # type: ignore[attr-defined]
-        processes.append(process)
-        return process
+        return start_command("consume", "testing", "--group-id", group_id, env={"TESTAPP_EVENTS_TOPIC": testing_topic})
 
-    yield start
-    for process in processes:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
+    return start
 
 
-def wait_for(condition: Callable[[], bool], *, timeout: float = 40.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not reached"
-        time.sleep(0.1)
+def wait_for(condition: Callable[[], bool]) -> None:
+    wait_until(condition, timeout=40.0)
 
 
 def committed_offset(group_id: str, topic: str, partition: int = 0) -> int:
@@ -83,7 +62,7 @@ def test_consumer_killed_after_its_db_commit_but_before_the_offset_commit_applie
     assert second.wait(timeout=30) == 0
     assert Effect.objects.filter(event_id=crashing_id).count() == 1
     assert InboxEntry.objects.filter(event_id=crashing_id).count() == 1
-    assert "duplicates=1" in Path(second.log_path).read_text()  # type: ignore[attr-defined]
+    assert "duplicates=1" in log_of(second)
 
 
 def test_sigterm_finishes_commits_the_offsets_leaves_the_group_and_exits_zero(
