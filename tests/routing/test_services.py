@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import json
-import threading
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from django.db import connection, connections, transaction
+from django.db import transaction
 from django.test import override_settings
 
 from apps.common.api import ApplicationError
@@ -27,6 +25,7 @@ from apps.routing.services import (
     truck_update,
 )
 from tests.routing.factories import ANATOLIA_STOPS, CustomerFactory, DepotFactory, TruckFactory, calculated_route
+from tests.support.locks import race_on_lock
 
 DEPARTURE = datetime(2026, 11, 26, 6, 0, tzinfo=UTC)
 
@@ -174,64 +173,11 @@ def test_database_failure_inside_the_service_leaves_neither_route_nor_event(fail
 def test_concurrent_recalculations_of_a_route_get_distinct_calculation_numbers() -> None:
     """The first recalculation holds its transaction open; the second must wait for it, then see calculation 2."""
     route = calculated_route()
-    errors = _race(hold=lambda: route_recalculate(route=route), then=lambda: route_recalculate(route=route))
+    errors = race_on_lock(hold=lambda: route_recalculate(route=route), then=lambda: route_recalculate(route=route))
     assert not errors
     assert sorted(event.calculation for event in _events(route)) == [1, 2, 3]
     route.refresh_from_db()
     assert route.calculation == 3
-
-
-def _race(*, hold: Callable[[], object], then: Callable[[], object]) -> list[BaseException]:
-    """Run `hold` in a transaction kept open on its own connection, start `then` on another connection,
-    wait until `then` blocks on the row lock, release `hold`; return the errors either raised."""
-    held, release = threading.Event(), threading.Event()
-    errors: list[BaseException] = []
-
-    def holder() -> None:
-        try:
-            with transaction.atomic():
-                hold()
-                held.set()
-                release.wait(timeout=30)
-        except BaseException as error:  # noqa: BLE001 - reported to the test
-            errors.append(error)
-            held.set()
-        finally:
-            connections.close_all()
-
-    def waiter() -> None:
-        try:
-            then()
-        except BaseException as error:  # noqa: BLE001 - reported to the test
-            errors.append(error)
-        finally:
-            connections.close_all()
-
-    holding = threading.Thread(target=holder)
-    holding.start()
-    assert held.wait(timeout=30)
-    waiting = threading.Thread(target=waiter)
-    waiting.start()
-    _wait_until_blocked_or_finished(waiting)
-    release.set()
-    holding.join(timeout=30)
-    waiting.join(timeout=30)
-    return errors
-
-
-def _wait_until_blocked_or_finished(thread: threading.Thread) -> None:
-    """Until `thread` waits on a lock held by another backend (or ended): then the race is set up."""
-    with connection.cursor() as cursor:
-        for _ in range(600):
-            if not thread.is_alive():
-                return
-            cursor.execute(
-                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()"
-            )
-            if cursor.fetchone()[0]:
-                return
-            thread.join(timeout=0.05)
-    raise AssertionError("the second transaction neither blocked nor finished")
 
 
 # --- Lifecycle -----------------------------------------------------------------------
@@ -300,7 +246,7 @@ def test_dispatched_route_can_be_recalculated_and_stays_dispatched() -> None:
 def test_concurrent_complete_and_cancel_of_one_route_let_exactly_one_win() -> None:
     """Completion holds its transaction open; the cancellation must wait for the row lock, then see `completed`."""
     route = route_dispatch(route=calculated_route())
-    errors = _race(hold=lambda: route_complete(route=route), then=lambda: route_cancel(route=route, reason="too late"))
+    errors = race_on_lock(hold=lambda: route_complete(route=route), then=lambda: route_cancel(route=route, reason="too late"))
     assert [str(error) for error in errors] == ["a completed route cannot be cancelled"]
     route.refresh_from_db()
     assert (route.status, route.cancel_reason) == (S.COMPLETED, "")
