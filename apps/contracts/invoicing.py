@@ -20,7 +20,7 @@ class InvoiceGenerated(DomainEvent):
     key_field = "route_id"
 
     invoice_id: int = Field(gt=0)
-    number: str = Field(pattern=r"^LF-\d{4}-\d{6}$")
+    number: str = Field(pattern=r"^LF-\d{4}-\d{6,10}$")  # a seventh digit from the millionth of a year
     route_id: int = Field(gt=0)
     customer_id: int = Field(gt=0)
     net_total: Decimal = Field(decimal_places=2)

@@ -11,7 +11,7 @@ from django.urls import reverse
 from django.utils.html import format_html
 
 from apps.common.api import ApplicationError
-from apps.invoicing.models import BillingAccount, Invoice, InvoiceLine
+from apps.invoicing.models import NUMBER_ORDER, BillingAccount, Invoice, InvoiceLine
 from apps.invoicing.services import (
     billing_account_create,
     billing_account_update,
@@ -48,7 +48,7 @@ class IssuedMonthFilter(admin.SimpleListFilter):
 
 @admin.register(Invoice)
 class InvoiceAdmin(admin.ModelAdmin):
-    list_display = ["number", "kind", "customer", "route_id", "status", "gross_total", "currency", "issued_at",
+    list_display = ["number_in_order", "kind", "customer", "route_id", "status", "gross_total", "currency", "issued_at",
                     "pdf_status", "pdf_link"]
     list_filter = ["status", "pdf_status", "kind", "customer", IssuedMonthFilter]
     search_fields = ["number"]
@@ -73,6 +73,10 @@ class InvoiceAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
+
+    @admin.display(description="number", ordering=NUMBER_ORDER)
+    def number_in_order(self, invoice: Invoice) -> str:
+        return invoice.number
 
     @admin.display(description="PDF")
     def pdf_link(self, invoice: Invoice) -> str:

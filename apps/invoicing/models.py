@@ -10,10 +10,14 @@ from decimal import Decimal
 
 from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
 from django.db import models
-from django.db.models import Q
+from django.db.models import Q, Value
+from django.db.models.functions import Concat, Left, LPad, Substr
 
 ZERO = Decimal("0")
 HUNDRED = Decimal("100")
+# Invoice numbers in issue order: "LF-2026-1000000" after "LF-2026-999999", where text order would put it
+# between 100000 and 100001. The sequence after "LF-YYYY-" is left-padded to ten digits for comparison.
+NUMBER_ORDER = Concat(Left("number", 8), LPad(Substr("number", 9), 10, Value("0")))
 
 
 class BillingAccount(models.Model):
@@ -67,7 +71,7 @@ class Invoice(models.Model):
         RENDERED = "rendered", "Rendered"
         FAILED = "failed", "Failed"
 
-    number = models.CharField(max_length=14, unique=True)
+    number = models.CharField(max_length=20, unique=True)  # LF-YYYY- and 6 to 10 digits
     kind = models.CharField(max_length=12, choices=Kind.choices, default=Kind.INVOICE)
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.ISSUED)
     customer = models.ForeignKey(BillingAccount, on_delete=models.PROTECT, related_name="invoices")
