@@ -5,6 +5,8 @@ Kept apart from the services so the benchmark can time the bare HTML → PDF ste
 
 from __future__ import annotations
 
+import logging
+import os
 from datetime import datetime
 from typing import Any
 
@@ -16,6 +18,9 @@ from weasyprint import HTML
 from apps.invoicing.models import Invoice, InvoiceLine
 
 TEMPLATE = "invoicing/invoice.html"
+logger = logging.getLogger(__name__)
+# What the chaos run's leaking renderer keeps alive in this process (see `_leak_for_chaos`).
+_leaked: list[bytes] = []
 
 
 def invoice_context(invoice: Invoice) -> dict[str, Any]:
@@ -44,7 +49,19 @@ def html_to_pdf(html: str) -> bytes:
 
 
 def render_invoice_pdf(invoice: Invoice) -> bytes:
+    _leak_for_chaos()
     return html_to_pdf(invoice_html(invoice))
+
+
+def _leak_for_chaos() -> None:
+    """`make chaos` only (LOGIFLOW_CHAOS_PDF_LEAK_MB, 0 = off): each render keeps that many MB alive, the leaking
+    renderer that CELERY_WORKER_MAX_MEMORY_PER_CHILD must recycle before it takes the host down."""
+    megabytes = settings.LOGIFLOW_CHAOS_PDF_LEAK_MB
+    if megabytes <= 0:
+        return
+    _leaked.append(b"\x01" * (megabytes << 20))  # written, so the pages are resident
+    logger.warning("chaos: the PDF renderer leaked %d MB; process %d holds %d MB", megabytes, os.getpid(),
+                   megabytes * len(_leaked))
 
 
 def _when(value: str | None) -> datetime | None:

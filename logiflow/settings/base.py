@@ -216,6 +216,8 @@ INVOICING_PDF_STALE_MINUTES = env.int("INVOICING_PDF_STALE_MINUTES", default=15)
 CELERY_BEAT_SCHEDULE["invoicing-requeue-stale-pdfs"] = {
     "task": "apps.invoicing.tasks.requeue_stale_pdfs", "schedule": 5 * 60,
 }
+# `make chaos` only: every PDF render leaks this many MB, so Celery must recycle the renderer. 0 = off.
+LOGIFLOW_CHAOS_PDF_LEAK_MB = env.int("LOGIFLOW_CHAOS_PDF_LEAK_MB", default=0)
 
 LOGGING = {
     "version": 1,

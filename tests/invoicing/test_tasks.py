@@ -11,6 +11,7 @@ from celery import states
 from django.conf import settings
 from pypdf import PdfReader
 
+from apps.invoicing import pdf
 from apps.invoicing.models import Invoice
 from apps.invoicing.services import invoice_render_pdf, invoice_request_rerender
 from apps.invoicing.tasks import PDF_MAX_RETRIES, queue_invoice_renders, render_invoice_pdf, requeue_stale_pdfs
@@ -146,3 +147,15 @@ def test_a_celery_broker_outage_at_commit_does_not_undo_or_fail_the_issue(
 
     assert Invoice.objects.filter(pk=invoice.pk, pdf_status="pending").exists()
     assert "Error calling" in caplog.text and "on_commit" in caplog.text  # logged, left to the sweep
+
+
+def test_the_chaos_switch_makes_each_render_leak_its_megabytes_and_is_off_by_default(settings, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setattr(pdf, "_leaked", [])
+    invoice_render_pdf(invoice_id=invoice_for_route(route_id=31).pk)
+    assert pdf._leaked == []
+
+    settings.LOGIFLOW_CHAOS_PDF_LEAK_MB = 2
+    for route_id in (32, 33):
+        invoice_render_pdf(invoice_id=invoice_for_route(route_id=route_id).pk)
+
+    assert [len(block) for block in pdf._leaked] == [2 << 20, 2 << 20]
