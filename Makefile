@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.requirements-installed
 
-.PHONY: setup run test bench lint-imports clean
+.PHONY: setup run test bench chaos lint-imports clean
 
 $(STAMP): requirements.txt
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "LogiFlow needs Python 3.11+"'
@@ -28,6 +28,11 @@ test: setup lint-imports
 bench: setup
 	$(PY) bench/relay.py
 	$(PY) bench/invoicing.py
+
+# The fault-injection run (README, "make chaos"); CHAOS_SEED picks the schedule.
+CHAOS_SECONDS ?= 600
+chaos: setup
+	CHAOS_SECONDS=$(CHAOS_SECONDS) $(PY) -m chaos
 
 clean:
 	rm -rf $(VENV) var

@@ -1,0 +1,126 @@
+"""`python -m chaos` (`make chaos`): start the stack, drive it under the seeded faults, wait for quiet, check.
+
+Prints `name=value` lines (README, "make chaos"); exits 1 naming the invariants that failed, 2 when the run
+itself could not be set up, 0 when every invariant held.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import re
+import signal
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+from types import FrameType
+
+from chaos.api import REQUEST_TIMEOUT_S, Traffic, set_up_fleet, wait_until_serving
+from chaos.checks import Figure, measure, wait_for_quiet
+from chaos.config import Config
+from chaos.evidence import log_errors
+from chaos.faults import KINDS, FaultRunner, schedule
+from chaos.hostile import Injector
+from chaos.stack import Stack
+
+logger = logging.getLogger("chaos")
+LEAK_LINE = r"chaos: the PDF renderer leaked \d+ MB; process (\d+)"
+
+
+def main() -> int:
+    config = Config.from_env()
+    config.run_dir.mkdir(parents=True, exist_ok=True)
+    _log_to(config.run_dir / "chaos.log")
+    signal.signal(signal.SIGTERM, _interrupt)
+    for name, value in (("seed", config.seed), ("seconds", int(config.seconds)), ("run_dir", config.run_dir)):
+        print(f"{name}={value}", flush=True)
+    stack = Stack(config)
+    try:
+        figures = _run(config, stack)
+    except Exception:
+        logger.exception("the run itself failed; logs in %s", stack.log_dir)
+        return 2
+    finally:
+        stack.stop()
+    return _report(figures, stack)
+
+
+def _run(config: Config, stack: Stack) -> list[Figure]:
+    stack.start()
+    wait_until_serving(stack.web_url, timeout=120)
+    fleet = set_up_fleet(stack.web_url, random.Random(config.seed))
+    assert stack.broker is not None
+    injector = Injector(stack.broker.bootstrap_servers)
+    runner = FaultRunner(stack, injector, schedule(config.seed, config.seconds))
+    traffic = Traffic(stack.web_url, fleet, config.seed, config.clients, config.think_seconds)
+    started = time.monotonic()
+    logger.info("traffic and faults for %.0fs; logs in %s", config.seconds, stack.log_dir)
+    traffic.start(started + config.seconds)
+    runner.run(started=started, until=started + config.seconds)
+    traffic.join(timeout=REQUEST_TIMEOUT_S + 5)
+    down = stack.ensure_running()
+    unacknowledged = injector.flush(timeout=60)
+    logger.info("faults over; waiting (at most %.0fs) for the stack to go quiet", config.quiet_seconds)
+    quiet, waited, _ = wait_for_quiet(stack.database_url, stack.broker.bootstrap_servers, timeout=config.quiet_seconds)
+    stack.stop()  # nothing moves while the invariants are read
+    return [
+        *measure(stack.database_url, injector.delivered),
+        *(Figure(f"faults_{kind}", runner.counts[kind]) for kind in KINDS),
+        *_pdf_leak(stack.log_dir / "celery.log"),
+        Figure("backends_terminated", runner.backends_terminated),
+        Figure("hostile_unacknowledged", unacknowledged + len(injector.refused)),
+        Figure("exits_on_their_own", _exits(stack) or "none"),
+        Figure("still_down_after_faults", ",".join(down) or "none"),
+        Figure("api_outcomes", ",".join(f"{k}:{n}" for k, n in sorted(traffic.outcomes.items()))),
+        Figure("quiet", int(quiet)),
+        Figure("seconds_to_quiet", round(waited)),
+    ]
+
+
+def _report(figures: list[Figure], stack: Stack) -> int:
+    for figure in figures:
+        print(f"{figure.name}={figure.value}", flush=True)
+    failed = [figure for figure in figures if figure.failed]
+    if not failed:
+        print("chaos: every invariant held", flush=True)
+        return 0
+    for figure in failed:
+        print(f"chaos: FAILED {figure.name}={figure.value}: {figure.failed}", flush=True)
+    print(f"chaos: logs in {stack.log_dir} (the driver's own: {stack.config.run_dir / 'chaos.log'})", flush=True)
+    for line in log_errors(stack.log_dir):
+        print(f"chaos: evidence {line}", flush=True)
+    return 1
+
+
+def _exits(stack: Stack) -> str:
+    return ",".join(
+        f"{name}:{service.exits_on_its_own}(codes {sorted(set(service.exit_codes))})"
+        for name, service in stack.services.items() if service.exits_on_its_own
+    )
+
+
+def _pdf_leak(celery_log: Path) -> list[Figure]:
+    """Leaking renders, and the renderer processes they ran in: more processes than Celery's pool size
+    means the pool recycled its leaking children."""
+    leaks = re.findall(LEAK_LINE, celery_log.read_text(errors="replace")) if celery_log.exists() else []
+    return [Figure("faults_pdf_leak", len(leaks)), Figure("pdf_leaking_processes", len(set(leaks)))]
+
+
+def _log_to(path: Path) -> None:
+    logger.setLevel(logging.INFO)
+    to_stdout = logging.StreamHandler(sys.stdout)
+    to_stdout.setFormatter(logging.Formatter("chaos: %(message)s"))
+    to_file = logging.FileHandler(path)
+    to_file.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    logger.addHandler(to_stdout)
+    logger.addHandler(to_file)
+    logger.propagate = False
+
+
+def _interrupt(signum: int, _frame: FrameType | None) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

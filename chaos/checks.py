@@ -1,0 +1,250 @@
+"""After the faults: wait (bounded) until the stack is quiet, then measure what must have survived them.
+
+Everything is read from the database and the broker, never from what the clients were told: a request cut by
+a fault may have committed or not.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+from confluent_kafka import Consumer, KafkaException, TopicPartition
+
+from chaos.faults import APPLICATION_NAME
+from chaos.hostile import TOPICS, Delivered
+
+logger = logging.getLogger("chaos")
+STABLE_POLLS = 3  # quiet: nothing queued, nothing unread, and the counts unchanged over this many polls
+POLL_S = 3.0
+STALLED_S = 90.0  # longer than the relays' and consumers' longest restart backoff (30 s)
+
+
+@dataclass(frozen=True)
+class Figure:
+    """One `name=value` line; `failed` says why an invariant does not hold ("" if it holds or only informs)."""
+
+    name: str
+    value: Any
+    failed: str = ""
+
+
+def in_force(alias: str = "") -> str:
+    """SQL condition: an invoice in force (not cancelled by a credit note); `alias` names the table."""
+    column = f"{alias}." if alias else ""
+    return f"{column}kind = 'invoice' AND {column}status <> 'credited'"
+
+
+def connect(database_url: str) -> psycopg.Connection:
+    return psycopg.connect(database_url, autocommit=True, application_name=APPLICATION_NAME, connect_timeout=10)
+
+
+def _one(conn: psycopg.Connection, sql: str, params: Any = None) -> Any:
+    return conn.execute(sql, params).fetchone()[0]
+
+
+# --- quiet ---------------------------------------------------------------------------------------------------
+
+
+class Lag:
+    """Unread messages of each group's topic: end offsets minus the group's committed offsets."""
+
+    def __init__(self, bootstrap_servers: str) -> None:
+        self.consumers = {
+            group: Consumer({"bootstrap.servers": bootstrap_servers, "group.id": group, "enable.auto.commit": False,
+                             "client.id": "logiflow-chaos-lag"})
+            for group, _ in TOPICS.values()
+        }
+
+    def of(self, group: str) -> int:
+        """-1 when the broker did not answer in time."""
+        topic = next(topic for topic, (reader, _) in TOPICS.items() if reader == group)
+        consumer = self.consumers[group]
+        try:
+            partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+            committed = consumer.committed([TopicPartition(topic, p) for p in partitions], timeout=10)
+            unread = 0
+            for position in committed:
+                low, high = consumer.get_watermark_offsets(position, timeout=10)
+                unread += max(0, high - (position.offset if position.offset >= 0 else low))
+            return unread
+        except KafkaException:
+            return -1
+
+    def close(self) -> None:
+        for consumer in self.consumers.values():
+            consumer.close()
+
+
+def progress(conn: psycopg.Connection, lag: Lag) -> dict[str, int]:
+    return {
+        "outbox_pending": _one(conn, "SELECT count(*) FROM outbox_outboxevent WHERE state = 'pending'"),
+        "ledger_replaying": _one(conn, "SELECT count(*) FROM consumers_deadletter WHERE status = 'replaying'"),
+        "lag_invoicing": lag.of("invoicing"),
+        "lag_routing": lag.of("routing"),
+        "documents": _one(conn, "SELECT count(*) FROM invoicing_invoice"),
+        "routes_marked": _one(conn, "SELECT count(*) FROM routing_route WHERE invoice_number <> ''"),
+        "ledger": _one(conn, "SELECT count(*) FROM consumers_deadletter"),
+    }
+
+
+def wait_for_quiet(database_url: str, bootstrap_servers: str, *, timeout: float) -> tuple[bool, float, dict[str, int]]:
+    """Until nothing is queued or unread and the counts stop moving; or the counts stop moving for STALLED_S
+    (a stuck stack); or `timeout`. Returns (quiet, seconds waited, the last reading)."""
+    started = time.monotonic()
+    lag = Lag(bootstrap_servers)
+    readings: list[dict[str, int]] = []
+    unchanged_since = started
+    try:
+        while True:
+            try:
+                with connect(database_url) as conn:
+                    reading = progress(conn, lag)
+            except psycopg.Error as error:
+                logger.info("quiet wait: database not answering (%s)", error)
+                reading = {}
+            if readings and reading != readings[-1]:
+                unchanged_since = time.monotonic()
+            readings.append(reading)
+            recent = readings[-STABLE_POLLS:]
+            idle = reading and all(reading[name] == 0 for name in ("outbox_pending", "ledger_replaying",
+                                                                    "lag_invoicing", "lag_routing"))
+            waited = time.monotonic() - started
+            if idle and len(recent) == STABLE_POLLS and all(r == reading for r in recent):
+                return True, waited, reading
+            if waited >= timeout or time.monotonic() - unchanged_since >= STALLED_S:
+                logger.info("not quiet after %.0fs: %s", waited, reading)
+                return False, waited, reading
+            time.sleep(POLL_S)
+    finally:
+        lag.close()
+
+
+# --- invariants ----------------------------------------------------------------------------------------------
+
+
+def measure(database_url: str, hostile: list[Delivered]) -> list[Figure]:
+    with connect(database_url) as conn:
+        return [
+            *_invoicing(conn),
+            _duplicate_effects(conn),
+            _numbers_gapless(conn),
+            *_hostile(conn, hostile),
+            *_stuck(conn),
+            *_timing(conn),
+        ]
+
+
+def _invoicing(conn: psycopg.Connection) -> list[Figure]:
+    routes = _one(conn, "SELECT count(*) FROM routing_route WHERE calculation > 0")
+    invoices = _one(conn, f"SELECT count(*) FROM invoicing_invoice WHERE {in_force()}")
+    without = [row[0] for row in conn.execute(
+        f"SELECT id FROM routing_route r WHERE calculation > 0 AND NOT EXISTS "
+        f"(SELECT 1 FROM invoicing_invoice i WHERE i.route_id = r.id AND {in_force('i')}) ORDER BY id"
+    )]
+    behind = _one(conn, f"SELECT count(*) FROM invoicing_invoice i JOIN routing_route r ON r.id = i.route_id "
+                        f"WHERE {in_force('i')} AND i.route_calculation <> r.calculation")
+    marked = _one(conn, f"SELECT count(*) FROM routing_route r JOIN invoicing_invoice i ON i.route_id = r.id "
+                        f"AND {in_force('i')} WHERE r.invoice_number = i.number")
+    sample = ",".join(map(str, without[:10])) + ("…" if len(without) > 10 else "")
+    return [
+        Figure("routes_created", routes),
+        Figure("invoices_in_force", invoices,
+               "" if invoices == routes else f"{invoices} invoices in force for {routes} routes; "
+                                             f"routes without one: {sample or 'none'}"),
+        Figure("invoices_behind_route", behind,
+               "" if behind == 0 else f"{behind} invoices in force are for an older calculation than their route's"),
+        Figure("routes_marked_invoiced", marked,
+               "" if marked == routes else f"{routes - marked} routes do not show their invoice in force"),
+    ]
+
+
+def _duplicate_effects(conn: psycopg.Connection) -> Figure:
+    checks = {
+        # a route with two invoices in force
+        "in_force_twice": f"SELECT route_id FROM invoicing_invoice WHERE {in_force()} GROUP BY 1 HAVING count(*) > 1",
+        # two documents of one kind for one calculation of a route
+        "document_twice": "SELECT 1 FROM invoicing_invoice GROUP BY route_id, route_calculation, kind "
+                          "HAVING count(*) > 1",
+        # an invoice announced twice
+        "announced_twice": "SELECT payload::jsonb->>'invoice_id' FROM outbox_outboxevent "
+                           "WHERE event_type LIKE 'logiflow.invoicing.InvoiceGenerated.%' GROUP BY 1 HAVING count(*) > 1",
+        # one calculation of a route published twice
+        "calculated_twice": "SELECT 1 FROM outbox_outboxevent WHERE event_type LIKE 'logiflow.routing.RouteCalculated.%' "
+                            "GROUP BY payload::jsonb->>'route_id', payload::jsonb->>'calculation' HAVING count(*) > 1",
+        # a credited invoice without its credit note, or a credit note for an invoice still in force
+        "credit_mismatch": "SELECT 1 FROM invoicing_invoice i WHERE i.kind = 'invoice' AND (i.status = 'credited') "
+                           "<> EXISTS (SELECT 1 FROM invoicing_invoice c WHERE c.credit_for_id = i.id)",
+    }
+    found = {name: _one(conn, f"SELECT count(*) FROM ({sql}) AS found") for name, sql in checks.items()}
+    total = sum(found.values())
+    detail = ", ".join(f"{name}={count}" for name, count in found.items() if count)
+    return Figure("duplicate_effects", total, detail)
+
+
+def _numbers_gapless(conn: psycopg.Connection) -> Figure:
+    counters = dict(conn.execute("SELECT year, last_number FROM invoicing_invoicenumbercounter").fetchall())
+    issued: dict[int, list[int]] = {}
+    for (number,) in conn.execute("SELECT number FROM invoicing_invoice"):
+        _, year, sequence = number.split("-")
+        issued.setdefault(int(year), []).append(int(sequence))
+    problems = []
+    for year in sorted(set(counters) | set(issued)):
+        numbers = sorted(issued.get(year, []))
+        if numbers != list(range(1, counters.get(year, 0) + 1)):
+            missing = sorted(set(range(1, counters.get(year, 0) + 1)) - set(numbers))[:10]
+            problems.append(f"{year}: {len(numbers)} numbers for counter {counters.get(year)}, "
+                            f"{len(numbers) - len(set(numbers))} repeated, missing {missing}")
+    return Figure("numbers_gapless", 0 if problems else 1, "; ".join(problems))
+
+
+def _hostile(conn: psycopg.Connection, hostile: list[Delivered]) -> list[Figure]:
+    recorded = set(conn.execute(
+        'SELECT d."group", d.topic, d.partition, d."offset" FROM consumers_deadletter d '
+        'JOIN unnest(%s::text[], %s::text[], %s::int[], %s::bigint[]) AS h(grp, topic, part, off) '
+        'ON d."group" = h.grp AND d.topic = h.topic AND d.partition = h.part AND d."offset" = h.off',
+        [[m.group for m in hostile], [m.topic for m in hostile], [m.partition for m in hostile],
+         [m.offset for m in hostile]],
+    ).fetchall())
+    missing = Counter(f"{m.kind}@{m.topic}" for m in hostile if (m.group, m.topic, m.partition, m.offset) not in recorded)
+    others = conn.execute(
+        "SELECT reason, count(*) FROM consumers_deadletter GROUP BY 1 ORDER BY 1"
+    ).fetchall()
+    total = sum(count for _, count in others)
+    return [
+        Figure("hostile_injected", len(hostile)),
+        Figure("hostile_in_ledger", len(recorded),
+               "" if not missing else "no dead letter for " + ", ".join(f"{k}×{n}" for k, n in sorted(missing.items()))),
+        Figure("dead_letters_other", total - len(recorded)),
+        Figure("dead_letters_by_reason", ",".join(f"{reason}:{count}" for reason, count in others) or "none"),
+    ]
+
+
+def _stuck(conn: psycopg.Connection) -> list[Figure]:
+    pending = _one(conn, "SELECT count(*) FROM outbox_outboxevent WHERE state = 'pending'")
+    replaying = _one(conn, "SELECT count(*) FROM consumers_deadletter WHERE status = 'replaying'")
+    failed = _one(conn, "SELECT count(*) FROM outbox_outboxevent WHERE state = 'failed'")
+    stuck = pending + replaying
+    return [
+        Figure("stuck", stuck, "" if stuck == 0 else f"{pending} outbox rows pending, {replaying} dead letters replaying"),
+        Figure("outbox_failed", failed),
+    ]
+
+
+def _timing(conn: psycopg.Connection) -> list[Figure]:
+    """Seconds from the RouteCalculated row's commit-time stamp to the invoice it caused."""
+    worst, median = conn.execute(
+        "SELECT max(s), percentile_cont(0.5) WITHIN GROUP (ORDER BY s) FROM ("
+        "SELECT extract(epoch FROM i.issued_at - o.created_at) AS s FROM invoicing_invoice i "
+        "JOIN outbox_outboxevent o ON o.event_id = i.source_event_id WHERE i.kind = 'invoice') AS delays"
+    ).fetchone()
+    pdfs = dict(conn.execute("SELECT pdf_status, count(*) FROM invoicing_invoice GROUP BY 1").fetchall())
+    return [
+        Figure("max_seconds_to_invoice", round(float(worst), 1) if worst is not None else "none"),
+        Figure("median_seconds_to_invoice", round(float(median), 1) if median is not None else "none"),
+        *(Figure(f"pdfs_{status}", pdfs.get(status, 0)) for status in ("rendered", "pending", "failed")),
+    ]

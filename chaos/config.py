@@ -1,0 +1,38 @@
+"""The run's settings, read once from the CHAOS_* environment variables (README, "make chaos")."""
+
+from __future__ import annotations
+
+import os
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class Config:
+    seed: int
+    seconds: float  # of traffic and faults; the quiet wait and the checks come after
+    clients: int
+    think_seconds: float  # a client's mean pause between two requests
+    quiet_seconds: float  # the longest wait for the stack to go quiet after the faults
+    run_dir: Path
+    pdf_leak_mb: int
+    worker_max_memory_kib: int
+
+    @classmethod
+    def from_env(cls) -> Config:
+        seed = int(os.environ.get("CHAOS_SEED") or random.SystemRandom().randrange(1, 1_000_000))
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        return cls(
+            seed=seed,
+            seconds=float(os.environ.get("CHAOS_SECONDS") or 600),
+            clients=int(os.environ.get("CHAOS_CLIENTS") or 3),
+            think_seconds=float(os.environ.get("CHAOS_THINK_SECONDS") or 1.5),
+            quiet_seconds=float(os.environ.get("CHAOS_QUIET_SECONDS") or 300),
+            run_dir=Path(os.environ.get("CHAOS_DIR") or ROOT / "var" / "chaos" / f"{stamp}-seed{seed}"),
+            pdf_leak_mb=int(os.environ.get("CHAOS_PDF_LEAK_MB") or 40),
+            worker_max_memory_kib=int(os.environ.get("CHAOS_WORKER_MAX_MEMORY_KIB") or 250_000),
+        )

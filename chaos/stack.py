@@ -1,0 +1,240 @@
+"""The stack under test as real processes: an embedded PostgreSQL and Tansu, two relays, two members of each
+consumer group, Celery with beat and gunicorn. A supervisor thread restarts whatever the faults killed, or
+whatever exited on its own (with backoff), as a process supervisor in production would.
+
+Every process runs in a session of its own, so a kill reaches its children too (Celery's pool); logs go to
+<run dir>/logs/<name>.log, appended across restarts.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from apps.common.embedded_broker import EmbeddedBroker, free_port
+from chaos.config import ROOT, Config
+from logiflow.embedded_postgres import throwaway_database_url
+
+logger = logging.getLogger("chaos")
+PYTHON = sys.executable
+SET_UP_TIMEOUT_S = 300
+STOP_GRACE_S = 20
+RESTART_BACKOFF_MAX_S = 30
+STABLE_AFTER_S = 30  # a process that ran this long is healthy again: its next exit restarts it at once
+RELAYS = ("relay-1", "relay-2")
+CONSUMERS = ("invoicing-1", "invoicing-2", "routing-1", "routing-2")
+
+
+@dataclass
+class Service:
+    """One supervised process. `restart_at` set means "down on purpose, start again then"."""
+
+    name: str
+    argv: list[str]
+    env: dict[str, str]
+    log_path: Path
+    process: subprocess.Popen[bytes] | None = None
+    starts: int = 0
+    started_at: float = 0.0
+    restart_at: float | None = None
+    exits_on_its_own: int = 0
+    failures_in_a_row: int = 0
+    exit_codes: list[int] = field(default_factory=list)
+
+    def start(self) -> None:
+        self.starts += 1
+        with open(self.log_path, "ab") as log:
+            log.write(f"--- chaos: start #{self.starts} at {time.strftime('%H:%M:%S')} ---\n".encode())
+            log.flush()
+            self.process = subprocess.Popen(
+                self.argv, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            )
+        self.started_at = time.monotonic()
+
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def signal_group(self, signum: int) -> None:
+        """`signum` to the process and every process of its session (its group id is its pid)."""
+        if self.process is None:
+            return
+        try:
+            os.killpg(self.process.pid, signum)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+
+class Stack:
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.log_dir = config.run_dir / "logs"
+        self.database_url = ""
+        self.broker: EmbeddedBroker | None = None
+        self.web_url = ""
+        self.services: dict[str, Service] = {}
+        self.broker_paused = False
+        self._lock = threading.Lock()
+        self._supervising = threading.Event()
+        self._supervisor: threading.Thread | None = None
+
+    # --- start ---------------------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        self.database_url = throwaway_database_url()  # deleted when this process exits
+        self.broker = EmbeddedBroker(port=free_port(), log_path=self.log_dir / "tansu.log")
+        self.broker.start()
+        logger.info("PostgreSQL at %s, Tansu at %s", self.database_url, self.broker.bootstrap_servers)
+        self._manage("migrate", "--noinput", "-v0")
+        self._manage("create_demo_users", DJANGO_DEBUG="true")
+        self._manage("kafka_topics")
+        port = free_port()
+        self.web_url = f"http://127.0.0.1:{port}"
+        for service in self._services(port):
+            self.services[service.name] = service
+            service.start()
+        self._supervising.set()
+        self._supervisor = threading.Thread(target=self._supervise, name="chaos-supervisor", daemon=True)
+        self._supervisor.start()
+
+    def env(self, **extra: str) -> dict[str, str]:
+        assert self.broker is not None
+        return {
+            **os.environ,
+            "DJANGO_SETTINGS_MODULE": "logiflow.settings.local",
+            "DJANGO_DEBUG": "false",
+            "DATABASE_URL": self.database_url,
+            "KAFKA_BOOTSTRAP_SERVERS": self.broker.bootstrap_servers,
+            "KAFKA_TOPIC_PREFIX": "",
+            "CELERY_BROKER_URL": "filesystem://",
+            "CELERY_FILESYSTEM_DIR": str(self.config.run_dir / "celery"),
+            "MEDIA_ROOT": str(self.config.run_dir / "media"),
+            "PYTHONUNBUFFERED": "1",
+            **extra,
+        }
+
+    def _manage(self, *args: str, **extra: str) -> None:
+        with open(self.log_dir / "setup.log", "ab") as log:
+            subprocess.run(
+                [PYTHON, "manage.py", *args], cwd=ROOT, env=self.env(**extra), stdout=log, stderr=subprocess.STDOUT,
+                check=True, timeout=SET_UP_TIMEOUT_S,
+            )
+
+    def _services(self, port: int) -> list[Service]:
+        manage = [PYTHON, "manage.py"]
+        celery_env = self.env(
+            LOGIFLOW_CHAOS_PDF_LEAK_MB=str(self.config.pdf_leak_mb),
+            CELERY_WORKER_MAX_MEMORY_PER_CHILD=str(self.config.worker_max_memory_kib),
+        )
+        commands = {
+            **{name: [*manage, "relay_outbox"] for name in RELAYS},
+            **{name: [*manage, "consume", name.split("-")[0]] for name in CONSUMERS},
+            "celery": [
+                PYTHON, "-m", "celery", "-A", "logiflow", "worker", "--beat", "--loglevel=INFO", "--concurrency=2",
+                f"--schedule={self.config.run_dir / 'celerybeat-schedule'}", "--hostname=chaos@%h",
+            ],
+            "web": [
+                PYTHON, "-m", "gunicorn", "logiflow.wsgi:application", f"--bind=127.0.0.1:{port}", "--workers=2",
+                "--worker-class=gthread", "--threads=4", "--timeout=60", "--graceful-timeout=10",
+            ],
+        }
+        return [
+            Service(name=name, argv=argv, env=celery_env if name == "celery" else self.env(),
+                    log_path=self.log_dir / f"{name}.log")
+            for name, argv in commands.items()
+        ]
+
+    # --- faults --------------------------------------------------------------------------------------------
+
+    def kill(self, name: str, *, restart_after: float) -> None:
+        """SIGKILL the service and its children; the supervisor starts it again `restart_after` seconds later."""
+        with self._lock:
+            service = self.services[name]
+            service.restart_at = time.monotonic() + restart_after
+            service.signal_group(signal.SIGKILL)
+
+    def pause_broker(self) -> None:
+        assert self.broker is not None and self.broker.process is not None
+        os.kill(self.broker.process.pid, signal.SIGSTOP)
+        self.broker_paused = True
+
+    def resume_broker(self) -> None:
+        if self.broker_paused and self.broker is not None and self.broker.process is not None:
+            os.kill(self.broker.process.pid, signal.SIGCONT)
+        self.broker_paused = False
+
+    # --- supervision ---------------------------------------------------------------------------------------
+
+    def _supervise(self) -> None:
+        while self._supervising.is_set():
+            with self._lock:
+                for service in self.services.values():
+                    self._look_after(service, time.monotonic())
+            time.sleep(0.5)
+
+    def _look_after(self, service: Service, now: float) -> None:
+        if service.running():
+            if service.failures_in_a_row and now - service.started_at > STABLE_AFTER_S:
+                service.failures_in_a_row = 0
+            return
+        if service.restart_at is None:  # nobody killed it: it exited on its own
+            assert service.process is not None
+            code = service.process.returncode
+            service.exits_on_its_own += 1
+            service.exit_codes.append(code)
+            service.failures_in_a_row += 1
+            delay = min(RESTART_BACKOFF_MAX_S, 2 ** (service.failures_in_a_row - 1))
+            service.restart_at = now + delay
+            logger.info("%s exited on its own (code %s); restarting in %ss", service.name, code, delay)
+        elif now >= service.restart_at:
+            service.restart_at = None
+            service.start()
+
+    def ensure_running(self, *, timeout: float = 40.0) -> list[str]:
+        """Start now whatever is down (no more faults are coming); returns the names still down after `timeout`."""
+        with self._lock:
+            for service in self.services.values():
+                if not service.running() and service.restart_at is not None:
+                    service.restart_at = time.monotonic()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            down = [name for name, service in self.services.items() if not service.running()]
+            if not down:
+                return []
+            time.sleep(0.5)
+        return down
+
+    # --- stop ----------------------------------------------------------------------------------------------
+
+    def stop(self) -> None:
+        """Stop everything, bounded: SIGTERM to each main process, then SIGKILL to whatever is left."""
+        self._supervising.clear()
+        if self._supervisor is not None:
+            self._supervisor.join(timeout=5)
+        self.resume_broker()
+        for service in self.services.values():
+            if service.running():
+                assert service.process is not None
+                service.process.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + STOP_GRACE_S
+        for service in self.services.values():
+            if service.process is not None:
+                try:
+                    service.process.wait(max(0.1, deadline - time.monotonic()))
+                except subprocess.TimeoutExpired:
+                    logger.info("%s did not stop within %ss of SIGTERM; killing it", service.name, STOP_GRACE_S)
+            service.signal_group(signal.SIGKILL)  # pool children, or anything the main process left behind
+            if service.process is not None:
+                try:
+                    service.process.wait(5)
+                except subprocess.TimeoutExpired:
+                    logger.warning("%s (pid %s) survived SIGKILL", service.name, service.process.pid)
+        if self.broker is not None:
+            self.broker.stop()
