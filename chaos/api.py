@@ -125,7 +125,7 @@ class Traffic:
     clients: int
     think_seconds: float
     outcomes: Counter[str] = field(default_factory=Counter)
-    routes: list[int] = field(default_factory=list)
+    routes: list[tuple[int, int]] = field(default_factory=list)  # (route, its truck)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _threads: list[threading.Thread] = field(default_factory=list)
 
@@ -143,25 +143,35 @@ class Traffic:
 
     def _client(self, number: int, deadline: float) -> None:
         rng = random.Random(f"{self.seed}-client-{number}")
-        api = login(self.base_url, "dispatcher")
+        try:
+            api = login(self.base_url, "dispatcher")
+        except RuntimeError:
+            logger.exception("client %d could not log in; it sends nothing", number)
+            return
         while time.monotonic() < deadline:
             with self._lock:
-                route_id = rng.choice(self.routes) if self.routes and rng.random() < RECALCULATE_SHARE else None
-            if route_id is None:
-                status, answer = api.request("POST", "/api/v1/routes/", self._route(rng))
-                action = "create"
-                if status == 201:
-                    with self._lock:
-                        self.routes.append(answer["id"])
-            else:
-                status, answer = api.request("POST", f"/api/v1/routes/{route_id}/recalculate/")
-                action = "recalculate"
+                known = rng.choice(self.routes) if self.routes and rng.random() < RECALCULATE_SHARE else None
+            outcome = self._create(api, rng) if known is None else self._recalculate(api, rng, *known)
             with self._lock:
-                self.outcomes[f"{action}:{status}"] += 1
-            if status >= 500 or status == 0:
-                logger.debug("%s answered %s: %s", action, status, str(answer)[:200])
+                self.outcomes[outcome] += 1
             time.sleep(min(max(0.0, deadline - time.monotonic()), rng.uniform(0, 2 * self.think_seconds)))
 
-    def _route(self, rng: random.Random) -> dict[str, Any]:
+    def _create(self, api: Api, rng: random.Random) -> str:
+        truck = rng.choice(self.fleet.trucks)
         stops = [{"name": f"Stop {n}", **_point(rng)} for n in range(1, rng.randint(2, 6) + 1)]
-        return {"truck": rng.choice(self.fleet.trucks), "customer": rng.choice(self.fleet.customers), "stops": stops}
+        status, answer = api.request(
+            "POST", "/api/v1/routes/", {"truck": truck, "customer": rng.choice(self.fleet.customers), "stops": stops}
+        )
+        if status == 201:
+            with self._lock:
+                self.routes.append((answer["id"], truck))
+        return f"create:{status}"
+
+    def _recalculate(self, api: Api, rng: random.Random, route: int, truck: int) -> str:
+        """Re-plan after the truck's speed changed (an unchanged plan is not recalculated at all)."""
+        status, _ = api.request("PATCH", f"/api/v1/trucks/{truck}/", {"average_speed_kmh": rng.randint(50, 110)})
+        if status != 200:
+            return f"truck_speed:{status}"
+        status, answer = api.request("POST", f"/api/v1/routes/{route}/recalculate/")
+        changed = status == 200 and isinstance(answer, dict) and answer.get("recalculated") is not False
+        return f"recalculate:{status}" + ("" if status != 200 or changed else ":unchanged")
