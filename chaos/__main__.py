@@ -47,12 +47,13 @@ def main() -> int:
 
 
 def _run(config: Config, stack: Stack) -> list[Figure]:
+    faults = schedule(config.seed, config.seconds, config.faults or KINDS)
     stack.start()
     wait_until_serving(stack.web_url, timeout=120)
     fleet = set_up_fleet(stack.web_url, random.Random(config.seed))
     assert stack.broker is not None
     injector = Injector(stack.broker.bootstrap_servers)
-    runner = FaultRunner(stack, injector, schedule(config.seed, config.seconds))
+    runner = FaultRunner(stack, injector, faults)
     traffic = Traffic(stack.web_url, fleet, config.seed, config.clients, config.think_seconds)
     started = time.monotonic()
     logger.info("traffic and faults for %.0fs; logs in %s", config.seconds, stack.log_dir)

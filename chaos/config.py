@@ -21,6 +21,7 @@ class Config:
     run_dir: Path
     pdf_leak_mb: int
     worker_max_memory_kib: int
+    faults: tuple[str, ...]  # empty: every kind
 
     @classmethod
     def from_env(cls) -> Config:
@@ -35,4 +36,5 @@ class Config:
             run_dir=Path(os.environ.get("CHAOS_DIR") or ROOT / "var" / "chaos" / f"{stamp}-seed{seed}"),
             pdf_leak_mb=int(os.environ.get("CHAOS_PDF_LEAK_MB") or 40),
             worker_max_memory_kib=int(os.environ.get("CHAOS_WORKER_MAX_MEMORY_KIB") or 250_000),
+            faults=tuple(kind.strip() for kind in os.environ.get("CHAOS_FAULTS", "").split(",") if kind.strip()),
         )

@@ -39,11 +39,15 @@ class Fault:
     seconds: float = 0.0  # how long the broker stays paused, or the killed process stays down
 
 
-def schedule(seed: int, seconds: float) -> list[Fault]:
+def schedule(seed: int, seconds: float, kinds: tuple[str, ...] = KINDS) -> list[Fault]:
     """Every kind once first (in a seeded order, so a short run sees them all), then weighted draws; one
-    broker pause at a time, ending before `seconds`."""
+    broker pause at a time, ending before `seconds`. `kinds` narrows the faults (to isolate a failure)."""
+    unknown = set(kinds) - set(KINDS)
+    if unknown or not kinds:
+        raise ValueError(f"fault kinds must be some of {', '.join(KINDS)}; got {', '.join(kinds) or 'none'}")
     rng = random.Random(seed)
-    first = list(KINDS)
+    weights = {kind: weight for kind, weight in WEIGHTS.items() if kind in kinds}
+    first = list(weights)
     rng.shuffle(first)
     faults: list[Fault] = []
     at, paused_until = WARM_UP_S, 0.0
@@ -51,9 +55,9 @@ def schedule(seed: int, seconds: float) -> list[Fault]:
         at += rng.uniform(*GAP_S)
         if at >= seconds:
             return faults
-        kind = first.pop(0) if first else rng.choices(KINDS, weights=list(WEIGHTS.values()))[0]
+        kind = first.pop(0) if first else rng.choices(list(weights), weights=list(weights.values()))[0]
         if kind == "pause_broker" and (at < paused_until or at + PAUSE_S[0] > seconds):
-            kind = "terminate_backends"
+            continue  # one pause at a time, over before the end
         if kind == "pause_broker":
             length = min(rng.uniform(*PAUSE_S), seconds - at)
             paused_until = at + length

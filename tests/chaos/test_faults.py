@@ -25,6 +25,12 @@ def test_a_short_run_sees_every_fault_kind_and_one_broker_pause_at_a_time_ending
     assert all(later_start >= end for (_, end), (later_start, _) in zip(pauses, pauses[1:]))
 
 
+def test_a_run_narrowed_to_some_kinds_injects_only_those_and_an_unknown_kind_is_refused() -> None:
+    assert {fault.kind for fault in schedule(3, 600, ("kill_relay", "pause_broker"))} == {"kill_relay", "pause_broker"}
+    with pytest.raises(ValueError, match="kill_everything"):
+        schedule(3, 600, ("kill_everything",))
+
+
 @pytest.mark.parametrize("topic", sorted(TOPICS))
 @pytest.mark.parametrize("kind", HOSTILE_KINDS)
 def test_every_hostile_message_is_one_its_group_must_dead_letter(kind: str, topic: str) -> None:
