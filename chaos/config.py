@@ -17,7 +17,9 @@ class Config:
     seconds: float  # of traffic and faults; the quiet wait and the checks come after
     clients: int
     think_seconds: float  # a client's mean pause between two requests
-    quiet_seconds: float  # the longest wait for the stack to go quiet after the faults
+    # The longest wait for quiet after the faults: more than a consumer group's rebalance timeout (Kafka's
+    # max.poll.interval.ms, 300 s), the longest a group may legitimately wait for a member it lost.
+    quiet_seconds: float
     run_dir: Path
     pdf_leak_mb: int
     worker_max_memory_kib: int
@@ -32,9 +34,9 @@ class Config:
             seconds=float(os.environ.get("CHAOS_SECONDS") or 600),
             clients=int(os.environ.get("CHAOS_CLIENTS") or 3),
             think_seconds=float(os.environ.get("CHAOS_THINK_SECONDS") or 1.5),
-            quiet_seconds=float(os.environ.get("CHAOS_QUIET_SECONDS") or 300),
+            quiet_seconds=float(os.environ.get("CHAOS_QUIET_SECONDS") or 360),
             run_dir=Path(os.environ.get("CHAOS_DIR") or ROOT / "var" / "chaos" / f"{stamp}-seed{seed}"),
-            pdf_leak_mb=int(os.environ.get("CHAOS_PDF_LEAK_MB") or 40),
+            pdf_leak_mb=int(os.environ.get("CHAOS_PDF_LEAK_MB") or 20),
             worker_max_memory_kib=int(os.environ.get("CHAOS_WORKER_MAX_MEMORY_KIB") or 250_000),
             faults=tuple(kind.strip() for kind in os.environ.get("CHAOS_FAULTS", "").split(",") if kind.strip()),
         )

@@ -110,7 +110,10 @@ class FaultRunner:
         elif fault.kind == "pause_broker":
             self.stack.pause_broker()
         elif fault.kind == "terminate_backends":
-            self.backends_terminated += terminate_backends(self.stack.database_url)
+            try:
+                self.backends_terminated += terminate_backends(self.stack.database_url)
+            except psycopg.Error as error:
+                logger.warning("pg_terminate_backend failed: %s", error)
         elif fault.kind == "hostile":
             self.injector.inject_all(fault.target)
         else:

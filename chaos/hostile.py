@@ -10,7 +10,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from confluent_kafka import KafkaError, Message, Producer
+from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 logger = logging.getLogger("chaos")
 
@@ -100,10 +100,14 @@ class Injector:
         for kind in KINDS:
             self.produced += 1
             key, value, headers = hostile_message(kind, topic, self.produced)
-            self.producer.produce(
-                topic, key=key, value=value, headers=headers,
-                on_delivery=lambda error, message, kind=kind: self._report(kind, error, message),
-            )
+            try:
+                self.producer.produce(
+                    topic, key=key, value=value, headers=headers,
+                    on_delivery=lambda error, message, kind=kind: self._report(kind, error, message),
+                )
+            except (BufferError, KafkaException) as error:  # refused before it left: not injected
+                self.refused.append((kind, topic, str(error)))
+                logger.warning("hostile %s into %s refused by the producer: %s", kind, topic, error)
             self.producer.poll(0)
 
     def poll(self) -> None:
