@@ -96,7 +96,7 @@ def _report(figures: list[Figure], stack: Stack) -> int:
 
 def _exits(stack: Stack) -> str:
     return ",".join(
-        f"{name}:{service.exits_on_its_own}(codes {sorted(set(service.exit_codes))})"
+        f"{name}:{service.exits_on_its_own}/codes:{'+'.join(map(str, sorted(set(service.exit_codes))))}"
         for name, service in stack.services.items() if service.exits_on_its_own
     )
 
