@@ -61,7 +61,7 @@ def _run(config: Config, stack: Stack) -> list[Figure]:
     runner.run(started=started, until=started + config.seconds)
     traffic.join(timeout=REQUEST_TIMEOUT_S + 5)
     down = stack.ensure_running()
-    unacknowledged = injector.flush(timeout=60)
+    unacknowledged = injector.close(timeout=60)
     logger.info("faults over; waiting (at most %.0fs) for the stack to go quiet", config.quiet_seconds)
     quiet, waited, _ = wait_for_quiet(stack.database_url, stack.broker.bootstrap_servers, timeout=config.quiet_seconds)
     stack.stop()  # nothing moves while the invariants are read

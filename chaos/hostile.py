@@ -89,7 +89,6 @@ class Injector:
             "acks": "all",
             "message.max.bytes": 4 * OVERSIZED_BYTES,
             "message.timeout.ms": 120_000,  # longer than any broker pause of the schedule
-            "log_level": 4,  # warnings and worse: not the disconnect notice when the broker stops at the end
         })
         self.delivered: list[Delivered] = []
         self.refused: list[tuple[str, str, str]] = []  # (kind, topic, error)
@@ -113,9 +112,12 @@ class Injector:
     def poll(self) -> None:
         self.producer.poll(0)
 
-    def flush(self, *, timeout: float) -> int:
-        """Wait (bounded) for the outstanding acknowledgements; returns how many are still unknown."""
-        return self.producer.flush(timeout)
+    def close(self, *, timeout: float) -> int:
+        """Wait (bounded) for the outstanding acknowledgements, then let the producer go (before the broker
+        stops, or it keeps reconnecting); returns how many acknowledgements are still unknown."""
+        unknown = self.producer.flush(timeout)
+        del self.producer
+        return unknown
 
     def _report(self, kind: str, error: KafkaError | None, message: Message) -> None:
         if error is not None:
