@@ -14,7 +14,9 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from apps.common.filters import StrictFilterSet
 from apps.common.permissions import ModelPermissions
+from apps.common.serializers import StrictInput
 from apps.consumers.models import DeadLetter, DeadLetterReplay
 from apps.consumers.services import ReplayResult, deadletter_discard, deadletter_replay, payload_json
 
@@ -29,7 +31,7 @@ class CanDiscard(BasePermission):
         return request.user.has_perm("consumers.discard_deadletter")
 
 
-class DeadLetterFilter(django_filters.FilterSet):
+class DeadLetterFilter(StrictFilterSet):
     status = django_filters.ChoiceFilter(choices=DeadLetter.Status.choices)
     group = django_filters.CharFilter()
     type = django_filters.CharFilter(field_name="event_type")
@@ -126,7 +128,7 @@ class DeadLetterReplayApi(APIView):
 class DeadLetterDiscardApi(APIView):
     permission_classes = [IsAuthenticated, CanDiscard]
 
-    class InputSerializer(serializers.Serializer):
+    class InputSerializer(StrictInput, serializers.Serializer):
         reason = serializers.CharField(max_length=2000)
 
     @extend_schema(request=InputSerializer, responses=ResultSerializer)

@@ -109,5 +109,7 @@ def test_replay_and_discard_show_the_dead_letter_only_to_users_who_may_view_it()
     letter = dead_letter(1, scenario="broken")
     body = client.post(f"{URL}{letter.pk}/discard/", {"reason": "test data"}, format="json").json()
     assert (body["dead_letter_id"], body["status"], body["dead_letter"]) == (letter.pk, "discarded", None)
-    viewer = client_for("operations").post(f"{URL}{dead_letter(2, key='truck-2').pk}/discard/", {"reason": "x"})
+    viewer = client_for("operations").post(
+        f"{URL}{dead_letter(2, key='truck-2').pk}/discard/", {"reason": "x"}, format="json"
+    )
     assert viewer.json()["dead_letter"]["traceback"]
