@@ -96,7 +96,9 @@ class ConsumerWorker(Worker):
         self.consumer.subscribe([kafka_topic(t) for t in self.topics], on_revoke=self._on_revoke, on_lost=self._on_lost)
         logger.info("%s subscribed to %s as group %s", self.name, ", ".join(self.topics), self.group_id)
 
-    def run_once(self) -> None:
+    def run_once(self) -> bool:
+        """One poll and its batch; True when messages were applied or recorded (progress resets the restart
+        backoff; an empty poll does not)."""
         assert self.consumer is not None
         batch: list[Message] = []
         for message in self.consumer.consume(num_messages=self.batch_size, timeout=self.poll_timeout):
@@ -111,6 +113,7 @@ class ConsumerWorker(Worker):
             self.process(batch)
         if time.monotonic() - self._reported_at >= settings.CONSUMER_STATS_INTERVAL_S:
             self.report()
+        return bool(batch)
 
     def teardown(self) -> None:
         """Commit what was stored and leave the group, so the partitions move on at once."""
