@@ -26,10 +26,12 @@ from apps.common.kafka import consumer_config, kafka_topic
 from apps.common.workers import Worker
 from apps.consumers import registry
 from apps.consumers.decoding import SKIP, Decoded, DecodeFailure, RawMessage, _Skip, decode
+from apps.consumers.models import DeadLetter
 from apps.consumers.services import (
     Failure,
     blocking_heads,
     deadletter_record,
+    deadletter_record_minimal,
     inbox_apply,
     inbox_apply_many,
     lock_keys,
@@ -175,7 +177,7 @@ class ConsumerWorker(Worker):
         if failed:
             raise failed
 
-    def _apply_from(self, items: list[_Item], start: int, heads: dict[str, int]) -> _Retry | None:
+    def _apply_from(self, items: list[_Item], start: int, heads: dict[bytes, int]) -> _Retry | None:
         """Apply items[start:] in order, runs of batch-capable messages at once; the first retryable failure."""
         index = start
         while index < len(items):
@@ -191,7 +193,7 @@ class ConsumerWorker(Worker):
             index = max(end, index + 1)
         return None
 
-    def _run_end(self, items: list[_Item], start: int, heads: dict[str, int]) -> int:
+    def _run_end(self, items: list[_Item], start: int, heads: dict[bytes, int]) -> int:
         """End (exclusive) of the run from `start` that one batch handler call may apply: messages of one
         registration with a batch handler whose keys are not parked, and skipped types between them."""
         registration = None
@@ -227,7 +229,7 @@ class ConsumerWorker(Worker):
             self._count(was_new)
         return True
 
-    def _heads(self, items: list[_Item]) -> dict[str, int]:
+    def _heads(self, items: list[_Item]) -> dict[bytes, int]:
         """key -> head dead letter for the batch's keys: one query, plus a lock and re-read for blocked keys."""
         keys = sorted({item.raw.key for item in items if item.raw.key is not None and item.decoded is not SKIP})
         heads = blocking_heads(group=self.group, keys=keys) if keys else {}
@@ -237,14 +239,14 @@ class ConsumerWorker(Worker):
             heads = blocking_heads(group=self.group, keys=list(heads))
         return heads
 
-    def _apply(self, item: _Item, heads: dict[str, int]) -> None:
+    def _apply(self, item: _Item, heads: dict[bytes, int]) -> None:
         decoded, raw = item.decoded, item.raw
         if decoded is SKIP:
             self.counters.skipped += 1
             return
         head = heads.get(raw.key) if raw.key is not None else None
         if head is not None:
-            deadletter_record(group=self.group, raw=raw, failure=parked_failure(head), attempts=0, blocked_by_id=head)
+            self._record(item, parked_failure(head), attempts=0, blocked_by_id=head)
             self.counters.parked += 1
             return
         if isinstance(decoded, DecodeFailure):
@@ -302,17 +304,39 @@ class ConsumerWorker(Worker):
         return True
 
     def _dead_letter(
-        self, item: _Item, failure: Failure, heads: dict[str, int], *, attempts: int,
+        self, item: _Item, failure: Failure, heads: dict[bytes, int], *, attempts: int,
         first_failed_at: datetime | None = None,
     ) -> None:
-        dead_letter = deadletter_record(
-            group=self.group, raw=item.raw, failure=failure, attempts=attempts, first_failed_at=first_failed_at
-        )
-        if item.raw.key is not None:
+        dead_letter = self._record(item, failure, attempts=attempts, first_failed_at=first_failed_at)
+        if item.raw.key is not None and dead_letter is not None and dead_letter.is_unresolved \
+                and dead_letter.blocked_by_id is None:
             heads[item.raw.key] = dead_letter.pk  # later messages of this key in the batch park behind it
         self.counters.dead_lettered += 1
-        logger.warning("%s: dead-lettered %s as #%s (%s: %s)", self.name, item.raw.topic, dead_letter.pk,
-                       failure.reason, failure.message[:200])
+        logger.warning("%s: dead-lettered %s [%d] @%d as #%s (%s: %r)", self.name, item.raw.topic, item.raw.partition,
+                       item.raw.offset, dead_letter.pk if dead_letter else "?", failure.reason, failure.message[:200])
+
+    def _record(
+        self, item: _Item, failure: Failure, *, attempts: int, first_failed_at: datetime | None = None,
+        blocked_by_id: int | None = None,
+    ) -> DeadLetter | None:
+        """Record the message in the ledger; recording must not fail, so a failure to record in full is
+        recorded minimally (raw bytes, reason, what went wrong) and the message leaves the partition anyway.
+        Only a database outage escapes (the worker reconnects and reads the message again)."""
+        try:
+            return deadletter_record(
+                group=self.group, raw=item.raw, failure=failure, attempts=attempts, first_failed_at=first_failed_at,
+                blocked_by_id=blocked_by_id,
+            )
+        except Exception as error:
+            if _is_outage(error):
+                raise
+            logger.exception("%s: could not record %s [%d] @%d in full; recording it minimally", self.name,
+                             item.raw.topic, item.raw.partition, item.raw.offset)
+            deadletter_record_minimal(group=self.group, raw=item.raw, failure=failure, error=error,
+                                      blocked_by_id=blocked_by_id)
+            return DeadLetter.objects.filter(
+                group=self.group, topic=item.raw.topic, partition=item.raw.partition, offset=item.raw.offset
+            ).first()
 
     def _count(self, applied: bool) -> None:
         if applied:
@@ -334,16 +358,27 @@ class ConsumerWorker(Worker):
             logger.warning("%s: could not store offsets: %s", self.name, error)
 
     def _item(self, message: Message) -> _Item:
-        key = message.key()
-        raw = RawMessage(
-            topic=message.topic(), partition=message.partition(), offset=message.offset(),
-            key=key.decode("utf-8", errors="replace") if key is not None else None,
-            value=message.value(), headers=list(message.headers() or []),
-        )
+        """The message as bytes, decoded; nothing in a foreign message may raise out of here."""
         try:
-            decoded: Decoded | _Skip | DecodeFailure = decode(raw, group=self.group)
+            headers = list(message.headers() or [])
+        except Exception as error:  # noqa: BLE001 - e.g. a header name that is not UTF-8
+            headers, unreadable = [], error
+        else:
+            unreadable = None
+        raw = RawMessage(
+            topic=message.topic(), partition=message.partition(), offset=message.offset(), key=message.key(),
+            value=message.value(), headers=headers,
+        )
+        decoded: Decoded | _Skip | DecodeFailure
+        if unreadable is not None:
+            decoded = DecodeFailure(DeadLetter.Reason.MISSING_HEADERS, f"unreadable headers: {unreadable}")
+            return _Item(message=message, raw=raw, decoded=decoded)
+        try:
+            decoded = decode(raw, group=self.group)
         except DecodeFailure as failure:
             decoded = failure
+        except Exception as error:  # noqa: BLE001 - a decoder bug must not wedge the partition either
+            decoded = DecodeFailure(DeadLetter.Reason.INVALID_PAYLOAD, f"could not decode: {type(error).__name__}: {error}")
         return _Item(message=message, raw=raw, decoded=decoded)
 
 

@@ -28,7 +28,7 @@ from apps.common.api import ApplicationError
 from apps.common.tracing import trace_context
 from apps.consumers import registry
 from apps.consumers.decoding import SKIP, Decoded, DecodeFailure, RawMessage, decode, identity
-from apps.consumers.models import DeadLetter, DeadLetterReplay, InboxEntry, encode_headers
+from apps.consumers.models import DeadLetter, DeadLetterReplay, InboxEntry, encode_headers, safe_text
 
 Action = DeadLetterReplay.Action
 Outcome = DeadLetterReplay.Outcome
@@ -61,13 +61,27 @@ class Failure:
             reason = DeadLetter.Reason.HANDLER_ERROR
         kind = type(error)
         return cls(
-            reason=reason, exception_class=f"{kind.__module__}.{kind.__qualname__}", message=str(error),
-            traceback="".join(tb.format_exception(error)), handler=handler,
+            reason=reason, exception_class=f"{kind.__module__}.{kind.__qualname__}", message=_describe(error),
+            traceback=_traceback(error), handler=handler,
         )
 
     @property
     def fingerprint(self) -> str:
         return fingerprint(exception_class=self.exception_class, handler=self.handler, message=self.message)
+
+
+def _describe(error: BaseException) -> str:
+    try:
+        return str(error)
+    except Exception:  # noqa: BLE001 - an exception whose __str__ fails is still a failure to record
+        return f"<{type(error).__name__} with an unprintable message>"
+
+
+def _traceback(error: BaseException) -> str:
+    try:
+        return "".join(tb.format_exception(error))
+    except Exception:  # noqa: BLE001 - as above
+        return ""
 
 
 def fingerprint(*, exception_class: str, handler: str, message: str) -> str:
@@ -168,28 +182,31 @@ def inbox_purge(*, older_than: timedelta | None = None, batch_size: int = 10_000
 # --- per-key order ----------------------------------------------------------------------------------------
 
 
-def lock_keys(*, group: str, keys: list[str]) -> None:
+def lock_keys(*, group: str, keys: list[bytes]) -> None:
     """Serialise the consumer and replays on these (group, key)s until the transaction ends."""
     with connection.cursor() as cursor:
         for lock_id in sorted({_lock_id(group, key) for key in keys}):
             cursor.execute("SELECT pg_advisory_xact_lock(%s)", [lock_id])
 
 
-def _lock_id(group: str, key: str) -> int:
-    digest = hashlib.blake2b(f"consumers\x00{group}\x00{key}".encode(), digest_size=8).digest()
+def _lock_id(group: str, key: bytes) -> int:
+    digest = hashlib.blake2b(b"consumers\x00" + group.encode() + b"\x00" + key, digest_size=8).digest()
     return int.from_bytes(digest, "big", signed=True)
 
 
-def blocking_heads(*, group: str, keys: list[str]) -> dict[str, int]:
-    """key -> id of the unresolved head dead letter that later messages of that key must wait behind."""
+def blocking_heads(*, group: str, keys: list[bytes]) -> dict[bytes, int]:
+    """key -> id of the unresolved head dead letter that later messages of that key must wait behind.
+
+    Keys are compared as bytes: two keys that only a lossy decoding would make equal are different keys.
+    """
     rows = (
         DeadLetter.objects.filter(group=group, key__in=keys, status__in=DeadLetter.UNRESOLVED, blocked_by__isnull=True)
         .order_by("key", "id")
         .values_list("key", "id")
     )
-    heads: dict[str, int] = {}
+    heads: dict[bytes, int] = {}
     for key, head_id in rows:
-        heads.setdefault(key, head_id)
+        heads.setdefault(bytes(key), head_id)
     return heads
 
 
@@ -201,7 +218,11 @@ def deadletter_record(
     *, group: str, raw: RawMessage, failure: Failure, attempts: int, first_failed_at: datetime | None = None,
     blocked_by_id: int | None = None,
 ) -> DeadLetter:
-    """Put a message in the ledger (once per message and group: a redelivered one updates its row)."""
+    """Put a message in the ledger (once per message and group: a redelivered one updates its row).
+
+    Key, value and header values are stored as the bytes they are; text columns get `safe_text`. If this still
+    fails, the caller falls back to `deadletter_record_minimal`.
+    """
     now = timezone.now()
     existing = (
         DeadLetter.objects.select_for_update()
@@ -225,6 +246,37 @@ def deadletter_record(
     return dead_letter
 
 
+@transaction.atomic
+def deadletter_record_minimal(
+    *, group: str, raw: RawMessage, failure: Failure, error: BaseException, blocked_by_id: int | None = None,
+) -> None:
+    """The ledger row of last resort, when recording a failure in full failed: the raw bytes, the reason and
+    why the full record failed, in columns nothing foreign can break (bytea, base64, ASCII). A row that
+    already exists for the message wins (ON CONFLICT DO NOTHING): either way the message is in the ledger."""
+    now = timezone.now()
+    message = _ascii(
+        f"{failure.message[:1000]}\n\n(the failure could not be recorded in full: "
+        f"{type(error).__name__}: {_describe(error)[:500]})"
+    )
+    try:
+        headers = encode_headers(raw.headers)
+    except Exception:  # noqa: BLE001 - the value and key bytes are what must not be lost
+        headers = []
+    DeadLetter.objects.bulk_create([
+        DeadLetter(
+            group=group, topic=raw.topic, partition=raw.partition, offset=raw.offset, key=raw.key,
+            value=raw.value or b"", headers=headers, reason=failure.reason, handler=_ascii(failure.handler)[:300],
+            exception_class=_ascii(failure.exception_class)[:300], error_message=message,
+            fingerprint=fingerprint(exception_class="", handler="", message="unrecorded"), attempts=1,
+            first_failed_at=now, last_failed_at=now, blocked_by_id=blocked_by_id,
+        )
+    ], ignore_conflicts=True)
+
+
+def _ascii(text: str) -> str:
+    return text.encode("ascii", "backslashreplace").decode().replace("\x00", "\\x00")
+
+
 def parked_failure(head_id: int) -> Failure:
     return Failure(
         reason=DeadLetter.Reason.PARKED, exception_class="", message=f"parked behind dead letter #{head_id}"
@@ -233,10 +285,10 @@ def parked_failure(head_id: int) -> Failure:
 
 def _set_failure(dead_letter: DeadLetter, failure: Failure, *, attempts: int, at: datetime) -> None:
     dead_letter.reason = failure.reason
-    dead_letter.handler = failure.handler[:300]
-    dead_letter.exception_class = failure.exception_class[:300]
-    dead_letter.error_message = failure.message
-    dead_letter.traceback = failure.traceback
+    dead_letter.handler = safe_text(failure.handler)[:300]
+    dead_letter.exception_class = safe_text(failure.exception_class)[:300]
+    dead_letter.error_message = safe_text(failure.message)
+    dead_letter.traceback = safe_text(failure.traceback)
     # Parked messages share one failure group: their own cause is unknown until they run.
     dead_letter.fingerprint = fingerprint(exception_class="", handler="", message="parked") if (
         failure.reason == DeadLetter.Reason.PARKED
@@ -349,7 +401,7 @@ def _lock(dead_letter_id: int) -> DeadLetter:
     except DeadLetter.DoesNotExist:
         raise ApplicationError(f"dead letter #{dead_letter_id} does not exist") from None
     if key is not None:
-        lock_keys(group=group, keys=[key])
+        lock_keys(group=group, keys=[bytes(key)])
     return DeadLetter.objects.select_for_update().get(pk=dead_letter_id)
 
 
@@ -412,13 +464,17 @@ def _release_followers(head: DeadLetter, *, actor: AbstractBaseUser | None) -> t
     return released, None
 
 
+def stored_message(dead_letter: DeadLetter) -> RawMessage:
+    """The message as the consumer read it: the same key bytes and headers (the value as last edited)."""
+    return RawMessage(
+        topic=dead_letter.topic, partition=dead_letter.partition, offset=dead_letter.offset,
+        key=dead_letter.key_bytes(), value=bytes(dead_letter.value), headers=dead_letter.header_pairs(),
+    )
+
+
 def _apply_stored(dead_letter: DeadLetter) -> bool:
     """Decode the stored message and run it through the inbox of the dead letter's group (only that group)."""
-    raw = RawMessage(
-        topic=dead_letter.topic, partition=dead_letter.partition, offset=dead_letter.offset, key=dead_letter.key,
-        value=bytes(dead_letter.value), headers=dead_letter.header_pairs(),
-    )
-    decoded = decode(raw, group=dead_letter.group)
+    decoded = decode(stored_message(dead_letter), group=dead_letter.group)
     if decoded is SKIP:
         raise DecodeFailure(DeadLetter.Reason.UNKNOWN_TYPE, f"{dead_letter.group} no longer handles {dead_letter.event_type}")
     assert isinstance(decoded, Decoded)

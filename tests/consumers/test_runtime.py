@@ -51,9 +51,9 @@ def test_each_permanent_failure_kind_is_dead_lettered_once_and_the_next_event_on
 
     assert sorted(effects()) == [1, 2, 3, 4, 99]
     for reason in broken:
-        row = DeadLetter.objects.get(key=f"bad-{reason}")
+        row = DeadLetter.objects.get(key=f"bad-{reason}".encode())
         assert (row.reason, row.attempts, row.status, row.group) == (reason, 1, DeadLetter.Status.PENDING, "testing")
-    refused = DeadLetter.objects.get(key="refused")
+    refused = DeadLetter.objects.get(key=b"refused")
     assert (refused.reason, refused.attempts) == (Reason.NON_RETRYABLE, 1)
     assert handlers.attempts[refused.event_id] == 1, "a non-retryable failure must not be retried"
     assert DeadLetter.objects.count() == 5
@@ -263,3 +263,64 @@ def test_a_retryable_failure_in_a_batch_run_is_retried_alone_and_the_rest_keep_t
     assert handlers.attempts[ids[2]] == 2 and worker.counters.retries == 1
     assert not DeadLetter.objects.exists()
     assert sorted(handlers.committed_callbacks) == sorted(ids) and len(handlers.committed_callbacks) == 6
+
+
+# --- hostile bytes: keys and headers are anyone's bytes --------------------------------------------------------
+
+JAVA_INT_KEY = b"\x00\x00\x00\x07"  # what a Java producer's IntegerSerializer sends for 7
+
+
+def test_hostile_keys_and_header_values_never_stop_the_partition_and_are_kept_byte_for_byte(
+    producer: RawProducer, make_worker: Callable[..., ConsumerWorker]
+) -> None:
+    Script.objects.create(scenario="refuses", broken=True, non_retryable=True)
+    long_key = b"k" * 300  # longer than any text column
+    nul_header = [("x-note", b"a\x00b"), ("x-empty", b"")]
+    producer.event(happened(key="java", seq=1), key=JAVA_INT_KEY)  # valid: simply applied
+    producer.event(happened(scenario="refuses", seq=2), key=b"\x00\x00\x00\x08")
+    with_nul_header = producer.event(happened(key="plain", scenario="refuses", seq=3), extra_headers=nul_header)
+    producer.event(happened(scenario="refuses", seq=4), key=long_key)
+    producer.event(happened(scenario="refuses", seq=5), key=b"\xff\xfe")
+    producer.event(happened(seq=6), key=b"\xff\xfe")  # the same bytes as a head: parked behind it
+    producer.event(happened(seq=7), key=b"\xff\xfd")  # other bytes (same text once decoded lossily): flows
+    producer.event(happened(seq=8), key=b"\x00\x00\x00\x08")  # parked
+    producer.event(happened(key="last", seq=99))
+    producer.flush()
+
+    worker = make_worker()
+    drain(worker, lambda: Effect.objects.filter(seq=99).exists())
+
+    assert effects() == [1, 7, 99]
+    heads = {bytes(row.key): row for row in DeadLetter.objects.filter(blocked_by=None)}
+    assert set(heads) == {b"\x00\x00\x00\x08", b"plain", long_key, b"\xff\xfe"}
+    assert {row.reason for row in heads.values()} == {Reason.NON_RETRYABLE}
+    parked = {bytes(row.key): row.blocked_by_id for row in DeadLetter.objects.exclude(blocked_by=None)}
+    assert parked == {b"\xff\xfe": heads[b"\xff\xfe"].pk, b"\x00\x00\x00\x08": heads[b"\x00\x00\x00\x08"].pk}
+    assert heads[b"plain"].event_id == with_nul_header
+    assert heads[b"plain"].header_pairs()[-2:] == nul_header
+    assert handlers.seen_keys[DeadLetter.objects.get(key=b"\xff\xfe", blocked_by=None).event_id] == b"\xff\xfe"
+    assert worker.counters.parked == 2
+
+
+def test_a_failure_to_record_a_dead_letter_still_moves_the_message_out_of_the_partition(
+    producer: RawProducer, make_worker: Callable[..., ConsumerWorker], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from django.db import DataError
+
+    def refuse(**kwargs: object) -> None:
+        raise DataError("PostgreSQL text fields cannot contain NUL (0x00) bytes")
+
+    monkeypatch.setattr("apps.consumers.runtime.deadletter_record", refuse)
+    producer.send(value=b"\x00{not json", key=JAVA_INT_KEY, headers=[("ce_id", b"\x00")])
+    producer.event(happened(key="after", seq=1))
+    producer.flush()
+
+    worker = make_worker()
+    drain(worker, lambda: Effect.objects.exists())
+
+    row = DeadLetter.objects.get()
+    assert (bytes(row.key), bytes(row.value), row.reason) == (JAVA_INT_KEY, b"\x00{not json", Reason.MISSING_HEADERS)
+    assert row.header_pairs() == [("ce_id", b"\x00")]
+    assert "could not be recorded in full" in row.error_message and "DataError" in row.error_message
+    assert (row.status, row.offset) == (DeadLetter.Status.PENDING, 0)
+

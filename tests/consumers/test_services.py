@@ -14,6 +14,7 @@ from apps.consumers.decoding import decode
 from apps.consumers.models import DeadLetter, DeadLetterReplay, InboxEntry
 from apps.consumers.services import (
     Failure,
+    blocking_heads,
     deadletter_discard,
     deadletter_edit_and_replay,
     deadletter_queue_replay,
@@ -23,9 +24,11 @@ from apps.consumers.services import (
     inbox_apply,
     inbox_purge,
     parked_failure,
+    stored_message,
 )
 from logiflow.celery import app as celery_app
-from tests.consumers.support import happened, raw_message
+from tests.consumers.support import cloud_event_headers, happened, raw_message
+from tests.consumers.testapp import handlers
 from tests.consumers.testapp.models import Effect, Script
 
 pytestmark = pytest.mark.django_db
@@ -46,7 +49,8 @@ def failed(event_seq: int, *, key: str = "truck-1", scenario: str = "broken", of
 
 
 def parked(event_seq: int, head: DeadLetter, *, scenario: str = "") -> DeadLetter:
-    raw = raw_message(happened(key=head.key or "", scenario=scenario, seq=event_seq), offset=event_seq)
+    raw = raw_message(happened(key=head.key_text() or "-", scenario=scenario, seq=event_seq), offset=event_seq,
+                      key=head.key_bytes())
     return deadletter_record(group="testing", raw=raw, failure=parked_failure(head.pk), attempts=0, blocked_by_id=head.pk)
 
 
@@ -222,3 +226,33 @@ def test_inbox_purge_deletes_only_rows_past_retention(settings: object) -> None:
     recent = InboxEntry.objects.create(group="testing", event_id=uuid.uuid4(), processed_at=now - timedelta(days=13))
     assert inbox_purge() == 1
     assert list(InboxEntry.objects.all()) == [recent]
+
+
+# --- hostile bytes ------------------------------------------------------------------------------------------
+
+
+def test_the_ledger_keeps_key_and_header_bytes_exactly_and_replay_runs_the_message_with_them() -> None:
+    Script.objects.create(scenario="broken", broken=True)
+    event = happened(key="truck-1", scenario="broken", seq=1)
+    headers = [*cloud_event_headers(event), ("x-note", b"a\x00b"), ("x-binary", b"\xff\xfe\x00"), ("x-null", None)]
+    raw = raw_message(event, key=b"\x00\x00\x00\x07", headers=headers)  # type: ignore[arg-type]
+    head = deadletter_record(group="testing", raw=raw, failure=Failure.from_exception(RuntimeError("x\x00y")),
+                             attempts=1)
+    follower_raw = raw_message(happened(key="truck-1", seq=2), offset=2, key=b"\x00\x00\x00\x07")
+    follower = deadletter_record(group="testing", raw=follower_raw, failure=parked_failure(head.pk), attempts=0,
+                                 blocked_by_id=head.pk)
+    head.refresh_from_db()
+
+    assert stored_message(head) == raw
+    assert head.error_message == "x\\x00y"  # text columns get an escaped rendering, never a NUL
+    Script.objects.filter(scenario="broken").update(broken=False)
+    result = deadletter_replay(dead_letter_id=head.pk)
+
+    assert (result.outcome, result.released) == (Outcome.APPLIED, [follower.pk])
+    assert handlers.seen_keys == {head.event_id: b"\x00\x00\x00\x07", follower.event_id: b"\x00\x00\x00\x07"}
+
+
+def test_keys_that_differ_only_in_undecodable_bytes_are_different_keys_for_parking() -> None:
+    head = failed(1)
+    DeadLetter.objects.filter(pk=head.pk).update(key=b"\xff\xfe")
+    assert blocking_heads(group="testing", keys=[b"\xff\xfe", b"\xff\xfd"]) == {b"\xff\xfe": head.pk}
