@@ -34,6 +34,7 @@ from apps.consumers.services import (
     deadletter_record_minimal,
     inbox_apply,
     inbox_apply_many,
+    ledger_statuses,
     lock_keys,
     parked_failure,
 )
@@ -49,6 +50,7 @@ class Counters:
     dead_lettered: int = 0
     parked: int = 0
     retries: int = 0
+    in_ledger: int = 0  # redelivered messages the ledger already holds (unresolved or discarded): not run
 
     def __str__(self) -> str:
         return " ".join(f"{f.name}={getattr(self, f.name)}" for f in fields(self))
@@ -59,6 +61,18 @@ class _Item:
     message: Message
     raw: RawMessage
     decoded: Decoded | _Skip | DecodeFailure
+
+    @property
+    def position(self) -> tuple[str, int, int]:
+        return (self.raw.topic, self.raw.partition, self.raw.offset)
+
+
+@dataclass
+class _Known:
+    """What the ledger says about a batch, read once per transaction."""
+
+    heads: dict[bytes, int]  # key -> the unresolved head its later messages park behind
+    ledger: dict[tuple[str, int, int], str]  # (topic, partition, offset) -> status, for redelivered dead letters
 
 
 class _Retry(Exception):
@@ -165,8 +179,10 @@ class ConsumerWorker(Worker):
         try:
             with transaction.atomic():
                 transaction.on_commit(lambda: committed.append(True))
-                heads = self._heads(items[start:])
-                failed = self._apply_from(items, start, heads)
+                known = _Known(heads=self._heads(items[start:]), ledger=ledger_statuses(
+                    group=self.group, positions=[item.position for item in items[start:]]
+                ))
+                failed = self._apply_from(items, start, known)
         except Exception:
             if not committed:
                 raise
@@ -177,36 +193,39 @@ class ConsumerWorker(Worker):
         if failed:
             raise failed
 
-    def _apply_from(self, items: list[_Item], start: int, heads: dict[bytes, int]) -> _Retry | None:
+    def _apply_from(self, items: list[_Item], start: int, known: _Known) -> _Retry | None:
         """Apply items[start:] in order, runs of batch-capable messages at once; the first retryable failure."""
         index = start
         while index < len(items):
-            end = self._run_end(items, index, heads)
+            end = self._run_end(items, index, known)
             if end > index and self._apply_run(items[index:end]):
                 index = end
                 continue
             for position in range(index, max(end, index + 1)):  # the run one by one, or just this item
                 try:
-                    self._apply(items[position], heads)
+                    self._apply(items[position], known)
                 except _Retry as retry:
                     return _Retry(position, retry.error)
             index = max(end, index + 1)
         return None
 
-    def _run_end(self, items: list[_Item], start: int, heads: dict[bytes, int]) -> int:
+    def _run_end(self, items: list[_Item], start: int, known: _Known) -> int:
         """End (exclusive) of the run from `start` that one batch handler call may apply: messages of one
-        registration with a batch handler whose keys are not parked, and skipped types between them."""
+        registration with a batch handler whose keys are not parked and that the ledger does not hold, and
+        skipped types between them."""
         registration = None
         end = start
         for index in range(start, len(items)):
             decoded = items[index].decoded
+            if items[index].position in known.ledger:
+                break
             if decoded is SKIP:
                 continue
             if not isinstance(decoded, Decoded) or decoded.registration.batch_handler is None:
                 break
             if registration is not None and decoded.registration is not registration:
                 break
-            if items[index].raw.key is not None and items[index].raw.key in heads:
+            if items[index].raw.key is not None and items[index].raw.key in known.heads:
                 break
             registration = decoded.registration
             end = index + 1
@@ -239,8 +258,18 @@ class ConsumerWorker(Worker):
             heads = blocking_heads(group=self.group, keys=list(heads))
         return heads
 
-    def _apply(self, item: _Item, heads: dict[bytes, int]) -> None:
-        decoded, raw = item.decoded, item.raw
+    def _apply(self, item: _Item, known: _Known) -> None:
+        decoded, raw, heads = item.decoded, item.raw, known.heads
+        status = known.ledger.get(item.position)
+        if status is not None:
+            # A redelivery of a message the ledger holds: it decides. Replayed: applied once already.
+            # Discarded: stays discarded. Unresolved: it waits in the ledger (its key's later messages park
+            # behind it through `heads` as before). Nothing is run, nothing new is recorded.
+            if status == DeadLetter.Status.REPLAYED:
+                self.counters.duplicates += 1
+            else:
+                self.counters.in_ledger += 1
+            return
         if decoded is SKIP:
             self.counters.skipped += 1
             return

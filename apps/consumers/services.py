@@ -21,6 +21,7 @@ from typing import Any
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import connection, transaction
+from django.db.models import Q
 from django.utils import timezone
 from pydantic import ValidationError
 
@@ -208,6 +209,24 @@ def blocking_heads(*, group: str, keys: list[bytes]) -> dict[bytes, int]:
     for key, head_id in rows:
         heads.setdefault(bytes(key), head_id)
     return heads
+
+
+def ledger_statuses(*, group: str, positions: list[tuple[str, int, int]]) -> dict[tuple[str, int, int], str]:
+    """(topic, partition, offset) -> status of the group's dead letter for that message, for those that have one.
+
+    The consumer asks once per batch: on redelivery the ledger decides, not the handler (a discarded message
+    never runs again; a replayed one is a duplicate; an unresolved one waits where it is).
+    """
+    offsets: dict[tuple[str, int], list[int]] = {}
+    for topic, partition, offset in positions:
+        offsets.setdefault((topic, partition), []).append(offset)
+    where = Q()
+    for (topic, partition), wanted in offsets.items():
+        where |= Q(topic=topic, partition=partition, offset__in=wanted)
+    if not offsets:
+        return {}
+    rows = DeadLetter.objects.filter(where, group=group).values_list("topic", "partition", "offset", "status")
+    return {(topic, partition, offset): status for topic, partition, offset, status in rows}
 
 
 # --- recording dead letters -------------------------------------------------------------------------------

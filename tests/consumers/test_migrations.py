@@ -41,3 +41,31 @@ def test_existing_text_keys_and_headers_become_their_exact_bytes(at_text_keys: M
     row = DeadLetter.objects.get()
     assert row.key_bytes() == "truck-\\1 ü".encode()  # a backslash stays a backslash
     assert row.header_pairs() == [("ce_id", b"x"), ("bin", b"\xff\xfe"), ("none", None)]
+
+
+def test_messages_parked_behind_an_already_resolved_head_are_relinked_behind_the_oldest_of_them() -> None:
+    executor = MigrationExecutor(connection)
+    latest = executor.loader.graph.leaf_nodes("consumers")
+    executor.migrate([("consumers", "0003_deadletter_bytes")])
+    try:
+        Old = executor.loader.project_state([("consumers", "0003_deadletter_bytes")]).apps.get_model(
+            "consumers", "DeadLetter"
+        )
+        now = timezone.now()
+
+        def row(offset: int, **fields: object) -> object:
+            fields = {"reason": "parked", **fields}
+            return Old.objects.create(group="testing", topic="t", partition=0, offset=offset, key=b"k", value=b"{}",
+                                      fingerprint="f", first_failed_at=now, last_failed_at=now, **fields)
+
+        head = row(1, status="replayed", reason="handler_error")
+        first, second = row(2, blocked_by=head), row(3, blocked_by=head)
+        live_head = row(4, status="pending", reason="handler_error")
+        waiting = row(5, blocked_by=live_head)
+    finally:
+        executor = MigrationExecutor(connection)
+        executor.migrate(latest)
+
+    links = dict(DeadLetter.objects.values_list("id", "blocked_by_id"))
+    assert links == {head.pk: None, first.pk: None, second.pk: first.pk, live_head.pk: None, waiting.pk: live_head.pk}
+    assert "already been resolved" in DeadLetter.objects.get(pk=first.pk).error_message

@@ -12,6 +12,7 @@ from django.utils import timezone
 from apps.common.kafka import client_config
 from apps.consumers.models import DeadLetter, InboxEntry
 from apps.consumers.runtime import ConsumerWorker
+from apps.consumers.services import deadletter_discard, deadletter_edit_and_replay
 from tests.consumers.support import RawProducer, cloud_event_headers, drain, happened
 from tests.consumers.testapp import handlers
 from tests.consumers.testapp.models import Effect, Script
@@ -324,3 +325,49 @@ def test_a_failure_to_record_a_dead_letter_still_moves_the_message_out_of_the_pa
     assert "could not be recorded in full" in row.error_message and "DataError" in row.error_message
     assert (row.status, row.offset) == (DeadLetter.Status.PENDING, 0)
 
+
+
+# --- the ledger is authoritative on redelivery ----------------------------------------------------------------
+
+
+def test_a_redelivered_message_whose_dead_letter_was_discarded_never_runs_and_parks_nothing(
+    producer: RawProducer, make_worker: Callable[..., ConsumerWorker]
+) -> None:
+    Script.objects.create(scenario="refuses", broken=True, non_retryable=True)
+    discarded_id = producer.event(happened(key="truck-1", scenario="refuses", seq=1))
+    producer.flush()
+    drain(make_worker(), lambda: DeadLetter.objects.exists())
+    head = DeadLetter.objects.get()
+    deadletter_discard(dead_letter_id=head.pk, actor=None, reason="cancelled by the customer")
+    Script.objects.filter(scenario="refuses").update(broken=False)  # it would apply now, were it run again
+    producer.event(happened(key="truck-1", seq=2))
+    producer.flush()
+
+    # Another Kafka group id of the same logical group reads the topic again: a redelivery of both messages.
+    worker = make_worker()
+    drain(worker, lambda: Effect.objects.exists())
+
+    assert effects() == [2]
+    assert handlers.attempts[discarded_id] == 1
+    assert list(DeadLetter.objects.values_list("id", "status")) == [(head.pk, DeadLetter.Status.DISCARDED)]
+    assert worker.counters.parked == 0
+
+
+def test_a_redelivered_message_whose_dead_letter_was_replayed_is_a_duplicate_and_parks_nothing(
+    producer: RawProducer, make_worker: Callable[..., ConsumerWorker]
+) -> None:
+    producer.send(value=b'{"key": "truck-1", "seq": -1}', key="truck-1", headers=cloud_event_headers(happened(seq=1)))
+    producer.flush()
+    drain(make_worker(), lambda: DeadLetter.objects.exists())
+    head = DeadLetter.objects.get()
+    assert head.reason == Reason.INVALID_PAYLOAD
+    deadletter_edit_and_replay(dead_letter_id=head.pk, actor=None, payload='{"key": "truck-1", "seq": 1}')
+    producer.event(happened(key="truck-1", seq=2))
+    producer.flush()
+
+    worker = make_worker()
+    drain(worker, lambda: Effect.objects.filter(seq=2).exists())
+
+    assert effects() == [1, 2]
+    assert list(DeadLetter.objects.values_list("id", "status")) == [(head.pk, DeadLetter.Status.REPLAYED)]
+    assert (worker.counters.duplicates, worker.counters.parked, worker.counters.dead_lettered) == (1, 0, 0)
