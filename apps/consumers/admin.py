@@ -81,7 +81,7 @@ class EditPayloadForm(forms.Form):
 class DeadLetterAdmin(EventIdOrKeySearchMixin, admin.ModelAdmin):
     list_display = [
         "id", "status", "group", "event_type", "key_short", "reason", "short_error", "attempts", "last_failed_at",
-        "blocked_by",
+        "next_attempt_at", "blocked_by",
     ]
     list_filter = ["status", "group", "event_type", "reason", FailureGroupFilter]
     search_fields = ["key"]
@@ -93,13 +93,15 @@ class DeadLetterAdmin(EventIdOrKeySearchMixin, admin.ModelAdmin):
         ("Message", {"fields": ["status", "group", "event_type", "event_version", "event_id", "key_display", "topic",
                                 "partition", "offset", "blocked_by", "parked_count"]}),
         ("Failure", {"fields": ["reason", "handler", "exception_class", "error_message", "fingerprint", "attempts",
-                                "first_failed_at", "last_failed_at", "resolved_at", "traceback_pre"]}),
+                                "auto_retries", "next_attempt_at", "first_failed_at", "last_failed_at", "resolved_at",
+                                "traceback_pre"]}),
         ("Payload", {"fields": ["payload_pre", "headers_table"]}),
     ]
     readonly_fields = [
         "status", "group", "event_type", "event_version", "event_id", "key_display", "topic", "partition", "offset",
         "blocked_by", "parked_count", "reason", "handler", "exception_class", "error_message", "fingerprint",
-        "attempts", "first_failed_at", "last_failed_at", "resolved_at", "traceback_pre", "payload_pre",
+        "attempts", "auto_retries", "next_attempt_at", "first_failed_at", "last_failed_at", "resolved_at",
+        "traceback_pre", "payload_pre",
         "headers_table",
     ]
 

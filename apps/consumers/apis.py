@@ -71,9 +71,10 @@ class DeadLetterSummarySerializer(serializers.ModelSerializer):
     class Meta:
         model = DeadLetter
         fields = [
-            "id", "status", "group", "topic", "partition", "offset", "key", "key_hex", "event_id", "event_type", "event_version",
-            "reason", "handler", "exception_class", "error_message", "fingerprint", "attempts", "first_failed_at",
-            "last_failed_at", "resolved_at", "blocked_by",
+            "id", "status", "group", "topic", "partition", "offset", "key", "key_hex", "event_id", "event_type",
+            "event_version",
+            "reason", "handler", "exception_class", "error_message", "fingerprint", "attempts", "auto_retries",
+            "next_attempt_at", "first_failed_at", "last_failed_at", "resolved_at", "blocked_by",
         ]
 
 

@@ -35,6 +35,7 @@ class DeadLetter(models.Model):
 
     class Status(models.TextChoices):
         PENDING = "pending", "Pending"
+        RETRYING = "retrying", "Retrying automatically"
         REPLAYING = "replaying", "Replaying"
         REPLAYED = "replayed", "Replayed"
         DISCARDED = "discarded", "Discarded"
@@ -48,7 +49,7 @@ class DeadLetter(models.Model):
         HANDLER_ERROR = "handler_error", "Handler failed after retries"
         PARKED = "parked", "Parked behind an earlier failure of its key"
 
-    UNRESOLVED = (Status.PENDING, Status.REPLAYING)
+    UNRESOLVED = (Status.PENDING, Status.RETRYING, Status.REPLAYING)
 
     group = models.CharField(max_length=100)
     topic = models.CharField(max_length=200)
@@ -72,6 +73,9 @@ class DeadLetter(models.Model):
     first_failed_at = models.DateTimeField()
     last_failed_at = models.DateTimeField()
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
+    # Automatic retries (status `retrying`): when the next one is due, and how many ran.
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    auto_retries = models.PositiveIntegerField(default=0)
     # Per-key order: a parked message points at the head failure of its key and waits for it.
     blocked_by = models.ForeignKey(
         "self", null=True, blank=True, on_delete=models.PROTECT, related_name="parked"
@@ -94,8 +98,10 @@ class DeadLetter(models.Model):
             # The consumer asks "is this key blocked?" once per batch: only unresolved rows matter.
             models.Index(
                 fields=["group", "key", "id"], name="deadletter_unresolved_key_idx",
-                condition=Q(status__in=["pending", "replaying"]),
+                condition=Q(status__in=["pending", "retrying", "replaying"]),
             ),
+            # The retry sweep asks "which retries are due?".
+            models.Index(fields=["next_attempt_at"], name="deadletter_retry_due_idx", condition=Q(status="retrying")),
             models.Index(fields=["status", "first_failed_at"], name="deadletter_status_age_idx"),
         ]
 
@@ -136,6 +142,7 @@ class DeadLetterReplay(models.Model):
         REPLAY = "replay", "Replay"
         EDIT_AND_REPLAY = "edit_and_replay", "Edit and replay"
         RELEASE = "release", "Released after its head was resolved"
+        AUTO_RETRY = "auto_retry", "Automatic retry"
         QUEUE = "queue", "Queued for background replay"
         DISCARD = "discard", "Discard"
 

@@ -2,8 +2,10 @@
 
 Messages are consumed in batches. A batch runs in one database transaction with a savepoint per message
 (inbox row + handler); offsets are stored only after that transaction committed. A message whose handler
-raises is retried alone with backoff after the batch before it committed, then dead-lettered; permanent
-failures are dead-lettered at once; neither blocks the partition. See docs/architecture.md.
+raises is retried alone with backoff after the batch before it committed, within the batch's retry budget,
+then handed to the ledger as `retrying` (automatic retries later, its key parked behind it); permanent
+failures are dead-lettered at once; neither blocks the partition. A redelivered message the ledger holds is
+never run again. See docs/architecture.md.
 
 Fast path: a run of consecutive messages for a registration with a batch handler (keys not parked) is applied
 in one savepoint with one inbox statement and one handler call. If that raises, the savepoint is rolled back
@@ -19,6 +21,7 @@ from datetime import datetime
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 from django.db import InterfaceError, OperationalError, connection, transaction
 from django.utils import timezone
 
@@ -104,6 +107,8 @@ class ConsumerWorker(Worker):
         self.counters = Counters()
         self.consumer: Consumer | None = None
         self._reported_at = time.monotonic()
+        self._retry_left = 0.0
+        check_retry_settings(max_poll_interval_ms=_max_poll_interval_ms(consumer_config(self.group_id)))
 
     # --- lifecycle ---------------------------------------------------------------------------------------
 
@@ -162,6 +167,7 @@ class ConsumerWorker(Worker):
     def process(self, messages: list[Message]) -> None:
         """Apply `messages` in order; offsets of each committed prefix are stored as soon as it committed."""
         items = [self._item(message) for message in messages]
+        self._retry_left = settings.CONSUMER_RETRY_BATCH_BUDGET_S  # seconds of retries, for the whole batch
         start = 0
         while start < len(items):
             try:
@@ -294,18 +300,27 @@ class ConsumerWorker(Worker):
         self._count(applied)
 
     def _retry_alone(self, item: _Item, error: Exception) -> bool:
-        """Retry a failed message in its own transactions with backoff; dead-letter it when out of attempts or time.
+        """Retry a failed message in its own transactions with backoff, within what is left of the batch's retry
+        budget; then hand it to the ledger as `retrying` (automatic retries later, its key parked behind it).
 
+        The budget is per batch, so a batch of failing messages holds its partitions for at most
+        CONSUMER_RETRY_BATCH_BUDGET_S of retries, far from max.poll.interval.ms (see `check_retry_settings`).
         Returns False if the worker was asked to stop meanwhile (the message is then left for redelivery).
         """
+        started = time.monotonic()
+        try:
+            return self._retry_within(item, error, started + self._retry_left)
+        finally:
+            self._retry_left = max(0.0, self._retry_left - (time.monotonic() - started))
+
+    def _retry_within(self, item: _Item, error: Exception, deadline: float) -> bool:
         assert isinstance(item.decoded, Decoded)
         decoded = item.decoded
         first_failed_at = timezone.now()
-        started = time.monotonic()
         delay = settings.CONSUMER_RETRY_BACKOFF_INITIAL_S
         attempts = 1
         while attempts < settings.CONSUMER_MAX_ATTEMPTS:
-            if time.monotonic() - started + delay > settings.CONSUMER_RETRY_MAX_TOTAL_S:
+            if time.monotonic() + delay > deadline:
                 break
             logger.info("%s: %s failed (%s), retry %d in %.2fs", self.name, decoded.meta.event_id, error, attempts, delay)
             if self.stopping.wait(delay):
@@ -328,25 +343,27 @@ class ConsumerWorker(Worker):
             self._count(applied)
             return True
         self._dead_letter(item, Failure.from_exception(error, handler=decoded.registration.name), {},
-                          attempts=attempts, first_failed_at=first_failed_at)
+                          attempts=attempts, first_failed_at=first_failed_at, auto_retry=True)
         self._store([item])
         return True
 
     def _dead_letter(
         self, item: _Item, failure: Failure, heads: dict[bytes, int], *, attempts: int,
-        first_failed_at: datetime | None = None,
+        first_failed_at: datetime | None = None, auto_retry: bool = False,
     ) -> None:
-        dead_letter = self._record(item, failure, attempts=attempts, first_failed_at=first_failed_at)
+        dead_letter = self._record(item, failure, attempts=attempts, first_failed_at=first_failed_at,
+                                   auto_retry=auto_retry)
         if item.raw.key is not None and dead_letter is not None and dead_letter.is_unresolved \
                 and dead_letter.blocked_by_id is None:
             heads[item.raw.key] = dead_letter.pk  # later messages of this key in the batch park behind it
         self.counters.dead_lettered += 1
-        logger.warning("%s: dead-lettered %s [%d] @%d as #%s (%s: %r)", self.name, item.raw.topic, item.raw.partition,
-                       item.raw.offset, dead_letter.pk if dead_letter else "?", failure.reason, failure.message[:200])
+        logger.warning("%s: dead-lettered %s [%d] @%d as #%s, %s (%s: %r)", self.name, item.raw.topic,
+                       item.raw.partition, item.raw.offset, dead_letter.pk if dead_letter else "?",
+                       dead_letter.status if dead_letter else "?", failure.reason, failure.message[:200])
 
     def _record(
         self, item: _Item, failure: Failure, *, attempts: int, first_failed_at: datetime | None = None,
-        blocked_by_id: int | None = None,
+        blocked_by_id: int | None = None, auto_retry: bool = False,
     ) -> DeadLetter | None:
         """Record the message in the ledger; recording must not fail, so a failure to record in full is
         recorded minimally (raw bytes, reason, what went wrong) and the message leaves the partition anyway.
@@ -354,7 +371,7 @@ class ConsumerWorker(Worker):
         try:
             return deadletter_record(
                 group=self.group, raw=item.raw, failure=failure, attempts=attempts, first_failed_at=first_failed_at,
-                blocked_by_id=blocked_by_id,
+                blocked_by_id=blocked_by_id, auto_retry=auto_retry,
             )
         except Exception as error:
             if _is_outage(error):
@@ -409,6 +426,43 @@ class ConsumerWorker(Worker):
         except Exception as error:  # noqa: BLE001 - a decoder bug must not wedge the partition either
             decoded = DecodeFailure(DeadLetter.Reason.INVALID_PAYLOAD, f"could not decode: {type(error).__name__}: {error}")
         return _Item(message=message, raw=raw, decoded=decoded)
+
+
+LIBRDKAFKA_MAX_POLL_INTERVAL_MS = 300_000
+RETRY_BUDGET_SHARE = 3  # the batch's retries may use at most a third of max.poll.interval.ms
+
+
+def check_retry_settings(*, max_poll_interval_ms: int) -> None:
+    """Refuse to start with retry settings that could hold partitions past max.poll.interval.ms (the group
+    would eject the consumer and hand its partitions to another member while it still works on them)."""
+    budget = settings.CONSUMER_RETRY_BATCH_BUDGET_S
+    problems = []
+    if not 0 <= budget * 1000 * RETRY_BUDGET_SHARE <= max_poll_interval_ms:
+        problems.append(
+            f"CONSUMER_RETRY_BATCH_BUDGET_S={budget:g} must be between 0 and a third of max.poll.interval.ms "
+            f"({max_poll_interval_ms} ms, so at most {max_poll_interval_ms / 1000 / RETRY_BUDGET_SHARE:g} s): the "
+            "batch's own work needs the rest"
+        )
+    if settings.CONSUMER_MAX_ATTEMPTS < 1:
+        problems.append(f"CONSUMER_MAX_ATTEMPTS={settings.CONSUMER_MAX_ATTEMPTS} must be at least 1")
+    if not 0 < settings.CONSUMER_RETRY_BACKOFF_INITIAL_S <= settings.CONSUMER_RETRY_BACKOFF_MAX_S:
+        problems.append("CONSUMER_RETRY_BACKOFF_INITIAL_S must be positive and at most CONSUMER_RETRY_BACKOFF_MAX_S")
+    if settings.CONSUMER_AUTO_RETRY_MAX_ATTEMPTS < 0:
+        problems.append("CONSUMER_AUTO_RETRY_MAX_ATTEMPTS must not be negative")
+    if not 0 < settings.CONSUMER_AUTO_RETRY_BACKOFF_INITIAL_S <= settings.CONSUMER_AUTO_RETRY_BACKOFF_MAX_S:
+        problems.append(
+            "CONSUMER_AUTO_RETRY_BACKOFF_INITIAL_S must be positive and at most CONSUMER_AUTO_RETRY_BACKOFF_MAX_S"
+        )
+    if problems:
+        raise ImproperlyConfigured("consumer retry settings: " + "; ".join(problems))
+
+
+def _max_poll_interval_ms(config: dict[str, object]) -> int:
+    value = config.get("max.poll.interval.ms", LIBRDKAFKA_MAX_POLL_INTERVAL_MS)
+    try:
+        return int(value)  # type: ignore[call-overload]
+    except (TypeError, ValueError):
+        raise ImproperlyConfigured(f"max.poll.interval.ms={value!r} is not a number of milliseconds") from None
 
 
 def _is_outage(error: Exception) -> bool:

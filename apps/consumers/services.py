@@ -12,6 +12,7 @@ import difflib
 import hashlib
 import json
 import re
+import time
 import traceback as tb
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -33,6 +34,7 @@ from apps.consumers.models import DeadLetter, DeadLetterReplay, InboxEntry, enco
 
 Action = DeadLetterReplay.Action
 Outcome = DeadLetterReplay.Outcome
+_REPLAYABLE = (DeadLetter.Status.PENDING, DeadLetter.Status.RETRYING)
 
 _UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", re.IGNORECASE)
 _HEX = re.compile(r"\b(?:0x[0-9a-f]+|(?=[0-9a-f]*[0-9])[0-9a-f]{8,})\b", re.IGNORECASE)
@@ -235,12 +237,13 @@ def ledger_statuses(*, group: str, positions: list[tuple[str, int, int]]) -> dic
 @transaction.atomic
 def deadletter_record(
     *, group: str, raw: RawMessage, failure: Failure, attempts: int, first_failed_at: datetime | None = None,
-    blocked_by_id: int | None = None,
+    blocked_by_id: int | None = None, auto_retry: bool = False,
 ) -> DeadLetter:
     """Put a message in the ledger (once per message and group: a redelivered one updates its row).
 
     Key, value and header values are stored as the bytes they are; text columns get `safe_text`. If this still
-    fails, the caller falls back to `deadletter_record_minimal`.
+    fails, the caller falls back to `deadletter_record_minimal`. `auto_retry`: a retryable failure the consumer
+    gave up on in line becomes `retrying`, re-tried by `deadletter_retry_due` (when automatic retries are on).
     """
     now = timezone.now()
     existing = (
@@ -261,6 +264,9 @@ def deadletter_record(
         first_failed_at=first_failed_at or now, blocked_by_id=blocked_by_id,
     )
     _set_failure(dead_letter, failure, attempts=attempts, at=now)
+    if auto_retry and _retryable(failure) and blocked_by_id is None and settings.CONSUMER_AUTO_RETRY_MAX_ATTEMPTS > 0:
+        dead_letter.status = DeadLetter.Status.RETRYING
+        dead_letter.next_attempt_at = now + auto_retry_delay(0)
     dead_letter.save()
     return dead_letter
 
@@ -314,6 +320,67 @@ def _set_failure(dead_letter: DeadLetter, failure: Failure, *, attempts: int, at
     ) else failure.fingerprint
     dead_letter.attempts = attempts
     dead_letter.last_failed_at = at
+
+
+# --- automatic retries ---------------------------------------------------------------------------------------
+
+
+def auto_retry_delay(retries_done: int) -> timedelta:
+    """Delay before automatic retry number `retries_done + 1`: doubling from the initial delay, capped."""
+    initial = settings.CONSUMER_AUTO_RETRY_BACKOFF_INITIAL_S
+    return timedelta(seconds=min(initial * 2 ** min(retries_done, 32), settings.CONSUMER_AUTO_RETRY_BACKOFF_MAX_S))
+
+
+def _retryable(failure: Failure) -> bool:
+    return failure.reason == DeadLetter.Reason.HANDLER_ERROR
+
+
+def deadletter_retry_due(*, limit: int = 200, time_budget_s: float = 60.0) -> dict[str, int]:
+    """Run the automatic retries that are due, the longest-waiting first, one transaction each (beat task).
+
+    Stops starting new ones after `time_budget_s`; the rest are due at the next sweep. Returns outcome counts.
+    """
+    started = time.monotonic()
+    due = list(
+        DeadLetter.objects.filter(
+            status=DeadLetter.Status.RETRYING, next_attempt_at__lte=timezone.now(), blocked_by__isnull=True
+        ).order_by("next_attempt_at", "id").values_list("id", flat=True)[:limit]
+    )
+    outcomes: dict[str, int] = {}
+    for dead_letter_id in due:
+        if time.monotonic() - started >= time_budget_s:
+            break
+        outcome = deadletter_auto_retry(dead_letter_id=dead_letter_id).outcome
+        outcomes[outcome] = outcomes.get(outcome, 0) + 1
+    return outcomes
+
+
+def deadletter_auto_retry(*, dead_letter_id: int) -> ReplayResult:
+    """One automatic retry of a `retrying` dead letter, if still due.
+
+    Success: replayed, and the messages parked behind it run in order (as for a replay). Failure: the next
+    retry is scheduled (the delay doubles), or after the last one (CONSUMER_AUTO_RETRY_MAX_ATTEMPTS) it becomes
+    a pending dead letter, as does a failure retrying cannot help (non-retryable, undecodable).
+    """
+    with transaction.atomic():
+        dead_letter = _lock(dead_letter_id)
+        now = timezone.now()
+        if dead_letter.status != DeadLetter.Status.RETRYING or dead_letter.blocked_by_id is not None or (
+            dead_letter.next_attempt_at and dead_letter.next_attempt_at > now
+        ):
+            return ReplayResult(dead_letter=dead_letter, outcome="skipped")
+        try:
+            applied = _apply_stored(dead_letter)
+        except Exception as error:  # noqa: BLE001 - recorded; retried later or left to a person
+            dead_letter.auto_retries += 1
+            failure = _record_failure(dead_letter, error)
+            _history(dead_letter, action=Action.AUTO_RETRY, outcome=Outcome.FAILED, actor=None, error=failure.message)
+            return ReplayResult(dead_letter=dead_letter, outcome=Outcome.FAILED, error=failure.message)
+        _resolve(dead_letter)
+        outcome = Outcome.APPLIED if applied else Outcome.DUPLICATE
+        _history(dead_letter, action=Action.AUTO_RETRY, outcome=outcome, actor=None)
+        released, new_head = _release_followers(dead_letter, actor=None, auto_retry=True)
+        return ReplayResult(dead_letter=dead_letter, outcome=outcome, released=released, new_head=new_head)
 
 
 # --- replay, edit, discard --------------------------------------------------------------------------------
@@ -380,7 +447,8 @@ def deadletter_discard(*, dead_letter_id: int, actor: AbstractBaseUser | None, r
             raise ApplicationError(f"dead letter #{dead_letter.pk} is already {dead_letter.status}")
         dead_letter.status = DeadLetter.Status.DISCARDED
         dead_letter.resolved_at = timezone.now()
-        dead_letter.save(update_fields=["status", "resolved_at"])
+        dead_letter.next_attempt_at = None
+        dead_letter.save(update_fields=["status", "resolved_at", "next_attempt_at"])
         _history(dead_letter, action=Action.DISCARD, outcome=Outcome.DISCARDED, actor=actor, reason=reason.strip())
         result = ReplayResult(dead_letter=dead_letter, outcome=Outcome.DISCARDED)
         if dead_letter.blocked_by_id is None:
@@ -390,16 +458,19 @@ def deadletter_discard(*, dead_letter_id: int, actor: AbstractBaseUser | None, r
 
 @transaction.atomic
 def deadletter_queue_replay(*, dead_letter_ids: list[int], actor: AbstractBaseUser | None) -> list[int]:
-    """Mark replayable dead letters `replaying` and hand them to a Celery task after commit; returns their ids."""
+    """Mark replayable dead letters `replaying` and hand them to a Celery task after commit; returns their ids.
+
+    Pending and retrying heads are replayable (an operator's replay takes a retrying one off its schedule).
+    """
     from apps.consumers.tasks import replay_dead_letters
 
     ids = list(
         DeadLetter.objects.select_for_update()
-        .filter(id__in=dead_letter_ids, status=DeadLetter.Status.PENDING, blocked_by__isnull=True)
+        .filter(id__in=dead_letter_ids, status__in=_REPLAYABLE, blocked_by__isnull=True)
         .order_by("id")
         .values_list("id", flat=True)
     )
-    DeadLetter.objects.filter(id__in=ids).update(status=DeadLetter.Status.REPLAYING)
+    DeadLetter.objects.filter(id__in=ids).update(status=DeadLetter.Status.REPLAYING, next_attempt_at=None)
     now = timezone.now()
     DeadLetterReplay.objects.bulk_create(
         DeadLetterReplay(dead_letter_id=i, action=Action.QUEUE, outcome=Outcome.QUEUED, actor=actor, at=now)
@@ -458,8 +529,14 @@ def _replay_locked(
     return ReplayResult(dead_letter=dead_letter, outcome=outcome, released=released, new_head=new_head)
 
 
-def _release_followers(head: DeadLetter, *, actor: AbstractBaseUser | None) -> tuple[list[int], int | None]:
-    """Run the messages parked behind `head` in order; the first failure becomes the key's new head."""
+def _release_followers(
+    head: DeadLetter, *, actor: AbstractBaseUser | None, auto_retry: bool = False
+) -> tuple[list[int], int | None]:
+    """Run the messages parked behind `head` in order; the first failure becomes the key's new head.
+
+    With `auto_retry` (the release of an automatic retry, nobody watching) a retryable failure of the new
+    head is retried automatically too; after an operator's replay or discard it is pending, for them.
+    """
     followers = list(
         DeadLetter.objects.select_for_update()
         .filter(blocked_by=head, status__in=DeadLetter.UNRESOLVED)
@@ -471,6 +548,8 @@ def _release_followers(head: DeadLetter, *, actor: AbstractBaseUser | None) -> t
             applied = _apply_stored(follower)
         except Exception as error:  # noqa: BLE001 - recorded; the follower now blocks the rest
             follower.blocked_by = None
+            if auto_retry:
+                follower.status = DeadLetter.Status.RETRYING  # _record_failure keeps it so if retryable
             failure = _record_failure(follower, error)
             _history(follower, action=Action.RELEASE, outcome=Outcome.FAILED, actor=actor, error=failure.message)
             rest = [f.pk for f in followers[index + 1 :]]
@@ -501,10 +580,19 @@ def _apply_stored(dead_letter: DeadLetter) -> bool:
 
 
 def _record_failure(dead_letter: DeadLetter, error: Exception) -> Failure:
+    """A failed run of a stored message: attempts + 1 and the new error. A `retrying` one stays `retrying`
+    (next try scheduled) while the error is retryable and automatic retries are left; otherwise, and for every
+    other status, it becomes `pending`, for a person."""
     registration = registry.handler_for(dead_letter.group, dead_letter.event_type)
     failure = Failure.from_exception(error, handler=registration.name if registration else "")
-    _set_failure(dead_letter, failure, attempts=dead_letter.attempts + 1, at=timezone.now())
-    dead_letter.status = DeadLetter.Status.PENDING
+    now = timezone.now()
+    _set_failure(dead_letter, failure, attempts=dead_letter.attempts + 1, at=now)
+    retrying = (
+        dead_letter.status == DeadLetter.Status.RETRYING and _retryable(failure)
+        and dead_letter.auto_retries < settings.CONSUMER_AUTO_RETRY_MAX_ATTEMPTS
+    )
+    dead_letter.status = DeadLetter.Status.RETRYING if retrying else DeadLetter.Status.PENDING
+    dead_letter.next_attempt_at = now + auto_retry_delay(dead_letter.auto_retries) if retrying else None
     dead_letter.save()
     return failure
 
@@ -512,7 +600,8 @@ def _record_failure(dead_letter: DeadLetter, error: Exception) -> Failure:
 def _resolve(dead_letter: DeadLetter) -> None:
     dead_letter.status = DeadLetter.Status.REPLAYED
     dead_letter.resolved_at = timezone.now()
-    dead_letter.save(update_fields=["status", "resolved_at"])
+    dead_letter.next_attempt_at = None
+    dead_letter.save(update_fields=["status", "resolved_at", "next_attempt_at"])
 
 
 def _history(dead_letter: DeadLetter, *, action: str, outcome: str, actor: AbstractBaseUser | None, **fields: str) -> None:

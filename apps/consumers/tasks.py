@@ -1,4 +1,5 @@
-"""Thin Celery tasks: background replay of large admin selections, and the inbox retention purge."""
+"""Thin Celery tasks: background replay of large admin selections, the automatic retries that are due, and the
+inbox retention purge."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from celery import shared_task
 from django.contrib.auth import get_user_model
 
 from apps.common.api import ApplicationError
-from apps.consumers.services import deadletter_replay, inbox_purge
+from apps.consumers.services import deadletter_replay, deadletter_retry_due, inbox_purge
 
 logger = logging.getLogger(__name__)
 
@@ -27,6 +28,12 @@ def replay_dead_letters(dead_letter_ids: list[int], actor_id: int | None) -> dic
         outcomes[outcome] = outcomes.get(outcome, 0) + 1
     logger.info("background replay of %d dead letters: %s", len(dead_letter_ids), outcomes)
     return outcomes
+
+
+@shared_task(ignore_result=True)
+def retry_due_dead_letters() -> dict[str, int]:
+    """Periodic (beat, every CONSUMER_AUTO_RETRY_SWEEP_S): the automatic retries of `retrying` dead letters."""
+    return deadletter_retry_due()
 
 
 @shared_task(ignore_result=True)

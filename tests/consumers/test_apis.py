@@ -110,3 +110,13 @@ def test_a_binary_key_and_header_are_shown_escaped_with_their_exact_bytes_and_th
     assert {"key": "x-note", "value": "a\\x00b\\xff", "value_base64": "YQBi/w=="} in body["headers"]
     assert [row["id"] for row in client.get(URL, {"key": "truck-2"}).json()["results"]] == [printable.pk]
     assert [row["id"] for row in client.get(URL, {"key": "\\x00\\x00\\x00\\x07"}).json()["results"]] == [java.pk]
+
+
+def test_a_retrying_dead_letter_is_listed_with_its_next_attempt_and_the_status_filter_knows_retrying() -> None:
+    waiting = dead_letter(1)
+    DeadLetter.objects.filter(pk=waiting.pk).update(status=DeadLetter.Status.RETRYING, next_attempt_at="2030-01-01T00:00Z")
+    dead_letter(2, key="truck-2")
+    rows = client_for("finance").get(URL, {"status": "retrying"}).json()["results"]
+    assert [(row["id"], row["next_attempt_at"], row["auto_retries"]) for row in rows] == [
+        (waiting.pk, "2030-01-01T00:00:00Z", 0)
+    ]

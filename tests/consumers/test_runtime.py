@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Callable
 
 import pytest
 from confluent_kafka import Consumer, TopicPartition
 from django.utils import timezone
+from pytest_django.fixtures import Settings as SettingsWrapper
 
 from apps.common.kafka import client_config
 from apps.consumers.models import DeadLetter, InboxEntry
 from apps.consumers.runtime import ConsumerWorker
-from apps.consumers.services import deadletter_discard, deadletter_edit_and_replay
+from apps.consumers.services import deadletter_discard, deadletter_edit_and_replay, deadletter_retry_due
 from tests.consumers.support import RawProducer, cloud_event_headers, drain, happened
 from tests.consumers.testapp import handlers
 from tests.consumers.testapp.models import Effect, Script
@@ -371,3 +373,76 @@ def test_a_redelivered_message_whose_dead_letter_was_replayed_is_a_duplicate_and
     assert effects() == [1, 2]
     assert list(DeadLetter.objects.values_list("id", "status")) == [(head.pk, DeadLetter.Status.REPLAYED)]
     assert (worker.counters.duplicates, worker.counters.parked, worker.counters.dead_lettered) == (1, 0, 0)
+
+
+# --- retries never hold a partition hostage ---------------------------------------------------------------------
+
+
+def test_a_batch_of_failing_messages_spends_at_most_the_batch_retry_budget_then_they_wait_in_the_ledger_as_retrying(
+    producer: RawProducer, make_worker: Callable[..., ConsumerWorker], settings: SettingsWrapper
+) -> None:
+    settings.CONSUMER_MAX_ATTEMPTS = 5
+    settings.CONSUMER_RETRY_BACKOFF_INITIAL_S = settings.CONSUMER_RETRY_BACKOFF_MAX_S = 0.1
+    settings.CONSUMER_RETRY_BATCH_BUDGET_S = 0.5  # per batch: about 5 retries in all, not 4 per message
+    Script.objects.create(scenario="broken", broken=True)
+    failing = [producer.event(happened(key=f"k{seq}", scenario="broken", seq=seq)) for seq in range(1, 21)]
+    producer.event(happened(key="fine", seq=99))
+    producer.flush()
+    worker = make_worker(batch_size=100)
+    drain(worker, lambda: worker.counters.handled + worker.counters.duplicates > 0)  # the group join
+    started = time.monotonic()
+    drain(worker, lambda: Effect.objects.filter(seq=99).exists())
+
+    assert time.monotonic() - started < 5  # the old per-message retries took 20 x 0.4 s of sleep alone
+    assert sum(handlers.attempts[event_id] for event_id in failing) <= 20 + 6
+    rows = DeadLetter.objects.filter(event_id__in=failing)
+    assert rows.count() == 20
+    assert set(rows.values_list("status", "reason")) == {(DeadLetter.Status.RETRYING, Reason.HANDLER_ERROR)}
+    assert all(row.next_attempt_at > timezone.now() for row in rows)
+
+
+def test_the_worker_refuses_to_start_when_the_batch_retry_budget_is_not_well_under_max_poll_interval(
+    settings: SettingsWrapper,
+) -> None:
+    from django.core.exceptions import ImproperlyConfigured
+    from django.core.management import CommandError, call_command
+
+    settings.CONSUMER_RETRY_BATCH_BUDGET_S = 200  # librdkafka's max.poll.interval.ms is 300 s
+    with pytest.raises(ImproperlyConfigured, match=r"CONSUMER_RETRY_BATCH_BUDGET_S=200 .*300000 ms, so at most 100 s"):
+        ConsumerWorker("testing")
+    with pytest.raises(CommandError, match="max.poll.interval.ms"):
+        call_command("consume", "testing")
+    settings.CONSUMER_RETRY_BATCH_BUDGET_S = 30
+    settings.KAFKA_CLIENT_CONFIG = {"max.poll.interval.ms": "60000"}  # a deployment that lowered it
+    with pytest.raises(ImproperlyConfigured, match="at most 20 s"):
+        ConsumerWorker("testing")
+
+
+def test_a_retrying_message_parks_only_its_key_and_a_successful_automatic_retry_releases_the_key_in_order(
+    producer: RawProducer, make_worker: Callable[..., ConsumerWorker]
+) -> None:
+    Script.objects.create(scenario="broken", broken=True)
+    failing = producer.event(happened(key="truck-1", scenario="broken", seq=1))
+    producer.event(happened(key="truck-1", seq=2))
+    producer.event(happened(key="truck-2", seq=3))
+    producer.event(happened(key="truck-1", seq=4))
+    producer.event(happened(key="truck-3", seq=5), partition=1)
+    producer.flush()
+    worker = make_worker()
+    drain(worker, lambda: Effect.objects.count() == 2 and DeadLetter.objects.count() == 3)
+
+    head = DeadLetter.objects.get(event_id=failing)
+    assert (head.status, head.blocked_by_id) == (DeadLetter.Status.RETRYING, None)
+    assert DeadLetter.objects.filter(blocked_by=head).count() == 2
+    assert sorted(effects()) == [3, 5]  # other keys and partitions flowed
+    assert deadletter_retry_due() == {}  # not due yet
+
+    DeadLetter.objects.filter(pk=head.pk).update(next_attempt_at=timezone.now())
+    Script.objects.filter(scenario="broken").update(broken=False)
+    assert deadletter_retry_due() == {"applied": 1}
+
+    assert effects()[2:] == [1, 2, 4]
+    assert set(DeadLetter.objects.values_list("status", flat=True)) == {DeadLetter.Status.REPLAYED}
+    producer.event(happened(key="truck-1", seq=6))  # the key flows again
+    producer.flush()
+    drain(worker, lambda: Effect.objects.filter(seq=6).exists())

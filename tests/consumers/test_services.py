@@ -20,6 +20,7 @@ from apps.consumers.services import (
     deadletter_queue_replay,
     deadletter_record,
     deadletter_replay,
+    deadletter_retry_due,
     fingerprint,
     inbox_apply,
     inbox_purge,
@@ -256,3 +257,90 @@ def test_keys_that_differ_only_in_undecodable_bytes_are_different_keys_for_parki
     head = failed(1)
     DeadLetter.objects.filter(pk=head.pk).update(key=b"\xff\xfe")
     assert blocking_heads(group="testing", keys=[b"\xff\xfe", b"\xff\xfd"]) == {b"\xff\xfe": head.pk}
+
+
+# --- automatic retries ------------------------------------------------------------------------------------------
+
+
+def retrying(event_seq: int, *, key: str = "truck-1", scenario: str = "broken") -> DeadLetter:
+    """A handler failure the consumer gave up on in line: `retrying`, as the runtime records it."""
+    raw = raw_message(happened(key=key, scenario=scenario, seq=event_seq), offset=event_seq)
+    return deadletter_record(group="testing", raw=raw, failure=Failure.from_exception(RuntimeError("boom")),
+                             attempts=3, auto_retry=True)
+
+
+def make_due(dead_letter: DeadLetter) -> None:
+    DeadLetter.objects.filter(pk=dead_letter.pk).update(next_attempt_at=timezone.now() - timedelta(seconds=1))
+
+
+def test_automatic_retries_follow_the_backoff_schedule_then_the_dead_letter_becomes_pending(settings: object) -> None:
+    settings.CONSUMER_AUTO_RETRY_MAX_ATTEMPTS = 3  # type: ignore[attr-defined]
+    settings.CONSUMER_AUTO_RETRY_BACKOFF_INITIAL_S = 30  # type: ignore[attr-defined]
+    settings.CONSUMER_AUTO_RETRY_BACKOFF_MAX_S = 100  # type: ignore[attr-defined]
+    Script.objects.create(scenario="broken", broken=True)
+    before = timezone.now()
+    head = retrying(1)
+    follower = parked(2, head)
+    assert head.status == Status.RETRYING
+    assert timedelta(seconds=29) < head.next_attempt_at - before < timedelta(seconds=31)  # type: ignore[operator]
+    assert deadletter_retry_due() == {}
+
+    delays = []
+    for _ in range(3):
+        make_due(head)
+        started = timezone.now()
+        assert deadletter_retry_due() == {"failed": 1}
+        head.refresh_from_db()
+        if head.next_attempt_at:
+            delays.append(round((head.next_attempt_at - started).total_seconds()))
+
+    assert delays == [60, 100]  # 30 s doubling, capped at 100 s
+    assert (head.status, head.next_attempt_at, head.auto_retries, head.attempts) == (Status.PENDING, None, 3, 6)
+    assert [(h.action, h.outcome) for h in head.history.all()] == [("auto_retry", "failed")] * 3
+    follower.refresh_from_db()
+    assert (follower.status, follower.blocked_by_id) == (Status.PENDING, head.pk)  # still parked behind it
+    assert not Effect.objects.exists()
+
+
+def test_a_non_retryable_failure_on_an_automatic_retry_makes_it_pending_at_once() -> None:
+    head = retrying(1)
+    Script.objects.create(scenario="broken", broken=True, non_retryable=True)
+    make_due(head)
+    deadletter_retry_due()
+    head.refresh_from_db()
+    assert (head.status, head.reason, head.next_attempt_at) == (Status.PENDING, DeadLetter.Reason.NON_RETRYABLE, None)
+
+
+def test_a_successful_automatic_retry_releases_the_key_and_a_released_message_that_fails_is_retried_in_turn() -> None:
+    Script.objects.create(scenario="other-broken", broken=True)
+    head = retrying(1, scenario="")
+    second = parked(2, head, scenario="other-broken")
+    third = parked(3, head)
+    make_due(head)
+
+    assert deadletter_retry_due() == {"applied": 1}
+
+    second.refresh_from_db()
+    third.refresh_from_db()
+    assert (second.status, second.blocked_by_id, second.next_attempt_at is not None) == (Status.RETRYING, None, True)
+    assert third.blocked_by_id == second.pk
+    assert seqs() == [1]
+    assert DeadLetter.objects.get(pk=head.pk).history.get().action == "auto_retry"
+
+
+def test_an_operator_may_replay_or_discard_a_retrying_dead_letter_before_its_next_automatic_try() -> None:
+    first, second = retrying(1, key="truck-1", scenario=""), retrying(2, key="truck-2")
+    assert deadletter_replay(dead_letter_id=first.pk).outcome == Outcome.APPLIED
+    deadletter_discard(dead_letter_id=second.pk, actor=None, reason="obsolete")
+    assert list(DeadLetter.objects.order_by("id").values_list("status", "next_attempt_at")) == [
+        (Status.REPLAYED, None), (Status.DISCARDED, None),
+    ]
+    make_due(second)
+    assert deadletter_retry_due() == {}
+
+
+def test_the_beat_task_runs_the_due_retries() -> None:
+    from apps.consumers.tasks import retry_due_dead_letters
+
+    make_due(retrying(1, scenario=""))
+    assert retry_due_dead_letters.apply().result == {"applied": 1}
