@@ -237,7 +237,7 @@ class DeadLetterAdmin(EventIdOrKeySearchMixin, admin.ModelAdmin):
             self.message_user(
                 request,
                 f"Queued {len(queued)} dead letters for background replay"
-                + (f" ({skipped} skipped: not pending, or parked behind another)." if skipped else ".")
+                + (f" ({skipped} skipped: resolved, parked behind another, or at the replay cap)." if skipped else ".")
                 + " Their status is 'replaying' until the replay ran.",
             )
             return

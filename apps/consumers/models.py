@@ -76,6 +76,8 @@ class DeadLetter(models.Model):
     # Automatic retries (status `retrying`): when the next one is due, and how many ran.
     next_attempt_at = models.DateTimeField(null=True, blank=True)
     auto_retries = models.PositiveIntegerField(default=0)
+    # When it was last handed to the background replay (status `replaying`); the stale sweep re-queues it.
+    replay_queued_at = models.DateTimeField(null=True, blank=True)
     # Per-key order: a parked message points at the head failure of its key and waits for it.
     blocked_by = models.ForeignKey(
         "self", null=True, blank=True, on_delete=models.PROTECT, related_name="parked"
@@ -151,6 +153,7 @@ class DeadLetterReplay(models.Model):
         DUPLICATE = "duplicate", "Already applied (inbox)"
         FAILED = "failed", "Failed"
         QUEUED = "queued", "Queued"
+        REFUSED = "refused", "Refused (replay cap)"
         DISCARDED = "discarded", "Discarded"
 
     dead_letter = models.ForeignKey(DeadLetter, on_delete=models.CASCADE, related_name="history")

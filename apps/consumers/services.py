@@ -460,17 +460,26 @@ def deadletter_discard(*, dead_letter_id: int, actor: AbstractBaseUser | None, r
 def deadletter_queue_replay(*, dead_letter_ids: list[int], actor: AbstractBaseUser | None) -> list[int]:
     """Mark replayable dead letters `replaying` and hand them to a Celery task after commit; returns their ids.
 
-    Pending and retrying heads are replayable (an operator's replay takes a retrying one off its schedule).
+    Pending and retrying heads below the replay cap are replayable, as for a replay now (an operator's replay
+    takes a retrying one off its schedule). If the task is lost, `deadletter_requeue_stale_replays` re-queues.
     """
-    from apps.consumers.tasks import replay_dead_letters
-
-    ids = list(
+    candidates = (
         DeadLetter.objects.select_for_update()
         .filter(id__in=dead_letter_ids, status__in=_REPLAYABLE, blocked_by__isnull=True)
         .order_by("id")
-        .values_list("id", flat=True)
     )
-    DeadLetter.objects.filter(id__in=ids).update(status=DeadLetter.Status.REPLAYING, next_attempt_at=None)
+    cap = settings.CONSUMER_REPLAY_MAX_ATTEMPTS
+    ids = [dead_letter.pk for dead_letter in candidates if _failed_replays(dead_letter) < cap]
+    DeadLetter.objects.filter(id__in=ids).update(
+        status=DeadLetter.Status.REPLAYING, next_attempt_at=None, replay_queued_at=timezone.now()
+    )
+    _enqueue_replays(ids, actor=actor)
+    return ids
+
+
+def _enqueue_replays(ids: list[int], *, actor: AbstractBaseUser | None) -> None:
+    from apps.consumers.tasks import replay_dead_letters
+
     now = timezone.now()
     DeadLetterReplay.objects.bulk_create(
         DeadLetterReplay(dead_letter_id=i, action=Action.QUEUE, outcome=Outcome.QUEUED, actor=actor, at=now)
@@ -480,8 +489,53 @@ def deadletter_queue_replay(*, dead_letter_ids: list[int], actor: AbstractBaseUs
     chunk = settings.CONSUMER_REPLAY_TASK_CHUNK
     for start in range(0, len(ids), chunk):
         part = ids[start : start + chunk]
-        transaction.on_commit(lambda part=part: replay_dead_letters.delay(part, actor_id))
-    return ids
+        # robust: a Celery broker down at commit must not fail the caller; the stale sweep re-queues.
+        transaction.on_commit(lambda part=part: replay_dead_letters.delay(part, actor_id), robust=True)
+
+
+def deadletter_replay_queued(*, dead_letter_id: int, actor: AbstractBaseUser | None = None) -> ReplayResult:
+    """The background half of `deadletter_queue_replay`: replay a dead letter still `replaying`, under the same
+    cap as a replay now. At the cap it goes back to `pending` (history: refused); one that is no longer
+    `replaying` (handled meanwhile, or a second copy of the task) is skipped."""
+    with transaction.atomic():
+        dead_letter = _lock(dead_letter_id)
+        if dead_letter.status != DeadLetter.Status.REPLAYING:
+            return ReplayResult(dead_letter=dead_letter, outcome="skipped")
+        failed = _failed_replays(dead_letter)
+        if failed >= settings.CONSUMER_REPLAY_MAX_ATTEMPTS:
+            error = f"not replayed: it failed {failed} replays (the cap); fix its cause, edit or discard it"
+            dead_letter.status = DeadLetter.Status.PENDING
+            dead_letter.save(update_fields=["status"])
+            _history(dead_letter, action=Action.REPLAY, outcome=Outcome.REFUSED, actor=actor, error=error)
+            return ReplayResult(dead_letter=dead_letter, outcome=Outcome.REFUSED, error=error)
+        return _replay_locked(dead_letter, actor=actor, action=Action.REPLAY)
+
+
+def deadletter_requeue_stale_replays(*, older_than: timedelta | None = None) -> int:
+    """Beat: background replays still `replaying` after CONSUMER_REPLAY_STALE_MINUTES lost their task (never
+    queued, or its worker died). Each counts as a failed replay: below the cap it is queued again, at the
+    cap it goes back to `pending`. So nothing stays `replaying` for ever. Returns how many were re-queued."""
+    cutoff = timezone.now() - (older_than or timedelta(minutes=settings.CONSUMER_REPLAY_STALE_MINUTES))
+    with transaction.atomic():
+        # A row a running replay holds is locked: that replay is alive, skip it.
+        stale = list(
+            DeadLetter.objects.select_for_update(skip_locked=True)
+            .filter(Q(replay_queued_at__lt=cutoff) | Q(replay_queued_at__isnull=True), status=DeadLetter.Status.REPLAYING)
+            .order_by("id")
+        )
+        requeue: list[int] = []
+        for dead_letter in stale:
+            _history(dead_letter, action=Action.REPLAY, outcome=Outcome.FAILED, actor=None,
+                     error=f"the background replay did not finish within {settings.CONSUMER_REPLAY_STALE_MINUTES} "
+                           "minutes (its task was lost or died)")
+            if _failed_replays(dead_letter) >= settings.CONSUMER_REPLAY_MAX_ATTEMPTS:
+                dead_letter.status = DeadLetter.Status.PENDING
+                dead_letter.save(update_fields=["status"])
+            else:
+                requeue.append(dead_letter.pk)
+        DeadLetter.objects.filter(pk__in=requeue).update(replay_queued_at=timezone.now())
+        _enqueue_replays(requeue, actor=None)
+    return len(requeue)
 
 
 def _lock(dead_letter_id: int) -> DeadLetter:
@@ -503,13 +557,18 @@ def _check_replayable(dead_letter: DeadLetter, *, enforce_cap: bool) -> None:
             f"dead letter #{dead_letter.pk} is parked behind #{dead_letter.blocked_by_id}: "
             "replay or discard that one first, its key's order depends on it"
         )
-    failed = dead_letter.history.filter(
-        action__in=[Action.REPLAY, Action.EDIT_AND_REPLAY], outcome=Outcome.FAILED
-    ).count()
+    failed = _failed_replays(dead_letter)
     if enforce_cap and failed >= settings.CONSUMER_REPLAY_MAX_ATTEMPTS:
         raise ApplicationError(
             f"dead letter #{dead_letter.pk} failed {failed} replays (the cap): fix its cause, edit or discard it"
         )
+
+
+def _failed_replays(dead_letter: DeadLetter) -> int:
+    """Failed replays so far (automatic retries and releases do not count): what the replay cap limits."""
+    return dead_letter.history.filter(
+        action__in=[Action.REPLAY, Action.EDIT_AND_REPLAY], outcome=Outcome.FAILED
+    ).count()
 
 
 def _replay_locked(

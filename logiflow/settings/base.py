@@ -161,6 +161,9 @@ CONSUMER_REPLAY_MAX_ATTEMPTS = env.int("CONSUMER_REPLAY_MAX_ATTEMPTS", default=1
 # Larger admin selections are replayed in the background by Celery, in tasks of this many.
 CONSUMER_REPLAY_SYNC_LIMIT = env.int("CONSUMER_REPLAY_SYNC_LIMIT", default=20)
 CONSUMER_REPLAY_TASK_CHUNK = env.int("CONSUMER_REPLAY_TASK_CHUNK", default=200)
+# A background replay still `replaying` this long after it was queued lost its task (Celery broker down at
+# commit, worker died): beat re-queues it, counting a failed replay, so the replay cap ends it.
+CONSUMER_REPLAY_STALE_MINUTES = env.int("CONSUMER_REPLAY_STALE_MINUTES", default=15)
 # Keep inbox rows longer than a topic can ever be re-read (Kafka retention), or an old event could apply twice.
 CONSUMER_INBOX_RETENTION_DAYS = env.int("CONSUMER_INBOX_RETENTION_DAYS", default=14)
 CONSUMER_STATS_INTERVAL_S = env.float("CONSUMER_STATS_INTERVAL_S", default=60.0)
@@ -207,6 +210,9 @@ CELERY_WORKER_MAX_MEMORY_PER_CHILD = env.int("CELERY_WORKER_MAX_MEMORY_PER_CHILD
 CELERY_BEAT_SCHEDULE: dict = {}
 CELERY_BEAT_SCHEDULE["outbox-purge-published"] = {"task": "apps.outbox.tasks.purge_published_events", "schedule": 3600}
 CELERY_BEAT_SCHEDULE["consumers-purge-inbox"] = {"task": "apps.consumers.tasks.purge_inbox", "schedule": 6 * 3600}
+CELERY_BEAT_SCHEDULE["consumers-requeue-stale-replays"] = {
+    "task": "apps.consumers.tasks.requeue_stale_replays", "schedule": 5 * 60,
+}
 # A sweep that could not run in its interval is dropped, not stacked behind the next one.
 CELERY_BEAT_SCHEDULE["consumers-retry-due"] = {
     "task": "apps.consumers.tasks.retry_due_dead_letters", "schedule": CONSUMER_AUTO_RETRY_SWEEP_S,

@@ -20,6 +20,7 @@ from apps.consumers.services import (
     deadletter_queue_replay,
     deadletter_record,
     deadletter_replay,
+    deadletter_requeue_stale_replays,
     deadletter_retry_due,
     fingerprint,
     inbox_apply,
@@ -344,3 +345,81 @@ def test_the_beat_task_runs_the_due_retries() -> None:
 
     make_due(retrying(1, scenario=""))
     assert retry_due_dead_letters.apply().result == {"applied": 1}
+
+
+# --- background replays ----------------------------------------------------------------------------------------
+
+
+def run_callbacks(callbacks: list) -> None:  # type: ignore[type-arg]
+    """What the commit would have run (the Celery task, eager here)."""
+    celery_app.conf.task_always_eager = True
+    try:
+        for callback in callbacks:
+            callback()
+    finally:
+        celery_app.conf.task_always_eager = False
+
+
+def test_background_replay_respects_the_replay_cap_and_leaves_nothing_replaying(
+    settings: object, django_capture_on_commit_callbacks: object
+) -> None:
+    settings.CONSUMER_REPLAY_MAX_ATTEMPTS = 2  # type: ignore[attr-defined]
+    Script.objects.create(scenario="broken", broken=True)
+    at_cap, below = failed(1, key="truck-1"), failed(2, key="truck-2")
+    for _ in range(2):
+        deadletter_replay(dead_letter_id=at_cap.pk)
+    deadletter_replay(dead_letter_id=below.pk)
+
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:  # type: ignore[operator]
+        queued = deadletter_queue_replay(dead_letter_ids=[at_cap.pk, below.pk], actor=None)
+    assert queued == [below.pk]  # the one at the cap is not queued, exactly as a replay now would refuse it
+    settings.CONSUMER_REPLAY_MAX_ATTEMPTS = 1  # type: ignore[attr-defined]  # reached while it waited
+    run_callbacks(callbacks)
+
+    assert list(DeadLetter.objects.order_by("id").values_list("status", flat=True)) == [Status.PENDING] * 2
+    refused = DeadLetter.objects.get(pk=below.pk).history.last()
+    assert (refused.action, refused.outcome) == ("replay", "refused")  # type: ignore[union-attr]
+    assert handlers.attempts[below.event_id] == 1  # only the replay now ran the handler
+
+
+def test_a_replay_whose_task_was_never_queued_is_queued_again_by_the_sweep(
+    settings: object, django_capture_on_commit_callbacks: object
+) -> None:
+    from apps.consumers.tasks import requeue_stale_replays
+
+    head = failed(1, scenario="")
+    with django_capture_on_commit_callbacks(execute=False):  # type: ignore[operator]
+        deadletter_queue_replay(dead_letter_ids=[head.pk], actor=None)  # the broker was down at commit
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:  # type: ignore[operator]
+        assert requeue_stale_replays.apply().result == 0  # not stale yet
+    assert not callbacks
+
+    DeadLetter.objects.filter(pk=head.pk).update(replay_queued_at=timezone.now() - timedelta(minutes=16))
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:  # type: ignore[operator]
+        assert requeue_stale_replays.apply().result == 1
+    run_callbacks(callbacks)
+
+    head.refresh_from_db()
+    assert head.status == Status.REPLAYED
+    assert seqs() == [1]
+
+
+def test_a_replay_whose_task_keeps_dying_ends_pending_after_the_replay_cap(
+    settings: object, django_capture_on_commit_callbacks: object
+) -> None:
+    settings.CONSUMER_REPLAY_MAX_ATTEMPTS = 2  # type: ignore[attr-defined]
+    head = failed(1, scenario="")
+    with django_capture_on_commit_callbacks(execute=False):  # type: ignore[operator]
+        deadletter_queue_replay(dead_letter_ids=[head.pk], actor=None)
+    statuses = []
+    for _ in range(2):  # each re-queued task dies before it finishes (its callbacks never run)
+        DeadLetter.objects.filter(pk=head.pk).update(replay_queued_at=timezone.now() - timedelta(hours=1))
+        with django_capture_on_commit_callbacks(execute=False):  # type: ignore[operator]
+            deadletter_requeue_stale_replays()
+        statuses.append(DeadLetter.objects.get(pk=head.pk).status)
+
+    assert statuses == [Status.REPLAYING, Status.PENDING]
+    outcomes = list(head.history.values_list("action", "outcome"))
+    assert outcomes == [("queue", "queued"), ("replay", "failed"), ("queue", "queued"), ("replay", "failed")]
+    with pytest.raises(ApplicationError, match="failed 2 replays"):
+        deadletter_replay(dead_letter_id=head.pk)
