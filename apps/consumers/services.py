@@ -1,9 +1,11 @@
-"""Write side of the consumers: apply an event through the inbox, record dead letters, replay, discard, purge.
+"""Write side of the consumers: apply an event through the inbox, record dead letters, retry them automatically,
+replay, discard, purge.
 
-Replay and the consumer agree on one rule for a key's order: while a key has an unresolved head dead letter,
-later messages of that key are parked behind it; resolving the head (replay or discard) runs the parked ones
-in order, and the first that fails becomes the new head. Both sides take the same per-(group, key) advisory
-lock, so a message cannot be parked behind a head that a replay is resolving at the same moment.
+Replay, automatic retries and the consumer agree on one rule for a key's order: while a key (its exact bytes)
+has an unresolved head dead letter (pending, retrying, replaying), later messages of that key are parked behind
+it; resolving the head (replay, automatic retry or discard) runs the parked ones in order, and the first that
+fails becomes the new head. All sides take the same per-(group, key) advisory lock, so a message cannot be
+parked behind a head that is being resolved at the same moment.
 """
 
 from __future__ import annotations
