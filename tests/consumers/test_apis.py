@@ -120,3 +120,17 @@ def test_a_retrying_dead_letter_is_listed_with_its_next_attempt_and_the_status_f
     assert [(row["id"], row["next_attempt_at"], row["auto_retries"]) for row in rows] == [
         (waiting.pk, "2030-01-01T00:00:00Z", 0)
     ]
+
+
+def test_replay_and_discard_show_the_dead_letter_only_to_users_who_may_view_it() -> None:
+    from django.contrib.auth.models import Permission, User
+
+    actor = User.objects.create_user("replayer")
+    actor.user_permissions.add(*Permission.objects.filter(codename__in=["replay_deadletter", "discard_deadletter"]))
+    client = APIClient()
+    client.force_authenticate(actor)
+    letter = dead_letter(1, scenario="broken")
+    body = client.post(f"{URL}{letter.pk}/discard/", {"reason": "test data"}, format="json").json()
+    assert (body["dead_letter_id"], body["status"], body["dead_letter"]) == (letter.pk, "discarded", None)
+    viewer = client_for("operations").post(f"{URL}{dead_letter(2, key='truck-2').pk}/discard/", {"reason": "x"})
+    assert viewer.json()["dead_letter"]["traceback"]
