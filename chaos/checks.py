@@ -224,10 +224,13 @@ def _stuck(conn: psycopg.Connection) -> list[Figure]:
     pending = _one(conn, "SELECT count(*) FROM outbox_outboxevent WHERE state = 'pending'")
     replaying = _one(conn, "SELECT count(*) FROM consumers_deadletter WHERE status = 'replaying'")
     failed = _one(conn, "SELECT count(*) FROM outbox_outboxevent WHERE state = 'failed'")
+    # Dead letters still retried automatically (on a backoff schedule) are not stuck, but not applied either.
+    retrying = _one(conn, "SELECT count(*) FROM consumers_deadletter WHERE status = 'retrying'")
     stuck = pending + replaying
     return [
         Figure("stuck", stuck, "" if stuck == 0 else f"{pending} outbox rows pending, {replaying} dead letters replaying"),
         Figure("outbox_failed", failed),
+        Figure("ledger_retrying", retrying),
     ]
 
 

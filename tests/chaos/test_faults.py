@@ -37,8 +37,7 @@ def test_every_hostile_message_is_one_its_group_must_dead_letter(kind: str, topi
     """Neither applied nor skipped: so `hostile_in_ledger` must equal `hostile_injected`."""
     key, value, headers = hostile_message(kind, topic, serial=1)
     group = TOPICS[topic][0]
-    raw = RawMessage(topic=topic, partition=0, offset=0, key=key.decode("utf-8", errors="replace"), value=value,
-                     headers=headers)
+    raw = RawMessage(topic=topic, partition=0, offset=0, key=key, value=value, headers=headers)
 
     with pytest.raises(DecodeFailure):
         decode(raw, group=group)
