@@ -57,7 +57,7 @@ ADMIN_VIEW_RULES: dict[str, set[str]] = {
     "consumers.DeadLetter": FINANCE | OPERATIONS,
     "routing.Depot": DISPATCHER, "routing.Truck": DISPATCHER, "routing.Customer": DISPATCHER,
     "routing.Route": DISPATCHER,
-    "invoicing.Invoice": FINANCE, "invoicing.BillingAccount": FINANCE,
+    "invoicing.Invoice": FINANCE, "invoicing.BillingAccount": FINANCE, "invoicing.KnownCustomer": FINANCE,
 }
 ADMIN_ACTION_RULES: dict[tuple[str, str], set[str]] = {
     ("axes.AccessAttempt", "cleanup_expired_attempts"): set(),

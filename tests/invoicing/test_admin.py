@@ -7,7 +7,13 @@ from django.test import Client
 
 from apps.invoicing.models import BillingAccount, Invoice
 from apps.invoicing.services import invoice_pdf_render_failed
-from tests.invoicing.factories import UserFactory, issued_invoice, three_stop_route
+from tests.invoicing.factories import (
+    BillingAccountFactory,
+    KnownCustomerFactory,
+    UserFactory,
+    issued_invoice,
+    three_stop_route,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -71,6 +77,7 @@ def test_mark_as_sent_action_marks_issued_invoices_and_reports_refusals(finance_
 
 
 def test_finance_adds_a_billing_account_in_the_admin(finance_admin: Client) -> None:
+    KnownCustomerFactory(customer_id=61, name="Ege Foods")
     response = finance_admin.post("/admin/invoicing/billingaccount/add/", {
         "customer_id": 61, "name": "Ege Foods", "billing_address": "Izmir", "currency": "EUR",
         "rate_per_km": "1.0", "fee_per_stop": "10", "minimum_charge": "0", "fuel_surcharge_percent": "0",
@@ -78,3 +85,36 @@ def test_finance_adds_a_billing_account_in_the_admin(finance_admin: Client) -> N
     })
     assert response.status_code == 302, response.context["adminform"].form.errors
     assert BillingAccount.objects.get(customer_id=61).name == "Ege Foods"
+
+
+def test_the_account_form_offers_known_customers_without_an_account_by_name(finance_admin: Client) -> None:
+    KnownCustomerFactory(customer_id=61, name="Ege Foods")
+    KnownCustomerFactory(customer_id=62, name="Marmara Glass")
+    BillingAccountFactory(customer_id=62)
+    form = finance_admin.get("/admin/invoicing/billingaccount/add/").context["adminform"].form
+    assert list(form.fields["customer_id"].choices)[1:] == [(61, "Ege Foods (customer 61)")]
+
+
+def test_the_account_form_refuses_a_customer_not_in_the_directory(finance_admin: Client) -> None:
+    response = finance_admin.post("/admin/invoicing/billingaccount/add/", {
+        "customer_id": 63, "name": "Nobody", "billing_address": "Izmir", "currency": "EUR", "rate_per_km": "1.0",
+        "fee_per_stop": "10", "minimum_charge": "0", "fuel_surcharge_percent": "0", "vat_rate_percent": "20",
+        "payment_terms_days": "30",
+    })
+    assert response.status_code == 200
+    assert "customer_id" in response.context["adminform"].form.errors
+    assert not BillingAccount.objects.exists()
+
+
+def test_the_directory_lists_customers_by_name_and_finance_cannot_edit_it(finance_admin: Client) -> None:
+    KnownCustomerFactory(customer_id=61, name="Ege Foods")
+    page = finance_admin.get("/admin/invoicing/knowncustomer/", {"q": "Ege"})
+    assert page.context["cl"].result_count == 1
+    assert finance_admin.get("/admin/invoicing/knowncustomer/add/").status_code == 403
+
+
+def test_the_invoice_page_shows_the_customers_current_name_from_the_directory(finance_admin: Client) -> None:
+    invoice = issued_invoice(three_stop_route(route_id=1))
+    KnownCustomerFactory(customer_id=invoice.customer_id, name="Anadolu Textiles Holding")
+    page = finance_admin.get(f"{CHANGELIST}{invoice.pk}/change/")
+    assert "Anadolu Textiles Holding" in page.content.decode()

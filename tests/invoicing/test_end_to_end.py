@@ -20,7 +20,7 @@ from apps.contracts import InvoiceGenerated, RouteCalculated
 from apps.invoicing.models import Invoice
 from apps.outbox.models import OutboxEvent
 from tests.consumers.support import RawProducer, drain
-from tests.invoicing.factories import BillingAccountFactory, UserFactory, three_stop_route
+from tests.invoicing.factories import BillingAccountFactory, KnownCustomerFactory, UserFactory, three_stop_route
 from tests.routing.conftest import DISPATCHER_PERMISSIONS
 from tests.routing.factories import CustomerFactory, TruckFactory
 from tests.support.processes import Processes, stop, wait_until
@@ -118,6 +118,7 @@ def test_missing_billing_data_goes_to_the_ledger_and_a_replay_after_finance_adds
 
     finance = APIClient()
     finance.force_authenticate(UserFactory(role="finance"))
+    KnownCustomerFactory(customer_id=customer_id, name="Ege Foods")  # as routing's CustomerUpserted left it
     created = finance.post("/api/v1/billing-accounts/", {
         "customer_id": customer_id, "name": "Ege Foods A.S.", "billing_address": "Alsancak\nIzmir",
         "rate_per_km": "1.2500", "fee_per_stop": "15.00", "fuel_surcharge_percent": "7.50", "vat_rate_percent": "20",
