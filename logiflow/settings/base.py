@@ -307,6 +307,9 @@ INVOICING_ISSUER = {
     "vat_id": env("INVOICING_ISSUER_VAT_ID", default="TR0000000000"),
     "payment_note": env("INVOICING_PAYMENT_NOTE", default="Please quote the invoice number with your payment."),
 }
+# Payment details printed on invoices (not on credit notes); an empty value is left out.
+INVOICING_BANK_NAME = env("INVOICING_BANK_NAME", default="")
+INVOICING_IBAN = env("INVOICING_IBAN", default="")
 # Render attempts per PDF version, counted before each render, so a renderer that crashes its worker ends `failed`.
 INVOICING_PDF_MAX_ATTEMPTS = env.int("INVOICING_PDF_MAX_ATTEMPTS", default=10)
 # A PDF still pending this long after issue lost its task (broker down at commit); beat queues it again.
