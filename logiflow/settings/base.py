@@ -322,12 +322,20 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "filters": {"skip_error_responses": {"()": "apps.common.logs.SkipErrorResponses"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env("LOG_LEVEL", default="INFO")},
     "loggers": {
+        # Django's defaults give `django` its own console handler under DEBUG, on top of the root's: every 4xx
+        # line and 5xx traceback came out twice. One handler, the root's.
+        "django": {"handlers": [], "level": "INFO", "propagate": True},
+        # runserver's access log, through the root; failed requests are left to `django.request` (one line each).
+        "django.server": {"handlers": [], "filters": ["skip_error_responses"], "level": "INFO", "propagate": True},
         "django.db.backends": {"level": "INFO"},
         # WeasyPrint's font subsetting logs every table it touches at INFO.
         "fontTools": {"level": "WARNING"},
+        # WeasyPrint logs every render's steps ("Step 1 - Fetching and parsing HTML") at INFO.
+        "weasyprint": {"level": "WARNING"},
         # django-axes logs every successful login and clean-up at INFO; lockouts are WARNING.
         "axes": {"level": "WARNING"},
     },
