@@ -25,7 +25,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.db import InterfaceError, OperationalError, connection, transaction
 from django.utils import timezone
 
-from apps.common.kafka import consumer_config, kafka_topic
+from apps.common.kafka import ConnectivityLog, consumer_config, kafka_topic
 from apps.common.workers import Worker
 from apps.consumers import registry
 from apps.consumers.decoding import SKIP, Decoded, DecodeFailure, RawMessage, _Skip, decode
@@ -108,6 +108,7 @@ class ConsumerWorker(Worker):
         self.consumer: Consumer | None = None
         self._reported_at = time.monotonic()
         self._retry_left = 0.0
+        self._connectivity = ConnectivityLog(self.name)
         check_retry_settings(max_poll_interval_ms=_max_poll_interval_ms(consumer_config(self.group_id)))
 
     # --- lifecycle ---------------------------------------------------------------------------------------
@@ -128,8 +129,9 @@ class ConsumerWorker(Worker):
                 batch.append(message)
             elif error.fatal():
                 raise KafkaException(error)
-            else:
+            elif not self._connectivity.note(error):  # a connectivity error is logged only if still true
                 logger.warning("%s: %s", self.name, error)
+        self._connectivity.check(self.consumer)
         if batch:
             self.process(batch)
         if time.monotonic() - self._reported_at >= settings.CONSUMER_STATS_INTERVAL_S:

@@ -24,7 +24,7 @@ from confluent_kafka import KafkaError, KafkaException, Message, Producer
 from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, connection, connections, transaction
 
-from apps.common.kafka import producer_config
+from apps.common.kafka import ConnectivityLog, producer_config
 from apps.common.workers import Backoff, Worker
 from apps.outbox import claims
 from apps.outbox.models import cloudevents_headers
@@ -168,6 +168,7 @@ class OutboxRelay(Worker):
         self._outcomes: dict[int, str] = {}
         self._outcome_batches: deque[list[int]] = deque()
         self._state_lock = threading.Lock()
+        self._connectivity = ConnectivityLog("relay")
 
     # --- lifecycle -------------------------------------------------------------------------------
     def setup(self) -> None:
@@ -184,6 +185,8 @@ class OutboxRelay(Worker):
     def run_once(self) -> None:
         if self._producer_broken:
             self._rebuild_producer()
+        if self.producer is not None:
+            self._connectivity.check(self.producer)
         self._take_notifications(timeout=0)  # rows committed before this claim are seen by it
         result = self._pump()
         if self.stopping.is_set() or self._producer_broken:
@@ -426,7 +429,7 @@ class OutboxRelay(Worker):
         if error.fatal():
             logger.error("relay: fatal producer error %s; rebuilding the producer", error)
             self._producer_broken = True
-        else:
+        elif not self._connectivity.note(error):  # a connectivity error is logged only if still true
             logger.info("relay: producer: %s", error)
 
     def _rebuild_producer(self) -> None:
