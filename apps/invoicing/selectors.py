@@ -6,7 +6,7 @@ from datetime import datetime
 
 from django.db.models import QuerySet
 
-from apps.invoicing.models import BillingAccount, Invoice, KnownCustomer
+from apps.invoicing.models import BillingAccount, Invoice
 
 
 def invoice_list() -> QuerySet[Invoice]:
@@ -44,11 +44,3 @@ def billing_account_list() -> QuerySet[BillingAccount]:
 def billing_account_get(*, customer_id: int) -> BillingAccount | None:
     return BillingAccount.objects.filter(customer_id=customer_id).order_by().first()
 
-
-def known_customer_list() -> QuerySet[KnownCustomer]:
-    return KnownCustomer.objects.all()
-
-
-def known_customer_names(*, customer_ids: list[int]) -> dict[int, str]:
-    """The directory's names of `customer_ids` (those it knows)."""
-    return dict(KnownCustomer.objects.filter(pk__in=customer_ids).values_list("customer_id", "name"))
