@@ -86,10 +86,12 @@ def customer_update(*, customer: Customer, data: dict[str, Any]) -> Customer:
     changed = [field for field in ("name", "email", "phone") if field in data and getattr(locked, field) != data[field]]
     if not changed:
         return locked
+    for field in changed:
+        setattr(locked, field, data[field])
     locked.revision += 1
     locked.changed_at = timezone.now()
-    _updated(locked, data, fields=["name", "email", "phone"])
-    locked.save(update_fields=["revision", "changed_at"])
+    locked.full_clean()
+    locked.save(update_fields=[*changed, "revision", "changed_at"])
     outbox.publish(customer_upserted(locked))
     return locked
 
