@@ -68,7 +68,8 @@ def printed_lines(lines: list[InvoiceLine]) -> list[PrintedLine]:
     priced = [line for line in lines if line.kind != InvoiceLine.Kind.FUEL]
     places = max([MIN_PRICE_PLACES, *(_places(line.unit_price) for line in priced)])
     return [
-        PrintedLine(line.position, line.description, _percentage_of(line), "", line.amount)
+        # The rate is in the quantity column ("7.5% of 560.43"), so the description need not repeat it.
+        PrintedLine(line.position, InvoiceLine.Kind.FUEL.label, _percentage_of(line), "", line.amount)
         if line.kind == InvoiceLine.Kind.FUEL
         else PrintedLine(line.position, line.description, _quantity(line), f"{line.unit_price:.{places}f}", line.amount)
         for line in lines
