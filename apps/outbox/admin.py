@@ -8,7 +8,7 @@ from django.contrib import admin
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 
-from apps.common.admin import EventIdOrKeySearchMixin
+from apps.common.admin import EventIdOrKeySearchMixin, pretty_json
 from apps.contracts import EVENT_TYPES
 from apps.outbox.models import OutboxEvent
 from apps.outbox.selectors import outbox_backlog
@@ -26,7 +26,7 @@ class OutboxEventAdmin(EventIdOrKeySearchMixin, admin.ModelAdmin):
     show_full_result_count = False  # no COUNT(*) over the whole outbox on every page
     fields = [
         "event_id", "state", "event_type", "source", "topic", "key", "created_at", "published_at",
-        "partition", "offset", "attempts", "last_error", "traceparent", "payload",
+        "partition", "offset", "attempts", "last_error", "traceparent", "payload_pretty",
     ]
     readonly_fields = fields
 
@@ -47,6 +47,10 @@ class OutboxEventAdmin(EventIdOrKeySearchMixin, admin.ModelAdmin):
 
     def has_delete_permission(self, request: HttpRequest, obj: OutboxEvent | None = None) -> bool:
         return False
+
+    @admin.display(description="payload")
+    def payload_pretty(self, obj: OutboxEvent) -> str:
+        return pretty_json(obj.payload)
 
     @admin.display(description="last error")
     def short_error(self, obj: OutboxEvent) -> str:

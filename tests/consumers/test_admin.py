@@ -181,3 +181,15 @@ def test_a_binary_key_is_listed_escaped_shown_with_its_hex_and_found_by_its_esca
     assert "\\x00\\x00\\x00\\x07" in listing
     assert "00000007" in detail and "4 bytes" in detail and "a\\x00b" in detail
     assert list(client.get(CHANGELIST, {"q": "\\x00\\x00\\x00\\x07"}).context["cl"].result_list) == [java]
+
+
+def test_dead_letter_page_is_a_view_without_save_and_a_post_records_no_history() -> None:
+    from django.contrib.admin.models import LogEntry
+
+    letter = dead_letter(1, scenario="")
+    client = logged_in("operations")
+    url = reverse("admin:consumers_deadletter_change", args=[letter.pk])
+    html = client.get(url).content.decode()
+    assert "View dead letter" in html and "Change dead letter" not in html and 'name="_save"' not in html
+    assert client.post(url, {}).status_code == 403
+    assert not LogEntry.objects.exists()

@@ -78,3 +78,28 @@ def test_finance_adds_a_billing_account_in_the_admin(finance_admin: Client) -> N
     })
     assert response.status_code == 302, response.context["adminform"].form.errors
     assert BillingAccount.objects.get(customer_id=61).name == "Ege Foods"
+
+
+def test_the_invoice_page_is_a_view_without_save_buttons_and_a_post_records_no_history(
+    finance_admin: Client,
+) -> None:
+    from django.contrib.admin.models import LogEntry
+
+    invoice = issued_invoice(three_stop_route(route_id=1))
+    page = finance_admin.get(f"{CHANGELIST}{invoice.pk}/change/")
+    html = page.content.decode()
+    assert "View invoice" in html and "Change invoice" not in html
+    assert 'name="_save"' not in html and 'name="_continue"' not in html
+    assert finance_admin.post(f"{CHANGELIST}{invoice.pk}/change/", {}).status_code == 403
+    assert not LogEntry.objects.exists(), "pressing nothing records nothing"
+    # The actions still work from the list.
+    assert "rerender_pdf" in {name for name, _ in finance_admin.get(CHANGELIST).context["action_form"].fields["action"].choices}
+
+
+def test_the_invoice_page_shows_the_route_summary_as_tables(finance_admin: Client) -> None:
+    invoice = issued_invoice(three_stop_route(route_id=1))
+    html = finance_admin.get(f"{CHANGELIST}{invoice.pk}/change/").content.decode()
+    assert '<table class="route-stops">' in html
+    for stop in invoice.route_summary["stops"]:
+        assert f"<td>{stop['name']}</td>" in html
+    assert "{&#x27;" not in html and '{"' not in html, "no raw dict or JSON dump"
