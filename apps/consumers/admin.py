@@ -177,7 +177,10 @@ class DeadLetterAdmin(EventIdOrKeySearchMixin, admin.ModelAdmin):
     def change_view(
         self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: dict[str, Any] | None = None
     ) -> HttpResponse:
-        extra_context = {**(extra_context or {}), "can_edit_payload": self.has_edit_permission(request)}
+        extra_context = {
+            **(extra_context or {}), "can_edit_payload": self.has_edit_permission(request),
+            "can_replay": self.has_replay_permission(request), "can_discard": self.has_discard_permission(request),
+        }
         return super().change_view(request, object_id, form_url, extra_context)
 
     # --- actions -----------------------------------------------------------------------------------------------
@@ -267,8 +270,51 @@ class DeadLetterAdmin(EventIdOrKeySearchMixin, admin.ModelAdmin):
         return [
             path("<int:object_id>/edit-and-replay/", self.admin_site.admin_view(self.edit_and_replay_view),
                  name="consumers_deadletter_edit_and_replay"),
+            path("<int:object_id>/replay/", self.admin_site.admin_view(self.replay_one_view),
+                 name="consumers_deadletter_replay_one"),
+            path("<int:object_id>/discard/", self.admin_site.admin_view(self.discard_one_view),
+                 name="consumers_deadletter_discard_one"),
             *super().get_urls(),
         ]
+
+    # --- the buttons on a dead letter's own page: confirm (failure, how many rows), then call the service -----
+
+    def replay_one_view(self, request: HttpRequest, object_id: int) -> HttpResponse:
+        if not self.has_replay_permission(request):
+            raise PermissionDenied
+        dead_letter = get_object_or_404(DeadLetter, pk=object_id)
+        if request.method == "POST":
+            self._replay(request, [dead_letter.pk])
+            return HttpResponseRedirect(reverse("admin:consumers_deadletter_change", args=[dead_letter.pk]))
+        return self._confirm_one(request, dead_letter, verb="Replay", form=None)
+
+    def discard_one_view(self, request: HttpRequest, object_id: int) -> HttpResponse:
+        if not self.has_discard_permission(request):
+            raise PermissionDenied
+        dead_letter = get_object_or_404(DeadLetter, pk=object_id)
+        form = DiscardForm(request.POST if request.method == "POST" else None)
+        if form.is_valid():
+            try:
+                result = deadletter_discard(
+                    dead_letter_id=dead_letter.pk, actor=request.user, reason=form.cleaned_data["reason"]
+                )
+            except ApplicationError as error:
+                form.add_error("reason" if error.field == "reason" else None, error.message)
+            else:
+                self.message_user(
+                    request, f"Discarded #{dead_letter.pk}; {len(result.released)} parked messages released."
+                )
+                return HttpResponseRedirect(reverse("admin:consumers_deadletter_change", args=[dead_letter.pk]))
+        return self._confirm_one(request, dead_letter, verb="Discard", form=form)
+
+    def _confirm_one(
+        self, request: HttpRequest, dead_letter: DeadLetter, *, verb: str, form: forms.Form | None
+    ) -> TemplateResponse:
+        return TemplateResponse(request, "admin/consumers/deadletter/confirm_one.html", {
+            **self.admin_site.each_context(request), "opts": self.model._meta, "original": dead_letter,
+            "title": f"{verb} dead letter #{dead_letter.pk}?", "verb": verb, "form": form,
+            "parked": dead_letter.parked.filter(status__in=DeadLetter.UNRESOLVED).count(),
+        })
 
     def edit_and_replay_view(self, request: HttpRequest, object_id: int) -> HttpResponse:
         if not self.has_edit_permission(request):
