@@ -67,3 +67,9 @@ def replayable_in_groups(fingerprints: list[str]) -> QuerySet[DeadLetter]:
 def unresolved_for_events(event_ids: list[Any]) -> QuerySet[DeadLetter]:
     """The unresolved dead letters of these events (any consumer group), oldest first."""
     return unresolved().filter(event_id__in=event_ids).order_by("id")
+
+
+def unresolved_count_by_group() -> list[tuple[str, int]]:
+    """How many dead letters wait for someone, per consumer group, largest first."""
+    rows = unresolved().values("group").annotate(count=Count("id")).order_by("-count", "group")
+    return [(row["group"], row["count"]) for row in rows]
