@@ -7,6 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 from django import forms
+from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.admin import widgets
 from django.core.exceptions import PermissionDenied
@@ -188,7 +189,21 @@ class RouteAdmin(admin.ModelAdmin):
         extra_context = {**(extra_context or {})}
         if route is not None:
             extra_context["invoicing_failures"] = self._invoicing_failures(request, route)
+            extra_context["route_map"] = self._map_data(route)
         return super().change_view(request, object_id, form_url, extra_context)
+
+    @staticmethod
+    def _map_data(route: Route) -> dict[str, Any]:
+        """What route_map.js draws: the depot, the stops in visiting order, and the tiles to draw them on."""
+        return {
+            "depot": {"name": route.depot.name, "lat": route.depot.lat, "lon": route.depot.lon},
+            "stops": [
+                {"sequence": stop.sequence, "name": stop.name, "lat": stop.lat, "lon": stop.lon,
+                 "arrival": f"{stop.planned_arrival:%Y-%m-%d %H:%M}"}
+                for stop in route.stops.order_by("sequence")
+            ],
+            "tiles": settings.ROUTE_MAP_TILE_URL, "attribution": settings.ROUTE_MAP_TILE_ATTRIBUTION,
+        }
 
     @staticmethod
     def _invoicing_failures(request: HttpRequest, route: Route) -> dict[str, Any] | None:

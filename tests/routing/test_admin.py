@@ -18,6 +18,7 @@ from apps.outbox.models import OutboxEvent
 from apps.routing.models import Route, Truck
 from tests.factories import invoice_generated, route_calculated
 from tests.routing.conftest import DISPATCHER_PERMISSIONS
+from apps.routing.services import StopInput
 from tests.routing.factories import CustomerFactory, DepotFactory, TruckFactory, calculated_route, slow_truck_down
 
 CHANGELIST = "/admin/routing/route/"
@@ -263,3 +264,30 @@ def test_route_page_warns_of_failed_invoicing_and_links_the_dead_letter_for_who_
     assert "Invoicing of this route failed" not in superuser.get(f"{CHANGELIST}{other.pk}/change/").content.decode()
     DeadLetter.objects.filter(pk=letter.pk).update(status=DeadLetter.Status.REPLAYED)
     assert "Invoicing of this route failed" not in superuser.get(f"{CHANGELIST}{route.pk}/change/").content.decode()
+
+
+# --- the route's map (issue 11) ------------------------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_route_page_carries_its_map_data_in_a_json_block_and_loads_only_scripts_from_this_server(
+    dispatcher_browser: Client,
+) -> None:
+    import json
+    import re
+
+    route = calculated_route(stops=[StopInput(name="</script><b>Ankara</b>", lat=39.9334, lon=32.8597),
+                                    StopInput(name="Izmit", lat=40.7654, lon=29.9408)])
+    response = dispatcher_browser.get(f"{CHANGELIST}{route.pk}/change/")
+    html = response.content.decode()
+    assert 'id="route-map"' in html
+    block = re.search(r'<script id="route-map-data" type="application/json">(.*?)</script>', html, re.S)
+    assert block, "the data travels in a JSON data block"
+    data = json.loads(block.group(1))
+    assert data["depot"] == {"name": route.depot.name, "lat": route.depot.lat, "lon": route.depot.lon}
+    assert [stop["name"] for stop in data["stops"]] == list(route.stops.order_by("sequence").values_list("name", flat=True))
+    assert "</script><b>" not in html, "a stop name cannot break out of the block"
+    scripts = re.findall(r"<script\b([^>]*)>", html)
+    assert all("src=" in attrs or 'type="application/json"' in attrs for attrs in scripts), scripts
+    assert "/static/routing/vendor/leaflet/leaflet.js" in html and "/static/routing/route_map.js" in html
+    assert "https://tile.openstreetmap.org" in response["Content-Security-Policy"]
