@@ -42,3 +42,10 @@ def pretty_json(value: Any) -> SafeString:
         except ValueError:
             return format_html('<pre class="payload">{}</pre>', value)
     return format_html('<pre class="payload">{}</pre>', json.dumps(value, indent=2, ensure_ascii=False, sort_keys=False))
+
+
+def truncated(text: str, length: int) -> str:
+    """`text` cut to `length` characters for a list column, the whole of it in the title (shown on hover)."""
+    if len(text) <= length:
+        return text
+    return format_html('<span title="{}">{}…</span>', text, text[: length - 1])

@@ -20,7 +20,7 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 
-from apps.common.admin import EventIdOrKeySearchMixin
+from apps.common.admin import EventIdOrKeySearchMixin, truncated
 from apps.common.api import ApplicationError
 from apps.consumers import selectors
 from apps.consumers.models import DeadLetter, DeadLetterReplay, bytes_text, text_bytes
@@ -56,7 +56,7 @@ class HistoryInline(admin.TabularInline):
 
     @admin.display(description="payload diff")
     def payload_diff_pre(self, entry: DeadLetterReplay) -> str:
-        return format_html("<pre>{}</pre>", entry.payload_diff) if entry.payload_diff else "-"
+        return format_html('<pre class="payload">{}</pre>', entry.payload_diff) if entry.payload_diff else "-"
 
     def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
@@ -133,7 +133,7 @@ class DeadLetterAdmin(EventIdOrKeySearchMixin, admin.ModelAdmin):
     @admin.display(description="key")
     def key_short(self, dead_letter: DeadLetter) -> str:
         text = dead_letter.key_text()
-        return "-" if text is None else text if len(text) <= 60 else text[:59] + "…"
+        return "-" if text is None else truncated(text, 60)
 
     @admin.display(description="key")
     def key_display(self, dead_letter: DeadLetter) -> str:
@@ -144,7 +144,7 @@ class DeadLetterAdmin(EventIdOrKeySearchMixin, admin.ModelAdmin):
 
     @admin.display(description="error")
     def short_error(self, dead_letter: DeadLetter) -> str:
-        return dead_letter.error_message[:80]
+        return truncated(dead_letter.error_message, 80)
 
     @admin.display(description="messages parked behind it")
     def parked_count(self, dead_letter: DeadLetter) -> int:
@@ -152,11 +152,11 @@ class DeadLetterAdmin(EventIdOrKeySearchMixin, admin.ModelAdmin):
 
     @admin.display(description="traceback")
     def traceback_pre(self, dead_letter: DeadLetter) -> str:
-        return format_html("<pre>{}</pre>", dead_letter.traceback) if dead_letter.traceback else "-"
+        return format_html('<pre class="payload">{}</pre>', dead_letter.traceback) if dead_letter.traceback else "-"
 
     @admin.display(description="payload")
     def payload_pre(self, dead_letter: DeadLetter) -> str:
-        return format_html("<pre>{}</pre>", dead_letter.pretty_payload())
+        return format_html('<pre class="payload">{}</pre>', dead_letter.pretty_payload())
 
     @admin.display(description="headers")
     def headers_table(self, dead_letter: DeadLetter) -> str:

@@ -8,7 +8,7 @@ from django.contrib import admin
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 
-from apps.common.admin import EventIdOrKeySearchMixin, pretty_json
+from apps.common.admin import EventIdOrKeySearchMixin, pretty_json, truncated
 from apps.contracts import EVENT_TYPES
 from apps.outbox.models import OutboxEvent
 from apps.outbox.selectors import outbox_backlog
@@ -54,7 +54,7 @@ class OutboxEventAdmin(EventIdOrKeySearchMixin, admin.ModelAdmin):
 
     @admin.display(description="last error")
     def short_error(self, obj: OutboxEvent) -> str:
-        return obj.last_error[:80] + ("…" if len(obj.last_error) > 80 else "")
+        return truncated(obj.last_error, 80)
 
     def changelist_view(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> HttpResponse:
         return super().changelist_view(request, {**(extra_context or {}), "backlog": outbox_backlog()})

@@ -67,7 +67,8 @@ WSGI_APPLICATION = "logiflow.wsgi.application"
 TEMPLATES = [
     {
         "BACKEND": "django.template.backends.django.DjangoTemplates",
-        "DIRS": [],
+        # Project-wide template overrides (the admin's base_site: LogiFlow's admin stylesheet on every page).
+        "DIRS": [BASE_DIR / "logiflow" / "templates"],
         "APP_DIRS": True,
         "OPTIONS": {
             "context_processors": [

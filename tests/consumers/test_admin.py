@@ -245,3 +245,11 @@ def test_bulk_discard_confirmation_shows_each_failure_message() -> None:
     first, second = dead_letter(1, scenario=""), dead_letter(2, scenario="")
     page = act(logged_in("operations"), "discard_selected", [first.pk, second.pk]).content.decode()
     assert "Discard <strong>2</strong> dead letters" in page and "boom 1" in page and "boom 2" in page
+
+
+def test_the_list_truncates_a_long_error_with_the_full_text_in_its_title_and_loads_the_fitting_stylesheet() -> None:
+    message = "customer 42 has no billing account; " * 10
+    dead_letter(1, scenario="", error=RuntimeError(message))
+    html = logged_in("operations").get(CHANGELIST).content.decode()
+    assert f'<span title="{message}">{message[:79]}…</span>' in html
+    assert "/static/common/admin.css" in html
