@@ -18,6 +18,8 @@ from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
+from django.utils import timezone
+from django.utils.formats import date_format
 from django.utils.html import format_html, format_html_join
 
 from apps.common.admin import EventIdOrKeySearchMixin, truncated
@@ -79,10 +81,9 @@ class EditPayloadForm(forms.Form):
 
 @admin.register(DeadLetter)
 class DeadLetterAdmin(EventIdOrKeySearchMixin, admin.ModelAdmin):
-    list_display = [
-        "id", "status", "group", "event_type", "key_short", "reason", "short_error", "attempts", "last_failed_at",
-        "next_attempt_at", "blocked_by",
-    ]
+    # Eight columns, so the list fits 1,280 px beside the filters: status carries what it is parked behind,
+    # "attempts" carries when it last failed and when it is retried next.
+    list_display = ["id", "status_display", "group", "event_type", "key_short", "reason", "short_error", "attempts_display"]
     list_filter = ["status", "group", "event_type", "reason", FailureGroupFilter]
     search_fields = ["key"]
     search_help_text = "An event id, or a key (exact; bytes that are not printable text as \\xNN, as shown)."
@@ -141,6 +142,20 @@ class DeadLetterAdmin(EventIdOrKeySearchMixin, admin.ModelAdmin):
         if key is None:
             return "- (no key)"
         return format_html("<code>{}</code><br>{} bytes, hex <code>{}</code>", bytes_text(key), len(key), key.hex())
+
+    @admin.display(description="status", ordering="status")
+    def status_display(self, dead_letter: DeadLetter) -> str:
+        if dead_letter.blocked_by_id is None:
+            return dead_letter.get_status_display()
+        return format_html("{}<br>behind #{}", dead_letter.get_status_display(), dead_letter.blocked_by_id)
+
+    @admin.display(description="attempts, last failed", ordering="last_failed_at")
+    def attempts_display(self, dead_letter: DeadLetter) -> str:
+        last = date_format(timezone.localtime(dead_letter.last_failed_at), "SHORT_DATETIME_FORMAT")
+        if dead_letter.next_attempt_at is None:
+            return format_html("{} · {}", dead_letter.attempts, last)
+        upcoming = date_format(timezone.localtime(dead_letter.next_attempt_at), "SHORT_DATETIME_FORMAT")
+        return format_html("{} · {}<br>next {}", dead_letter.attempts, last, upcoming)
 
     @admin.display(description="error")
     def short_error(self, dead_letter: DeadLetter) -> str:

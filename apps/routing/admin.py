@@ -123,7 +123,7 @@ class RouteAdmin(admin.ModelAdmin):
     actions, so a route's own page is read-only."""
 
     list_display = [
-        "id", "truck", "customer", "status", "departs_at", "distance_km", "eta", "calculation", "invoiced_display",
+        "id", "truck", "customer", "status", "departs_at", "distance_km", "eta", "calculation_short", "invoiced_display",
     ]
     list_filter = ["status", "truck", "departs_at"]
     search_fields = ["truck__plate", "customer__name"]
@@ -231,6 +231,10 @@ class RouteAdmin(admin.ModelAdmin):
             services.StopInput(name=row.cleaned_data["name"], lat=row.cleaned_data["lat"], lon=row.cleaned_data["lon"])
             for row in stops.ordered_forms
         ]
+
+    @admin.display(description="calc.", ordering="calculation")
+    def calculation_short(self, route: Route) -> int:
+        return route.calculation
 
     @admin.display(boolean=True, description="invoiced")
     def invoiced_display(self, route: Route) -> bool:
