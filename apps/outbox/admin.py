@@ -14,6 +14,13 @@ from apps.outbox.models import OutboxEvent
 from apps.outbox.selectors import outbox_backlog
 
 
+def visible_sources(user: Any) -> set[str] | None:
+    """The event sources (bounded contexts) whose outbox rows `user` may see; None: all (a superuser)."""
+    if user.is_superuser:
+        return None
+    return {cls.ce_source() for cls in EVENT_TYPES.values() if user.has_module_perms(cls.context)}
+
+
 @admin.register(OutboxEvent)
 class OutboxEventAdmin(EventIdOrKeySearchMixin, admin.ModelAdmin):
     list_display = [
@@ -34,10 +41,8 @@ class OutboxEventAdmin(EventIdOrKeySearchMixin, admin.ModelAdmin):
         """Each user sees the events of the bounded contexts they work in (a dispatcher: routing's, not invoice
         totals); a superuser sees all."""
         queryset = super().get_queryset(request)
-        if request.user.is_superuser:
-            return queryset
-        visible = {cls.ce_source() for cls in EVENT_TYPES.values() if request.user.has_module_perms(cls.context)}
-        return queryset.filter(source__in=visible)
+        visible = visible_sources(request.user)
+        return queryset if visible is None else queryset.filter(source__in=visible)
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
@@ -57,4 +62,5 @@ class OutboxEventAdmin(EventIdOrKeySearchMixin, admin.ModelAdmin):
         return truncated(obj.last_error, 80)
 
     def changelist_view(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> HttpResponse:
-        return super().changelist_view(request, {**(extra_context or {}), "backlog": outbox_backlog()})
+        backlog = outbox_backlog(sources=visible_sources(request.user))
+        return super().changelist_view(request, {**(extra_context or {}), "backlog": backlog})

@@ -9,6 +9,7 @@ from django.urls import reverse
 
 from apps.consumers import selectors as ledger
 from apps.invoicing import selectors as invoicing
+from apps.outbox.admin import visible_sources
 from apps.outbox.selectors import outbox_backlog
 
 register = template.Library()
@@ -26,7 +27,7 @@ def work_queue(context: dict[str, Any]) -> dict[str, Any]:
         if not items:
             items.append({"text": "No unresolved dead letters", "url": changelist, "warn": False})
     if user.has_perm("outbox.view_outboxevent"):
-        backlog = outbox_backlog()
+        backlog = outbox_backlog(sources=visible_sources(user))
         text = (f"{backlog.unpublished} unpublished event{'s' if backlog.unpublished != 1 else ''}, "
                 f"the oldest {backlog.oldest_age} old" if backlog.unpublished else "Every event is published")
         items.append({"text": text, "url": reverse("admin:outbox_outboxevent_changelist") + "?state__exact=pending",
