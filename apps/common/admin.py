@@ -41,7 +41,7 @@ def pretty_json(value: Any) -> SafeString:
             value = json.loads(value)
         except ValueError:
             return format_html('<pre class="payload">{}</pre>', value)
-    return format_html('<pre class="payload">{}</pre>', json.dumps(value, indent=2, ensure_ascii=False, sort_keys=False))
+    return format_html('<pre class="payload">{}</pre>', json.dumps(value, indent=2, ensure_ascii=False))
 
 
 def truncated(text: str, length: int) -> str:

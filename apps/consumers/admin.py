@@ -83,7 +83,9 @@ class EditPayloadForm(forms.Form):
 class DeadLetterAdmin(EventIdOrKeySearchMixin, admin.ModelAdmin):
     # Eight columns, so the list fits 1,280 px beside the filters: status carries what it is parked behind,
     # "attempts" carries when it last failed and when it is retried next.
-    list_display = ["id", "status_display", "group", "event_type", "key_short", "reason", "short_error", "attempts_display"]
+    list_display = [
+        "id", "status_display", "group", "event_type", "key_short", "reason", "short_error", "attempts_display",
+    ]
     list_filter = ["status", "group", "event_type", "reason", FailureGroupFilter]
     search_fields = ["key"]
     search_help_text = "An event id, or a key (exact; bytes that are not printable text as \\xNN, as shown)."

@@ -89,8 +89,10 @@ class InvoiceAdmin(admin.ModelAdmin):
             return pretty_json(summary)
         depot = summary.get("depot") or {}
         facts = [
-            ("truck", summary.get("truck_plate", "—")), ("depot", depot.get("name", "—") if isinstance(depot, dict) else depot),
-            ("distance (km)", summary.get("distance_km", "—")), ("duration (min)", summary.get("duration_minutes", "—")),
+            ("truck", summary.get("truck_plate", "—")),
+            ("depot", depot.get("name", "—") if isinstance(depot, dict) else depot),
+            ("distance (km)", summary.get("distance_km", "—")),
+            ("duration (min)", summary.get("duration_minutes", "—")),
             ("ETA", summary.get("eta", "—")), ("calculated at", summary.get("calculated_at", "—")),
         ]
         rows = format_html_join(

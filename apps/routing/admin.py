@@ -1,5 +1,6 @@
 """The dispatchers' admin: reference data saved through services; routes planned on an add form that calls
-`route_calculate`, then read-only, changed by actions (recalculate, dispatch, complete, cancel) that call the services."""
+`route_calculate`, then read-only, changed by actions (recalculate, dispatch, complete, cancel) that call the
+services."""
 
 from __future__ import annotations
 
@@ -123,7 +124,8 @@ class RouteAdmin(admin.ModelAdmin):
     actions, so a route's own page is read-only."""
 
     list_display = [
-        "id", "truck", "customer", "status", "departs_at", "distance_km", "eta", "calculation_short", "invoiced_display",
+        "id", "truck", "customer", "status", "departs_at", "distance_km", "eta", "calculation_short",
+        "invoiced_display",
     ]
     list_filter = ["status", "truck", "departs_at"]
     search_fields = ["truck__plate", "customer__name"]
@@ -172,7 +174,9 @@ class RouteAdmin(admin.ModelAdmin):
             else:
                 self.log_addition(request, route, [{"added": {}}])
                 self.message_user(
-                    request, f"Planned {route}: {route.stops.count()} stops, {route.distance_km} km, ETA {route.eta:%Y-%m-%d %H:%M}.",
+                    request,
+                    f"Planned {route}: {route.stops.count()} stops, {route.distance_km} km, "
+                    f"ETA {route.eta:%Y-%m-%d %H:%M}.",
                     messages.SUCCESS,
                 )
                 return HttpResponseRedirect(reverse("admin:routing_route_change", args=[route.pk]))

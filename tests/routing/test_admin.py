@@ -285,7 +285,8 @@ def test_route_page_carries_its_map_data_in_a_json_block_and_loads_only_scripts_
     assert block, "the data travels in a JSON data block"
     data = json.loads(block.group(1))
     assert data["depot"] == {"name": route.depot.name, "lat": route.depot.lat, "lon": route.depot.lon}
-    assert [stop["name"] for stop in data["stops"]] == list(route.stops.order_by("sequence").values_list("name", flat=True))
+    planned = route.stops.order_by("sequence").values_list("name", flat=True)
+    assert [stop["name"] for stop in data["stops"]] == list(planned)
     assert "</script><b>" not in html, "a stop name cannot break out of the block"
     scripts = re.findall(r"<script\b([^>]*)>", html)
     assert all("src=" in attrs or 'type="application/json"' in attrs for attrs in scripts), scripts

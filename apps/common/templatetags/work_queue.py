@@ -35,7 +35,8 @@ def work_queue(context: dict[str, Any]) -> dict[str, Any]:
     if user.has_perm("invoicing.view_invoice"):
         failed = invoicing.invoice_pdf_failed_count()
         items.append({
-            "text": f"{failed} invoice{'s' if failed != 1 else ''} with a failed PDF" if failed else "No failed invoice PDFs",
+            "text": (f"{failed} invoice{'s' if failed != 1 else ''} with a failed PDF" if failed
+                     else "No failed invoice PDFs"),
             "url": reverse("admin:invoicing_invoice_changelist") + "?pdf_status__exact=failed", "warn": bool(failed),
         })
     return {"items": items}
