@@ -9,6 +9,7 @@ from apps.common.apis import TokenLoginApi, TokenLogoutAllApi, TokenLogoutApi
 
 admin.site.site_header = "LogiFlow"
 admin.site.site_title = "LogiFlow admin"
+admin.site.index_template = "admin/logiflow_index.html"  # adds what needs each role (apps/common)
 
 api_v1 = [
     path("auth/token/", TokenLoginApi.as_view(), name="api-token"),

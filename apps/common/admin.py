@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from typing import Any
 
 from django.db.models import QuerySet
 from django.http import HttpRequest
+from django.utils.html import format_html
+from django.utils.safestring import SafeString
 
 
 class EventIdOrKeySearchMixin:
@@ -28,3 +31,21 @@ class EventIdOrKeySearchMixin:
             return queryset.filter(event_id=uuid.UUID(term)), False
         except ValueError:
             return queryset.filter(key=self.key_from_search(term)), False
+
+
+def pretty_json(value: Any) -> SafeString:
+    """JSON (a decoded value, or text that may or may not be JSON) indented in a scrolling <pre>; text that is not
+    JSON is shown as it is."""
+    if isinstance(value, str | bytes):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            return format_html('<pre class="payload">{}</pre>', value)
+    return format_html('<pre class="payload">{}</pre>', json.dumps(value, indent=2, ensure_ascii=False))
+
+
+def truncated(text: str, length: int) -> str:
+    """`text` cut to `length` characters for a list column, the whole of it in the title (shown on hover)."""
+    if len(text) <= length:
+        return text
+    return format_html('<span title="{}">{}…</span>', text, text[: length - 1])

@@ -10,8 +10,10 @@ from django.contrib import admin, messages
 from django.db.models import OuterRef, QuerySet, Subquery
 from django.http import HttpRequest
 from django.urls import reverse
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
+from django.utils.safestring import SafeString
 
+from apps.common.admin import pretty_json
 from apps.common.api import ApplicationError
 from apps.invoicing.models import BillingAccount, Invoice, InvoiceLine, KnownCustomer
 from apps.invoicing.services import (
@@ -60,7 +62,7 @@ class InvoiceAdmin(admin.ModelAdmin):
     fieldsets = [
         (None, {"fields": ["number", "kind", "status", "credit_for", "issued_at", "due_date", "sent_at"]}),
         ("Customer", {"fields": ["customer", "customer_name", "directory_name", "billing_address", "vat_id"]}),
-        ("Route", {"fields": ["route_id", "route_calculation", "source_event_id", "route_summary"]}),
+        ("Route", {"fields": ["route_id", "route_calculation", "source_event_id", "route_summary_table"]}),
         ("Totals", {"fields": ["currency", "vat_rate_percent", "net_total", "vat_total", "gross_total"]}),
         ("PDF", {"fields": ["pdf_link", "pdf_status", "pdf_version", "pdf_rendered_version", "pdf_attempts",
                             "pdf_last_error"]}),
@@ -73,6 +75,10 @@ class InvoiceAdmin(admin.ModelAdmin):
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
 
+    def has_change_permission(self, request: HttpRequest, obj: Invoice | None = None) -> bool:
+        # Without an object this gates the actions; an invoice's own page is a view (no Save, no history entry).
+        return obj is None and super().has_change_permission(request)
+
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
 
@@ -81,6 +87,33 @@ class InvoiceAdmin(admin.ModelAdmin):
         # The invoice keeps the name it was billed to; the directory has routing's current name for the customer.
         known = KnownCustomer.objects.filter(pk=invoice.customer_id).first()
         return known.name if known else "(not in the directory)"
+
+    @admin.display(description="route summary")
+    def route_summary_table(self, invoice: Invoice) -> SafeString:
+        """The RouteCalculated the invoice was priced from: its figures, then its stops in visiting order."""
+        summary = invoice.route_summary
+        stops = summary.get("stops") if isinstance(summary, dict) else None
+        if not isinstance(stops, list):
+            return pretty_json(summary)
+        depot = summary.get("depot") or {}
+        facts = [
+            ("truck", summary.get("truck_plate", "—")),
+            ("depot", depot.get("name", "—") if isinstance(depot, dict) else depot),
+            ("distance (km)", summary.get("distance_km", "—")),
+            ("duration (min)", summary.get("duration_minutes", "—")),
+            ("ETA", summary.get("eta", "—")), ("calculated at", summary.get("calculated_at", "—")),
+        ]
+        rows = format_html_join(
+            "", "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            ((s.get("sequence", ""), s.get("name", ""), s.get("eta", ""), s.get("leg_distance_km", ""),
+              f"{s.get('lat', '')}, {s.get('lon', '')}") for s in stops if isinstance(s, dict)),
+        )
+        return format_html(
+            '<table class="route-summary"><tbody>{}</tbody></table>'
+            '<table class="route-stops"><thead><tr><th>#</th><th>stop</th><th>ETA</th><th>leg (km)</th>'
+            "<th>lat, lon</th></tr></thead><tbody>{}</tbody></table>",
+            format_html_join("", "<tr><th>{}</th><td>{}</td></tr>", facts), rows,
+        )
 
     @admin.display(description="PDF")
     def pdf_link(self, invoice: Invoice) -> str:

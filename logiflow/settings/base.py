@@ -2,6 +2,7 @@
 
 from datetime import timedelta
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import environ
 
@@ -66,7 +67,8 @@ WSGI_APPLICATION = "logiflow.wsgi.application"
 TEMPLATES = [
     {
         "BACKEND": "django.template.backends.django.DjangoTemplates",
-        "DIRS": [],
+        # Project-wide template overrides (the admin's base_site: LogiFlow's admin stylesheet on every page).
+        "DIRS": [BASE_DIR / "logiflow" / "templates"],
         "APP_DIRS": True,
         "OPTIONS": {
             "context_processors": [
@@ -250,6 +252,13 @@ CONSUMER_STATS_INTERVAL_S = env.float("CONSUMER_STATS_INTERVAL_S", default=60.0)
 # --- Routing ------------------------------------------------------------------------
 ROUTING_MAX_STOPS = env.int("ROUTING_MAX_STOPS", default=50)
 ROUTING_DWELL_MINUTES = env.int("ROUTING_DWELL_MINUTES", default=15)
+# Map tiles behind a route's admin map (empty: no tiles, the map shows depot, stops and path on a plain ground).
+# The tile server's origin is added to the CSP's img-src below.
+ROUTE_MAP_TILE_URL = env("ROUTE_MAP_TILE_URL", default="https://tile.openstreetmap.org/{z}/{x}/{y}.png")
+ROUTE_MAP_TILE_ATTRIBUTION = env("ROUTE_MAP_TILE_ATTRIBUTION", default="© OpenStreetMap contributors")
+if ROUTE_MAP_TILE_URL:
+    _tiles = urlsplit(ROUTE_MAP_TILE_URL)
+    CONTENT_SECURITY_POLICY["DIRECTIVES"]["img-src"].append(f"{_tiles.scheme}://{_tiles.netloc}")
 
 # --- Celery ---------------------------------------------------------------------------
 CELERY_BROKER_URL = env("CELERY_BROKER_URL", default="filesystem://")

@@ -118,3 +118,29 @@ def test_the_invoice_page_shows_the_customers_current_name_from_the_directory(fi
     KnownCustomerFactory(customer_id=invoice.customer_id, name="Anadolu Textiles Holding")
     page = finance_admin.get(f"{CHANGELIST}{invoice.pk}/change/")
     assert "Anadolu Textiles Holding" in page.content.decode()
+
+
+def test_the_invoice_page_is_a_view_without_save_buttons_and_a_post_records_no_history(
+    finance_admin: Client,
+) -> None:
+    from django.contrib.admin.models import LogEntry
+
+    invoice = issued_invoice(three_stop_route(route_id=1))
+    page = finance_admin.get(f"{CHANGELIST}{invoice.pk}/change/")
+    html = page.content.decode()
+    assert "View invoice" in html and "Change invoice" not in html
+    assert 'name="_save"' not in html and 'name="_continue"' not in html
+    assert finance_admin.post(f"{CHANGELIST}{invoice.pk}/change/", {}).status_code == 403
+    assert not LogEntry.objects.exists(), "pressing nothing records nothing"
+    # The actions still work from the list.
+    choices = finance_admin.get(CHANGELIST).context["action_form"].fields["action"].choices
+    assert "rerender_pdf" in {name for name, _ in choices}
+
+
+def test_the_invoice_page_shows_the_route_summary_as_tables(finance_admin: Client) -> None:
+    invoice = issued_invoice(three_stop_route(route_id=1))
+    html = finance_admin.get(f"{CHANGELIST}{invoice.pk}/change/").content.decode()
+    assert '<table class="route-stops">' in html
+    for stop in invoice.route_summary["stops"]:
+        assert f"<td>{stop['name']}</td>" in html
+    assert "{&#x27;" not in html and '{"' not in html, "no raw dict or JSON dump"
