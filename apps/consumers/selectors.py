@@ -61,3 +61,12 @@ def replayable_in_groups(fingerprints: list[str]) -> QuerySet[DeadLetter]:
         fingerprint__in=fingerprints, status__in=[DeadLetter.Status.PENDING, DeadLetter.Status.RETRYING],
         blocked_by__isnull=True,
     ).order_by("id")
+
+
+def ledger_counts(*, by_fingerprint: bool = False) -> dict[tuple[str, str], int]:
+    """(group, status) -> rows in the ledger; with `by_fingerprint`, (group, fingerprint) -> unresolved rows."""
+    if by_fingerprint:
+        rows = unresolved().values_list("group", "fingerprint").annotate(count=Count("id")).order_by()
+    else:
+        rows = DeadLetter.objects.values_list("group", "status").annotate(count=Count("id")).order_by()
+    return {(group, label): count for group, label, count in rows}

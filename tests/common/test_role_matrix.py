@@ -47,6 +47,8 @@ API_RULES: dict[tuple[str, str], set[str]] = {
     ("swagger-ui", "GET"): SIGNED_IN,
     ("health-live", "GET"): ANYONE,
     ("health-ready", "GET"): ANYONE,
+    # Prometheus uses METRICS_TOKEN or METRICS_ALLOWED_NETWORKS (neither is set here); people need the permission.
+    ("metrics", "GET"): OPERATIONS,
 }
 
 # Model admin -> roles that may open its list; (model admin, action) -> roles offered the action.
@@ -58,6 +60,7 @@ ADMIN_VIEW_RULES: dict[str, set[str]] = {
     "routing.Depot": DISPATCHER, "routing.Truck": DISPATCHER, "routing.Customer": DISPATCHER,
     "routing.Route": DISPATCHER,
     "invoicing.Invoice": FINANCE, "invoicing.BillingAccount": FINANCE,
+    "common.Heartbeat": OPERATIONS,
 }
 ADMIN_ACTION_RULES: dict[tuple[str, str], set[str]] = {
     ("axes.AccessAttempt", "cleanup_expired_attempts"): set(),

@@ -1,0 +1,30 @@
+"""Reads of worker liveness for probes, the admin and the metrics."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from django.conf import settings
+from django.utils import timezone
+
+from apps.common.models import Heartbeat
+
+
+def heartbeats_with_age() -> list[tuple[Heartbeat, float]]:
+    """Every heartbeat row with the seconds since it beat."""
+    now = timezone.now()
+    return [(beat, (now - beat.beat_at).total_seconds()) for beat in Heartbeat.objects.all()]
+
+
+def heartbeat_is_stale(beat: Heartbeat) -> bool:
+    return timezone.now() - beat.beat_at > timedelta(seconds=settings.HEARTBEAT_STALE_SECONDS)
+
+
+def stale_components() -> list[str]:
+    """Names (kind, or kind:group) of workers whose heartbeat is older than HEARTBEAT_STALE_SECONDS and that have
+    no fresh sibling of the same kind and group: one dead consumer among three live ones is not an outage."""
+    fresh, stale = set(), set()
+    for beat in Heartbeat.objects.all():
+        name = f"{beat.kind}:{beat.group}" if beat.group else beat.kind
+        (stale if heartbeat_is_stale(beat) else fresh).add(name)
+    return sorted(stale - fresh)
