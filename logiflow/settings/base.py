@@ -264,6 +264,8 @@ HEARTBEAT_STALE_SECONDS = env.float("HEARTBEAT_STALE_SECONDS", default=60.0)
 HEARTBEAT_RETENTION_HOURS = env.int("HEARTBEAT_RETENTION_HOURS", default=48)
 # How often a consumer asks the broker for its partitions' watermarks and committed offsets (the lag).
 CONSUMER_LAG_INTERVAL_S = env.float("CONSUMER_LAG_INTERVAL_S", default=15.0)
+# The dashboard's charts: a sample of the flow every minute (Celery beat), kept this long.
+FLOW_SAMPLE_RETENTION_HOURS = env.int("FLOW_SAMPLE_RETENTION_HOURS", default=48)
 
 # --- Routing ------------------------------------------------------------------------
 ROUTING_MAX_STOPS = env.int("ROUTING_MAX_STOPS", default=50)
@@ -314,6 +316,9 @@ CELERY_BEAT_SCHEDULE["consumers-requeue-stale-replays"] = {
 CELERY_BEAT_SCHEDULE["consumers-retry-due"] = {
     "task": "apps.consumers.tasks.retry_due_dead_letters", "schedule": CONSUMER_AUTO_RETRY_SWEEP_S,
     "options": {"expires": CONSUMER_AUTO_RETRY_SWEEP_S},
+}
+CELERY_BEAT_SCHEDULE["common-sample-flow"] = {
+    "task": "apps.common.tasks.sample_flow", "schedule": 60, "options": {"expires": 60},
 }
 CELERY_BEAT_SCHEDULE["common-prune-heartbeats"] = {"task": "apps.common.tasks.prune_heartbeats", "schedule": 3600}
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
