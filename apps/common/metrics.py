@@ -16,7 +16,6 @@ import secrets
 from collections.abc import Iterator
 
 from django.conf import settings
-from django.db import connection
 from django.http import HttpRequest, HttpResponse
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -165,7 +164,19 @@ def metrics_allowed(request: HttpRequest) -> bool:
     return any(address in ipaddress.ip_network(network, strict=False) for network in settings.METRICS_ALLOWED_NETWORKS)
 
 
+_DATABASE_UP = (
+    b"# HELP logiflow_metrics_database_up Whether the web could read the database gauges for this scrape.\n"
+    b"# TYPE logiflow_metrics_database_up gauge\nlogiflow_metrics_database_up %s\n"
+)
+
+
 def metrics_response() -> HttpResponse:
-    body = generate_latest(_process_registry()) + generate_latest(flow_registry())
-    connection.close_if_unusable_or_obsolete()
+    """This process's metrics, then the database gauges; without a database, the first alone (with
+    `logiflow_metrics_database_up 0`), so a database outage does not blind the scrape."""
+    body = generate_latest(_process_registry())
+    try:
+        body += generate_latest(flow_registry()) + _DATABASE_UP % b"1"
+    except Exception:  # noqa: BLE001 - any failure to read the gauges
+        logger.exception("metrics: the database gauges could not be read")
+        body += _DATABASE_UP % b"0"
     return HttpResponse(body, content_type=CONTENT_TYPE_LATEST)

@@ -167,9 +167,11 @@ class ConsumerWorker(Worker):
 
     def sample_lag(self, *, timeout: float = 5.0) -> list[dict[str, object]]:
         """Lag of each assigned partition: high watermark minus committed offset (minus the low watermark when
-        nothing is committed yet). Two broker round trips per partition, so it runs every CONSUMER_LAG_INTERVAL_S;
-        an unanswered request leaves the last sample in place."""
+        nothing is committed yet). A broker round trip per partition, so it runs every CONSUMER_LAG_INTERVAL_S
+        and all of it within `timeout` (it runs between batches, inside max.poll.interval.ms); an unanswered
+        request leaves the last sample in place."""
         self._lag_sampled_at = time.monotonic()
+        deadline = self._lag_sampled_at + timeout
         if self.consumer is None:
             return self.partitions
         try:
@@ -177,7 +179,10 @@ class ConsumerWorker(Worker):
             committed = self.consumer.committed(assigned, timeout=timeout) if assigned else []
             sample = []
             for partition in committed:
-                low, high = self.consumer.get_watermark_offsets(partition, timeout=timeout, cached=False)
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise KafkaException(KafkaError(KafkaError._TIMED_OUT, "lag sample took longer than its budget"))
+                low, high = self.consumer.get_watermark_offsets(partition, timeout=left, cached=False)
                 start = partition.offset if partition.offset >= 0 else low
                 sample.append({"topic": partition.topic, "partition": partition.partition,
                                "committed": partition.offset, "high": high, "lag": max(0, high - start)})

@@ -35,6 +35,7 @@ def test_web_metrics_answer_the_bearer_token_with_the_database_gauges(
     scraped = samples(answered.content.decode())
     assert scraped[("logiflow_outbox_pending", ())] == 2
     assert scraped[("logiflow_outbox_oldest_pending_age_seconds", ())] >= 0
+    assert scraped[("logiflow_metrics_database_up", ())] == 1
 
 
 @pytest.mark.django_db
@@ -42,3 +43,21 @@ def test_web_metrics_answer_an_allowed_network_without_a_token(client: Client, s
     settings.METRICS_ALLOWED_NETWORKS = ["10.0.0.0/8"]
     assert client.get("/metrics", REMOTE_ADDR="10.1.2.3").status_code == 200
     assert client.get("/metrics", REMOTE_ADDR="192.168.1.1").status_code == 401
+
+
+@pytest.mark.django_db
+def test_web_metrics_still_answer_when_the_database_gauges_fail(
+    client: Client, settings: SettingsWrapper, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings.METRICS_TOKEN = "s3cret-token"
+
+    def broken() -> None:
+        raise RuntimeError("database gone")
+
+    monkeypatch.setattr("apps.outbox.selectors.outbox_backlog", broken)
+    response = client.get("/metrics", HTTP_AUTHORIZATION="Bearer s3cret-token")
+
+    scraped = samples(response.content.decode())
+    assert response.status_code == 200
+    assert scraped[("logiflow_metrics_database_up", ())] == 0
+    assert ("logiflow_outbox_pending", ()) not in scraped
