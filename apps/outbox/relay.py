@@ -200,8 +200,6 @@ class OutboxRelay(Worker):
             self._rebuild_producer()
         self._take_notifications(timeout=0)  # rows committed before this claim are seen by it
         result = self._pump()
-        if result.sent:
-            self.heartbeat.progress()
         self.heartbeat.beat()
         if self.stopping.is_set() or self._producer_broken:
             return
@@ -276,6 +274,10 @@ class OutboxRelay(Worker):
         result.sent += len(job.batch.ids)
         result.held_back += job.batch.held_back
         result.transient += job.counts.get("retried", 0)
+        # Here, not only between pumps: draining a large backlog keeps the relay in one pump for minutes.
+        if job.batch.ids:
+            self.heartbeat.progress()
+        self.heartbeat.beat()
 
     def _run_batch(self, job: Job) -> None:
         """One batch, on this lane's connection, in one transaction."""
