@@ -73,3 +73,12 @@ def unresolved_count_by_group() -> list[tuple[str, int]]:
     """How many dead letters wait for someone, per consumer group, largest first."""
     rows = unresolved().values("group").annotate(count=Count("id")).order_by("-count", "group")
     return [(row["group"], row["count"]) for row in rows]
+
+
+def ledger_counts(*, by_fingerprint: bool = False) -> dict[tuple[str, str], int]:
+    """(group, status) -> rows in the ledger; with `by_fingerprint`, (group, fingerprint) -> unresolved rows."""
+    if by_fingerprint:
+        rows = unresolved().values_list("group", "fingerprint").annotate(count=Count("id")).order_by()
+    else:
+        rows = DeadLetter.objects.values_list("group", "status").annotate(count=Count("id")).order_by()
+    return {(group, label): count for group, label, count in rows}

@@ -24,6 +24,7 @@ from django.utils import timezone
 
 from apps import outbox
 from apps.common.api import ApplicationError
+from apps.common.metrics import INVOICES_ISSUED
 from apps.common.tracing import trace_context
 from apps.contracts import InvoiceGenerated, RouteCalculated
 from apps.invoicing.models import BillingAccount, Invoice, InvoiceLine, InvoiceNumberCounter, KnownCustomer
@@ -206,6 +207,7 @@ def _issue_fresh(items: list[RouteToInvoice], accounts: dict[int, BillingAccount
             outbox.publish(_invoice_generated(invoice))
     invoice_ids = [invoice.pk for invoice in invoices]
     transaction.on_commit(lambda: _schedule_renders(invoice_ids), robust=True)
+    transaction.on_commit(lambda: INVOICES_ISSUED.labels(Invoice.Kind.INVOICE).inc(len(invoice_ids)), robust=True)
     return invoices
 
 
@@ -241,6 +243,7 @@ def _issue(*, route: RouteCalculated, account: BillingAccount, source_event_id: 
     )
     invoice.save(force_insert=True)
     InvoiceLine.objects.bulk_create(_lines(invoice, priced))
+    transaction.on_commit(lambda: INVOICES_ISSUED.labels(Invoice.Kind.INVOICE).inc(), robust=True)
     return invoice
 
 
@@ -304,6 +307,7 @@ def _credit(invoice: Invoice) -> Invoice:
     )
     Invoice.objects.filter(pk=invoice.pk).update(status=Invoice.Status.CREDITED)
     transaction.on_commit(lambda: _schedule_render(note.pk), robust=True)
+    transaction.on_commit(lambda: INVOICES_ISSUED.labels(Invoice.Kind.CREDIT_NOTE).inc(), robust=True)
     return note
 
 

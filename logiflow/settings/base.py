@@ -249,6 +249,26 @@ CONSUMER_REPLAY_STALE_MINUTES = env.int("CONSUMER_REPLAY_STALE_MINUTES", default
 CONSUMER_INBOX_RETENTION_DAYS = env.int("CONSUMER_INBOX_RETENTION_DAYS", default=14)
 CONSUMER_STATS_INTERVAL_S = env.float("CONSUMER_STATS_INTERVAL_S", default=60.0)
 
+# --- Observability (docs/operations.md) -------------------------------------------------
+# Each worker process serves its own metrics on this port (0: off). Several relays or consumers on one host
+# need a port each: set the variable per process.
+RELAY_METRICS_PORT = env.int("RELAY_METRICS_PORT", default=0)
+CONSUMER_METRICS_PORT = env.int("CONSUMER_METRICS_PORT", default=0)
+CELERY_METRICS_PORT = env.int("CELERY_METRICS_PORT", default=0)
+WORKER_METRICS_ADDR = env("WORKER_METRICS_ADDR", default="0.0.0.0")
+# The web's /metrics answers a matching "Authorization: Bearer <METRICS_TOKEN>", a client address in
+# METRICS_ALLOWED_NETWORKS, or a signed-in user with common.view_flow_dashboard; nobody else.
+METRICS_TOKEN = env("METRICS_TOKEN", default="")
+METRICS_ALLOWED_NETWORKS = env.list("METRICS_ALLOWED_NETWORKS", default=[])
+# Workers write a heartbeat at most this often; one silent for HEARTBEAT_STALE_SECONDS is flagged.
+HEARTBEAT_INTERVAL_S = env.float("HEARTBEAT_INTERVAL_S", default=5.0)
+HEARTBEAT_STALE_SECONDS = env.float("HEARTBEAT_STALE_SECONDS", default=60.0)
+HEARTBEAT_RETENTION_HOURS = env.int("HEARTBEAT_RETENTION_HOURS", default=48)
+# How often a consumer asks the broker for its partitions' watermarks and committed offsets (the lag).
+CONSUMER_LAG_INTERVAL_S = env.float("CONSUMER_LAG_INTERVAL_S", default=15.0)
+# The dashboard's charts: a sample of the flow every minute (Celery beat), kept this long.
+FLOW_SAMPLE_RETENTION_HOURS = env.int("FLOW_SAMPLE_RETENTION_HOURS", default=48)
+
 # --- Routing ------------------------------------------------------------------------
 ROUTING_MAX_STOPS = env.int("ROUTING_MAX_STOPS", default=50)
 ROUTING_DWELL_MINUTES = env.int("ROUTING_DWELL_MINUTES", default=15)
@@ -306,6 +326,10 @@ CELERY_BEAT_SCHEDULE["consumers-retry-due"] = {
     "task": "apps.consumers.tasks.retry_due_dead_letters", "schedule": CONSUMER_AUTO_RETRY_SWEEP_S,
     "options": {"expires": CONSUMER_AUTO_RETRY_SWEEP_S},
 }
+CELERY_BEAT_SCHEDULE["common-sample-flow"] = {
+    "task": "apps.common.tasks.sample_flow", "schedule": 60, "options": {"expires": 60},
+}
+CELERY_BEAT_SCHEDULE["common-prune-heartbeats"] = {"task": "apps.common.tasks.prune_heartbeats", "schedule": 3600}
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 
 # --- Invoicing -------------------------------------------------------------------------
@@ -327,12 +351,19 @@ CELERY_BEAT_SCHEDULE["invoicing-requeue-stale-pdfs"] = {
     "task": "apps.invoicing.tasks.requeue_stale_pdfs", "schedule": 5 * 60,
 }
 
+# LOG_FORMAT=json: one JSON object per line with trace_id/span_id and the handled event's event_id (apps.common.logs).
+LOG_FORMAT = env("LOG_FORMAT", default="plain")
+if LOG_FORMAT not in ("plain", "json"):
+    raise environ.ImproperlyConfigured(f"LOG_FORMAT must be plain or json, not {LOG_FORMAT!r}")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+        "json": {"()": "apps.common.logs.JsonFormatter"},
+    },
     "filters": {"skip_error_responses": {"()": "apps.common.logs.SkipErrorResponses"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT}},
     "root": {"handlers": ["console"], "level": env("LOG_LEVEL", default="INFO")},
     "loggers": {
         # Django's defaults give `django` its own console handler under DEBUG, on top of the root's: every 4xx
