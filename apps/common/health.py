@@ -8,6 +8,8 @@ import logging
 from django.db import connection
 from django.http import HttpRequest, JsonResponse
 
+from apps.common.selectors import stale_components
+
 logger = logging.getLogger(__name__)
 
 
@@ -16,11 +18,23 @@ def live(_request: HttpRequest) -> JsonResponse:
 
 
 def ready(_request: HttpRequest) -> JsonResponse:
-    """Ready when the database answers; Kafka is not checked: the web tier must work while it is down."""
+    """Ready when the database answers; Kafka is not checked: the web tier must work while it is down.
+
+    `stale` names the worker kinds (`relay`, `consumer:<group>`) whose every process has been silent for
+    HEARTBEAT_STALE_SECONDS: shown, not failed, since a stopped consumer is no reason to take the web away.
+    """
     failing = [name for name, check in _CHECKS.items() if not _passes(name, check)]
     if failing:
         return JsonResponse({"status": "unavailable", "failing": failing}, status=503)
-    return JsonResponse({"status": "ok", "failing": []})
+    return JsonResponse({"status": "ok", "failing": [], "stale": _stale_workers()})
+
+
+def _stale_workers() -> list[str]:
+    try:
+        return stale_components()
+    except Exception:  # noqa: BLE001 - the database answered SELECT 1; a missing table must not fail the probe
+        logger.exception("readiness: heartbeats could not be read")
+        return []
 
 
 def _database() -> None:

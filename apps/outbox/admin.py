@@ -8,10 +8,17 @@ from django.contrib import admin
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 
-from apps.common.admin import EventIdOrKeySearchMixin
+from apps.common.admin import EventIdOrKeySearchMixin, pretty_json, truncated
 from apps.contracts import EVENT_TYPES
 from apps.outbox.models import OutboxEvent
 from apps.outbox.selectors import outbox_backlog
+
+
+def visible_sources(user: Any) -> set[str] | None:
+    """The event sources (bounded contexts) whose outbox rows `user` may see; None: all (a superuser)."""
+    if user.is_superuser:
+        return None
+    return {cls.ce_source() for cls in EVENT_TYPES.values() if user.has_module_perms(cls.context)}
 
 
 @admin.register(OutboxEvent)
@@ -26,7 +33,7 @@ class OutboxEventAdmin(EventIdOrKeySearchMixin, admin.ModelAdmin):
     show_full_result_count = False  # no COUNT(*) over the whole outbox on every page
     fields = [
         "event_id", "state", "event_type", "source", "topic", "key", "created_at", "published_at",
-        "partition", "offset", "attempts", "last_error", "traceparent", "payload",
+        "partition", "offset", "attempts", "last_error", "traceparent", "payload_pretty",
     ]
     readonly_fields = fields
 
@@ -34,10 +41,8 @@ class OutboxEventAdmin(EventIdOrKeySearchMixin, admin.ModelAdmin):
         """Each user sees the events of the bounded contexts they work in (a dispatcher: routing's, not invoice
         totals); a superuser sees all."""
         queryset = super().get_queryset(request)
-        if request.user.is_superuser:
-            return queryset
-        visible = {cls.ce_source() for cls in EVENT_TYPES.values() if request.user.has_module_perms(cls.context)}
-        return queryset.filter(source__in=visible)
+        visible = visible_sources(request.user)
+        return queryset if visible is None else queryset.filter(source__in=visible)
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
@@ -48,9 +53,14 @@ class OutboxEventAdmin(EventIdOrKeySearchMixin, admin.ModelAdmin):
     def has_delete_permission(self, request: HttpRequest, obj: OutboxEvent | None = None) -> bool:
         return False
 
+    @admin.display(description="payload")
+    def payload_pretty(self, obj: OutboxEvent) -> str:
+        return pretty_json(obj.payload)
+
     @admin.display(description="last error")
     def short_error(self, obj: OutboxEvent) -> str:
-        return obj.last_error[:80] + ("…" if len(obj.last_error) > 80 else "")
+        return truncated(obj.last_error, 80)
 
     def changelist_view(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> HttpResponse:
-        return super().changelist_view(request, {**(extra_context or {}), "backlog": outbox_backlog()})
+        backlog = outbox_backlog(sources=visible_sources(request.user))
+        return super().changelist_view(request, {**(extra_context or {}), "backlog": backlog})

@@ -18,14 +18,24 @@ from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import datetime
 from functools import partial
+from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, connection, connections, transaction
 
-from apps.common.kafka import producer_config
-from apps.common.workers import Backoff, Worker
+from apps.common.kafka import ConnectivityLog, producer_config
+from apps.common.metrics import (
+    RELAY_BATCH_SECONDS,
+    RELAY_DELIVERY_LATENCY,
+    RELAY_ROWS_FAILED,
+    RELAY_ROWS_PUBLISHED,
+    RELAY_ROWS_RETRIED,
+)
+from apps.common.models import Heartbeat
+from apps.common.workers import Backoff, HeartbeatRecorder, Worker
 from apps.outbox import claims
 from apps.outbox.models import cloudevents_headers
 from apps.outbox.services import NOTIFY_CHANNEL
@@ -97,6 +107,9 @@ class Batch:
         self.previous: list[int | None] = []
         # Per sent row: (partition, offset) once acknowledged, a KafkaError once refused, None while waiting.
         self.reports: list[tuple[int, int] | KafkaError | None] = []
+        # Per sent row, for the metrics: its topic and its ce_time (the row's creation, RFC 3339).
+        self.topics: list[str] = []
+        self.times: list[str] = []
         self._settled: list[None] = []
         self._expected: int | None = None  # set by seal()
         self.complete = threading.Event()
@@ -157,6 +170,7 @@ class OutboxRelay(Worker):
         self.retry = Backoff(initial=min(0.5, settings.OUTBOX_RELAY_RETRY_MAX_S), maximum=settings.OUTBOX_RELAY_RETRY_MAX_S)
         self.depth = max(1, settings.OUTBOX_RELAY_PIPELINE_DEPTH)
         self.totals = {PUBLISHED: 0, FAILED: 0, PENDING: 0}
+        self.heartbeat = HeartbeatRecorder(Heartbeat.Kind.RELAY)
         self.producer: Producer | None = None
         self._producer_broken = False
         self._seq = 0
@@ -168,6 +182,7 @@ class OutboxRelay(Worker):
         self._outcomes: dict[int, str] = {}
         self._outcome_batches: deque[list[int]] = deque()
         self._state_lock = threading.Lock()
+        self._connectivity = ConnectivityLog("relay")
 
     # --- lifecycle -------------------------------------------------------------------------------
     def setup(self) -> None:
@@ -184,8 +199,11 @@ class OutboxRelay(Worker):
     def run_once(self) -> None:
         if self._producer_broken:
             self._rebuild_producer()
+        if self.producer is not None:
+            self._connectivity.check(self.producer)
         self._take_notifications(timeout=0)  # rows committed before this claim are seen by it
         result = self._pump()
+        self.heartbeat.beat()
         if self.stopping.is_set() or self._producer_broken:
             return
         if result.transient:
@@ -202,6 +220,8 @@ class OutboxRelay(Worker):
             self._take_notifications(timeout=self.poll_interval)
 
     def teardown(self) -> None:
+        if self.stopping.is_set():
+            self.heartbeat.remove()  # a clean stop is not a silent relay
         producer, self.producer = self.producer, None
         if producer is not None:
             remaining = producer.flush(self.shutdown_grace)
@@ -257,11 +277,16 @@ class OutboxRelay(Worker):
         result.sent += len(job.batch.ids)
         result.held_back += job.batch.held_back
         result.transient += job.counts.get("retried", 0)
+        # Here, not only between pumps: draining a large backlog keeps the relay in one pump for minutes.
+        if job.batch.ids:
+            self.heartbeat.progress()
+        self.heartbeat.beat()
 
     def _run_batch(self, job: Job) -> None:
         """One batch, on this lane's connection, in one transaction."""
         batch = job.batch
         error: BaseException | None = None
+        started = time.monotonic()
         self._prepare_lane_connection()
         transaction.set_autocommit(False)
         try:
@@ -288,6 +313,7 @@ class OutboxRelay(Worker):
         self._restore_autocommit()
         if error is not None:
             raise error
+        observe_batch(batch, outcomes, seconds=time.monotonic() - started)
 
     def _claim_and_send(self, batch: Batch) -> None:
         with self._state_lock:
@@ -302,6 +328,8 @@ class OutboxRelay(Worker):
                 batch.held_back += 1
                 continue
             slot = batch.add(row_id, previous_id)
+            batch.topics.append(topic)
+            batch.times.append(time_)
             headers = cloudevents_headers(
                 event_id=event_id, source=source, event_type=event_type, time=time_, traceparent=traceparent
             )
@@ -426,7 +454,7 @@ class OutboxRelay(Worker):
         if error.fatal():
             logger.error("relay: fatal producer error %s; rebuilding the producer", error)
             self._producer_broken = True
-        else:
+        elif not self._connectivity.note(error):  # a connectivity error is logged only if still true
             logger.info("relay: producer: %s", error)
 
     def _rebuild_producer(self) -> None:
@@ -446,6 +474,24 @@ class OutboxRelay(Worker):
             break
         for _ in raw.notifies(timeout=0):  # repeats fold into one wake-up
             pass
+
+
+def observe_batch(batch: Batch, outcomes: dict[int, str], *, seconds: float) -> None:
+    """The metrics of a committed batch: rows per topic and outcome, delivery latency of the published ones."""
+    RELAY_BATCH_SECONDS.observe(seconds)
+    now = time.time()
+    counts: dict[tuple[str, str], int] = {}
+    latency: dict[str, Any] = {}
+    for row_id, topic, created in zip(batch.ids, batch.topics, batch.times, strict=True):
+        outcome = outcomes.get(row_id, PENDING)
+        counts[topic, outcome] = counts.get((topic, outcome), 0) + 1
+        if outcome == PUBLISHED:
+            if topic not in latency:
+                latency[topic] = RELAY_DELIVERY_LATENCY.labels(topic)
+            latency[topic].observe(max(0.0, now - datetime.fromisoformat(created).timestamp()))
+    by_outcome = {PUBLISHED: RELAY_ROWS_PUBLISHED, FAILED: RELAY_ROWS_FAILED, PENDING: RELAY_ROWS_RETRIED}
+    for (topic, outcome), count in counts.items():
+        by_outcome[outcome].labels(topic).inc(count)
 
 
 def _close_lane_connection() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -23,7 +24,9 @@ class Backlog:
         return timedelta(seconds=round((timezone.now() - self.oldest_created_at).total_seconds()))
 
 
-def outbox_backlog() -> Backlog:
-    """Rows still queued for the relay, and the creation time of the oldest one (queue joined by id)."""
-    summary = PendingEvent.objects.aggregate(unpublished=Count("pk"), oldest=Min("event__created_at"))
+def outbox_backlog(*, sources: Collection[str] | None = None) -> Backlog:
+    """Rows still queued for the relay, and the creation time of the oldest one (queue joined by id); only those of
+    `sources` (CloudEvents sources) when given."""
+    queue = PendingEvent.objects.all() if sources is None else PendingEvent.objects.filter(event__source__in=sources)
+    summary = queue.aggregate(unpublished=Count("pk"), oldest=Min("event__created_at"))
     return Backlog(unpublished=summary["unpublished"], oldest_created_at=summary["oldest"])

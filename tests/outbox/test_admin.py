@@ -87,3 +87,18 @@ def test_a_dispatcher_sees_routing_events_but_not_invoicing_ones() -> None:
     assert detail.status_code == 302 and b"999.99" not in detail.content  # "does not exist" redirect
     assert browser.get(reverse("admin:outbox_outboxevent_change", args=[routing_row.pk])).status_code == 200
 
+
+
+@pytest.mark.django_db
+def test_event_page_is_a_view_with_the_payload_indented_and_no_save(admin_client_: Client) -> None:
+    from django.contrib.admin.models import LogEntry
+
+    with transaction.atomic():
+        outbox.publish(route_calculated(truck_id=1))
+    event = OutboxEvent.objects.get()
+    url = reverse("admin:outbox_outboxevent_change", args=[event.pk])
+    html = admin_client_.get(url).content.decode()
+    assert "View outbox event" in html and "Change outbox event" not in html and 'name="_save"' not in html
+    assert '<pre class="payload">{\n  &quot;route_id&quot;' in html
+    assert admin_client_.post(url, {}).status_code == 403
+    assert not LogEntry.objects.exists()

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from django.core.management.base import BaseCommand
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandParser
 
+from apps.common.metrics import serve_worker_metrics
 from apps.common.workers import run_worker
 from apps.outbox.relay import OutboxRelay
 
@@ -11,8 +13,13 @@ from apps.outbox.relay import OutboxRelay
 class Command(BaseCommand):
     help = "Relay outbox rows to Kafka (several relays may run at once on PostgreSQL)."
 
-    def handle(self, *args: object, **options: object) -> None:
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--metrics-port", type=int, default=None,
+                            help="serve this process's metrics on this port (default RELAY_METRICS_PORT; 0: off)")
+
+    def handle(self, *args: object, metrics_port: int | None, **options: object) -> None:
         relay = OutboxRelay()
+        serve_worker_metrics(settings.RELAY_METRICS_PORT if metrics_port is None else metrics_port, name=relay.name)
         run_worker(relay)
         self.stdout.write(
             f"relay stopped: {relay.totals['published']} published, {relay.totals['failed']} failed"

@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('invoicing', '0002_finance_group'),
+        ('invoicing', '0004_finance_customer_directory'),
     ]
 
     operations = [
