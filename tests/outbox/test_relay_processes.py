@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 from django.test import override_settings
 
-from apps.common.embedded_broker import EmbeddedBroker, free_port
 from apps.common.kafka import ensure_topics
 from apps.contracts import all_topics
 from apps.outbox.models import OutboxEvent
+from tests.support.brokers import Broker, new_broker
 from tests.outbox.support import RelayProcess, assert_per_key_order, pending_count, publish_routes, wait_for
 from tests.support.kafka import Received, TopicTail
 
@@ -118,11 +118,11 @@ def test_sigterm_exits_0_and_every_row_marked_published_is_on_the_topic(
 
 
 @pytest.fixture
-def outage_broker(embedded_broker: EmbeddedBroker | None, tmp_path: Path):
-    """A broker of this test's own, to stop and restart without disturbing the session broker."""
+def outage_broker(embedded_broker: Broker | None, tmp_path: Path):
+    """A broker of this test's own (same kind as the session's), to stop and restart without disturbing that one."""
     if embedded_broker is None:
-        pytest.skip("needs the embedded broker: it stops and restarts it")
-    broker = EmbeddedBroker(port=free_port(), log_path=tmp_path / "outage-tansu.log")
+        pytest.skip("needs a broker process of its own to stop and restart; an external Kafka cannot be")
+    broker = new_broker(tmp_path / "outage-broker")
     broker.start()
     with override_settings(KAFKA_BOOTSTRAP_SERVERS=broker.bootstrap_servers):
         ensure_topics(all_topics())
@@ -132,7 +132,7 @@ def outage_broker(embedded_broker: EmbeddedBroker | None, tmp_path: Path):
 
 @pytest.mark.django_db(transaction=True)
 def test_broker_outage_while_events_are_written_loses_nothing_and_does_not_spin(
-    subprocess_env: dict[str, str], outage_broker: EmbeddedBroker, tmp_path: Path
+    subprocess_env: dict[str, str], outage_broker: Broker, tmp_path: Path
 ) -> None:
     env = {
         **subprocess_env,
@@ -156,8 +156,8 @@ def test_broker_outage_while_events_are_written_loses_nothing_and_does_not_spin(
         assert 2 <= most_attempts <= outage_seconds / 2 + 2
         assert OutboxEvent.objects.exclude(last_error="").filter(state="pending").exists()
 
-        outage_broker.start()  # Tansu keeps nothing in memory across a restart: topics again
-        ensure_topics(all_topics())
+        outage_broker.start()
+        ensure_topics(all_topics())  # Tansu forgot its topics on the restart; Apache Kafka kept them on disk
         assert wait_for(lambda: pending_count() == 0, timeout=60), relay.output()[-3000:]
         tail = TopicTail(TOPIC, from_beginning=True)
         try:
