@@ -17,8 +17,6 @@ setup: $(STAMP)
 	@mkdir -p var/media var/celery
 
 run: setup
-	$(PY) manage.py migrate --noinput
-	$(PY) manage.py create_demo_users
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(PY) scripts/run_stack.py
 
 lint-imports: setup
@@ -32,4 +30,4 @@ bench: setup
 	$(PY) bench/invoicing.py
 
 clean:
-	rm -rf $(VENV) var db.sqlite3*
+	rm -rf $(VENV) var

@@ -13,33 +13,35 @@ import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
 
 
 def database_url(name: str) -> str:
-    """DATABASE_URL's server with the benchmark's own database (default server: local PostgreSQL).
+    """DATABASE_URL's server with the benchmark's own database (default: a throwaway embedded PostgreSQL).
 
     The database is `name` unless BENCH_DATABASE_NAME is set: two people benchmarking on one server
     set it so their runs (which truncate and vacuum the outbox) do not share a database.
     """
-    base = os.environ.get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/logiflow")
-    parts = urlsplit(base)
-    if not parts.scheme.startswith("postgres"):
+    sys.path.insert(0, str(ROOT))
+    from logiflow.embedded_postgres import throwaway_database_url, with_database
+
+    base = os.environ.get("DATABASE_URL") or throwaway_database_url()
+    if not urlsplit(base).scheme.startswith("postgres"):
         raise SystemExit("benchmarks need PostgreSQL: set DATABASE_URL=postgres://...")
-    return urlunsplit(parts._replace(path=f"/{os.environ.get('BENCH_DATABASE_NAME') or name}"))
+    return with_database(base, os.environ.get("BENCH_DATABASE_NAME") or name)
 
 
 def create_database(url: str) -> None:
     """Create the database if missing and migrate it (as a subprocess, before Django is set up here)."""
     import psycopg
 
-    parts = urlsplit(url)
-    admin = urlunsplit(parts._replace(path="/postgres"))
-    with psycopg.connect(admin, autocommit=True) as conn:
-        name = parts.path.lstrip("/")
+    from logiflow.embedded_postgres import with_database
+
+    with psycopg.connect(with_database(url, "postgres"), autocommit=True) as conn:
+        name = urlsplit(url).path.lstrip("/")
         if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone():
             conn.execute(f'CREATE DATABASE "{name}"')
     run_manage(["migrate", "--noinput", "-v0"], env=worker_env(url, ""))

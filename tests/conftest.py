@@ -1,4 +1,5 @@
-"""Test-session infrastructure: a reachable PostgreSQL and a real Kafka-protocol broker.
+"""Test-session infrastructure: a reachable PostgreSQL (the test settings start an embedded one) and a real
+Kafka-protocol broker.
 
 The broker is Tansu started on a free port (or Apache Kafka from jars with LOGIFLOW_TEST_BROKER=kafka, see
 tests/support/brokers.py), unless KAFKA_BOOTSTRAP_SERVERS names a running one.
@@ -19,6 +20,7 @@ from django.test import override_settings
 from apps.common.kafka import ensure_topics
 from pytest_django.fixtures import Settings
 from apps.contracts import all_topics
+from logiflow.embedded_postgres import with_database
 from tests.support.brokers import Broker, new_broker
 from tests.support.processes import Processes
 
@@ -26,20 +28,10 @@ EXTERNAL_KAFKA = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    db = settings.DATABASES["default"]
-    if db["ENGINE"] != "django.db.backends.postgresql":
-        pytest.exit(f"tests need PostgreSQL; DATABASE_URL points at {db['ENGINE']}", returncode=2)
     try:
-        psycopg.connect(
-            host=db["HOST"] or "127.0.0.1", port=db["PORT"] or 5432, user=db["USER"], password=db["PASSWORD"],
-            dbname="postgres", connect_timeout=3,
-        ).close()
+        psycopg.connect(settings.DATABASE_URL, dbname="postgres", connect_timeout=3).close()
     except psycopg.OperationalError as error:
-        pytest.exit(
-            f"PostgreSQL is not reachable at {db['HOST']}:{db['PORT'] or 5432} as {db['USER']!r} "
-            f"(set DATABASE_URL, e.g. postgres://postgres@127.0.0.1:5432/logiflow): {error}",
-            returncode=2,
-        )
+        pytest.exit(f"PostgreSQL is not reachable (DATABASE_URL={settings.DATABASE_URL}): {error}", returncode=2)
 
 
 @pytest.fixture(scope="session")
@@ -79,9 +71,7 @@ def isolated_topics(kafka_bootstrap: str, settings: Settings) -> str:
 @pytest.fixture
 def subprocess_env(kafka_bootstrap: str, django_db_setup: None) -> dict[str, str]:
     """Environment for a worker started as a real process: same test database, same broker."""
-    db = settings.DATABASES["default"]
-    user = f"{db['USER']}:{db['PASSWORD']}@" if db["PASSWORD"] else f"{db['USER']}@" if db["USER"] else ""
-    url = f"postgres://{user}{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
+    url = with_database(settings.DATABASE_URL, settings.DATABASES["default"]["NAME"])
     return {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "logiflow.settings.test",

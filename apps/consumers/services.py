@@ -170,8 +170,6 @@ def inbox_purge(*, older_than: timedelta | None = None, batch_size: int = 10_000
 
 def lock_keys(*, group: str, keys: list[str]) -> None:
     """Serialise the consumer and replays on these (group, key)s until the transaction ends."""
-    if connection.vendor != "postgresql":
-        return  # SQLite has a single writer: the order holds by construction.
     with connection.cursor() as cursor:
         for lock_id in sorted({_lock_id(group, key) for key in keys}):
             cursor.execute("SELECT pg_advisory_xact_lock(%s)", [lock_id])

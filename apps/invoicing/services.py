@@ -181,8 +181,8 @@ def _lock_route(route_id: int) -> None:
 
 def _lock_routes(route_ids: list[int]) -> None:
     """`_lock_route` for several routes in one statement, in lock-id order (no deadlock between batches)."""
-    if connection.vendor != "postgresql" or not route_ids:
-        return  # SQLite has one writer at a time
+    if not route_ids:
+        return
     lock_ids = sorted({_route_lock_id(route_id) for route_id in route_ids})
     with connection.cursor() as cursor:
         cursor.execute(

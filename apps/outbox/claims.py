@@ -14,7 +14,7 @@ from django.db import connection
 TABLE = "outbox_outboxevent"
 QUEUE = "outbox_pending"  # PendingEvent: (id, key) of the rows still to send
 
-# Set on each relay connection (PostgreSQL).
+# Set on each relay connection.
 # - The queue swings from empty to a burst faster than statistics follow; a planner that believes
 #   "a few pending rows" sorts the whole burst (on disk) for every claim. The relay's statements are
 #   fixed and all meant to walk an index, so its sessions take bitmap and sequential scans off the table.
@@ -22,11 +22,11 @@ QUEUE = "outbox_pending"  # PendingEvent: (id, key) of the rows still to send
 #   means sending those rows again (duplicates, never loss), so the commit need not wait for the WAL flush.
 RELAY_SESSION_SETTINGS = "SET enable_bitmapscan = off; SET enable_seqscan = off; SET synchronous_commit = off"
 
-# The claim (PostgreSQL): lock up to N queue rows in id order, skipping rows another relay holds, then
+# The claim: lock up to N queue rows in id order, skipping rows another relay holds, then
 # read their outbox rows by primary key. Only the queue rows are locked: the outbox row is not written
 # until the batch records its outcome. `= ANY(ARRAY(...))` bounds the outbox scan to the claimed ids;
 # as a plain join the planner may merge-join from the outbox's first id, through every published row.
-_CLAIM_POSTGRESQL = f"""
+_CLAIM = f"""
 WITH claimed AS (SELECT id FROM {QUEUE} ORDER BY id LIMIT %s FOR UPDATE SKIP LOCKED)
 SELECT o.id, o.topic, o.key, o.payload, o.event_id::text, o.source, o.event_type,
        -- ce_time exactly as OutboxEvent.headers() writes it (datetime.isoformat: no fraction when zero)
@@ -60,7 +60,7 @@ FROM unnest(%s::bigint[], %s::text[]) AS c(id, key)
 
 # Confirmed rows leave the queue (a delete only stamps the queue tuple) and are marked in the outbox by a
 # HOT update: no index covers the columns written here. The ANY makes each a primary-key lookup.
-_PUBLISHED_POSTGRESQL = f"""
+_PUBLISHED = f"""
 WITH dequeued AS (DELETE FROM {QUEUE} WHERE id = ANY(%s))
 UPDATE {TABLE} o
 SET state = 'published', published_at = statement_timestamp(), attempts = o.attempts + 1,
@@ -69,7 +69,7 @@ FROM unnest(%s::bigint[], %s::int[], %s::bigint[]) AS d(id, partition, "offset")
 WHERE o.id = d.id AND o.id = ANY(%s)
 """
 
-_FAILED_POSTGRESQL = f"""
+_FAILED = f"""
 WITH dequeued AS (DELETE FROM {QUEUE} WHERE id = ANY(%s))
 UPDATE {TABLE} o
 SET state = 'failed', attempts = o.attempts + 1, last_error = d.error
@@ -78,25 +78,12 @@ WHERE o.id = d.id AND o.id = ANY(%s)
 """
 
 # Transient: the row stays queued (and 'pending'); only the attempt and the error are recorded.
-_RETRIED_POSTGRESQL = f"""
+_RETRIED = f"""
 UPDATE {TABLE} o
 SET attempts = o.attempts + 1, last_error = d.error
 FROM unnest(%s::bigint[], %s::text[]) AS d(id, error)
 WHERE o.id = d.id AND o.id = ANY(%s)
 """
-
-_DEQUEUE_SQLITE = f"DELETE FROM {QUEUE} WHERE id = %s"
-
-_PUBLISHED_SQLITE = f"""
-UPDATE {TABLE} SET state = 'published', published_at = %s, attempts = attempts + 1,
-    partition = %s, "offset" = %s
-WHERE id = %s
-"""
-
-_FAILED_SQLITE = f"UPDATE {TABLE} SET state = 'failed', attempts = attempts + 1, last_error = %s WHERE id = %s"
-
-_RETRIED_SQLITE = f"UPDATE {TABLE} SET attempts = attempts + 1, last_error = %s WHERE id = %s"
-
 
 @dataclass(frozen=True, slots=True)
 class Delivered:
@@ -111,22 +98,15 @@ class Refused:
     error: str
 
 
-def supports_concurrent_relays() -> bool:
-    """PostgreSQL: several relays with row locks and LISTEN/NOTIFY. Anything else: one polling relay."""
-    return connection.vendor == "postgresql"
-
-
 def claim(limit: int, *, in_flight: Collection[int] = ()) -> list[tuple]:
     """Rows `(id, topic, key, payload, event_id, source, event_type, ce_time, traceparent, previous_id)`.
 
-    On PostgreSQL the queue rows stay locked until the caller's transaction ends. `previous_id` is the
+    The queue rows stay locked until the caller's transaction ends. `previous_id` is the
     previous queued row of the same key when that one might not be ours (None when all are):
     `in_flight` are the rows this relay sent in batches still open on its other connections.
     """
-    if not supports_concurrent_relays():
-        return _claim_single_relay(limit)
     with connection.cursor() as cursor:
-        cursor.execute(_CLAIM_POSTGRESQL, [limit])
+        cursor.execute(_CLAIM, [limit])
         rows = cursor.fetchall()
         if not rows:
             return []
@@ -139,58 +119,28 @@ def claim(limit: int, *, in_flight: Collection[int] = ()) -> list[tuple]:
     return [(*row, previous[row[0]]) for row in rows]
 
 
-def _claim_single_relay(limit: int) -> list[tuple]:
-    """SQLite: one relay, no row locks; a row's predecessor is always in the claim (previous_id NULL).
-
-    The ORM turns SQLite's stored UUID hex and datetime text back into values; this is the dev path.
-    """
-    from apps.outbox.models import OutboxEvent, ce_time
-
-    rows = OutboxEvent.objects.filter(pending__isnull=False).order_by("id").values_list(
-        "id", "topic", "key", "payload", "event_id", "source", "event_type", "created_at", "traceparent"
-    )[:limit]
-    return [(*row[:4], str(row[4]), row[5], row[6], ce_time(row[7]), row[8], None) for row in rows]
-
-
 def mark_published(delivered: Sequence[Delivered]) -> None:
     """Dequeue rows the broker acknowledged and record where they landed."""
     if not delivered:
         return
+    ids = [d.id for d in delivered]
     with connection.cursor() as cursor:
-        if supports_concurrent_relays():
-            ids = [d.id for d in delivered]
-            cursor.execute(
-                _PUBLISHED_POSTGRESQL,
-                [ids, ids, [d.partition for d in delivered], [d.offset for d in delivered], ids],
-            )
-        else:
-            from django.utils import timezone
-
-            now = timezone.now()
-            cursor.executemany(_DEQUEUE_SQLITE, [(d.id,) for d in delivered])
-            cursor.executemany(_PUBLISHED_SQLITE, [(now, d.partition, d.offset, d.id) for d in delivered])
+        cursor.execute(_PUBLISHED, [ids, ids, [d.partition for d in delivered], [d.offset for d in delivered], ids])
 
 
 def mark_failed(refused: Sequence[Refused]) -> None:
     """Dequeue rows the broker refused for good: 'failed', with the error, for a person to look at."""
     if not refused:
         return
+    ids = [r.id for r in refused]
     with connection.cursor() as cursor:
-        if supports_concurrent_relays():
-            ids = [r.id for r in refused]
-            cursor.execute(_FAILED_POSTGRESQL, [ids, ids, [r.error for r in refused], ids])
-        else:
-            cursor.executemany(_DEQUEUE_SQLITE, [(r.id,) for r in refused])
-            cursor.executemany(_FAILED_SQLITE, [(r.error, r.id) for r in refused])
+        cursor.execute(_FAILED, [ids, ids, [r.error for r in refused], ids])
 
 
 def mark_retried(refused: Sequence[Refused]) -> None:
     """Count an attempt and keep the error of rows that stay queued, to be sent again."""
     if not refused:
         return
+    ids = [r.id for r in refused]
     with connection.cursor() as cursor:
-        if supports_concurrent_relays():
-            ids = [r.id for r in refused]
-            cursor.execute(_RETRIED_POSTGRESQL, [ids, [r.error for r in refused], ids])
-        else:
-            cursor.executemany(_RETRIED_SQLITE, [(r.error, r.id) for r in refused])
+        cursor.execute(_RETRIED, [ids, [r.error for r in refused], ids])

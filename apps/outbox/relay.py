@@ -155,9 +155,7 @@ class OutboxRelay(Worker):
         self.delivery_timeout = settings.OUTBOX_RELAY_DELIVERY_TIMEOUT_S
         self.shutdown_grace = settings.OUTBOX_RELAY_SHUTDOWN_GRACE_S
         self.retry = Backoff(initial=min(0.5, settings.OUTBOX_RELAY_RETRY_MAX_S), maximum=settings.OUTBOX_RELAY_RETRY_MAX_S)
-        self.concurrent = claims.supports_concurrent_relays()
-        # SQLite has one writer: a single lane that holds no transaction while it waits for the broker.
-        self.depth = max(1, settings.OUTBOX_RELAY_PIPELINE_DEPTH) if self.concurrent else 1
+        self.depth = max(1, settings.OUTBOX_RELAY_PIPELINE_DEPTH)
         self.totals = {PUBLISHED: 0, FAILED: 0, PENDING: 0}
         self.producer: Producer | None = None
         self._producer_broken = False
@@ -177,11 +175,10 @@ class OutboxRelay(Worker):
         self._commit_turns = Sequencer(self._seq)
         self._lanes = [ThreadPoolExecutor(1, thread_name_prefix=f"relay-lane-{i}") for i in range(self.depth)]
         self.producer = self._new_producer()
-        if self.concurrent:
-            self._listener = connections.create_connection(DEFAULT_DB_ALIAS)
-            self._listener.ensure_connection()
-            self._listener.connection.autocommit = True
-            self._listener.connection.execute(f"LISTEN {NOTIFY_CHANNEL}")
+        self._listener = connections.create_connection(DEFAULT_DB_ALIAS)
+        self._listener.ensure_connection()
+        self._listener.connection.autocommit = True
+        self._listener.connection.execute(f"LISTEN {NOTIFY_CHANNEL}")
         logger.info("relay started: batch %s, pipeline depth %s", self.batch_size, self.depth)
 
     def run_once(self) -> None:
@@ -399,7 +396,7 @@ class OutboxRelay(Worker):
     # --- connections --------------------------------------------------------------------------------
     def _prepare_lane_connection(self) -> None:
         """Session settings of a lane's connection (set once per connection)."""
-        if self.concurrent and connection.connection is None:
+        if connection.connection is None:
             with connection.cursor() as cursor:
                 cursor.execute(claims.RELAY_SESSION_SETTINGS)
 
@@ -442,11 +439,8 @@ class OutboxRelay(Worker):
         self._producer_broken = False
 
     def _take_notifications(self, *, timeout: float) -> None:
-        """Wait up to `timeout` for a NOTIFY (or just drain queued ones); SQLite polls instead."""
-        if self._listener is None:
-            if timeout:
-                self.stopping.wait(timeout)
-            return
+        """Wait up to `timeout` for a NOTIFY (or just drain queued ones)."""
+        assert self._listener is not None
         raw = self._listener.connection
         for _ in raw.notifies(timeout=timeout, stop_after=1):
             break

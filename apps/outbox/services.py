@@ -13,7 +13,7 @@ from pydantic import ValidationError
 
 from apps.common.tracing import current_traceparent
 from apps.contracts.base import DomainEvent, event_class
-from apps.outbox.models import OutboxEvent, PendingEvent
+from apps.outbox.models import OutboxEvent
 
 NOTIFY_CHANNEL = "logiflow_outbox"
 
@@ -51,12 +51,7 @@ def publish(event: DomainEvent) -> uuid.UUID:
         traceparent=current_traceparent() or "",
         created_at=timezone.now(),
     )
-    if connection.vendor == "postgresql":
-        _write_postgresql(row)
-    else:
-        # SQLite has a single writer, so per-key order holds by construction; the relay polls.
-        row.save(force_insert=True)
-        PendingEvent.objects.create(event=row, key=row.key)
+    _write(row)
     return row.event_id
 
 
@@ -76,7 +71,7 @@ def _validated_json(event: DomainEvent) -> str:
 #    INSERT reads its one source row from the lock's CTE; so ids of one key are allocated in commit order.
 # 2. The outbox row. 3. Its entry in the relay's queue. 4. NOTIFY to wake the relay: PostgreSQL delivers it
 #    only at commit, and folds repeats within a transaction. (Data-modifying CTEs always run to completion.)
-_PUBLISH_POSTGRESQL = """
+_PUBLISH = """
 WITH serialised AS (SELECT pg_advisory_xact_lock(%(lock_id)s)),
 written AS (
     INSERT INTO outbox_outboxevent
@@ -91,7 +86,7 @@ SELECT pg_notify(%(channel)s, '') FROM written
 """
 
 
-def _write_postgresql(row: OutboxEvent) -> None:
+def _write(row: OutboxEvent) -> None:
     digest = hashlib.blake2b(f"{row.topic}\x00{row.key}".encode(), digest_size=8).digest()
     params = {
         "lock_id": int.from_bytes(digest, "big", signed=True),
@@ -100,7 +95,7 @@ def _write_postgresql(row: OutboxEvent) -> None:
         "created_at": row.created_at, "channel": NOTIFY_CHANNEL,
     }
     with connection.cursor() as cursor:
-        cursor.execute(_PUBLISH_POSTGRESQL, params)
+        cursor.execute(_PUBLISH, params)
 
 
 def outbox_events_purge(*, older_than: timedelta | None = None, batch_size: int | None = None) -> int:

@@ -61,18 +61,14 @@ TEMPLATES = [
 
 
 def database_config(url: str) -> dict:
-    """Parse DATABASE_URL; SQLite gets WAL and IMMEDIATE transactions so writers queue instead of failing."""
+    """DATABASES["default"] from a PostgreSQL URL (a Unix socket goes in `?host=/path`)."""
     config = environ.Env.db_url_config(url)
-    if config["ENGINE"] == "django.db.backends.sqlite3":
-        config["OPTIONS"] = {
-            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
-            "transaction_mode": "IMMEDIATE",
-            "timeout": 20,
-        }
+    if config["ENGINE"] != "django.db.backends.postgresql":
+        raise environ.ImproperlyConfigured(f"LogiFlow runs on PostgreSQL only; DATABASE_URL names {config['ENGINE']}")
     return config
 
 
-DATABASES = {"default": database_config(env("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}"))}
+# Each environment sets DATABASE_URL (local and test start an embedded PostgreSQL when it is unset).
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [
@@ -167,15 +163,27 @@ ROUTING_DWELL_MINUTES = env.int("ROUTING_DWELL_MINUTES", default=15)
 
 # --- Celery ---------------------------------------------------------------------------
 CELERY_BROKER_URL = env("CELERY_BROKER_URL", default="filesystem://")
-CELERY_BROKER_TRANSPORT_OPTIONS: dict = {}
-if CELERY_BROKER_URL == "filesystem://":
-    _celery_dir = Path(env("CELERY_FILESYSTEM_DIR", default=str(VAR_DIR / "celery")))
-    CELERY_BROKER_TRANSPORT_OPTIONS = {
-        "data_folder_in": str(_celery_dir / "queue"),
-        "data_folder_out": str(_celery_dir / "queue"),
-        "processed_folder": str(_celery_dir / "processed"),
+
+
+def filesystem_transport_options(folder: Path) -> dict:
+    """Kombu's `filesystem://` transport with every folder under `folder`.
+
+    Its control folder defaults to ./control, which would write into whatever directory a process started in.
+    """
+    return {
+        "data_folder_in": str(folder / "queue"),
+        "data_folder_out": str(folder / "queue"),
+        "processed_folder": str(folder / "processed"),
+        "control_folder": str(folder / "control"),
         "store_processed": False,
     }
+
+
+CELERY_BROKER_TRANSPORT_OPTIONS: dict = {}
+if CELERY_BROKER_URL == "filesystem://":
+    CELERY_BROKER_TRANSPORT_OPTIONS = filesystem_transport_options(
+        Path(env("CELERY_FILESYSTEM_DIR", default=str(VAR_DIR / "celery")))
+    )
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_RESULT_SERIALIZER = "json"

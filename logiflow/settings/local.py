@@ -1,9 +1,15 @@
-"""`make run`: everything embedded (SQLite, Tansu, a filesystem Celery transport) unless the environment says otherwise."""
+"""`make run`: everything embedded (PostgreSQL under var/, Tansu, a filesystem Celery transport) unless the
+environment says otherwise."""
+
+from logiflow import embedded_postgres
 
 from .base import *  # noqa: F403
-from .base import env
+from .base import VAR_DIR, database_config, env
 
 DEBUG = env.bool("DJANGO_DEBUG", default=True)
 SECRET_KEY = env("DJANGO_SECRET_KEY", default="local-only-insecure-key-do-not-use-in-production")
 ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=["*"])
+# `make run` keeps its data under var/postgres, so a restart keeps everything.
+DATABASE_URL = env("DATABASE_URL", default="") or embedded_postgres.database_url(VAR_DIR / "postgres")
+DATABASES = {"default": database_config(DATABASE_URL)}
 KAFKA_SESSION_TIMEOUT_MS = env.int("KAFKA_SESSION_TIMEOUT_MS", default=6000)

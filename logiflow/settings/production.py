@@ -6,7 +6,8 @@ from .base import database_config, env
 DEBUG = False
 SECRET_KEY = env("DJANGO_SECRET_KEY")
 ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS")
-DATABASES = {"default": database_config(env("DATABASE_URL"))}
+DATABASE_URL = env("DATABASE_URL")
+DATABASES = {"default": database_config(DATABASE_URL)}
 DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=60)
 KAFKA_BOOTSTRAP_SERVERS = env("KAFKA_BOOTSTRAP_SERVERS")
 CELERY_BROKER_URL = env("CELERY_BROKER_URL")

@@ -1,10 +1,15 @@
-"""`make test`: real PostgreSQL and a real Kafka-protocol broker (Tansu started by the test session unless given)."""
+"""`make test`: real PostgreSQL (embedded unless DATABASE_URL is set) and a real Kafka-protocol broker
+(Tansu started by the test session unless given)."""
+
+from logiflow import embedded_postgres
 
 from .base import *  # noqa: F403
 from .base import database_config, env
 
 SECRET_KEY = "test-only-key"
-DATABASES = {"default": database_config(env("DATABASE_URL", default="postgres://postgres@127.0.0.1:5432/logiflow"))}
+# A throwaway embedded cluster per test session; worker processes started by tests get its URL.
+DATABASE_URL = env("DATABASE_URL", default="") or embedded_postgres.throwaway_database_url()
+DATABASES = {"default": database_config(DATABASE_URL)}
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 KAFKA_SESSION_TIMEOUT_MS = env.int("KAFKA_SESSION_TIMEOUT_MS", default=6000)
 OUTBOX_RELAY_POLL_INTERVAL_S = 0.2

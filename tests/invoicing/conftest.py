@@ -11,6 +11,7 @@ import pytest
 from pytest_django.fixtures import Settings
 
 from logiflow.celery import app as celery_app
+from logiflow.settings.base import filesystem_transport_options
 
 
 @pytest.fixture(autouse=True)
@@ -26,12 +27,7 @@ def celery_queue(tmp_path: Path) -> Iterator[Path]:
     inspectable and a real worker process started with CELERY_FILESYSTEM_DIR=<this folder> receives them."""
     folder = tmp_path / "celery"
     previous = celery_app.conf.broker_transport_options
-    celery_app.conf.broker_transport_options = {
-        "data_folder_in": str(folder / "queue"),
-        "data_folder_out": str(folder / "queue"),
-        "processed_folder": str(folder / "processed"),
-        "store_processed": False,
-    }
+    celery_app.conf.broker_transport_options = filesystem_transport_options(folder)
     _drop_connections()
     yield folder
     celery_app.conf.broker_transport_options = previous

@@ -1,6 +1,6 @@
 """The relay's queue table, and an outbox table whose marking is a HOT update.
 
-Rows pending at migration time are enqueued. On PostgreSQL the outbox gets fillfactor 50: the relay
+Rows pending at migration time are enqueued. The outbox gets fillfactor 50: the relay
 marks every row of a page in one transaction, and a HOT update needs room for the new version in the
 same page, so half of each page is kept free (measured: at 75 only about 30% of the updates were HOT).
 """
@@ -9,16 +9,6 @@ import django.db.models.deletion
 from django.db import migrations, models
 
 FILLFACTOR = 50
-
-
-def set_fillfactor(apps, schema_editor) -> None:  # noqa: ANN001
-    if schema_editor.connection.vendor == "postgresql":
-        schema_editor.execute(f"ALTER TABLE outbox_outboxevent SET (fillfactor = {FILLFACTOR})")
-
-
-def reset_fillfactor(apps, schema_editor) -> None:  # noqa: ANN001
-    if schema_editor.connection.vendor == "postgresql":
-        schema_editor.execute("ALTER TABLE outbox_outboxevent RESET (fillfactor)")
 
 
 class Migration(migrations.Migration):
@@ -55,5 +45,8 @@ class Migration(migrations.Migration):
         ),
         migrations.RemoveIndex(model_name="outboxevent", name="outbox_pending_idx"),
         migrations.RemoveIndex(model_name="outboxevent", name="outbox_pending_key_idx"),
-        migrations.RunPython(set_fillfactor, reset_fillfactor),
+        migrations.RunSQL(
+            f"ALTER TABLE outbox_outboxevent SET (fillfactor = {FILLFACTOR})",
+            reverse_sql="ALTER TABLE outbox_outboxevent RESET (fillfactor)",
+        ),
     ]
