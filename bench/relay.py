@@ -7,7 +7,8 @@ Prints, one per line:
   latency_p50_ms / _p99_ms  commit → broker-acknowledged-and-marked, at a steady 200 events/s
 
 Uses its own database (logiflow_bench, or BENCH_DATABASE_NAME, on DATABASE_URL's server) and its own Tansu unless
-KAFKA_BOOTSTRAP_SERVERS is set. Sizes: BENCH_EVENTS (default 100000), BENCH_LATENCY_SECONDS (15).
+KAFKA_BOOTSTRAP_SERVERS is set (BENCH_BROKER=kafka: its own Apache Kafka, names prefixed `kafka.`).
+Sizes: BENCH_EVENTS (default 100000), BENCH_LATENCY_SECONDS (15).
 """
 
 from __future__ import annotations
@@ -146,12 +147,12 @@ def relay_rate(payload: str, count: int) -> float:
 
     prefill(payload, WARMUP)
     if not common.wait_until(lambda: pending() == 0, timeout=120, interval=0.05):
-        raise SystemExit("relay did not drain the warm-up rows; see var/bench/relay.log")
+        raise SystemExit(f"relay did not drain the warm-up rows; see {common.log_dir() / 'relay.log'}")
     _vacuum()
     prefill(payload, count)
     committed = time.time()  # the relay cannot see a row before this commit
     if not common.wait_until(lambda: pending() == 0, timeout=600, interval=0.05):
-        raise SystemExit("relay did not drain the outbox; see var/bench/relay.log")
+        raise SystemExit(f"relay did not drain the outbox; see {common.log_dir() / 'relay.log'}")
     with connection.cursor() as cursor:
         cursor.execute(
             "SELECT count(*), extract(epoch FROM max(published_at)) FROM outbox_outboxevent "
@@ -179,7 +180,7 @@ def commit_latencies(seconds: float) -> list[float]:
         committed[str(event_id)] = time.time()
         time.sleep(max(0.0, next_at - time.monotonic()))
     if not common.wait_until(lambda: pending() == 0, timeout=60, interval=0.05):
-        raise SystemExit("relay did not publish the latency events; see var/bench/relay.log")
+        raise SystemExit(f"relay did not publish the latency events; see {common.log_dir() / 'relay.log'}")
     with connection.cursor() as cursor:
         cursor.execute(
             "SELECT event_id::text, extract(epoch FROM published_at) FROM outbox_outboxevent "
@@ -214,7 +215,7 @@ def main() -> None:
         finally:
             code = common.stop(relay)
             if code != 0:
-                print(f"relay exited with {code}; see var/bench/relay.log", file=sys.stderr)
+                print(f"relay exited with {code}; see {common.log_dir() / 'relay.log'}", file=sys.stderr)
 
 
 if __name__ == "__main__":
