@@ -88,3 +88,12 @@ def start_command(subprocess_env: dict[str, str], tmp_path: Path) -> Iterator[Pr
     processes = Processes(subprocess_env, tmp_path)
     yield processes
     processes.kill_all()
+
+
+@pytest.fixture(autouse=True)
+def _fresh_throttle_counters() -> Iterator[None]:
+    """API throttles count in the cache: without this, one test's requests would throttle the next's."""
+    from django.core.cache import cache
+
+    cache.clear()
+    yield

@@ -29,3 +29,4 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         detail = {exc.field: [exc.message]} if exc.field else {"detail": exc.message}
         exc = exceptions.ValidationError({**detail, **exc.extra})
     return drf_exception_handler(exc, context)
+

@@ -92,14 +92,21 @@ class ResultSerializer(serializers.Serializer):
     error = serializers.CharField(allow_blank=True)
     released = serializers.ListField(child=serializers.IntegerField(), help_text="Parked dead letters now applied.")
     new_head = serializers.IntegerField(allow_null=True, help_text="A released message that failed and now blocks its key.")
-    dead_letter = DeadLetterDetailSerializer()
+    dead_letter_id = serializers.IntegerField()
+    status = serializers.CharField(help_text="The dead letter's status after the action.")
+    dead_letter = DeadLetterDetailSerializer(
+        allow_null=True, help_text="The whole dead letter, for users who may view dead letters; null otherwise."
+    )
 
 
-def _result(result: ReplayResult) -> Response:
-    result.dead_letter.refresh_from_db()
+def _result(result: ReplayResult, request: Request) -> Response:
+    """The outcome; payload, headers and traceback only for a user who may view dead letters."""
+    dead_letter = result.dead_letter
+    dead_letter.refresh_from_db()
     data = {
         "outcome": result.outcome, "error": result.error, "released": result.released, "new_head": result.new_head,
-        "dead_letter": result.dead_letter,
+        "dead_letter_id": dead_letter.pk, "status": dead_letter.status,
+        "dead_letter": dead_letter if request.user.has_perm("consumers.view_deadletter") else None,
     }
     return Response(ResultSerializer(data).data, status=status.HTTP_200_OK)
 
@@ -108,11 +115,12 @@ class DeadLetterReplayApi(APIView):
     """Replay now. A replay that ran and failed again answers 200 with outcome `failed`; a refused one 400."""
 
     permission_classes = [IsAuthenticated, CanReplay]
+    throttle_scope = "replay"
 
     @extend_schema(request=None, responses=ResultSerializer)
     def post(self, request: Request, pk: int) -> Response:
         get_object_or_404(DeadLetter, pk=pk)
-        return _result(deadletter_replay(dead_letter_id=pk, actor=request.user))
+        return _result(deadletter_replay(dead_letter_id=pk, actor=request.user), request)
 
 
 class DeadLetterDiscardApi(APIView):
@@ -126,4 +134,4 @@ class DeadLetterDiscardApi(APIView):
         get_object_or_404(DeadLetter, pk=pk)
         serializer = self.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        return _result(deadletter_discard(dead_letter_id=pk, actor=request.user, **serializer.validated_data))
+        return _result(deadletter_discard(dead_letter_id=pk, actor=request.user, **serializer.validated_data), request)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -401,7 +402,8 @@ def _store_pdf(*, invoice_id: int, version: int, content: bytes) -> Invoice:
     if invoice.pdf_rendered_version >= version:
         return invoice  # a concurrent render of this version won
     previous = invoice.pdf.name
-    invoice.pdf.save(f"{invoice.number}-v{version}.pdf", ContentFile(content), save=False)
+    # A name nobody can guess, should the storage ever be exposed: the number alone would enumerate them all.
+    invoice.pdf.save(f"{invoice.number}-{secrets.token_urlsafe(16)}-v{version}.pdf", ContentFile(content), save=False)
     invoice.pdf_rendered_version = version
     if invoice.pdf_version == version:
         invoice.pdf_status = Invoice.PdfStatus.RENDERED

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import django_filters
+from django.conf import settings
 from django.db.models import Model, QuerySet
 from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import mixins, serializers, status, viewsets
@@ -182,6 +183,7 @@ class RouteViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Ge
 
     permission_classes = [ModelPermissions]
     filterset_class = RouteFilter
+    throttle_scope: str | None = None  # an action that costs work sets its own (recalculate)
 
     class InputSerializer(serializers.Serializer):
         class StopSerializer(serializers.Serializer):
@@ -195,11 +197,15 @@ class RouteViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Ge
         truck = serializers.PrimaryKeyRelatedField(queryset=Truck.objects.select_related("depot"))
         customer = serializers.PrimaryKeyRelatedField(queryset=Customer.objects.all())
         departs_at = serializers.DateTimeField(required=False, help_text="Defaults to now.")
-        # The maximum number of stops is a setting the service reads per call, so it is not fixed here.
         stops = StopSerializer(many=True, allow_empty=False)
 
         class Meta:
             ref_name = "RouteInput"
+
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            # Refused before a single stop is validated (a 45,000-stop body costs nothing); read per request.
+            self.fields["stops"].max_length = settings.ROUTING_MAX_STOPS
 
     class OutputSerializer(serializers.ModelSerializer):
         class StopSerializer(serializers.Serializer):
@@ -253,11 +259,23 @@ class RouteViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Ge
         )
         return Response(self._output(route), status=status.HTTP_201_CREATED)
 
-    @extend_schema(request=None, responses=OutputSerializer)
-    @action(detail=True, methods=["post"], permission_classes=[ChangeRoutePermission])
+    class RecalculateOutputSerializer(OutputSerializer):
+        recalculated = serializers.BooleanField(
+            help_text="False when the plan would not have changed: no new calculation, no event, no new invoice."
+        )
+
+    # (a nested `class Meta` could not see OutputSerializer: class bodies do not nest scopes)
+    RecalculateOutputSerializer.Meta = type(
+        "Meta", (OutputSerializer.Meta,),
+        {"fields": [*OutputSerializer.Meta.fields, "recalculated"], "ref_name": "RouteRecalculation"},
+    )
+
+
+    @extend_schema(request=None, responses=RecalculateOutputSerializer)
+    @action(detail=True, methods=["post"], permission_classes=[ChangeRoutePermission], throttle_scope="recalculate")
     def recalculate(self, request: Request, pk: str) -> Response:
         route = services.route_recalculate(route=self.get_object())
-        return Response(self._output(route))
+        return Response({**self._output(route), "recalculated": route.recalculated})
 
     # Not named `dispatch`: that is the view's own request-dispatch method.
     @extend_schema(

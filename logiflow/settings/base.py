@@ -1,5 +1,6 @@
 """Settings shared by every environment; everything deployment-specific comes from the environment."""
 
+from datetime import timedelta
 from pathlib import Path
 
 import environ
@@ -20,9 +21,11 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "rest_framework",
-    "rest_framework.authtoken",
+    "knox",
+    "axes",
     "django_filters",
     "drf_spectacular",
+    "drf_spectacular_sidecar",
     "apps.common",
     "apps.outbox",
     "apps.consumers",
@@ -32,6 +35,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "csp.middleware.CSPMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -39,7 +43,22 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "apps.common.tracing.TraceparentMiddleware",
+    # Last, as django-axes asks: it turns a locked-out login into its lockout response.
+    "axes.middleware.AxesMiddleware",
 ]
+
+# django-axes counts failed logins (admin and API token) and locks the (user, address) pair out.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = env.int("AXES_FAILURE_LIMIT", default=5)
+AXES_COOLOFF_TIME = timedelta(minutes=env.int("AXES_COOLOFF_MINUTES", default=15))
+# Per username and address together: a stranger cannot lock a real user out from elsewhere.
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+# Behind a proxy, set AXES_IPWARE_META_PRECEDENCE_ORDER / a trusted proxy count (django-axes docs).
+
 
 ROOT_URLCONF = "logiflow.urls"
 WSGI_APPLICATION = "logiflow.wsgi.application"
@@ -95,7 +114,7 @@ STORAGES = {
 # --- REST API -----------------------------------------------------------------
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.TokenAuthentication",
+        "knox.auth.TokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
@@ -104,15 +123,72 @@ REST_FRAMEWORK = {
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "apps.common.api.exception_handler",
+    "DEFAULT_PARSER_CLASSES": [
+        "apps.common.parsers.BoundedJSONParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
+    "DEFAULT_THROTTLE_CLASSES": [
+        "rest_framework.throttling.AnonRateThrottle",
+        "rest_framework.throttling.UserRateThrottle",
+        "rest_framework.throttling.ScopedRateThrottle",
+    ],
+    # Scoped rates cover what costs work or guards credentials: token creation, recalculation, replay.
+    "DEFAULT_THROTTLE_RATES": {
+        "anon": env("API_THROTTLE_ANON", default="60/minute"),
+        "user": env("API_THROTTLE_USER", default="1200/minute"),
+        "auth": env("API_THROTTLE_AUTH", default="10/minute"),
+        "recalculate": env("API_THROTTLE_RECALCULATE", default="30/minute"),
+        "replay": env("API_THROTTLE_REPLAY", default="60/minute"),
+    },
 }
+# The largest request body the API parses (a 50-stop route is about 5 KB); larger ones get 413.
+API_MAX_BODY_BYTES = env.int("API_MAX_BODY_BYTES", default=256 * 1024)
+DATA_UPLOAD_MAX_MEMORY_SIZE = API_MAX_BODY_BYTES
+# API tokens (django-rest-knox): stored as hashes, valid for API_TOKEN_TTL_HOURS; a client logs in again to renew.
+REST_KNOX = {
+    "TOKEN_TTL": timedelta(hours=env.int("API_TOKEN_TTL_HOURS", default=10)),
+    "AUTH_HEADER_PREFIX": "Token",
+    "TOKEN_LIMIT_PER_USER": env.int("API_TOKEN_LIMIT_PER_USER", default=20),
+}
+# Throttle counters live in the cache: set CACHE_URL (e.g. redis://…) when several web processes serve the API.
+CACHES = {"default": env.cache_url("CACHE_URL", default="locmemcache://")}
 SPECTACULAR_SETTINGS = {
     "TITLE": "LogiFlow API",
     "DESCRIPTION": "Routing and invoicing for LogiFlow, coupled only by domain events.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    # The schema and Swagger UI need a logged-in user unless API_DOCS_PUBLIC opens them.
+    "SERVE_PERMISSIONS": [
+        "rest_framework.permissions.AllowAny" if env.bool("API_DOCS_PUBLIC", default=False)
+        else "rest_framework.permissions.IsAuthenticated"
+    ],
+    # Swagger UI's files come from this server (drf-spectacular-sidecar), never from a CDN.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
     "ENUM_NAME_OVERRIDES": {
         "DeadLetterStatusEnum": "apps.consumers.models.DeadLetter.Status",
+        "RouteStatusEnum": "apps.routing.models.Route.Status",
+        "InvoiceStatusEnum": "apps.invoicing.models.Invoice.Status",
     },
+}
+
+# Content-Security-Policy (django-csp): scripts only from this server, no inline script, nothing from elsewhere.
+# Inline styles stay allowed: the admin and Swagger UI set style attributes.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'", "'unsafe-inline'"],
+        "img-src": ["'self'", "data:"],
+        "font-src": ["'self'", "data:"],
+        "connect-src": ["'self'"],
+        "object-src": ["'none'"],
+        "base-uri": ["'self'"],
+        "frame-ancestors": ["'none'"],
+        "form-action": ["'self'"],
+    }
 }
 
 # --- Kafka ----------------------------------------------------------------------
@@ -227,5 +303,7 @@ LOGGING = {
         "django.db.backends": {"level": "INFO"},
         # WeasyPrint's font subsetting logs every table it touches at INFO.
         "fontTools": {"level": "WARNING"},
+        # django-axes logs every successful login and clean-up at INFO; lockouts are WARNING.
+        "axes": {"level": "WARNING"},
     },
 }

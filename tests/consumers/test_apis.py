@@ -97,3 +97,17 @@ def test_discard_requires_a_reason() -> None:
     assert DeadLetter.objects.get(pk=letter.pk).status == DeadLetter.Status.PENDING
     done = client.post(f"{URL}{letter.pk}/discard/", {"reason": "test data"}, format="json")
     assert done.status_code == 200 and done.json()["dead_letter"]["status"] == "discarded"
+
+
+def test_replay_and_discard_show_the_dead_letter_only_to_users_who_may_view_it() -> None:
+    from django.contrib.auth.models import Permission, User
+
+    actor = User.objects.create_user("replayer")
+    actor.user_permissions.add(*Permission.objects.filter(codename__in=["replay_deadletter", "discard_deadletter"]))
+    client = APIClient()
+    client.force_authenticate(actor)
+    letter = dead_letter(1, scenario="broken")
+    body = client.post(f"{URL}{letter.pk}/discard/", {"reason": "test data"}, format="json").json()
+    assert (body["dead_letter_id"], body["status"], body["dead_letter"]) == (letter.pk, "discarded", None)
+    viewer = client_for("operations").post(f"{URL}{dead_letter(2, key='truck-2').pk}/discard/", {"reason": "x"})
+    assert viewer.json()["dead_letter"]["traceback"]

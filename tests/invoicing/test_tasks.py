@@ -94,6 +94,14 @@ def test_a_rerender_replaces_the_previous_file_with_a_new_version() -> None:
     assert second.pdf.name.endswith("-v2.pdf")
 
 
+def test_pdf_names_cannot_be_guessed_from_the_invoice_number() -> None:
+    invoice = invoice_render_pdf(invoice_id=invoice_for_route().pk)
+    name = Path(invoice.pdf.name).name
+    assert name.startswith(f"{invoice.number}-") and name != f"{invoice.number}-v1.pdf"
+    random_part = name.removeprefix(f"{invoice.number}-").removesuffix("-v1.pdf")
+    assert len(random_part) >= 20  # 16 random bytes, URL-safe base64
+
+
 def test_a_renderer_that_keeps_crashing_its_worker_ends_failed_instead_of_looping() -> None:
     invoice = invoice_for_route()
     # Attempts are counted before each render, so killed renders (time or memory limit) still add up.

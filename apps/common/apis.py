@@ -1,0 +1,46 @@
+"""Authentication endpoints of the REST API: API tokens (django-rest-knox) stored hashed, with an expiry.
+
+A client logs in with username and password and gets a token valid for API_TOKEN_TTL_HOURS; to renew it
+logs in again before the expiry (and may log the old token out). Logins count towards django-axes' lockout
+and are throttled by the "auth" scope.
+"""
+
+from __future__ import annotations
+
+from drf_spectacular.utils import extend_schema, extend_schema_view, inline_serializer
+from knox.models import AuthToken
+from knox.views import LogoutAllView, LogoutView
+from rest_framework import serializers
+from rest_framework.authtoken.serializers import AuthTokenSerializer
+from rest_framework.permissions import AllowAny
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+
+class TokenLoginApi(APIView):
+    """POST username and password → a new API token and its expiry."""
+
+    authentication_classes: list = []
+    permission_classes = [AllowAny]
+    throttle_scope = "auth"
+
+    @extend_schema(
+        request=AuthTokenSerializer,
+        responses=inline_serializer("TokenOutput", {"token": serializers.CharField(), "expiry": serializers.DateTimeField()}),
+    )
+    def post(self, request: Request) -> Response:
+        serializer = AuthTokenSerializer(data=request.data, context={"request": request})
+        serializer.is_valid(raise_exception=True)
+        instance, token = AuthToken.objects.create(user=serializer.validated_data["user"])
+        return Response({"token": token, "expiry": instance.expiry})
+
+
+@extend_schema_view(post=extend_schema(request=None, responses={204: None}))
+class TokenLogoutApi(LogoutView):
+    """POST with the token: it stops working at once."""
+
+
+@extend_schema_view(post=extend_schema(request=None, responses={204: None}))
+class TokenLogoutAllApi(LogoutAllView):
+    """POST with any of the user's tokens: every token of the user stops working."""
