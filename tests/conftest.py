@@ -8,6 +8,7 @@ tests/support/brokers.py), unless KAFKA_BOOTSTRAP_SERVERS names a running one.
 from __future__ import annotations
 
 import os
+import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,6 +26,8 @@ from tests.support.brokers import Broker, new_broker
 from tests.support.processes import Processes
 
 EXTERNAL_KAFKA = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
+# Hypothesis (under schemathesis) keeps its files in ./.hypothesis: the tests write nothing into the source tree.
+os.environ.setdefault("HYPOTHESIS_STORAGE_DIRECTORY", tempfile.mkdtemp(prefix="logiflow-hypothesis-"))
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -97,3 +100,14 @@ def _fresh_throttle_counters() -> Iterator[None]:
 
     cache.clear()
     yield
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """The API fuzz run's size: operations exercised and requests sent (issue: report what was counted)."""
+    import sys
+
+    fuzz = sys.modules.get("tests.common.test_api_fuzz")
+    if fuzz is not None and fuzz.SENT:
+        terminalreporter.write_line(
+            f"api fuzz: {len(fuzz.SENT)} operations, {sum(fuzz.SENT.values())} requests (schemathesis)"
+        )

@@ -40,6 +40,11 @@ class TokenLoginApi(APIView):
 class TokenLogoutApi(LogoutView):
     """POST with the token: it stops working at once."""
 
+    def post(self, request: Request, format: str | None = None) -> Response:  # noqa: A002 - knox's signature
+        if request.auth is None:  # authenticated without a token (forced in tests): nothing to end
+            return self.get_post_response(request)
+        return super().post(request, format)
+
 
 @extend_schema_view(post=extend_schema(request=None, responses={204: None}))
 class TokenLogoutAllApi(LogoutAllView):

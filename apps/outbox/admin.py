@@ -5,9 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib import admin
+from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 
 from apps.common.admin import EventIdOrKeySearchMixin
+from apps.contracts import EVENT_TYPES
 from apps.outbox.models import OutboxEvent
 from apps.outbox.selectors import outbox_backlog
 
@@ -27,6 +29,15 @@ class OutboxEventAdmin(EventIdOrKeySearchMixin, admin.ModelAdmin):
         "partition", "offset", "attempts", "last_error", "traceparent", "payload",
     ]
     readonly_fields = fields
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[OutboxEvent]:
+        """Each user sees the events of the bounded contexts they work in (a dispatcher: routing's, not invoice
+        totals); a superuser sees all."""
+        queryset = super().get_queryset(request)
+        if request.user.is_superuser:
+            return queryset
+        visible = {cls.ce_source() for cls in EVENT_TYPES.values() if request.user.has_module_perms(cls.context)}
+        return queryset.filter(source__in=visible)
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False

@@ -65,3 +65,25 @@ def test_search_finds_an_event_by_its_id_or_its_key(admin_client_: Client) -> No
 
     assert [row.event_id for row in by_id] == [wanted]
     assert [row.key for row in by_key] == ["12"]
+
+
+@pytest.mark.django_db
+def test_a_dispatcher_sees_routing_events_but_not_invoicing_ones() -> None:
+    from django.contrib.auth.models import Group
+
+    from tests.factories import invoice_generated
+
+    with transaction.atomic():
+        outbox.publish(route_calculated(truck_id=1))
+        outbox.publish(invoice_generated(gross_total="999.99", net_total="840.33", vat_total="159.66"))
+    routing_row, invoice_row = OutboxEvent.objects.order_by("id")
+    dispatcher = User.objects.create_user("dispatcher", password="pw", is_staff=True)
+    dispatcher.groups.add(Group.objects.get(name="dispatcher"))
+    browser = Client()
+    browser.force_login(dispatcher)
+    page = browser.get(reverse("admin:outbox_outboxevent_changelist")).content.decode()
+    assert "RouteCalculated" in page and "InvoiceGenerated" not in page
+    detail = browser.get(reverse("admin:outbox_outboxevent_change", args=[invoice_row.pk]))
+    assert detail.status_code == 302 and b"999.99" not in detail.content  # "does not exist" redirect
+    assert browser.get(reverse("admin:outbox_outboxevent_change", args=[routing_row.pk])).status_code == 200
+
