@@ -154,7 +154,8 @@ def drain_benchmark(url: str, bootstrap: str, count: int) -> None:
                                        log=common.log_dir() / "invoicing-consumer.log")
         if not common.wait_until(lambda: scalar("SELECT count(*) FROM invoicing_invoice") >= count,
                                  timeout=1800, interval=0.5):
-            raise SystemExit(f"the consumer did not drain the backlog; see {common.log_dir() / 'invoicing-consumer.log'}")
+            log = common.log_dir() / "invoicing-consumer.log"
+            raise SystemExit(f"the consumer did not drain the backlog; see {log}")
         first, last = scalar("SELECT array[extract(epoch FROM min(issued_at)), extract(epoch FROM max(issued_at))] "
                              "FROM invoicing_invoice")
         if float(last) <= float(first):

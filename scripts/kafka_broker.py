@@ -36,7 +36,7 @@ def main() -> int:
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    print(f"Apache Kafka listening on {broker.bootstrap_servers} (data in {broker.data_dir}); Ctrl-C stops it", flush=True)
+    print(f"Apache Kafka on {broker.bootstrap_servers} (data in {broker.data_dir}); Ctrl-C stops it", flush=True)
     code = broker.wait()
     print(f"Apache Kafka stopped (exit {code})", flush=True)
     return 0

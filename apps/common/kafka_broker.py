@@ -59,11 +59,13 @@ class ApacheKafkaBroker:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         properties = self._write_properties()
         if not (self.data_dir / "logs" / "meta.properties").exists():
-            self._java("kafka.tools.StorageTool", "format", "-t", cluster_id(), "-c", str(properties), heap=("256m", "64m"))
-        log = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL  # noqa: SIM115 - the child's
-        self.process = subprocess.Popen(
-            self._command("kafka.Kafka", str(properties), heap=self.heap), stdout=log, stderr=subprocess.STDOUT,
-        )
+            self._java("kafka.tools.StorageTool", "format", "-t", cluster_id(), "-c", str(properties))
+        command = self._command("kafka.Kafka", str(properties), heap=self.heap)
+        if self.log_path is None:
+            self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+        else:
+            with open(self.log_path, "ab") as log:  # the child keeps its own descriptor
+                self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
         self._wait_until_serving(timeout)
 
     def stop(self, *, timeout: float = 30.0) -> None:
@@ -119,9 +121,10 @@ class ApacheKafkaBroker:
             f"-Dlog4j2.configurationFile={LOG4J_CONFIG}", "-cp", f"{self.lib_dir}/*", main_class, *args,
         ]
 
-    def _java(self, main_class: str, *args: str, heap: tuple[str, str]) -> None:
+    def _java(self, main_class: str, *args: str) -> None:
+        """A short-lived tool from the same jars (StorageTool), on a small heap."""
         result = subprocess.run(
-            self._command(main_class, *args, heap=heap), capture_output=True, text=True, timeout=120,
+            self._command(main_class, *args, heap=("256m", "64m")), capture_output=True, text=True, timeout=120,
         )
         if result.returncode != 0:
             raise RuntimeError(f"{main_class} {args[0]} failed ({result.returncode}): {result.stdout}{result.stderr}")
@@ -133,11 +136,14 @@ class ApacheKafkaBroker:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process is not None and self.process.poll() is not None:
-                raise RuntimeError(f"Apache Kafka exited with {self.process.returncode} (port {self.port} taken?)")
+                raise RuntimeError(
+                    f"Apache Kafka exited with {self.process.returncode} (port {self.port} taken? see {self.log_path})"
+                )
             try:
                 if 1 in admin.list_topics(timeout=1).brokers:
                     return
             except Exception:  # noqa: BLE001 - KafkaException until the listener is up
-                time.sleep(0.2)
+                pass
+            time.sleep(0.2)
         self.stop()
         raise RuntimeError(f"Apache Kafka did not serve metadata on {self.bootstrap_servers} within {timeout}s")
