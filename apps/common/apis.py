@@ -7,6 +7,7 @@ and are throttled by the "auth" scope.
 
 from __future__ import annotations
 
+from django.contrib.auth import get_user_model
 from drf_spectacular.utils import extend_schema, extend_schema_view, inline_serializer
 from knox.models import AuthToken
 from knox.views import LogoutAllView, LogoutView
@@ -18,6 +19,14 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 
+class TokenLoginInputSerializer(AuthTokenSerializer):
+    # No user has a longer name, and django-axes, which records a failed login with its username in a 255-character
+    # column, would fail on one (a 500 instead of a 400).
+    username = serializers.CharField(
+        label="Username", write_only=True, max_length=get_user_model()._meta.get_field("username").max_length,
+    )
+
+
 class TokenLoginApi(APIView):
     """POST username and password → a new API token and its expiry."""
 
@@ -26,11 +35,11 @@ class TokenLoginApi(APIView):
     throttle_scope = "auth"
 
     @extend_schema(
-        request=AuthTokenSerializer,
+        request=TokenLoginInputSerializer,
         responses=inline_serializer("TokenOutput", {"token": serializers.CharField(), "expiry": serializers.DateTimeField()}),
     )
     def post(self, request: Request) -> Response:
-        serializer = AuthTokenSerializer(data=request.data, context={"request": request})
+        serializer = TokenLoginInputSerializer(data=request.data, context={"request": request})
         serializer.is_valid(raise_exception=True)
         instance, token = AuthToken.objects.create(user=serializer.validated_data["user"])
         return Response({"token": token, "expiry": instance.expiry})
