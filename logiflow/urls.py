@@ -27,4 +27,5 @@ urlpatterns = [
     path("healthz", health.live, name="health-live"),
     path("readyz", health.ready, name="health-ready"),
 ]
+handler404 = "apps.common.api.not_found"
 # MEDIA_ROOT is never served: invoice PDFs go out only through the permissioned API and admin.

@@ -56,7 +56,9 @@ class BillingAccountMissing(ApplicationError):
 @transaction.atomic
 def billing_account_create(*, customer_id: int, **fields: Any) -> BillingAccount:
     if BillingAccount.objects.filter(customer_id=customer_id).exists():
-        raise ApplicationError(f"customer {customer_id} already has a billing account", field="customer_id")
+        raise ApplicationError(
+            f"customer {customer_id} already has a billing account", field="customer_id", code="unique"
+        )
     account = BillingAccount(customer_id=customer_id, **_known(fields))
     account.full_clean()
     account.save(force_insert=True)

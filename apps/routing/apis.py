@@ -13,7 +13,9 @@ from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from apps.common.filters import IdFilter, StrictFilterSet
 from apps.common.permissions import ModelPermissions
+from apps.common.serializers import StrictInput
 from apps.routing import selectors, services
 from apps.routing.models import Customer, Depot, Route, Truck
 
@@ -66,7 +68,7 @@ class ReferenceViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewset
 class DepotViewSet(ReferenceViewSet):
     """Depots: where trucks are based and every route starts."""
 
-    class InputSerializer(serializers.Serializer):
+    class InputSerializer(StrictInput, serializers.Serializer):
         name = serializers.CharField(max_length=200)
         address = serializers.CharField(max_length=300, required=False, allow_blank=True)
         lat = serializers.FloatField(min_value=-90, max_value=90)
@@ -91,12 +93,21 @@ class DepotViewSet(ReferenceViewSet):
         return services.depot_update(depot=instance, data=data)
 
 
+class TruckFilter(StrictFilterSet):
+    depot = IdFilter(field_name="depot_id")
+    active = django_filters.BooleanFilter()
+
+    class Meta:
+        model = Truck
+        fields = ["depot", "active"]
+
+
 class TruckViewSet(ReferenceViewSet):
     """Trucks: plate, home depot, capacity, average speed; inactive trucks get no new routes."""
 
-    filterset_fields = ["depot", "active"]
+    filterset_class = TruckFilter
 
-    class InputSerializer(serializers.Serializer):
+    class InputSerializer(StrictInput, serializers.Serializer):
         plate = serializers.CharField(max_length=20)
         depot = serializers.PrimaryKeyRelatedField(queryset=Depot.objects.all())
         capacity_kg = serializers.IntegerField(min_value=1)
@@ -125,7 +136,7 @@ class TruckViewSet(ReferenceViewSet):
 class CustomerViewSet(ReferenceViewSet):
     """Customers: the shippers routes are run for (invoicing bills them by this id)."""
 
-    class InputSerializer(serializers.Serializer):
+    class InputSerializer(StrictInput, serializers.Serializer):
         name = serializers.CharField(max_length=200)
         email = serializers.EmailField(required=False, allow_blank=True)
         phone = serializers.CharField(max_length=40, required=False, allow_blank=True)
@@ -163,7 +174,9 @@ for _viewset in (DepotViewSet, TruckViewSet, CustomerViewSet):
     _document_writes(_viewset)
 
 
-class RouteFilter(django_filters.FilterSet):
+class RouteFilter(StrictFilterSet):
+    truck = IdFilter(field_name="truck_id")
+    customer = IdFilter(field_name="customer_id")
     date = django_filters.DateFilter(field_name="departs_at", lookup_expr="date", label="Departure date (UTC)")
 
     class Meta:
@@ -185,8 +198,8 @@ class RouteViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Ge
     filterset_class = RouteFilter
     throttle_scope: str | None = None  # an action that costs work sets its own (recalculate)
 
-    class InputSerializer(serializers.Serializer):
-        class StopSerializer(serializers.Serializer):
+    class InputSerializer(StrictInput, serializers.Serializer):
+        class StopSerializer(StrictInput, serializers.Serializer):
             name = serializers.CharField(max_length=200)
             lat = serializers.FloatField(min_value=-90, max_value=90)
             lon = serializers.FloatField(min_value=-180, max_value=180)
@@ -234,7 +247,7 @@ class RouteViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Ge
             ]
             ref_name = "Route"
 
-    class CancelInputSerializer(serializers.Serializer):
+    class CancelInputSerializer(StrictInput, serializers.Serializer):
         reason = serializers.CharField(max_length=300, help_text="Kept on the route.")
 
         class Meta:

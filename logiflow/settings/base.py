@@ -118,16 +118,13 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
-    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
+    "DEFAULT_PAGINATION_CLASS": "apps.common.pagination.StrictPageNumberPagination",
     "PAGE_SIZE": 50,
-    "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_FILTER_BACKENDS": ["apps.common.filters.StrictFilterBackend"],
+    "DEFAULT_SCHEMA_CLASS": "apps.common.schema.AutoSchema",
     "EXCEPTION_HANDLER": "apps.common.api.exception_handler",
-    "DEFAULT_PARSER_CLASSES": [
-        "apps.common.parsers.BoundedJSONParser",
-        "rest_framework.parsers.FormParser",
-        "rest_framework.parsers.MultiPartParser",
-    ],
+    # JSON only: the API documents JSON bodies, and form encodings blur "empty" and "missing".
+    "DEFAULT_PARSER_CLASSES": ["apps.common.parsers.BoundedJSONParser"],
     "DEFAULT_THROTTLE_CLASSES": [
         "rest_framework.throttling.AnonRateThrottle",
         "rest_framework.throttling.UserRateThrottle",
@@ -158,6 +155,8 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Routing and invoicing for LogiFlow, coupled only by domain events.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    # Request bodies get components of their own, so what input must satisfy (e.g. minLength) can be stated.
+    "COMPONENT_SPLIT_REQUEST": True,
     # The schema and Swagger UI need a logged-in user unless API_DOCS_PUBLIC opens them.
     "SERVE_PERMISSIONS": [
         "rest_framework.permissions.AllowAny" if env.bool("API_DOCS_PUBLIC", default=False)
@@ -167,6 +166,10 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "apps.common.schema.add_error_responses",
+    ],
     "ENUM_NAME_OVERRIDES": {
         "DeadLetterStatusEnum": "apps.consumers.models.DeadLetter.Status",
         "RouteStatusEnum": "apps.routing.models.Route.Status",
@@ -218,17 +221,28 @@ OUTBOX_PURGE_BATCH_SIZE = env.int("OUTBOX_PURGE_BATCH_SIZE", default=5000)
 # --- Consumers and dead letters ---------------------------------------------------------
 CONSUMER_BATCH_SIZE = env.int("CONSUMER_BATCH_SIZE", default=500)
 CONSUMER_POLL_TIMEOUT_S = env.float("CONSUMER_POLL_TIMEOUT_S", default=1.0)
-# Handler attempts (the first included) before a message goes to the ledger; the retries of one message
-# must also end within CONSUMER_RETRY_MAX_TOTAL_S, well below Kafka's max.poll.interval.ms (300 s).
+# In-batch retries: handler attempts (the first included) of one message, with backoff, all within the
+# batch's retry budget (seconds for the whole batch, not per message). The worker refuses to start unless
+# the budget is at most a third of Kafka's max.poll.interval.ms (librdkafka default 300 s).
 CONSUMER_MAX_ATTEMPTS = env.int("CONSUMER_MAX_ATTEMPTS", default=5)
 CONSUMER_RETRY_BACKOFF_INITIAL_S = env.float("CONSUMER_RETRY_BACKOFF_INITIAL_S", default=0.5)
 CONSUMER_RETRY_BACKOFF_MAX_S = env.float("CONSUMER_RETRY_BACKOFF_MAX_S", default=10.0)
-CONSUMER_RETRY_MAX_TOTAL_S = env.float("CONSUMER_RETRY_MAX_TOTAL_S", default=60.0)
+CONSUMER_RETRY_BATCH_BUDGET_S = env.float("CONSUMER_RETRY_BATCH_BUDGET_S", default=30.0)
+# Then the message waits in the ledger as `retrying` (its key parked behind it) and is retried automatically
+# this many times, the delay doubling from INITIAL up to MAX; after the last it is a pending dead letter.
+CONSUMER_AUTO_RETRY_MAX_ATTEMPTS = env.int("CONSUMER_AUTO_RETRY_MAX_ATTEMPTS", default=6)
+CONSUMER_AUTO_RETRY_BACKOFF_INITIAL_S = env.float("CONSUMER_AUTO_RETRY_BACKOFF_INITIAL_S", default=30.0)
+CONSUMER_AUTO_RETRY_BACKOFF_MAX_S = env.float("CONSUMER_AUTO_RETRY_BACKOFF_MAX_S", default=3600.0)
+# How often Celery beat runs the due automatic retries (seconds).
+CONSUMER_AUTO_RETRY_SWEEP_S = env.float("CONSUMER_AUTO_RETRY_SWEEP_S", default=10.0)
 # Failed replays of one dead letter before plain replay is refused (edit or discard it instead).
 CONSUMER_REPLAY_MAX_ATTEMPTS = env.int("CONSUMER_REPLAY_MAX_ATTEMPTS", default=10)
 # Larger admin selections are replayed in the background by Celery, in tasks of this many.
 CONSUMER_REPLAY_SYNC_LIMIT = env.int("CONSUMER_REPLAY_SYNC_LIMIT", default=20)
 CONSUMER_REPLAY_TASK_CHUNK = env.int("CONSUMER_REPLAY_TASK_CHUNK", default=200)
+# A background replay still `replaying` this long after it was queued lost its task (Celery broker down at
+# commit, worker died): beat re-queues it, counting a failed replay, so the replay cap ends it.
+CONSUMER_REPLAY_STALE_MINUTES = env.int("CONSUMER_REPLAY_STALE_MINUTES", default=15)
 # Keep inbox rows longer than a topic can ever be re-read (Kafka retention), or an old event could apply twice.
 CONSUMER_INBOX_RETENTION_DAYS = env.int("CONSUMER_INBOX_RETENTION_DAYS", default=14)
 CONSUMER_STATS_INTERVAL_S = env.float("CONSUMER_STATS_INTERVAL_S", default=60.0)
@@ -275,6 +289,14 @@ CELERY_WORKER_MAX_MEMORY_PER_CHILD = env.int("CELERY_WORKER_MAX_MEMORY_PER_CHILD
 CELERY_BEAT_SCHEDULE: dict = {}
 CELERY_BEAT_SCHEDULE["outbox-purge-published"] = {"task": "apps.outbox.tasks.purge_published_events", "schedule": 3600}
 CELERY_BEAT_SCHEDULE["consumers-purge-inbox"] = {"task": "apps.consumers.tasks.purge_inbox", "schedule": 6 * 3600}
+CELERY_BEAT_SCHEDULE["consumers-requeue-stale-replays"] = {
+    "task": "apps.consumers.tasks.requeue_stale_replays", "schedule": 5 * 60,
+}
+# A sweep that could not run in its interval is dropped, not stacked behind the next one.
+CELERY_BEAT_SCHEDULE["consumers-retry-due"] = {
+    "task": "apps.consumers.tasks.retry_due_dead_letters", "schedule": CONSUMER_AUTO_RETRY_SWEEP_S,
+    "options": {"expires": CONSUMER_AUTO_RETRY_SWEEP_S},
+}
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 
 # --- Invoicing -------------------------------------------------------------------------

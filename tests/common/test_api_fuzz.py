@@ -1,7 +1,9 @@
 """Schemathesis over the whole OpenAPI schema, in-process, authenticated as a superuser.
 
-Every operation gets generated requests (valid and invalid); none may answer 5xx, and every documented response
-must match its schema. `SCHEMATHESIS_MAX_EXAMPLES` sets the examples per operation (default 25). The totals are
+Every operation gets generated requests (valid and invalid); none may answer 5xx, every status code and content
+type must be documented and every response match its schema, schema-invalid input must be refused and
+schema-valid input accepted. One exception to the last: a body naming an object that does not exist (`"truck":
+0`) is schema-valid yet answers 400 naming the field, on purpose (the schema cannot know which ids exist). `SCHEMATHESIS_MAX_EXAMPLES` sets the examples per operation (default 25). The totals are
 printed in the test summary (`api fuzz: …`).
 """
 
@@ -22,7 +24,13 @@ from drf_spectacular.generators import SchemaGenerator
 from hypothesis import HealthCheck, settings
 from knox.models import AuthToken
 from schemathesis.checks import not_a_server_error
-from schemathesis.specs.openapi.checks import response_schema_conformance
+from schemathesis.specs.openapi.checks import (
+    content_type_conformance,
+    negative_data_rejection,
+    positive_data_acceptance,
+    response_schema_conformance,
+    status_code_conformance,
+)
 
 MAX_EXAMPLES = int(os.environ.get("SCHEMATHESIS_MAX_EXAMPLES", "25"))
 # operation -> requests sent; read by the terminal summary hook in tests/conftest.py
@@ -70,4 +78,20 @@ def test_no_operation_answers_5xx_or_off_schema(case: schemathesis.Case, api_tok
     cache.clear()  # throttle counters: the fuzzer is one user sending thousands of requests
     response = case.call(headers={"Authorization": f"Token {api_token}"})
     SENT[case.operation.label] += 1
-    case.validate_response(response, checks=[not_a_server_error, response_schema_conformance])
+    checks = [not_a_server_error, response_schema_conformance, status_code_conformance, content_type_conformance,
+              negative_data_rejection]
+    if not _only_missing_references(response):
+        checks.append(positive_data_acceptance)
+    case.validate_response(response, checks=checks)
+
+
+def _only_missing_references(response: object) -> bool:
+    """400 whose every error is DRF's "Invalid pk … - object does not exist." for a related id."""
+    if response.status_code != 400:  # type: ignore[attr-defined]
+        return False
+    try:
+        body = response.json()  # type: ignore[attr-defined]
+    except ValueError:
+        return False
+    messages = [m for value in body.values() for m in (value if isinstance(value, list) else [value])]
+    return bool(messages) and all(isinstance(m, str) and m.endswith("object does not exist.") for m in messages)

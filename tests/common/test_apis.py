@@ -12,7 +12,7 @@ TOKEN_URL = "/api/v1/auth/token/"
 @pytest.mark.django_db
 def test_a_username_longer_than_any_user_can_have_is_a_400_not_a_500() -> None:
     # django-axes records the failed login with the username in a 255-character column.
-    response = APIClient().post(TOKEN_URL, {"username": "u" * 300, "password": "whatever"})
+    response = APIClient().post(TOKEN_URL, {"username": "u" * 300, "password": "whatever"}, format="json")
     assert response.status_code == 400
     assert "username" in response.json()
 
@@ -21,5 +21,5 @@ def test_a_username_longer_than_any_user_can_have_is_a_400_not_a_500() -> None:
 def test_a_username_of_the_longest_allowed_length_still_logs_in() -> None:
     longest = "u" * User._meta.get_field("username").max_length
     User.objects.create_user(longest, password="pw-long-123")
-    response = APIClient().post(TOKEN_URL, {"username": longest, "password": "pw-long-123"})
+    response = APIClient().post(TOKEN_URL, {"username": longest, "password": "pw-long-123"}, format="json")
     assert response.status_code == 200, response.content

@@ -80,9 +80,9 @@ def test_api_tokens_are_stored_hashed_expire_and_log_out() -> None:
 def test_repeated_wrong_passwords_on_the_token_endpoint_are_throttled_with_retry_after() -> None:
     User.objects.create_user("ana", password="pw-ana-123")
     client = APIClient()
-    statuses = [client.post(TOKEN_URL, {"username": "ana", "password": f"wrong{i}"}).status_code for i in range(30)]
-    assert statuses[0] == 400 and 429 in statuses
-    throttled = client.post(TOKEN_URL, {"username": "ana", "password": "wrong"})
+    statuses = [client.post(TOKEN_URL, {"username": "ana", "password": f"wrong{i}"}, format="json").status_code for i in range(30)]
+    assert statuses[0] == 401 and 429 in statuses
+    throttled = client.post(TOKEN_URL, {"username": "ana", "password": "wrong"}, format="json")
     assert throttled.status_code == 429 and int(throttled["Retry-After"]) > 0
 
 

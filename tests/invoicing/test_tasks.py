@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import logging
 from datetime import timedelta
 from pathlib import Path
 
@@ -116,10 +117,18 @@ def test_a_renderer_that_keeps_crashing_its_worker_ends_failed_instead_of_loopin
     assert not invoice.pdf
 
 
-def test_a_task_for_an_unknown_invoice_fails_with_does_not_exist() -> None:
+def test_a_render_task_for_an_invoice_that_no_longer_exists_logs_one_line_and_finishes(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG)
+
     result = render_invoice_pdf.apply(args=[987654])
-    assert result.state == states.FAILURE
-    assert result.result.__class__.__name__ == "DoesNotExist"
+
+    assert result.state == states.SUCCESS  # not FAILURE, and not RETRY: retrying cannot bring it back
+    lines = [record for record in caplog.records if record.levelno >= logging.INFO and "987654" in record.getMessage()]
+    assert len(lines) == 1, [record.getMessage() for record in caplog.records]
+    assert "no longer exists" in lines[0].getMessage()
+    assert not any(record.exc_info for record in caplog.records), "no traceback"
 
 
 def test_a_pdf_whose_task_was_lost_is_queued_again_by_the_periodic_sweep(celery_queue) -> None:  # type: ignore[no-untyped-def]

@@ -344,7 +344,7 @@ def test_dispatcher_creates_lists_and_updates_depots_trucks_and_customers(dispat
 
 
 @pytest.mark.django_db
-def test_reference_data_validation_answers_400(dispatcher_api: APIClient) -> None:
+def test_reference_data_validation_answers_400_and_a_duplicate_409(dispatcher_api: APIClient) -> None:
     depot = DepotFactory()
     bad_depot = dispatcher_api.post("/api/v1/depots/", {"name": "Pole", "lat": 95, "lon": 0}, format="json")
     assert bad_depot.status_code == 400 and "lat" in bad_depot.json()
@@ -354,7 +354,7 @@ def test_reference_data_validation_answers_400(dispatcher_api: APIClient) -> Non
         {"plate": "34 LF 999", "depot": depot.pk, "capacity_kg": 1, "average_speed_kmh": 60},
         format="json",
     )
-    assert duplicate.status_code == 400 and "plate" in duplicate.json()
+    assert duplicate.status_code == 409 and "plate" in duplicate.json()
     assert Depot.objects.count() == 1 + 1 and Truck.objects.count() == 1
 
 
