@@ -30,6 +30,8 @@ VALIDATION_ERRORS = {
 }
 _BODY_METHODS = {"post", "put", "patch"}
 NO_NUL = "^[^\\u0000]*$"
+# DRF strips surrounding whitespace before its blank check: a field that may not be blank needs a visible character.
+NOT_BLANK = "^[^\\u0000]*[^\\s\\u0000][^\\u0000]*$"
 
 
 def add_error_responses(result: dict[str, Any], generator: Any, request: Any, public: bool) -> dict[str, Any]:
@@ -82,7 +84,8 @@ def _add(responses: dict[str, Any], code: str, schema: str, description: str, **
 class AutoSchema(openapi.AutoSchema):
     """drf-spectacular's AutoSchema, telling clients what the fields really accept.
 
-    - A string field that may not be blank says `minLength: 1` (DRF refuses "" there).
+    - A string field that may not be blank says `minLength: 1` (DRF refuses "" there) and, when DRF trims it, a
+      pattern that needs one non-whitespace character (" " is blank after the trim).
     - A list that may not be empty says `minItems: 1` (and its `maxItems`).
     - A decimal sent as a string needs digits (DRF refuses "", "." and "-"), and a sign only if negatives are
       allowed.
@@ -98,6 +101,8 @@ class AutoSchema(openapi.AutoSchema):
                 schema.setdefault("pattern", regexes[0])
             if not field.allow_blank:
                 schema.setdefault("minLength", 1)
+                if field.trim_whitespace:
+                    schema.setdefault("pattern", NOT_BLANK)
             schema.setdefault("pattern", NO_NUL)  # DRF refuses NUL characters in any string
         if isinstance(field, serializers.IntegerField) and schema.get("type") == "integer":
             schema.setdefault("minimum", -BIGINT_MAX)  # ids are bigint: beyond it the model refuses the value
