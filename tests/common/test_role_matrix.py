@@ -55,6 +55,8 @@ API_RULES: dict[tuple[str, str], set[str]] = {
 ADMIN_PAGE_RULES: dict[str, set[str]] = {
     "admin:common_flow_dashboard": OPERATIONS,
     "admin:consumers_deadletter_edit_and_replay": OPERATIONS,
+    "admin:consumers_deadletter_replay_one": OPERATIONS,
+    "admin:consumers_deadletter_discard_one": OPERATIONS,
 }
 
 # Model admin -> roles that may open its list; (model admin, action) -> roles offered the action.
