@@ -14,13 +14,23 @@ from django.db import connection
 TABLE = "outbox_outboxevent"
 QUEUE = "outbox_pending"  # PendingEvent: (id, key) of the rows still to send
 
-# Set on each relay connection.
+# Set on each relay lane's connection.
 # - The queue swings from empty to a burst faster than statistics follow; a planner that believes
 #   "a few pending rows" sorts the whole burst (on disk) for every claim. The relay's statements are
 #   fixed and all meant to walk an index, so its sessions take bitmap and sequential scans off the table.
 # - A relay commit only records what the broker already has: losing the last few in a database crash
 #   means sending those rows again (duplicates, never loss), so the commit need not wait for the WAL flush.
-RELAY_SESSION_SETTINGS = "SET enable_bitmapscan = off; SET enable_seqscan = off; SET synchronous_commit = off"
+# - No statement may block a lane for ever (a lock, a stuck server): past the relay's stall timeout it fails,
+#   the batch gives its turns up and its rows stay pending.
+_SESSION_SETTINGS = (
+    "SET enable_bitmapscan = off; SET enable_seqscan = off; SET synchronous_commit = off;"
+    " SET statement_timeout = {timeout_ms}"
+)
+
+
+def relay_session_settings(*, statement_timeout_s: float) -> str:
+    return _SESSION_SETTINGS.format(timeout_ms=max(1, int(statement_timeout_s * 1000)))
+
 
 # The claim: lock up to N queue rows in id order, skipping rows another relay holds, then
 # read their outbox rows by primary key. Only the queue rows are locked: the outbox row is not written

@@ -55,25 +55,49 @@ def is_permanent(error: KafkaError) -> bool:
     return error.code() in PERMANENT_ERRORS and not error.fatal()
 
 
+class RelayStalled(RuntimeError):
+    """A pipeline wait ran past its bound: a lane is stuck. The relay is torn down and set up again."""
+
+
+class RelayWedged(SystemExit):
+    """A stuck lane did not let go even at teardown: only a new process can recover.
+
+    A SystemExit, so `run_worker` does not retry it; `manage.py relay_outbox` then exits non-zero at once
+    (the stuck thread would also block a normal interpreter exit) and its supervisor starts a new relay.
+    """
+
+    def __init__(self, message: str) -> None:
+        super().__init__(1)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
 class Sequencer:
     """Batch N+1 enters a stage only after batch N left it (or gave its turn up by failing)."""
 
-    def __init__(self, start: int) -> None:
+    def __init__(self, start: int, *, stage: str) -> None:
         self._next = start
         self._left: set[int] = set()
         self._condition = threading.Condition()
+        self._stage = stage
 
     @contextmanager
-    def turn(self, seq: int) -> Iterator[None]:
+    def turn(self, seq: int, *, timeout: float) -> Iterator[None]:
         with self._condition:
-            self._condition.wait_for(lambda: self._next == seq)
+            if not self._condition.wait_for(lambda: self._next >= seq, timeout):
+                raise RelayStalled(f"batch {seq} waited {timeout:.0f}s for its {self._stage} turn (batch {self._next})")
         try:
             yield
         finally:
             self.leave(seq)
 
     def leave(self, seq: int) -> None:
+        """Give the turn up (idempotent: a failing batch may leave a turn it never entered)."""
         with self._condition:
+            if seq < self._next:
+                return
             self._left.add(seq)
             while self._next in self._left:
                 self._left.remove(self._next)
@@ -156,6 +180,10 @@ class OutboxRelay(Worker):
         self.shutdown_grace = settings.OUTBOX_RELAY_SHUTDOWN_GRACE_S
         self.retry = Backoff(initial=min(0.5, settings.OUTBOX_RELAY_RETRY_MAX_S), maximum=settings.OUTBOX_RELAY_RETRY_MAX_S)
         self.depth = max(1, settings.OUTBOX_RELAY_PIPELINE_DEPTH)
+        # No statement of a lane outlasts the stall timeout (statement_timeout); a batch lives at most a claim,
+        # the delivery wait (or the stop grace) and a record. Any pipeline wait longer than that means a stuck lane.
+        self.stall_timeout = settings.OUTBOX_RELAY_STALL_TIMEOUT_S
+        self.wait_bound = self.delivery_timeout + 5.0 + self.shutdown_grace + 2 * self.stall_timeout
         self.totals = {PUBLISHED: 0, FAILED: 0, PENDING: 0}
         self.producer: Producer | None = None
         self._producer_broken = False
@@ -171,10 +199,11 @@ class OutboxRelay(Worker):
 
     # --- lifecycle -------------------------------------------------------------------------------
     def setup(self) -> None:
-        self._claim_turns = Sequencer(self._seq)
-        self._commit_turns = Sequencer(self._seq)
+        self._claim_turns = Sequencer(self._seq, stage="claim")
+        self._commit_turns = Sequencer(self._seq, stage="commit")
         self._lanes = [ThreadPoolExecutor(1, thread_name_prefix=f"relay-lane-{i}") for i in range(self.depth)]
         self.producer = self._new_producer()
+        self._producer_broken = False
         self._listener = connections.create_connection(DEFAULT_DB_ALIAS)
         self._listener.ensure_connection()
         self._listener.connection.autocommit = True
@@ -210,15 +239,22 @@ class OutboxRelay(Worker):
                 producer.purge(in_queue=True, in_flight=True, blocking=True)
                 producer.poll(0)
             producer.close()
-        for lane in self._lanes:
-            error = lane.submit(_close_lane_connection).exception()
+        lanes, self._lanes = self._lanes, []
+        stuck = 0
+        for lane in lanes:
+            try:
+                error = lane.submit(_close_lane_connection).exception(timeout=self.stall_timeout)
+            except TimeoutError:
+                stuck += 1
+                error = None
             if error is not None:
                 logger.warning("relay: closing a lane connection failed: %s", error)
-            lane.shutdown()
-        self._lanes = []
+            lane.shutdown(wait=False, cancel_futures=True)
         if self._listener is not None:
             self._listener.close()
             self._listener = None
+        if stuck:
+            raise RelayWedged(f"relay: {stuck} lane(s) stuck for over {self.stall_timeout:.0f}s; exiting for a restart")
 
     # --- the pipeline ------------------------------------------------------------------------------
     def _pump(self) -> PumpResult:
@@ -236,7 +272,10 @@ class OutboxRelay(Worker):
                 self._seq += 1
                 job.future = self._lanes[job.seq % self.depth].submit(self._run_batch, job)
                 jobs.append(job)
-                job.claim_done.wait()
+                if not job.claim_done.wait(self.wait_bound):
+                    jobs.pop()  # stuck: waiting for its end too would only double the wait
+                    errors.append(RelayStalled(f"batch {job.seq} did not finish its claim in {self.wait_bound:.0f}s"))
+                    break
                 result.backlog = job.batch.claimed >= self.batch_size and not job.batch.held_back
                 if not result.backlog:
                     break
@@ -249,7 +288,10 @@ class OutboxRelay(Worker):
 
     def _finish(self, job: Job, result: PumpResult, errors: list[BaseException]) -> None:
         assert job.future is not None
-        error = job.future.exception()
+        try:
+            error = job.future.exception(timeout=self.wait_bound)
+        except TimeoutError:
+            error = RelayStalled(f"batch {job.seq} did not end within {self.wait_bound:.0f}s")
         if error is not None:
             errors.append(error)
             result.backlog = False
@@ -259,35 +301,57 @@ class OutboxRelay(Worker):
         result.transient += job.counts.get("retried", 0)
 
     def _run_batch(self, job: Job) -> None:
-        """One batch, on this lane's connection, in one transaction."""
+        """One batch, on this lane's connection, in one transaction.
+
+        Whatever fails (the lane's connection, the claim, the wait for reports, the record), the batch gives
+        both its turns up, so later batches never wait for it; its rows stay pending and the error reaches
+        `_pump`, which ends the iteration (run_worker then tears the relay down and sets it up again).
+        """
         batch = job.batch
         error: BaseException | None = None
-        self._prepare_lane_connection()
-        transaction.set_autocommit(False)
         try:
-            with self._claim_turns.turn(job.seq):
+            self._prepare_lane_connection()
+            transaction.set_autocommit(False)
+            with self._claim_turns.turn(job.seq, timeout=self.wait_bound):
                 self._claim_and_send(batch)
         except BaseException as caught:
             error = caught
+            self._claim_turns.leave(job.seq)
         finally:
             job.claim_done.set()
         if error is None:
-            self._await_reports(batch)
-        with self._commit_turns.turn(job.seq):
-            outcomes: dict[int, str] = {}
             try:
-                if error is None:
-                    outcomes = self._record(batch, job.counts)
-                    transaction.commit()
+                self._await_reports(batch)
             except BaseException as caught:
                 error = caught
-            if error is not None:
-                outcomes = dict.fromkeys(batch.ids, PENDING)
-                self._abandon_transaction()
-            self._remember(batch, outcomes)
+        try:
+            with self._commit_turns.turn(job.seq, timeout=self.wait_bound):
+                error = self._commit(job, error)
+        except RelayStalled as stalled:  # only the wait for the turn raises it: an earlier batch is stuck
+            self._commit_turns.leave(job.seq)
+            error = self._commit(job, error or stalled)
         self._restore_autocommit()
         if error is not None:
             raise error
+
+    def _commit(self, job: Job, error: BaseException | None) -> BaseException | None:
+        """Record the batch and commit; after a failure roll back instead (nothing is marked). Never raises."""
+        batch = job.batch
+        outcomes: dict[int, str] = {}
+        try:
+            if error is None:
+                outcomes = self._record(batch, job.counts)
+                transaction.commit()
+        except BaseException as caught:
+            error = caught
+        if error is not None:
+            outcomes = dict.fromkeys(batch.ids, PENDING)
+            if batch.ids:
+                # What the producer still holds of these rows must not land after another relay re-sends them.
+                self._abandon_in_flight(reason=f"batch failed: {error!r}")
+            self._abandon_transaction()
+        self._remember(batch, outcomes)
+        return error
 
     def _claim_and_send(self, batch: Batch) -> None:
         with self._state_lock:
@@ -337,19 +401,21 @@ class OutboxRelay(Worker):
             if self.stopping.is_set() and stop_deadline is None:
                 stop_deadline = now + self.shutdown_grace
             if now > deadline or (stop_deadline is not None and now > stop_deadline):
-                self._abandon_in_flight()
+                self._abandon_in_flight(reason="delivery reports overdue")
                 return
 
-    def _abandon_in_flight(self) -> None:
+    def _abandon_in_flight(self, *, reason: str) -> None:
         """Drop what the producer still holds, so none of it can reach the topic after a later re-send.
 
         Purged messages report _PURGE_* (their rows stay pending). Requests already on the wire may still
         land: they precede any re-send, because the producer is rebuilt before the next claim.
         """
-        logger.warning("relay: delivery reports overdue; purging the producer and rebuilding it")
+        logger.warning("relay: %s; purging the producer and rebuilding it", reason)
         self._producer_broken = True
-        self.producer.purge(in_queue=True, in_flight=True, blocking=True)  # type: ignore[union-attr]
-        self.producer.poll(0)  # type: ignore[union-attr]
+        producer = self.producer
+        if producer is not None:
+            producer.purge(in_queue=True, in_flight=True, blocking=True)
+            producer.poll(0)
 
     def _record(self, batch: Batch, counts: dict[str, int]) -> dict[int, str]:
         """Decide each sent row's state from its report; a row never overtakes an unconfirmed predecessor."""
@@ -398,7 +464,7 @@ class OutboxRelay(Worker):
         """Session settings of a lane's connection (set once per connection)."""
         if connection.connection is None:
             with connection.cursor() as cursor:
-                cursor.execute(claims.RELAY_SESSION_SETTINGS)
+                cursor.execute(claims.relay_session_settings(statement_timeout_s=self.stall_timeout))
 
     def _abandon_transaction(self) -> None:
         try:

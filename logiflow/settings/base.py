@@ -134,6 +134,9 @@ OUTBOX_RELAY_PIPELINE_DEPTH = env.int("OUTBOX_RELAY_PIPELINE_DEPTH", default=2)
 OUTBOX_RELAY_DELIVERY_TIMEOUT_S = env.float("OUTBOX_RELAY_DELIVERY_TIMEOUT_S", default=30.0)
 OUTBOX_RELAY_RETRY_MAX_S = env.float("OUTBOX_RELAY_RETRY_MAX_S", default=30.0)
 OUTBOX_RELAY_SHUTDOWN_GRACE_S = env.float("OUTBOX_RELAY_SHUTDOWN_GRACE_S", default=10.0)
+# No relay statement runs longer (statement_timeout); a lane stuck past the pipeline's bound (derived from it)
+# makes the relay restart itself, or exit non-zero when the lane does not let go.
+OUTBOX_RELAY_STALL_TIMEOUT_S = env.float("OUTBOX_RELAY_STALL_TIMEOUT_S", default=60.0)
 # The relay hands the producer a whole batch at once, so waiting for more (linger) only adds latency.
 OUTBOX_RELAY_LINGER_MS = env.int("OUTBOX_RELAY_LINGER_MS", default=1)
 OUTBOX_RETENTION_HOURS = env.int("OUTBOX_RETENTION_HOURS", default=24 * 7)

@@ -1,0 +1,145 @@
+"""The relay under faults inside its own process: lanes that cannot connect or fail mid-batch, a stuck lane,
+a producer that keeps failing fatally, delivery reports that confirm a later row before an earlier one."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from unittest import mock
+
+import psycopg
+import pytest
+from django.db import connection, transaction
+from django.db.backends.postgresql.base import DatabaseWrapper
+from django.test import override_settings
+
+from apps import outbox
+from apps.common.workers import Backoff, run_worker
+from apps.outbox.models import OutboxEvent
+from apps.outbox.relay import OutboxRelay
+from tests.factories import route_calculated
+from tests.outbox.support import pending_count, wait_for
+
+
+class RelayThread:
+    """`run_worker(relay)` on a thread of this process, as the management command runs it."""
+
+    def __init__(self, relay: OutboxRelay | None = None) -> None:
+        self.relay = relay or OutboxRelay()
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, name="relay-main", daemon=True)
+
+    def _run(self) -> None:
+        try:
+            run_worker(self.relay, backoff=Backoff(initial=0.2, maximum=1.0), install_signals=False)
+        except BaseException as error:  # noqa: BLE001 - the test inspects it
+            self.error = error
+        finally:
+            connection.close()
+
+    def __enter__(self) -> RelayThread:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.relay.stop()
+        self.thread.join(30)
+        if self.thread.is_alive():
+            # Wedged: end its sessions, or their locks would hang the test database's flush.
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                    " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                )
+
+    @property
+    def stopped(self) -> bool:
+        return not self.thread.is_alive()
+
+
+def _publish(count: int, *, truck: int = 1) -> list[str]:
+    with transaction.atomic():
+        return [str(outbox.publish(route_calculated(truck_id=truck, calculation=n + 1))) for n in range(count)]
+
+
+@contextmanager
+def _lane_connection_refused(times: int) -> Iterator[list[str]]:
+    """The first `times` connections opened by a relay lane fail as a full server refuses them."""
+    real = DatabaseWrapper.get_new_connection
+    refused: list[str] = []
+
+    def get_new_connection(self, conn_params):  # noqa: ANN001, ANN202
+        if threading.current_thread().name.startswith("relay-lane") and len(refused) < times:
+            refused.append(threading.current_thread().name)
+            raise psycopg.OperationalError("FATAL:  sorry, too many clients already")
+        return real(self, conn_params)
+
+    with mock.patch.object(DatabaseWrapper, "get_new_connection", get_new_connection):
+        yield refused
+
+
+@pytest.mark.django_db(transaction=True)
+def test_lane_whose_first_connection_is_refused_gives_its_turn_up_and_the_relay_publishes_afterwards(
+    kafka_bootstrap: str,
+) -> None:
+    _publish(3)
+    with _lane_connection_refused(2) as refused, RelayThread() as relay:
+        published = wait_for(lambda: pending_count() == 0, timeout=15)
+        assert published, f"relay wedged after {len(refused)} refused lane connections"
+    assert relay.stopped and relay.error is None
+    assert refused  # the fault really happened
+    assert set(OutboxEvent.objects.values_list("state", flat=True)) == {"published"}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_failure_while_awaiting_reports_gives_the_commit_turn_up_so_later_lanes_do_not_block(
+    kafka_bootstrap: str,
+) -> None:
+    _publish(4)
+    real = OutboxRelay._await_reports
+    calls: list[int] = []
+
+    def await_reports_failing_once(self, batch):  # noqa: ANN001, ANN202
+        calls.append(batch.seq)
+        if len(calls) == 1:
+            raise RuntimeError("producer poll blew up")
+        return real(self, batch)
+
+    with (
+        override_settings(OUTBOX_RELAY_BATCH_SIZE=1, OUTBOX_RELAY_PIPELINE_DEPTH=2),
+        mock.patch.object(OutboxRelay, "_await_reports", await_reports_failing_once),
+        RelayThread() as relay,
+    ):
+        assert wait_for(lambda: pending_count() == 0, timeout=15), "a later lane waited forever for the commit turn"
+    assert relay.stopped and relay.error is None
+    assert set(OutboxEvent.objects.values_list("state", flat=True)) == {"published"}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_stuck_lane_makes_the_relay_exit_non_zero_instead_of_waiting_forever(kafka_bootstrap: str) -> None:
+    _publish(1)
+    release = threading.Event()
+    real = OutboxRelay._claim_and_send
+
+    def claim_that_hangs(self, batch):  # noqa: ANN001, ANN202
+        release.wait(60)  # a lane stuck somewhere no timeout reaches
+        return real(self, batch)
+
+    try:
+        with (
+            override_settings(
+                OUTBOX_RELAY_STALL_TIMEOUT_S=1.0, OUTBOX_RELAY_DELIVERY_TIMEOUT_S=1.0, OUTBOX_RELAY_SHUTDOWN_GRACE_S=1.0
+            ),
+            mock.patch.object(OutboxRelay, "_claim_and_send", claim_that_hangs),
+        ):
+            relay = RelayThread()
+            started = time.monotonic()
+            relay.thread.start()
+            relay.thread.join(30)
+            assert relay.stopped, "the relay waited forever on its stuck lane"
+    finally:
+        release.set()
+    assert isinstance(relay.error, SystemExit) and relay.error.code not in (0, None)
+    assert time.monotonic() - started < 30
