@@ -45,6 +45,10 @@ PERMANENT_ERRORS = frozenset(
     }
 )
 
+# The producer itself failed, not the broker: the message never left this process (or cannot be known to
+# have). Such a row is not counted as an attempt; it simply goes again with the next producer.
+NOT_SENT_ERRORS = frozenset({KafkaError._FATAL, KafkaError._PURGE_QUEUE})
+
 PUBLISHED = "published"
 FAILED = "failed"
 PENDING = "pending"  # not confirmed: the row stays pending and is sent again
@@ -164,6 +168,7 @@ class Job:
 @dataclass
 class PumpResult:
     sent: int = 0
+    published: int = 0
     held_back: int = 0
     transient: int = 0
     backlog: bool = False
@@ -179,6 +184,8 @@ class OutboxRelay(Worker):
         self.delivery_timeout = settings.OUTBOX_RELAY_DELIVERY_TIMEOUT_S
         self.shutdown_grace = settings.OUTBOX_RELAY_SHUTDOWN_GRACE_S
         self.retry = Backoff(initial=min(0.5, settings.OUTBOX_RELAY_RETRY_MAX_S), maximum=settings.OUTBOX_RELAY_RETRY_MAX_S)
+        # Between producer rebuilds after fatal errors; reset once a rebuilt producer got a row confirmed.
+        self.rebuilds = Backoff(initial=self.retry.initial, maximum=self.retry.maximum)
         self.depth = max(1, settings.OUTBOX_RELAY_PIPELINE_DEPTH)
         # No statement of a lane outlasts the stall timeout (statement_timeout); a batch lives at most a claim,
         # the delivery wait (or the stop grace) and a record. Any pipeline wait longer than that means a stuck lane.
@@ -212,9 +219,15 @@ class OutboxRelay(Worker):
 
     def run_once(self) -> None:
         if self._producer_broken:
+            delay = self.rebuilds.failed()
+            logger.warning("relay: rebuilding the producer in %.1fs", delay)
+            if self.stopping.wait(delay):
+                return
             self._rebuild_producer()
         self._take_notifications(timeout=0)  # rows committed before this claim are seen by it
         result = self._pump()
+        if result.published:
+            self.rebuilds.succeeded()
         if self.stopping.is_set() or self._producer_broken:
             return
         if result.transient:
@@ -297,6 +310,7 @@ class OutboxRelay(Worker):
             result.backlog = False
             return
         result.sent += len(job.batch.ids)
+        result.published += job.counts.get("published", 0)
         result.held_back += job.batch.held_back
         result.transient += job.counts.get("retried", 0)
 
@@ -362,6 +376,8 @@ class OutboxRelay(Worker):
         prefix = settings.KAFKA_TOPIC_PREFIX
         sent_here: set[int] = set()
         for row_id, topic, key, payload, event_id, source, event_type, time_, traceparent, previous_id in rows:
+            if self._producer_broken:
+                break  # the rest stays pending, unsent and unrecorded: the next producer takes it
             if previous_id is not None and previous_id not in sent_here and not self._may_follow(previous_id):
                 batch.held_back += 1
                 continue
@@ -377,6 +393,8 @@ class OutboxRelay(Worker):
                     self.producer.poll(0.05)  # type: ignore[union-attr]
                 except KafkaException as refused:
                     batch.refuse_now(slot, refused.args[0])
+                    if refused.args[0].fatal():
+                        self._on_client_error(refused.args[0])
                     break
             sent_here.add(row_id)
         with self._state_lock:
@@ -397,6 +415,9 @@ class OutboxRelay(Worker):
         stop_deadline: float | None = None
         while not batch.complete.is_set():
             self.producer.poll(0.01)  # type: ignore[union-attr]
+            if self._producer_broken and not batch.complete.is_set():
+                self._abandon_in_flight(reason="fatal producer error")  # its queued reports will never come
+                return
             now = time.monotonic()
             if self.stopping.is_set() and stop_deadline is None:
                 stop_deadline = now + self.shutdown_grace
@@ -435,6 +456,8 @@ class OutboxRelay(Worker):
                 elif isinstance(report, KafkaError) and is_permanent(report):
                     outcomes[row_id] = FAILED
                     failed.append(claims.Refused(row_id, report.str()))
+                elif isinstance(report, KafkaError) and report.code() in NOT_SENT_ERRORS:
+                    outcomes[row_id] = PENDING  # the producer failed, not the send: no attempt to count
                 else:
                     outcomes[row_id] = PENDING
                     reason = report.str() if isinstance(report, KafkaError) else "no delivery report"
@@ -473,6 +496,8 @@ class OutboxRelay(Worker):
             connection.close()
 
     def _restore_autocommit(self) -> None:
+        if connection.connection is None:
+            return  # never opened, or closed after a failure: a new connection starts in autocommit anyway
         try:
             transaction.set_autocommit(True)
         except Exception:

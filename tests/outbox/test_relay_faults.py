@@ -11,6 +11,8 @@ from unittest import mock
 
 import psycopg
 import pytest
+from confluent_kafka import KafkaError
+from confluent_kafka import Producer as RealProducer
 from django.db import connection, transaction
 from django.db.backends.postgresql.base import DatabaseWrapper
 from django.test import override_settings
@@ -121,18 +123,17 @@ def test_failure_while_awaiting_reports_gives_the_commit_turn_up_so_later_lanes_
 def test_stuck_lane_makes_the_relay_exit_non_zero_instead_of_waiting_forever(kafka_bootstrap: str) -> None:
     _publish(1)
     release = threading.Event()
-    real = OutboxRelay._claim_and_send
 
-    def claim_that_hangs(self, batch):  # noqa: ANN001, ANN202
-        release.wait(60)  # a lane stuck somewhere no timeout reaches
-        return real(self, batch)
+    def lane_that_hangs(self):  # noqa: ANN001, ANN202
+        release.wait(60)  # a lane stuck somewhere no timeout reaches (before it opened a connection)
+        raise RuntimeError("released by the test")
 
     try:
         with (
             override_settings(
                 OUTBOX_RELAY_STALL_TIMEOUT_S=1.0, OUTBOX_RELAY_DELIVERY_TIMEOUT_S=1.0, OUTBOX_RELAY_SHUTDOWN_GRACE_S=1.0
             ),
-            mock.patch.object(OutboxRelay, "_claim_and_send", claim_that_hangs),
+            mock.patch.object(OutboxRelay, "_prepare_lane_connection", lane_that_hangs),
         ):
             relay = RelayThread()
             started = time.monotonic()
@@ -143,3 +144,75 @@ def test_stuck_lane_makes_the_relay_exit_non_zero_instead_of_waiting_forever(kaf
         release.set()
     assert isinstance(relay.error, SystemExit) and relay.error.code not in (0, None)
     assert time.monotonic() - started < 30
+
+
+class _Message:
+    def __init__(self, topic: str) -> None:
+        self._topic = topic
+
+    def topic(self) -> str:
+        return self._topic
+
+    def partition(self) -> int:
+        return -1
+
+    def offset(self) -> int:
+        return -1
+
+
+class FatallyBrokenProducer:
+    """A producer that has hit a fatal error (as librdkafka's idempotent producer can): it accepts messages,
+    then its next poll raises the fatal error through `error_cb` and fails every queued message with _FATAL."""
+
+    def __init__(self, config: dict) -> None:
+        self.error_cb = config["error_cb"]
+        self.queued: list[tuple[str, object]] = []
+
+    def produce(self, topic: str, value: object, key: object, *, headers: object, on_delivery: object) -> None:
+        self.queued.append((topic, on_delivery))
+
+    def poll(self, timeout: float = 0) -> int:
+        queued, self.queued = self.queued, []
+        if queued:
+            self.error_cb(KafkaError(KafkaError._FATAL, "Fatal idempotent producer error", fatal=True))
+        for topic, on_delivery in queued:
+            on_delivery(KafkaError(KafkaError._FATAL, "Fatal idempotent producer error", fatal=True), _Message(topic))
+        return len(queued)
+
+    def purge(self, **_: object) -> None:
+        self.poll()
+
+    def flush(self, timeout: float | None = None) -> int:
+        self.poll()
+        return 0
+
+    def close(self) -> None:
+        pass
+
+
+@pytest.mark.django_db(transaction=True)
+def test_producer_rebuilt_after_fatal_errors_with_growing_backoff_and_unsent_rows_keep_their_attempts(
+    kafka_bootstrap: str,
+) -> None:
+    _publish(50)
+    builds: list[float] = []
+
+    def producer_factory(config: dict):  # noqa: ANN202
+        builds.append(time.monotonic())
+        # Three producers in a row end fatally; the fourth is a real one.
+        return FatallyBrokenProducer(config) if len(builds) <= 3 else RealProducer(config)
+
+    with (
+        override_settings(OUTBOX_RELAY_RETRY_MAX_S=2.0),
+        mock.patch("apps.outbox.relay.Producer", producer_factory),
+        RelayThread() as relay,
+    ):
+        assert wait_for(lambda: len(builds) >= 2, timeout=10)
+        # The rows went only to producers that never sent them: no attempt is counted.
+        assert set(OutboxEvent.objects.values_list("attempts", flat=True)) == {0}
+        assert wait_for(lambda: pending_count() == 0, timeout=20), f"{len(builds)} producers built"
+    assert relay.error is None
+    waits = [round(later - earlier, 1) for earlier, later in zip(builds, builds[1:], strict=False)]
+    assert len(builds) == 4, waits  # no hot loop of rebuilds
+    assert waits[0] >= 0.4 and waits[1] >= 0.9 and waits[2] >= 1.8, waits  # 0.5, 1, 2 s: doubling
+    assert set(OutboxEvent.objects.values_list("state", "attempts")) == {("published", 1)}
