@@ -108,9 +108,9 @@ def prefill(payload: str, count: int) -> None:
             SELECT gen_random_uuid(), %s, (g %% %s)::text, 'logiflow.routing.RouteCalculated.v1',
                    '/logiflow/routing', %s, '', clock_timestamp(), 'pending', 0, ''
             FROM generate_series(1, %s) AS g
-            RETURNING id, key
+            RETURNING id, topic, key
             )
-            INSERT INTO outbox_pending (id, key) SELECT id, key FROM written
+            INSERT INTO outbox_pending (id, topic, key) SELECT id, topic, key FROM written
             """,
             [TOPIC, KEYS, payload, count],
         )

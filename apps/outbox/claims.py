@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from django.db import connection
 
 TABLE = "outbox_outboxevent"
-QUEUE = "outbox_pending"  # PendingEvent: (id, key) of the rows still to send
+QUEUE = "outbox_pending"  # PendingEvent: (id, topic, key) of the rows still to send
 
 # Set on each relay lane's connection.
 # - The queue swings from empty to a burst faster than statistics follow; a planner that believes
@@ -58,14 +58,15 @@ WHERE id < %s AND id NOT IN (SELECT unnest(%s::bigint[]))
 ORDER BY id LIMIT 1
 """
 
-# Yes: for each claimed row, the previous queued row of its key (NOT EXISTS turned into "which one":
-# one backward probe of outbox_pending_key_id_idx), so the relay can hold back rows that would overtake it.
+# Yes: for each claimed row, the previous queued row of its (topic, key) — the order `publish` locks —
+# (NOT EXISTS turned into "which one": one backward probe of outbox_pending_topic_key_idx), so the relay
+# can hold back rows that would overtake it.
 _PREVIOUS_OF_KEY = f"""
 SELECT c.id,
        (SELECT p.id FROM {QUEUE} p
-         WHERE p.key = c.key AND p.id < c.id
+         WHERE p.topic = c.topic AND p.key = c.key AND p.id < c.id
          ORDER BY p.id DESC LIMIT 1)
-FROM unnest(%s::bigint[], %s::text[]) AS c(id, key)
+FROM unnest(%s::bigint[], %s::text[], %s::text[]) AS c(id, topic, key)
 """
 
 # Confirmed rows leave the queue (a delete only stamps the queue tuple) and are marked in the outbox by a
@@ -112,7 +113,7 @@ def claim(limit: int, *, in_flight: Collection[int] = ()) -> list[tuple]:
     """Rows `(id, topic, key, payload, event_id, source, event_type, ce_time, traceparent, previous_id)`.
 
     The queue rows stay locked until the caller's transaction ends. `previous_id` is the
-    previous queued row of the same key when that one might not be ours (None when all are):
+    previous queued row of the same (topic, key) when that one might not be ours (None when all are):
     `in_flight` are the rows this relay sent in batches still open on its other connections.
     """
     with connection.cursor() as cursor:
@@ -124,7 +125,7 @@ def claim(limit: int, *, in_flight: Collection[int] = ()) -> list[tuple]:
         cursor.execute(_FOREIGN_ROWS_BELOW, [ids[-1], [*ids, *in_flight]])
         if cursor.fetchone() is None:
             return [(*row, None) for row in rows]
-        cursor.execute(_PREVIOUS_OF_KEY, [ids, [row[2] for row in rows]])
+        cursor.execute(_PREVIOUS_OF_KEY, [ids, [row[1] for row in rows], [row[2] for row in rows]])
         previous = dict(cursor.fetchall())
     return [(*row, previous[row[0]]) for row in rows]
 

@@ -64,19 +64,22 @@ class OutboxEvent(models.Model):
 class PendingEvent(models.Model):
     """The relay's queue: an outbox row still to send. Written by `publish`, deleted by the relay.
 
-    Its primary key is the outbox row's id (the relay order); `key` repeats the row's key so the relay
-    can check per-key order on this small table, through the (key, id) index.
+    Its primary key is the outbox row's id (the relay order); `topic` and `key` repeat the row's, so the
+    relay can check per-key order on this small table through the (topic, key, id) index. Order is kept per
+    (topic, key), exactly what `publish` locks: truck 7 on routing.events and route 7 on invoicing.events
+    are unrelated.
     """
 
     event = models.OneToOneField(
         OutboxEvent, primary_key=True, on_delete=models.CASCADE, db_column="id", related_name="pending"
     )
+    topic = models.CharField(max_length=200)
     key = models.CharField(max_length=200)
 
     class Meta:
         db_table = "outbox_pending"
         ordering = ["event"]
-        indexes = [models.Index(fields=["key", "event"], name="outbox_pending_key_id_idx")]
+        indexes = [models.Index(fields=["topic", "key", "event"], name="outbox_pending_topic_key_idx")]
 
     def __str__(self) -> str:
         return f"pending {self.pk}"

@@ -49,6 +49,9 @@ PERMANENT_ERRORS = frozenset(
 # have). Such a row is not counted as an attempt; it simply goes again with the next producer.
 NOT_SENT_ERRORS = frozenset({KafkaError._FATAL, KafkaError._PURGE_QUEUE})
 
+_HELD = object()  # a row whose key's previous row is someone else's: not sent by this claim
+_BEHIND_UNCONFIRMED = "delivered, but an earlier row of its key was not confirmed: sent again after it"
+
 PUBLISHED = "published"
 FAILED = "failed"
 PENDING = "pending"  # not confirmed: the row stays pending and is sent again
@@ -123,6 +126,8 @@ class Batch:
         self.held_back = 0
         self.ids: list[int] = []
         self.previous: list[int | None] = []
+        # Per (topic, key) sent in this batch, its last row: what later batches may have to wait for.
+        self.tails: dict[tuple[str, str], int] = {}
         # Per sent row: (partition, offset) once acknowledged, a KafkaError once refused, None while waiting.
         self.reports: list[tuple[int, int] | KafkaError | None] = []
         self._settled: list[None] = []
@@ -197,9 +202,10 @@ class OutboxRelay(Worker):
         self._seq = 0
         self._lanes: list[ThreadPoolExecutor] = []
         self._listener = None
-        # Rows this process has sent and not yet recorded, and the recorded outcome of recent batches:
-        # what decides whether a row may follow its key's previous pending row (see `_may_follow`).
+        # Rows this process has sent and not yet recorded, the last of them per (topic, key), and the recorded
+        # outcome of recent batches: what decides whether a row may follow its key's previous row (`_previous`).
         self._in_flight: set[int] = set()
+        self._flight_tails: dict[tuple[str, str], int] = {}
         self._outcomes: dict[int, str] = {}
         self._outcome_batches: deque[list[int]] = deque()
         self._state_lock = threading.Lock()
@@ -279,8 +285,8 @@ class OutboxRelay(Worker):
             while not self.stopping.is_set() and not self._producer_broken and not result.transient:
                 if len(jobs) >= self.depth:
                     self._finish(jobs.popleft(), result, errors)
-                    if errors:
-                        break
+                    if errors or result.transient:
+                        break  # back off before claiming again
                 job = Job(self._seq, Batch(self._seq))
                 self._seq += 1
                 job.future = self._lanes[job.seq % self.depth].submit(self._run_batch, job)
@@ -368,19 +374,33 @@ class OutboxRelay(Worker):
         return error
 
     def _claim_and_send(self, batch: Batch) -> None:
+        # One snapshot of what is in flight, taken before the claim: a batch recording meanwhile cannot make
+        # a row of ours look final to this claim before its outcome is known.
         with self._state_lock:
             in_flight = list(self._in_flight)
+            flight_tails = dict(self._flight_tails)
         rows = claims.claim(self.batch_size, in_flight=in_flight)
         batch.claimed = len(rows)
         produce = self.producer.produce  # type: ignore[union-attr]
         prefix = settings.KAFKA_TOPIC_PREFIX
         sent_here: set[int] = set()
+        tails = batch.tails
         for row_id, topic, key, payload, event_id, source, event_type, time_, traceparent, previous_id in rows:
             if self._producer_broken:
                 break  # the rest stays pending, unsent and unrecorded: the next producer takes it
-            if previous_id is not None and previous_id not in sent_here and not self._may_follow(previous_id):
-                batch.held_back += 1
-                continue
+            if previous_id is not None and previous_id not in sent_here:
+                previous_id = self._previous_if_ours(previous_id)
+                if previous_id is _HELD:
+                    batch.held_back += 1
+                    continue
+            # The nearest earlier row of this (topic, key) that this relay sent and whose fate is still open:
+            # earlier in this batch, or in flight in an earlier batch (recorded before this one, commits being
+            # in batch order). The row is marked only if that one ends final.
+            key_of = (topic, key)
+            for candidate in (tails.get(key_of), flight_tails.get(key_of)):
+                if candidate is not None and candidate < row_id and (previous_id is None or candidate > previous_id):
+                    previous_id = candidate
+            tails[key_of] = row_id
             slot = batch.add(row_id, previous_id)
             headers = cloudevents_headers(
                 event_id=event_id, source=source, event_type=event_type, time=time_, traceparent=traceparent
@@ -399,15 +419,23 @@ class OutboxRelay(Worker):
             sent_here.add(row_id)
         with self._state_lock:
             self._in_flight.update(sent_here)
+            flight_tails = self._flight_tails
+            for key_of, row_id in tails.items():
+                if flight_tails.get(key_of, -1) < row_id:
+                    flight_tails[key_of] = row_id
         batch.seal()
 
-    def _may_follow(self, previous_id: int) -> bool:
-        """A row may go out after its key's previous pending row only if this process sent that row.
-
-        Otherwise another relay holds it (or will): sending now could overtake it on the topic.
+    def _previous_if_ours(self, previous_id: int) -> int | None | object:
+        """The key's previous queued row, as this relay must treat it: in flight here (wait for its outcome),
+        already final here (None: nothing to wait for), or anyone else's (_HELD: sending now could overtake it
+        on the topic; another relay holds it, or will).
         """
         with self._state_lock:
-            return previous_id in self._in_flight or self._outcomes.get(previous_id) in _FINAL
+            if previous_id in self._in_flight:
+                return previous_id
+            if self._outcomes.get(previous_id) in _FINAL:
+                return None
+        return _HELD
 
     def _await_reports(self, batch: Batch) -> None:
         """Wait for every delivery report; bounded by message.timeout.ms, and by the grace on shutdown."""
@@ -448,8 +476,11 @@ class OutboxRelay(Worker):
             earlier = self._outcomes
             for row_id, previous_id, report in zip(batch.ids, batch.previous, batch.reports, strict=True):
                 if previous_id is not None and outcomes.get(previous_id, earlier.get(previous_id)) not in _FINAL:
-                    # Delivered or not, it went out behind a row that must be sent again: send it again too.
+                    # Delivered or not, it went out behind a row that must be sent again: send it again too,
+                    # after that one, so the last copies on the topic are in order.
                     outcomes[row_id] = PENDING
+                    if isinstance(report, tuple):
+                        retried.append(claims.Refused(row_id, _BEHIND_UNCONFIRMED))
                 elif isinstance(report, tuple):
                     outcomes[row_id] = PUBLISHED
                     published.append(claims.Delivered(row_id, report[0], report[1]))
@@ -473,6 +504,10 @@ class OutboxRelay(Worker):
     def _remember(self, batch: Batch, outcomes: dict[int, str]) -> None:
         with self._state_lock:
             self._in_flight.difference_update(batch.ids)
+            flight_tails = self._flight_tails
+            for key_of, row_id in batch.tails.items():
+                if flight_tails.get(key_of) == row_id:
+                    del flight_tails[key_of]
             self._outcomes.update(outcomes)
             self._outcome_batches.append(list(outcomes))
             # A later claim can only name as predecessor a row of a batch still open when it began.

@@ -81,7 +81,7 @@ written AS (
     FROM serialised
     RETURNING id
 ),
-queued AS (INSERT INTO outbox_pending (id, key) SELECT id, %(key)s FROM written)
+queued AS (INSERT INTO outbox_pending (id, topic, key) SELECT id, %(topic)s, %(key)s FROM written)
 SELECT pg_notify(%(channel)s, '') FROM written
 """
 

@@ -20,9 +20,11 @@ from django.test import override_settings
 from apps import outbox
 from apps.common.workers import Backoff, run_worker
 from apps.outbox.models import OutboxEvent
-from apps.outbox.relay import OutboxRelay
+from apps.outbox import claims
+from apps.outbox.relay import Batch, OutboxRelay
 from tests.factories import route_calculated
 from tests.outbox.support import pending_count, wait_for
+from tests.support.kafka import TopicTail
 
 
 class RelayThread:
@@ -216,3 +218,75 @@ def test_producer_rebuilt_after_fatal_errors_with_growing_backoff_and_unsent_row
     assert len(builds) == 4, waits  # no hot loop of rebuilds
     assert waits[0] >= 0.4 and waits[1] >= 0.9 and waits[2] >= 1.8, waits  # 0.5, 1, 2 s: doubling
     assert set(OutboxEvent.objects.values_list("state", "attempts")) == {("published", 1)}
+
+
+@contextmanager
+def _first_report_times_out(row_id: int) -> Iterator[None]:
+    """The producer gives up on `row_id` once (message.timeout.ms) although later rows were delivered."""
+    real = Batch.report
+    timed_out: list[int] = []
+
+    def report(self: Batch, slot: int, error: KafkaError | None, message: object) -> None:
+        if self.ids[slot] == row_id and not timed_out:
+            timed_out.append(row_id)
+            error = KafkaError(KafkaError._MSG_TIMED_OUT, "Local: Message timed out")
+        real(self, slot, error, message)
+
+    with mock.patch.object(Batch, "report", report):
+        yield
+    assert timed_out, "the injected timeout never happened"
+
+
+@pytest.mark.parametrize("batch_size", [1000, 1], ids=["same-batch", "next-batch-on-another-lane"])
+@pytest.mark.django_db(transaction=True)
+def test_row_delivered_after_an_earlier_row_of_its_key_timed_out_is_not_marked_before_it(
+    kafka_bootstrap: str, batch_size: int
+) -> None:
+    tail = TopicTail("routing.events")
+    _publish(2, truck=4)
+    _publish(1, truck=5)  # another key: not held back by truck 4's timeout
+    first, second, other = OutboxEvent.objects.order_by("id")
+    marked: list[int] = []  # ids in the order the relay marks them published
+    real_mark = claims.mark_published
+
+    def mark_published(delivered):  # noqa: ANN001, ANN202
+        marked.extend(d.id for d in delivered)
+        return real_mark(delivered)
+
+    with (
+        override_settings(OUTBOX_RELAY_BATCH_SIZE=batch_size, OUTBOX_RELAY_PIPELINE_DEPTH=2),
+        mock.patch.object(claims, "mark_published", mark_published),
+    ):
+        relay = OutboxRelay()
+        relay.setup()
+        try:
+            with _first_report_times_out(first.id):
+                relay.run_once()
+            assert wait_for(lambda: (relay.run_once(), pending_count())[1] == 0, timeout=20, interval=0)
+        finally:
+            relay.teardown()
+    try:
+        on_topic = _ids_read(tail, {str(first.event_id), str(second.event_id)})
+    finally:
+        tail.close()
+    first.refresh_from_db()
+    second.refresh_from_db()
+    assert marked.index(first.id) < marked.index(second.id), "the later row was marked before the earlier one"
+    assert marked.count(second.id) == 1 and other.id in marked
+    assert first.published_at <= second.published_at
+    assert first.attempts == 2
+    # The "timed out" copy had reached the broker after all, and the later row may have gone out behind it
+    # (always in the same batch; in the pipeline when it was claimed before the timeout was recorded).
+    # Whatever went out, the last copies on the topic are in order.
+    last = {event_id: position for position, event_id in enumerate(on_topic)}
+    assert on_topic.count(str(first.event_id)) == 2
+    assert on_topic.count(str(second.event_id)) == second.attempts
+    assert last[str(first.event_id)] < last[str(second.event_id)]
+
+
+def _ids_read(tail: TopicTail, wanted: set[str], *, quiet: float = 2.0) -> list[str]:
+    """The ce_ids of `wanted` events in topic order, until nothing new arrived for `quiet` seconds."""
+    ids: list[str] = []
+    while batch := tail.read(100, timeout=quiet):
+        ids.extend(m.headers["ce_id"] for m in batch if m.headers.get("ce_id") in wanted)
+    return ids
