@@ -96,6 +96,25 @@ FROM unnest(%s::bigint[], %s::text[]) AS d(id, error)
 WHERE o.id = d.id AND o.id = ANY(%s)
 """
 
+# A refusal a person must fix, one row per (error, topic); repeated refusals add up.
+_PROBLEMS = """
+INSERT INTO outbox_relayproblem AS p (code, topic, message, rows, first_seen_at, last_seen_at)
+SELECT code, topic, message, rows, statement_timestamp(), statement_timestamp()
+FROM unnest(%s::text[], %s::text[], %s::text[], %s::int[]) AS n(code, topic, message, rows)
+ORDER BY topic, code
+ON CONFLICT (code, topic) DO UPDATE
+SET message = EXCLUDED.message, rows = p.rows + EXCLUDED.rows, last_seen_at = EXCLUDED.last_seen_at
+"""
+
+MAX_ERROR_LENGTH = 2000
+
+
+def safe_text(text: str) -> str:
+    """An error text PostgreSQL will store whatever it holds (no NUL byte), bounded: recording a failure
+    must not fail itself."""
+    return text.replace("\x00", "\\x00")[:MAX_ERROR_LENGTH]
+
+
 @dataclass(frozen=True, slots=True)
 class Delivered:
     id: int
@@ -145,7 +164,7 @@ def mark_failed(refused: Sequence[Refused]) -> None:
         return
     ids = [r.id for r in refused]
     with connection.cursor() as cursor:
-        cursor.execute(_FAILED, [ids, ids, [r.error for r in refused], ids])
+        cursor.execute(_FAILED, [ids, ids, [safe_text(r.error) for r in refused], ids])
 
 
 def mark_retried(refused: Sequence[Refused]) -> None:
@@ -154,4 +173,27 @@ def mark_retried(refused: Sequence[Refused]) -> None:
         return
     ids = [r.id for r in refused]
     with connection.cursor() as cursor:
-        cursor.execute(_RETRIED, [ids, [r.error for r in refused], ids])
+        cursor.execute(_RETRIED, [ids, [safe_text(r.error) for r in refused], ids])
+
+
+def record_problems(problems: Sequence[tuple[str, str, str, int]]) -> None:
+    """`(error name, topic, message, rows)` refusals only a person can fix: upserted into RelayProblem."""
+    if not problems:
+        return
+    codes, topics, messages, rows = zip(*problems, strict=True)
+    with connection.cursor() as cursor:
+        cursor.execute(_PROBLEMS, [list(codes), list(topics), [safe_text(m) for m in messages], list(rows)])
+
+
+def clear_problems(topics: Collection[str]) -> None:
+    """A row of these topics was confirmed: whatever was refusing them is fixed."""
+    if not topics:
+        return
+    with connection.cursor() as cursor:
+        cursor.execute("DELETE FROM outbox_relayproblem WHERE topic = ANY(%s)", [sorted(topics)])
+
+
+def problem_topics() -> set[str]:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT DISTINCT topic FROM outbox_relayproblem")
+        return {topic for (topic,) in cursor.fetchall()}

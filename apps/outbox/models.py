@@ -36,6 +36,11 @@ class OutboxEvent(models.Model):
     published_at = models.DateTimeField(null=True, blank=True)
     partition = models.IntegerField(null=True, blank=True)
     offset = models.BigIntegerField(null=True, blank=True)
+    # Who last sent a failed row again, and when (admin action "Re-send", `manage.py outbox_resend`). A name,
+    # not a foreign key: the record outlives the account. `db_default` keeps raw inserts (publish, the
+    # previous release during a deploy) valid without naming these columns.
+    resent_at = models.DateTimeField(null=True, blank=True)
+    resent_by = models.CharField(max_length=150, blank=True, db_default="")
 
     # No index may cover a column the relay writes (state, attempts, last_error, published_at, partition,
     # offset): then marking a row is a HOT update (new version in the same page, no index entries), which
@@ -43,6 +48,7 @@ class OutboxEvent(models.Model):
 
     class Meta:
         ordering = ["id"]
+        permissions = [("resend_outboxevent", "Can re-send failed outbox events")]
 
     def __str__(self) -> str:
         return f"{self.event_type} {self.event_id} ({self.state})"
@@ -83,6 +89,28 @@ class PendingEvent(models.Model):
 
     def __str__(self) -> str:
         return f"pending {self.pk}"
+
+
+class RelayProblem(models.Model):
+    """A refusal only a person can fix (authorization, a missing topic, a policy), as the relay last saw it.
+
+    The rows stay pending and are retried with backoff; this is how the admin and `/readyz` learn about it.
+    A relay deletes the (code, topic) rows of a topic as soon as it gets a row of that topic confirmed.
+    """
+
+    code = models.CharField(max_length=64)
+    topic = models.CharField(max_length=200)
+    message = models.TextField()
+    rows = models.PositiveIntegerField(help_text="Rows refused with this error, since it was first seen.")
+    first_seen_at = models.DateTimeField()
+    last_seen_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["topic", "code"]
+        constraints = [models.UniqueConstraint(fields=["code", "topic"], name="outbox_relayproblem_code_topic")]
+
+    def __str__(self) -> str:
+        return f"{self.code} on {self.topic}"
 
 
 def ce_time(created_at: datetime) -> str:

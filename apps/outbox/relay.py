@@ -32,15 +32,32 @@ from apps.outbox.services import NOTIFY_CHANNEL
 
 logger = logging.getLogger(__name__)
 
-# The broker refuses these for good: retrying the same bytes cannot succeed.
+# Refused for good: no retry of the same bytes can ever succeed. The row becomes `failed` (kept, shown
+# first in the admin, re-sendable once someone changed the broker's limits).
 PERMANENT_ERRORS = frozenset(
     {
         KafkaError.MSG_SIZE_TOO_LARGE,
         KafkaError.INVALID_MSG_SIZE,
         KafkaError.INVALID_RECORD,
         KafkaError.RECORD_LIST_TOO_LARGE,
+    }
+)
+
+# Refused until a person changes the cluster (an ACL, a missing topic, a policy): the rows stay pending and
+# are retried with backoff like any transient error, but each one is reported loudly — an ERROR line, a
+# RelayProblem row for the admin and `/readyz` — since waiting alone will not fix it. Never `failed`:
+# marking a row failed for a misconfiguration that is fixed an hour later would silently drop it.
+NEEDS_A_PERSON_ERRORS = frozenset(
+    {
         KafkaError.TOPIC_AUTHORIZATION_FAILED,
+        KafkaError.CLUSTER_AUTHORIZATION_FAILED,
+        KafkaError.TRANSACTIONAL_ID_AUTHORIZATION_FAILED,
+        KafkaError.SASL_AUTHENTICATION_FAILED,
+        KafkaError._AUTHENTICATION,
         KafkaError.TOPIC_EXCEPTION,
+        KafkaError.UNKNOWN_TOPIC_OR_PART,
+        KafkaError._UNKNOWN_TOPIC,
+        KafkaError._UNKNOWN_PARTITION,
         KafkaError.POLICY_VIOLATION,
     }
 )
@@ -125,6 +142,7 @@ class Batch:
         self.claimed = 0
         self.held_back = 0
         self.ids: list[int] = []
+        self.topics: list[str] = []  # as on the cluster (KAFKA_TOPIC_PREFIX included)
         self.previous: list[int | None] = []
         # Per (topic, key) sent in this batch, its last row: what later batches may have to wait for.
         self.tails: dict[tuple[str, str], int] = {}
@@ -134,8 +152,9 @@ class Batch:
         self._expected: int | None = None  # set by seal()
         self.complete = threading.Event()
 
-    def add(self, row_id: int, previous_id: int | None) -> int:
+    def add(self, row_id: int, topic: str, previous_id: int | None) -> int:
         self.ids.append(row_id)
+        self.topics.append(topic)
         self.previous.append(previous_id)
         self.reports.append(None)
         return len(self.ids) - 1
@@ -209,6 +228,8 @@ class OutboxRelay(Worker):
         self._outcomes: dict[int, str] = {}
         self._outcome_batches: deque[list[int]] = deque()
         self._state_lock = threading.Lock()
+        # Topics with a RelayProblem row: a confirmed row of one of them clears its problems.
+        self._problem_topics: set[str] = set()
 
     # --- lifecycle -------------------------------------------------------------------------------
     def setup(self) -> None:
@@ -221,6 +242,7 @@ class OutboxRelay(Worker):
         self._listener.ensure_connection()
         self._listener.connection.autocommit = True
         self._listener.connection.execute(f"LISTEN {NOTIFY_CHANNEL}")
+        self._problem_topics = claims.problem_topics()
         logger.info("relay started: batch %s, pipeline depth %s", self.batch_size, self.depth)
 
     def run_once(self) -> None:
@@ -401,13 +423,14 @@ class OutboxRelay(Worker):
                 if candidate is not None and candidate < row_id and (previous_id is None or candidate > previous_id):
                     previous_id = candidate
             tails[key_of] = row_id
-            slot = batch.add(row_id, previous_id)
+            cluster_topic = prefix + topic
+            slot = batch.add(row_id, cluster_topic, previous_id)
             headers = cloudevents_headers(
                 event_id=event_id, source=source, event_type=event_type, time=time_, traceparent=traceparent
             )
             while True:
                 try:
-                    produce(prefix + topic, payload, key, headers=headers, on_delivery=partial(batch.report, slot))
+                    produce(cluster_topic, payload, key, headers=headers, on_delivery=partial(batch.report, slot))
                     break
                 except BufferError:
                     self.producer.poll(0.05)  # type: ignore[union-attr]
@@ -471,10 +494,13 @@ class OutboxRelay(Worker):
         published: list[claims.Delivered] = []
         failed: list[claims.Refused] = []
         retried: list[claims.Refused] = []
+        problems: dict[tuple[str, str], list] = {}  # (error name, topic) -> [rows, message]
         outcomes: dict[int, str] = {}
         with self._state_lock:
             earlier = self._outcomes
-            for row_id, previous_id, report in zip(batch.ids, batch.previous, batch.reports, strict=True):
+            for slot, (row_id, previous_id, report) in enumerate(
+                zip(batch.ids, batch.previous, batch.reports, strict=True)
+            ):
                 if previous_id is not None and outcomes.get(previous_id, earlier.get(previous_id)) not in _FINAL:
                     # Delivered or not, it went out behind a row that must be sent again: send it again too,
                     # after that one, so the last copies on the topic are in order.
@@ -493,13 +519,47 @@ class OutboxRelay(Worker):
                     outcomes[row_id] = PENDING
                     reason = report.str() if isinstance(report, KafkaError) else "no delivery report"
                     retried.append(claims.Refused(row_id, reason))
+                    if isinstance(report, KafkaError) and report.code() in NEEDS_A_PERSON_ERRORS:
+                        problem = problems.setdefault((report.name(), batch.topics[slot]), [0, reason])
+                        problem[0] += 1
         claims.mark_published(published)
         claims.mark_failed(failed)
         claims.mark_retried(retried)
         for refused in failed:
             logger.error("relay: outbox row %s refused for good, marked failed: %s", refused.id, refused.error)
+        self._report_problems(batch, published, problems)
         counts.update(published=len(published), failed=len(failed), retried=len(retried))
         return outcomes
+
+    def _report_problems(
+        self, batch: Batch, published: list[claims.Delivered], problems: dict[tuple[str, str], list]
+    ) -> None:
+        """Refusals a person must fix: logged at ERROR and kept in RelayProblem; a confirmed row clears its topic's.
+
+        In a savepoint: failing to record a problem must not cost the batch its marks.
+        """
+        solved: set[str] = set()
+        if self._problem_topics and published:
+            topic_of = dict(zip(batch.ids, batch.topics, strict=True))
+            solved = {topic_of[d.id] for d in published} & self._problem_topics
+        for (code, topic), (rows, message) in problems.items():
+            logger.error(
+                "relay: %s rows for %s refused with %s (%s); they stay pending and are retried with backoff,"
+                " but only a change on the cluster (ACL, topic, policy) will let them through",
+                rows, topic, code, message,
+            )
+        if not problems and not solved:
+            return
+        try:
+            with transaction.atomic():
+                claims.record_problems([(code, topic, message, rows) for (code, topic), (rows, message) in problems.items()])
+                claims.clear_problems(solved)
+        except Exception:
+            logger.exception("relay: could not record the problems above (the rows' outcomes are kept)")
+            return
+        with self._state_lock:
+            self._problem_topics.difference_update(solved)
+            self._problem_topics.update(topic for _code, topic in problems)
 
     def _remember(self, batch: Batch, outcomes: dict[int, str]) -> None:
         with self._state_lock:

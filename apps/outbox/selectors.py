@@ -1,14 +1,16 @@
-"""Reads of the outbox for people: how far behind the relay is."""
+"""Reads of the outbox for people: how far behind the relay is, what it cannot send, what failed."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from collections.abc import Sequence
+
 from django.db.models import Count, Min
 from django.utils import timezone
 
-from apps.outbox.models import PendingEvent
+from apps.outbox.models import OutboxEvent, PendingEvent, RelayProblem
 
 
 @dataclass(frozen=True)
@@ -27,3 +29,33 @@ def outbox_backlog() -> Backlog:
     """Rows still queued for the relay, and the creation time of the oldest one (queue joined by id)."""
     summary = PendingEvent.objects.aggregate(unpublished=Count("pk"), oldest=Min("event__created_at"))
     return Backlog(unpublished=summary["unpublished"], oldest_created_at=summary["oldest"])
+
+
+def relay_problems() -> list[RelayProblem]:
+    """Refusals only a person can fix (ACL, missing topic, policy) that the relay keeps retrying."""
+    return list(RelayProblem.objects.order_by("topic", "code"))
+
+
+def relay_readiness() -> dict[str, object] | None:
+    """For `/readyz`: None when the relay reports nothing, else what it cannot send and why."""
+    problems = relay_problems()
+    if not problems:
+        return None
+    return {
+        "status": "failing",
+        "problems": [
+            {
+                "topic": p.topic, "error": p.code, "message": p.message, "rows": p.rows,
+                "since": p.first_seen_at.isoformat(), "last_seen": p.last_seen_at.isoformat(),
+            }
+            for p in problems
+        ],
+    }
+
+
+def failed_event_ids(event_ids: Sequence[int] | None = None) -> list[int]:
+    """Ids of `failed` rows, in id order: all of them (a scan: no index covers `state`), or among `event_ids`."""
+    rows = OutboxEvent.objects.filter(state=OutboxEvent.State.FAILED)
+    if event_ids is not None:
+        rows = rows.filter(pk__in=event_ids)
+    return list(rows.order_by("id").values_list("id", flat=True))

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 import uuid
+from collections.abc import Sequence
 from datetime import timedelta
 
 from django.conf import settings
@@ -16,6 +18,8 @@ from apps.contracts.base import DomainEvent, event_class
 from apps.outbox.models import OutboxEvent
 
 NOTIFY_CHANNEL = "logiflow_outbox"
+
+logger = logging.getLogger(__name__)
 
 
 class OutboxError(RuntimeError):
@@ -96,6 +100,36 @@ def _write(row: OutboxEvent) -> None:
     }
     with connection.cursor() as cursor:
         cursor.execute(_PUBLISH, params)
+
+
+# Failed rows back to pending and into the relay's queue, in id order; the NOTIFY wakes the relay at commit.
+_RESEND = """
+WITH resent AS (
+    UPDATE outbox_outboxevent
+    SET state = 'pending', resent_at = statement_timestamp(), resent_by = %(actor)s
+    WHERE id = ANY(%(ids)s) AND state = 'failed'
+    RETURNING id, topic, key
+),
+queued AS (INSERT INTO outbox_pending (id, topic, key) SELECT id, topic, key FROM resent ORDER BY id
+           ON CONFLICT DO NOTHING)
+SELECT id, pg_notify(%(channel)s, '') FROM resent ORDER BY id
+"""
+
+
+@transaction.atomic
+def outbox_events_resend(*, event_ids: Sequence[int], actor: str) -> list[int]:
+    """Send failed rows again (admin "Re-send", `manage.py outbox_resend`); returns the ids re-queued.
+
+    Only `failed` rows change; any other id is ignored. Who and when are recorded on the row. A re-sent row
+    goes out after the rows of its key published since it failed: it was refused for good once, so its
+    place in the key's order was already lost, and re-sending it is a person's decision.
+    """
+    with connection.cursor() as cursor:
+        cursor.execute(_RESEND, {"ids": sorted(event_ids), "actor": actor[:150], "channel": NOTIFY_CHANNEL})
+        resent = [row_id for row_id, _ in cursor.fetchall()]
+    if resent:
+        logger.info("outbox: %s failed rows re-sent by %s: %s", len(resent), actor, resent)
+    return resent
 
 
 def outbox_events_purge(*, older_than: timedelta | None = None, batch_size: int | None = None) -> int:
