@@ -28,7 +28,7 @@ from apps.common.kafka import producer_config
 from apps.common.workers import Backoff, Worker
 from apps.outbox import claims
 from apps.outbox.models import cloudevents_headers
-from apps.outbox.services import NOTIFY_CHANNEL
+from apps.outbox.services import NOTIFY_CHANNEL, outbox_events_requeue_stranded
 
 logger = logging.getLogger(__name__)
 
@@ -243,6 +243,7 @@ class OutboxRelay(Worker):
         self._listener.connection.autocommit = True
         self._listener.connection.execute(f"LISTEN {NOTIFY_CHANNEL}")
         self._problem_topics = claims.problem_topics()
+        outbox_events_requeue_stranded()  # rows an older release wrote without a queue entry (also beat's job)
         logger.info("relay started: batch %s, pipeline depth %s", self.batch_size, self.depth)
 
     def run_once(self) -> None:

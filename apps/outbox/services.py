@@ -132,6 +132,37 @@ def outbox_events_resend(*, event_ids: Sequence[int], actor: str) -> list[int]:
     return resent
 
 
+# Pending rows with no queue entry: written by a release older than the queue (a rolling deploy) or put back
+# to 'pending' by hand. A scan (no index covers `state`), run every few minutes, not on the relay's path.
+_REQUEUE_STRANDED = """
+WITH queued AS (
+    INSERT INTO outbox_pending (id, topic, key)
+    SELECT o.id, o.topic, o.key FROM outbox_outboxevent o
+    WHERE o.state = 'pending' AND NOT EXISTS (SELECT FROM outbox_pending q WHERE q.id = o.id)
+    ORDER BY o.id
+    ON CONFLICT DO NOTHING
+    RETURNING id
+)
+SELECT id, pg_notify(%s, '') FROM queued ORDER BY id
+"""
+
+
+@transaction.atomic
+def outbox_events_requeue_stranded() -> list[int]:
+    """Queue every pending outbox row the relay cannot see (no entry in its queue), in id order; returns them.
+
+    A row is stranded when a release that did not write the queue entry (older than the queue, during a
+    rolling deploy) published it. Rows of a transaction still open are invisible here and queue themselves
+    at commit; a row queued meanwhile by someone else is skipped (ON CONFLICT).
+    """
+    with connection.cursor() as cursor:
+        cursor.execute(_REQUEUE_STRANDED, [NOTIFY_CHANNEL])
+        queued = [row_id for row_id, _ in cursor.fetchall()]
+    if queued:
+        logger.warning("outbox: %s pending rows had no queue entry (stranded); queued: %s", len(queued), queued[:100])
+    return queued
+
+
 def outbox_events_purge(*, older_than: timedelta | None = None, batch_size: int | None = None) -> int:
     """Delete published rows older than `older_than` (OUTBOX_RETENTION_HOURS); returns how many.
 

@@ -201,6 +201,11 @@ CELERY_WORKER_MAX_TASKS_PER_CHILD = env.int("CELERY_WORKER_MAX_TASKS_PER_CHILD",
 CELERY_WORKER_MAX_MEMORY_PER_CHILD = env.int("CELERY_WORKER_MAX_MEMORY_PER_CHILD", default=400_000)  # KiB
 CELERY_BEAT_SCHEDULE: dict = {}
 CELERY_BEAT_SCHEDULE["outbox-purge-published"] = {"task": "apps.outbox.tasks.purge_published_events", "schedule": 3600}
+# Pending outbox rows without a queue entry (an older release wrote them during a deploy) are queued.
+CELERY_BEAT_SCHEDULE["outbox-requeue-stranded"] = {
+    "task": "apps.outbox.tasks.requeue_stranded_events",
+    "schedule": env.float("OUTBOX_STRANDED_SWEEP_INTERVAL_S", default=300.0),
+}
 CELERY_BEAT_SCHEDULE["consumers-purge-inbox"] = {"task": "apps.consumers.tasks.purge_inbox", "schedule": 6 * 3600}
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 
