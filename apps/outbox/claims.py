@@ -106,6 +106,20 @@ ON CONFLICT (code, topic) DO UPDATE
 SET message = EXCLUDED.message, rows = p.rows + EXCLUDED.rows, last_seen_at = EXCLUDED.last_seen_at
 """
 
+# What the cluster acknowledged, per partition: only ever moved up, and only within one cluster (a mark of
+# another cluster stays until the relay's check has dealt with it). After a silent reset the old, higher
+# mark stays, and the check finds the log no longer holds its event.
+_MARKS = """
+INSERT INTO outbox_brokermark AS m (topic, partition, "offset", event_id, cluster_id, marked_at)
+SELECT topic, partition, "offset", event_id, %s, statement_timestamp()
+FROM unnest(%s::text[], %s::int[], %s::bigint[], %s::uuid[]) AS n(topic, partition, "offset", event_id)
+ORDER BY topic, partition
+ON CONFLICT (topic, partition) DO UPDATE
+SET "offset" = EXCLUDED."offset", event_id = EXCLUDED.event_id, cluster_id = EXCLUDED.cluster_id,
+    marked_at = EXCLUDED.marked_at
+WHERE m."offset" < EXCLUDED."offset" AND m.cluster_id IN (EXCLUDED.cluster_id, '')
+"""
+
 MAX_ERROR_LENGTH = 2000
 
 
@@ -197,3 +211,31 @@ def problem_topics() -> set[str]:
     with connection.cursor() as cursor:
         cursor.execute("SELECT DISTINCT topic FROM outbox_relayproblem")
         return {topic for (topic,) in cursor.fetchall()}
+
+
+def record_marks(marks: Sequence[tuple[str, int, int, str]], *, cluster_id: str) -> None:
+    """`(topic, partition, offset, event_id)`: the latest acknowledged message of each partition (BrokerMark)."""
+    if not marks:
+        return
+    topics, partitions, offsets, event_ids = zip(*marks, strict=True)
+    with connection.cursor() as cursor:
+        cursor.execute(_MARKS, [cluster_id, list(topics), list(partitions), list(offsets), list(event_ids)])
+
+
+def broker_marks() -> list[tuple]:
+    """Every BrokerMark as `(topic, partition, offset, event_id, cluster_id)`."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            'SELECT topic, partition, "offset", event_id, cluster_id FROM outbox_brokermark ORDER BY topic, partition'
+        )
+        return cursor.fetchall()
+
+
+def forget_marks(marks: Collection[tuple[str, int, int]]) -> None:
+    """Drop `(topic, partition, offset)` marks whose message retention removed: the next ack writes a new one."""
+    with connection.cursor() as cursor:
+        for topic, partition, offset in marks:
+            cursor.execute(
+                'DELETE FROM outbox_brokermark WHERE topic = %s AND partition = %s AND "offset" = %s',
+                [topic, partition, offset],
+            )

@@ -113,6 +113,31 @@ class RelayProblem(models.Model):
         return f"{self.code} on {self.topic}"
 
 
+class BrokerMark(models.Model):
+    """Evidence of what a Kafka cluster acknowledged, to notice when it forgets (see apps.outbox.broker_memory).
+
+    Per partition: the highest offset the relay saw acknowledged, the event stored there, and the cluster's id.
+    Written by the relay (only ever upwards, at most once a check interval per partition and relay), read by its
+    periodic check, deleted when the check re-queued what a forgetful cluster lost.
+    """
+
+    topic = models.CharField(max_length=200, help_text="As on the cluster (KAFKA_TOPIC_PREFIX included).")
+    partition = models.IntegerField()
+    offset = models.BigIntegerField()
+    event_id = models.UUIDField()
+    cluster_id = models.CharField(max_length=100, blank=True)
+    marked_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["topic", "partition"]
+        constraints = [
+            models.UniqueConstraint(fields=["topic", "partition"], name="outbox_brokermark_topic_partition"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.topic}[{self.partition}]@{self.offset}"
+
+
 def ce_time(created_at: datetime) -> str:
     """RFC 3339 time in UTC with a `Z`, as the `ce_time` header carries it."""
     return created_at.astimezone(UTC).isoformat().replace("+00:00", "Z")

@@ -26,9 +26,13 @@ from django.db import DEFAULT_DB_ALIAS, connection, connections, transaction
 
 from apps.common.kafka import producer_config
 from apps.common.workers import Backoff, Worker
-from apps.outbox import claims
+from apps.outbox import broker_memory, claims
 from apps.outbox.models import cloudevents_headers
-from apps.outbox.services import NOTIFY_CHANNEL, outbox_events_requeue_stranded
+from apps.outbox.services import (
+    NOTIFY_CHANNEL,
+    outbox_events_requeue_forgotten,
+    outbox_events_requeue_stranded,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -65,6 +69,8 @@ NEEDS_A_PERSON_ERRORS = frozenset(
 # The producer itself failed, not the broker: the message never left this process (or cannot be known to
 # have). Such a row is not counted as an attempt; it simply goes again with the next producer.
 NOT_SENT_ERRORS = frozenset({KafkaError._FATAL, KafkaError._PURGE_QUEUE})
+
+UNCONFIRMED_ROUNDS_BEFORE_REBUILD = 3
 
 _HELD = object()  # a row whose key's previous row is someone else's: not sent by this claim
 _BEHIND_UNCONFIRMED = "delivered, but an earlier row of its key was not confirmed: sent again after it"
@@ -143,6 +149,7 @@ class Batch:
         self.held_back = 0
         self.ids: list[int] = []
         self.topics: list[str] = []  # as on the cluster (KAFKA_TOPIC_PREFIX included)
+        self.event_ids: list[str] = []
         self.previous: list[int | None] = []
         # Per (topic, key) sent in this batch, its last row: what later batches may have to wait for.
         self.tails: dict[tuple[str, str], int] = {}
@@ -152,9 +159,10 @@ class Batch:
         self._expected: int | None = None  # set by seal()
         self.complete = threading.Event()
 
-    def add(self, row_id: int, topic: str, previous_id: int | None) -> int:
+    def add(self, row_id: int, topic: str, event_id: str, previous_id: int | None) -> int:
         self.ids.append(row_id)
         self.topics.append(topic)
+        self.event_ids.append(event_id)
         self.previous.append(previous_id)
         self.reports.append(None)
         return len(self.ids) - 1
@@ -218,11 +226,12 @@ class OutboxRelay(Worker):
         self.totals = {PUBLISHED: 0, FAILED: 0, PENDING: 0}
         self.producer: Producer | None = None
         self._producer_broken = False
+        self._unconfirmed_rounds = 0
         self._seq = 0
         self._lanes: list[ThreadPoolExecutor] = []
         self._listener = None
         # Rows this process has sent and not yet recorded, the last of them per (topic, key), and the recorded
-        # outcome of recent batches: what decides whether a row may follow its key's previous row (`_previous`).
+        # outcome of recent batches: what decides whether a row may follow its key's previous row.
         self._in_flight: set[int] = set()
         self._flight_tails: dict[tuple[str, str], int] = {}
         self._outcomes: dict[int, str] = {}
@@ -230,6 +239,16 @@ class OutboxRelay(Worker):
         self._state_lock = threading.Lock()
         # Topics with a RelayProblem row: a confirmed row of one of them clears its problems.
         self._problem_topics: set[str] = set()
+        # Broker amnesia (apps.outbox.broker_memory): the highest offset acknowledged per partition in this
+        # process (a lower one later means the log was reset), when each partition's mark was last written,
+        # and when to check the marks next (at start, every interval, at once after a reset was seen).
+        self.memory_check_interval = settings.OUTBOX_RELAY_BROKER_CHECK_S
+        self.republish_window_hours = settings.OUTBOX_REPUBLISH_WINDOW_HOURS
+        self._memory_retry = Backoff(initial=1.0, maximum=max(1.0, self.memory_check_interval))
+        self._memory_check_due = 0.0
+        self._acked_high: dict[tuple[str, int], int] = {}
+        self._marked_at: dict[tuple[str, int], float] = {}
+        self._cluster_id: str | None = None
 
     # --- lifecycle -------------------------------------------------------------------------------
     def setup(self) -> None:
@@ -253,10 +272,22 @@ class OutboxRelay(Worker):
             if self.stopping.wait(delay):
                 return
             self._rebuild_producer()
+        if time.monotonic() >= self._memory_check_due:
+            self._check_broker_memory()
         self._take_notifications(timeout=0)  # rows committed before this claim are seen by it
         result = self._pump()
         if result.published:
             self.rebuilds.succeeded()
+            self._unconfirmed_rounds = 0
+        elif result.transient:
+            self._unconfirmed_rounds += 1
+            if self._unconfirmed_rounds >= UNCONFIRMED_ROUNDS_BEFORE_REBUILD:
+                # A broker that restarted with empty memory answers this producer's id with
+                # UNKNOWN_PRODUCER_ID for ever (librdkafka retries until the messages time out): a new producer
+                # gets a new id. During a plain outage the new one simply connects once the broker is back.
+                logger.warning("relay: nothing confirmed in %s rounds; rebuilding the producer", self._unconfirmed_rounds)
+                self._unconfirmed_rounds = 0
+                self._producer_broken = True
         if self.stopping.is_set() or self._producer_broken:
             return
         if result.transient:
@@ -297,6 +328,84 @@ class OutboxRelay(Worker):
             self._listener = None
         if stuck:
             raise RelayWedged(f"relay: {stuck} lane(s) stuck for over {self.stall_timeout:.0f}s; exiting for a restart")
+
+    # --- broker amnesia ---------------------------------------------------------------------------
+    def _check_broker_memory(self) -> None:
+        """Does the cluster still hold what it acknowledged? If not, re-queue the window's published rows.
+
+        Runs between pumps (no batch in flight here). Without marks (nothing published yet) there is nothing
+        to ask; an unreachable broker is asked again with backoff.
+        """
+        self._memory_check_due = time.monotonic() + self.memory_check_interval
+        marks = [broker_memory.Mark(*row) for row in claims.broker_marks()]
+        if not marks:
+            return
+        assert self.producer is not None
+        findings = broker_memory.examine(self.producer, marks, timeout=5.0)
+        if findings.unreachable:
+            delay = self._memory_retry.failed()
+            self._memory_check_due = time.monotonic() + delay
+            logger.info("relay: cannot check the broker's memory (%s); again in %.0fs", findings.unreachable, delay)
+            return
+        self._memory_retry.succeeded()
+        self._cluster_id = findings.cluster_id or self._cluster_id
+        if findings.stale:
+            claims.forget_marks([(m.topic, m.partition, m.offset) for m in findings.stale])
+        if findings.lost:
+            self._requeue_forgotten(findings.lost)
+
+    def _requeue_forgotten(self, lost: list[tuple[broker_memory.Mark, str]]) -> None:
+        reasons = "; ".join(why for _mark, why in lost[:5])
+        count = outbox_events_requeue_forgotten(
+            lost_marks=[(m.topic, m.partition, m.offset, m.event_id) for m, _why in lost],
+            window_hours=self.republish_window_hours,
+            note=f"re-queued: the Kafka cluster forgot what it had acknowledged ({reasons})",
+        )
+        with self._state_lock:
+            # Recorded outcomes may name rows that are pending again: nothing recorded before counts now.
+            self._outcomes.clear()
+            self._outcome_batches.clear()
+            self._acked_high.clear()
+            self._marked_at.clear()
+        # The producer's idempotence state (producer id, sequence numbers) belongs to the lost log.
+        self._rebuild_producer()
+        if count is None:
+            logger.warning("relay: the Kafka cluster forgot what it acknowledged (%s); another relay re-queued", reasons)
+            return
+        logger.error(
+            "relay: the Kafka cluster forgot what it had acknowledged (%s): %s rows published in the last %g h"
+            " re-queued in id order to be sent again (consumers' inboxes make the repeats harmless)",
+            reasons, count, self.republish_window_hours,
+        )
+
+    def _mark_acknowledged(self, acked: dict[tuple[str, int], list]) -> list[tuple[str, int, int, str]]:
+        """Note this batch's acknowledged offsets; returns the marks due to be written.
+
+        `acked`: per (topic, partition), [lowest offset, highest offset, event id at the highest].
+        """
+        now = time.monotonic()
+        due: list[tuple[str, int, int, str]] = []
+        with self._state_lock:
+            for where, (low, high, event_id) in acked.items():
+                seen = self._acked_high.get(where)
+                if seen is not None and low <= seen:
+                    # Offsets only grow on one log: this one was reset under us. Check the marks at once.
+                    logger.warning("relay: %s[%s] acknowledged offset %s after %s: checking the broker", *where, low, seen)
+                    self._memory_check_due = 0.0
+                if seen is None or high > seen:
+                    self._acked_high[where] = high
+                if now - self._marked_at.get(where, -1e18) >= self.memory_check_interval:
+                    self._marked_at[where] = now
+                    due.append((where[0], where[1], high, event_id))
+        return due
+
+    def _known_cluster_id(self) -> str:
+        if self._cluster_id is None and self.producer is not None:
+            try:
+                self._cluster_id = self.producer.list_topics(timeout=5).cluster_id or ""
+            except KafkaException:
+                return ""
+        return self._cluster_id or ""
 
     # --- the pipeline ------------------------------------------------------------------------------
     def _pump(self) -> PumpResult:
@@ -425,7 +534,7 @@ class OutboxRelay(Worker):
                     previous_id = candidate
             tails[key_of] = row_id
             cluster_topic = prefix + topic
-            slot = batch.add(row_id, cluster_topic, previous_id)
+            slot = batch.add(row_id, cluster_topic, event_id, previous_id)
             headers = cloudevents_headers(
                 event_id=event_id, source=source, event_type=event_type, time=time_, traceparent=traceparent
             )
@@ -496,6 +605,7 @@ class OutboxRelay(Worker):
         failed: list[claims.Refused] = []
         retried: list[claims.Refused] = []
         problems: dict[tuple[str, str], list] = {}  # (error name, topic) -> [rows, message]
+        acked: dict[tuple[str, int], list] = {}  # (topic, partition) -> [low offset, high offset, its event id]
         outcomes: dict[int, str] = {}
         with self._state_lock:
             earlier = self._outcomes
@@ -510,7 +620,16 @@ class OutboxRelay(Worker):
                         retried.append(claims.Refused(row_id, _BEHIND_UNCONFIRMED))
                 elif isinstance(report, tuple):
                     outcomes[row_id] = PUBLISHED
-                    published.append(claims.Delivered(row_id, report[0], report[1]))
+                    partition, offset = report
+                    published.append(claims.Delivered(row_id, partition, offset))
+                    where = (batch.topics[slot], partition)
+                    span = acked.get(where)
+                    if span is None:
+                        acked[where] = [offset, offset, batch.event_ids[slot]]
+                    elif offset > span[1]:
+                        span[1], span[2] = offset, batch.event_ids[slot]
+                    elif offset < span[0]:
+                        span[0] = offset
                 elif isinstance(report, KafkaError) and is_permanent(report):
                     outcomes[row_id] = FAILED
                     failed.append(claims.Refused(row_id, report.str()))
@@ -528,16 +647,22 @@ class OutboxRelay(Worker):
         claims.mark_retried(retried)
         for refused in failed:
             logger.error("relay: outbox row %s refused for good, marked failed: %s", refused.id, refused.error)
-        self._report_problems(batch, published, problems)
+        self._report_problems(batch, published, problems, marks=self._mark_acknowledged(acked) if acked else [])
         counts.update(published=len(published), failed=len(failed), retried=len(retried))
         return outcomes
 
     def _report_problems(
-        self, batch: Batch, published: list[claims.Delivered], problems: dict[tuple[str, str], list]
+        self,
+        batch: Batch,
+        published: list[claims.Delivered],
+        problems: dict[tuple[str, str], list],
+        *,
+        marks: list[tuple[str, int, int, str]],
     ) -> None:
         """Refusals a person must fix: logged at ERROR and kept in RelayProblem; a confirmed row clears its topic's.
+        Also the broker marks due (BrokerMark).
 
-        In a savepoint: failing to record a problem must not cost the batch its marks.
+        In a savepoint: failing to record these must not cost the batch its rows' outcomes.
         """
         solved: set[str] = set()
         if self._problem_topics and published:
@@ -549,14 +674,18 @@ class OutboxRelay(Worker):
                 " but only a change on the cluster (ACL, topic, policy) will let them through",
                 rows, topic, code, message,
             )
-        if not problems and not solved:
+        if not problems and not solved and not marks:
             return
         try:
             with transaction.atomic():
                 claims.record_problems([(code, topic, message, rows) for (code, topic), (rows, message) in problems.items()])
                 claims.clear_problems(solved)
+                claims.record_marks(marks, cluster_id=self._known_cluster_id())
         except Exception:
-            logger.exception("relay: could not record the problems above (the rows' outcomes are kept)")
+            logger.exception("relay: could not record problems or broker marks (the rows' outcomes are kept)")
+            with self._state_lock:
+                for topic, partition, _offset, _event_id in marks:
+                    self._marked_at.pop((topic, partition), None)  # write them with the next batch
             return
         with self._state_lock:
             self._problem_topics.difference_update(solved)

@@ -163,6 +163,46 @@ def outbox_events_requeue_stranded() -> list[int]:
     return queued
 
 
+# What a forgetful cluster had: rows published within the window go back to pending and into the queue.
+_REQUEUE_FORGOTTEN = """
+WITH forgotten AS (
+    UPDATE outbox_outboxevent
+    SET state = 'pending', published_at = NULL, partition = NULL, "offset" = NULL, last_error = %(note)s
+    WHERE state = 'published' AND published_at >= statement_timestamp() - %(hours)s * interval '1 hour'
+    RETURNING id, topic, key
+),
+queued AS (INSERT INTO outbox_pending (id, topic, key) SELECT id, topic, key FROM forgotten ORDER BY id
+           ON CONFLICT DO NOTHING)
+SELECT count(*) FROM forgotten
+"""
+
+
+@transaction.atomic
+def outbox_events_requeue_forgotten(
+    *, lost_marks: Sequence[tuple[str, int, int, uuid.UUID]], window_hours: float, note: str
+) -> int | None:
+    """The cluster lost what `lost_marks` `(topic, partition, offset, event_id)` prove it once held: re-queue
+    every row published within `window_hours`, in id order, and drop all marks. Returns how many rows, or None
+    when another relay already did it (the marks changed since they were read).
+
+    Rows keep their attempts (the re-send adds one); partition, offset and published time are cleared, since
+    they described the lost copy. Consumers' inboxes make the repeats harmless. A scan (no index covers
+    `published_at`): this runs once per lost cluster, not on the relay's path.
+    """
+    with connection.cursor() as cursor:
+        cursor.execute(
+            'SELECT topic, partition, "offset", event_id FROM outbox_brokermark ORDER BY topic, partition FOR UPDATE'
+        )
+        current = {(topic, partition): (offset, event_id) for topic, partition, offset, event_id in cursor.fetchall()}
+        if any(current.get((t, p)) != (o, e) for t, p, o, e in lost_marks):
+            return None
+        cursor.execute(_REQUEUE_FORGOTTEN, {"note": note[:2000], "hours": window_hours})
+        (count,) = cursor.fetchone()
+        cursor.execute("DELETE FROM outbox_brokermark")
+        cursor.execute("SELECT pg_notify(%s, '')", [NOTIFY_CHANNEL])
+    return count
+
+
 def outbox_events_purge(*, older_than: timedelta | None = None, batch_size: int | None = None) -> int:
     """Delete published rows older than `older_than` (OUTBOX_RETENTION_HOURS); returns how many.
 

@@ -139,6 +139,10 @@ OUTBOX_RELAY_SHUTDOWN_GRACE_S = env.float("OUTBOX_RELAY_SHUTDOWN_GRACE_S", defau
 OUTBOX_RELAY_STALL_TIMEOUT_S = env.float("OUTBOX_RELAY_STALL_TIMEOUT_S", default=60.0)
 # The relay hands the producer a whole batch at once, so waiting for more (linger) only adds latency.
 OUTBOX_RELAY_LINGER_MS = env.int("OUTBOX_RELAY_LINGER_MS", default=1)
+# Broker amnesia: the relay checks every this many seconds (and at start) that the cluster still holds what it
+# acknowledged; when it does not (emptied, rebuilt), rows published within the window are sent again.
+OUTBOX_RELAY_BROKER_CHECK_S = env.float("OUTBOX_RELAY_BROKER_CHECK_S", default=60.0)
+OUTBOX_REPUBLISH_WINDOW_HOURS = env.float("OUTBOX_REPUBLISH_WINDOW_HOURS", default=24.0)
 OUTBOX_RETENTION_HOURS = env.int("OUTBOX_RETENTION_HOURS", default=24 * 7)
 OUTBOX_PURGE_BATCH_SIZE = env.int("OUTBOX_PURGE_BATCH_SIZE", default=5000)
 
