@@ -246,6 +246,7 @@ class OutboxRelay(Worker):
         self.republish_window_hours = settings.OUTBOX_REPUBLISH_WINDOW_HOURS
         self._memory_retry = Backoff(initial=1.0, maximum=max(1.0, self.memory_check_interval))
         self._memory_check_due = 0.0
+        self._memory_known = False  # a check has answered since this process started
         self._acked_high: dict[tuple[str, int], int] = {}
         self._marked_at: dict[tuple[str, int], float] = {}
         self._cluster_id: str | None = None
@@ -272,8 +273,11 @@ class OutboxRelay(Worker):
             if self.stopping.wait(delay):
                 return
             self._rebuild_producer()
-        if time.monotonic() >= self._memory_check_due:
-            self._check_broker_memory()
+        if time.monotonic() >= self._memory_check_due and not self._check_broker_memory() and not self._memory_known:
+            # Not one claim before the broker said whether it still holds what it acknowledged: rows sent to an
+            # emptied broker first would go out before the older rows it lost. (Unreachable, it takes none anyway.)
+            self.stopping.wait(max(0.0, self._memory_check_due - time.monotonic()))
+            return
         self._take_notifications(timeout=0)  # rows committed before this claim are seen by it
         result = self._pump()
         if result.published:
@@ -330,29 +334,32 @@ class OutboxRelay(Worker):
             raise RelayWedged(f"relay: {stuck} lane(s) stuck for over {self.stall_timeout:.0f}s; exiting for a restart")
 
     # --- broker amnesia ---------------------------------------------------------------------------
-    def _check_broker_memory(self) -> None:
+    def _check_broker_memory(self) -> bool:
         """Does the cluster still hold what it acknowledged? If not, re-queue the window's published rows.
 
         Runs between pumps (no batch in flight here). Without marks (nothing published yet) there is nothing
-        to ask; an unreachable broker is asked again with backoff.
+        to ask; an unreachable broker is asked again with backoff (returns False).
         """
         self._memory_check_due = time.monotonic() + self.memory_check_interval
         marks = [broker_memory.Mark(*row) for row in claims.broker_marks()]
         if not marks:
-            return
+            self._memory_known = True
+            return True
         assert self.producer is not None
         findings = broker_memory.examine(self.producer, marks, timeout=5.0)
         if findings.unreachable:
             delay = self._memory_retry.failed()
             self._memory_check_due = time.monotonic() + delay
             logger.info("relay: cannot check the broker's memory (%s); again in %.0fs", findings.unreachable, delay)
-            return
+            return False
         self._memory_retry.succeeded()
+        self._memory_known = True
         self._cluster_id = findings.cluster_id or self._cluster_id
         if findings.stale:
             claims.forget_marks([(m.topic, m.partition, m.offset) for m in findings.stale])
         if findings.lost:
             self._requeue_forgotten(findings.lost)
+        return True
 
     def _requeue_forgotten(self, lost: list[tuple[broker_memory.Mark, str]]) -> None:
         reasons = "; ".join(why for _mark, why in lost[:5])
