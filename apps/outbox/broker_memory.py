@@ -95,7 +95,8 @@ def _read_at_marks(marks: list[Mark], findings: Findings, *, timeout: float) -> 
         for mark in waiting.values():  # no answer in time: does the log even reach the mark's offset?
             _, high = consumer.get_watermark_offsets(TopicPartition(mark.topic, mark.partition), timeout=timeout)
             if high <= mark.offset:
-                findings.lost.append((mark, f"{mark.topic}[{mark.partition}] ends at {high}, before offset {mark.offset}"))
+                why = f"{mark.topic}[{mark.partition}] ends at {high}, before offset {mark.offset}"
+                findings.lost.append((mark, why))
     except KafkaException as error:
         findings.unreachable = str(error)
     finally:

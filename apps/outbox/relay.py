@@ -289,7 +289,9 @@ class OutboxRelay(Worker):
                 # A broker that restarted with empty memory answers this producer's id with
                 # UNKNOWN_PRODUCER_ID for ever (librdkafka retries until the messages time out): a new producer
                 # gets a new id. During a plain outage the new one simply connects once the broker is back.
-                logger.warning("relay: nothing confirmed in %s rounds; rebuilding the producer", self._unconfirmed_rounds)
+                logger.warning(
+                    "relay: nothing confirmed in %s rounds; rebuilding the producer", self._unconfirmed_rounds
+                )
                 self._unconfirmed_rounds = 0
                 self._producer_broken = True
         if self.stopping.is_set() or self._producer_broken:
@@ -377,7 +379,9 @@ class OutboxRelay(Worker):
         # The producer's idempotence state (producer id, sequence numbers) belongs to the lost log.
         self._rebuild_producer()
         if count is None:
-            logger.warning("relay: the Kafka cluster forgot what it acknowledged (%s); another relay re-queued", reasons)
+            logger.warning(
+                "relay: the Kafka cluster forgot what it acknowledged (%s); another relay re-queued", reasons
+            )
             return
         logger.error(
             "relay: the Kafka cluster forgot what it had acknowledged (%s): %s rows published in the last %g h"
@@ -397,7 +401,9 @@ class OutboxRelay(Worker):
                 seen = self._acked_high.get(where)
                 if seen is not None and low <= seen:
                     # Offsets only grow on one log: this one was reset under us. Check the marks at once.
-                    logger.warning("relay: %s[%s] acknowledged offset %s after %s: checking the broker", *where, low, seen)
+                    logger.warning(
+                        "relay: %s[%s] acknowledged offset %s after %s: checking the broker", *where, low, seen
+                    )
                     self._memory_check_due = 0.0
                 if seen is None or high > seen:
                     self._acked_high[where] = high
@@ -685,7 +691,9 @@ class OutboxRelay(Worker):
             return
         try:
             with transaction.atomic():
-                claims.record_problems([(code, topic, message, rows) for (code, topic), (rows, message) in problems.items()])
+                claims.record_problems(
+                    [(code, topic, message, rows) for (code, topic), (rows, message) in problems.items()]
+                )
                 claims.clear_problems(solved)
                 claims.record_marks(marks, cluster_id=self._known_cluster_id())
         except Exception:
