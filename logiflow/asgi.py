@@ -1,8 +1,12 @@
-"""ASGI entry point."""
+"""ASGI entry point: production settings unless DJANGO_SETTINGS_MODULE says otherwise.
+
+Only manage.py defaults to the local settings (DEBUG, a public key): a server started without the variable
+must not quietly run them; production settings refuse to start without their secrets instead.
+"""
 
 import os
 
 from django.core.asgi import get_asgi_application
 
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "logiflow.settings.local")
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "logiflow.settings.production")
 application = get_asgi_application()

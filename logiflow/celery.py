@@ -4,7 +4,8 @@ import os
 
 from celery import Celery, signals
 
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "logiflow.settings.local")
+# Production unless told otherwise: only manage.py may default to the local settings (DEBUG, a public key).
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "logiflow.settings.production")
 
 app = Celery("logiflow")
 app.config_from_object("django.conf:settings", namespace="CELERY")

@@ -7,6 +7,7 @@ The broker is Tansu started on a free port, unless KAFKA_BOOTSTRAP_SERVERS names
 from __future__ import annotations
 
 import os
+import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,6 +25,8 @@ from logiflow.embedded_postgres import with_database
 from tests.support.processes import Processes
 
 EXTERNAL_KAFKA = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
+# Hypothesis (under schemathesis) keeps its files in ./.hypothesis: the tests write nothing into the source tree.
+os.environ.setdefault("HYPOTHESIS_STORAGE_DIRECTORY", tempfile.mkdtemp(prefix="logiflow-hypothesis-"))
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -87,3 +90,23 @@ def start_command(subprocess_env: dict[str, str], tmp_path: Path) -> Iterator[Pr
     processes = Processes(subprocess_env, tmp_path)
     yield processes
     processes.kill_all()
+
+
+@pytest.fixture(autouse=True)
+def _fresh_throttle_counters() -> Iterator[None]:
+    """API throttles count in the cache: without this, one test's requests would throttle the next's."""
+    from django.core.cache import cache
+
+    cache.clear()
+    yield
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """The API fuzz run's size: operations exercised and requests sent (issue: report what was counted)."""
+    import sys
+
+    fuzz = sys.modules.get("tests.common.test_api_fuzz")
+    if fuzz is not None and fuzz.SENT:
+        terminalreporter.write_line(
+            f"api fuzz: {len(fuzz.SENT)} operations, {sum(fuzz.SENT.values())} requests (schemathesis)"
+        )

@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
 
 class EventIdOrKeySearchMixin:
-    """Search by exact event id (a UUID) or exact Kafka key: both are indexed, a LIKE over the table is not."""
+    """Search by exact event id (a UUID) or exact Kafka key: both are indexed, a LIKE over the table is not.
+
+    `key_from_search` turns the term into the stored key (the text itself; bytes where keys are stored as bytes).
+    """
+
+    def key_from_search(self, term: str) -> Any:
+        return term
 
     def get_search_results(
         self, request: HttpRequest, queryset: QuerySet, search_term: str
@@ -20,4 +27,4 @@ class EventIdOrKeySearchMixin:
         try:
             return queryset.filter(event_id=uuid.UUID(term)), False
         except ValueError:
-            return queryset.filter(key=term), False
+            return queryset.filter(key=self.key_from_search(term)), False

@@ -1,7 +1,8 @@
-"""Health probes for load balancers and orchestrators; anonymous by design.
+"""Health probes for load balancers and orchestrators; anonymous by design, so they name failing components
+and nothing else (no error text: it carries hosts, ports and user names). The cause goes to the log.
 
-Apps add what they know about their background processes to `/readyz` with `register_readiness_report`
-(the outbox reports refusals its relay cannot get past); apps/common imports no app.
+Apps add what they know about their background processes with `register_degradation` (the outbox names its
+relay when it keeps being refused); apps/common imports no app.
 """
 
 from __future__ import annotations
@@ -14,12 +15,12 @@ from django.http import HttpRequest, JsonResponse
 
 logger = logging.getLogger(__name__)
 
-# name -> a function returning None when all is well, else a JSON-able description of the problem.
-_readiness_reports: dict[str, Callable[[], object | None]] = {}
+# name -> a function returning True while that background component is in trouble (details: admin and log).
+_DEGRADATIONS: dict[str, Callable[[], bool]] = {}
 
 
-def register_readiness_report(name: str, report: Callable[[], object | None]) -> None:
-    _readiness_reports[name] = report
+def register_degradation(name: str, degraded: Callable[[], bool]) -> None:
+    _DEGRADATIONS[name] = degraded
 
 
 def live(_request: HttpRequest) -> JsonResponse:
@@ -27,22 +28,38 @@ def live(_request: HttpRequest) -> JsonResponse:
 
 
 def ready(_request: HttpRequest) -> JsonResponse:
-    """503 only when the database does not answer. Kafka and the workers are not a reason to take the web tier
-    out of service (it must work while they are down), so their problems make the answer `"degraded"` with the
-    details, still 200: visible to whoever looks and to monitoring that reads the body, harmless to routing."""
+    """503 only when the database does not answer. Kafka and the workers are not a reason to take the web tier out
+    of service (it must work while they are down): their trouble makes the answer `"degraded"`, still 200, naming
+    the component — visible to whoever looks and to monitoring that reads the body, harmless to routing."""
+    failing = [name for name, check in _CHECKS.items() if not _passes(name, check)]
+    if failing:
+        return JsonResponse({"status": "unavailable", "failing": failing}, status=503)
+    degraded = [name for name, check in sorted(_DEGRADATIONS.items()) if _is_degraded(name, check)]
+    if degraded:
+        return JsonResponse({"status": "degraded", "failing": [], "degraded": degraded})
+    return JsonResponse({"status": "ok", "failing": []})
+
+
+def _database() -> None:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1")
+
+
+_CHECKS = {"database": _database}
+
+
+def _passes(name: str, check) -> bool:  # noqa: ANN001
     try:
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT 1")
-    except Exception as error:  # noqa: BLE001 - any failure means "not ready"
-        return JsonResponse({"status": "unavailable", "database": str(error)}, status=503)
-    body: dict[str, object] = {"status": "ok", "database": "ok"}
-    for name, report in sorted(_readiness_reports.items()):
-        try:
-            problem = report()
-        except Exception as error:  # noqa: BLE001 - a broken report must not break the probe
-            logger.exception("readiness report %s failed", name)
-            problem = {"status": "unknown", "error": str(error)}
-        body[name] = "ok" if problem is None else problem
-        if problem is not None:
-            body["status"] = "degraded"
-    return JsonResponse(body)
+        check()
+    except Exception:  # noqa: BLE001 - any failure means "not ready"
+        logger.exception("readiness check %s failed", name)
+        return False
+    return True
+
+
+def _is_degraded(name: str, check: Callable[[], bool]) -> bool:
+    try:
+        return check()
+    except Exception:  # noqa: BLE001 - a broken report must not break the probe; unknown counts as trouble
+        logger.exception("degradation check %s failed", name)
+        return True

@@ -1,7 +1,8 @@
 """Long-running workers (relay, consumers): signal-driven graceful stop and reconnect with capped backoff.
 
 A worker is a small object with `setup`, `run_once` and `teardown`, so tests can drive single
-iterations without a process; `run_worker` is the loop a management command runs.
+iterations without a process; `run_worker` is the loop a management command runs. The restart delay grows
+over consecutive failures and resets only after real progress (or a healthy stretch), never on an empty poll.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+import time
 from types import FrameType
 
 from django.db import close_old_connections, reset_queries
@@ -27,7 +29,9 @@ class Worker:
     def setup(self) -> None:
         """Open connections; called before the first iteration and again after a failure."""
 
-    def run_once(self) -> None:
+    def run_once(self) -> bool | None:
+        """One iteration; True when it made real progress (e.g. committed messages), False when it did not,
+        None when it cannot tell (then only a healthy stretch resets the restart backoff)."""
         raise NotImplementedError
 
     def teardown(self) -> None:
@@ -38,19 +42,31 @@ class Worker:
 
 
 class Backoff:
-    """Exponential backoff: the delay doubles after each failure up to `maximum`, resets on success."""
+    """Exponential backoff: the delay doubles after each failure up to `maximum`.
 
-    def __init__(self, *, initial: float = 0.5, maximum: float = 30.0) -> None:
+    It resets on real progress, or once the worker has stayed healthy for `healthy_after` seconds. An
+    iteration that merely did not fail (an empty poll right after re-joining the group) proves nothing: a
+    poison message fails again on the next read, and resetting there would restart at `initial` forever.
+    """
+
+    def __init__(self, *, initial: float = 0.5, maximum: float = 30.0, healthy_after: float = 60.0) -> None:
         self.initial = initial
         self.maximum = maximum
+        self.healthy_after = healthy_after
         self.delay = 0.0
+        self._resumes_at = 0.0
 
     def failed(self) -> float:
         self.delay = min(self.maximum, self.delay * 2 if self.delay else self.initial)
         return self.delay
 
-    def succeeded(self) -> None:
-        self.delay = 0.0
+    def resumed(self) -> None:
+        """The worker restarts after its delay: a healthy stretch counts from here."""
+        self._resumes_at = time.monotonic()
+
+    def succeeded(self, *, progress: bool = True) -> None:
+        if progress or time.monotonic() - self._resumes_at >= self.healthy_after:
+            self.delay = 0.0
 
 
 def run_worker(worker: Worker, *, backoff: Backoff | None = None, install_signals: bool = True) -> None:
@@ -66,8 +82,7 @@ def run_worker(worker: Worker, *, backoff: Backoff | None = None, install_signal
                     worker.setup()
                     ready = True
                 reset_queries()
-                worker.run_once()
-                backoff.succeeded()
+                backoff.succeeded(progress=bool(worker.run_once()))
             except Exception:
                 delay = backoff.failed()
                 logger.exception("%s failed; reconnecting in %.1fs", worker.name, delay)
@@ -75,6 +90,7 @@ def run_worker(worker: Worker, *, backoff: Backoff | None = None, install_signal
                 _safe_teardown(worker)
                 close_old_connections()
                 worker.stopping.wait(delay)
+                backoff.resumed()
     finally:
         if ready:
             _safe_teardown(worker)

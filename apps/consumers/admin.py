@@ -23,7 +23,7 @@ from django.utils.html import format_html, format_html_join
 from apps.common.admin import EventIdOrKeySearchMixin
 from apps.common.api import ApplicationError
 from apps.consumers import selectors
-from apps.consumers.models import DeadLetter, DeadLetterReplay
+from apps.consumers.models import DeadLetter, DeadLetterReplay, bytes_text, text_bytes
 from apps.consumers.services import (
     deadletter_discard,
     deadletter_edit_and_replay,
@@ -80,26 +80,28 @@ class EditPayloadForm(forms.Form):
 @admin.register(DeadLetter)
 class DeadLetterAdmin(EventIdOrKeySearchMixin, admin.ModelAdmin):
     list_display = [
-        "id", "status", "group", "event_type", "key", "reason", "short_error", "attempts", "last_failed_at",
-        "blocked_by",
+        "id", "status", "group", "event_type", "key_short", "reason", "short_error", "attempts", "last_failed_at",
+        "next_attempt_at", "blocked_by",
     ]
     list_filter = ["status", "group", "event_type", "reason", FailureGroupFilter]
     search_fields = ["key"]
-    search_help_text = "An event id, or a key (exact)."
+    search_help_text = "An event id, or a key (exact; bytes that are not printable text as \\xNN, as shown)."
     list_select_related = ["blocked_by"]
     inlines = [HistoryInline]
     actions = ["replay_selected", "replay_failure_groups", "discard_selected"]
     fieldsets = [
-        ("Message", {"fields": ["status", "group", "event_type", "event_version", "event_id", "key", "topic",
+        ("Message", {"fields": ["status", "group", "event_type", "event_version", "event_id", "key_display", "topic",
                                 "partition", "offset", "blocked_by", "parked_count"]}),
         ("Failure", {"fields": ["reason", "handler", "exception_class", "error_message", "fingerprint", "attempts",
-                                "first_failed_at", "last_failed_at", "resolved_at", "traceback_pre"]}),
+                                "auto_retries", "next_attempt_at", "first_failed_at", "last_failed_at", "resolved_at",
+                                "traceback_pre"]}),
         ("Payload", {"fields": ["payload_pre", "headers_table"]}),
     ]
     readonly_fields = [
-        "status", "group", "event_type", "event_version", "event_id", "key", "topic", "partition", "offset",
+        "status", "group", "event_type", "event_version", "event_id", "key_display", "topic", "partition", "offset",
         "blocked_by", "parked_count", "reason", "handler", "exception_class", "error_message", "fingerprint",
-        "attempts", "first_failed_at", "last_failed_at", "resolved_at", "traceback_pre", "payload_pre",
+        "attempts", "auto_retries", "next_attempt_at", "first_failed_at", "last_failed_at", "resolved_at",
+        "traceback_pre", "payload_pre",
         "headers_table",
     ]
 
@@ -125,6 +127,21 @@ class DeadLetterAdmin(EventIdOrKeySearchMixin, admin.ModelAdmin):
 
     # --- display ---------------------------------------------------------------------------------------------
 
+    def key_from_search(self, term: str) -> bytes:
+        return text_bytes(term)
+
+    @admin.display(description="key")
+    def key_short(self, dead_letter: DeadLetter) -> str:
+        text = dead_letter.key_text()
+        return "-" if text is None else text if len(text) <= 60 else text[:59] + "…"
+
+    @admin.display(description="key")
+    def key_display(self, dead_letter: DeadLetter) -> str:
+        key = dead_letter.key_bytes()
+        if key is None:
+            return "- (no key)"
+        return format_html("<code>{}</code><br>{} bytes, hex <code>{}</code>", bytes_text(key), len(key), key.hex())
+
     @admin.display(description="error")
     def short_error(self, dead_letter: DeadLetter) -> str:
         return dead_letter.error_message[:80]
@@ -145,8 +162,7 @@ class DeadLetterAdmin(EventIdOrKeySearchMixin, admin.ModelAdmin):
     def headers_table(self, dead_letter: DeadLetter) -> str:
         rows = format_html_join(
             "", "<tr><th>{}</th><td><code>{}</code></td></tr>",
-            ((name, value.decode("utf-8", errors="backslashreplace") if value is not None else "null")
-             for name, value in dead_letter.header_pairs()),
+            ((name, bytes_text(value) if value is not None else "null") for name, value in dead_letter.header_pairs()),
         )
         return format_html("<table>{}</table>", rows)
 
@@ -221,7 +237,7 @@ class DeadLetterAdmin(EventIdOrKeySearchMixin, admin.ModelAdmin):
             self.message_user(
                 request,
                 f"Queued {len(queued)} dead letters for background replay"
-                + (f" ({skipped} skipped: not pending, or parked behind another)." if skipped else ".")
+                + (f" ({skipped} skipped: resolved, parked behind another, or at the replay cap)." if skipped else ".")
                 + " Their status is 'replaying' until the replay ran.",
             )
             return

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import base64
 from typing import Any
 
 import django_filters
 from django.shortcuts import get_object_or_404
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema, extend_schema_field, inline_serializer
 from rest_framework import serializers, status
 from rest_framework.generics import ListAPIView, RetrieveAPIView
 from rest_framework.permissions import BasePermission, IsAuthenticated
@@ -14,8 +16,10 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from apps.common.filters import StrictFilterSet
 from apps.common.permissions import ModelPermissions
-from apps.consumers.models import DeadLetter, DeadLetterReplay
+from apps.common.serializers import StrictInput
+from apps.consumers.models import DeadLetter, DeadLetterReplay, bytes_text, text_bytes
 from apps.consumers.services import ReplayResult, deadletter_discard, deadletter_replay, payload_json
 
 
@@ -29,27 +33,49 @@ class CanDiscard(BasePermission):
         return request.user.has_perm("consumers.discard_deadletter")
 
 
-class DeadLetterFilter(django_filters.FilterSet):
+class DeadLetterFilter(StrictFilterSet):
     status = django_filters.ChoiceFilter(choices=DeadLetter.Status.choices)
     group = django_filters.CharFilter()
     type = django_filters.CharFilter(field_name="event_type")
     fingerprint = django_filters.CharFilter()
     reason = django_filters.ChoiceFilter(choices=DeadLetter.Reason.choices)
-    key = django_filters.CharFilter()
+    key = django_filters.CharFilter(
+        method="filter_key", help_text="Exact key: its text, with bytes that are not printable text as \\xNN."
+    )
     event_id = django_filters.UUIDFilter()
 
     class Meta:
         model = DeadLetter
         fields: list[str] = []
 
+    def filter_key(self, queryset: Any, name: str, value: str) -> Any:
+        return queryset.filter(key=text_bytes(value))
+
+
+@extend_schema_field(OpenApiTypes.STR)
+class KeyTextField(serializers.Field):
+    """The key's bytes for people: printable UTF-8 as is, other bytes as \\xNN (null when there is no key)."""
+
+    def to_representation(self, value: Any) -> str:
+        return bytes_text(bytes(value))
+
+
+@extend_schema_field(OpenApiTypes.STR)
+class HexField(serializers.Field):
+    def to_representation(self, value: Any) -> str:
+        return bytes(value).hex()
+
 
 class DeadLetterSummarySerializer(serializers.ModelSerializer):
+    key = KeyTextField(read_only=True, allow_null=True)
+    key_hex = HexField(source="key", read_only=True, allow_null=True, help_text="The key's exact bytes, in hex.")
+
     class Meta:
         model = DeadLetter
         fields = [
-            "id", "status", "group", "topic", "partition", "offset", "key", "event_id", "event_type", "event_version",
-            "reason", "handler", "exception_class", "error_message", "fingerprint", "attempts", "first_failed_at",
-            "last_failed_at", "resolved_at", "blocked_by",
+            "id", "status", "group", "topic", "partition", "offset", "key", "key_hex", "event_id", "event_type",
+            "event_version", "reason", "handler", "exception_class", "error_message", "fingerprint", "attempts",
+            "auto_retries", "next_attempt_at", "first_failed_at", "last_failed_at", "resolved_at", "blocked_by",
         ]
 
 
@@ -64,7 +90,9 @@ class HistorySerializer(serializers.ModelSerializer):
 class DeadLetterDetailSerializer(DeadLetterSummarySerializer):
     payload = serializers.SerializerMethodField(help_text="The value as JSON, or null when it is not JSON.")
     value_text = serializers.CharField(help_text="The value as text (undecodable bytes replaced).")
-    headers = serializers.JSONField()
+    headers = serializers.SerializerMethodField(
+        help_text="All headers in order: name, value for people (\\xNN escapes), value_base64 (the exact bytes)."
+    )
     history = HistorySerializer(many=True)
 
     class Meta(DeadLetterSummarySerializer.Meta):
@@ -72,6 +100,17 @@ class DeadLetterDetailSerializer(DeadLetterSummarySerializer):
 
     def get_payload(self, dead_letter: DeadLetter) -> Any:
         return payload_json(dead_letter)
+
+    @extend_schema_field(inline_serializer("DeadLetterHeader", many=True, fields={
+        "key": serializers.CharField(), "value": serializers.CharField(allow_null=True),
+        "value_base64": serializers.CharField(allow_null=True),
+    }))
+    def get_headers(self, dead_letter: DeadLetter) -> list[dict[str, str | None]]:
+        return [
+            {"key": name, "value": bytes_text(value) if value is not None else None,
+             "value_base64": base64.b64encode(value).decode() if value is not None else None}
+            for name, value in dead_letter.header_pairs()
+        ]
 
 
 class DeadLetterListApi(ListAPIView):
@@ -92,14 +131,21 @@ class ResultSerializer(serializers.Serializer):
     error = serializers.CharField(allow_blank=True)
     released = serializers.ListField(child=serializers.IntegerField(), help_text="Parked dead letters now applied.")
     new_head = serializers.IntegerField(allow_null=True, help_text="A released message that failed and now blocks its key.")
-    dead_letter = DeadLetterDetailSerializer()
+    dead_letter_id = serializers.IntegerField()
+    status = serializers.CharField(help_text="The dead letter's status after the action.")
+    dead_letter = DeadLetterDetailSerializer(
+        allow_null=True, help_text="The whole dead letter, for users who may view dead letters; null otherwise."
+    )
 
 
-def _result(result: ReplayResult) -> Response:
-    result.dead_letter.refresh_from_db()
+def _result(result: ReplayResult, request: Request) -> Response:
+    """The outcome; payload, headers and traceback only for a user who may view dead letters."""
+    dead_letter = result.dead_letter
+    dead_letter.refresh_from_db()
     data = {
         "outcome": result.outcome, "error": result.error, "released": result.released, "new_head": result.new_head,
-        "dead_letter": result.dead_letter,
+        "dead_letter_id": dead_letter.pk, "status": dead_letter.status,
+        "dead_letter": dead_letter if request.user.has_perm("consumers.view_deadletter") else None,
     }
     return Response(ResultSerializer(data).data, status=status.HTTP_200_OK)
 
@@ -108,17 +154,18 @@ class DeadLetterReplayApi(APIView):
     """Replay now. A replay that ran and failed again answers 200 with outcome `failed`; a refused one 400."""
 
     permission_classes = [IsAuthenticated, CanReplay]
+    throttle_scope = "replay"
 
     @extend_schema(request=None, responses=ResultSerializer)
     def post(self, request: Request, pk: int) -> Response:
         get_object_or_404(DeadLetter, pk=pk)
-        return _result(deadletter_replay(dead_letter_id=pk, actor=request.user))
+        return _result(deadletter_replay(dead_letter_id=pk, actor=request.user), request)
 
 
 class DeadLetterDiscardApi(APIView):
     permission_classes = [IsAuthenticated, CanDiscard]
 
-    class InputSerializer(serializers.Serializer):
+    class InputSerializer(StrictInput, serializers.Serializer):
         reason = serializers.CharField(max_length=2000)
 
     @extend_schema(request=InputSerializer, responses=ResultSerializer)
@@ -126,4 +173,4 @@ class DeadLetterDiscardApi(APIView):
         get_object_or_404(DeadLetter, pk=pk)
         serializer = self.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        return _result(deadletter_discard(dead_letter_id=pk, actor=request.user, **serializer.validated_data))
+        return _result(deadletter_discard(dead_letter_id=pk, actor=request.user, **serializer.validated_data), request)

@@ -15,7 +15,7 @@ from typing import Final
 from pydantic import ValidationError
 
 from apps.consumers import registry
-from apps.consumers.models import DeadLetter
+from apps.consumers.models import DeadLetter, safe_text
 from apps.consumers.registry import EventMeta, Registration
 from apps.contracts.base import DomainEvent
 
@@ -31,7 +31,7 @@ class RawMessage:
     topic: str
     partition: int
     offset: int
-    key: str | None
+    key: bytes | None  # anyone's bytes: compared, stored and replayed as bytes, never decoded
     value: bytes | None
     headers: list[tuple[str, bytes | None]] = field(default_factory=list)
 
@@ -74,6 +74,9 @@ class Identity:
     event_version: int | None
 
 
+_MAX_VERSION = 2**31 - 1  # the ledger's column; a hostile `.v99999999999` must not fail the record
+
+
 def identity(raw: RawMessage) -> Identity:
     ce_type = raw.header("ce_type") or ""
     match = _VERSIONED_TYPE.match(ce_type)
@@ -81,7 +84,11 @@ def identity(raw: RawMessage) -> Identity:
         event_id = uuid.UUID(raw.header("ce_id") or "")
     except ValueError:
         event_id = None
-    return Identity(event_id=event_id, event_type=ce_type[:200], event_version=int(match["version"]) if match else None)
+    version = int(match["version"]) if match and len(match["version"]) <= 10 else None
+    return Identity(
+        event_id=event_id, event_type=safe_text(ce_type)[:200],
+        event_version=version if version is not None and version <= _MAX_VERSION else None,
+    )
 
 
 def decode(raw: RawMessage, *, group: str) -> Decoded | _Skip:

@@ -1,4 +1,8 @@
-"""The consumer side's tables: the inbox that makes redelivery a no-op, and the dead-letter ledger with its history."""
+"""The consumer side's tables: the inbox that makes redelivery a no-op, and the dead-letter ledger with its history.
+
+A Kafka key or header value is anyone's bytes (a Java integer key starts with NUL): the ledger stores them as
+bytes (`key` is bytea, header values base64 in JSON) and renders them as text only for people (`bytes_text`).
+"""
 
 from __future__ import annotations
 
@@ -31,6 +35,7 @@ class DeadLetter(models.Model):
 
     class Status(models.TextChoices):
         PENDING = "pending", "Pending"
+        RETRYING = "retrying", "Retrying automatically"
         REPLAYING = "replaying", "Replaying"
         REPLAYED = "replayed", "Replayed"
         DISCARDED = "discarded", "Discarded"
@@ -44,15 +49,17 @@ class DeadLetter(models.Model):
         HANDLER_ERROR = "handler_error", "Handler failed after retries"
         PARKED = "parked", "Parked behind an earlier failure of its key"
 
-    UNRESOLVED = (Status.PENDING, Status.REPLAYING)
+    UNRESOLVED = (Status.PENDING, Status.RETRYING, Status.REPLAYING)
 
     group = models.CharField(max_length=100)
     topic = models.CharField(max_length=200)
     partition = models.IntegerField()
     offset = models.BigIntegerField()
-    key = models.CharField(max_length=200, null=True, blank=True)
+    key = models.BinaryField(null=True, blank=True, help_text="The Kafka key exactly as received (any bytes).")
     value = models.BinaryField(help_text="The Kafka value exactly as received (or as last edited).")
-    headers = models.JSONField(default=list, help_text="All Kafka headers, in order.")
+    headers = models.JSONField(
+        default=list, help_text="All Kafka headers, in order: [{key, value_b64}] (see encode_headers)."
+    )
     event_id = models.UUIDField(null=True, blank=True)
     event_type = models.CharField(max_length=200, blank=True)
     event_version = models.PositiveIntegerField(null=True, blank=True)
@@ -66,6 +73,11 @@ class DeadLetter(models.Model):
     first_failed_at = models.DateTimeField()
     last_failed_at = models.DateTimeField()
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
+    # Automatic retries (status `retrying`): when the next one is due, and how many ran.
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    auto_retries = models.PositiveIntegerField(default=0)
+    # When it was last handed to the background replay (status `replaying`); the stale sweep re-queues it.
+    replay_queued_at = models.DateTimeField(null=True, blank=True)
     # Per-key order: a parked message points at the head failure of its key and waits for it.
     blocked_by = models.ForeignKey(
         "self", null=True, blank=True, on_delete=models.PROTECT, related_name="parked"
@@ -88,8 +100,10 @@ class DeadLetter(models.Model):
             # The consumer asks "is this key blocked?" once per batch: only unresolved rows matter.
             models.Index(
                 fields=["group", "key", "id"], name="deadletter_unresolved_key_idx",
-                condition=Q(status__in=["pending", "replaying"]),
+                condition=Q(status__in=["pending", "retrying", "replaying"]),
             ),
+            # The retry sweep asks "which retries are due?".
+            models.Index(fields=["next_attempt_at"], name="deadletter_retry_due_idx", condition=Q(status="retrying")),
             models.Index(fields=["status", "first_failed_at"], name="deadletter_status_age_idx"),
         ]
 
@@ -102,6 +116,14 @@ class DeadLetter(models.Model):
 
     def header_pairs(self) -> list[tuple[str, bytes | None]]:
         return decode_headers(self.headers)
+
+    def key_bytes(self) -> bytes | None:
+        return bytes(self.key) if self.key is not None else None
+
+    def key_text(self) -> str | None:
+        """The key for people: UTF-8 text, other bytes as \\xNN (see `bytes_text`)."""
+        key = self.key_bytes()
+        return bytes_text(key) if key is not None else None
 
     def value_text(self) -> str:
         return bytes(self.value).decode("utf-8", errors="replace")
@@ -122,6 +144,7 @@ class DeadLetterReplay(models.Model):
         REPLAY = "replay", "Replay"
         EDIT_AND_REPLAY = "edit_and_replay", "Edit and replay"
         RELEASE = "release", "Released after its head was resolved"
+        AUTO_RETRY = "auto_retry", "Automatic retry"
         QUEUE = "queue", "Queued for background replay"
         DISCARD = "discard", "Discard"
 
@@ -130,6 +153,7 @@ class DeadLetterReplay(models.Model):
         DUPLICATE = "duplicate", "Already applied (inbox)"
         FAILED = "failed", "Failed"
         QUEUED = "queued", "Queued"
+        REFUSED = "refused", "Refused (replay cap)"
         DISCARDED = "discarded", "Discarded"
 
     dead_letter = models.ForeignKey(DeadLetter, on_delete=models.CASCADE, related_name="history")
@@ -151,25 +175,74 @@ class DeadLetterReplay(models.Model):
 
 
 def encode_headers(headers: list[tuple[str, bytes | None]] | None) -> list[dict[str, Any]]:
-    """Kafka headers as JSON: UTF-8 text as is, anything else base64, so nothing is lost."""
+    """Kafka headers as JSON, losslessly: every value base64 (a NUL, invalid UTF-8, anything), the name as text.
+
+    PostgreSQL's jsonb refuses NUL even escaped, so a name that holds one (or unpaired surrogates) is stored as
+    `key_b64` instead.
+    """
     encoded: list[dict[str, Any]] = []
     for name, raw in headers or []:
-        if raw is None:
-            encoded.append({"key": name, "value": None})
-            continue
-        try:
-            encoded.append({"key": name, "value": raw.decode("utf-8")})
-        except UnicodeDecodeError:
-            encoded.append({"key": name, "value_b64": base64.b64encode(raw).decode()})
+        entry: dict[str, Any] = {"key": name} if _json_safe(name) else {
+            "key_b64": base64.b64encode(name.encode("utf-8", "surrogatepass")).decode()
+        }
+        entry["value_b64"] = base64.b64encode(raw).decode() if raw is not None else None
+        encoded.append(entry)
     return encoded
 
 
 def decode_headers(encoded: list[dict[str, Any]]) -> list[tuple[str, bytes | None]]:
     pairs: list[tuple[str, bytes | None]] = []
     for header in encoded:
-        if "value_b64" in header:
-            pairs.append((header["key"], base64.b64decode(header["value_b64"])))
-        else:
-            value = header.get("value")
-            pairs.append((header["key"], value.encode() if value is not None else None))
+        name = header["key"] if "key" in header else base64.b64decode(header["key_b64"]).decode("utf-8", "surrogatepass")
+        value = header.get("value_b64")
+        pairs.append((name, base64.b64decode(value) if value is not None else None))
     return pairs
+
+
+def _json_safe(text: str) -> bool:
+    return "\x00" not in text and not any("\ud800" <= char <= "\udfff" for char in text)
+
+
+def safe_text(text: str) -> str:
+    """`text` as PostgreSQL can store it: a NUL becomes the four characters \\x00, an unpaired surrogate
+    its escape. For the ledger's text columns (errors, tracebacks, types), which hold foreign text."""
+    return text.replace("\x00", "\\x00").encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def bytes_text(raw: bytes) -> str:
+    """Bytes for people, unambiguously: printable UTF-8 as is, a backslash as \\\\, every other byte as \\xNN.
+
+    `text_bytes` reverses it, so what the admin shows can be pasted into a search.
+    """
+    parts: list[str] = []
+    for char in raw.decode("utf-8", "surrogateescape"):
+        if "\udc80" <= char <= "\udcff":  # a byte that is not UTF-8
+            parts.append(f"\\x{ord(char) - 0xDC00:02x}")
+        elif char == "\\":
+            parts.append("\\\\")
+        elif char.isprintable():
+            parts.append(char)
+        else:
+            parts.extend(f"\\x{byte:02x}" for byte in char.encode())
+    return "".join(parts)
+
+
+def text_bytes(text: str) -> bytes:
+    """The bytes a `bytes_text` rendering stands for; a plain key is its UTF-8. A lone backslash is itself."""
+    out = bytearray()
+    index = 0
+    while index < len(text):
+        if text.startswith("\\\\", index):
+            out += b"\\"
+            index += 2
+        elif text.startswith("\\x", index) and _is_hex(text[index + 2 : index + 4]):
+            out.append(int(text[index + 2 : index + 4], 16))
+            index += 4
+        else:
+            out += text[index].encode("utf-8", "surrogatepass")
+            index += 1
+    return bytes(out)
+
+
+def _is_hex(pair: str) -> bool:
+    return len(pair) == 2 and all(char in "0123456789abcdefABCDEF" for char in pair)

@@ -38,7 +38,7 @@ class EventMeta:
     ce_type: str
     source: str
     time: datetime
-    key: str | None
+    key: bytes | None  # the Kafka key's bytes as received (the relay sends the aggregate id in UTF-8)
     traceparent: str | None
     topic: str
     partition: int

@@ -2,8 +2,10 @@
 
 Messages are consumed in batches. A batch runs in one database transaction with a savepoint per message
 (inbox row + handler); offsets are stored only after that transaction committed. A message whose handler
-raises is retried alone with backoff after the batch before it committed, then dead-lettered; permanent
-failures are dead-lettered at once; neither blocks the partition. See docs/architecture.md.
+raises is retried alone with backoff after the batch before it committed, within the batch's retry budget,
+then handed to the ledger as `retrying` (automatic retries later, its key parked behind it); permanent
+failures are dead-lettered at once; neither blocks the partition. A redelivered message the ledger holds is
+never run again. See docs/architecture.md.
 
 Fast path: a run of consecutive messages for a registration with a batch handler (keys not parked) is applied
 in one savepoint with one inbox statement and one handler call. If that raises, the savepoint is rolled back
@@ -19,6 +21,7 @@ from datetime import datetime
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 from django.db import InterfaceError, OperationalError, connection, transaction
 from django.utils import timezone
 
@@ -26,12 +29,15 @@ from apps.common.kafka import consumer_config, kafka_topic
 from apps.common.workers import Worker
 from apps.consumers import registry
 from apps.consumers.decoding import SKIP, Decoded, DecodeFailure, RawMessage, _Skip, decode
+from apps.consumers.models import DeadLetter
 from apps.consumers.services import (
     Failure,
     blocking_heads,
     deadletter_record,
+    deadletter_record_minimal,
     inbox_apply,
     inbox_apply_many,
+    ledger_statuses,
     lock_keys,
     parked_failure,
 )
@@ -47,6 +53,7 @@ class Counters:
     dead_lettered: int = 0
     parked: int = 0
     retries: int = 0
+    in_ledger: int = 0  # redelivered messages the ledger already holds (unresolved or discarded): not run
 
     def __str__(self) -> str:
         return " ".join(f"{f.name}={getattr(self, f.name)}" for f in fields(self))
@@ -57,6 +64,18 @@ class _Item:
     message: Message
     raw: RawMessage
     decoded: Decoded | _Skip | DecodeFailure
+
+    @property
+    def position(self) -> tuple[str, int, int]:
+        return (self.raw.topic, self.raw.partition, self.raw.offset)
+
+
+@dataclass
+class _Known:
+    """What the ledger says about a batch, read once per transaction."""
+
+    heads: dict[bytes, int]  # key -> the unresolved head its later messages park behind
+    ledger: dict[tuple[str, int, int], str]  # (topic, partition, offset) -> status, for redelivered dead letters
 
 
 class _Retry(Exception):
@@ -88,6 +107,8 @@ class ConsumerWorker(Worker):
         self.counters = Counters()
         self.consumer: Consumer | None = None
         self._reported_at = time.monotonic()
+        self._retry_left = 0.0
+        check_retry_settings(max_poll_interval_ms=_max_poll_interval_ms(consumer_config(self.group_id)))
 
     # --- lifecycle ---------------------------------------------------------------------------------------
 
@@ -96,7 +117,9 @@ class ConsumerWorker(Worker):
         self.consumer.subscribe([kafka_topic(t) for t in self.topics], on_revoke=self._on_revoke, on_lost=self._on_lost)
         logger.info("%s subscribed to %s as group %s", self.name, ", ".join(self.topics), self.group_id)
 
-    def run_once(self) -> None:
+    def run_once(self) -> bool:
+        """One poll and its batch; True when messages were applied or recorded (progress resets the restart
+        backoff; an empty poll does not)."""
         assert self.consumer is not None
         batch: list[Message] = []
         for message in self.consumer.consume(num_messages=self.batch_size, timeout=self.poll_timeout):
@@ -111,6 +134,7 @@ class ConsumerWorker(Worker):
             self.process(batch)
         if time.monotonic() - self._reported_at >= settings.CONSUMER_STATS_INTERVAL_S:
             self.report()
+        return bool(batch)
 
     def teardown(self) -> None:
         """Commit what was stored and leave the group, so the partitions move on at once."""
@@ -143,6 +167,7 @@ class ConsumerWorker(Worker):
     def process(self, messages: list[Message]) -> None:
         """Apply `messages` in order; offsets of each committed prefix are stored as soon as it committed."""
         items = [self._item(message) for message in messages]
+        self._retry_left = settings.CONSUMER_RETRY_BATCH_BUDGET_S  # seconds of retries, for the whole batch
         start = 0
         while start < len(items):
             try:
@@ -160,8 +185,10 @@ class ConsumerWorker(Worker):
         try:
             with transaction.atomic():
                 transaction.on_commit(lambda: committed.append(True))
-                heads = self._heads(items[start:])
-                failed = self._apply_from(items, start, heads)
+                known = _Known(heads=self._heads(items[start:]), ledger=ledger_statuses(
+                    group=self.group, positions=[item.position for item in items[start:]]
+                ))
+                failed = self._apply_from(items, start, known)
         except Exception:
             if not committed:
                 raise
@@ -172,36 +199,39 @@ class ConsumerWorker(Worker):
         if failed:
             raise failed
 
-    def _apply_from(self, items: list[_Item], start: int, heads: dict[str, int]) -> _Retry | None:
+    def _apply_from(self, items: list[_Item], start: int, known: _Known) -> _Retry | None:
         """Apply items[start:] in order, runs of batch-capable messages at once; the first retryable failure."""
         index = start
         while index < len(items):
-            end = self._run_end(items, index, heads)
+            end = self._run_end(items, index, known)
             if end > index and self._apply_run(items[index:end]):
                 index = end
                 continue
             for position in range(index, max(end, index + 1)):  # the run one by one, or just this item
                 try:
-                    self._apply(items[position], heads)
+                    self._apply(items[position], known)
                 except _Retry as retry:
                     return _Retry(position, retry.error)
             index = max(end, index + 1)
         return None
 
-    def _run_end(self, items: list[_Item], start: int, heads: dict[str, int]) -> int:
+    def _run_end(self, items: list[_Item], start: int, known: _Known) -> int:
         """End (exclusive) of the run from `start` that one batch handler call may apply: messages of one
-        registration with a batch handler whose keys are not parked, and skipped types between them."""
+        registration with a batch handler whose keys are not parked and that the ledger does not hold, and
+        skipped types between them."""
         registration = None
         end = start
         for index in range(start, len(items)):
             decoded = items[index].decoded
+            if items[index].position in known.ledger:
+                break
             if decoded is SKIP:
                 continue
             if not isinstance(decoded, Decoded) or decoded.registration.batch_handler is None:
                 break
             if registration is not None and decoded.registration is not registration:
                 break
-            if items[index].raw.key is not None and items[index].raw.key in heads:
+            if items[index].raw.key is not None and items[index].raw.key in known.heads:
                 break
             registration = decoded.registration
             end = index + 1
@@ -224,7 +254,7 @@ class ConsumerWorker(Worker):
             self._count(was_new)
         return True
 
-    def _heads(self, items: list[_Item]) -> dict[str, int]:
+    def _heads(self, items: list[_Item]) -> dict[bytes, int]:
         """key -> head dead letter for the batch's keys: one query, plus a lock and re-read for blocked keys."""
         keys = sorted({item.raw.key for item in items if item.raw.key is not None and item.decoded is not SKIP})
         heads = blocking_heads(group=self.group, keys=keys) if keys else {}
@@ -234,14 +264,24 @@ class ConsumerWorker(Worker):
             heads = blocking_heads(group=self.group, keys=list(heads))
         return heads
 
-    def _apply(self, item: _Item, heads: dict[str, int]) -> None:
-        decoded, raw = item.decoded, item.raw
+    def _apply(self, item: _Item, known: _Known) -> None:
+        decoded, raw, heads = item.decoded, item.raw, known.heads
+        status = known.ledger.get(item.position)
+        if status is not None:
+            # A redelivery of a message the ledger holds: it decides. Replayed: applied once already.
+            # Discarded: stays discarded. Unresolved: it waits in the ledger (its key's later messages park
+            # behind it through `heads` as before). Nothing is run, nothing new is recorded.
+            if status == DeadLetter.Status.REPLAYED:
+                self.counters.duplicates += 1
+            else:
+                self.counters.in_ledger += 1
+            return
         if decoded is SKIP:
             self.counters.skipped += 1
             return
         head = heads.get(raw.key) if raw.key is not None else None
         if head is not None:
-            deadletter_record(group=self.group, raw=raw, failure=parked_failure(head), attempts=0, blocked_by_id=head)
+            self._record(item, parked_failure(head), attempts=0, blocked_by_id=head)
             self.counters.parked += 1
             return
         if isinstance(decoded, DecodeFailure):
@@ -260,18 +300,27 @@ class ConsumerWorker(Worker):
         self._count(applied)
 
     def _retry_alone(self, item: _Item, error: Exception) -> bool:
-        """Retry a failed message in its own transactions with backoff; dead-letter it when out of attempts or time.
+        """Retry a failed message in its own transactions with backoff, within what is left of the batch's retry
+        budget; then hand it to the ledger as `retrying` (automatic retries later, its key parked behind it).
 
+        The budget is per batch, so a batch of failing messages holds its partitions for at most
+        CONSUMER_RETRY_BATCH_BUDGET_S of retries, far from max.poll.interval.ms (see `check_retry_settings`).
         Returns False if the worker was asked to stop meanwhile (the message is then left for redelivery).
         """
+        started = time.monotonic()
+        try:
+            return self._retry_within(item, error, started + self._retry_left)
+        finally:
+            self._retry_left = max(0.0, self._retry_left - (time.monotonic() - started))
+
+    def _retry_within(self, item: _Item, error: Exception, deadline: float) -> bool:
         assert isinstance(item.decoded, Decoded)
         decoded = item.decoded
         first_failed_at = timezone.now()
-        started = time.monotonic()
         delay = settings.CONSUMER_RETRY_BACKOFF_INITIAL_S
         attempts = 1
         while attempts < settings.CONSUMER_MAX_ATTEMPTS:
-            if time.monotonic() - started + delay > settings.CONSUMER_RETRY_MAX_TOTAL_S:
+            if time.monotonic() + delay > deadline:
                 break
             logger.info("%s: %s failed (%s), retry %d in %.2fs", self.name, decoded.meta.event_id, error, attempts, delay)
             if self.stopping.wait(delay):
@@ -294,22 +343,46 @@ class ConsumerWorker(Worker):
             self._count(applied)
             return True
         self._dead_letter(item, Failure.from_exception(error, handler=decoded.registration.name), {},
-                          attempts=attempts, first_failed_at=first_failed_at)
+                          attempts=attempts, first_failed_at=first_failed_at, auto_retry=True)
         self._store([item])
         return True
 
     def _dead_letter(
-        self, item: _Item, failure: Failure, heads: dict[str, int], *, attempts: int,
-        first_failed_at: datetime | None = None,
+        self, item: _Item, failure: Failure, heads: dict[bytes, int], *, attempts: int,
+        first_failed_at: datetime | None = None, auto_retry: bool = False,
     ) -> None:
-        dead_letter = deadletter_record(
-            group=self.group, raw=item.raw, failure=failure, attempts=attempts, first_failed_at=first_failed_at
-        )
-        if item.raw.key is not None:
+        dead_letter = self._record(item, failure, attempts=attempts, first_failed_at=first_failed_at,
+                                   auto_retry=auto_retry)
+        if item.raw.key is not None and dead_letter is not None and dead_letter.is_unresolved \
+                and dead_letter.blocked_by_id is None:
             heads[item.raw.key] = dead_letter.pk  # later messages of this key in the batch park behind it
         self.counters.dead_lettered += 1
-        logger.warning("%s: dead-lettered %s as #%s (%s: %s)", self.name, item.raw.topic, dead_letter.pk,
-                       failure.reason, failure.message[:200])
+        logger.warning("%s: dead-lettered %s [%d] @%d as #%s, %s (%s: %r)", self.name, item.raw.topic,
+                       item.raw.partition, item.raw.offset, dead_letter.pk if dead_letter else "?",
+                       dead_letter.status if dead_letter else "?", failure.reason, failure.message[:200])
+
+    def _record(
+        self, item: _Item, failure: Failure, *, attempts: int, first_failed_at: datetime | None = None,
+        blocked_by_id: int | None = None, auto_retry: bool = False,
+    ) -> DeadLetter | None:
+        """Record the message in the ledger; recording must not fail, so a failure to record in full is
+        recorded minimally (raw bytes, reason, what went wrong) and the message leaves the partition anyway.
+        Only a database outage escapes (the worker reconnects and reads the message again)."""
+        try:
+            return deadletter_record(
+                group=self.group, raw=item.raw, failure=failure, attempts=attempts, first_failed_at=first_failed_at,
+                blocked_by_id=blocked_by_id, auto_retry=auto_retry,
+            )
+        except Exception as error:
+            if _is_outage(error):
+                raise
+            logger.exception("%s: could not record %s [%d] @%d in full; recording it minimally", self.name,
+                             item.raw.topic, item.raw.partition, item.raw.offset)
+            deadletter_record_minimal(group=self.group, raw=item.raw, failure=failure, error=error,
+                                      blocked_by_id=blocked_by_id)
+            return DeadLetter.objects.filter(
+                group=self.group, topic=item.raw.topic, partition=item.raw.partition, offset=item.raw.offset
+            ).first()
 
     def _count(self, applied: bool) -> None:
         if applied:
@@ -331,17 +404,65 @@ class ConsumerWorker(Worker):
             logger.warning("%s: could not store offsets: %s", self.name, error)
 
     def _item(self, message: Message) -> _Item:
-        key = message.key()
-        raw = RawMessage(
-            topic=message.topic(), partition=message.partition(), offset=message.offset(),
-            key=key.decode("utf-8", errors="replace") if key is not None else None,
-            value=message.value(), headers=list(message.headers() or []),
-        )
+        """The message as bytes, decoded; nothing in a foreign message may raise out of here."""
         try:
-            decoded: Decoded | _Skip | DecodeFailure = decode(raw, group=self.group)
+            headers = list(message.headers() or [])
+        except Exception as error:  # noqa: BLE001 - e.g. a header name that is not UTF-8
+            headers, unreadable = [], error
+        else:
+            unreadable = None
+        raw = RawMessage(
+            topic=message.topic(), partition=message.partition(), offset=message.offset(), key=message.key(),
+            value=message.value(), headers=headers,
+        )
+        decoded: Decoded | _Skip | DecodeFailure
+        if unreadable is not None:
+            decoded = DecodeFailure(DeadLetter.Reason.MISSING_HEADERS, f"unreadable headers: {unreadable}")
+            return _Item(message=message, raw=raw, decoded=decoded)
+        try:
+            decoded = decode(raw, group=self.group)
         except DecodeFailure as failure:
             decoded = failure
+        except Exception as error:  # noqa: BLE001 - a decoder bug must not wedge the partition either
+            decoded = DecodeFailure(DeadLetter.Reason.INVALID_PAYLOAD, f"could not decode: {type(error).__name__}: {error}")
         return _Item(message=message, raw=raw, decoded=decoded)
+
+
+LIBRDKAFKA_MAX_POLL_INTERVAL_MS = 300_000
+RETRY_BUDGET_SHARE = 3  # the batch's retries may use at most a third of max.poll.interval.ms
+
+
+def check_retry_settings(*, max_poll_interval_ms: int) -> None:
+    """Refuse to start with retry settings that could hold partitions past max.poll.interval.ms (the group
+    would eject the consumer and hand its partitions to another member while it still works on them)."""
+    budget = settings.CONSUMER_RETRY_BATCH_BUDGET_S
+    problems = []
+    if not 0 <= budget * 1000 * RETRY_BUDGET_SHARE <= max_poll_interval_ms:
+        problems.append(
+            f"CONSUMER_RETRY_BATCH_BUDGET_S={budget:g} must be between 0 and a third of max.poll.interval.ms "
+            f"({max_poll_interval_ms} ms, so at most {max_poll_interval_ms / 1000 / RETRY_BUDGET_SHARE:g} s): the "
+            "batch's own work needs the rest"
+        )
+    if settings.CONSUMER_MAX_ATTEMPTS < 1:
+        problems.append(f"CONSUMER_MAX_ATTEMPTS={settings.CONSUMER_MAX_ATTEMPTS} must be at least 1")
+    if not 0 < settings.CONSUMER_RETRY_BACKOFF_INITIAL_S <= settings.CONSUMER_RETRY_BACKOFF_MAX_S:
+        problems.append("CONSUMER_RETRY_BACKOFF_INITIAL_S must be positive and at most CONSUMER_RETRY_BACKOFF_MAX_S")
+    if settings.CONSUMER_AUTO_RETRY_MAX_ATTEMPTS < 0:
+        problems.append("CONSUMER_AUTO_RETRY_MAX_ATTEMPTS must not be negative")
+    if not 0 < settings.CONSUMER_AUTO_RETRY_BACKOFF_INITIAL_S <= settings.CONSUMER_AUTO_RETRY_BACKOFF_MAX_S:
+        problems.append(
+            "CONSUMER_AUTO_RETRY_BACKOFF_INITIAL_S must be positive and at most CONSUMER_AUTO_RETRY_BACKOFF_MAX_S"
+        )
+    if problems:
+        raise ImproperlyConfigured("consumer retry settings: " + "; ".join(problems))
+
+
+def _max_poll_interval_ms(config: dict[str, object]) -> int:
+    value = config.get("max.poll.interval.ms", LIBRDKAFKA_MAX_POLL_INTERVAL_MS)
+    try:
+        return int(value)  # type: ignore[call-overload]
+    except (TypeError, ValueError):
+        raise ImproperlyConfigured(f"max.poll.interval.ms={value!r} is not a number of milliseconds") from None
 
 
 def _is_outage(error: Exception) -> bool:

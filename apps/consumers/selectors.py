@@ -55,7 +55,9 @@ def oldest_pending_age() -> timedelta | None:
 
 
 def replayable_in_groups(fingerprints: list[str]) -> QuerySet[DeadLetter]:
-    """What "replay all in this failure group" would replay: pending heads (parked ones follow their head)."""
+    """What "replay all in this failure group" would replay: pending and retrying heads (parked ones follow
+    their head)."""
     return DeadLetter.objects.filter(
-        fingerprint__in=fingerprints, status=DeadLetter.Status.PENDING, blocked_by__isnull=True
+        fingerprint__in=fingerprints, status__in=[DeadLetter.Status.PENDING, DeadLetter.Status.RETRYING],
+        blocked_by__isnull=True,
     ).order_by("id")

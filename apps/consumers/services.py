@@ -1,9 +1,11 @@
-"""Write side of the consumers: apply an event through the inbox, record dead letters, replay, discard, purge.
+"""Write side of the consumers: apply an event through the inbox, record dead letters, retry them automatically,
+replay, discard, purge.
 
-Replay and the consumer agree on one rule for a key's order: while a key has an unresolved head dead letter,
-later messages of that key are parked behind it; resolving the head (replay or discard) runs the parked ones
-in order, and the first that fails becomes the new head. Both sides take the same per-(group, key) advisory
-lock, so a message cannot be parked behind a head that a replay is resolving at the same moment.
+Replay, automatic retries and the consumer agree on one rule for a key's order: while a key (its exact bytes)
+has an unresolved head dead letter (pending, retrying, replaying), later messages of that key are parked behind
+it; resolving the head (replay, automatic retry or discard) runs the parked ones in order, and the first that
+fails becomes the new head. All sides take the same per-(group, key) advisory lock, so a message cannot be
+parked behind a head that is being resolved at the same moment.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import difflib
 import hashlib
 import json
 import re
+import time
 import traceback as tb
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -21,6 +24,7 @@ from typing import Any
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import connection, transaction
+from django.db.models import Q
 from django.utils import timezone
 from pydantic import ValidationError
 
@@ -28,10 +32,11 @@ from apps.common.api import ApplicationError
 from apps.common.tracing import trace_context
 from apps.consumers import registry
 from apps.consumers.decoding import SKIP, Decoded, DecodeFailure, RawMessage, decode, identity
-from apps.consumers.models import DeadLetter, DeadLetterReplay, InboxEntry, encode_headers
+from apps.consumers.models import DeadLetter, DeadLetterReplay, InboxEntry, encode_headers, safe_text
 
 Action = DeadLetterReplay.Action
 Outcome = DeadLetterReplay.Outcome
+_REPLAYABLE = (DeadLetter.Status.PENDING, DeadLetter.Status.RETRYING)
 
 _UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", re.IGNORECASE)
 _HEX = re.compile(r"\b(?:0x[0-9a-f]+|(?=[0-9a-f]*[0-9])[0-9a-f]{8,})\b", re.IGNORECASE)
@@ -61,13 +66,27 @@ class Failure:
             reason = DeadLetter.Reason.HANDLER_ERROR
         kind = type(error)
         return cls(
-            reason=reason, exception_class=f"{kind.__module__}.{kind.__qualname__}", message=str(error),
-            traceback="".join(tb.format_exception(error)), handler=handler,
+            reason=reason, exception_class=f"{kind.__module__}.{kind.__qualname__}", message=_describe(error),
+            traceback=_traceback(error), handler=handler,
         )
 
     @property
     def fingerprint(self) -> str:
         return fingerprint(exception_class=self.exception_class, handler=self.handler, message=self.message)
+
+
+def _describe(error: BaseException) -> str:
+    try:
+        return str(error)
+    except Exception:  # noqa: BLE001 - an exception whose __str__ fails is still a failure to record
+        return f"<{type(error).__name__} with an unprintable message>"
+
+
+def _traceback(error: BaseException) -> str:
+    try:
+        return "".join(tb.format_exception(error))
+    except Exception:  # noqa: BLE001 - as above
+        return ""
 
 
 def fingerprint(*, exception_class: str, handler: str, message: str) -> str:
@@ -168,29 +187,50 @@ def inbox_purge(*, older_than: timedelta | None = None, batch_size: int = 10_000
 # --- per-key order ----------------------------------------------------------------------------------------
 
 
-def lock_keys(*, group: str, keys: list[str]) -> None:
+def lock_keys(*, group: str, keys: list[bytes]) -> None:
     """Serialise the consumer and replays on these (group, key)s until the transaction ends."""
     with connection.cursor() as cursor:
         for lock_id in sorted({_lock_id(group, key) for key in keys}):
             cursor.execute("SELECT pg_advisory_xact_lock(%s)", [lock_id])
 
 
-def _lock_id(group: str, key: str) -> int:
-    digest = hashlib.blake2b(f"consumers\x00{group}\x00{key}".encode(), digest_size=8).digest()
+def _lock_id(group: str, key: bytes) -> int:
+    digest = hashlib.blake2b(b"consumers\x00" + group.encode() + b"\x00" + key, digest_size=8).digest()
     return int.from_bytes(digest, "big", signed=True)
 
 
-def blocking_heads(*, group: str, keys: list[str]) -> dict[str, int]:
-    """key -> id of the unresolved head dead letter that later messages of that key must wait behind."""
+def blocking_heads(*, group: str, keys: list[bytes]) -> dict[bytes, int]:
+    """key -> id of the unresolved head dead letter that later messages of that key must wait behind.
+
+    Keys are compared as bytes: two keys that only a lossy decoding would make equal are different keys.
+    """
     rows = (
         DeadLetter.objects.filter(group=group, key__in=keys, status__in=DeadLetter.UNRESOLVED, blocked_by__isnull=True)
         .order_by("key", "id")
         .values_list("key", "id")
     )
-    heads: dict[str, int] = {}
+    heads: dict[bytes, int] = {}
     for key, head_id in rows:
-        heads.setdefault(key, head_id)
+        heads.setdefault(bytes(key), head_id)
     return heads
+
+
+def ledger_statuses(*, group: str, positions: list[tuple[str, int, int]]) -> dict[tuple[str, int, int], str]:
+    """(topic, partition, offset) -> status of the group's dead letter for that message, for those that have one.
+
+    The consumer asks once per batch: on redelivery the ledger decides, not the handler (a discarded message
+    never runs again; a replayed one is a duplicate; an unresolved one waits where it is).
+    """
+    offsets: dict[tuple[str, int], list[int]] = {}
+    for topic, partition, offset in positions:
+        offsets.setdefault((topic, partition), []).append(offset)
+    where = Q()
+    for (topic, partition), wanted in offsets.items():
+        where |= Q(topic=topic, partition=partition, offset__in=wanted)
+    if not offsets:
+        return {}
+    rows = DeadLetter.objects.filter(where, group=group).values_list("topic", "partition", "offset", "status")
+    return {(topic, partition, offset): status for topic, partition, offset, status in rows}
 
 
 # --- recording dead letters -------------------------------------------------------------------------------
@@ -199,9 +239,14 @@ def blocking_heads(*, group: str, keys: list[str]) -> dict[str, int]:
 @transaction.atomic
 def deadletter_record(
     *, group: str, raw: RawMessage, failure: Failure, attempts: int, first_failed_at: datetime | None = None,
-    blocked_by_id: int | None = None,
+    blocked_by_id: int | None = None, auto_retry: bool = False,
 ) -> DeadLetter:
-    """Put a message in the ledger (once per message and group: a redelivered one updates its row)."""
+    """Put a message in the ledger (once per message and group: a redelivered one updates its row).
+
+    Key, value and header values are stored as the bytes they are; text columns get `safe_text`. If this still
+    fails, the caller falls back to `deadletter_record_minimal`. `auto_retry`: a retryable failure the consumer
+    gave up on in line becomes `retrying`, re-tried by `deadletter_retry_due` (when automatic retries are on).
+    """
     now = timezone.now()
     existing = (
         DeadLetter.objects.select_for_update()
@@ -221,8 +266,42 @@ def deadletter_record(
         first_failed_at=first_failed_at or now, blocked_by_id=blocked_by_id,
     )
     _set_failure(dead_letter, failure, attempts=attempts, at=now)
+    if auto_retry and _retryable(failure) and blocked_by_id is None and settings.CONSUMER_AUTO_RETRY_MAX_ATTEMPTS > 0:
+        dead_letter.status = DeadLetter.Status.RETRYING
+        dead_letter.next_attempt_at = now + auto_retry_delay(0)
     dead_letter.save()
     return dead_letter
+
+
+@transaction.atomic
+def deadletter_record_minimal(
+    *, group: str, raw: RawMessage, failure: Failure, error: BaseException, blocked_by_id: int | None = None,
+) -> None:
+    """The ledger row of last resort, when recording a failure in full failed: the raw bytes, the reason and
+    why the full record failed, in columns nothing foreign can break (bytea, base64, ASCII). A row that
+    already exists for the message wins (ON CONFLICT DO NOTHING): either way the message is in the ledger."""
+    now = timezone.now()
+    message = _ascii(
+        f"{failure.message[:1000]}\n\n(the failure could not be recorded in full: "
+        f"{type(error).__name__}: {_describe(error)[:500]})"
+    )
+    try:
+        headers = encode_headers(raw.headers)
+    except Exception:  # noqa: BLE001 - the value and key bytes are what must not be lost
+        headers = []
+    DeadLetter.objects.bulk_create([
+        DeadLetter(
+            group=group, topic=raw.topic, partition=raw.partition, offset=raw.offset, key=raw.key,
+            value=raw.value or b"", headers=headers, reason=failure.reason, handler=_ascii(failure.handler)[:300],
+            exception_class=_ascii(failure.exception_class)[:300], error_message=message,
+            fingerprint=fingerprint(exception_class="", handler="", message="unrecorded"), attempts=1,
+            first_failed_at=now, last_failed_at=now, blocked_by_id=blocked_by_id,
+        )
+    ], ignore_conflicts=True)
+
+
+def _ascii(text: str) -> str:
+    return text.encode("ascii", "backslashreplace").decode().replace("\x00", "\\x00")
 
 
 def parked_failure(head_id: int) -> Failure:
@@ -233,16 +312,77 @@ def parked_failure(head_id: int) -> Failure:
 
 def _set_failure(dead_letter: DeadLetter, failure: Failure, *, attempts: int, at: datetime) -> None:
     dead_letter.reason = failure.reason
-    dead_letter.handler = failure.handler[:300]
-    dead_letter.exception_class = failure.exception_class[:300]
-    dead_letter.error_message = failure.message
-    dead_letter.traceback = failure.traceback
+    dead_letter.handler = safe_text(failure.handler)[:300]
+    dead_letter.exception_class = safe_text(failure.exception_class)[:300]
+    dead_letter.error_message = safe_text(failure.message)
+    dead_letter.traceback = safe_text(failure.traceback)
     # Parked messages share one failure group: their own cause is unknown until they run.
     dead_letter.fingerprint = fingerprint(exception_class="", handler="", message="parked") if (
         failure.reason == DeadLetter.Reason.PARKED
     ) else failure.fingerprint
     dead_letter.attempts = attempts
     dead_letter.last_failed_at = at
+
+
+# --- automatic retries ---------------------------------------------------------------------------------------
+
+
+def auto_retry_delay(retries_done: int) -> timedelta:
+    """Delay before automatic retry number `retries_done + 1`: doubling from the initial delay, capped."""
+    initial = settings.CONSUMER_AUTO_RETRY_BACKOFF_INITIAL_S
+    return timedelta(seconds=min(initial * 2 ** min(retries_done, 32), settings.CONSUMER_AUTO_RETRY_BACKOFF_MAX_S))
+
+
+def _retryable(failure: Failure) -> bool:
+    return failure.reason == DeadLetter.Reason.HANDLER_ERROR
+
+
+def deadletter_retry_due(*, limit: int = 200, time_budget_s: float = 60.0) -> dict[str, int]:
+    """Run the automatic retries that are due, the longest-waiting first, one transaction each (beat task).
+
+    Stops starting new ones after `time_budget_s`; the rest are due at the next sweep. Returns outcome counts.
+    """
+    started = time.monotonic()
+    due = list(
+        DeadLetter.objects.filter(
+            status=DeadLetter.Status.RETRYING, next_attempt_at__lte=timezone.now(), blocked_by__isnull=True
+        ).order_by("next_attempt_at", "id").values_list("id", flat=True)[:limit]
+    )
+    outcomes: dict[str, int] = {}
+    for dead_letter_id in due:
+        if time.monotonic() - started >= time_budget_s:
+            break
+        outcome = deadletter_auto_retry(dead_letter_id=dead_letter_id).outcome
+        outcomes[outcome] = outcomes.get(outcome, 0) + 1
+    return outcomes
+
+
+def deadletter_auto_retry(*, dead_letter_id: int) -> ReplayResult:
+    """One automatic retry of a `retrying` dead letter, if still due.
+
+    Success: replayed, and the messages parked behind it run in order (as for a replay). Failure: the next
+    retry is scheduled (the delay doubles), or after the last one (CONSUMER_AUTO_RETRY_MAX_ATTEMPTS) it becomes
+    a pending dead letter, as does a failure retrying cannot help (non-retryable, undecodable).
+    """
+    with transaction.atomic():
+        dead_letter = _lock(dead_letter_id)
+        now = timezone.now()
+        if dead_letter.status != DeadLetter.Status.RETRYING or dead_letter.blocked_by_id is not None or (
+            dead_letter.next_attempt_at and dead_letter.next_attempt_at > now
+        ):
+            return ReplayResult(dead_letter=dead_letter, outcome="skipped")
+        try:
+            applied = _apply_stored(dead_letter)
+        except Exception as error:  # noqa: BLE001 - recorded; retried later or left to a person
+            dead_letter.auto_retries += 1
+            failure = _record_failure(dead_letter, error)
+            _history(dead_letter, action=Action.AUTO_RETRY, outcome=Outcome.FAILED, actor=None, error=failure.message)
+            return ReplayResult(dead_letter=dead_letter, outcome=Outcome.FAILED, error=failure.message)
+        _resolve(dead_letter)
+        outcome = Outcome.APPLIED if applied else Outcome.DUPLICATE
+        _history(dead_letter, action=Action.AUTO_RETRY, outcome=outcome, actor=None)
+        released, new_head = _release_followers(dead_letter, actor=None, auto_retry=True)
+        return ReplayResult(dead_letter=dead_letter, outcome=outcome, released=released, new_head=new_head)
 
 
 # --- replay, edit, discard --------------------------------------------------------------------------------
@@ -309,7 +449,8 @@ def deadletter_discard(*, dead_letter_id: int, actor: AbstractBaseUser | None, r
             raise ApplicationError(f"dead letter #{dead_letter.pk} is already {dead_letter.status}")
         dead_letter.status = DeadLetter.Status.DISCARDED
         dead_letter.resolved_at = timezone.now()
-        dead_letter.save(update_fields=["status", "resolved_at"])
+        dead_letter.next_attempt_at = None
+        dead_letter.save(update_fields=["status", "resolved_at", "next_attempt_at"])
         _history(dead_letter, action=Action.DISCARD, outcome=Outcome.DISCARDED, actor=actor, reason=reason.strip())
         result = ReplayResult(dead_letter=dead_letter, outcome=Outcome.DISCARDED)
         if dead_letter.blocked_by_id is None:
@@ -319,16 +460,28 @@ def deadletter_discard(*, dead_letter_id: int, actor: AbstractBaseUser | None, r
 
 @transaction.atomic
 def deadletter_queue_replay(*, dead_letter_ids: list[int], actor: AbstractBaseUser | None) -> list[int]:
-    """Mark replayable dead letters `replaying` and hand them to a Celery task after commit; returns their ids."""
+    """Mark replayable dead letters `replaying` and hand them to a Celery task after commit; returns their ids.
+
+    Pending and retrying heads below the replay cap are replayable, as for a replay now (an operator's replay
+    takes a retrying one off its schedule). If the task is lost, `deadletter_requeue_stale_replays` re-queues.
+    """
+    candidates = (
+        DeadLetter.objects.select_for_update()
+        .filter(id__in=dead_letter_ids, status__in=_REPLAYABLE, blocked_by__isnull=True)
+        .order_by("id")
+    )
+    cap = settings.CONSUMER_REPLAY_MAX_ATTEMPTS
+    ids = [dead_letter.pk for dead_letter in candidates if _failed_replays(dead_letter) < cap]
+    DeadLetter.objects.filter(id__in=ids).update(
+        status=DeadLetter.Status.REPLAYING, next_attempt_at=None, replay_queued_at=timezone.now()
+    )
+    _enqueue_replays(ids, actor=actor)
+    return ids
+
+
+def _enqueue_replays(ids: list[int], *, actor: AbstractBaseUser | None) -> None:
     from apps.consumers.tasks import replay_dead_letters
 
-    ids = list(
-        DeadLetter.objects.select_for_update()
-        .filter(id__in=dead_letter_ids, status=DeadLetter.Status.PENDING, blocked_by__isnull=True)
-        .order_by("id")
-        .values_list("id", flat=True)
-    )
-    DeadLetter.objects.filter(id__in=ids).update(status=DeadLetter.Status.REPLAYING)
     now = timezone.now()
     DeadLetterReplay.objects.bulk_create(
         DeadLetterReplay(dead_letter_id=i, action=Action.QUEUE, outcome=Outcome.QUEUED, actor=actor, at=now)
@@ -338,8 +491,53 @@ def deadletter_queue_replay(*, dead_letter_ids: list[int], actor: AbstractBaseUs
     chunk = settings.CONSUMER_REPLAY_TASK_CHUNK
     for start in range(0, len(ids), chunk):
         part = ids[start : start + chunk]
-        transaction.on_commit(lambda part=part: replay_dead_letters.delay(part, actor_id))
-    return ids
+        # robust: a Celery broker down at commit must not fail the caller; the stale sweep re-queues.
+        transaction.on_commit(lambda part=part: replay_dead_letters.delay(part, actor_id), robust=True)
+
+
+def deadletter_replay_queued(*, dead_letter_id: int, actor: AbstractBaseUser | None = None) -> ReplayResult:
+    """The background half of `deadletter_queue_replay`: replay a dead letter still `replaying`, under the same
+    cap as a replay now. At the cap it goes back to `pending` (history: refused); one that is no longer
+    `replaying` (handled meanwhile, or a second copy of the task) is skipped."""
+    with transaction.atomic():
+        dead_letter = _lock(dead_letter_id)
+        if dead_letter.status != DeadLetter.Status.REPLAYING:
+            return ReplayResult(dead_letter=dead_letter, outcome="skipped")
+        failed = _failed_replays(dead_letter)
+        if failed >= settings.CONSUMER_REPLAY_MAX_ATTEMPTS:
+            error = f"not replayed: it failed {failed} replays (the cap); fix its cause, edit or discard it"
+            dead_letter.status = DeadLetter.Status.PENDING
+            dead_letter.save(update_fields=["status"])
+            _history(dead_letter, action=Action.REPLAY, outcome=Outcome.REFUSED, actor=actor, error=error)
+            return ReplayResult(dead_letter=dead_letter, outcome=Outcome.REFUSED, error=error)
+        return _replay_locked(dead_letter, actor=actor, action=Action.REPLAY)
+
+
+def deadletter_requeue_stale_replays(*, older_than: timedelta | None = None) -> int:
+    """Beat: background replays still `replaying` after CONSUMER_REPLAY_STALE_MINUTES lost their task (never
+    queued, or its worker died). Each counts as a failed replay: below the cap it is queued again, at the
+    cap it goes back to `pending`. So nothing stays `replaying` for ever. Returns how many were re-queued."""
+    cutoff = timezone.now() - (older_than or timedelta(minutes=settings.CONSUMER_REPLAY_STALE_MINUTES))
+    with transaction.atomic():
+        # A row a running replay holds is locked: that replay is alive, skip it.
+        stale = list(
+            DeadLetter.objects.select_for_update(skip_locked=True)
+            .filter(Q(replay_queued_at__lt=cutoff) | Q(replay_queued_at__isnull=True), status=DeadLetter.Status.REPLAYING)
+            .order_by("id")
+        )
+        requeue: list[int] = []
+        for dead_letter in stale:
+            _history(dead_letter, action=Action.REPLAY, outcome=Outcome.FAILED, actor=None,
+                     error=f"the background replay did not finish within {settings.CONSUMER_REPLAY_STALE_MINUTES} "
+                           "minutes (its task was lost or died)")
+            if _failed_replays(dead_letter) >= settings.CONSUMER_REPLAY_MAX_ATTEMPTS:
+                dead_letter.status = DeadLetter.Status.PENDING
+                dead_letter.save(update_fields=["status"])
+            else:
+                requeue.append(dead_letter.pk)
+        DeadLetter.objects.filter(pk__in=requeue).update(replay_queued_at=timezone.now())
+        _enqueue_replays(requeue, actor=None)
+    return len(requeue)
 
 
 def _lock(dead_letter_id: int) -> DeadLetter:
@@ -349,7 +547,7 @@ def _lock(dead_letter_id: int) -> DeadLetter:
     except DeadLetter.DoesNotExist:
         raise ApplicationError(f"dead letter #{dead_letter_id} does not exist") from None
     if key is not None:
-        lock_keys(group=group, keys=[key])
+        lock_keys(group=group, keys=[bytes(key)])
     return DeadLetter.objects.select_for_update().get(pk=dead_letter_id)
 
 
@@ -361,13 +559,18 @@ def _check_replayable(dead_letter: DeadLetter, *, enforce_cap: bool) -> None:
             f"dead letter #{dead_letter.pk} is parked behind #{dead_letter.blocked_by_id}: "
             "replay or discard that one first, its key's order depends on it"
         )
-    failed = dead_letter.history.filter(
-        action__in=[Action.REPLAY, Action.EDIT_AND_REPLAY], outcome=Outcome.FAILED
-    ).count()
+    failed = _failed_replays(dead_letter)
     if enforce_cap and failed >= settings.CONSUMER_REPLAY_MAX_ATTEMPTS:
         raise ApplicationError(
             f"dead letter #{dead_letter.pk} failed {failed} replays (the cap): fix its cause, edit or discard it"
         )
+
+
+def _failed_replays(dead_letter: DeadLetter) -> int:
+    """Failed replays so far (automatic retries and releases do not count): what the replay cap limits."""
+    return dead_letter.history.filter(
+        action__in=[Action.REPLAY, Action.EDIT_AND_REPLAY], outcome=Outcome.FAILED
+    ).count()
 
 
 def _replay_locked(
@@ -387,8 +590,14 @@ def _replay_locked(
     return ReplayResult(dead_letter=dead_letter, outcome=outcome, released=released, new_head=new_head)
 
 
-def _release_followers(head: DeadLetter, *, actor: AbstractBaseUser | None) -> tuple[list[int], int | None]:
-    """Run the messages parked behind `head` in order; the first failure becomes the key's new head."""
+def _release_followers(
+    head: DeadLetter, *, actor: AbstractBaseUser | None, auto_retry: bool = False
+) -> tuple[list[int], int | None]:
+    """Run the messages parked behind `head` in order; the first failure becomes the key's new head.
+
+    With `auto_retry` (the release of an automatic retry, nobody watching) a retryable failure of the new
+    head is retried automatically too; after an operator's replay or discard it is pending, for them.
+    """
     followers = list(
         DeadLetter.objects.select_for_update()
         .filter(blocked_by=head, status__in=DeadLetter.UNRESOLVED)
@@ -400,6 +609,8 @@ def _release_followers(head: DeadLetter, *, actor: AbstractBaseUser | None) -> t
             applied = _apply_stored(follower)
         except Exception as error:  # noqa: BLE001 - recorded; the follower now blocks the rest
             follower.blocked_by = None
+            if auto_retry:
+                follower.status = DeadLetter.Status.RETRYING  # _record_failure keeps it so if retryable
             failure = _record_failure(follower, error)
             _history(follower, action=Action.RELEASE, outcome=Outcome.FAILED, actor=actor, error=failure.message)
             rest = [f.pk for f in followers[index + 1 :]]
@@ -412,13 +623,17 @@ def _release_followers(head: DeadLetter, *, actor: AbstractBaseUser | None) -> t
     return released, None
 
 
+def stored_message(dead_letter: DeadLetter) -> RawMessage:
+    """The message as the consumer read it: the same key bytes and headers (the value as last edited)."""
+    return RawMessage(
+        topic=dead_letter.topic, partition=dead_letter.partition, offset=dead_letter.offset,
+        key=dead_letter.key_bytes(), value=bytes(dead_letter.value), headers=dead_letter.header_pairs(),
+    )
+
+
 def _apply_stored(dead_letter: DeadLetter) -> bool:
     """Decode the stored message and run it through the inbox of the dead letter's group (only that group)."""
-    raw = RawMessage(
-        topic=dead_letter.topic, partition=dead_letter.partition, offset=dead_letter.offset, key=dead_letter.key,
-        value=bytes(dead_letter.value), headers=dead_letter.header_pairs(),
-    )
-    decoded = decode(raw, group=dead_letter.group)
+    decoded = decode(stored_message(dead_letter), group=dead_letter.group)
     if decoded is SKIP:
         raise DecodeFailure(DeadLetter.Reason.UNKNOWN_TYPE, f"{dead_letter.group} no longer handles {dead_letter.event_type}")
     assert isinstance(decoded, Decoded)
@@ -426,10 +641,19 @@ def _apply_stored(dead_letter: DeadLetter) -> bool:
 
 
 def _record_failure(dead_letter: DeadLetter, error: Exception) -> Failure:
+    """A failed run of a stored message: attempts + 1 and the new error. A `retrying` one stays `retrying`
+    (next try scheduled) while the error is retryable and automatic retries are left; otherwise, and for every
+    other status, it becomes `pending`, for a person."""
     registration = registry.handler_for(dead_letter.group, dead_letter.event_type)
     failure = Failure.from_exception(error, handler=registration.name if registration else "")
-    _set_failure(dead_letter, failure, attempts=dead_letter.attempts + 1, at=timezone.now())
-    dead_letter.status = DeadLetter.Status.PENDING
+    now = timezone.now()
+    _set_failure(dead_letter, failure, attempts=dead_letter.attempts + 1, at=now)
+    retrying = (
+        dead_letter.status == DeadLetter.Status.RETRYING and _retryable(failure)
+        and dead_letter.auto_retries < settings.CONSUMER_AUTO_RETRY_MAX_ATTEMPTS
+    )
+    dead_letter.status = DeadLetter.Status.RETRYING if retrying else DeadLetter.Status.PENDING
+    dead_letter.next_attempt_at = now + auto_retry_delay(dead_letter.auto_retries) if retrying else None
     dead_letter.save()
     return failure
 
@@ -437,7 +661,8 @@ def _record_failure(dead_letter: DeadLetter, error: Exception) -> Failure:
 def _resolve(dead_letter: DeadLetter) -> None:
     dead_letter.status = DeadLetter.Status.REPLAYED
     dead_letter.resolved_at = timezone.now()
-    dead_letter.save(update_fields=["status", "resolved_at"])
+    dead_letter.next_attempt_at = None
+    dead_letter.save(update_fields=["status", "resolved_at", "next_attempt_at"])
 
 
 def _history(dead_letter: DeadLetter, *, action: str, outcome: str, actor: AbstractBaseUser | None, **fields: str) -> None:

@@ -1,4 +1,5 @@
-"""Thin Celery tasks: background replay of large admin selections, and the inbox retention purge."""
+"""Thin Celery tasks: background replay of large admin selections, the automatic retries that are due, and the
+inbox retention purge."""
 
 from __future__ import annotations
 
@@ -8,25 +9,43 @@ from celery import shared_task
 from django.contrib.auth import get_user_model
 
 from apps.common.api import ApplicationError
-from apps.consumers.services import deadletter_replay, inbox_purge
+from apps.consumers.services import (
+    deadletter_replay_queued,
+    deadletter_requeue_stale_replays,
+    deadletter_retry_due,
+    inbox_purge,
+)
 
 logger = logging.getLogger(__name__)
 
 
 @shared_task(ignore_result=True)
 def replay_dead_letters(dead_letter_ids: list[int], actor_id: int | None) -> dict[str, int]:
-    """Replay each id in its own transaction; a refused or failed one does not stop the others."""
+    """Replay each id in its own transaction; a refused or failed one does not stop the others, and none is
+    left `replaying` (at the replay cap it goes back to pending)."""
     actor = get_user_model().objects.filter(pk=actor_id).first() if actor_id else None
     outcomes: dict[str, int] = {}
     for dead_letter_id in dead_letter_ids:
         try:
-            outcome = deadletter_replay(dead_letter_id=dead_letter_id, actor=actor).outcome
+            outcome = deadletter_replay_queued(dead_letter_id=dead_letter_id, actor=actor).outcome
         except ApplicationError as error:
             logger.info("replay of dead letter #%s refused: %s", dead_letter_id, error)
             outcome = "refused"
         outcomes[outcome] = outcomes.get(outcome, 0) + 1
     logger.info("background replay of %d dead letters: %s", len(dead_letter_ids), outcomes)
     return outcomes
+
+
+@shared_task(ignore_result=True)
+def requeue_stale_replays() -> int:
+    """Periodic (beat): re-queue background replays whose task was lost or died (CONSUMER_REPLAY_STALE_MINUTES)."""
+    return deadletter_requeue_stale_replays()
+
+
+@shared_task(ignore_result=True)
+def retry_due_dead_letters() -> dict[str, int]:
+    """Periodic (beat, every CONSUMER_AUTO_RETRY_SWEEP_S): the automatic retries of `retrying` dead letters."""
+    return deadletter_retry_due()
 
 
 @shared_task(ignore_result=True)

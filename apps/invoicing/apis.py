@@ -16,7 +16,9 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from apps.common.filters import IdFilter, StrictFilterSet
 from apps.common.permissions import ModelPermissions
+from apps.common.serializers import StrictInput
 from apps.invoicing.models import BillingAccount, Invoice
 from apps.invoicing.selectors import billing_account_get, billing_account_list, invoice_get, invoice_list
 from apps.invoicing.services import billing_account_create, billing_account_update
@@ -56,9 +58,9 @@ class InvoiceOutputSerializer(serializers.Serializer):
     lines = InvoiceLineSerializer(many=True)
 
 
-class InvoiceFilter(filters.FilterSet):
-    route = filters.NumberFilter(field_name="route_id")
-    customer = filters.NumberFilter(field_name="customer_id")
+class InvoiceFilter(StrictFilterSet):
+    route = IdFilter(field_name="route_id")
+    customer = IdFilter(field_name="customer_id")
     status = filters.ChoiceFilter(choices=Invoice.Status.choices)
     kind = filters.ChoiceFilter(choices=Invoice.Kind.choices)
     pdf_status = filters.ChoiceFilter(choices=Invoice.PdfStatus.choices)
@@ -141,7 +143,7 @@ class BillingAccountOutputSerializer(serializers.ModelSerializer):
                   "payment_terms_days", "created_at", "updated_at"]
 
 
-class BillingAccountInputSerializer(serializers.Serializer):
+class BillingAccountInputSerializer(StrictInput, serializers.Serializer):
     name = serializers.CharField(max_length=200)
     billing_address = serializers.CharField()
     vat_id = serializers.CharField(max_length=40, required=False, allow_blank=True)

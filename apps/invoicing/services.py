@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -55,7 +56,9 @@ class BillingAccountMissing(ApplicationError):
 @transaction.atomic
 def billing_account_create(*, customer_id: int, **fields: Any) -> BillingAccount:
     if BillingAccount.objects.filter(customer_id=customer_id).exists():
-        raise ApplicationError(f"customer {customer_id} already has a billing account", field="customer_id")
+        raise ApplicationError(
+            f"customer {customer_id} already has a billing account", field="customer_id", code="unique"
+        )
     account = BillingAccount(customer_id=customer_id, **_known(fields))
     account.full_clean()
     account.save(force_insert=True)
@@ -401,7 +404,8 @@ def _store_pdf(*, invoice_id: int, version: int, content: bytes) -> Invoice:
     if invoice.pdf_rendered_version >= version:
         return invoice  # a concurrent render of this version won
     previous = invoice.pdf.name
-    invoice.pdf.save(f"{invoice.number}-v{version}.pdf", ContentFile(content), save=False)
+    # A name nobody can guess, should the storage ever be exposed: the number alone would enumerate them all.
+    invoice.pdf.save(f"{invoice.number}-{secrets.token_urlsafe(16)}-v{version}.pdf", ContentFile(content), save=False)
     invoice.pdf_rendered_version = version
     if invoice.pdf_version == version:
         invoice.pdf_status = Invoice.PdfStatus.RENDERED

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import logging
+
 from celery import shared_task
 from django.core.exceptions import ObjectDoesNotExist
 
+from apps.invoicing.models import Invoice
 from apps.invoicing.services import (
     invoice_pdf_render_failed,
     invoice_pdf_requeue_stale,
@@ -12,6 +15,7 @@ from apps.invoicing.services import (
     invoice_renders_queue,
 )
 
+logger = logging.getLogger(__name__)
 PDF_MAX_RETRIES = 5
 
 
@@ -31,15 +35,25 @@ PDF_MAX_RETRIES = 5
 )
 def render_invoice_pdf(self, invoice_id: int) -> None:  # type: ignore[no-untyped-def]
     """Render the invoice's PDF; each failure is recorded, and after the last retry the invoice shows `failed`
-    (re-render from the admin)."""
+    (re-render from the admin). An invoice deleted before (or while) its task ran is not an error: one line."""
     try:
         invoice_render_pdf(invoice_id=invoice_id)
+    except Invoice.DoesNotExist:
+        _gone(invoice_id)
     except ObjectDoesNotExist:
         raise
     except Exception as error:
         final = self.request.retries >= self.max_retries
-        invoice_pdf_render_failed(invoice_id=invoice_id, error=f"{type(error).__name__}: {error}", final=final)
+        try:
+            invoice_pdf_render_failed(invoice_id=invoice_id, error=f"{type(error).__name__}: {error}", final=final)
+        except Invoice.DoesNotExist:
+            _gone(invoice_id)
+            return
         raise
+
+
+def _gone(invoice_id: int) -> None:
+    logger.info("invoice %s no longer exists; its PDF render is dropped", invoice_id)
 
 
 @shared_task(autoretry_for=(Exception,), max_retries=5, retry_backoff=2, retry_backoff_max=300, retry_jitter=True)

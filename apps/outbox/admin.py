@@ -11,6 +11,7 @@ from django.db.models.expressions import OrderBy
 from django.http import HttpRequest, HttpResponse
 
 from apps.common.admin import EventIdOrKeySearchMixin
+from apps.contracts import EVENT_TYPES
 from apps.outbox.models import OutboxEvent, RelayProblem
 from apps.outbox.selectors import outbox_backlog, relay_problems
 from apps.outbox.services import outbox_events_resend
@@ -32,6 +33,16 @@ class OutboxEventAdmin(EventIdOrKeySearchMixin, admin.ModelAdmin):
         "partition", "offset", "attempts", "last_error", "resent_at", "resent_by", "traceparent", "payload",
     ]
     readonly_fields = fields
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[OutboxEvent]:
+        """Each user sees the events of the bounded contexts they work in (a dispatcher: routing's, not invoice
+        totals); a superuser sees all, and so does whoever may re-send (operations: delivery failures of every
+        context are theirs, as the dead letters of every context are)."""
+        queryset = super().get_queryset(request)
+        if request.user.is_superuser or self.has_resend_permission(request):
+            return queryset
+        visible = {cls.ce_source() for cls in EVENT_TYPES.values() if request.user.has_module_perms(cls.context)}
+        return queryset.filter(source__in=visible)
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False

@@ -7,7 +7,7 @@ class OutboxConfig(AppConfig):
     verbose_name = "Outbox"
 
     def ready(self) -> None:
-        from apps.common.health import register_readiness_report
-        from apps.outbox.selectors import relay_readiness
+        from apps.common.health import register_degradation
+        from apps.outbox.selectors import relay_degraded
 
-        register_readiness_report("outbox_relay", relay_readiness)
+        register_degradation("outbox_relay", relay_degraded)

@@ -266,18 +266,19 @@ class OutboxRelay(Worker):
         outbox_events_requeue_stranded()  # rows an older release wrote without a queue entry (also beat's job)
         logger.info("relay started: batch %s, pipeline depth %s", self.batch_size, self.depth)
 
-    def run_once(self) -> None:
+    def run_once(self) -> bool:
+        """One round; True when it decided the fate of rows (run_worker's restart backoff resets on that)."""
         if self._producer_broken:
             delay = self.rebuilds.failed()
             logger.warning("relay: rebuilding the producer in %.1fs", delay)
             if self.stopping.wait(delay):
-                return
+                return False
             self._rebuild_producer()
         if time.monotonic() >= self._memory_check_due and not self._check_broker_memory() and not self._memory_known:
             # Not one claim before the broker said whether it still holds what it acknowledged: rows sent to an
             # emptied broker first would go out before the older rows it lost. (Unreachable, it takes none anyway.)
             self.stopping.wait(max(0.0, self._memory_check_due - time.monotonic()))
-            return
+            return False
         self._take_notifications(timeout=0)  # rows committed before this claim are seen by it
         result = self._pump()
         if result.published:
@@ -294,8 +295,9 @@ class OutboxRelay(Worker):
                 )
                 self._unconfirmed_rounds = 0
                 self._producer_broken = True
+        progress = result.published > 0 or (result.sent > 0 and not result.transient)
         if self.stopping.is_set() or self._producer_broken:
-            return
+            return progress
         if result.transient:
             delay = self.retry.failed()
             logger.warning("%s rows not confirmed by the broker; retrying in %.1fs", result.transient, delay)
@@ -308,6 +310,7 @@ class OutboxRelay(Worker):
         else:
             self.retry.succeeded()
             self._take_notifications(timeout=self.poll_interval)
+        return progress
 
     def teardown(self) -> None:
         producer, self.producer = self.producer, None

@@ -146,8 +146,14 @@ class RouteAdmin(admin.ModelAdmin):
 
     @admin.action(permissions=["change"], description="Recalculate selected routes")
     def recalculate_routes(self, request: HttpRequest, queryset: QuerySet[Route]) -> None:
+        def recalculate(*, route: Route) -> Route:
+            route = services.route_recalculate(route=route)
+            if not route.recalculated:
+                raise ApplicationError("its plan would not change, so nothing was recalculated or published")
+            return route
+
         self._each_route(
-            request, queryset, services.route_recalculate,
+            request, queryset, recalculate,
             done="Recalculated {} route(s); each published a new RouteCalculated.", refused="Not recalculated",
         )
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import django_filters
+from django.conf import settings
 from django.db.models import Model, QuerySet
 from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import mixins, serializers, status, viewsets
@@ -12,7 +13,9 @@ from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from apps.common.filters import IdFilter, StrictFilterSet
 from apps.common.permissions import ModelPermissions
+from apps.common.serializers import StrictInput
 from apps.routing import selectors, services
 from apps.routing.models import Customer, Depot, Route, Truck
 
@@ -65,7 +68,7 @@ class ReferenceViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewset
 class DepotViewSet(ReferenceViewSet):
     """Depots: where trucks are based and every route starts."""
 
-    class InputSerializer(serializers.Serializer):
+    class InputSerializer(StrictInput, serializers.Serializer):
         name = serializers.CharField(max_length=200)
         address = serializers.CharField(max_length=300, required=False, allow_blank=True)
         lat = serializers.FloatField(min_value=-90, max_value=90)
@@ -90,12 +93,21 @@ class DepotViewSet(ReferenceViewSet):
         return services.depot_update(depot=instance, data=data)
 
 
+class TruckFilter(StrictFilterSet):
+    depot = IdFilter(field_name="depot_id")
+    active = django_filters.BooleanFilter()
+
+    class Meta:
+        model = Truck
+        fields = ["depot", "active"]
+
+
 class TruckViewSet(ReferenceViewSet):
     """Trucks: plate, home depot, capacity, average speed; inactive trucks get no new routes."""
 
-    filterset_fields = ["depot", "active"]
+    filterset_class = TruckFilter
 
-    class InputSerializer(serializers.Serializer):
+    class InputSerializer(StrictInput, serializers.Serializer):
         plate = serializers.CharField(max_length=20)
         depot = serializers.PrimaryKeyRelatedField(queryset=Depot.objects.all())
         capacity_kg = serializers.IntegerField(min_value=1)
@@ -124,7 +136,7 @@ class TruckViewSet(ReferenceViewSet):
 class CustomerViewSet(ReferenceViewSet):
     """Customers: the shippers routes are run for (invoicing bills them by this id)."""
 
-    class InputSerializer(serializers.Serializer):
+    class InputSerializer(StrictInput, serializers.Serializer):
         name = serializers.CharField(max_length=200)
         email = serializers.EmailField(required=False, allow_blank=True)
         phone = serializers.CharField(max_length=40, required=False, allow_blank=True)
@@ -162,7 +174,9 @@ for _viewset in (DepotViewSet, TruckViewSet, CustomerViewSet):
     _document_writes(_viewset)
 
 
-class RouteFilter(django_filters.FilterSet):
+class RouteFilter(StrictFilterSet):
+    truck = IdFilter(field_name="truck_id")
+    customer = IdFilter(field_name="customer_id")
     date = django_filters.DateFilter(field_name="departs_at", lookup_expr="date", label="Departure date (UTC)")
 
     class Meta:
@@ -182,9 +196,10 @@ class RouteViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Ge
 
     permission_classes = [ModelPermissions]
     filterset_class = RouteFilter
+    throttle_scope: str | None = None  # an action that costs work sets its own (recalculate)
 
-    class InputSerializer(serializers.Serializer):
-        class StopSerializer(serializers.Serializer):
+    class InputSerializer(StrictInput, serializers.Serializer):
+        class StopSerializer(StrictInput, serializers.Serializer):
             name = serializers.CharField(max_length=200)
             lat = serializers.FloatField(min_value=-90, max_value=90)
             lon = serializers.FloatField(min_value=-180, max_value=180)
@@ -195,11 +210,15 @@ class RouteViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Ge
         truck = serializers.PrimaryKeyRelatedField(queryset=Truck.objects.select_related("depot"))
         customer = serializers.PrimaryKeyRelatedField(queryset=Customer.objects.all())
         departs_at = serializers.DateTimeField(required=False, help_text="Defaults to now.")
-        # The maximum number of stops is a setting the service reads per call, so it is not fixed here.
         stops = StopSerializer(many=True, allow_empty=False)
 
         class Meta:
             ref_name = "RouteInput"
+
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            # Refused before a single stop is validated (a 45,000-stop body costs nothing); read per request.
+            self.fields["stops"].max_length = settings.ROUTING_MAX_STOPS
 
     class OutputSerializer(serializers.ModelSerializer):
         class StopSerializer(serializers.Serializer):
@@ -228,7 +247,7 @@ class RouteViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Ge
             ]
             ref_name = "Route"
 
-    class CancelInputSerializer(serializers.Serializer):
+    class CancelInputSerializer(StrictInput, serializers.Serializer):
         reason = serializers.CharField(max_length=300, help_text="Kept on the route.")
 
         class Meta:
@@ -253,11 +272,23 @@ class RouteViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Ge
         )
         return Response(self._output(route), status=status.HTTP_201_CREATED)
 
-    @extend_schema(request=None, responses=OutputSerializer)
-    @action(detail=True, methods=["post"], permission_classes=[ChangeRoutePermission])
+    class RecalculateOutputSerializer(OutputSerializer):
+        recalculated = serializers.BooleanField(
+            help_text="False when the plan would not have changed: no new calculation, no event, no new invoice."
+        )
+
+    # (a nested `class Meta` could not see OutputSerializer: class bodies do not nest scopes)
+    RecalculateOutputSerializer.Meta = type(
+        "Meta", (OutputSerializer.Meta,),
+        {"fields": [*OutputSerializer.Meta.fields, "recalculated"], "ref_name": "RouteRecalculation"},
+    )
+
+
+    @extend_schema(request=None, responses=RecalculateOutputSerializer)
+    @action(detail=True, methods=["post"], permission_classes=[ChangeRoutePermission], throttle_scope="recalculate")
     def recalculate(self, request: Request, pk: str) -> Response:
         route = services.route_recalculate(route=self.get_object())
-        return Response(self._output(route))
+        return Response({**self._output(route), "recalculated": route.recalculated})
 
     # Not named `dispatch`: that is the view's own request-dispatch method.
     @extend_schema(

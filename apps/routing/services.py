@@ -117,15 +117,25 @@ def route_calculate(
 
 @transaction.atomic
 def route_recalculate(*, route: Route) -> Route:
-    """Re-plan a route with its truck's current depot and speed; publishes a RouteCalculated with calculation + 1."""
+    """Re-plan a route with its truck's current depot and speed; publishes a RouteCalculated with calculation + 1.
+
+    A plan that would come out exactly as the current one is not made again: no new calculation, no event (each
+    one costs invoicing a credit note, a new invoice and their numbers). `route.recalculated` says which it was.
+    """
     # The row lock serialises recalculations of one route, so `calculation` never repeats.
     route = Route.objects.select_related("truck__depot", "customer").select_for_update(of=("self",)).get(pk=route.pk)
     if route.status not in RECALCULABLE:
         raise ApplicationError(f"a {route.status} route cannot be recalculated", field="status")
-    stops = [StopInput(name=stop.name, lat=stop.lat, lon=stop.lon) for stop in route.stops.all()]
+    current = list(route.stops.all())
+    stops = [StopInput(name=stop.name, lat=stop.lat, lon=stop.lon) for stop in current]
     _check_plannable(truck=route.truck, stops=stops)
+    unchanged = route.depot_id == route.truck.depot_id and route.calculation > 0
     route.depot = route.truck.depot
-    return _plan(route=route, stops=stops)
+    planned, arrival = _planned_stops(route=route, stops=stops)
+    route.recalculated = not (unchanged and _same_plan(current, planned))
+    if not route.recalculated:
+        return route
+    return _apply_plan(route=route, planned=planned, arrival=arrival)
 
 
 @transaction.atomic
@@ -198,6 +208,12 @@ def _check_plannable(*, truck: Truck, stops: Sequence[StopInput]) -> None:
 
 def _plan(*, route: Route, stops: Sequence[StopInput]) -> Route:
     """Order the stops, time every leg, replace the route's stops and publish the plan."""
+    planned, arrival = _planned_stops(route=route, stops=stops)
+    return _apply_plan(route=route, planned=planned, arrival=arrival)
+
+
+def _planned_stops(*, route: Route, stops: Sequence[StopInput]) -> tuple[list[RouteStop], datetime]:
+    """The stops in visiting order with their legs and arrivals (unsaved), and the time the tour ends."""
     truck = route.truck
     depot = geo.Point(route.depot.lat, route.depot.lon)
     ordered = [stops[i] for i in geo.order_stops(depot, [geo.Point(s.lat, s.lon) for s in stops])]
@@ -214,17 +230,29 @@ def _plan(*, route: Route, stops: Sequence[StopInput]) -> Route:
         )
         clock += dwell
         previous = geo.Point(stop.lat, stop.lon)
+    return planned, clock
+
+
+def _same_plan(current: Sequence[RouteStop], planned: Sequence[RouteStop]) -> bool:
+    def shape(stops: Sequence[RouteStop]) -> list[tuple]:
+        return [(s.sequence, s.name, s.lat, s.lon, s.leg_distance_km, s.planned_arrival) for s in stops]
+
+    return shape(current) == shape(planned)
+
+
+def _apply_plan(*, route: Route, planned: list[RouteStop], arrival: datetime) -> Route:
     route.stops.all().delete()
     RouteStop.objects.bulk_create(planned)
     route.distance_km = sum((stop.leg_distance_km for stop in planned), Decimal("0.000"))
-    route.eta = _to_second(clock)
-    route.duration_minutes = round((clock - route.departs_at).total_seconds() / 60)
+    route.eta = _to_second(arrival)
+    route.duration_minutes = round((arrival - route.departs_at).total_seconds() / 60)
     route.calculation += 1
     route.calculated_at = timezone.now()
     if route.status == Route.Status.PLANNED:
         route.status = Route.Status.CALCULATED
     route.save()
     outbox.publish(_route_calculated(route=route, stops=planned))
+    route.recalculated = True
     return route
 
 

@@ -1,5 +1,6 @@
 """Settings shared by every environment; everything deployment-specific comes from the environment."""
 
+from datetime import timedelta
 from pathlib import Path
 
 import environ
@@ -20,9 +21,11 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "rest_framework",
-    "rest_framework.authtoken",
+    "knox",
+    "axes",
     "django_filters",
     "drf_spectacular",
+    "drf_spectacular_sidecar",
     "apps.common",
     "apps.outbox",
     "apps.consumers",
@@ -32,6 +35,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "csp.middleware.CSPMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -39,7 +43,22 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "apps.common.tracing.TraceparentMiddleware",
+    # Last, as django-axes asks: it turns a locked-out login into its lockout response.
+    "axes.middleware.AxesMiddleware",
 ]
+
+# django-axes counts failed logins (admin and API token) and locks the (user, address) pair out.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = env.int("AXES_FAILURE_LIMIT", default=5)
+AXES_COOLOFF_TIME = timedelta(minutes=env.int("AXES_COOLOFF_MINUTES", default=15))
+# Per username and address together: a stranger cannot lock a real user out from elsewhere.
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+# Behind a proxy, set AXES_IPWARE_META_PRECEDENCE_ORDER / a trusted proxy count (django-axes docs).
+
 
 ROOT_URLCONF = "logiflow.urls"
 WSGI_APPLICATION = "logiflow.wsgi.application"
@@ -95,24 +114,84 @@ STORAGES = {
 # --- REST API -----------------------------------------------------------------
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.TokenAuthentication",
+        "knox.auth.TokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
-    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
+    "DEFAULT_PAGINATION_CLASS": "apps.common.pagination.StrictPageNumberPagination",
     "PAGE_SIZE": 50,
-    "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_FILTER_BACKENDS": ["apps.common.filters.StrictFilterBackend"],
+    "DEFAULT_SCHEMA_CLASS": "apps.common.schema.AutoSchema",
     "EXCEPTION_HANDLER": "apps.common.api.exception_handler",
+    # JSON only: the API documents JSON bodies, and form encodings blur "empty" and "missing".
+    "DEFAULT_PARSER_CLASSES": ["apps.common.parsers.BoundedJSONParser"],
+    "DEFAULT_THROTTLE_CLASSES": [
+        "rest_framework.throttling.AnonRateThrottle",
+        "rest_framework.throttling.UserRateThrottle",
+        "rest_framework.throttling.ScopedRateThrottle",
+    ],
+    # Scoped rates cover what costs work or guards credentials: token creation, recalculation, replay.
+    "DEFAULT_THROTTLE_RATES": {
+        "anon": env("API_THROTTLE_ANON", default="60/minute"),
+        "user": env("API_THROTTLE_USER", default="1200/minute"),
+        "auth": env("API_THROTTLE_AUTH", default="10/minute"),
+        "recalculate": env("API_THROTTLE_RECALCULATE", default="30/minute"),
+        "replay": env("API_THROTTLE_REPLAY", default="60/minute"),
+    },
 }
+# The largest request body the API parses (a 50-stop route is about 5 KB); larger ones get 413.
+API_MAX_BODY_BYTES = env.int("API_MAX_BODY_BYTES", default=256 * 1024)
+DATA_UPLOAD_MAX_MEMORY_SIZE = API_MAX_BODY_BYTES
+# API tokens (django-rest-knox): stored as hashes, valid for API_TOKEN_TTL_HOURS; a client logs in again to renew.
+REST_KNOX = {
+    "TOKEN_TTL": timedelta(hours=env.int("API_TOKEN_TTL_HOURS", default=10)),
+    "AUTH_HEADER_PREFIX": "Token",
+    "TOKEN_LIMIT_PER_USER": env.int("API_TOKEN_LIMIT_PER_USER", default=20),
+}
+# Throttle counters live in the cache: set CACHE_URL (e.g. redis://…) when several web processes serve the API.
+CACHES = {"default": env.cache_url("CACHE_URL", default="locmemcache://")}
 SPECTACULAR_SETTINGS = {
     "TITLE": "LogiFlow API",
     "DESCRIPTION": "Routing and invoicing for LogiFlow, coupled only by domain events.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    # Request bodies get components of their own, so what input must satisfy (e.g. minLength) can be stated.
+    "COMPONENT_SPLIT_REQUEST": True,
+    # The schema and Swagger UI need a logged-in user unless API_DOCS_PUBLIC opens them.
+    "SERVE_PERMISSIONS": [
+        "rest_framework.permissions.AllowAny" if env.bool("API_DOCS_PUBLIC", default=False)
+        else "rest_framework.permissions.IsAuthenticated"
+    ],
+    # Swagger UI's files come from this server (drf-spectacular-sidecar), never from a CDN.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "apps.common.schema.add_error_responses",
+    ],
     "ENUM_NAME_OVERRIDES": {
         "DeadLetterStatusEnum": "apps.consumers.models.DeadLetter.Status",
+        "RouteStatusEnum": "apps.routing.models.Route.Status",
+        "InvoiceStatusEnum": "apps.invoicing.models.Invoice.Status",
     },
+}
+
+# Content-Security-Policy (django-csp): scripts only from this server, no inline script, nothing from elsewhere.
+# Inline styles stay allowed: the admin and Swagger UI set style attributes.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'", "'unsafe-inline'"],
+        "img-src": ["'self'", "data:"],
+        "font-src": ["'self'", "data:"],
+        "connect-src": ["'self'"],
+        "object-src": ["'none'"],
+        "base-uri": ["'self'"],
+        "frame-ancestors": ["'none'"],
+        "form-action": ["'self'"],
+    }
 }
 
 # --- Kafka ----------------------------------------------------------------------
@@ -149,17 +228,28 @@ OUTBOX_PURGE_BATCH_SIZE = env.int("OUTBOX_PURGE_BATCH_SIZE", default=5000)
 # --- Consumers and dead letters ---------------------------------------------------------
 CONSUMER_BATCH_SIZE = env.int("CONSUMER_BATCH_SIZE", default=500)
 CONSUMER_POLL_TIMEOUT_S = env.float("CONSUMER_POLL_TIMEOUT_S", default=1.0)
-# Handler attempts (the first included) before a message goes to the ledger; the retries of one message
-# must also end within CONSUMER_RETRY_MAX_TOTAL_S, well below Kafka's max.poll.interval.ms (300 s).
+# In-batch retries: handler attempts (the first included) of one message, with backoff, all within the
+# batch's retry budget (seconds for the whole batch, not per message). The worker refuses to start unless
+# the budget is at most a third of Kafka's max.poll.interval.ms (librdkafka default 300 s).
 CONSUMER_MAX_ATTEMPTS = env.int("CONSUMER_MAX_ATTEMPTS", default=5)
 CONSUMER_RETRY_BACKOFF_INITIAL_S = env.float("CONSUMER_RETRY_BACKOFF_INITIAL_S", default=0.5)
 CONSUMER_RETRY_BACKOFF_MAX_S = env.float("CONSUMER_RETRY_BACKOFF_MAX_S", default=10.0)
-CONSUMER_RETRY_MAX_TOTAL_S = env.float("CONSUMER_RETRY_MAX_TOTAL_S", default=60.0)
+CONSUMER_RETRY_BATCH_BUDGET_S = env.float("CONSUMER_RETRY_BATCH_BUDGET_S", default=30.0)
+# Then the message waits in the ledger as `retrying` (its key parked behind it) and is retried automatically
+# this many times, the delay doubling from INITIAL up to MAX; after the last it is a pending dead letter.
+CONSUMER_AUTO_RETRY_MAX_ATTEMPTS = env.int("CONSUMER_AUTO_RETRY_MAX_ATTEMPTS", default=6)
+CONSUMER_AUTO_RETRY_BACKOFF_INITIAL_S = env.float("CONSUMER_AUTO_RETRY_BACKOFF_INITIAL_S", default=30.0)
+CONSUMER_AUTO_RETRY_BACKOFF_MAX_S = env.float("CONSUMER_AUTO_RETRY_BACKOFF_MAX_S", default=3600.0)
+# How often Celery beat runs the due automatic retries (seconds).
+CONSUMER_AUTO_RETRY_SWEEP_S = env.float("CONSUMER_AUTO_RETRY_SWEEP_S", default=10.0)
 # Failed replays of one dead letter before plain replay is refused (edit or discard it instead).
 CONSUMER_REPLAY_MAX_ATTEMPTS = env.int("CONSUMER_REPLAY_MAX_ATTEMPTS", default=10)
 # Larger admin selections are replayed in the background by Celery, in tasks of this many.
 CONSUMER_REPLAY_SYNC_LIMIT = env.int("CONSUMER_REPLAY_SYNC_LIMIT", default=20)
 CONSUMER_REPLAY_TASK_CHUNK = env.int("CONSUMER_REPLAY_TASK_CHUNK", default=200)
+# A background replay still `replaying` this long after it was queued lost its task (Celery broker down at
+# commit, worker died): beat re-queues it, counting a failed replay, so the replay cap ends it.
+CONSUMER_REPLAY_STALE_MINUTES = env.int("CONSUMER_REPLAY_STALE_MINUTES", default=15)
 # Keep inbox rows longer than a topic can ever be re-read (Kafka retention), or an old event could apply twice.
 CONSUMER_INBOX_RETENTION_DAYS = env.int("CONSUMER_INBOX_RETENTION_DAYS", default=14)
 CONSUMER_STATS_INTERVAL_S = env.float("CONSUMER_STATS_INTERVAL_S", default=60.0)
@@ -211,6 +301,14 @@ CELERY_BEAT_SCHEDULE["outbox-requeue-stranded"] = {
     "schedule": env.float("OUTBOX_STRANDED_SWEEP_INTERVAL_S", default=300.0),
 }
 CELERY_BEAT_SCHEDULE["consumers-purge-inbox"] = {"task": "apps.consumers.tasks.purge_inbox", "schedule": 6 * 3600}
+CELERY_BEAT_SCHEDULE["consumers-requeue-stale-replays"] = {
+    "task": "apps.consumers.tasks.requeue_stale_replays", "schedule": 5 * 60,
+}
+# A sweep that could not run in its interval is dropped, not stacked behind the next one.
+CELERY_BEAT_SCHEDULE["consumers-retry-due"] = {
+    "task": "apps.consumers.tasks.retry_due_dead_letters", "schedule": CONSUMER_AUTO_RETRY_SWEEP_S,
+    "options": {"expires": CONSUMER_AUTO_RETRY_SWEEP_S},
+}
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 
 # --- Invoicing -------------------------------------------------------------------------
@@ -239,5 +337,7 @@ LOGGING = {
         "django.db.backends": {"level": "INFO"},
         # WeasyPrint's font subsetting logs every table it touches at INFO.
         "fontTools": {"level": "WARNING"},
+        # django-axes logs every successful login and clean-up at INFO; lockouts are WARNING.
+        "axes": {"level": "WARNING"},
     },
 }

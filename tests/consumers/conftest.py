@@ -48,3 +48,4 @@ def _fresh_handler_memory() -> None:
     handlers.attempts.clear()
     handlers.committed_callbacks.clear()
     handlers.batch_calls.clear()
+    handlers.seen_keys.clear()

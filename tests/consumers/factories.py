@@ -6,18 +6,23 @@ from django.contrib.auth.models import Group, User
 
 from apps.consumers.models import DeadLetter
 from apps.consumers.services import Failure, deadletter_record, parked_failure
-from tests.consumers.support import happened, raw_message
+from tests.consumers.support import cloud_event_headers, happened, raw_message
 
 
 def dead_letter(seq: int, *, key: str = "truck-1", scenario: str = "broken", value: bytes | None = None,
-                error: Exception | None = None) -> DeadLetter:
-    raw = raw_message(happened(key=key, scenario=scenario, seq=seq), offset=seq, value=value)
+                error: Exception | None = None, raw_key: bytes | None = None,
+                headers: list[tuple[str, bytes | None]] | None = None) -> DeadLetter:
+    """A handler failure of event `seq`; `raw_key` replaces the Kafka key (the event's key in UTF-8), `headers`
+    are added to the CloudEvents ones."""
+    event = happened(key=key, scenario=scenario, seq=seq)
+    raw = raw_message(event, offset=seq, value=value, key=raw_key,
+                      headers=cloud_event_headers(event) + headers if headers else None)  # type: ignore[operator]
     failure = Failure.from_exception(error or RuntimeError(f"boom {seq}"), handler="tests.handler")
     return deadletter_record(group="testing", raw=raw, failure=failure, attempts=3)
 
 
 def parked_dead_letter(seq: int, head: DeadLetter, *, scenario: str = "") -> DeadLetter:
-    raw = raw_message(happened(key=head.key or "", scenario=scenario, seq=seq), offset=seq)
+    raw = raw_message(happened(key=head.key_text() or "-", scenario=scenario, seq=seq), offset=seq, key=head.key_bytes())
     return deadletter_record(group="testing", raw=raw, failure=parked_failure(head.pk), attempts=0, blocked_by_id=head.pk)
 
 

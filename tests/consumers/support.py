@@ -35,11 +35,12 @@ def cloud_event_headers(event: DomainEvent, *, event_id: uuid.UUID | None = None
 
 def raw_message(
     event: DomainEvent, *, event_id: uuid.UUID | None = None, offset: int = 0, value: bytes | None = None,
-    headers: Headers | None = None,
+    headers: Headers | None = None, key: bytes | None = None,
 ) -> RawMessage:
-    """A message as the consumer would read it, for service tests that need no broker."""
+    """A message as the consumer would read it, for service tests that need no broker (the key as the relay
+    sends it, the event's partition key in UTF-8, unless given)."""
     return RawMessage(
-        topic=type(event).topic(), partition=0, offset=offset, key=event.partition_key(),
+        topic=type(event).topic(), partition=0, offset=offset, key=event.partition_key().encode() if key is None else key,
         value=event.model_dump_json().encode() if value is None else value,
         headers=cloud_event_headers(event, event_id=event_id) if headers is None else headers,
     )
@@ -52,14 +53,18 @@ class RawProducer:
         self.topic = topic
         self.producer = Producer(producer_config())
 
-    def send(self, *, value: bytes | None, key: str | None, headers: Headers, partition: int = 0) -> None:
+    def send(self, *, value: bytes | None, key: str | bytes | None, headers: Headers, partition: int = 0) -> None:
         self.producer.produce(self.topic, value=value, key=key, headers=headers, partition=partition)
 
-    def event(self, event: DomainEvent, *, event_id: uuid.UUID | None = None, partition: int = 0) -> uuid.UUID:
+    def event(
+        self, event: DomainEvent, *, event_id: uuid.UUID | None = None, partition: int = 0,
+        key: bytes | None = None, extra_headers: Headers | None = None,
+    ) -> uuid.UUID:
+        """A valid event, under its own partition key unless `key` (any bytes, e.g. a Java integer key) is given."""
         event_id = event_id or uuid.uuid4()
         self.send(
-            value=event.model_dump_json().encode(), key=event.partition_key(),
-            headers=cloud_event_headers(event, event_id=event_id), partition=partition,
+            value=event.model_dump_json().encode(), key=event.partition_key() if key is None else key,
+            headers=cloud_event_headers(event, event_id=event_id) + (extra_headers or []), partition=partition,
         )
         return event_id
 

@@ -169,3 +169,15 @@ def test_edit_payload_then_replay_needs_the_edit_permission_and_validates_the_sc
     letter.refresh_from_db()
     assert letter.status == Status.REPLAYED
     assert '+  "seq": 5' in letter.history.get().payload_diff
+
+
+def test_a_binary_key_is_listed_escaped_shown_with_its_hex_and_found_by_its_escaped_form() -> None:
+    java = dead_letter(1, raw_key=b"\x00\x00\x00\x07", headers=[("x-note", b"a\x00b")])
+    client = logged_in("finance")
+
+    listing = client.get(CHANGELIST).content.decode()
+    detail = client.get(reverse("admin:consumers_deadletter_change", args=[java.pk])).content.decode()
+
+    assert "\\x00\\x00\\x00\\x07" in listing
+    assert "00000007" in detail and "4 bytes" in detail and "a\\x00b" in detail
+    assert list(client.get(CHANGELIST, {"q": "\\x00\\x00\\x00\\x07"}).context["cl"].result_list) == [java]

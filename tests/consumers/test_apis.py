@@ -42,7 +42,7 @@ def test_detail_has_the_decoded_payload_headers_and_traceback() -> None:
     letter = dead_letter(1, scenario="")
     body = client_for("finance").get(f"{URL}{letter.pk}/").json()
     assert body["payload"] == {"key": "truck-1", "scenario": "", "seq": 1}
-    assert {"key": "ce_type", "value": "logiflow.testing.Happened.v1"} in body["headers"]
+    assert {"key": "ce_type", "value": "logiflow.testing.Happened.v1", "value_base64": "bG9naWZsb3cudGVzdGluZy5IYXBwZW5lZC52MQ=="} in body["headers"]
     assert "RuntimeError: boom 1" in body["traceback"]
 
 
@@ -97,3 +97,42 @@ def test_discard_requires_a_reason() -> None:
     assert DeadLetter.objects.get(pk=letter.pk).status == DeadLetter.Status.PENDING
     done = client.post(f"{URL}{letter.pk}/discard/", {"reason": "test data"}, format="json")
     assert done.status_code == 200 and done.json()["dead_letter"]["status"] == "discarded"
+
+
+def test_a_binary_key_and_header_are_shown_escaped_with_their_exact_bytes_and_the_key_filter_takes_either_form() -> None:
+    java = dead_letter(1, raw_key=b"\x00\x00\x00\x07", headers=[("x-note", b"a\x00b\xff")])
+    printable = dead_letter(2, key="truck-2")
+    client = client_for("finance")
+
+    body = client.get(f"{URL}{java.pk}/").json()
+
+    assert (body["key"], body["key_hex"]) == ("\\x00\\x00\\x00\\x07", "00000007")
+    assert {"key": "x-note", "value": "a\\x00b\\xff", "value_base64": "YQBi/w=="} in body["headers"]
+    assert [row["id"] for row in client.get(URL, {"key": "truck-2"}).json()["results"]] == [printable.pk]
+    assert [row["id"] for row in client.get(URL, {"key": "\\x00\\x00\\x00\\x07"}).json()["results"]] == [java.pk]
+
+
+def test_a_retrying_dead_letter_is_listed_with_its_next_attempt_and_the_status_filter_knows_retrying() -> None:
+    waiting = dead_letter(1)
+    DeadLetter.objects.filter(pk=waiting.pk).update(status=DeadLetter.Status.RETRYING, next_attempt_at="2030-01-01T00:00Z")
+    dead_letter(2, key="truck-2")
+    rows = client_for("finance").get(URL, {"status": "retrying"}).json()["results"]
+    assert [(row["id"], row["next_attempt_at"], row["auto_retries"]) for row in rows] == [
+        (waiting.pk, "2030-01-01T00:00:00Z", 0)
+    ]
+
+
+def test_replay_and_discard_show_the_dead_letter_only_to_users_who_may_view_it() -> None:
+    from django.contrib.auth.models import Permission, User
+
+    actor = User.objects.create_user("replayer")
+    actor.user_permissions.add(*Permission.objects.filter(codename__in=["replay_deadletter", "discard_deadletter"]))
+    client = APIClient()
+    client.force_authenticate(actor)
+    letter = dead_letter(1, scenario="broken")
+    body = client.post(f"{URL}{letter.pk}/discard/", {"reason": "test data"}, format="json").json()
+    assert (body["dead_letter_id"], body["status"], body["dead_letter"]) == (letter.pk, "discarded", None)
+    viewer = client_for("operations").post(
+        f"{URL}{dead_letter(2, key='truck-2').pk}/discard/", {"reason": "x"}, format="json"
+    )
+    assert viewer.json()["dead_letter"]["traceback"]

@@ -107,3 +107,28 @@ def test_database_connection_lost_mid_run_reconnects_without_dead_lettering(
     assert process.wait(timeout=30) == 0
     assert not DeadLetter.objects.exists()
     assert list(Effect.objects.values_list("seq", flat=True)) == [1, 2]
+
+
+def test_hostile_keys_and_headers_do_not_restart_the_consumer_and_later_events_are_handled(
+    start_consumer: Callable[[str], subprocess.Popen[bytes]], producer: RawProducer
+) -> None:
+    # What wedged the invoicing consumer: a Java integer key, a NUL in a header value, a key longer than the
+    # old column, a non-UTF-8 key; each failing or not, with valid events behind them on the same partition.
+    producer.event(happened(key="java", seq=1), key=b"\x00\x00\x00\x07")
+    producer.send(value=b"{not json", key=b"\x00\x00\x00\x08", headers=[("ce_id", b"\x00")])
+    producer.event(happened(key="header", seq=2), extra_headers=[("x-note", b"a\x00b")])
+    producer.send(value=b"{not json", key=b"k" * 300, headers=[("x-note", b"\x00")])
+    producer.send(value=b"{not json", key=b"\xff\xfe", headers=[])
+    producer.event(happened(key="after", seq=3))
+    producer.flush()
+
+    process = start_consumer(f"hostile-{uuid.uuid4().hex[:8]}")
+    wait_for(lambda: Effect.objects.filter(seq=3).exists())
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=30) == 0
+
+    assert list(Effect.objects.values_list("seq", flat=True)) == [1, 2, 3]
+    assert sorted(bytes(key) for key in DeadLetter.objects.values_list("key", flat=True)) == [
+        b"\x00\x00\x00\x08", b"k" * 300, b"\xff\xfe",
+    ]
+    assert "reconnecting" not in log_of(process)

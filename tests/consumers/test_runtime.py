@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Callable
 
 import pytest
 from confluent_kafka import Consumer, TopicPartition
 from django.utils import timezone
+from pytest_django.fixtures import Settings as SettingsWrapper
 
 from apps.common.kafka import client_config
 from apps.consumers.models import DeadLetter, InboxEntry
 from apps.consumers.runtime import ConsumerWorker
+from apps.consumers.services import deadletter_discard, deadletter_edit_and_replay, deadletter_retry_due
 from tests.consumers.support import RawProducer, cloud_event_headers, drain, happened
 from tests.consumers.testapp import handlers
 from tests.consumers.testapp.models import Effect, Script
@@ -51,9 +54,9 @@ def test_each_permanent_failure_kind_is_dead_lettered_once_and_the_next_event_on
 
     assert sorted(effects()) == [1, 2, 3, 4, 99]
     for reason in broken:
-        row = DeadLetter.objects.get(key=f"bad-{reason}")
+        row = DeadLetter.objects.get(key=f"bad-{reason}".encode())
         assert (row.reason, row.attempts, row.status, row.group) == (reason, 1, DeadLetter.Status.PENDING, "testing")
-    refused = DeadLetter.objects.get(key="refused")
+    refused = DeadLetter.objects.get(key=b"refused")
     assert (refused.reason, refused.attempts) == (Reason.NON_RETRYABLE, 1)
     assert handlers.attempts[refused.event_id] == 1, "a non-retryable failure must not be retried"
     assert DeadLetter.objects.count() == 5
@@ -263,3 +266,183 @@ def test_a_retryable_failure_in_a_batch_run_is_retried_alone_and_the_rest_keep_t
     assert handlers.attempts[ids[2]] == 2 and worker.counters.retries == 1
     assert not DeadLetter.objects.exists()
     assert sorted(handlers.committed_callbacks) == sorted(ids) and len(handlers.committed_callbacks) == 6
+
+
+# --- hostile bytes: keys and headers are anyone's bytes --------------------------------------------------------
+
+JAVA_INT_KEY = b"\x00\x00\x00\x07"  # what a Java producer's IntegerSerializer sends for 7
+
+
+def test_hostile_keys_and_header_values_never_stop_the_partition_and_are_kept_byte_for_byte(
+    producer: RawProducer, make_worker: Callable[..., ConsumerWorker]
+) -> None:
+    Script.objects.create(scenario="refuses", broken=True, non_retryable=True)
+    long_key = b"k" * 300  # longer than any text column
+    nul_header = [("x-note", b"a\x00b"), ("x-empty", b"")]
+    producer.event(happened(key="java", seq=1), key=JAVA_INT_KEY)  # valid: simply applied
+    producer.event(happened(scenario="refuses", seq=2), key=b"\x00\x00\x00\x08")
+    with_nul_header = producer.event(happened(key="plain", scenario="refuses", seq=3), extra_headers=nul_header)
+    producer.event(happened(scenario="refuses", seq=4), key=long_key)
+    producer.event(happened(scenario="refuses", seq=5), key=b"\xff\xfe")
+    producer.event(happened(seq=6), key=b"\xff\xfe")  # the same bytes as a head: parked behind it
+    producer.event(happened(seq=7), key=b"\xff\xfd")  # other bytes (same text once decoded lossily): flows
+    producer.event(happened(seq=8), key=b"\x00\x00\x00\x08")  # parked
+    producer.event(happened(key="last", seq=99))
+    producer.flush()
+
+    worker = make_worker()
+    drain(worker, lambda: Effect.objects.filter(seq=99).exists())
+
+    assert effects() == [1, 7, 99]
+    heads = {bytes(row.key): row for row in DeadLetter.objects.filter(blocked_by=None)}
+    assert set(heads) == {b"\x00\x00\x00\x08", b"plain", long_key, b"\xff\xfe"}
+    assert {row.reason for row in heads.values()} == {Reason.NON_RETRYABLE}
+    parked = {bytes(row.key): row.blocked_by_id for row in DeadLetter.objects.exclude(blocked_by=None)}
+    assert parked == {b"\xff\xfe": heads[b"\xff\xfe"].pk, b"\x00\x00\x00\x08": heads[b"\x00\x00\x00\x08"].pk}
+    assert heads[b"plain"].event_id == with_nul_header
+    assert heads[b"plain"].header_pairs()[-2:] == nul_header
+    assert handlers.seen_keys[DeadLetter.objects.get(key=b"\xff\xfe", blocked_by=None).event_id] == b"\xff\xfe"
+    assert worker.counters.parked == 2
+
+
+def test_a_failure_to_record_a_dead_letter_still_moves_the_message_out_of_the_partition(
+    producer: RawProducer, make_worker: Callable[..., ConsumerWorker], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from django.db import DataError
+
+    def refuse(**kwargs: object) -> None:
+        raise DataError("PostgreSQL text fields cannot contain NUL (0x00) bytes")
+
+    monkeypatch.setattr("apps.consumers.runtime.deadletter_record", refuse)
+    producer.send(value=b"\x00{not json", key=JAVA_INT_KEY, headers=[("ce_id", b"\x00")])
+    producer.event(happened(key="after", seq=1))
+    producer.flush()
+
+    worker = make_worker()
+    drain(worker, lambda: Effect.objects.exists())
+
+    row = DeadLetter.objects.get()
+    assert (bytes(row.key), bytes(row.value), row.reason) == (JAVA_INT_KEY, b"\x00{not json", Reason.MISSING_HEADERS)
+    assert row.header_pairs() == [("ce_id", b"\x00")]
+    assert "could not be recorded in full" in row.error_message and "DataError" in row.error_message
+    assert (row.status, row.offset) == (DeadLetter.Status.PENDING, 0)
+
+
+
+# --- the ledger is authoritative on redelivery ----------------------------------------------------------------
+
+
+def test_a_redelivered_message_whose_dead_letter_was_discarded_never_runs_and_parks_nothing(
+    producer: RawProducer, make_worker: Callable[..., ConsumerWorker]
+) -> None:
+    Script.objects.create(scenario="refuses", broken=True, non_retryable=True)
+    discarded_id = producer.event(happened(key="truck-1", scenario="refuses", seq=1))
+    producer.flush()
+    drain(make_worker(), lambda: DeadLetter.objects.exists())
+    head = DeadLetter.objects.get()
+    deadletter_discard(dead_letter_id=head.pk, actor=None, reason="cancelled by the customer")
+    Script.objects.filter(scenario="refuses").update(broken=False)  # it would apply now, were it run again
+    producer.event(happened(key="truck-1", seq=2))
+    producer.flush()
+
+    # Another Kafka group id of the same logical group reads the topic again: a redelivery of both messages.
+    worker = make_worker()
+    drain(worker, lambda: Effect.objects.exists())
+
+    assert effects() == [2]
+    assert handlers.attempts[discarded_id] == 1
+    assert list(DeadLetter.objects.values_list("id", "status")) == [(head.pk, DeadLetter.Status.DISCARDED)]
+    assert worker.counters.parked == 0
+
+
+def test_a_redelivered_message_whose_dead_letter_was_replayed_is_a_duplicate_and_parks_nothing(
+    producer: RawProducer, make_worker: Callable[..., ConsumerWorker]
+) -> None:
+    producer.send(value=b'{"key": "truck-1", "seq": -1}', key="truck-1", headers=cloud_event_headers(happened(seq=1)))
+    producer.flush()
+    drain(make_worker(), lambda: DeadLetter.objects.exists())
+    head = DeadLetter.objects.get()
+    assert head.reason == Reason.INVALID_PAYLOAD
+    deadletter_edit_and_replay(dead_letter_id=head.pk, actor=None, payload='{"key": "truck-1", "seq": 1}')
+    producer.event(happened(key="truck-1", seq=2))
+    producer.flush()
+
+    worker = make_worker()
+    drain(worker, lambda: Effect.objects.filter(seq=2).exists())
+
+    assert effects() == [1, 2]
+    assert list(DeadLetter.objects.values_list("id", "status")) == [(head.pk, DeadLetter.Status.REPLAYED)]
+    assert (worker.counters.duplicates, worker.counters.parked, worker.counters.dead_lettered) == (1, 0, 0)
+
+
+# --- retries never hold a partition hostage ---------------------------------------------------------------------
+
+
+def test_a_batch_of_failing_messages_spends_at_most_the_batch_retry_budget_then_they_wait_in_the_ledger_as_retrying(
+    producer: RawProducer, make_worker: Callable[..., ConsumerWorker], settings: SettingsWrapper
+) -> None:
+    settings.CONSUMER_MAX_ATTEMPTS = 5
+    settings.CONSUMER_RETRY_BACKOFF_INITIAL_S = settings.CONSUMER_RETRY_BACKOFF_MAX_S = 0.1
+    settings.CONSUMER_RETRY_BATCH_BUDGET_S = 0.5  # per batch: about 5 retries in all, not 4 per message
+    Script.objects.create(scenario="broken", broken=True)
+    failing = [producer.event(happened(key=f"k{seq}", scenario="broken", seq=seq)) for seq in range(1, 21)]
+    producer.event(happened(key="fine", seq=99))
+    producer.flush()
+    worker = make_worker(batch_size=100)
+    drain(worker, lambda: worker.counters.handled + worker.counters.duplicates > 0)  # the group join
+    started = time.monotonic()
+    drain(worker, lambda: Effect.objects.filter(seq=99).exists())
+
+    assert time.monotonic() - started < 5  # the old per-message retries took 20 x 0.4 s of sleep alone
+    assert sum(handlers.attempts[event_id] for event_id in failing) <= 20 + 6
+    rows = DeadLetter.objects.filter(event_id__in=failing)
+    assert rows.count() == 20
+    assert set(rows.values_list("status", "reason")) == {(DeadLetter.Status.RETRYING, Reason.HANDLER_ERROR)}
+    assert all(row.next_attempt_at > timezone.now() for row in rows)
+
+
+def test_the_worker_refuses_to_start_when_the_batch_retry_budget_is_not_well_under_max_poll_interval(
+    settings: SettingsWrapper,
+) -> None:
+    from django.core.exceptions import ImproperlyConfigured
+    from django.core.management import CommandError, call_command
+
+    settings.CONSUMER_RETRY_BATCH_BUDGET_S = 200  # librdkafka's max.poll.interval.ms is 300 s
+    with pytest.raises(ImproperlyConfigured, match=r"CONSUMER_RETRY_BATCH_BUDGET_S=200 .*300000 ms, so at most 100 s"):
+        ConsumerWorker("testing")
+    with pytest.raises(CommandError, match="max.poll.interval.ms"):
+        call_command("consume", "testing")
+    settings.CONSUMER_RETRY_BATCH_BUDGET_S = 30
+    settings.KAFKA_CLIENT_CONFIG = {"max.poll.interval.ms": "60000"}  # a deployment that lowered it
+    with pytest.raises(ImproperlyConfigured, match="at most 20 s"):
+        ConsumerWorker("testing")
+
+
+def test_a_retrying_message_parks_only_its_key_and_a_successful_automatic_retry_releases_the_key_in_order(
+    producer: RawProducer, make_worker: Callable[..., ConsumerWorker]
+) -> None:
+    Script.objects.create(scenario="broken", broken=True)
+    failing = producer.event(happened(key="truck-1", scenario="broken", seq=1))
+    producer.event(happened(key="truck-1", seq=2))
+    producer.event(happened(key="truck-2", seq=3))
+    producer.event(happened(key="truck-1", seq=4))
+    producer.event(happened(key="truck-3", seq=5), partition=1)
+    producer.flush()
+    worker = make_worker()
+    drain(worker, lambda: Effect.objects.count() == 2 and DeadLetter.objects.count() == 3)
+
+    head = DeadLetter.objects.get(event_id=failing)
+    assert (head.status, head.blocked_by_id) == (DeadLetter.Status.RETRYING, None)
+    assert DeadLetter.objects.filter(blocked_by=head).count() == 2
+    assert sorted(effects()) == [3, 5]  # other keys and partitions flowed
+    assert deadletter_retry_due() == {}  # not due yet
+
+    DeadLetter.objects.filter(pk=head.pk).update(next_attempt_at=timezone.now())
+    Script.objects.filter(scenario="broken").update(broken=False)
+    assert deadletter_retry_due() == {"applied": 1}
+
+    assert effects()[2:] == [1, 2, 4]
+    assert set(DeadLetter.objects.values_list("status", flat=True)) == {DeadLetter.Status.REPLAYED}
+    producer.event(happened(key="truck-1", seq=6))  # the key flows again
+    producer.flush()
+    drain(worker, lambda: Effect.objects.filter(seq=6).exists())

@@ -14,18 +14,23 @@ from apps.consumers.decoding import decode
 from apps.consumers.models import DeadLetter, DeadLetterReplay, InboxEntry
 from apps.consumers.services import (
     Failure,
+    blocking_heads,
     deadletter_discard,
     deadletter_edit_and_replay,
     deadletter_queue_replay,
     deadletter_record,
     deadletter_replay,
+    deadletter_requeue_stale_replays,
+    deadletter_retry_due,
     fingerprint,
     inbox_apply,
     inbox_purge,
     parked_failure,
+    stored_message,
 )
 from logiflow.celery import app as celery_app
-from tests.consumers.support import happened, raw_message
+from tests.consumers.support import cloud_event_headers, happened, raw_message
+from tests.consumers.testapp import handlers
 from tests.consumers.testapp.models import Effect, Script
 
 pytestmark = pytest.mark.django_db
@@ -46,7 +51,8 @@ def failed(event_seq: int, *, key: str = "truck-1", scenario: str = "broken", of
 
 
 def parked(event_seq: int, head: DeadLetter, *, scenario: str = "") -> DeadLetter:
-    raw = raw_message(happened(key=head.key or "", scenario=scenario, seq=event_seq), offset=event_seq)
+    raw = raw_message(happened(key=head.key_text() or "-", scenario=scenario, seq=event_seq), offset=event_seq,
+                      key=head.key_bytes())
     return deadletter_record(group="testing", raw=raw, failure=parked_failure(head.pk), attempts=0, blocked_by_id=head.pk)
 
 
@@ -222,3 +228,198 @@ def test_inbox_purge_deletes_only_rows_past_retention(settings: object) -> None:
     recent = InboxEntry.objects.create(group="testing", event_id=uuid.uuid4(), processed_at=now - timedelta(days=13))
     assert inbox_purge() == 1
     assert list(InboxEntry.objects.all()) == [recent]
+
+
+# --- hostile bytes ------------------------------------------------------------------------------------------
+
+
+def test_the_ledger_keeps_key_and_header_bytes_exactly_and_replay_runs_the_message_with_them() -> None:
+    Script.objects.create(scenario="broken", broken=True)
+    event = happened(key="truck-1", scenario="broken", seq=1)
+    headers = [*cloud_event_headers(event), ("x-note", b"a\x00b"), ("x-binary", b"\xff\xfe\x00"), ("x-null", None)]
+    raw = raw_message(event, key=b"\x00\x00\x00\x07", headers=headers)  # type: ignore[arg-type]
+    head = deadletter_record(group="testing", raw=raw, failure=Failure.from_exception(RuntimeError("x\x00y")),
+                             attempts=1)
+    follower_raw = raw_message(happened(key="truck-1", seq=2), offset=2, key=b"\x00\x00\x00\x07")
+    follower = deadletter_record(group="testing", raw=follower_raw, failure=parked_failure(head.pk), attempts=0,
+                                 blocked_by_id=head.pk)
+    head.refresh_from_db()
+
+    assert stored_message(head) == raw
+    assert head.error_message == "x\\x00y"  # text columns get an escaped rendering, never a NUL
+    Script.objects.filter(scenario="broken").update(broken=False)
+    result = deadletter_replay(dead_letter_id=head.pk)
+
+    assert (result.outcome, result.released) == (Outcome.APPLIED, [follower.pk])
+    assert handlers.seen_keys == {head.event_id: b"\x00\x00\x00\x07", follower.event_id: b"\x00\x00\x00\x07"}
+
+
+def test_keys_that_differ_only_in_undecodable_bytes_are_different_keys_for_parking() -> None:
+    head = failed(1)
+    DeadLetter.objects.filter(pk=head.pk).update(key=b"\xff\xfe")
+    assert blocking_heads(group="testing", keys=[b"\xff\xfe", b"\xff\xfd"]) == {b"\xff\xfe": head.pk}
+
+
+# --- automatic retries ------------------------------------------------------------------------------------------
+
+
+def retrying(event_seq: int, *, key: str = "truck-1", scenario: str = "broken") -> DeadLetter:
+    """A handler failure the consumer gave up on in line: `retrying`, as the runtime records it."""
+    raw = raw_message(happened(key=key, scenario=scenario, seq=event_seq), offset=event_seq)
+    return deadletter_record(group="testing", raw=raw, failure=Failure.from_exception(RuntimeError("boom")),
+                             attempts=3, auto_retry=True)
+
+
+def make_due(dead_letter: DeadLetter) -> None:
+    DeadLetter.objects.filter(pk=dead_letter.pk).update(next_attempt_at=timezone.now() - timedelta(seconds=1))
+
+
+def test_automatic_retries_follow_the_backoff_schedule_then_the_dead_letter_becomes_pending(settings: object) -> None:
+    settings.CONSUMER_AUTO_RETRY_MAX_ATTEMPTS = 3  # type: ignore[attr-defined]
+    settings.CONSUMER_AUTO_RETRY_BACKOFF_INITIAL_S = 30  # type: ignore[attr-defined]
+    settings.CONSUMER_AUTO_RETRY_BACKOFF_MAX_S = 100  # type: ignore[attr-defined]
+    Script.objects.create(scenario="broken", broken=True)
+    before = timezone.now()
+    head = retrying(1)
+    follower = parked(2, head)
+    assert head.status == Status.RETRYING
+    assert timedelta(seconds=29) < head.next_attempt_at - before < timedelta(seconds=31)  # type: ignore[operator]
+    assert deadletter_retry_due() == {}
+
+    delays = []
+    for _ in range(3):
+        make_due(head)
+        started = timezone.now()
+        assert deadletter_retry_due() == {"failed": 1}
+        head.refresh_from_db()
+        if head.next_attempt_at:
+            delays.append(round((head.next_attempt_at - started).total_seconds()))
+
+    assert delays == [60, 100]  # 30 s doubling, capped at 100 s
+    assert (head.status, head.next_attempt_at, head.auto_retries, head.attempts) == (Status.PENDING, None, 3, 6)
+    assert [(h.action, h.outcome) for h in head.history.all()] == [("auto_retry", "failed")] * 3
+    follower.refresh_from_db()
+    assert (follower.status, follower.blocked_by_id) == (Status.PENDING, head.pk)  # still parked behind it
+    assert not Effect.objects.exists()
+
+
+def test_a_non_retryable_failure_on_an_automatic_retry_makes_it_pending_at_once() -> None:
+    head = retrying(1)
+    Script.objects.create(scenario="broken", broken=True, non_retryable=True)
+    make_due(head)
+    deadletter_retry_due()
+    head.refresh_from_db()
+    assert (head.status, head.reason, head.next_attempt_at) == (Status.PENDING, DeadLetter.Reason.NON_RETRYABLE, None)
+
+
+def test_a_successful_automatic_retry_releases_the_key_and_a_released_message_that_fails_is_retried_in_turn() -> None:
+    Script.objects.create(scenario="other-broken", broken=True)
+    head = retrying(1, scenario="")
+    second = parked(2, head, scenario="other-broken")
+    third = parked(3, head)
+    make_due(head)
+
+    assert deadletter_retry_due() == {"applied": 1}
+
+    second.refresh_from_db()
+    third.refresh_from_db()
+    assert (second.status, second.blocked_by_id, second.next_attempt_at is not None) == (Status.RETRYING, None, True)
+    assert third.blocked_by_id == second.pk
+    assert seqs() == [1]
+    assert DeadLetter.objects.get(pk=head.pk).history.get().action == "auto_retry"
+
+
+def test_an_operator_may_replay_or_discard_a_retrying_dead_letter_before_its_next_automatic_try() -> None:
+    first, second = retrying(1, key="truck-1", scenario=""), retrying(2, key="truck-2")
+    assert deadletter_replay(dead_letter_id=first.pk).outcome == Outcome.APPLIED
+    deadletter_discard(dead_letter_id=second.pk, actor=None, reason="obsolete")
+    assert list(DeadLetter.objects.order_by("id").values_list("status", "next_attempt_at")) == [
+        (Status.REPLAYED, None), (Status.DISCARDED, None),
+    ]
+    make_due(second)
+    assert deadletter_retry_due() == {}
+
+
+def test_the_beat_task_runs_the_due_retries() -> None:
+    from apps.consumers.tasks import retry_due_dead_letters
+
+    make_due(retrying(1, scenario=""))
+    assert retry_due_dead_letters.apply().result == {"applied": 1}
+
+
+# --- background replays ----------------------------------------------------------------------------------------
+
+
+def run_callbacks(callbacks: list) -> None:  # type: ignore[type-arg]
+    """What the commit would have run (the Celery task, eager here)."""
+    celery_app.conf.task_always_eager = True
+    try:
+        for callback in callbacks:
+            callback()
+    finally:
+        celery_app.conf.task_always_eager = False
+
+
+def test_background_replay_respects_the_replay_cap_and_leaves_nothing_replaying(
+    settings: object, django_capture_on_commit_callbacks: object
+) -> None:
+    settings.CONSUMER_REPLAY_MAX_ATTEMPTS = 2  # type: ignore[attr-defined]
+    Script.objects.create(scenario="broken", broken=True)
+    at_cap, below = failed(1, key="truck-1"), failed(2, key="truck-2")
+    for _ in range(2):
+        deadletter_replay(dead_letter_id=at_cap.pk)
+    deadletter_replay(dead_letter_id=below.pk)
+
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:  # type: ignore[operator]
+        queued = deadletter_queue_replay(dead_letter_ids=[at_cap.pk, below.pk], actor=None)
+    assert queued == [below.pk]  # the one at the cap is not queued, exactly as a replay now would refuse it
+    settings.CONSUMER_REPLAY_MAX_ATTEMPTS = 1  # type: ignore[attr-defined]  # reached while it waited
+    run_callbacks(callbacks)
+
+    assert list(DeadLetter.objects.order_by("id").values_list("status", flat=True)) == [Status.PENDING] * 2
+    refused = DeadLetter.objects.get(pk=below.pk).history.last()
+    assert (refused.action, refused.outcome) == ("replay", "refused")  # type: ignore[union-attr]
+    assert handlers.attempts[below.event_id] == 1  # only the replay now ran the handler
+
+
+def test_a_replay_whose_task_was_never_queued_is_queued_again_by_the_sweep(
+    settings: object, django_capture_on_commit_callbacks: object
+) -> None:
+    from apps.consumers.tasks import requeue_stale_replays
+
+    head = failed(1, scenario="")
+    with django_capture_on_commit_callbacks(execute=False):  # type: ignore[operator]
+        deadletter_queue_replay(dead_letter_ids=[head.pk], actor=None)  # the broker was down at commit
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:  # type: ignore[operator]
+        assert requeue_stale_replays.apply().result == 0  # not stale yet
+    assert not callbacks
+
+    DeadLetter.objects.filter(pk=head.pk).update(replay_queued_at=timezone.now() - timedelta(minutes=16))
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:  # type: ignore[operator]
+        assert requeue_stale_replays.apply().result == 1
+    run_callbacks(callbacks)
+
+    head.refresh_from_db()
+    assert head.status == Status.REPLAYED
+    assert seqs() == [1]
+
+
+def test_a_replay_whose_task_keeps_dying_ends_pending_after_the_replay_cap(
+    settings: object, django_capture_on_commit_callbacks: object
+) -> None:
+    settings.CONSUMER_REPLAY_MAX_ATTEMPTS = 2  # type: ignore[attr-defined]
+    head = failed(1, scenario="")
+    with django_capture_on_commit_callbacks(execute=False):  # type: ignore[operator]
+        deadletter_queue_replay(dead_letter_ids=[head.pk], actor=None)
+    statuses = []
+    for _ in range(2):  # each re-queued task dies before it finishes (its callbacks never run)
+        DeadLetter.objects.filter(pk=head.pk).update(replay_queued_at=timezone.now() - timedelta(hours=1))
+        with django_capture_on_commit_callbacks(execute=False):  # type: ignore[operator]
+            deadletter_requeue_stale_replays()
+        statuses.append(DeadLetter.objects.get(pk=head.pk).status)
+
+    assert statuses == [Status.REPLAYING, Status.PENDING]
+    outcomes = list(head.history.values_list("action", "outcome"))
+    assert outcomes == [("queue", "queued"), ("replay", "failed"), ("queue", "queued"), ("replay", "failed")]
+    with pytest.raises(ApplicationError, match="failed 2 replays"):
+        deadletter_replay(dead_letter_id=head.pk)

@@ -145,10 +145,10 @@ def test_invalid_billing_data_is_a_400_naming_the_field_and_writes_nothing(
     assert not BillingAccount.objects.exists()
 
 
-def test_a_second_account_for_the_same_customer_is_a_400(finance: APIClient) -> None:
+def test_a_second_account_for_the_same_customer_is_a_409_conflict(finance: APIClient) -> None:
     BillingAccountFactory(customer_id=55)
     response = finance.post("/api/v1/billing-accounts/", ACCOUNT, format="json")
-    assert response.status_code == 400
+    assert response.status_code == 409
     assert "customer_id" in response.json()
 
 

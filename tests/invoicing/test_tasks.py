@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import logging
 from datetime import timedelta
 from pathlib import Path
 
@@ -94,6 +95,14 @@ def test_a_rerender_replaces_the_previous_file_with_a_new_version() -> None:
     assert second.pdf.name.endswith("-v2.pdf")
 
 
+def test_pdf_names_cannot_be_guessed_from_the_invoice_number() -> None:
+    invoice = invoice_render_pdf(invoice_id=invoice_for_route().pk)
+    name = Path(invoice.pdf.name).name
+    assert name.startswith(f"{invoice.number}-") and name != f"{invoice.number}-v1.pdf"
+    random_part = name.removeprefix(f"{invoice.number}-").removesuffix("-v1.pdf")
+    assert len(random_part) >= 20  # 16 random bytes, URL-safe base64
+
+
 def test_a_renderer_that_keeps_crashing_its_worker_ends_failed_instead_of_looping() -> None:
     invoice = invoice_for_route()
     # Attempts are counted before each render, so killed renders (time or memory limit) still add up.
@@ -108,10 +117,18 @@ def test_a_renderer_that_keeps_crashing_its_worker_ends_failed_instead_of_loopin
     assert not invoice.pdf
 
 
-def test_a_task_for_an_unknown_invoice_fails_with_does_not_exist() -> None:
+def test_a_render_task_for_an_invoice_that_no_longer_exists_logs_one_line_and_finishes(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG)
+
     result = render_invoice_pdf.apply(args=[987654])
-    assert result.state == states.FAILURE
-    assert result.result.__class__.__name__ == "DoesNotExist"
+
+    assert result.state == states.SUCCESS  # not FAILURE, and not RETRY: retrying cannot bring it back
+    lines = [record for record in caplog.records if record.levelno >= logging.INFO and "987654" in record.getMessage()]
+    assert len(lines) == 1, [record.getMessage() for record in caplog.records]
+    assert "no longer exists" in lines[0].getMessage()
+    assert not any(record.exc_info for record in caplog.records), "no traceback"
 
 
 def test_a_pdf_whose_task_was_lost_is_queued_again_by_the_periodic_sweep(celery_queue) -> None:  # type: ignore[no-untyped-def]

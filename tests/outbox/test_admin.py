@@ -143,3 +143,36 @@ def test_resend_needs_its_own_permission() -> None:
     row.refresh_from_db()
     assert (row.state, row.resent_at) == (OutboxEvent.State.FAILED, None)
     assert Group.objects.get(name="operations").permissions.filter(codename="resend_outboxevent").exists()
+
+
+@pytest.mark.django_db
+def test_a_dispatcher_sees_routing_events_but_not_invoicing_ones() -> None:
+    from django.contrib.auth.models import Group
+
+    from tests.factories import invoice_generated
+
+    with transaction.atomic():
+        outbox.publish(route_calculated(truck_id=1))
+        outbox.publish(invoice_generated(gross_total="999.99", net_total="840.33", vat_total="159.66"))
+    routing_row, invoice_row = OutboxEvent.objects.order_by("id")
+    dispatcher = User.objects.create_user("dispatcher", password="pw", is_staff=True)
+    dispatcher.groups.add(Group.objects.get(name="dispatcher"))
+    browser = Client()
+    browser.force_login(dispatcher)
+    page = browser.get(reverse("admin:outbox_outboxevent_changelist")).content.decode()
+    assert "RouteCalculated" in page and "InvoiceGenerated" not in page
+    detail = browser.get(reverse("admin:outbox_outboxevent_change", args=[invoice_row.pk]))
+    assert detail.status_code == 302 and b"999.99" not in detail.content  # "does not exist" redirect
+    assert browser.get(reverse("admin:outbox_outboxevent_change", args=[routing_row.pk])).status_code == 200
+
+
+@pytest.mark.django_db
+def test_operations_sees_every_context_s_events_to_re_send_them() -> None:
+    from tests.factories import invoice_generated
+
+    with transaction.atomic():
+        outbox.publish(route_calculated(truck_id=1))
+        outbox.publish(invoice_generated())
+    listed = _staff_in("operations").get(reverse("admin:outbox_outboxevent_changelist")).context["cl"].result_list
+
+    assert {row.topic for row in listed} == {"routing.events", "invoicing.events"}

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import factory
+from django.db.models import F
 
 from apps.routing.models import Customer, Depot, Route, Truck
 from apps.routing.services import StopInput, route_calculate
@@ -53,3 +54,8 @@ def calculated_route(**overrides: Any) -> Route:
     fields.setdefault("truck", TruckFactory())
     fields.setdefault("customer", CustomerFactory())
     return route_calculate(**fields)
+
+
+def slow_truck_down(route: Route) -> None:
+    """Change an input of the route's plan (its truck's speed), so a recalculation has something to recalculate."""
+    Truck.objects.filter(pk=route.truck_id).update(average_speed_kmh=F("average_speed_kmh") - 5)

@@ -16,7 +16,7 @@ from apps.outbox.models import OutboxEvent
 from apps.routing.models import Route, Truck
 from tests.factories import invoice_generated, route_calculated
 from tests.routing.conftest import DISPATCHER_PERMISSIONS
-from tests.routing.factories import CustomerFactory, DepotFactory, TruckFactory, calculated_route
+from tests.routing.factories import CustomerFactory, DepotFactory, TruckFactory, calculated_route, slow_truck_down
 
 CHANGELIST = "/admin/routing/route/"
 
@@ -41,6 +41,7 @@ def test_migration_gives_dispatchers_exactly_routing_and_read_only_outbox() -> N
 @pytest.mark.django_db
 def test_recalculate_action_recalculates_the_selected_routes_and_reports_how_many(dispatcher_browser: Client) -> None:
     first, second, untouched = calculated_route(), calculated_route(), calculated_route()
+    slow_truck_down(first), slow_truck_down(second)
     response = dispatcher_browser.post(
         CHANGELIST, {"action": "recalculate_routes", "_selected_action": [first.pk, second.pk]}
     )
@@ -56,6 +57,7 @@ def test_recalculate_action_recalculates_the_selected_routes_and_reports_how_man
 @pytest.mark.django_db
 def test_recalculate_action_reports_routes_it_refused_and_still_does_the_others(dispatcher_browser: Client) -> None:
     done, cancelled = calculated_route(), calculated_route()
+    slow_truck_down(done)
     Route.objects.filter(pk=cancelled.pk).update(status=Route.Status.CANCELLED)
     response = dispatcher_browser.post(
         CHANGELIST, {"action": "recalculate_routes", "_selected_action": [done.pk, cancelled.pk]}

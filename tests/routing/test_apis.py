@@ -17,7 +17,7 @@ from rest_framework.test import APIClient
 from apps.contracts import RouteCalculated
 from apps.outbox.models import OutboxEvent
 from apps.routing.models import Customer, Depot, Route, RouteStop, Truck
-from tests.routing.factories import CustomerFactory, DepotFactory, TruckFactory, calculated_route
+from tests.routing.factories import CustomerFactory, DepotFactory, TruckFactory, calculated_route, slow_truck_down
 
 ROUTES = "/api/v1/routes/"
 STOPS = [
@@ -126,9 +126,11 @@ def test_malformed_json_answers_400_and_writes_nothing(dispatcher_api: APIClient
 @pytest.mark.django_db
 def test_recalculate_endpoint_publishes_the_next_calculation(dispatcher_api: APIClient) -> None:
     route = calculated_route()
+    slow_truck_down(route)
     response = dispatcher_api.post(f"{ROUTES}{route.pk}/recalculate/")
     assert response.status_code == 200
     assert response.json()["calculation"] == 2
+    assert response.json()["recalculated"] is True
     payloads = [RouteCalculated.model_validate_json(row.payload) for row in OutboxEvent.objects.order_by("id")]
     assert [(p.route_id, p.calculation) for p in payloads] == [(route.pk, 1), (route.pk, 2)]
 
@@ -288,17 +290,29 @@ def test_token_from_the_auth_endpoint_and_a_session_both_authenticate(dispatcher
     client.credentials(HTTP_AUTHORIZATION=f"Token {response.json()['token']}")
     assert client.get(ROUTES).status_code == 200
     session = APIClient()
-    assert session.login(username="dispatcher", password="pw")
+    session.force_login(dispatcher)
     assert session.get(ROUTES).status_code == 200
 
 
 @pytest.mark.django_db
 @pytest.mark.parametrize("path", ["/api/schema/", "/api/docs/"])
-def test_schema_and_docs_are_served_anonymously(path: str) -> None:
-    response = APIClient().get(path)
+def test_schema_and_docs_need_a_logged_in_user(path: str, dispatcher_api: APIClient) -> None:
+    assert APIClient().get(path).status_code == 401
+    response = dispatcher_api.get(path)
     assert response.status_code == 200
     if path == "/api/schema/":
         assert b"/api/v1/routes/{id}/recalculate/" in response.content
+
+
+@pytest.mark.django_db
+def test_swagger_ui_loads_its_files_from_this_server_under_a_content_security_policy(
+    dispatcher_api: APIClient,
+) -> None:
+    response = dispatcher_api.get("/api/docs/")
+    page = response.content.decode()
+    assert "cdn.jsdelivr.net" not in page and "/static/drf_spectacular_sidecar/" in page
+    assert "<script>" not in page, "inline scripts would need 'unsafe-inline'"
+    assert "script-src 'self'" in response["Content-Security-Policy"]
 
 
 # --- Reference data --------------------------------------------------------------
@@ -330,7 +344,7 @@ def test_dispatcher_creates_lists_and_updates_depots_trucks_and_customers(dispat
 
 
 @pytest.mark.django_db
-def test_reference_data_validation_answers_400(dispatcher_api: APIClient) -> None:
+def test_reference_data_validation_answers_400_and_a_duplicate_409(dispatcher_api: APIClient) -> None:
     depot = DepotFactory()
     bad_depot = dispatcher_api.post("/api/v1/depots/", {"name": "Pole", "lat": 95, "lon": 0}, format="json")
     assert bad_depot.status_code == 400 and "lat" in bad_depot.json()
@@ -340,5 +354,38 @@ def test_reference_data_validation_answers_400(dispatcher_api: APIClient) -> Non
         {"plate": "34 LF 999", "depot": depot.pk, "capacity_kg": 1, "average_speed_kmh": 60},
         format="json",
     )
-    assert duplicate.status_code == 400 and "plate" in duplicate.json()
+    assert duplicate.status_code == 409 and "plate" in duplicate.json()
     assert Depot.objects.count() == 1 + 1 and Truck.objects.count() == 1
+
+
+@pytest.mark.django_db
+def test_recalculating_an_unchanged_route_says_so_and_burns_nothing(dispatcher_api: APIClient) -> None:
+    route = calculated_route()
+    response = dispatcher_api.post(f"{ROUTES}{route.pk}/recalculate/")
+    assert response.status_code == 200
+    assert (response.json()["recalculated"], response.json()["calculation"]) == (False, 1)
+    assert OutboxEvent.objects.count() == 1
+
+
+@pytest.mark.django_db
+def test_a_route_with_more_stops_than_allowed_is_refused_before_its_stops_are_validated(
+    dispatcher_api: APIClient, settings: Any
+) -> None:
+    settings.ROUTING_MAX_STOPS = 3
+    body = _route_body()
+    body["stops"] = [{"name": "x", "lat": "not a number", "lon": 0}] * 4
+    response = dispatcher_api.post(ROUTES, body, format="json")
+    assert response.status_code == 400
+    assert "no more than 3" in str(response.json()["stops"])  # the count, not 4 per-stop errors
+    assert not Route.objects.exists()
+
+
+@pytest.mark.django_db
+def test_an_oversized_body_is_413_json_and_writes_nothing(dispatcher_api: APIClient, settings: Any) -> None:
+    settings.API_MAX_BODY_BYTES = 1000
+    body = _route_body()
+    body["stops"] = [{"name": "n" * 200, "lat": 1, "lon": 1}] * 10
+    response = dispatcher_api.post(ROUTES, body, format="json")
+    assert response.status_code == 413
+    assert "larger than 1000 bytes" in response.json()["detail"]
+    assert not Route.objects.exists()

@@ -26,7 +26,7 @@ from apps.routing.services import (
     route_recalculate,
     truck_update,
 )
-from tests.routing.factories import ANATOLIA_STOPS, CustomerFactory, DepotFactory, TruckFactory, calculated_route
+from tests.routing.factories import ANATOLIA_STOPS, CustomerFactory, DepotFactory, TruckFactory, calculated_route, slow_truck_down
 
 DEPARTURE = datetime(2026, 11, 26, 6, 0, tzinfo=UTC)
 
@@ -174,7 +174,12 @@ def test_database_failure_inside_the_service_leaves_neither_route_nor_event(fail
 def test_concurrent_recalculations_of_a_route_get_distinct_calculation_numbers() -> None:
     """The first recalculation holds its transaction open; the second must wait for it, then see calculation 2."""
     route = calculated_route()
-    errors = _race(hold=lambda: route_recalculate(route=route), then=lambda: route_recalculate(route=route))
+    slow_truck_down(route)
+    # The second changes the plan's input again (not locked by the first), then waits for the route's lock.
+    errors = _race(
+        hold=lambda: route_recalculate(route=route),
+        then=lambda: (slow_truck_down(route), route_recalculate(route=route)),
+    )
     assert not errors
     assert sorted(event.calculation for event in _events(route)) == [1, 2, 3]
     route.refresh_from_db()
@@ -291,6 +296,7 @@ def test_cancel_keeps_the_reason_and_refuses_a_blank_one() -> None:
 @pytest.mark.django_db
 def test_dispatched_route_can_be_recalculated_and_stays_dispatched() -> None:
     route = route_dispatch(route=calculated_route())
+    slow_truck_down(route)
     recalculated = route_recalculate(route=route)
     assert (recalculated.status, recalculated.calculation) == (S.DISPATCHED, 2)
     assert [event.calculation for event in _events(route)] == [1, 2]
@@ -304,3 +310,15 @@ def test_concurrent_complete_and_cancel_of_one_route_let_exactly_one_win() -> No
     assert [str(error) for error in errors] == ["a completed route cannot be cancelled"]
     route.refresh_from_db()
     assert (route.status, route.cancel_reason) == (S.COMPLETED, "")
+
+
+@pytest.mark.django_db
+def test_recalculating_an_unchanged_plan_changes_nothing_and_publishes_nothing() -> None:
+    route = calculated_route(departs_at=DEPARTURE)
+    stops_before = list(RouteStop.objects.filter(route=route).values_list("id", "planned_arrival"))
+    recalculated = route_recalculate(route=route)
+    assert recalculated.recalculated is False and recalculated.calculation == 1
+    route.refresh_from_db()
+    assert route.calculation == 1
+    assert list(RouteStop.objects.filter(route=route).values_list("id", "planned_arrival")) == stops_before
+    assert OutboxEvent.objects.count() == 1

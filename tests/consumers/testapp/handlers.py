@@ -18,6 +18,8 @@ from tests.consumers.testapp.models import Effect, Script
 attempts: Counter[UUID] = Counter()
 # Event ids whose on_commit callback ran, in order.
 committed_callbacks: list[UUID] = []
+# The Kafka key each handler run saw (meta.key, raw bytes), by event id.
+seen_keys: dict[UUID, bytes | None] = {}
 # The event ids of each call of the `testing-batch` group's batch handler, committed or not.
 batch_calls: list[list[UUID]] = []
 
@@ -25,6 +27,7 @@ batch_calls: list[list[UUID]] = []
 @handles(Happened, group="testing")
 def record_effect(event: Happened, meta: EventMeta) -> None:
     attempts[meta.event_id] += 1
+    seen_keys[meta.event_id] = meta.key
     transaction.on_commit(lambda: committed_callbacks.append(meta.event_id))
     script = Script.objects.filter(scenario=event.scenario).first() if event.scenario else None
     if script:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from apps.common.workers import Backoff, run_worker
@@ -30,5 +31,9 @@ class Command(BaseCommand):
             raise CommandError(f"unknown consumer group {group!r}; known groups: {', '.join(known) or 'none'}")
         if batch_size is not None and batch_size < 1:
             raise CommandError("--batch-size must be at least 1")
-        worker = ConsumerWorker(group, group_id=group_id, batch_size=batch_size, poll_timeout=poll_timeout)
-        run_worker(worker, backoff=Backoff(initial=0.5, maximum=30.0))
+        try:
+            worker = ConsumerWorker(group, group_id=group_id, batch_size=batch_size, poll_timeout=poll_timeout)
+        except ImproperlyConfigured as error:
+            raise CommandError(str(error)) from None
+        # The delay doubles per consecutive failure; it resets after a batch was applied, or a minute healthy.
+        run_worker(worker, backoff=Backoff(initial=0.5, maximum=30.0, healthy_after=60.0))

@@ -1,0 +1,71 @@
+"""The ledger's migrations keep existing rows: text keys and headers become the same bytes."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Iterator
+
+import pytest
+from django.db import connection
+from django.db.migrations.executor import MigrationExecutor
+from django.utils import timezone
+
+from apps.consumers.models import DeadLetter
+
+pytestmark = pytest.mark.django_db(transaction=True)
+BEFORE_BYTES = [("consumers", "0002_roles")]
+
+
+@pytest.fixture
+def at_text_keys() -> Iterator[MigrationExecutor]:
+    """The ledger as it was before keys became bytes; migrated forward to the latest state afterwards."""
+    executor = MigrationExecutor(connection)
+    latest = executor.loader.graph.leaf_nodes("consumers")
+    executor.migrate(BEFORE_BYTES)
+    yield executor
+    executor = MigrationExecutor(connection)
+    executor.migrate(latest)
+
+
+def test_existing_text_keys_and_headers_become_their_exact_bytes(at_text_keys: MigrationExecutor) -> None:
+    OldDeadLetter = at_text_keys.loader.project_state(BEFORE_BYTES).apps.get_model("consumers", "DeadLetter")
+    OldDeadLetter.objects.create(
+        group="testing", topic="t", partition=0, offset=1, key="truck-\\1 ü", value=b"{}", reason="handler_error",
+        headers=[{"key": "ce_id", "value": "x"}, {"key": "bin", "value_b64": base64.b64encode(b"\xff\xfe").decode()},
+                 {"key": "none", "value": None}],
+        fingerprint="f", attempts=1, first_failed_at=timezone.now(), last_failed_at=timezone.now(),
+    )
+    executor = MigrationExecutor(connection)
+    executor.migrate(executor.loader.graph.leaf_nodes("consumers"))
+
+    row = DeadLetter.objects.get()
+    assert row.key_bytes() == "truck-\\1 ü".encode()  # a backslash stays a backslash
+    assert row.header_pairs() == [("ce_id", b"x"), ("bin", b"\xff\xfe"), ("none", None)]
+
+
+def test_messages_parked_behind_an_already_resolved_head_are_relinked_behind_the_oldest_of_them() -> None:
+    executor = MigrationExecutor(connection)
+    latest = executor.loader.graph.leaf_nodes("consumers")
+    executor.migrate([("consumers", "0003_deadletter_bytes")])
+    try:
+        Old = executor.loader.project_state([("consumers", "0003_deadletter_bytes")]).apps.get_model(
+            "consumers", "DeadLetter"
+        )
+        now = timezone.now()
+
+        def row(offset: int, **fields: object) -> object:
+            fields = {"reason": "parked", **fields}
+            return Old.objects.create(group="testing", topic="t", partition=0, offset=offset, key=b"k", value=b"{}",
+                                      fingerprint="f", first_failed_at=now, last_failed_at=now, **fields)
+
+        head = row(1, status="replayed", reason="handler_error")
+        first, second = row(2, blocked_by=head), row(3, blocked_by=head)
+        live_head = row(4, status="pending", reason="handler_error")
+        waiting = row(5, blocked_by=live_head)
+    finally:
+        executor = MigrationExecutor(connection)
+        executor.migrate(latest)
+
+    links = dict(DeadLetter.objects.values_list("id", "blocked_by_id"))
+    assert links == {head.pk: None, first.pk: None, second.pk: first.pk, live_head.pk: None, waiting.pk: live_head.pk}
+    assert "already been resolved" in DeadLetter.objects.get(pk=first.pk).error_message
