@@ -39,6 +39,7 @@ TOPIC = "routing.events"
 TABLES = [
     "invoicing_invoiceline", "invoicing_invoice", "invoicing_invoicenumbercounter", "invoicing_billingaccount",
     "consumers_inboxentry", "consumers_deadletter", "outbox_outboxevent",
+    "outbox_brokermark",  # each run has a fresh Tansu: old marks would read as a broker that forgot
 ]
 
 

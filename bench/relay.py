@@ -129,7 +129,8 @@ def reset_outbox() -> None:
     from django.db import connection
 
     with connection.cursor() as cursor:
-        cursor.execute("TRUNCATE outbox_pending, outbox_outboxevent")
+        # Marks too: each run has a fresh Tansu, and the previous run's marks would read as a forgetful broker.
+        cursor.execute("TRUNCATE outbox_pending, outbox_outboxevent, outbox_brokermark")
     _vacuum()
 
 
