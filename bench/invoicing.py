@@ -40,6 +40,7 @@ TOPIC = "routing.events"
 TABLES = [
     "invoicing_invoiceline", "invoicing_invoice", "invoicing_invoicenumbercounter", "invoicing_billingaccount",
     "consumers_inboxentry", "consumers_deadletter", "outbox_outboxevent",
+    "outbox_brokermark",  # each run has a fresh Tansu: old marks would read as a broker that forgot
 ]
 
 
@@ -97,9 +98,9 @@ def prefill(count: int) -> float:
                                                     'customer_id', 1 + g %% %s))::text,
                    '', clock_timestamp(), 'pending', 0, ''
             FROM generate_series(1, %s) AS g
-            RETURNING id, key
+            RETURNING id, topic, key
             )
-            INSERT INTO outbox_pending (id, key) SELECT id, key FROM written
+            INSERT INTO outbox_pending (id, topic, key) SELECT id, topic, key FROM written
             """,
             [TOPIC, TRUCKS, sample_route().model_dump_json(), TRUCKS, CUSTOMERS, count],
         )

@@ -109,9 +109,9 @@ def prefill(payload: str, count: int) -> None:
             SELECT gen_random_uuid(), %s, (g %% %s)::text, 'logiflow.routing.RouteCalculated.v1',
                    '/logiflow/routing', %s, '', clock_timestamp(), 'pending', 0, ''
             FROM generate_series(1, %s) AS g
-            RETURNING id, key
+            RETURNING id, topic, key
             )
-            INSERT INTO outbox_pending (id, key) SELECT id, key FROM written
+            INSERT INTO outbox_pending (id, topic, key) SELECT id, topic, key FROM written
             """,
             [TOPIC, KEYS, payload, count],
         )
@@ -130,7 +130,8 @@ def reset_outbox() -> None:
     from django.db import connection
 
     with connection.cursor() as cursor:
-        cursor.execute("TRUNCATE outbox_pending, outbox_outboxevent")
+        # Marks too: each run has a fresh Tansu, and the previous run's marks would read as a forgetful broker.
+        cursor.execute("TRUNCATE outbox_pending, outbox_outboxevent, outbox_brokermark")
     _vacuum()
 
 

@@ -20,3 +20,14 @@ def _prepare_filesystem_transport(**_: object) -> None:
     for key in ("data_folder_in", "data_folder_out", "processed_folder", "control_folder"):
         if options.get(key):
             os.makedirs(options[key], exist_ok=True)
+
+
+@signals.worker_ready.connect
+def _serve_metrics(**_: object) -> None:
+    """CELERY_METRICS_PORT (0: off). Tasks run in prefork children: their counters reach this endpoint only when
+    PROMETHEUS_MULTIPROC_DIR names an empty directory shared by the worker and its children (docs/operations.md)."""
+    from django.conf import settings
+
+    from apps.common.metrics import serve_worker_metrics
+
+    serve_worker_metrics(settings.CELERY_METRICS_PORT, name="celery")

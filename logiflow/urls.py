@@ -5,10 +5,11 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
 from apps.common import health
-from apps.common.apis import TokenLoginApi, TokenLogoutAllApi, TokenLogoutApi
+from apps.common.apis import MetricsApi, TokenLoginApi, TokenLogoutAllApi, TokenLogoutApi
 
 admin.site.site_header = "LogiFlow"
 admin.site.site_title = "LogiFlow admin"
+admin.site.index_template = "admin/logiflow_index.html"  # adds what needs each role (apps/common)
 
 api_v1 = [
     path("auth/token/", TokenLoginApi.as_view(), name="api-token"),
@@ -26,6 +27,7 @@ urlpatterns = [
     path("api/docs/", SpectacularSwaggerSplitView.as_view(url_name="schema"), name="swagger-ui"),
     path("healthz", health.live, name="health-live"),
     path("readyz", health.ready, name="health-ready"),
+    path("metrics", MetricsApi.as_view(), name="metrics"),
 ]
 handler404 = "apps.common.api.not_found"
 # MEDIA_ROOT is never served: invoice PDFs go out only through the permissioned API and admin.

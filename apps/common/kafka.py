@@ -99,3 +99,51 @@ def _create_missing(admin: AdminClient, topics: list[str], partitions: int) -> d
                 raise
             result[topic] = "exists"
     return result
+
+
+# Errors that say "cannot reach the cluster" (and nothing about a message): they can be stale by the time they
+# are read, see ConnectivityLog.
+CONNECTIVITY_ERRORS = frozenset({KafkaError._ALL_BROKERS_DOWN, KafkaError._TRANSPORT, KafkaError._RESOLVE})
+
+
+class ConnectivityLog:
+    """Logs a client's broker-connectivity errors only while they are true: an outage once (WARNING), its end
+    once (INFO).
+
+    librdkafka queues such an error when it happens and hands it over at the next poll, often after the client
+    has connected (a worker started just before the broker, a broker restart already over): logged at once it
+    prints "1/1 brokers are down" below lines showing the client at work. So `note` only holds the error, and
+    `check`, called from the worker's loop outside librdkafka callbacks, asks the cluster for metadata: an answer
+    makes the held error stale (dropped, DEBUG), none makes it the start of an outage.
+    """
+
+    def __init__(self, name: str, *, probe_timeout: float = 2.0) -> None:
+        self.name = name
+        self.probe_timeout = probe_timeout
+        self._held: KafkaError | None = None
+        self._down = False
+
+    def note(self, error: KafkaError) -> bool:
+        """Hold `error` if it is about connectivity (True); anything else is the caller's to log (False)."""
+        if error.fatal() or error.code() not in CONNECTIVITY_ERRORS:
+            return False
+        self._held = error
+        return True
+
+    def check(self, client: object) -> None:
+        """Decide about a held error (or, during an outage, whether it is over) by a metadata request."""
+        if self._held is None and not self._down:
+            return
+        held, self._held = self._held, None
+        try:
+            client.list_topics(timeout=self.probe_timeout)  # type: ignore[attr-defined]
+        except KafkaException as error:
+            if not self._down:
+                logger.warning("%s: cannot reach the brokers: %s", self.name, held or error)
+                self._down = True
+            return
+        if self._down:
+            logger.info("%s: reached the brokers again", self.name)
+            self._down = False
+        elif held is not None:
+            logger.debug("%s: dropped a stale connectivity error (%s): the brokers answer", self.name, held)

@@ -30,8 +30,9 @@ VALIDATION_ERRORS = {
 }
 _BODY_METHODS = {"post", "put", "patch"}
 NO_NUL = "^[^\\u0000]*$"
-# DRF strips surrounding whitespace before its blank check: a field that may not be blank needs a visible character.
-NOT_BLANK = "^[^\\u0000]*[^\\s\\u0000][^\\u0000]*$"
+# A non-blank field trims whitespace first (Python's str.strip, which also strips \x1c-\x1f and \x85, unlike
+# ECMA's \s), so it needs one character that is neither whitespace nor NUL.
+NOT_BLANK = "^[^\\u0000]*[^\\s\\u0000\\u001c-\\u001f\\u0085][^\\u0000]*$"
 
 
 def add_error_responses(result: dict[str, Any], generator: Any, request: Any, public: bool) -> dict[str, Any]:
@@ -84,8 +85,8 @@ def _add(responses: dict[str, Any], code: str, schema: str, description: str, **
 class AutoSchema(openapi.AutoSchema):
     """drf-spectacular's AutoSchema, telling clients what the fields really accept.
 
-    - A string field that may not be blank says `minLength: 1` (DRF refuses "" there) and, when DRF trims it, a
-      pattern that needs one non-whitespace character (" " is blank after the trim).
+    - A string field that may not be blank says `minLength: 1` (DRF refuses "" there) and, when DRF trims it,
+      a pattern asking for a character that is not whitespace (DRF refuses "\x1f" there too).
     - A list that may not be empty says `minItems: 1` (and its `maxItems`).
     - A decimal sent as a string needs digits (DRF refuses "", "." and "-"), and a sign only if negatives are
       allowed.

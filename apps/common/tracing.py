@@ -12,6 +12,8 @@ from django.http import HttpRequest, HttpResponse
 
 _TRACEPARENT = re.compile(r"^00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$")
 _current: contextvars.ContextVar[str | None] = contextvars.ContextVar("traceparent", default=None)
+# The id of the event being handled, for the logs (apps.common.logs); None outside a handler.
+_event_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("event_id", default=None)
 
 
 def new_traceparent(parent: str | None = None) -> str:
@@ -25,13 +27,20 @@ def current_traceparent() -> str | None:
     return _current.get()
 
 
+def current_event_id() -> str | None:
+    return _event_id.get()
+
+
 @contextmanager
-def trace_context(parent: str | None) -> Iterator[str]:
-    """Run a unit of work as a new span under `parent` (or a new trace)."""
+def trace_context(parent: str | None, *, event_id: str | None = None) -> Iterator[str]:
+    """Run a unit of work as a new span under `parent` (or a new trace); `event_id` names the event it handles."""
     token = _current.set(new_traceparent(parent))
+    event_token = _event_id.set(event_id) if event_id is not None else None
     try:
         yield _current.get()  # type: ignore[misc]
     finally:
+        if event_token is not None:
+            _event_id.reset(event_token)
         _current.reset(token)
 
 

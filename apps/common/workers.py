@@ -11,9 +11,15 @@ import logging
 import signal
 import threading
 import time
+from datetime import datetime
 from types import FrameType
 
-from django.db import close_old_connections, reset_queries
+from django.conf import settings
+from django.db import close_old_connections, connection, reset_queries
+from django.utils import timezone
+
+from apps.common.metrics import WORKER_LAST_BATCH
+from apps.common.services import heartbeat_beat, heartbeat_remove
 
 logger = logging.getLogger(__name__)
 
@@ -113,3 +119,44 @@ def _install_stop_signals(worker: Worker) -> None:
 
     signal.signal(signal.SIGTERM, request_stop)
     signal.signal(signal.SIGINT, request_stop)
+
+
+class HeartbeatRecorder:
+    """A worker's heartbeat row (apps.common.models.Heartbeat), written at most every HEARTBEAT_INTERVAL_S.
+
+    A heartbeat that cannot be written is logged, never raised: liveness reporting must not stop the work
+    (a database outage shows up in the work itself, and as a silent heartbeat).
+    """
+
+    def __init__(self, kind: str, group: str = "") -> None:
+        self.kind = kind
+        self.group = group
+        self.started_at = timezone.now()
+        self.last_batch_at: datetime | None = None
+        self._beaten_at: float | None = None
+
+    def progress(self) -> None:
+        """The worker moved messages just now."""
+        self.last_batch_at = timezone.now()
+        WORKER_LAST_BATCH.labels(self.kind, self.group).set(self.last_batch_at.timestamp())
+
+    def due(self) -> bool:
+        return self._beaten_at is None or time.monotonic() - self._beaten_at >= settings.HEARTBEAT_INTERVAL_S
+
+    def beat(self, *, partitions: list[dict] | None = None, force: bool = False) -> None:
+        if not force and not self.due():
+            return
+        self._beaten_at = time.monotonic()
+        try:
+            heartbeat_beat(kind=self.kind, group=self.group, started_at=self.started_at,
+                           last_batch_at=self.last_batch_at, partitions=partitions)
+        except Exception:  # noqa: BLE001 - see the class docstring
+            logger.warning("%s[%s]: heartbeat not recorded", self.kind, self.group, exc_info=True)
+            connection.close()
+
+    def remove(self) -> None:
+        try:
+            heartbeat_remove(kind=self.kind, group=self.group)
+        except Exception:  # noqa: BLE001
+            logger.warning("%s[%s]: heartbeat not removed", self.kind, self.group, exc_info=True)
+            connection.close()

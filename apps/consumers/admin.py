@@ -18,9 +18,11 @@ from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
+from django.utils import timezone
+from django.utils.formats import date_format
 from django.utils.html import format_html, format_html_join
 
-from apps.common.admin import EventIdOrKeySearchMixin
+from apps.common.admin import EventIdOrKeySearchMixin, truncated
 from apps.common.api import ApplicationError
 from apps.consumers import selectors
 from apps.consumers.models import DeadLetter, DeadLetterReplay, bytes_text, text_bytes
@@ -56,7 +58,7 @@ class HistoryInline(admin.TabularInline):
 
     @admin.display(description="payload diff")
     def payload_diff_pre(self, entry: DeadLetterReplay) -> str:
-        return format_html("<pre>{}</pre>", entry.payload_diff) if entry.payload_diff else "-"
+        return format_html('<pre class="payload">{}</pre>', entry.payload_diff) if entry.payload_diff else "-"
 
     def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
@@ -79,9 +81,10 @@ class EditPayloadForm(forms.Form):
 
 @admin.register(DeadLetter)
 class DeadLetterAdmin(EventIdOrKeySearchMixin, admin.ModelAdmin):
+    # Eight columns, so the list fits 1,280 px beside the filters: status carries what it is parked behind,
+    # "attempts" carries when it last failed and when it is retried next.
     list_display = [
-        "id", "status", "group", "event_type", "key_short", "reason", "short_error", "attempts", "last_failed_at",
-        "next_attempt_at", "blocked_by",
+        "id", "status_display", "group", "event_type", "key_short", "reason", "short_error", "attempts_display",
     ]
     list_filter = ["status", "group", "event_type", "reason", FailureGroupFilter]
     search_fields = ["key"]
@@ -133,7 +136,7 @@ class DeadLetterAdmin(EventIdOrKeySearchMixin, admin.ModelAdmin):
     @admin.display(description="key")
     def key_short(self, dead_letter: DeadLetter) -> str:
         text = dead_letter.key_text()
-        return "-" if text is None else text if len(text) <= 60 else text[:59] + "…"
+        return "-" if text is None else truncated(text, 60)
 
     @admin.display(description="key")
     def key_display(self, dead_letter: DeadLetter) -> str:
@@ -142,9 +145,23 @@ class DeadLetterAdmin(EventIdOrKeySearchMixin, admin.ModelAdmin):
             return "- (no key)"
         return format_html("<code>{}</code><br>{} bytes, hex <code>{}</code>", bytes_text(key), len(key), key.hex())
 
+    @admin.display(description="status", ordering="status")
+    def status_display(self, dead_letter: DeadLetter) -> str:
+        if dead_letter.blocked_by_id is None:
+            return dead_letter.get_status_display()
+        return format_html("{}<br>behind #{}", dead_letter.get_status_display(), dead_letter.blocked_by_id)
+
+    @admin.display(description="attempts, last failed", ordering="last_failed_at")
+    def attempts_display(self, dead_letter: DeadLetter) -> str:
+        last = date_format(timezone.localtime(dead_letter.last_failed_at), "SHORT_DATETIME_FORMAT")
+        if dead_letter.next_attempt_at is None:
+            return format_html("{} · {}", dead_letter.attempts, last)
+        upcoming = date_format(timezone.localtime(dead_letter.next_attempt_at), "SHORT_DATETIME_FORMAT")
+        return format_html("{} · {}<br>next {}", dead_letter.attempts, last, upcoming)
+
     @admin.display(description="error")
     def short_error(self, dead_letter: DeadLetter) -> str:
-        return dead_letter.error_message[:80]
+        return truncated(dead_letter.error_message, 80)
 
     @admin.display(description="messages parked behind it")
     def parked_count(self, dead_letter: DeadLetter) -> int:
@@ -152,11 +169,11 @@ class DeadLetterAdmin(EventIdOrKeySearchMixin, admin.ModelAdmin):
 
     @admin.display(description="traceback")
     def traceback_pre(self, dead_letter: DeadLetter) -> str:
-        return format_html("<pre>{}</pre>", dead_letter.traceback) if dead_letter.traceback else "-"
+        return format_html('<pre class="payload">{}</pre>', dead_letter.traceback) if dead_letter.traceback else "-"
 
     @admin.display(description="payload")
     def payload_pre(self, dead_letter: DeadLetter) -> str:
-        return format_html("<pre>{}</pre>", dead_letter.pretty_payload())
+        return format_html('<pre class="payload">{}</pre>', dead_letter.pretty_payload())
 
     @admin.display(description="headers")
     def headers_table(self, dead_letter: DeadLetter) -> str:
@@ -177,7 +194,10 @@ class DeadLetterAdmin(EventIdOrKeySearchMixin, admin.ModelAdmin):
     def change_view(
         self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: dict[str, Any] | None = None
     ) -> HttpResponse:
-        extra_context = {**(extra_context or {}), "can_edit_payload": self.has_edit_permission(request)}
+        extra_context = {
+            **(extra_context or {}), "can_edit_payload": self.has_edit_permission(request),
+            "can_replay": self.has_replay_permission(request), "can_discard": self.has_discard_permission(request),
+        }
         return super().change_view(request, object_id, form_url, extra_context)
 
     # --- actions -----------------------------------------------------------------------------------------------
@@ -267,8 +287,51 @@ class DeadLetterAdmin(EventIdOrKeySearchMixin, admin.ModelAdmin):
         return [
             path("<int:object_id>/edit-and-replay/", self.admin_site.admin_view(self.edit_and_replay_view),
                  name="consumers_deadletter_edit_and_replay"),
+            path("<int:object_id>/replay/", self.admin_site.admin_view(self.replay_one_view),
+                 name="consumers_deadletter_replay_one"),
+            path("<int:object_id>/discard/", self.admin_site.admin_view(self.discard_one_view),
+                 name="consumers_deadletter_discard_one"),
             *super().get_urls(),
         ]
+
+    # --- the buttons on a dead letter's own page: confirm (failure, how many rows), then call the service -----
+
+    def replay_one_view(self, request: HttpRequest, object_id: int) -> HttpResponse:
+        if not self.has_replay_permission(request):
+            raise PermissionDenied
+        dead_letter = get_object_or_404(DeadLetter, pk=object_id)
+        if request.method == "POST":
+            self._replay(request, [dead_letter.pk])
+            return HttpResponseRedirect(reverse("admin:consumers_deadletter_change", args=[dead_letter.pk]))
+        return self._confirm_one(request, dead_letter, verb="Replay", form=None)
+
+    def discard_one_view(self, request: HttpRequest, object_id: int) -> HttpResponse:
+        if not self.has_discard_permission(request):
+            raise PermissionDenied
+        dead_letter = get_object_or_404(DeadLetter, pk=object_id)
+        form = DiscardForm(request.POST if request.method == "POST" else None)
+        if form.is_valid():
+            try:
+                result = deadletter_discard(
+                    dead_letter_id=dead_letter.pk, actor=request.user, reason=form.cleaned_data["reason"]
+                )
+            except ApplicationError as error:
+                form.add_error("reason" if error.field == "reason" else None, error.message)
+            else:
+                self.message_user(
+                    request, f"Discarded #{dead_letter.pk}; {len(result.released)} parked messages released."
+                )
+                return HttpResponseRedirect(reverse("admin:consumers_deadletter_change", args=[dead_letter.pk]))
+        return self._confirm_one(request, dead_letter, verb="Discard", form=form)
+
+    def _confirm_one(
+        self, request: HttpRequest, dead_letter: DeadLetter, *, verb: str, form: forms.Form | None
+    ) -> TemplateResponse:
+        return TemplateResponse(request, "admin/consumers/deadletter/confirm_one.html", {
+            **self.admin_site.each_context(request), "opts": self.model._meta, "original": dead_letter,
+            "title": f"{verb} dead letter #{dead_letter.pk}?", "verb": verb, "form": form,
+            "parked": dead_letter.parked.filter(status__in=DeadLetter.UNRESOLVED).count(),
+        })
 
     def edit_and_replay_view(self, request: HttpRequest, object_id: int) -> HttpResponse:
         if not self.has_edit_permission(request):

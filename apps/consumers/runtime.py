@@ -25,8 +25,10 @@ from django.core.exceptions import ImproperlyConfigured
 from django.db import InterfaceError, OperationalError, connection, transaction
 from django.utils import timezone
 
-from apps.common.kafka import consumer_config, kafka_topic
-from apps.common.workers import Worker
+from apps.common.kafka import ConnectivityLog, consumer_config, kafka_topic
+from apps.common.metrics import CONSUMER_END_TO_END, CONSUMER_HANDLER_SECONDS, CONSUMER_LAG, CONSUMER_MESSAGES
+from apps.common.models import Heartbeat
+from apps.common.workers import HeartbeatRecorder, Worker
 from apps.consumers import registry
 from apps.consumers.decoding import SKIP, Decoded, DecodeFailure, RawMessage, _Skip, decode
 from apps.consumers.models import DeadLetter
@@ -57,6 +59,14 @@ class Counters:
 
     def __str__(self) -> str:
         return " ".join(f"{f.name}={getattr(self, f.name)}" for f in fields(self))
+
+    def snapshot(self) -> dict[str, int]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+# Counters field -> the `outcome` label of logiflow_consumer_messages_total (retries are attempts, not outcomes).
+OUTCOMES = {"handled": "handled", "duplicates": "duplicate", "skipped": "skipped", "dead_lettered": "dead_lettered",
+            "parked": "parked", "in_ledger": "in_ledger"}
 
 
 @dataclass
@@ -108,6 +118,11 @@ class ConsumerWorker(Worker):
         self.consumer: Consumer | None = None
         self._reported_at = time.monotonic()
         self._retry_left = 0.0
+        self._connectivity = ConnectivityLog(self.name)
+        self.heartbeat = HeartbeatRecorder(Heartbeat.Kind.CONSUMER, group)
+        self.partitions: list[dict[str, object]] = []  # the last lag sample, also in the heartbeat
+        self._lag_sampled_at: float | None = None
+        self._lag_labels: set[tuple[str, str, str]] = set()
         check_retry_settings(max_poll_interval_ms=_max_poll_interval_ms(consumer_config(self.group_id)))
 
     # --- lifecycle ---------------------------------------------------------------------------------------
@@ -128,10 +143,15 @@ class ConsumerWorker(Worker):
                 batch.append(message)
             elif error.fatal():
                 raise KafkaException(error)
-            else:
+            elif not self._connectivity.note(error):  # a connectivity error is logged only if still true
                 logger.warning("%s: %s", self.name, error)
+        self._connectivity.check(self.consumer)
         if batch:
             self.process(batch)
+            self.heartbeat.progress()
+        if self._lag_sampled_at is None or time.monotonic() - self._lag_sampled_at >= settings.CONSUMER_LAG_INTERVAL_S:
+            self.sample_lag()
+        self.heartbeat.beat(partitions=self.partitions)
         if time.monotonic() - self._reported_at >= settings.CONSUMER_STATS_INTERVAL_S:
             self.report()
         return bool(batch)
@@ -142,7 +162,46 @@ class ConsumerWorker(Worker):
         if consumer is not None:
             self._commit(consumer)
             consumer.close()
+        if self.stopping.is_set():
+            self.heartbeat.remove()  # a clean stop is not a silent consumer
+        self._set_lag([])
         self.report()
+
+    def sample_lag(self, *, timeout: float = 5.0) -> list[dict[str, object]]:
+        """Lag of each assigned partition: high watermark minus committed offset (minus the low watermark when
+        nothing is committed yet). A broker round trip per partition, so it runs every CONSUMER_LAG_INTERVAL_S
+        and all of it within `timeout` (it runs between batches, inside max.poll.interval.ms); an unanswered
+        request leaves the last sample in place."""
+        self._lag_sampled_at = time.monotonic()
+        deadline = self._lag_sampled_at + timeout
+        if self.consumer is None:
+            return self.partitions
+        try:
+            assigned = self.consumer.assignment()
+            committed = self.consumer.committed(assigned, timeout=timeout) if assigned else []
+            sample = []
+            for partition in committed:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise KafkaException(KafkaError(KafkaError._TIMED_OUT, "lag sample took longer than its budget"))
+                low, high = self.consumer.get_watermark_offsets(partition, timeout=left, cached=False)
+                start = partition.offset if partition.offset >= 0 else low
+                sample.append({"topic": partition.topic, "partition": partition.partition,
+                               "committed": partition.offset, "high": high, "lag": max(0, high - start)})
+        except KafkaException as error:
+            logger.info("%s: lag not sampled: %s", self.name, error)
+            return self.partitions
+        self._set_lag(sorted(sample, key=lambda p: (p["topic"], p["partition"])))
+        return self.partitions
+
+    def _set_lag(self, sample: list[dict[str, object]]) -> None:
+        self.partitions = sample
+        labels = {(self.group, str(p["topic"]), str(p["partition"])) for p in sample}
+        for gone in self._lag_labels - labels:  # revoked partitions: someone else reports them now
+            CONSUMER_LAG.remove(*gone)
+        for p in sample:
+            CONSUMER_LAG.labels(self.group, p["topic"], str(p["partition"])).set(p["lag"])  # type: ignore[arg-type]
+        self._lag_labels = labels
 
     def report(self) -> None:
         self._reported_at = time.monotonic()
@@ -168,15 +227,22 @@ class ConsumerWorker(Worker):
         """Apply `messages` in order; offsets of each committed prefix are stored as soon as it committed."""
         items = [self._item(message) for message in messages]
         self._retry_left = settings.CONSUMER_RETRY_BATCH_BUDGET_S  # seconds of retries, for the whole batch
-        start = 0
-        while start < len(items):
-            try:
-                self._run_batch(items, start)
-                start = len(items)
-            except _Retry as retry:
-                if not self._retry_alone(items[retry.index], retry.error):
-                    return  # stopping: the rest stays unstored and is redelivered to whoever comes next
-                start = retry.index + 1
+        before = self.counters.snapshot()
+        try:
+            start = 0
+            while start < len(items):
+                try:
+                    self._run_batch(items, start)
+                    start = len(items)
+                except _Retry as retry:
+                    if not self._retry_alone(items[retry.index], retry.error):
+                        return  # stopping: the rest stays unstored and is redelivered to whoever comes next
+                    start = retry.index + 1
+        finally:
+            after = self.counters.snapshot()
+            for name, outcome in OUTCOMES.items():
+                if after[name] > before[name]:
+                    CONSUMER_MESSAGES.labels(self.group, outcome).inc(after[name] - before[name])
 
     def _run_batch(self, items: list[_Item], start: int) -> None:
         """One transaction for items[start:]; on a retryable failure, commit and store the prefix, raise _Retry."""
@@ -242,7 +308,8 @@ class ConsumerWorker(Worker):
         message at a time."""
         decoded = [item.decoded for item in run if isinstance(item.decoded, Decoded)]
         try:
-            applied = inbox_apply_many(decoded=decoded)
+            with CONSUMER_HANDLER_SECONDS.labels(self.group).time():
+                applied = inbox_apply_many(decoded=decoded)
         except Exception as error:
             if _is_outage(error):
                 raise
@@ -289,7 +356,8 @@ class ConsumerWorker(Worker):
             return
         assert isinstance(decoded, Decoded)
         try:
-            applied = inbox_apply(decoded=decoded)
+            with CONSUMER_HANDLER_SECONDS.labels(self.group).time():
+                applied = inbox_apply(decoded=decoded)
         except registry.NonRetryableError as error:
             self._dead_letter(item, Failure.from_exception(error, handler=decoded.registration.name), heads, attempts=1)
             return
@@ -394,7 +462,11 @@ class ConsumerWorker(Worker):
         if not items or self.consumer is None:
             return
         offsets: dict[tuple[str, int], int] = {}
+        now = timezone.now()
+        end_to_end = CONSUMER_END_TO_END.labels(self.group)
         for item in items:
+            if isinstance(item.decoded, Decoded):  # committed just now: the event's trip ends here
+                end_to_end.observe(max(0.0, (now - item.decoded.meta.time).total_seconds()))
             position = (item.raw.topic, item.raw.partition)
             offsets[position] = max(offsets.get(position, 0), item.raw.offset + 1)
         try:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from django.db.models import Count, Max, Min, QuerySet
 from django.utils import timezone
@@ -61,3 +62,23 @@ def replayable_in_groups(fingerprints: list[str]) -> QuerySet[DeadLetter]:
         fingerprint__in=fingerprints, status__in=[DeadLetter.Status.PENDING, DeadLetter.Status.RETRYING],
         blocked_by__isnull=True,
     ).order_by("id")
+
+
+def unresolved_for_events(event_ids: list[Any]) -> QuerySet[DeadLetter]:
+    """The unresolved dead letters of these events (any consumer group), oldest first."""
+    return unresolved().filter(event_id__in=event_ids).order_by("id")
+
+
+def unresolved_count_by_group() -> list[tuple[str, int]]:
+    """How many dead letters wait for someone, per consumer group, largest first."""
+    rows = unresolved().values("group").annotate(count=Count("id")).order_by("-count", "group")
+    return [(row["group"], row["count"]) for row in rows]
+
+
+def ledger_counts(*, by_fingerprint: bool = False) -> dict[tuple[str, str], int]:
+    """(group, status) -> rows in the ledger; with `by_fingerprint`, (group, fingerprint) -> unresolved rows."""
+    if by_fingerprint:
+        rows = unresolved().values_list("group", "fingerprint").annotate(count=Count("id")).order_by()
+    else:
+        rows = DeadLetter.objects.values_list("group", "status").annotate(count=Count("id")).order_by()
+    return {(group, label): count for group, label, count in rows}

@@ -107,7 +107,7 @@ def inbox_apply(*, decoded: Decoded) -> bool:
     meta = decoded.meta
     if not _inbox_insert(group=meta.group, event_id=meta.event_id):
         return False
-    with trace_context(meta.traceparent):
+    with trace_context(meta.traceparent, event_id=str(meta.event_id)):
         decoded.registration.handler(decoded.event, meta)
     return True
 

@@ -56,3 +56,23 @@ class RouteCalculated(DomainEvent):
     duration_minutes: int = Field(ge=0)
     eta: datetime
     calculated_at: datetime
+
+
+@register_event
+class CustomerUpserted(DomainEvent):
+    """A customer was registered or changed in routing (or re-announced by `publish_customers`).
+
+    Key: the customer, so one customer's changes arrive in order. A consumer keeps the highest `revision` it has
+    seen and ignores the rest: a re-announcement repeats the current revision and changes nothing.
+    """
+
+    context = "routing"
+    event_name = "CustomerUpserted"
+    version = 1
+    key_field = "customer_id"
+
+    customer_id: int = Field(gt=0)
+    # Increments on every change of the customer in routing.
+    revision: int = Field(ge=1)
+    name: str = Field(min_length=1, max_length=200)
+    changed_at: datetime

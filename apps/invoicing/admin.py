@@ -1,17 +1,21 @@
-"""Finance's admin: read-only invoices (with lines, PDF link, re-render and mark-as-sent) and billing accounts."""
+"""Finance's admin: read-only invoices (with lines, PDF link, re-render and mark-as-sent), billing accounts (opened
+for a customer picked by name from the directory) and the read-only customer directory."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from django import forms
 from django.contrib import admin, messages
-from django.db.models import QuerySet
+from django.db.models import OuterRef, QuerySet, Subquery
 from django.http import HttpRequest
 from django.urls import reverse
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
+from django.utils.safestring import SafeString
 
+from apps.common.admin import pretty_json
 from apps.common.api import ApplicationError
-from apps.invoicing.models import BillingAccount, Invoice, InvoiceLine
+from apps.invoicing.models import BillingAccount, Invoice, InvoiceLine, KnownCustomer
 from apps.invoicing.services import (
     billing_account_create,
     billing_account_update,
@@ -57,8 +61,8 @@ class InvoiceAdmin(admin.ModelAdmin):
     actions = ["rerender_pdf", "mark_sent"]
     fieldsets = [
         (None, {"fields": ["number", "kind", "status", "credit_for", "issued_at", "due_date", "sent_at"]}),
-        ("Customer", {"fields": ["customer", "customer_name", "billing_address", "vat_id"]}),
-        ("Route", {"fields": ["route_id", "route_calculation", "source_event_id", "route_summary"]}),
+        ("Customer", {"fields": ["customer", "customer_name", "directory_name", "billing_address", "vat_id"]}),
+        ("Route", {"fields": ["route_id", "route_calculation", "source_event_id", "route_summary_table"]}),
         ("Totals", {"fields": ["currency", "vat_rate_percent", "net_total", "vat_total", "gross_total"]}),
         ("PDF", {"fields": ["pdf_link", "pdf_status", "pdf_version", "pdf_rendered_version", "pdf_attempts",
                             "pdf_last_error"]}),
@@ -71,8 +75,45 @@ class InvoiceAdmin(admin.ModelAdmin):
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
 
+    def has_change_permission(self, request: HttpRequest, obj: Invoice | None = None) -> bool:
+        # Without an object this gates the actions; an invoice's own page is a view (no Save, no history entry).
+        return obj is None and super().has_change_permission(request)
+
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
+
+    @admin.display(description="Name in the customer directory")
+    def directory_name(self, invoice: Invoice) -> str:
+        # The invoice keeps the name it was billed to; the directory has routing's current name for the customer.
+        known = KnownCustomer.objects.filter(pk=invoice.customer_id).first()
+        return known.name if known else "(not in the directory)"
+
+    @admin.display(description="route summary")
+    def route_summary_table(self, invoice: Invoice) -> SafeString:
+        """The RouteCalculated the invoice was priced from: its figures, then its stops in visiting order."""
+        summary = invoice.route_summary
+        stops = summary.get("stops") if isinstance(summary, dict) else None
+        if not isinstance(stops, list):
+            return pretty_json(summary)
+        depot = summary.get("depot") or {}
+        facts = [
+            ("truck", summary.get("truck_plate", "—")),
+            ("depot", depot.get("name", "—") if isinstance(depot, dict) else depot),
+            ("distance (km)", summary.get("distance_km", "—")),
+            ("duration (min)", summary.get("duration_minutes", "—")),
+            ("ETA", summary.get("eta", "—")), ("calculated at", summary.get("calculated_at", "—")),
+        ]
+        rows = format_html_join(
+            "", "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            ((s.get("sequence", ""), s.get("name", ""), s.get("eta", ""), s.get("leg_distance_km", ""),
+              f"{s.get('lat', '')}, {s.get('lon', '')}") for s in stops if isinstance(s, dict)),
+        )
+        return format_html(
+            '<table class="route-summary"><tbody>{}</tbody></table>'
+            '<table class="route-stops"><thead><tr><th>#</th><th>stop</th><th>ETA</th><th>leg (km)</th>'
+            "<th>lat, lon</th></tr></thead><tbody>{}</tbody></table>",
+            format_html_join("", "<tr><th>{}</th><td>{}</td></tr>", facts), rows,
+        )
 
     @admin.display(description="PDF")
     def pdf_link(self, invoice: Invoice) -> str:
@@ -101,13 +142,50 @@ class InvoiceAdmin(admin.ModelAdmin):
             self.message_user(request, reason, messages.WARNING)
 
 
+class KnownCustomerChoiceField(forms.ModelChoiceField):
+    def label_from_instance(self, obj: KnownCustomer) -> str:
+        return f"{obj.name} (customer {obj.customer_id})"
+
+
+class BillingAccountForm(forms.ModelForm):
+    """A new account's customer is picked by name from the directory, among customers without an account."""
+
+    customer_id = KnownCustomerChoiceField(
+        queryset=KnownCustomer.objects.none(), label="Customer",
+        help_text="Customers routing has announced that have no billing account yet.",
+    )
+
+    class Meta:
+        model = BillingAccount
+        fields = "__all__"
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if "customer_id" in self.fields:
+            self.fields["customer_id"].queryset = KnownCustomer.objects.exclude(
+                customer_id__in=BillingAccount.objects.values("customer_id")
+            )
+
+    def clean_customer_id(self) -> int:
+        return self.cleaned_data["customer_id"].pk
+
+
 @admin.register(BillingAccount)
 class BillingAccountAdmin(admin.ModelAdmin):
-    list_display = ["customer_id", "name", "currency", "rate_per_km", "fee_per_stop", "minimum_charge",
+    form = BillingAccountForm
+    list_display = ["customer_id", "name", "directory_name", "currency", "rate_per_km", "fee_per_stop", "minimum_charge",
                     "fuel_surcharge_percent", "vat_rate_percent"]
     search_fields = ["name", "customer_id", "vat_id"]
     list_filter = ["currency"]
     readonly_fields = ["created_at", "updated_at"]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[BillingAccount]:
+        known = KnownCustomer.objects.filter(pk=OuterRef("customer_id")).values("name")[:1]
+        return super().get_queryset(request).annotate(directory_name=Subquery(known))
+
+    @admin.display(description="Name in the customer directory", ordering="directory_name")
+    def directory_name(self, account: BillingAccount) -> str:
+        return account.directory_name or "(not in the directory)"
 
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
         # The key ties the account to routing's customer; it is chosen once.
@@ -121,3 +199,21 @@ class BillingAccountAdmin(admin.ModelAdmin):
             billing_account_create(customer_id=obj.customer_id, **{
                 name: form.cleaned_data[name] for name in form.cleaned_data if name != "customer_id"
             })
+
+
+@admin.register(KnownCustomer)
+class KnownCustomerAdmin(admin.ModelAdmin):
+    """The directory is written only by routing's events: finance looks customers up here, never edits them."""
+
+    list_display = ["customer_id", "name", "revision", "changed_at", "updated_at"]
+    search_fields = ["name", "customer_id"]
+    readonly_fields = list_display
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False

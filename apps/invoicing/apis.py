@@ -19,7 +19,7 @@ from rest_framework.views import APIView
 from apps.common.filters import IdFilter, StrictFilterSet
 from apps.common.permissions import ModelPermissions
 from apps.common.serializers import StrictInput
-from apps.invoicing.models import BillingAccount, Invoice
+from apps.invoicing.models import BillingAccount, Invoice, KnownCustomer
 from apps.invoicing.selectors import billing_account_get, billing_account_list, invoice_get, invoice_list
 from apps.invoicing.services import billing_account_create, billing_account_update
 
@@ -160,7 +160,9 @@ class BillingAccountInputSerializer(StrictInput, serializers.Serializer):
 
 
 class BillingAccountCreateInputSerializer(BillingAccountInputSerializer):
-    customer_id = serializers.IntegerField(min_value=1)
+    # Only a customer in the directory (learned from routing) can get an account; an unknown id is a 400 naming
+    # `customer_id` ("… object does not exist.").
+    customer_id = serializers.PrimaryKeyRelatedField(queryset=KnownCustomer.objects.all())
 
 
 class BillingAccountListCreateApi(ListAPIView):
@@ -174,7 +176,8 @@ class BillingAccountListCreateApi(ListAPIView):
     def post(self, request: Request) -> Response:
         serializer = BillingAccountCreateInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        account = billing_account_create(**serializer.validated_data)
+        data = serializer.validated_data
+        account = billing_account_create(**{**data, "customer_id": data["customer_id"].pk})
         return Response(BillingAccountOutputSerializer(account).data, status=status.HTTP_201_CREATED)
 
 

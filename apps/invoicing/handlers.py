@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from apps.consumers.registry import EventMeta, NonRetryableError, handles
-from apps.contracts import RouteCalculated
+from apps.contracts import CustomerUpserted, RouteCalculated
 from apps.invoicing.services import (
     BillingAccountMissing,
     RouteToInvoice,
     invoice_issue_for_route,
     invoice_issue_for_routes,
+    known_customer_upsert,
 )
 
 
@@ -41,3 +42,10 @@ def issue_invoice_for_route(event: RouteCalculated, meta: EventMeta) -> None:
         raise MissingBillingData(
             customer_id=missing.customer_id, customer_name=missing.customer_name, route_id=event.route_id
         ) from missing
+
+
+@handles(CustomerUpserted, group="invoicing")
+def learn_customer(event: CustomerUpserted, meta: EventMeta) -> None:
+    known_customer_upsert(
+        customer_id=event.customer_id, name=event.name, revision=event.revision, changed_at=event.changed_at
+    )

@@ -1,4 +1,4 @@
-"""Invoicing's own data: billing accounts (its copy of the customer), invoices, lines and number counters.
+"""Invoicing's own data: the customer directory, billing accounts, invoices, lines and number counters.
 
 An issued invoice never changes its money or lines; only its delivery state (`status`, `sent_at`)
 and its PDF rendition move. Rules live in `services.py`; see docs/architecture.md, "Invoicing".
@@ -14,6 +14,23 @@ from django.db.models import Q
 
 ZERO = Decimal("0")
 HUNDRED = Decimal("100")
+
+
+class KnownCustomer(models.Model):
+    """Invoicing's directory of routing's customers, learned from CustomerUpserted: lets finance pick a customer
+    by name. Keeps the highest `revision` seen; older or repeated events change nothing."""
+
+    customer_id = models.PositiveBigIntegerField(primary_key=True)
+    name = models.CharField(max_length=200)
+    revision = models.PositiveIntegerField()
+    changed_at = models.DateTimeField(help_text="When routing made this revision.")
+    updated_at = models.DateTimeField(auto_now=True, help_text="When invoicing learned it.")
+
+    class Meta:
+        ordering = ["name", "customer_id"]
+
+    def __str__(self) -> str:
+        return f"{self.name} (customer {self.customer_id})"
 
 
 class BillingAccount(models.Model):

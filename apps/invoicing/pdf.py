@@ -5,7 +5,9 @@ Kept apart from the services so the benchmark can time the bare HTML → PDF ste
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -21,6 +23,10 @@ from apps.invoicing.models import Invoice, InvoiceLine
 TEMPLATE = "invoicing/invoice.html"
 # The only files a render may read: fonts, logos or stylesheets shipped with the invoice template.
 ASSETS_DIR = Path(__file__).resolve().parent / "assets"
+# Units that are words take a plural ("3 stops"); symbols such as "km" never do.
+PLURAL_UNITS = {"stop": "stops"}
+# Unit prices are printed with at least cents and at most the stored precision, the same for every line.
+MIN_PRICE_PLACES, MAX_PRICE_PLACES = 2, 4
 
 
 class BundledAssetsOnly(URLFetcher):
@@ -46,13 +52,58 @@ def bundled_asset(url: str) -> Path | None:
     return path if path.is_relative_to(ASSETS_DIR) and path.is_file() else None
 
 
+@dataclass(frozen=True)
+class PrintedLine:
+    """A net line as printed: quantity with its unit (or the percentage a surcharge takes) and a unit price."""
+
+    position: int
+    description: str
+    quantity: str
+    unit_price: str
+    amount: Decimal
+
+
+def printed_lines(lines: list[InvoiceLine]) -> list[PrintedLine]:
+    """The net lines as the PDF shows them; a fuel surcharge reads "7.5% of 560.43" with no unit price."""
+    priced = [line for line in lines if line.kind != InvoiceLine.Kind.FUEL]
+    places = max([MIN_PRICE_PLACES, *(_places(line.unit_price) for line in priced)])
+    return [
+        # The rate is in the quantity column ("7.5% of 560.43"), so the description need not repeat it.
+        PrintedLine(line.position, InvoiceLine.Kind.FUEL.label, _percentage_of(line), "", line.amount)
+        if line.kind == InvoiceLine.Kind.FUEL
+        else PrintedLine(line.position, line.description, _quantity(line), f"{line.unit_price:.{places}f}", line.amount)
+        for line in lines
+    ]
+
+
+def _places(value: Decimal) -> int:
+    exponent = value.normalize().as_tuple().exponent
+    return min(MAX_PRICE_PLACES, max(0, -exponent)) if isinstance(exponent, int) else MAX_PRICE_PLACES
+
+
+def _quantity(line: InvoiceLine) -> str:
+    quantity = f"{line.quantity.normalize():f}"
+    unit = PLURAL_UNITS.get(line.unit, line.unit) if line.quantity != 1 else line.unit
+    return f"{quantity} {unit}".strip()
+
+
+def _percentage_of(line: InvoiceLine) -> str:
+    # Stored as quantity = the net it applies to, unit price = the rate (negated on a credit note).
+    percent = (abs(line.unit_price) * 100).normalize()
+    return f"{percent:f}% of {line.quantity:.2f}"
+
+
 def invoice_context(invoice: Invoice) -> dict[str, Any]:
     lines = list(invoice.lines.all())
     summary = invoice.route_summary
+    is_invoice = invoice.kind == Invoice.Kind.INVOICE
     return {
         "issuer": settings.INVOICING_ISSUER,
+        # A credit note is not paid: it has neither a due date nor payment details.
+        "payment": {"bank_name": settings.INVOICING_BANK_NAME, "iban": settings.INVOICING_IBAN} if is_invoice else None,
+        "is_invoice": is_invoice,
         "invoice": invoice,
-        "net_lines": [line for line in lines if line.kind != InvoiceLine.Kind.VAT],
+        "net_lines": printed_lines([line for line in lines if line.kind != InvoiceLine.Kind.VAT]),
         "vat_lines": [line for line in lines if line.kind == InvoiceLine.Kind.VAT],
         "route": {
             **summary,

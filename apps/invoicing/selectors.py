@@ -43,3 +43,8 @@ def billing_account_list() -> QuerySet[BillingAccount]:
 
 def billing_account_get(*, customer_id: int) -> BillingAccount | None:
     return BillingAccount.objects.filter(customer_id=customer_id).order_by().first()
+
+
+def invoice_pdf_failed_count() -> int:
+    """Invoices whose PDF rendering gave up: finance re-renders them."""
+    return Invoice.objects.filter(pdf_status=Invoice.PdfStatus.FAILED).count()

@@ -24,9 +24,10 @@ from django.utils import timezone
 
 from apps import outbox
 from apps.common.api import ApplicationError
+from apps.common.metrics import INVOICES_ISSUED
 from apps.common.tracing import trace_context
 from apps.contracts import InvoiceGenerated, RouteCalculated
-from apps.invoicing.models import BillingAccount, Invoice, InvoiceLine, InvoiceNumberCounter
+from apps.invoicing.models import BillingAccount, Invoice, InvoiceLine, InvoiceNumberCounter, KnownCustomer
 from apps.invoicing.pricing import PricedRoute, Tariff, price_route
 from apps.invoicing.selectors import billing_account_get, invoice_current_for_route, invoice_ids_pdf_pending
 
@@ -50,14 +51,47 @@ class BillingAccountMissing(ApplicationError):
         self.customer_name = customer_name
 
 
+# --- Customer directory ---------------------------------------------------------------------------
+
+
+@transaction.atomic
+def known_customer_upsert(*, customer_id: int, name: str, revision: int, changed_at: datetime) -> KnownCustomer:
+    """Learn a customer (or a newer revision of it) from routing. Idempotent: a repeated or older revision changes
+    nothing, so redelivery and re-announcement are harmless and out-of-order events cannot undo a newer name."""
+    known = KnownCustomer.objects.select_for_update().filter(pk=customer_id).first()
+    if known is None:
+        # A concurrent first insert of the same customer is absorbed by the conflict clause, then re-read locked.
+        KnownCustomer.objects.bulk_create(
+            [KnownCustomer(customer_id=customer_id, name=name, revision=revision, changed_at=changed_at)],
+            ignore_conflicts=True,
+        )
+        known = KnownCustomer.objects.select_for_update().get(pk=customer_id)
+        if known.revision == revision and known.name == name:
+            return known
+    if known.revision >= revision:
+        logger.info("customer %s revision %s already known at revision %s; ignored",
+                    customer_id, revision, known.revision)
+        return known
+    known.name, known.revision, known.changed_at = name, revision, changed_at
+    known.save(update_fields=["name", "revision", "changed_at", "updated_at"])
+    return known
+
+
 # --- Billing accounts -----------------------------------------------------------------------------
 
 
 @transaction.atomic
 def billing_account_create(*, customer_id: int, **fields: Any) -> BillingAccount:
+    """Open the billing account of a customer invoicing knows (from routing's CustomerUpserted)."""
     if BillingAccount.objects.filter(customer_id=customer_id).exists():
         raise ApplicationError(
             f"customer {customer_id} already has a billing account", field="customer_id", code="unique"
+        )
+    if not KnownCustomer.objects.filter(pk=customer_id).exists():
+        raise ApplicationError(
+            f"customer {customer_id} is not in the customer directory; routing announces its customers "
+            "(manage.py announce_customers re-announces them all)",
+            field="customer_id",
         )
     account = BillingAccount(customer_id=customer_id, **_known(fields))
     account.full_clean()
@@ -173,6 +207,7 @@ def _issue_fresh(items: list[RouteToInvoice], accounts: dict[int, BillingAccount
             outbox.publish(_invoice_generated(invoice))
     invoice_ids = [invoice.pk for invoice in invoices]
     transaction.on_commit(lambda: _schedule_renders(invoice_ids), robust=True)
+    transaction.on_commit(lambda: INVOICES_ISSUED.labels(Invoice.Kind.INVOICE).inc(len(invoice_ids)), robust=True)
     return invoices
 
 
@@ -208,6 +243,7 @@ def _issue(*, route: RouteCalculated, account: BillingAccount, source_event_id: 
     )
     invoice.save(force_insert=True)
     InvoiceLine.objects.bulk_create(_lines(invoice, priced))
+    transaction.on_commit(lambda: INVOICES_ISSUED.labels(Invoice.Kind.INVOICE).inc(), robust=True)
     return invoice
 
 
@@ -271,6 +307,7 @@ def _credit(invoice: Invoice) -> Invoice:
     )
     Invoice.objects.filter(pk=invoice.pk).update(status=Invoice.Status.CREDITED)
     transaction.on_commit(lambda: _schedule_render(note.pk), robust=True)
+    transaction.on_commit(lambda: INVOICES_ISSUED.labels(Invoice.Kind.CREDIT_NOTE).inc(), robust=True)
     return note
 
 

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import logging
+import time
 
 from celery import shared_task
 from django.core.exceptions import ObjectDoesNotExist
 
+from apps.common.metrics import PDF_RENDER_SECONDS, PDF_RENDERS
 from apps.invoicing.models import Invoice
 from apps.invoicing.services import (
     invoice_pdf_render_failed,
@@ -36,6 +38,7 @@ PDF_MAX_RETRIES = 5
 def render_invoice_pdf(self, invoice_id: int) -> None:  # type: ignore[no-untyped-def]
     """Render the invoice's PDF; each failure is recorded, and after the last retry the invoice shows `failed`
     (re-render from the admin). An invoice deleted before (or while) its task ran is not an error: one line."""
+    started = time.monotonic()
     try:
         invoice_render_pdf(invoice_id=invoice_id)
     except Invoice.DoesNotExist:
@@ -43,6 +46,7 @@ def render_invoice_pdf(self, invoice_id: int) -> None:  # type: ignore[no-untype
     except ObjectDoesNotExist:
         raise
     except Exception as error:
+        PDF_RENDERS.labels("failed").inc()
         final = self.request.retries >= self.max_retries
         try:
             invoice_pdf_render_failed(invoice_id=invoice_id, error=f"{type(error).__name__}: {error}", final=final)
@@ -50,6 +54,9 @@ def render_invoice_pdf(self, invoice_id: int) -> None:  # type: ignore[no-untype
             _gone(invoice_id)
             return
         raise
+    else:
+        PDF_RENDER_SECONDS.observe(time.monotonic() - started)
+        PDF_RENDERS.labels("succeeded").inc()
 
 
 def _gone(invoice_id: int) -> None:

@@ -1,19 +1,28 @@
-"""The dispatchers' admin: reference data saved through services; routes read-only, changed by actions
-(recalculate, dispatch, complete, cancel) that call the services."""
+"""The dispatchers' admin: reference data saved through services; routes planned on an add form that calls
+`route_calculate`, then read-only, changed by actions (recalculate, dispatch, complete, cancel) that call the
+services."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any
 
+from django import forms
+from django.conf import settings
 from django.contrib import admin, messages
+from django.contrib.admin import widgets
+from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
 from django.forms import ModelForm
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.template.response import TemplateResponse
+from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
 from apps.common.api import ApplicationError
+from apps.consumers import selectors as ledger
+from apps.contracts import RouteCalculated
 from apps.routing import selectors, services
 from apps.routing.models import Customer, Depot, Route, RouteStop, Truck
 
@@ -91,12 +100,32 @@ class RouteStopInline(admin.TabularInline):
         return False
 
 
+class RouteAddForm(forms.Form):
+    truck = forms.ModelChoiceField(queryset=Truck.objects.select_related("depot"))
+    customer = forms.ModelChoiceField(queryset=Customer.objects.all())
+    departs_at = forms.SplitDateTimeField(
+        required=False, widget=widgets.AdminSplitDateTime, help_text="Empty: now. The tour starts at the truck's depot."
+    )
+
+
+class StopForm(forms.Form):
+    name = forms.CharField(max_length=RouteStop._meta.get_field("name").max_length)
+    lat = forms.FloatField(label="latitude", min_value=-90, max_value=90)
+    lon = forms.FloatField(label="longitude", min_value=-180, max_value=180)
+
+
+# ORDER is the order the dispatcher lists the stops in; the plan then orders them for the shortest tour.
+StopFormSet = forms.formset_factory(StopForm, extra=8, can_order=True, max_num=50, validate_max=True)
+
+
 @admin.register(Route)
 class RouteAdmin(admin.ModelAdmin):
-    """Routes are created by the API and changed only by the services behind the actions, so their page is read-only."""
+    """Routes are planned on the add form through `route_calculate` and changed only by the services behind the
+    actions, so a route's own page is read-only."""
 
     list_display = [
-        "id", "truck", "customer", "status", "departs_at", "distance_km", "eta", "calculation", "invoiced_display",
+        "id", "truck", "customer", "status", "departs_at", "distance_km", "eta", "calculation_short",
+        "invoiced_display",
     ]
     list_filter = ["status", "truck", "departs_at"]
     search_fields = ["truck__plate", "customer__name"]
@@ -110,9 +139,6 @@ class RouteAdmin(admin.ModelAdmin):
     ]
     readonly_fields = fields
 
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
     def has_change_permission(self, request: HttpRequest, obj: Route | None = None) -> bool:
         # Without an object this gates the route actions; a route's own page stays view-only.
         return obj is None and super().has_change_permission(request)
@@ -122,6 +148,97 @@ class RouteAdmin(admin.ModelAdmin):
         if search_term.strip().isdigit():  # a route id
             results |= queryset.filter(pk=int(search_term))
         return results, may_have_duplicates
+
+    def add_view(
+        self, request: HttpRequest, form_url: str = "", extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
+        """Plan a route: the form collects the service's input, `route_calculate` validates, plans and publishes."""
+        if not self.has_add_permission(request):
+            raise PermissionDenied
+        data = request.POST if request.method == "POST" else None
+        form, stops = RouteAddForm(data), StopFormSet(data, prefix="stops")
+        stop_errors: list[str] = []
+        if data is not None and form.is_valid() and stops.is_valid():
+            try:
+                route = services.route_calculate(
+                    truck=form.cleaned_data["truck"], customer=form.cleaned_data["customer"],
+                    departs_at=form.cleaned_data["departs_at"], stops=self._stop_inputs(stops),
+                )
+            except ApplicationError as error:
+                if error.field in form.fields:
+                    form.add_error(error.field, error.message)
+                elif error.field == "stops":
+                    stop_errors.append(error.message)
+                else:
+                    form.add_error(None, error.message)
+            else:
+                self.log_addition(request, route, [{"added": {}}])
+                self.message_user(
+                    request,
+                    f"Planned {route}: {route.stops.count()} stops, {route.distance_km} km, "
+                    f"ETA {route.eta:%Y-%m-%d %H:%M}.",
+                    messages.SUCCESS,
+                )
+                return HttpResponseRedirect(reverse("admin:routing_route_change", args=[route.pk]))
+        return TemplateResponse(request, "admin/routing/route/add_form.html", {
+            **self.admin_site.each_context(request), "opts": self.model._meta, "title": "Plan a route",
+            "form": form, "stops": stops, "stop_errors": [*stops.non_form_errors(), *stop_errors],
+            "media": self.media + form.media, **(extra_context or {}),
+        })
+
+    def change_view(
+        self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
+        route = self.get_object(request, object_id)
+        extra_context = {**(extra_context or {})}
+        if route is not None:
+            extra_context["invoicing_failures"] = self._invoicing_failures(request, route)
+            extra_context["route_map"] = self._map_data(route)
+        return super().change_view(request, object_id, form_url, extra_context)
+
+    @staticmethod
+    def _map_data(route: Route) -> dict[str, Any]:
+        """What route_map.js draws: the depot, the stops in visiting order, and the tiles to draw them on."""
+        return {
+            "depot": {"name": route.depot.name, "lat": route.depot.lat, "lon": route.depot.lon},
+            "stops": [
+                {"sequence": stop.sequence, "name": stop.name, "lat": stop.lat, "lon": stop.lon,
+                 "arrival": f"{stop.planned_arrival:%Y-%m-%d %H:%M}"}
+                for stop in route.stops.order_by("sequence")
+            ],
+            "tiles": settings.ROUTE_MAP_TILE_URL, "attribution": settings.ROUTE_MAP_TILE_ATTRIBUTION,
+        }
+
+    @staticmethod
+    def _invoicing_failures(request: HttpRequest, route: Route) -> dict[str, Any] | None:
+        """The unresolved dead letters of this route's RouteCalculated events: its invoicing (or another
+        consumer) failed. Links to them only for users who may open the ledger."""
+        event_ids = list(
+            selectors.route_events(route=route).filter(event_type=RouteCalculated.ce_type())
+            .values_list("event_id", flat=True)
+        )
+        failures = list(ledger.unresolved_for_events(event_ids)) if event_ids else []
+        if not failures:
+            return None
+        may_view = request.user.has_perm("consumers.view_deadletter")
+        return {
+            "count": len(failures),
+            "links": [
+                (reverse("admin:consumers_deadletter_change", args=[letter.pk]), letter) for letter in failures
+            ] if may_view else [],
+        }
+
+    @staticmethod
+    def _stop_inputs(stops: Any) -> list[services.StopInput]:
+        """The filled-in stop rows, in the dispatcher's ORDER (rows without one keep their place, after)."""
+        return [
+            services.StopInput(name=row.cleaned_data["name"], lat=row.cleaned_data["lat"], lon=row.cleaned_data["lon"])
+            for row in stops.ordered_forms
+        ]
+
+    @admin.display(description="calc.", ordering="calculation")
+    def calculation_short(self, route: Route) -> int:
+        return route.calculation
 
     @admin.display(boolean=True, description="invoiced")
     def invoiced_display(self, route: Route) -> bool:

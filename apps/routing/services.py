@@ -15,7 +15,7 @@ from django.utils import timezone
 
 from apps import outbox
 from apps.common.api import ApplicationError
-from apps.contracts import DepotRef, PlannedStop, RouteCalculated
+from apps.contracts import CustomerUpserted, DepotRef, PlannedStop, RouteCalculated
 from apps.routing import geo
 from apps.routing.models import Customer, Depot, Route, RouteStop, Truck
 
@@ -72,12 +72,45 @@ def truck_update(*, truck: Truck, data: dict[str, Any]) -> Truck:
 
 @transaction.atomic
 def customer_create(*, name: str, email: str = "", phone: str = "") -> Customer:
-    return _created(Customer(name=name, email=email, phone=phone))
+    """Register a customer and announce it (CustomerUpserted, revision 1) in the same transaction."""
+    customer = _created(Customer(name=name, email=email, phone=phone, changed_at=timezone.now()))
+    outbox.publish(customer_upserted(customer))
+    return customer
 
 
 @transaction.atomic
 def customer_update(*, customer: Customer, data: dict[str, Any]) -> Customer:
-    return _updated(customer, data, fields=["name", "email", "phone"])
+    """Change a customer; a real change bumps its revision and is announced (CustomerUpserted) in the transaction."""
+    # The row lock serialises changes of one customer, so `revision` never repeats.
+    locked = Customer.objects.select_for_update().get(pk=customer.pk)
+    changed = [field for field in ("name", "email", "phone") if field in data and getattr(locked, field) != data[field]]
+    if not changed:
+        return locked
+    for field in changed:
+        setattr(locked, field, data[field])
+    locked.revision += 1
+    locked.changed_at = timezone.now()
+    locked.full_clean()
+    locked.save(update_fields=[*changed, "revision", "changed_at"])
+    outbox.publish(customer_upserted(locked))
+    return locked
+
+
+@transaction.atomic
+def customers_announce(*, batch_size: int = 500) -> int:
+    """Publish CustomerUpserted for every customer at its current revision (so a consumer that has never seen
+    them learns them; one that has ignores the repeat); returns how many."""
+    count = 0
+    for customer in Customer.objects.order_by("pk").iterator(chunk_size=batch_size):
+        outbox.publish(customer_upserted(customer))
+        count += 1
+    return count
+
+
+def customer_upserted(customer: Customer) -> CustomerUpserted:
+    return CustomerUpserted(
+        customer_id=customer.pk, revision=customer.revision, name=customer.name, changed_at=customer.changed_at
+    )
 
 
 def _created(instance: M) -> M:

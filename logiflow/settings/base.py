@@ -2,6 +2,7 @@
 
 from datetime import timedelta
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import environ
 
@@ -66,7 +67,8 @@ WSGI_APPLICATION = "logiflow.wsgi.application"
 TEMPLATES = [
     {
         "BACKEND": "django.template.backends.django.DjangoTemplates",
-        "DIRS": [],
+        # Project-wide template overrides (the admin's base_site: LogiFlow's admin stylesheet on every page).
+        "DIRS": [BASE_DIR / "logiflow" / "templates"],
         "APP_DIRS": True,
         "OPTIONS": {
             "context_processors": [
@@ -213,8 +215,15 @@ OUTBOX_RELAY_PIPELINE_DEPTH = env.int("OUTBOX_RELAY_PIPELINE_DEPTH", default=2)
 OUTBOX_RELAY_DELIVERY_TIMEOUT_S = env.float("OUTBOX_RELAY_DELIVERY_TIMEOUT_S", default=30.0)
 OUTBOX_RELAY_RETRY_MAX_S = env.float("OUTBOX_RELAY_RETRY_MAX_S", default=30.0)
 OUTBOX_RELAY_SHUTDOWN_GRACE_S = env.float("OUTBOX_RELAY_SHUTDOWN_GRACE_S", default=10.0)
+# No relay statement runs longer (statement_timeout); a lane stuck past the pipeline's bound (derived from it)
+# makes the relay restart itself, or exit non-zero when the lane does not let go.
+OUTBOX_RELAY_STALL_TIMEOUT_S = env.float("OUTBOX_RELAY_STALL_TIMEOUT_S", default=60.0)
 # The relay hands the producer a whole batch at once, so waiting for more (linger) only adds latency.
 OUTBOX_RELAY_LINGER_MS = env.int("OUTBOX_RELAY_LINGER_MS", default=1)
+# Broker amnesia: the relay checks every this many seconds (and at start) that the cluster still holds what it
+# acknowledged; when it does not (emptied, rebuilt), rows published within the window are sent again.
+OUTBOX_RELAY_BROKER_CHECK_S = env.float("OUTBOX_RELAY_BROKER_CHECK_S", default=60.0)
+OUTBOX_REPUBLISH_WINDOW_HOURS = env.float("OUTBOX_REPUBLISH_WINDOW_HOURS", default=24.0)
 OUTBOX_RETENTION_HOURS = env.int("OUTBOX_RETENTION_HOURS", default=24 * 7)
 OUTBOX_PURGE_BATCH_SIZE = env.int("OUTBOX_PURGE_BATCH_SIZE", default=5000)
 
@@ -247,9 +256,36 @@ CONSUMER_REPLAY_STALE_MINUTES = env.int("CONSUMER_REPLAY_STALE_MINUTES", default
 CONSUMER_INBOX_RETENTION_DAYS = env.int("CONSUMER_INBOX_RETENTION_DAYS", default=14)
 CONSUMER_STATS_INTERVAL_S = env.float("CONSUMER_STATS_INTERVAL_S", default=60.0)
 
+# --- Observability (docs/operations.md) -------------------------------------------------
+# Each worker process serves its own metrics on this port (0: off). Several relays or consumers on one host
+# need a port each: set the variable per process.
+RELAY_METRICS_PORT = env.int("RELAY_METRICS_PORT", default=0)
+CONSUMER_METRICS_PORT = env.int("CONSUMER_METRICS_PORT", default=0)
+CELERY_METRICS_PORT = env.int("CELERY_METRICS_PORT", default=0)
+WORKER_METRICS_ADDR = env("WORKER_METRICS_ADDR", default="0.0.0.0")
+# The web's /metrics answers a matching "Authorization: Bearer <METRICS_TOKEN>", a client address in
+# METRICS_ALLOWED_NETWORKS, or a signed-in user with common.view_flow_dashboard; nobody else.
+METRICS_TOKEN = env("METRICS_TOKEN", default="")
+METRICS_ALLOWED_NETWORKS = env.list("METRICS_ALLOWED_NETWORKS", default=[])
+# Workers write a heartbeat at most this often; one silent for HEARTBEAT_STALE_SECONDS is flagged.
+HEARTBEAT_INTERVAL_S = env.float("HEARTBEAT_INTERVAL_S", default=5.0)
+HEARTBEAT_STALE_SECONDS = env.float("HEARTBEAT_STALE_SECONDS", default=60.0)
+HEARTBEAT_RETENTION_HOURS = env.int("HEARTBEAT_RETENTION_HOURS", default=48)
+# How often a consumer asks the broker for its partitions' watermarks and committed offsets (the lag).
+CONSUMER_LAG_INTERVAL_S = env.float("CONSUMER_LAG_INTERVAL_S", default=15.0)
+# The dashboard's charts: a sample of the flow every minute (Celery beat), kept this long.
+FLOW_SAMPLE_RETENTION_HOURS = env.int("FLOW_SAMPLE_RETENTION_HOURS", default=48)
+
 # --- Routing ------------------------------------------------------------------------
 ROUTING_MAX_STOPS = env.int("ROUTING_MAX_STOPS", default=50)
 ROUTING_DWELL_MINUTES = env.int("ROUTING_DWELL_MINUTES", default=15)
+# Map tiles behind a route's admin map (empty: no tiles, the map shows depot, stops and path on a plain ground).
+# The tile server's origin is added to the CSP's img-src below.
+ROUTE_MAP_TILE_URL = env("ROUTE_MAP_TILE_URL", default="https://tile.openstreetmap.org/{z}/{x}/{y}.png")
+ROUTE_MAP_TILE_ATTRIBUTION = env("ROUTE_MAP_TILE_ATTRIBUTION", default="© OpenStreetMap contributors")
+if ROUTE_MAP_TILE_URL:
+    _tiles = urlsplit(ROUTE_MAP_TILE_URL)
+    CONTENT_SECURITY_POLICY["DIRECTIVES"]["img-src"].append(f"{_tiles.scheme}://{_tiles.netloc}")
 
 # --- Celery ---------------------------------------------------------------------------
 CELERY_BROKER_URL = env("CELERY_BROKER_URL", default="filesystem://")
@@ -288,6 +324,11 @@ CELERY_WORKER_MAX_TASKS_PER_CHILD = env.int("CELERY_WORKER_MAX_TASKS_PER_CHILD",
 CELERY_WORKER_MAX_MEMORY_PER_CHILD = env.int("CELERY_WORKER_MAX_MEMORY_PER_CHILD", default=400_000)  # KiB
 CELERY_BEAT_SCHEDULE: dict = {}
 CELERY_BEAT_SCHEDULE["outbox-purge-published"] = {"task": "apps.outbox.tasks.purge_published_events", "schedule": 3600}
+# Pending outbox rows without a queue entry (an older release wrote them during a deploy) are queued.
+CELERY_BEAT_SCHEDULE["outbox-requeue-stranded"] = {
+    "task": "apps.outbox.tasks.requeue_stranded_events",
+    "schedule": env.float("OUTBOX_STRANDED_SWEEP_INTERVAL_S", default=300.0),
+}
 CELERY_BEAT_SCHEDULE["consumers-purge-inbox"] = {"task": "apps.consumers.tasks.purge_inbox", "schedule": 6 * 3600}
 CELERY_BEAT_SCHEDULE["consumers-requeue-stale-replays"] = {
     "task": "apps.consumers.tasks.requeue_stale_replays", "schedule": 5 * 60,
@@ -297,6 +338,10 @@ CELERY_BEAT_SCHEDULE["consumers-retry-due"] = {
     "task": "apps.consumers.tasks.retry_due_dead_letters", "schedule": CONSUMER_AUTO_RETRY_SWEEP_S,
     "options": {"expires": CONSUMER_AUTO_RETRY_SWEEP_S},
 }
+CELERY_BEAT_SCHEDULE["common-sample-flow"] = {
+    "task": "apps.common.tasks.sample_flow", "schedule": 60, "options": {"expires": 60},
+}
+CELERY_BEAT_SCHEDULE["common-prune-heartbeats"] = {"task": "apps.common.tasks.prune_heartbeats", "schedule": 3600}
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 
 # --- Invoicing -------------------------------------------------------------------------
@@ -307,6 +352,9 @@ INVOICING_ISSUER = {
     "vat_id": env("INVOICING_ISSUER_VAT_ID", default="TR0000000000"),
     "payment_note": env("INVOICING_PAYMENT_NOTE", default="Please quote the invoice number with your payment."),
 }
+# Payment details printed on invoices (not on credit notes); an empty value is left out.
+INVOICING_BANK_NAME = env("INVOICING_BANK_NAME", default="")
+INVOICING_IBAN = env("INVOICING_IBAN", default="")
 # Render attempts per PDF version, counted before each render, so a renderer that crashes its worker ends `failed`.
 INVOICING_PDF_MAX_ATTEMPTS = env.int("INVOICING_PDF_MAX_ATTEMPTS", default=10)
 # A PDF still pending this long after issue lost its task (broker down at commit); beat queues it again.
@@ -315,16 +363,31 @@ CELERY_BEAT_SCHEDULE["invoicing-requeue-stale-pdfs"] = {
     "task": "apps.invoicing.tasks.requeue_stale_pdfs", "schedule": 5 * 60,
 }
 
+# LOG_FORMAT=json: one JSON object per line with trace_id/span_id and the handled event's event_id (apps.common.logs).
+LOG_FORMAT = env("LOG_FORMAT", default="plain")
+if LOG_FORMAT not in ("plain", "json"):
+    raise environ.ImproperlyConfigured(f"LOG_FORMAT must be plain or json, not {LOG_FORMAT!r}")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+        "json": {"()": "apps.common.logs.JsonFormatter"},
+    },
+    "filters": {"skip_error_responses": {"()": "apps.common.logs.SkipErrorResponses"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT}},
     "root": {"handlers": ["console"], "level": env("LOG_LEVEL", default="INFO")},
     "loggers": {
+        # Django's defaults give `django` its own console handler under DEBUG, on top of the root's: every 4xx
+        # line and 5xx traceback came out twice. One handler, the root's.
+        "django": {"handlers": [], "level": "INFO", "propagate": True},
+        # runserver's access log, through the root; failed requests are left to `django.request` (one line each).
+        "django.server": {"handlers": [], "filters": ["skip_error_responses"], "level": "INFO", "propagate": True},
         "django.db.backends": {"level": "INFO"},
         # WeasyPrint's font subsetting logs every table it touches at INFO.
         "fontTools": {"level": "WARNING"},
+        # WeasyPrint logs every render's steps ("Step 1 - Fetching and parsing HTML") at INFO.
+        "weasyprint": {"level": "WARNING"},
         # django-axes logs every successful login and clean-up at INFO; lockouts are WARNING.
         "axes": {"level": "WARNING"},
     },

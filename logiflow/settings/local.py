@@ -13,3 +13,5 @@ ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=["*"])
 DATABASE_URL = env("DATABASE_URL", default="") or embedded_postgres.database_url(VAR_DIR / "postgres")
 DATABASES = {"default": database_config(DATABASE_URL)}
 KAFKA_SESSION_TIMEOUT_MS = env.int("KAFKA_SESSION_TIMEOUT_MS", default=6000)
+# /metrics for a Prometheus on this machine; production opens it only with METRICS_TOKEN or networks it names.
+METRICS_ALLOWED_NETWORKS = env.list("METRICS_ALLOWED_NETWORKS", default=["127.0.0.1/32", "::1/128"])

@@ -181,3 +181,75 @@ def test_a_binary_key_is_listed_escaped_shown_with_its_hex_and_found_by_its_esca
     assert "\\x00\\x00\\x00\\x07" in listing
     assert "00000007" in detail and "4 bytes" in detail and "a\\x00b" in detail
     assert list(client.get(CHANGELIST, {"q": "\\x00\\x00\\x00\\x07"}).context["cl"].result_list) == [java]
+
+
+def test_dead_letter_page_is_a_view_without_save_and_a_post_records_no_history() -> None:
+    from django.contrib.admin.models import LogEntry
+
+    letter = dead_letter(1, scenario="")
+    client = logged_in("operations")
+    url = reverse("admin:consumers_deadletter_change", args=[letter.pk])
+    html = client.get(url).content.decode()
+    assert "View dead letter" in html and "Change dead letter" not in html and 'name="_save"' not in html
+    assert client.post(url, {}).status_code == 403
+    assert not LogEntry.objects.exists()
+
+
+def test_operations_replays_from_the_dead_letters_own_page_after_a_confirmation_with_failure_and_count() -> None:
+    letter = dead_letter(1, scenario="")
+    parked_dead_letter(2, letter)
+    client = logged_in("operations")
+    page = client.get(reverse("admin:consumers_deadletter_change", args=[letter.pk])).content.decode()
+    replay_url = reverse("admin:consumers_deadletter_replay_one", args=[letter.pk])
+    discard_url = reverse("admin:consumers_deadletter_discard_one", args=[letter.pk])
+    assert f'href="{replay_url}"' in page and f'href="{discard_url}"' in page and "Edit payload then replay" in page
+
+    confirm = client.get(replay_url).content.decode()
+    assert "boom 1" in confirm, "the failure message"
+    assert "replays <strong>1</strong> dead letter" in confirm and "<strong>1</strong> message parked" in confirm
+    assert DeadLetter.objects.get(pk=letter.pk).status == Status.PENDING, "nothing happens before the POST"
+
+    done = client.post(replay_url, follow=True)
+    assert DeadLetter.objects.get(pk=letter.pk).status == Status.REPLAYED
+    assert "Replayed 1 dead letters: 1 applied; 1 parked messages released." in done.content.decode()
+
+
+def test_discard_from_the_dead_letters_own_page_needs_a_reason_and_keeps_it() -> None:
+    letter = dead_letter(1, scenario="")
+    client = logged_in("operations")
+    url = reverse("admin:consumers_deadletter_discard_one", args=[letter.pk])
+    confirm = client.get(url).content.decode()
+    assert "boom 1" in confirm and "discards <strong>1</strong> dead letter" in confirm
+    refused = client.post(url, {"reason": "  "})
+    assert refused.status_code == 200 and refused.context["form"].errors
+    assert DeadLetter.objects.get(pk=letter.pk).status == Status.PENDING
+    client.post(url, {"reason": "customer cancelled"})
+    letter.refresh_from_db()
+    assert letter.status == Status.DISCARDED
+    assert letter.history.get().reason == "customer cancelled"
+
+
+def test_the_page_buttons_are_gated_by_permission() -> None:
+    letter = dead_letter(1, scenario="")
+    client = logged_in("finance")
+    page = client.get(reverse("admin:consumers_deadletter_change", args=[letter.pk])).content.decode()
+    for name in ("replay_one", "discard_one"):
+        url = reverse(f"admin:consumers_deadletter_{name}", args=[letter.pk])
+        assert url not in page
+        assert client.get(url).status_code == 403
+        assert client.post(url, {"reason": "x"}).status_code == 403
+    assert DeadLetter.objects.get(pk=letter.pk).status == Status.PENDING
+
+
+def test_bulk_discard_confirmation_shows_each_failure_message() -> None:
+    first, second = dead_letter(1, scenario=""), dead_letter(2, scenario="")
+    page = act(logged_in("operations"), "discard_selected", [first.pk, second.pk]).content.decode()
+    assert "Discard <strong>2</strong> dead letters" in page and "boom 1" in page and "boom 2" in page
+
+
+def test_the_list_truncates_a_long_error_with_the_full_text_in_its_title_and_loads_the_fitting_stylesheet() -> None:
+    message = "customer 42 has no billing account; " * 10
+    dead_letter(1, scenario="", error=RuntimeError(message))
+    html = logged_in("operations").get(CHANGELIST).content.decode()
+    assert f'<span title="{message}">{message[:79]}…</span>' in html
+    assert "/static/common/admin.css" in html

@@ -8,10 +8,11 @@ from importlib import import_module
 from typing import Any
 
 import factory
+from django.utils import timezone
 from django.contrib.auth.models import Group, Permission, User
 
 from apps.contracts import PlannedStop, RouteCalculated
-from apps.invoicing.models import BillingAccount, Invoice
+from apps.invoicing.models import BillingAccount, Invoice, KnownCustomer
 from apps.invoicing.services import invoice_issue_for_route
 from tests.factories import route_calculated
 
@@ -33,6 +34,19 @@ class BillingAccountFactory(factory.django.DjangoModelFactory):
     vat_rate_percent = Decimal("20.00")
 
 
+class KnownCustomerFactory(factory.django.DjangoModelFactory):
+    """A customer in invoicing's directory, as CustomerUpserted would have left it."""
+
+    class Meta:
+        model = KnownCustomer
+        django_get_or_create = ("customer_id",)
+
+    customer_id = 3
+    name = "Anadolu Textiles"
+    revision = 1
+    changed_at = factory.LazyFunction(timezone.now)
+
+
 def issued_invoice(route: RouteCalculated | None = None, **route_overrides: Any) -> Invoice:
     """An invoice issued through the service for a RouteCalculated (billing account made if missing)."""
     route = route or route_calculated(**route_overrides)
@@ -40,7 +54,10 @@ def issued_invoice(route: RouteCalculated | None = None, **route_overrides: Any)
     return invoice_issue_for_route(route=route)
 
 
-FINANCE_PERMISSIONS = import_module("apps.invoicing.migrations.0002_finance_group").FINANCE_PERMISSIONS
+FINANCE_PERMISSIONS = [
+    *import_module("apps.invoicing.migrations.0002_finance_group").FINANCE_PERMISSIONS,
+    "invoicing.view_knowncustomer",  # 0004_finance_customer_directory
+]
 
 
 def role_group(name: str, permissions: list[str]) -> Group:

@@ -7,7 +7,13 @@ from django.test import Client
 
 from apps.invoicing.models import BillingAccount, Invoice
 from apps.invoicing.services import invoice_pdf_render_failed
-from tests.invoicing.factories import UserFactory, issued_invoice, three_stop_route
+from tests.invoicing.factories import (
+    BillingAccountFactory,
+    KnownCustomerFactory,
+    UserFactory,
+    issued_invoice,
+    three_stop_route,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -71,6 +77,7 @@ def test_mark_as_sent_action_marks_issued_invoices_and_reports_refusals(finance_
 
 
 def test_finance_adds_a_billing_account_in_the_admin(finance_admin: Client) -> None:
+    KnownCustomerFactory(customer_id=61, name="Ege Foods")
     response = finance_admin.post("/admin/invoicing/billingaccount/add/", {
         "customer_id": 61, "name": "Ege Foods", "billing_address": "Izmir", "currency": "EUR",
         "rate_per_km": "1.0", "fee_per_stop": "10", "minimum_charge": "0", "fuel_surcharge_percent": "0",
@@ -78,3 +85,62 @@ def test_finance_adds_a_billing_account_in_the_admin(finance_admin: Client) -> N
     })
     assert response.status_code == 302, response.context["adminform"].form.errors
     assert BillingAccount.objects.get(customer_id=61).name == "Ege Foods"
+
+
+def test_the_account_form_offers_known_customers_without_an_account_by_name(finance_admin: Client) -> None:
+    KnownCustomerFactory(customer_id=61, name="Ege Foods")
+    KnownCustomerFactory(customer_id=62, name="Marmara Glass")
+    BillingAccountFactory(customer_id=62)
+    form = finance_admin.get("/admin/invoicing/billingaccount/add/").context["adminform"].form
+    assert list(form.fields["customer_id"].choices)[1:] == [(61, "Ege Foods (customer 61)")]
+
+
+def test_the_account_form_refuses_a_customer_not_in_the_directory(finance_admin: Client) -> None:
+    response = finance_admin.post("/admin/invoicing/billingaccount/add/", {
+        "customer_id": 63, "name": "Nobody", "billing_address": "Izmir", "currency": "EUR", "rate_per_km": "1.0",
+        "fee_per_stop": "10", "minimum_charge": "0", "fuel_surcharge_percent": "0", "vat_rate_percent": "20",
+        "payment_terms_days": "30",
+    })
+    assert response.status_code == 200
+    assert "customer_id" in response.context["adminform"].form.errors
+    assert not BillingAccount.objects.exists()
+
+
+def test_the_directory_lists_customers_by_name_and_finance_cannot_edit_it(finance_admin: Client) -> None:
+    KnownCustomerFactory(customer_id=61, name="Ege Foods")
+    page = finance_admin.get("/admin/invoicing/knowncustomer/", {"q": "Ege"})
+    assert page.context["cl"].result_count == 1
+    assert finance_admin.get("/admin/invoicing/knowncustomer/add/").status_code == 403
+
+
+def test_the_invoice_page_shows_the_customers_current_name_from_the_directory(finance_admin: Client) -> None:
+    invoice = issued_invoice(three_stop_route(route_id=1))
+    KnownCustomerFactory(customer_id=invoice.customer_id, name="Anadolu Textiles Holding")
+    page = finance_admin.get(f"{CHANGELIST}{invoice.pk}/change/")
+    assert "Anadolu Textiles Holding" in page.content.decode()
+
+
+def test_the_invoice_page_is_a_view_without_save_buttons_and_a_post_records_no_history(
+    finance_admin: Client,
+) -> None:
+    from django.contrib.admin.models import LogEntry
+
+    invoice = issued_invoice(three_stop_route(route_id=1))
+    page = finance_admin.get(f"{CHANGELIST}{invoice.pk}/change/")
+    html = page.content.decode()
+    assert "View invoice" in html and "Change invoice" not in html
+    assert 'name="_save"' not in html and 'name="_continue"' not in html
+    assert finance_admin.post(f"{CHANGELIST}{invoice.pk}/change/", {}).status_code == 403
+    assert not LogEntry.objects.exists(), "pressing nothing records nothing"
+    # The actions still work from the list.
+    choices = finance_admin.get(CHANGELIST).context["action_form"].fields["action"].choices
+    assert "rerender_pdf" in {name for name, _ in choices}
+
+
+def test_the_invoice_page_shows_the_route_summary_as_tables(finance_admin: Client) -> None:
+    invoice = issued_invoice(three_stop_route(route_id=1))
+    html = finance_admin.get(f"{CHANGELIST}{invoice.pk}/change/").content.decode()
+    assert '<table class="route-stops">' in html
+    for stop in invoice.route_summary["stops"]:
+        assert f"<td>{stop['name']}</td>" in html
+    assert "{&#x27;" not in html and '{"' not in html, "no raw dict or JSON dump"

@@ -10,7 +10,13 @@ from rest_framework.test import APIClient
 
 from apps.invoicing.models import BillingAccount, Invoice
 from apps.invoicing.services import invoice_mark_sent, invoice_render_pdf
-from tests.invoicing.factories import BillingAccountFactory, UserFactory, issued_invoice, three_stop_route
+from tests.invoicing.factories import (
+    BillingAccountFactory,
+    KnownCustomerFactory,
+    UserFactory,
+    issued_invoice,
+    three_stop_route,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -120,6 +126,7 @@ def test_a_failed_pdf_says_it_can_be_re_rendered(finance: APIClient) -> None:
 
 
 def test_finance_creates_reads_and_updates_a_billing_account(finance: APIClient) -> None:
+    KnownCustomerFactory(customer_id=55, name="Karadeniz Steel")
     created = finance.post("/api/v1/billing-accounts/", ACCOUNT, format="json")
     assert created.status_code == 201, created.json()
     assert created.json()["rate_per_km"] == "1.1000"
@@ -145,7 +152,16 @@ def test_invalid_billing_data_is_a_400_naming_the_field_and_writes_nothing(
     assert not BillingAccount.objects.exists()
 
 
+def test_an_account_for_a_customer_not_in_the_directory_is_a_400_naming_customer_id(finance: APIClient) -> None:
+    KnownCustomerFactory(customer_id=56)
+    response = finance.post("/api/v1/billing-accounts/", ACCOUNT, format="json")
+    assert response.status_code == 400
+    assert response.json()["customer_id"][0].endswith("object does not exist.")
+    assert not BillingAccount.objects.exists()
+
+
 def test_a_second_account_for_the_same_customer_is_a_409_conflict(finance: APIClient) -> None:
+    KnownCustomerFactory(customer_id=55)
     BillingAccountFactory(customer_id=55)
     response = finance.post("/api/v1/billing-accounts/", ACCOUNT, format="json")
     assert response.status_code == 409

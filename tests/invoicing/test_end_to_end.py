@@ -17,10 +17,12 @@ from apps.common.kafka import kafka_topic
 from apps.consumers.models import DeadLetter, InboxEntry
 from apps.consumers.runtime import ConsumerWorker
 from apps.contracts import InvoiceGenerated, RouteCalculated
-from apps.invoicing.models import Invoice
+from apps.invoicing.models import Invoice, KnownCustomer
 from apps.outbox.models import OutboxEvent
+from apps.routing.services import customer_create, customer_update
 from tests.consumers.support import RawProducer, drain
-from tests.invoicing.factories import BillingAccountFactory, UserFactory, three_stop_route
+from tests.invoicing.factories import BillingAccountFactory, KnownCustomerFactory, UserFactory, three_stop_route
+from tests.outbox.support import drain_in_process
 from tests.routing.conftest import DISPATCHER_PERMISSIONS
 from tests.routing.factories import CustomerFactory, TruckFactory
 from tests.support.processes import Processes, log_of, stop, wait_until
@@ -121,6 +123,7 @@ def test_missing_billing_data_goes_to_the_ledger_and_a_replay_after_finance_adds
 
     finance = APIClient()
     finance.force_authenticate(UserFactory(role="finance"))
+    KnownCustomerFactory(customer_id=customer_id, name="Ege Foods")  # as routing's CustomerUpserted left it
     created = finance.post("/api/v1/billing-accounts/", {
         "customer_id": customer_id, "name": "Ege Foods A.S.", "billing_address": "Alsancak\nIzmir",
         "rate_per_km": "1.2500", "fee_per_stop": "15.00", "fuel_surcharge_percent": "7.50", "vat_rate_percent": "20",
@@ -234,3 +237,19 @@ def test_routes_created_while_the_invoicing_consumer_is_stopped_are_all_invoiced
     wait_until(lambda: all(dispatcher.get(f"/api/v1/routes/{r}/").json()["invoice_number"] for r in routes),
                timeout=60)
     assert {r: dispatcher.get(f"/api/v1/routes/{r}/").json()["invoice_number"] for r in routes} == numbers
+
+
+def test_a_customer_created_and_renamed_in_routing_reaches_the_directory_with_its_newest_name(
+    kafka_bootstrap: str,
+) -> None:
+    customer = customer_create(name="Ege Foods")
+    customer_update(customer=customer, data={"name": "Ege Foods A.S."})
+    drain_in_process()
+
+    worker = ConsumerWorker("invoicing", group_id=new_group())
+    worker.setup()
+    try:
+        drain(worker, lambda: KnownCustomer.objects.filter(pk=customer.pk, revision=2).exists(), timeout=60)
+    finally:
+        worker.teardown()
+    assert KnownCustomer.objects.get(pk=customer.pk).name == "Ege Foods A.S."

@@ -8,9 +8,9 @@ from datetime import UTC, datetime
 import pytest
 
 from apps.consumers.registry import EventMeta, NonRetryableError, handler_for
-from apps.contracts import RouteCalculated
-from apps.invoicing.handlers import MissingBillingData, issue_invoice_for_route
-from apps.invoicing.models import Invoice
+from apps.contracts import CustomerUpserted, RouteCalculated
+from apps.invoicing.handlers import MissingBillingData, issue_invoice_for_route, learn_customer
+from apps.invoicing.models import Invoice, KnownCustomer
 from tests.invoicing.factories import BillingAccountFactory, three_stop_route
 
 pytestmark = pytest.mark.django_db
@@ -68,3 +68,34 @@ def test_after_finance_adds_billing_data_the_replayed_message_issues_the_invoice
     issue_invoice_for_route(event, meta)  # a replay clicked twice
     invoice = Invoice.objects.get()
     assert (invoice.customer_id, invoice.customer_name) == (44, "Ege Foods A.S.")
+
+
+def customer_upserted(*, revision: int, name: str, customer_id: int = 3) -> CustomerUpserted:
+    return CustomerUpserted(
+        customer_id=customer_id, revision=revision, name=name, changed_at=datetime(2026, 3, revision, tzinfo=UTC)
+    )
+
+
+def test_the_directory_handler_is_registered_for_customer_upserted_in_the_invoicing_group() -> None:
+    registration = handler_for("invoicing", CustomerUpserted.ce_type())
+    assert registration is not None and registration.handler is learn_customer
+
+
+def test_a_customer_upserted_adds_the_customer_to_the_directory_and_a_newer_revision_renames_it() -> None:
+    first = customer_upserted(revision=1, name="Anadolu Textiles")
+    learn_customer(first, meta_for(first))
+    newer = customer_upserted(revision=2, name="Anadolu Textiles A.S.")
+    learn_customer(newer, meta_for(newer))
+
+    known = KnownCustomer.objects.get(pk=3)
+    assert (known.name, known.revision) == ("Anadolu Textiles A.S.", 2)
+
+
+def test_an_older_or_repeated_revision_changes_nothing() -> None:
+    newer = customer_upserted(revision=3, name="Anadolu Textiles A.S.")
+    learn_customer(newer, meta_for(newer))
+    for stale in (customer_upserted(revision=2, name="Old name"), customer_upserted(revision=3, name="Same rev")):
+        learn_customer(stale, meta_for(stale))
+
+    known = KnownCustomer.objects.get(pk=3)
+    assert (known.name, known.revision) == ("Anadolu Textiles A.S.", 3)

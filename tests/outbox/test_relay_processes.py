@@ -170,3 +170,77 @@ def test_broker_outage_while_events_are_written_loses_nothing_and_does_not_spin(
     assert OutboxEvent.objects.filter(state="failed").count() == 0
     assert_per_key_order(received)
     assert code == 0
+
+
+def _all_on_topic(wanted: set[str], *, timeout: float = 30.0) -> set[str]:
+    """The wanted ce_ids the topic holds (read from its beginning)."""
+    tail = TopicTail(TOPIC, from_beginning=True)
+    try:
+        return {m.headers["ce_id"] for m in _read_ids(tail, wanted, timeout=timeout)}
+    finally:
+        tail.close()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_rows_published_before_the_broker_forgot_everything_reach_the_new_broker(
+    subprocess_env: dict[str, str], outage_broker: EmbeddedBroker, tmp_path: Path
+) -> None:
+    """`make run` after Ctrl-C: Tansu starts empty, the database still says 'published'."""
+    env = {**subprocess_env, "KAFKA_BOOTSTRAP_SERVERS": outage_broker.bootstrap_servers}
+    first = RelayProcess(env, tmp_path / "first.log")
+    try:
+        event_ids = set(publish_routes(30, trucks=4))
+        assert wait_for(lambda: pending_count() == 0, timeout=30), first.output()[-3000:]
+    finally:
+        assert first.stop() == 0
+    assert _all_on_topic(event_ids) == event_ids
+    again = RelayProcess(env, tmp_path / "again.log")  # same broker, memory intact: nothing is re-sent
+    try:
+        time.sleep(3)
+        assert OutboxEvent.objects.exclude(attempts=1).count() == 0, again.output()[-3000:]
+    finally:
+        assert again.stop() == 0
+
+    outage_broker.stop()
+    outage_broker.start()  # empty: no topics, no messages
+    ensure_topics(all_topics())
+    after = RelayProcess(env, tmp_path / "after.log")
+    try:
+        assert wait_for(lambda: OutboxEvent.objects.filter(attempts=2, state="published").count() == 30, timeout=60), (
+            after.output()[-3000:]
+        )
+        received = _read_ids(TopicTail(TOPIC, from_beginning=True), event_ids)
+    finally:
+        assert after.stop() == 0
+    assert {m.headers["ce_id"] for m in received} == event_ids
+    assert_per_key_order(received)
+    assert "forgot what it had acknowledged" in after.output()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_broker_emptied_under_a_running_relay_gets_the_window_sent_again(
+    subprocess_env: dict[str, str], outage_broker: EmbeddedBroker, tmp_path: Path
+) -> None:
+    env = {
+        **subprocess_env,
+        "KAFKA_BOOTSTRAP_SERVERS": outage_broker.bootstrap_servers,
+        "OUTBOX_RELAY_DELIVERY_TIMEOUT_S": "2",
+        "OUTBOX_RELAY_RETRY_MAX_S": "1",
+        "OUTBOX_RELAY_BROKER_CHECK_S": "5",
+    }
+    relay = RelayProcess(env, tmp_path / "relay.log")
+    try:
+        before = set(publish_routes(20, trucks=4))
+        assert wait_for(lambda: pending_count() == 0, timeout=30)
+        outage_broker.stop()
+        outage_broker.start()
+        ensure_topics(all_topics())
+        during = set(publish_routes(5, trucks=4))
+        # Everything published before the broker emptied is on the new broker too, with what came after.
+        assert wait_for(lambda: _all_on_topic(before | during, timeout=2) == before | during, timeout=90, interval=1), (
+            relay.output()[-3000:]
+        )
+    finally:
+        code = relay.stop()
+    assert code == 0
+    assert OutboxEvent.objects.exclude(state="published").count() == 0

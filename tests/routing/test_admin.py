@@ -9,13 +9,16 @@ from django.contrib.auth.models import Group, User
 from django.contrib.messages import get_messages
 from django.db import transaction
 from django.test import Client
+from django.utils import timezone
 
 from apps import outbox
+from apps.consumers.models import DeadLetter
 from apps.contracts import RouteCalculated
 from apps.outbox.models import OutboxEvent
 from apps.routing.models import Route, Truck
 from tests.factories import invoice_generated, route_calculated
 from tests.routing.conftest import DISPATCHER_PERMISSIONS
+from apps.routing.services import StopInput
 from tests.routing.factories import CustomerFactory, DepotFactory, TruckFactory, calculated_route, slow_truck_down
 
 CHANGELIST = "/admin/routing/route/"
@@ -146,3 +149,146 @@ def test_finance_user_cannot_open_routing_admin(finance_user: User) -> None:
     client = Client()
     client.force_login(finance_user)
     assert client.get(CHANGELIST).status_code == 403
+
+
+# --- planning a route in the admin (issue 11) ---------------------------------------------------------------
+
+ADD = f"{CHANGELIST}add/"
+
+
+def plan_form(truck: Truck, customer: object, stops: list[tuple[str, str, str, str]], **extra: str) -> dict[str, str]:
+    """The add form's POST: the route fields and one formset row per (order, name, lat, lon)."""
+    data = {
+        "truck": str(truck.pk), "customer": str(customer.pk),  # type: ignore[attr-defined]
+        "departs_at_0": "2026-11-30", "departs_at_1": "06:00:00",
+        "stops-TOTAL_FORMS": "8", "stops-INITIAL_FORMS": "0", "stops-MIN_NUM_FORMS": "0", "stops-MAX_NUM_FORMS": "50",
+        **extra,
+    }
+    for i, (order, name, lat, lon) in enumerate(stops):
+        data.update({f"stops-{i}-ORDER": order, f"stops-{i}-name": name, f"stops-{i}-lat": lat, f"stops-{i}-lon": lon})
+    return data
+
+
+@pytest.mark.django_db
+def test_dispatcher_opens_the_route_add_form(dispatcher_browser: Client) -> None:
+    page = dispatcher_browser.get(ADD)
+    assert page.status_code == 200
+    html = page.content.decode()
+    assert 'name="truck"' in html and 'name="stops-0-name"' in html and 'name="stops-0-ORDER"' in html
+    assert "<script>" not in html, "no inline script under the CSP"
+
+
+@pytest.mark.django_db
+def test_route_planned_on_the_add_form_goes_through_route_calculate_and_shows_the_plan(
+    dispatcher_browser: Client,
+) -> None:
+    truck, customer = TruckFactory(), CustomerFactory()
+    stops = [("2", "Ankara", "39.9334", "32.8597"), ("1", "Izmit", "40.7654", "29.9408"),
+             ("", "Bursa", "40.1885", "29.0610")]
+    response = dispatcher_browser.post(ADD, plan_form(truck, customer, stops))
+    assert response.status_code == 302, response.content.decode()[:3000]
+    route = Route.objects.get()
+    assert response["Location"] == f"{CHANGELIST}{route.pk}/change/"
+    assert route.status == Route.Status.CALCULATED and route.calculation == 1
+    assert route.departs_at == datetime(2026, 11, 30, 6, tzinfo=UTC)
+    assert OutboxEvent.objects.filter(event_type=RouteCalculated.ce_type()).count() == 1
+    page = dispatcher_browser.get(response["Location"]).content.decode()
+    assert f"{route.distance_km}" in page
+    planned = list(route.stops.order_by("sequence"))
+    assert {stop.name for stop in planned} == {"Ankara", "Izmit", "Bursa"}
+    for stop in planned:
+        assert f"{stop.leg_distance_km}" in page
+    positions = [page.index(f"<p>{stop.name}</p>") for stop in planned]
+    assert positions == sorted(positions), "stops shown in the planned visiting order"
+    assert 'name="_save"' not in page
+
+
+@pytest.mark.django_db
+def test_the_service_refusal_shows_on_the_field_it_names_and_writes_nothing(dispatcher_browser: Client) -> None:
+    parked = TruckFactory(active=False)
+    response = dispatcher_browser.post(ADD, plan_form(parked, CustomerFactory(), [("", "Ankara", "39.9", "32.8")]))
+    assert response.status_code == 200
+    assert response.context["form"].errors["truck"] == [f"truck {parked.plate} is inactive"]
+    no_stops = dispatcher_browser.post(ADD, plan_form(TruckFactory(), CustomerFactory(), []))
+    assert any("a route needs between 1 and" in error for error in no_stops.context["stop_errors"])
+    assert "a route needs between 1 and" in no_stops.content.decode()
+    assert not Route.objects.exists() and not OutboxEvent.objects.exists()
+
+
+@pytest.mark.django_db
+def test_invalid_stop_rows_show_their_errors_on_the_form(dispatcher_browser: Client) -> None:
+    response = dispatcher_browser.post(ADD, plan_form(TruckFactory(), CustomerFactory(), [("", "Nowhere", "95", "")]))
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert "Ensure this value is less than or equal to 90" in html and "This field is required" in html
+    assert not Route.objects.exists()
+
+
+@pytest.mark.django_db
+def test_finance_cannot_open_the_route_add_form(finance_user: User) -> None:
+    client = Client()
+    client.force_login(finance_user)
+    assert client.get(ADD).status_code == 403
+    assert client.post(ADD, {}).status_code == 403
+
+
+# --- a route whose invoicing failed (issue 11) --------------------------------------------------------------
+
+
+def invoicing_dead_letter(route: Route, **fields: object) -> DeadLetter:
+    """What invoicing's consumer leaves in the ledger when it cannot apply the route's RouteCalculated."""
+    event = OutboxEvent.objects.filter(event_type=RouteCalculated.ce_type()).latest("id")
+    now = timezone.now()
+    return DeadLetter.objects.create(**{
+        "group": "invoicing", "topic": event.topic, "partition": 0, "offset": route.pk, "key": b"1", "value": b"{}",
+        "event_id": event.event_id, "event_type": event.event_type, "reason": DeadLetter.Reason.NON_RETRYABLE,
+        "error_message": "customer has no billing account", "fingerprint": "f" * 16,
+        "first_failed_at": now, "last_failed_at": now, **fields,
+    })
+
+
+@pytest.mark.django_db
+def test_route_page_warns_of_failed_invoicing_and_links_the_dead_letter_for_who_may_view_it(
+    dispatcher_browser: Client,
+) -> None:
+    route = calculated_route()
+    letter = invoicing_dead_letter(route)
+    other = calculated_route()
+    link = f'href="/admin/consumers/deadletter/{letter.pk}/change/"'
+    superuser = Client()
+    superuser.force_login(User.objects.create_superuser("root", password="pw"))
+    page = superuser.get(f"{CHANGELIST}{route.pk}/change/").content.decode()
+    assert "Invoicing of this route failed" in page and link in page and "customer has no billing account" in page
+    dispatcher_page = dispatcher_browser.get(f"{CHANGELIST}{route.pk}/change/").content.decode()
+    assert "Invoicing of this route failed" in dispatcher_page and link not in dispatcher_page
+    assert "Invoicing of this route failed" not in superuser.get(f"{CHANGELIST}{other.pk}/change/").content.decode()
+    DeadLetter.objects.filter(pk=letter.pk).update(status=DeadLetter.Status.REPLAYED)
+    assert "Invoicing of this route failed" not in superuser.get(f"{CHANGELIST}{route.pk}/change/").content.decode()
+
+
+# --- the route's map (issue 11) ------------------------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_route_page_carries_its_map_data_in_a_json_block_and_loads_only_scripts_from_this_server(
+    dispatcher_browser: Client,
+) -> None:
+    import json
+    import re
+
+    route = calculated_route(stops=[StopInput(name="</script><b>Ankara</b>", lat=39.9334, lon=32.8597),
+                                    StopInput(name="Izmit", lat=40.7654, lon=29.9408)])
+    response = dispatcher_browser.get(f"{CHANGELIST}{route.pk}/change/")
+    html = response.content.decode()
+    assert 'id="route-map"' in html
+    block = re.search(r'<script id="route-map-data" type="application/json">(.*?)</script>', html, re.S)
+    assert block, "the data travels in a JSON data block"
+    data = json.loads(block.group(1))
+    assert data["depot"] == {"name": route.depot.name, "lat": route.depot.lat, "lon": route.depot.lon}
+    planned = route.stops.order_by("sequence").values_list("name", flat=True)
+    assert [stop["name"] for stop in data["stops"]] == list(planned)
+    assert "</script><b>" not in html, "a stop name cannot break out of the block"
+    scripts = re.findall(r"<script\b([^>]*)>", html)
+    assert all("src=" in attrs or 'type="application/json"' in attrs for attrs in scripts), scripts
+    assert "/static/routing/vendor/leaflet/leaflet.js" in html and "/static/routing/route_map.js" in html
+    assert "https://tile.openstreetmap.org" in response["Content-Security-Policy"]

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from apps.common.metrics import serve_worker_metrics
 from apps.common.workers import Backoff, run_worker
 from apps.consumers import registry
 from apps.consumers.runtime import ConsumerWorker
@@ -21,10 +23,12 @@ class Command(BaseCommand):
             "--group-id", default=None,
             help="Kafka consumer group id (default: the group name); the inbox is still keyed by the group name",
         )
+        parser.add_argument("--metrics-port", type=int, default=None,
+                            help="serve this process's metrics on this port (default CONSUMER_METRICS_PORT; 0: off)")
 
     def handle(
         self, *args: object, group: str, batch_size: int | None, poll_timeout: float | None, group_id: str | None,
-        **options: object,
+        metrics_port: int | None = None, **options: object,
     ) -> None:
         known = registry.groups()
         if group not in known:
@@ -35,5 +39,6 @@ class Command(BaseCommand):
             worker = ConsumerWorker(group, group_id=group_id, batch_size=batch_size, poll_timeout=poll_timeout)
         except ImproperlyConfigured as error:
             raise CommandError(str(error)) from None
+        serve_worker_metrics(settings.CONSUMER_METRICS_PORT if metrics_port is None else metrics_port, name=worker.name)
         # The delay doubles per consecutive failure; it resets after a batch was applied, or a minute healthy.
         run_worker(worker, backoff=Backoff(initial=0.5, maximum=30.0, healthy_after=60.0))

@@ -1,0 +1,46 @@
+"""Logging helpers referenced by the LOGGING setting: structured JSON lines (LOG_FORMAT=json) and the access-log
+filter. Loaded before the app registry is ready: import nothing that needs models.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from datetime import UTC, datetime
+
+from apps.common.tracing import current_event_id, current_traceparent
+
+
+class SkipErrorResponses(logging.Filter):
+    """For runserver's access log (`django.server`): drop 4xx/5xx lines, which `django.request` already logs
+    once with the status and path (and the traceback for a 5xx), so each failed request is one line."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return getattr(record, "status_code", 0) < 400
+
+
+class JsonFormatter(logging.Formatter):
+    """time, level, logger, message, process; trace_id and span_id from the current `traceparent`, event_id
+    inside a consumer's handler; the traceback as `exception`."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, object] = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+            "process": record.process,
+            "thread": record.threadName,
+        }
+        traceparent = current_traceparent()
+        if traceparent:
+            _version, trace_id, span_id, _flags = traceparent.split("-")
+            entry.update(trace_id=trace_id, span_id=span_id)
+        event_id = current_event_id()
+        if event_id:
+            entry["event_id"] = event_id
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        if record.stack_info:
+            entry["stack"] = self.formatStack(record.stack_info)
+        return json.dumps(entry, ensure_ascii=False, default=str)

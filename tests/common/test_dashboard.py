@@ -1,0 +1,104 @@
+"""The event-flow dashboard and the minute samples behind its charts."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.contrib.auth.models import Group, User
+from django.db import transaction
+from django.test import Client
+from django.utils import timezone
+from pytest_django.fixtures import Settings as SettingsWrapper
+
+from apps import outbox
+from apps.common.charts import line_chart
+from apps.common.models import FlowSample, Heartbeat
+from apps.common.services import flow_sample_take
+from apps.consumers.models import InboxEntry
+from apps.outbox.models import OutboxEvent, PendingEvent
+from tests.consumers.factories import dead_letter
+from tests.factories import route_calculated
+
+
+def _browser(group: str) -> Client:
+    user = User.objects.create_user(f"{group}-user", password="pw", is_staff=True)
+    user.groups.add(Group.objects.get(name=group))
+    browser = Client()
+    browser.force_login(user)
+    return browser
+
+
+@pytest.mark.django_db
+def test_the_dashboard_shows_operations_workers_backlog_lag_and_failure_groups_with_links() -> None:
+    now = timezone.now()
+    Heartbeat.objects.create(kind="consumer", group="invoicing", host="h", pid=7, started_at=now, beat_at=now,
+                             partitions=[{"topic": "routing.events", "partition": 3, "committed": 10, "high": 52,
+                                          "lag": 42}])
+    Heartbeat.objects.create(kind="relay", host="h", pid=8, started_at=now, beat_at=now - timedelta(hours=1))
+    with transaction.atomic():
+        outbox.publish(route_calculated(truck_id=1))
+    dead = dead_letter(1, error=RuntimeError("billing account missing for customer 12"))
+    for at in (now - timedelta(minutes=2), now - timedelta(minutes=1)):
+        flow_sample_take(now=at)
+
+    response = _browser("operations").get("/admin/common/heartbeat/flow/")
+
+    page = response.content.decode()
+    assert response.status_code == 200
+    assert "Silent: relay" in page
+    assert "1 row waiting for the relay" in page
+    assert "<td>invoicing</td><td>routing.events</td><td>3</td><td>42</td>" in page
+    assert f"/admin/consumers/deadletter/?fingerprint={dead.fingerprint}" in page
+    assert page.count('<figure class="flow-chart"><figcaption>') == 3 and page.count("<polyline") >= 3
+    assert "End-to-end latency, p95: no samples yet." in page  # no consumer applied anything in the window
+    assert "<script>" not in page  # no inline script: the CSP allows scripts from this server only
+    assert "script-src 'self'" in response["Content-Security-Policy"]
+
+
+@pytest.mark.django_db
+def test_the_dashboard_is_refused_to_dispatchers_and_finance() -> None:
+    assert _browser("dispatcher").get("/admin/common/heartbeat/flow/").status_code == 403
+    assert _browser("finance").get("/admin/common/heartbeat/flow/").status_code == 403
+
+
+@pytest.mark.django_db
+def test_a_sample_counts_rows_that_left_the_queue_since_the_previous_sample(settings: SettingsWrapper) -> None:
+    start = timezone.now() - timedelta(minutes=1)
+    first = flow_sample_take(now=start)
+    with transaction.atomic():
+        ids = [outbox.publish(route_calculated(truck_id=truck)) for truck in (1, 2, 3)]
+    PendingEvent.objects.filter(event__event_id__in=ids[:2]).delete()  # what the relay does once confirmed
+    created = OutboxEvent.objects.get(event_id=ids[0]).created_at
+    InboxEntry.objects.create(group="invoicing", event_id=ids[0], processed_at=created + timedelta(seconds=2))
+
+    second = flow_sample_take(now=timezone.now() + timedelta(seconds=3))
+
+    assert first.published is None  # nothing to compare with
+    assert (second.published, second.backlog) == (2, 1)
+    assert second.latency_p95_s == pytest.approx(2.0)
+    assert second.oldest_pending_age_s >= 0
+
+
+@pytest.mark.django_db
+def test_samples_older_than_the_retention_are_pruned(settings: SettingsWrapper) -> None:
+    settings.FLOW_SAMPLE_RETENTION_HOURS = 48
+    now = timezone.now()
+    FlowSample.objects.create(at=now - timedelta(hours=49), window_seconds=60, backlog=0, oldest_pending_age_s=0,
+                              dead_letters=0, dead_lettered=0)
+
+    flow_sample_take(now=now)
+
+    assert list(FlowSample.objects.values_list("at", flat=True)) == [now]
+
+
+def test_a_chart_breaks_its_line_at_a_gap_and_escapes_nothing_unsafe() -> None:
+    now = timezone.now()
+    points = [(now - timedelta(minutes=3), 1.0), (now - timedelta(minutes=2), None), (now - timedelta(minutes=1), 4.0),
+              (now, 2.0)]
+
+    svg = str(line_chart(points, title="<b>lag</b>"))
+
+    assert svg.count("<polyline") == 2
+    assert "&lt;b&gt;lag&lt;/b&gt;" in svg and "<b>" not in svg
+    assert ">4" in svg  # the y axis ends at the largest value

@@ -1,0 +1,91 @@
+"""Connectivity errors reach the log only while true: no stale "brokers are down" once a client is connected."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+from confluent_kafka import KafkaError, KafkaException
+
+from apps.common.kafka import ConnectivityLog
+from apps.consumers.runtime import ConsumerWorker
+from apps.outbox.relay import OutboxRelay
+
+DOWN = KafkaError(KafkaError._ALL_BROKERS_DOWN, "1/1 brokers are down")
+
+
+class Cluster:
+    """A client's metadata request: answers while `up`."""
+
+    def __init__(self, *, up: bool) -> None:
+        self.up = up
+
+    def list_topics(self, timeout: float) -> dict:
+        if not self.up:
+            raise KafkaException(KafkaError(KafkaError._TRANSPORT, "timed out"))
+        return {}
+
+
+class ErrorEvent:
+    def __init__(self, error: KafkaError) -> None:
+        self._error = error
+
+    def error(self) -> KafkaError:
+        return self._error
+
+
+class ConnectedConsumer(Cluster):
+    """A consumer that has connected, handing over the error librdkafka queued while it was connecting."""
+
+    def __init__(self) -> None:
+        super().__init__(up=True)
+        self.queued = [ErrorEvent(DOWN)]
+
+    def consume(self, num_messages: int, timeout: float) -> list[ErrorEvent]:
+        queued, self.queued = self.queued, []
+        return queued
+
+    def assignment(self) -> list:  # no partitions yet: the worker's lag sample finds nothing to measure
+        return []
+
+
+def _down_lines(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.levelno >= logging.INFO and "brokers" in r.getMessage()]
+
+
+def test_a_consumer_does_not_log_brokers_down_it_reads_after_connecting(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    worker = ConsumerWorker("invoicing")
+    worker.consumer = ConnectedConsumer()  # type: ignore[assignment]
+    worker.run_once()
+    assert _down_lines(caplog) == []
+
+
+def test_the_relay_does_not_log_brokers_down_it_reads_after_connecting(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    relay = OutboxRelay()
+    relay._on_client_error(DOWN)  # as librdkafka calls it from a poll
+    relay._connectivity.check(Cluster(up=True))
+    assert _down_lines(caplog) == []
+
+
+def test_a_real_outage_is_logged_once_and_its_end_once(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO)
+    log, cluster = ConnectivityLog("relay", probe_timeout=0), Cluster(up=False)
+    for _ in range(3):
+        assert log.note(DOWN)
+        log.check(cluster)
+    log.check(cluster)
+    cluster.up = True
+    log.check(cluster)
+    log.check(cluster)
+    assert [(r.levelname, r.getMessage()) for r in caplog.records] == [
+        ("WARNING", f"relay: cannot reach the brokers: {DOWN}"),
+        ("INFO", "relay: reached the brokers again"),
+    ]
+
+
+def test_other_errors_are_left_to_the_caller() -> None:
+    log = ConnectivityLog("relay")
+    assert not log.note(KafkaError(KafkaError._MSG_TIMED_OUT, "timed out"))
+    assert not log.note(KafkaError(KafkaError._ALL_BROKERS_DOWN, "down", fatal=True))

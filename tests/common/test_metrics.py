@@ -1,0 +1,63 @@
+"""The web's /metrics: refused by default, answered to the bearer token or an allowed network."""
+
+from __future__ import annotations
+
+import pytest
+from django.db import transaction
+from django.test import Client
+from pytest_django.fixtures import Settings as SettingsWrapper
+
+from apps import outbox
+from tests.factories import route_calculated
+from tests.support.metrics import samples
+
+
+@pytest.mark.django_db
+def test_web_metrics_refuse_everyone_by_default(client: Client) -> None:
+    assert client.get("/metrics").status_code == 401
+
+
+@pytest.mark.django_db
+def test_web_metrics_answer_the_bearer_token_with_the_database_gauges(
+    client: Client, settings: SettingsWrapper
+) -> None:
+    settings.METRICS_TOKEN = "s3cret-token"
+    with transaction.atomic():
+        outbox.publish(route_calculated(truck_id=7))
+        outbox.publish(route_calculated(truck_id=8))
+
+    refused = client.get("/metrics", HTTP_AUTHORIZATION="Bearer wrong")
+    answered = client.get("/metrics", HTTP_AUTHORIZATION="Bearer s3cret-token")
+
+    assert refused.status_code == 401
+    assert answered.status_code == 200
+    assert answered["Content-Type"].startswith("text/plain")
+    scraped = samples(answered.content.decode())
+    assert scraped[("logiflow_outbox_pending", ())] == 2
+    assert scraped[("logiflow_outbox_oldest_pending_age_seconds", ())] >= 0
+    assert scraped[("logiflow_metrics_database_up", ())] == 1
+
+
+@pytest.mark.django_db
+def test_web_metrics_answer_an_allowed_network_without_a_token(client: Client, settings: SettingsWrapper) -> None:
+    settings.METRICS_ALLOWED_NETWORKS = ["10.0.0.0/8"]
+    assert client.get("/metrics", REMOTE_ADDR="10.1.2.3").status_code == 200
+    assert client.get("/metrics", REMOTE_ADDR="192.168.1.1").status_code == 401
+
+
+@pytest.mark.django_db
+def test_web_metrics_still_answer_when_the_database_gauges_fail(
+    client: Client, settings: SettingsWrapper, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings.METRICS_TOKEN = "s3cret-token"
+
+    def broken() -> None:
+        raise RuntimeError("database gone")
+
+    monkeypatch.setattr("apps.outbox.selectors.outbox_backlog", broken)
+    response = client.get("/metrics", HTTP_AUTHORIZATION="Bearer s3cret-token")
+
+    scraped = samples(response.content.decode())
+    assert response.status_code == 200
+    assert scraped[("logiflow_metrics_database_up", ())] == 0
+    assert ("logiflow_outbox_pending", ()) not in scraped
