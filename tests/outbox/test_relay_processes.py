@@ -14,7 +14,7 @@ from django.test import override_settings
 from apps.common.kafka import ensure_topics
 from apps.contracts import all_topics
 from apps.outbox.models import OutboxEvent
-from tests.support.brokers import Broker, new_broker
+from tests.support.brokers import Broker, new_broker, restart_empty
 from tests.outbox.support import RelayProcess, assert_per_key_order, pending_count, publish_routes, wait_for
 from tests.support.kafka import Received, TopicTail
 
@@ -183,9 +183,10 @@ def _all_on_topic(wanted: set[str], *, timeout: float = 30.0) -> set[str]:
 
 @pytest.mark.django_db(transaction=True)
 def test_rows_published_before_the_broker_forgot_everything_reach_the_new_broker(
-    subprocess_env: dict[str, str], outage_broker: EmbeddedBroker, tmp_path: Path
+    subprocess_env: dict[str, str], outage_broker: Broker, tmp_path: Path
 ) -> None:
-    """`make run` after Ctrl-C: Tansu starts empty, the database still says 'published'."""
+    """`make run` after Ctrl-C: Tansu starts empty (Apache Kafka: on an empty volume), the database still says
+    'published'."""
     env = {**subprocess_env, "KAFKA_BOOTSTRAP_SERVERS": outage_broker.bootstrap_servers}
     first = RelayProcess(env, tmp_path / "first.log")
     try:
@@ -201,8 +202,7 @@ def test_rows_published_before_the_broker_forgot_everything_reach_the_new_broker
     finally:
         assert again.stop() == 0
 
-    outage_broker.stop()
-    outage_broker.start()  # empty: no topics, no messages
+    restart_empty(outage_broker)  # no topics, no messages
     ensure_topics(all_topics())
     after = RelayProcess(env, tmp_path / "after.log")
     try:
@@ -219,7 +219,7 @@ def test_rows_published_before_the_broker_forgot_everything_reach_the_new_broker
 
 @pytest.mark.django_db(transaction=True)
 def test_broker_emptied_under_a_running_relay_gets_the_window_sent_again(
-    subprocess_env: dict[str, str], outage_broker: EmbeddedBroker, tmp_path: Path
+    subprocess_env: dict[str, str], outage_broker: Broker, tmp_path: Path
 ) -> None:
     env = {
         **subprocess_env,
@@ -232,8 +232,7 @@ def test_broker_emptied_under_a_running_relay_gets_the_window_sent_again(
     try:
         before = set(publish_routes(20, trucks=4))
         assert wait_for(lambda: pending_count() == 0, timeout=30)
-        outage_broker.stop()
-        outage_broker.start()
+        restart_empty(outage_broker)
         ensure_topics(all_topics())
         during = set(publish_routes(5, trucks=4))
         # Everything published before the broker emptied is on the new broker too, with what came after.

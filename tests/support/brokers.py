@@ -6,6 +6,7 @@ KAFKA_BOOTSTRAP_SERVERS, when set, names an external broker instead and no broke
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 from apps.common.embedded_broker import EmbeddedBroker, free_port
@@ -28,3 +29,12 @@ def new_broker(directory: Path) -> Broker:
     if test_broker() == "kafka":
         return ApacheKafkaBroker(port=free_port(), data_dir=directory / "kafka-data", log_path=directory / "kafka.log")
     return EmbeddedBroker(port=free_port(), log_path=directory / "tansu.log")
+
+
+def restart_empty(broker: Broker) -> None:
+    """Stop `broker` and start it holding nothing: Tansu always restarts so; Apache Kafka gets its data dir wiped
+    (a new cluster id, as a cluster rebuilt on an empty volume)."""
+    broker.stop()
+    if isinstance(broker, ApacheKafkaBroker):
+        shutil.rmtree(broker.data_dir)
+    broker.start()
