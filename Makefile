@@ -1,10 +1,19 @@
-# LogiFlow: `make run` runs the whole stack on embedded defaults; `make test` runs the test suite.
+# LogiFlow: `make run` runs the whole stack on embedded defaults; `make test` runs the test suite (Tansu, then
+# Apache Kafka); `make kafka` runs an Apache Kafka broker for `make run` to use.
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.requirements-installed
 
-.PHONY: setup run test bench chaos lint-imports clean
+KAFKA_LIB := var/kafka/lib
+KAFKA_JARS := $(KAFKA_LIB)/.fetched
+KAFKA_PORT ?= 9092
+# Why the Apache Kafka lane cannot run here (empty when it can): it needs java 17+, and mvn while the jars are missing.
+KAFKA_LANE_MISSING = $(shell v=$$(java -version 2>&1 | sed -nE '1s/.*version "([0-9]+).*/\1/p'); \
+	if [ "$${v:-0}" -lt 17 ]; then echo "java 17+ is not on PATH"; \
+	elif [ ! -e $(KAFKA_JARS) ] && ! command -v mvn >/dev/null; then echo "mvn is not on PATH to fetch the Kafka jars"; fi)
+
+.PHONY: setup run test test-kafka bench bench-kafka chaos kafka-lane-or-skip lint-imports check-compose kafka kafka-jars clean
 
 $(STAMP): requirements.txt
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "LogiFlow needs Python 3.11+"'
@@ -22,12 +31,44 @@ run: setup
 lint-imports: setup
 	$(VENV)/bin/lint-imports
 
-test: setup lint-imports
+check-compose: setup
+	$(VENV)/bin/check-jsonschema --builtin-schema vendor.compose-spec docker-compose.yml
+
+# The suite on Tansu, then again on Apache Kafka; without java/mvn the Kafka lane is skipped in one line,
+# unless LOGIFLOW_REQUIRE_KAFKA_LANE is set (CI), which makes that a failure.
+test: setup lint-imports check-compose
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
+	@$(MAKE) --no-print-directory kafka-lane-or-skip LANE=test-kafka
+
+test-kafka: setup kafka-jars
+	env -u KAFKA_BOOTSTRAP_SERVERS LOGIFLOW_TEST_BROKER=kafka $(VENV)/bin/pytest $(PYTEST_ARGS)
 
 bench: setup
 	$(PY) bench/relay.py
 	$(PY) bench/invoicing.py
+	@$(MAKE) --no-print-directory kafka-lane-or-skip LANE=bench-kafka
+
+bench-kafka: setup kafka-jars
+	env -u KAFKA_BOOTSTRAP_SERVERS BENCH_BROKER=kafka $(PY) bench/relay.py
+	env -u KAFKA_BOOTSTRAP_SERVERS BENCH_BROKER=kafka $(PY) bench/invoicing.py
+
+kafka-lane-or-skip:
+	@missing="$(KAFKA_LANE_MISSING)"; \
+	if [ -z "$$missing" ]; then $(MAKE) --no-print-directory $(LANE); \
+	elif [ -n "$$LOGIFLOW_REQUIRE_KAFKA_LANE" ]; then echo "Kafka lane required (LOGIFLOW_REQUIRE_KAFKA_LANE) but $$missing" >&2; exit 1; \
+	else echo "Kafka lane skipped: $$missing"; fi
+
+# Apache Kafka's jars from Maven Central (version in deploy/kafka/pom.xml), fetched once into an ignored folder.
+$(KAFKA_JARS): deploy/kafka/pom.xml
+	rm -rf $(KAFKA_LIB)
+	mvn -q -B -f deploy/kafka/pom.xml dependency:copy-dependencies -DoutputDirectory=$(CURDIR)/$(KAFKA_LIB)
+	touch $@
+
+kafka-jars: $(KAFKA_JARS)
+
+# A single-node Apache Kafka on 127.0.0.1:$(KAFKA_PORT) in the foreground, data in var/kafka/data; Ctrl-C stops it.
+kafka: setup kafka-jars
+	KAFKA_PORT=$(KAFKA_PORT) $(PY) scripts/kafka_broker.py
 
 # The fault-injection run (README, "make chaos"); CHAOS_SEED picks the schedule.
 CHAOS_SECONDS ?= 600

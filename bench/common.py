@@ -7,6 +7,7 @@ leaves Django set up against them. Figures are printed one per line as `name=val
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -78,32 +79,45 @@ def stop(process: subprocess.Popen[bytes], *, timeout: float = 30.0) -> int:
         return process.wait()
 
 
+def broker_kind() -> str:
+    """BENCH_BROKER: `tansu` (default, the embedded broker) or `kafka` (Apache Kafka from var/kafka/lib)."""
+    kind = os.environ.get("BENCH_BROKER", "tansu")
+    if kind not in ("tansu", "kafka"):
+        raise SystemExit(f"BENCH_BROKER={kind!r}: expected tansu or kafka")
+    return kind
+
+
 @contextmanager
 def broker(log_dir: Path) -> Iterator[str]:
-    """KAFKA_BOOTSTRAP_SERVERS if set, else a fresh embedded Tansu for this run."""
+    """KAFKA_BOOTSTRAP_SERVERS if set, else a fresh broker of BENCH_BROKER's kind for this run."""
     external = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
     if external:
         yield external
         return
     sys.path.insert(0, str(ROOT))
     from apps.common.embedded_broker import EmbeddedBroker, free_port
+    from apps.common.kafka_broker import ApacheKafkaBroker
 
-    tansu = EmbeddedBroker(port=free_port(), log_path=log_dir / "tansu.log")
-    tansu.start()
+    if broker_kind() == "kafka":
+        data_dir = log_dir / "kafka-data"
+        shutil.rmtree(data_dir, ignore_errors=True)  # each run starts on an empty broker, as on Tansu
+        process = ApacheKafkaBroker(port=free_port(), data_dir=data_dir, log_path=log_dir / "kafka.log")
+    else:
+        process = EmbeddedBroker(port=free_port(), log_path=log_dir / "tansu.log")
+    process.start()
     try:
-        yield tansu.bootstrap_servers
+        yield process.bootstrap_servers
     finally:
-        tansu.stop()
+        process.stop()
 
 
 @contextmanager
 def environment(database: str) -> Iterator[tuple[str, str]]:
-    """(bootstrap servers, database URL) with Django set up against them; logs go to var/bench/."""
-    log_dir = ROOT / "var" / "bench"
-    log_dir.mkdir(parents=True, exist_ok=True)
+    """(bootstrap servers, database URL) with Django set up against them; logs go to `log_dir()`."""
+    log_dir().mkdir(parents=True, exist_ok=True)
     url = database_url(database)
     create_database(url)
-    with broker(log_dir) as bootstrap:
+    with broker(log_dir()) as bootstrap:
         os.environ.update(worker_env(url, bootstrap))
         sys.path.insert(0, str(ROOT))
         import django
@@ -113,13 +127,18 @@ def environment(database: str) -> Iterator[tuple[str, str]]:
 
 
 def log_dir() -> Path:
-    return ROOT / "var" / "bench"
+    """var/bench/ for the embedded broker, var/bench/kafka/ for Apache Kafka."""
+    return ROOT / "var" / "bench" / ("kafka" if broker_kind() == "kafka" else "")
 
 
 def figure(name: str, value: float | str) -> None:
-    """Print one result as `name=value` on its own line (the format runs are compared by)."""
+    """Print one result as `name=value` on its own line (the format runs are compared by).
+
+    On Apache Kafka the names get a `kafka.` prefix, so both brokers' figures can be read side by side.
+    """
     text = f"{value:.2f}" if isinstance(value, float) else str(value)
-    print(f"{name}={text}", flush=True)
+    prefix = "kafka." if broker_kind() == "kafka" else ""
+    print(f"{prefix}{name}={text}", flush=True)
 
 
 def percentile(values: Sequence[float], fraction: float) -> float:

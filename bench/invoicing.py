@@ -13,7 +13,8 @@
   pdf_task_vs_bare_ratio         the two above divided (target >= 0.9)
 
 Own database (BENCH_INVOICING_DATABASE, default logiflow_bench_invoicing, on DATABASE_URL's server: give concurrent
-runs different names), own Tansu unless KAFKA_BOOTSTRAP_SERVERS is set.
+runs different names), own Tansu unless KAFKA_BOOTSTRAP_SERVERS is set (BENCH_BROKER=kafka: its own Apache Kafka,
+names prefixed `kafka.`).
 Sizes: BENCH_INVOICE_EVENTS (default 20000; 0 skips the drain), BENCH_PDF_INVOICES (default 30).
 """
 
@@ -39,6 +40,7 @@ TOPIC = "routing.events"
 TABLES = [
     "invoicing_invoiceline", "invoicing_invoice", "invoicing_invoicenumbercounter", "invoicing_billingaccount",
     "consumers_inboxentry", "consumers_deadletter", "outbox_outboxevent",
+    "outbox_brokermark",  # each run has a fresh Tansu: old marks would read as a broker that forgot
 ]
 
 
@@ -96,9 +98,9 @@ def prefill(count: int) -> float:
                                                     'customer_id', 1 + g %% %s))::text,
                    '', clock_timestamp(), 'pending', 0, ''
             FROM generate_series(1, %s) AS g
-            RETURNING id, key
+            RETURNING id, topic, key
             )
-            INSERT INTO outbox_pending (id, key) SELECT id, key FROM written
+            INSERT INTO outbox_pending (id, topic, key) SELECT id, topic, key FROM written
             """,
             [TOPIC, TRUCKS, sample_route().model_dump_json(), TRUCKS, CUSTOMERS, count],
         )
@@ -144,7 +146,7 @@ def drain_benchmark(url: str, bootstrap: str, count: int) -> None:
         committed = prefill(count)
         if not common.wait_until(lambda: scalar("SELECT count(*) FROM outbox_outboxevent WHERE state = 'pending'") == 0,
                                  timeout=600, interval=0.05):
-            raise SystemExit("relay did not drain the backlog; see var/bench/invoicing-relay.log")
+            raise SystemExit(f"relay did not drain the backlog; see {common.log_dir() / 'invoicing-relay.log'}")
         last_published = scalar("SELECT extract(epoch FROM max(published_at)) FROM outbox_outboxevent")
         relay_rate = count / (float(last_published) - committed)
         common.figure("relay_publish_per_s", relay_rate)
@@ -153,9 +155,13 @@ def drain_benchmark(url: str, bootstrap: str, count: int) -> None:
                                        log=common.log_dir() / "invoicing-consumer.log")
         if not common.wait_until(lambda: scalar("SELECT count(*) FROM invoicing_invoice") >= count,
                                  timeout=1800, interval=0.5):
-            raise SystemExit("the consumer did not drain the backlog; see var/bench/invoicing-consumer.log")
+            log = common.log_dir() / "invoicing-consumer.log"
+            raise SystemExit(f"the consumer did not drain the backlog; see {log}")
         first, last = scalar("SELECT array[extract(epoch FROM min(issued_at)), extract(epoch FROM max(issued_at))] "
                              "FROM invoicing_invoice")
+        if float(last) <= float(first):
+            # issued_at is the transaction's time: a backlog that fits in one consumer batch cannot be timed.
+            raise SystemExit(f"all {count} invoices were issued in one transaction; raise BENCH_INVOICE_EVENTS")
         drain_rate = (count - 1) / (float(last) - float(first))
         common.figure("invoice_events", count)
         common.figure("invoice_drain_per_s", drain_rate)
@@ -165,7 +171,7 @@ def drain_benchmark(url: str, bootstrap: str, count: int) -> None:
     finally:
         for process, name in ((consumer, "consumer"), (relay, "relay")):
             if process is not None and common.stop(process) != 0:
-                print(f"invoicing {name} exited non-zero; see var/bench/", file=sys.stderr)
+                print(f"invoicing {name} exited non-zero; see {common.log_dir()}", file=sys.stderr)
 
 
 def pdf_benchmark(count: int) -> None:

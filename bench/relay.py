@@ -7,7 +7,8 @@ Prints, one per line:
   latency_p50_ms / _p99_ms  commit → broker-acknowledged-and-marked, at a steady 200 events/s
 
 Uses its own database (logiflow_bench, or BENCH_DATABASE_NAME, on DATABASE_URL's server) and its own Tansu unless
-KAFKA_BOOTSTRAP_SERVERS is set. Sizes: BENCH_EVENTS (default 100000), BENCH_LATENCY_SECONDS (15).
+KAFKA_BOOTSTRAP_SERVERS is set (BENCH_BROKER=kafka: its own Apache Kafka, names prefixed `kafka.`).
+Sizes: BENCH_EVENTS (default 100000), BENCH_LATENCY_SECONDS (15).
 """
 
 from __future__ import annotations
@@ -108,9 +109,9 @@ def prefill(payload: str, count: int) -> None:
             SELECT gen_random_uuid(), %s, (g %% %s)::text, 'logiflow.routing.RouteCalculated.v1',
                    '/logiflow/routing', %s, '', clock_timestamp(), 'pending', 0, ''
             FROM generate_series(1, %s) AS g
-            RETURNING id, key
+            RETURNING id, topic, key
             )
-            INSERT INTO outbox_pending (id, key) SELECT id, key FROM written
+            INSERT INTO outbox_pending (id, topic, key) SELECT id, topic, key FROM written
             """,
             [TOPIC, KEYS, payload, count],
         )
@@ -129,7 +130,8 @@ def reset_outbox() -> None:
     from django.db import connection
 
     with connection.cursor() as cursor:
-        cursor.execute("TRUNCATE outbox_pending, outbox_outboxevent")
+        # Marks too: each run has a fresh Tansu, and the previous run's marks would read as a forgetful broker.
+        cursor.execute("TRUNCATE outbox_pending, outbox_outboxevent, outbox_brokermark")
     _vacuum()
 
 
@@ -146,12 +148,12 @@ def relay_rate(payload: str, count: int) -> float:
 
     prefill(payload, WARMUP)
     if not common.wait_until(lambda: pending() == 0, timeout=120, interval=0.05):
-        raise SystemExit("relay did not drain the warm-up rows; see var/bench/relay.log")
+        raise SystemExit(f"relay did not drain the warm-up rows; see {common.log_dir() / 'relay.log'}")
     _vacuum()
     prefill(payload, count)
     committed = time.time()  # the relay cannot see a row before this commit
     if not common.wait_until(lambda: pending() == 0, timeout=600, interval=0.05):
-        raise SystemExit("relay did not drain the outbox; see var/bench/relay.log")
+        raise SystemExit(f"relay did not drain the outbox; see {common.log_dir() / 'relay.log'}")
     with connection.cursor() as cursor:
         cursor.execute(
             "SELECT count(*), extract(epoch FROM max(published_at)) FROM outbox_outboxevent "
@@ -179,7 +181,7 @@ def commit_latencies(seconds: float) -> list[float]:
         committed[str(event_id)] = time.time()
         time.sleep(max(0.0, next_at - time.monotonic()))
     if not common.wait_until(lambda: pending() == 0, timeout=60, interval=0.05):
-        raise SystemExit("relay did not publish the latency events; see var/bench/relay.log")
+        raise SystemExit(f"relay did not publish the latency events; see {common.log_dir() / 'relay.log'}")
     with connection.cursor() as cursor:
         cursor.execute(
             "SELECT event_id::text, extract(epoch FROM published_at) FROM outbox_outboxevent "
@@ -214,7 +216,7 @@ def main() -> None:
         finally:
             code = common.stop(relay)
             if code != 0:
-                print(f"relay exited with {code}; see var/bench/relay.log", file=sys.stderr)
+                print(f"relay exited with {code}; see {common.log_dir() / 'relay.log'}", file=sys.stderr)
 
 
 if __name__ == "__main__":

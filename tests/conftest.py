@@ -1,7 +1,8 @@
 """Test-session infrastructure: a reachable PostgreSQL (the test settings start an embedded one) and a real
 Kafka-protocol broker.
 
-The broker is Tansu started on a free port, unless KAFKA_BOOTSTRAP_SERVERS names a real Kafka.
+The broker is Tansu started on a free port (or Apache Kafka from jars with LOGIFLOW_TEST_BROKER=kafka, see
+tests/support/brokers.py), unless KAFKA_BOOTSTRAP_SERVERS names a running one.
 """
 
 from __future__ import annotations
@@ -17,11 +18,11 @@ import pytest
 from django.conf import settings
 from django.test import override_settings
 
-from apps.common.embedded_broker import EmbeddedBroker, free_port
 from apps.common.kafka import ensure_topics
 from pytest_django.fixtures import Settings
 from apps.contracts import all_topics
 from logiflow.embedded_postgres import with_database
+from tests.support.brokers import Broker, new_broker
 from tests.support.processes import Processes
 
 EXTERNAL_KAFKA = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
@@ -37,19 +38,19 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 @pytest.fixture(scope="session")
-def embedded_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedBroker | None]:
-    """The Tansu process when the tests run on the embedded broker; None against a real Kafka."""
+def embedded_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker | None]:
+    """The broker process this session started (Tansu or Apache Kafka); None against an external Kafka."""
     if EXTERNAL_KAFKA:
         yield None
         return
-    broker = EmbeddedBroker(port=free_port(), log_path=Path(tmp_path_factory.mktemp("tansu")) / "tansu.log")
+    broker = new_broker(Path(tmp_path_factory.mktemp("broker")))
     broker.start()
     yield broker
     broker.stop()
 
 
 @pytest.fixture(scope="session")
-def kafka_bootstrap(embedded_broker: EmbeddedBroker | None) -> Iterator[str]:
+def kafka_bootstrap(embedded_broker: Broker | None) -> Iterator[str]:
     """Bootstrap servers of a live broker with LogiFlow's topics; settings point at it for the session."""
     servers = EXTERNAL_KAFKA or embedded_broker.bootstrap_servers  # type: ignore[union-attr]
     with override_settings(KAFKA_BOOTSTRAP_SERVERS=servers):

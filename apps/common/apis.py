@@ -7,6 +7,7 @@ and are throttled by the "auth" scope. Wrong credentials answer 401; malformed i
 
 from __future__ import annotations
 
+from django.contrib.auth import get_user_model
 from django.http import HttpResponse
 from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view, inline_serializer
 from knox.models import AuthToken
@@ -27,6 +28,12 @@ ERROR_RESPONSE = ErrorSerializer
 
 
 class LoginInputSerializer(StrictInput, AuthTokenSerializer):
+    # No user has a longer name, and django-axes, which records a failed login with its username in a 255-character
+    # column, would fail on one (a 500 instead of a 400).
+    username = serializers.CharField(
+        label="Username", write_only=True, max_length=get_user_model()._meta.get_field("username").max_length,
+    )
+
     class Meta:
         ref_name = "TokenLoginInput"
 

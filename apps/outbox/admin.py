@@ -1,17 +1,20 @@
-"""Read-only outbox admin: what was sent, what failed and why, and how far behind the relay is."""
+"""Outbox admin: what was sent, what failed and why (failed rows first), how far behind the relay is, what it
+cannot get past; failed rows can be re-sent by whoever holds `outbox.resend_outboxevent`."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from django.contrib import admin
-from django.db.models import QuerySet
+from django.contrib import admin, messages
+from django.db.models import Case, QuerySet, Value, When
+from django.db.models.expressions import OrderBy
 from django.http import HttpRequest, HttpResponse
 
 from apps.common.admin import EventIdOrKeySearchMixin, pretty_json, truncated
 from apps.contracts import EVENT_TYPES
-from apps.outbox.models import OutboxEvent
-from apps.outbox.selectors import outbox_backlog
+from apps.outbox.models import OutboxEvent, RelayProblem
+from apps.outbox.selectors import outbox_backlog, relay_problems
+from apps.outbox.services import outbox_events_resend
 
 
 def visible_sources(user: Any) -> set[str] | None:
@@ -31,16 +34,20 @@ class OutboxEventAdmin(EventIdOrKeySearchMixin, admin.ModelAdmin):
     search_help_text = "Exact event id (ce_id) or Kafka key."
     date_hierarchy = "created_at"
     show_full_result_count = False  # no COUNT(*) over the whole outbox on every page
+    actions = ["resend_selected"]
     fields = [
         "event_id", "state", "event_type", "source", "topic", "key", "created_at", "published_at",
-        "partition", "offset", "attempts", "last_error", "traceparent", "payload_pretty",
+        "partition", "offset", "attempts", "last_error", "resent_at", "resent_by", "traceparent", "payload_pretty",
     ]
     readonly_fields = fields
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[OutboxEvent]:
         """Each user sees the events of the bounded contexts they work in (a dispatcher: routing's, not invoice
-        totals); a superuser sees all."""
+        totals); a superuser sees all, and so does whoever may re-send (operations: delivery failures of every
+        context are theirs, as the dead letters of every context are)."""
         queryset = super().get_queryset(request)
+        if self.has_resend_permission(request):
+            return queryset  # whoever may re-send failed rows sees every context's
         visible = visible_sources(request.user)
         return queryset if visible is None else queryset.filter(source__in=visible)
 
@@ -57,10 +64,54 @@ class OutboxEventAdmin(EventIdOrKeySearchMixin, admin.ModelAdmin):
     def payload_pretty(self, obj: OutboxEvent) -> str:
         return pretty_json(obj.payload)
 
+    def has_resend_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("outbox.resend_outboxevent")
+
+    def get_ordering(self, request: HttpRequest) -> list[Any]:
+        # Failed rows first (they wait for a person), then the newest. No index covers `state` (the relay's
+        # marks must stay HOT updates), so this sorts the filtered rows; the paginator counts them anyway.
+        failed_first = Case(When(state=OutboxEvent.State.FAILED, then=Value(0)), default=Value(1))
+        return [OrderBy(failed_first), "-id"]
+
+    def get_actions(self, request: HttpRequest) -> dict[str, Any]:
+        actions = super().get_actions(request)
+        actions.pop("delete_selected", None)
+        return actions
+
     @admin.display(description="last error")
     def short_error(self, obj: OutboxEvent) -> str:
         return truncated(obj.last_error, 80)
 
+    @admin.action(permissions=["resend"], description="Re-send selected failed events")
+    def resend_selected(self, request: HttpRequest, queryset: QuerySet[OutboxEvent]) -> None:
+        selected = list(queryset.order_by("id").values_list("id", flat=True))
+        resent = outbox_events_resend(event_ids=selected, actor=request.user.get_username())
+        for row in OutboxEvent.objects.filter(pk__in=resent):
+            self.log_change(request, row, "Re-sent (failed → pending)")
+        self.message_user(request, f"Re-sent {len(resent)} failed events; the relay sends them in id order.")
+        if len(resent) < len(selected):
+            self.message_user(
+                request, f"{len(selected) - len(resent)} selected events were not failed and were left alone.",
+                messages.WARNING,
+            )
+
     def changelist_view(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> HttpResponse:
         backlog = outbox_backlog(sources=visible_sources(request.user))
-        return super().changelist_view(request, {**(extra_context or {}), "backlog": backlog})
+        context = {**(extra_context or {}), "backlog": backlog, "relay_problems": relay_problems()}
+        return super().changelist_view(request, context)
+
+
+@admin.register(RelayProblem)
+class RelayProblemAdmin(admin.ModelAdmin):
+    """Read-only: written and cleared by the relay."""
+
+    list_display = ["topic", "code", "rows", "first_seen_at", "last_seen_at", "message"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: RelayProblem | None = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: RelayProblem | None = None) -> bool:
+        return False

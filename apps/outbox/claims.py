@@ -12,15 +12,25 @@ from dataclasses import dataclass
 from django.db import connection
 
 TABLE = "outbox_outboxevent"
-QUEUE = "outbox_pending"  # PendingEvent: (id, key) of the rows still to send
+QUEUE = "outbox_pending"  # PendingEvent: (id, topic, key) of the rows still to send
 
-# Set on each relay connection.
+# Set on each relay lane's connection.
 # - The queue swings from empty to a burst faster than statistics follow; a planner that believes
 #   "a few pending rows" sorts the whole burst (on disk) for every claim. The relay's statements are
 #   fixed and all meant to walk an index, so its sessions take bitmap and sequential scans off the table.
 # - A relay commit only records what the broker already has: losing the last few in a database crash
 #   means sending those rows again (duplicates, never loss), so the commit need not wait for the WAL flush.
-RELAY_SESSION_SETTINGS = "SET enable_bitmapscan = off; SET enable_seqscan = off; SET synchronous_commit = off"
+# - No statement may block a lane for ever (a lock, a stuck server): past the relay's stall timeout it fails,
+#   the batch gives its turns up and its rows stay pending.
+_SESSION_SETTINGS = (
+    "SET enable_bitmapscan = off; SET enable_seqscan = off; SET synchronous_commit = off;"
+    " SET statement_timeout = {timeout_ms}"
+)
+
+
+def relay_session_settings(*, statement_timeout_s: float) -> str:
+    return _SESSION_SETTINGS.format(timeout_ms=max(1, int(statement_timeout_s * 1000)))
+
 
 # The claim: lock up to N queue rows in id order, skipping rows another relay holds, then
 # read their outbox rows by primary key. Only the queue rows are locked: the outbox row is not written
@@ -48,14 +58,15 @@ WHERE id < %s AND id NOT IN (SELECT unnest(%s::bigint[]))
 ORDER BY id LIMIT 1
 """
 
-# Yes: for each claimed row, the previous queued row of its key (NOT EXISTS turned into "which one":
-# one backward probe of outbox_pending_key_id_idx), so the relay can hold back rows that would overtake it.
+# Yes: for each claimed row, the previous queued row of its (topic, key) — the order `publish` locks —
+# (NOT EXISTS turned into "which one": one backward probe of outbox_pending_topic_key_idx), so the relay
+# can hold back rows that would overtake it.
 _PREVIOUS_OF_KEY = f"""
 SELECT c.id,
        (SELECT p.id FROM {QUEUE} p
-         WHERE p.key = c.key AND p.id < c.id
+         WHERE p.topic = c.topic AND p.key = c.key AND p.id < c.id
          ORDER BY p.id DESC LIMIT 1)
-FROM unnest(%s::bigint[], %s::text[]) AS c(id, key)
+FROM unnest(%s::bigint[], %s::text[], %s::text[]) AS c(id, topic, key)
 """
 
 # Confirmed rows leave the queue (a delete only stamps the queue tuple) and are marked in the outbox by a
@@ -85,6 +96,39 @@ FROM unnest(%s::bigint[], %s::text[]) AS d(id, error)
 WHERE o.id = d.id AND o.id = ANY(%s)
 """
 
+# A refusal a person must fix, one row per (error, topic); repeated refusals add up.
+_PROBLEMS = """
+INSERT INTO outbox_relayproblem AS p (code, topic, message, rows, first_seen_at, last_seen_at)
+SELECT code, topic, message, rows, statement_timestamp(), statement_timestamp()
+FROM unnest(%s::text[], %s::text[], %s::text[], %s::int[]) AS n(code, topic, message, rows)
+ORDER BY topic, code
+ON CONFLICT (code, topic) DO UPDATE
+SET message = EXCLUDED.message, rows = p.rows + EXCLUDED.rows, last_seen_at = EXCLUDED.last_seen_at
+"""
+
+# What the cluster acknowledged, per partition: only ever moved up, and only within one cluster (a mark of
+# another cluster stays until the relay's check has dealt with it). After a silent reset the old, higher
+# mark stays, and the check finds the log no longer holds its event.
+_MARKS = """
+INSERT INTO outbox_brokermark AS m (topic, partition, "offset", event_id, cluster_id, marked_at)
+SELECT topic, partition, "offset", event_id, %s, statement_timestamp()
+FROM unnest(%s::text[], %s::int[], %s::bigint[], %s::uuid[]) AS n(topic, partition, "offset", event_id)
+ORDER BY topic, partition
+ON CONFLICT (topic, partition) DO UPDATE
+SET "offset" = EXCLUDED."offset", event_id = EXCLUDED.event_id, cluster_id = EXCLUDED.cluster_id,
+    marked_at = EXCLUDED.marked_at
+WHERE m."offset" < EXCLUDED."offset" AND m.cluster_id IN (EXCLUDED.cluster_id, '')
+"""
+
+MAX_ERROR_LENGTH = 2000
+
+
+def safe_text(text: str) -> str:
+    """An error text PostgreSQL will store whatever it holds (no NUL byte), bounded: recording a failure
+    must not fail itself."""
+    return text.replace("\x00", "\\x00")[:MAX_ERROR_LENGTH]
+
+
 @dataclass(frozen=True, slots=True)
 class Delivered:
     id: int
@@ -102,7 +146,7 @@ def claim(limit: int, *, in_flight: Collection[int] = ()) -> list[tuple]:
     """Rows `(id, topic, key, payload, event_id, source, event_type, ce_time, traceparent, previous_id)`.
 
     The queue rows stay locked until the caller's transaction ends. `previous_id` is the
-    previous queued row of the same key when that one might not be ours (None when all are):
+    previous queued row of the same (topic, key) when that one might not be ours (None when all are):
     `in_flight` are the rows this relay sent in batches still open on its other connections.
     """
     with connection.cursor() as cursor:
@@ -114,7 +158,7 @@ def claim(limit: int, *, in_flight: Collection[int] = ()) -> list[tuple]:
         cursor.execute(_FOREIGN_ROWS_BELOW, [ids[-1], [*ids, *in_flight]])
         if cursor.fetchone() is None:
             return [(*row, None) for row in rows]
-        cursor.execute(_PREVIOUS_OF_KEY, [ids, [row[2] for row in rows]])
+        cursor.execute(_PREVIOUS_OF_KEY, [ids, [row[1] for row in rows], [row[2] for row in rows]])
         previous = dict(cursor.fetchall())
     return [(*row, previous[row[0]]) for row in rows]
 
@@ -134,7 +178,7 @@ def mark_failed(refused: Sequence[Refused]) -> None:
         return
     ids = [r.id for r in refused]
     with connection.cursor() as cursor:
-        cursor.execute(_FAILED, [ids, ids, [r.error for r in refused], ids])
+        cursor.execute(_FAILED, [ids, ids, [safe_text(r.error) for r in refused], ids])
 
 
 def mark_retried(refused: Sequence[Refused]) -> None:
@@ -143,4 +187,55 @@ def mark_retried(refused: Sequence[Refused]) -> None:
         return
     ids = [r.id for r in refused]
     with connection.cursor() as cursor:
-        cursor.execute(_RETRIED, [ids, [r.error for r in refused], ids])
+        cursor.execute(_RETRIED, [ids, [safe_text(r.error) for r in refused], ids])
+
+
+def record_problems(problems: Sequence[tuple[str, str, str, int]]) -> None:
+    """`(error name, topic, message, rows)` refusals only a person can fix: upserted into RelayProblem."""
+    if not problems:
+        return
+    codes, topics, messages, rows = zip(*problems, strict=True)
+    with connection.cursor() as cursor:
+        cursor.execute(_PROBLEMS, [list(codes), list(topics), [safe_text(m) for m in messages], list(rows)])
+
+
+def clear_problems(topics: Collection[str]) -> None:
+    """A row of these topics was confirmed: whatever was refusing them is fixed."""
+    if not topics:
+        return
+    with connection.cursor() as cursor:
+        cursor.execute("DELETE FROM outbox_relayproblem WHERE topic = ANY(%s)", [sorted(topics)])
+
+
+def problem_topics() -> set[str]:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT DISTINCT topic FROM outbox_relayproblem")
+        return {topic for (topic,) in cursor.fetchall()}
+
+
+def record_marks(marks: Sequence[tuple[str, int, int, str]], *, cluster_id: str) -> None:
+    """`(topic, partition, offset, event_id)`: the latest acknowledged message of each partition (BrokerMark)."""
+    if not marks:
+        return
+    topics, partitions, offsets, event_ids = zip(*marks, strict=True)
+    with connection.cursor() as cursor:
+        cursor.execute(_MARKS, [cluster_id, list(topics), list(partitions), list(offsets), list(event_ids)])
+
+
+def broker_marks() -> list[tuple]:
+    """Every BrokerMark as `(topic, partition, offset, event_id, cluster_id)`."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            'SELECT topic, partition, "offset", event_id, cluster_id FROM outbox_brokermark ORDER BY topic, partition'
+        )
+        return cursor.fetchall()
+
+
+def forget_marks(marks: Collection[tuple[str, int, int]]) -> None:
+    """Drop `(topic, partition, offset)` marks whose message retention removed: the next ack writes a new one."""
+    with connection.cursor() as cursor:
+        for topic, partition, offset in marks:
+            cursor.execute(
+                'DELETE FROM outbox_brokermark WHERE topic = %s AND partition = %s AND "offset" = %s',
+                [topic, partition, offset],
+            )

@@ -36,6 +36,11 @@ class OutboxEvent(models.Model):
     published_at = models.DateTimeField(null=True, blank=True)
     partition = models.IntegerField(null=True, blank=True)
     offset = models.BigIntegerField(null=True, blank=True)
+    # Who last sent a failed row again, and when (admin action "Re-send", `manage.py outbox_resend`). A name,
+    # not a foreign key: the record outlives the account. `db_default` keeps raw inserts (publish, the
+    # previous release during a deploy) valid without naming these columns.
+    resent_at = models.DateTimeField(null=True, blank=True)
+    resent_by = models.CharField(max_length=150, blank=True, db_default="")
 
     # No index may cover a column the relay writes (state, attempts, last_error, published_at, partition,
     # offset): then marking a row is a HOT update (new version in the same page, no index entries), which
@@ -43,6 +48,7 @@ class OutboxEvent(models.Model):
 
     class Meta:
         ordering = ["id"]
+        permissions = [("resend_outboxevent", "Can re-send failed outbox events")]
 
     def __str__(self) -> str:
         return f"{self.event_type} {self.event_id} ({self.state})"
@@ -64,22 +70,72 @@ class OutboxEvent(models.Model):
 class PendingEvent(models.Model):
     """The relay's queue: an outbox row still to send. Written by `publish`, deleted by the relay.
 
-    Its primary key is the outbox row's id (the relay order); `key` repeats the row's key so the relay
-    can check per-key order on this small table, through the (key, id) index.
+    Its primary key is the outbox row's id (the relay order); `topic` and `key` repeat the row's, so the
+    relay can check per-key order on this small table through the (topic, key, id) index. Order is kept per
+    (topic, key), exactly what `publish` locks: truck 7 on routing.events and route 7 on invoicing.events
+    are unrelated.
     """
 
     event = models.OneToOneField(
         OutboxEvent, primary_key=True, on_delete=models.CASCADE, db_column="id", related_name="pending"
     )
+    topic = models.CharField(max_length=200)
     key = models.CharField(max_length=200)
 
     class Meta:
         db_table = "outbox_pending"
         ordering = ["event"]
-        indexes = [models.Index(fields=["key", "event"], name="outbox_pending_key_id_idx")]
+        indexes = [models.Index(fields=["topic", "key", "event"], name="outbox_pending_topic_key_idx")]
 
     def __str__(self) -> str:
         return f"pending {self.pk}"
+
+
+class RelayProblem(models.Model):
+    """A refusal only a person can fix (authorization, a missing topic, a policy), as the relay last saw it.
+
+    The rows stay pending and are retried with backoff; this is how the admin and `/readyz` learn about it.
+    A relay deletes the (code, topic) rows of a topic as soon as it gets a row of that topic confirmed.
+    """
+
+    code = models.CharField(max_length=64)
+    topic = models.CharField(max_length=200)
+    message = models.TextField()
+    rows = models.PositiveIntegerField(help_text="Rows refused with this error, since it was first seen.")
+    first_seen_at = models.DateTimeField()
+    last_seen_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["topic", "code"]
+        constraints = [models.UniqueConstraint(fields=["code", "topic"], name="outbox_relayproblem_code_topic")]
+
+    def __str__(self) -> str:
+        return f"{self.code} on {self.topic}"
+
+
+class BrokerMark(models.Model):
+    """Evidence of what a Kafka cluster acknowledged, to notice when it forgets (see apps.outbox.broker_memory).
+
+    Per partition: the highest offset the relay saw acknowledged, the event stored there, and the cluster's id.
+    Written by the relay (only ever upwards, at most once a check interval per partition and relay), read by its
+    periodic check, deleted when the check re-queued what a forgetful cluster lost.
+    """
+
+    topic = models.CharField(max_length=200, help_text="As on the cluster (KAFKA_TOPIC_PREFIX included).")
+    partition = models.IntegerField()
+    offset = models.BigIntegerField()
+    event_id = models.UUIDField()
+    cluster_id = models.CharField(max_length=100, blank=True)
+    marked_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["topic", "partition"]
+        constraints = [
+            models.UniqueConstraint(fields=["topic", "partition"], name="outbox_brokermark_topic_partition"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.topic}[{self.partition}]@{self.offset}"
 
 
 def ce_time(created_at: datetime) -> str:

@@ -1,4 +1,4 @@
-"""Reads of the outbox for people: how far behind the relay is."""
+"""Reads of the outbox for people: how far behind the relay is, what it cannot send, what failed."""
 
 from __future__ import annotations
 
@@ -6,10 +6,12 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from collections.abc import Sequence
+
 from django.db.models import Count, Min
 from django.utils import timezone
 
-from apps.outbox.models import PendingEvent
+from apps.outbox.models import OutboxEvent, PendingEvent, RelayProblem
 
 
 @dataclass(frozen=True)
@@ -30,3 +32,21 @@ def outbox_backlog(*, sources: Collection[str] | None = None) -> Backlog:
     queue = PendingEvent.objects.all() if sources is None else PendingEvent.objects.filter(event__source__in=sources)
     summary = queue.aggregate(unpublished=Count("pk"), oldest=Min("event__created_at"))
     return Backlog(unpublished=summary["unpublished"], oldest_created_at=summary["oldest"])
+
+
+def relay_problems() -> list[RelayProblem]:
+    """Refusals only a person can fix (ACL, missing topic, policy) that the relay keeps retrying."""
+    return list(RelayProblem.objects.order_by("topic", "code"))
+
+
+def relay_degraded() -> bool:
+    """For `/readyz`: the relay keeps being refused somewhere (what and why: admin and log, not the probe)."""
+    return RelayProblem.objects.exists()
+
+
+def failed_event_ids(event_ids: Sequence[int] | None = None) -> list[int]:
+    """Ids of `failed` rows, in id order: all of them (a scan: no index covers `state`), or among `event_ids`."""
+    rows = OutboxEvent.objects.filter(state=OutboxEvent.State.FAILED)
+    if event_ids is not None:
+        rows = rows.filter(pk__in=event_ids)
+    return list(rows.order_by("id").values_list("id", flat=True))

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 import uuid
+from collections.abc import Sequence
 from datetime import timedelta
 
 from django.conf import settings
@@ -16,6 +18,8 @@ from apps.contracts.base import DomainEvent, event_class
 from apps.outbox.models import OutboxEvent
 
 NOTIFY_CHANNEL = "logiflow_outbox"
+
+logger = logging.getLogger(__name__)
 
 
 class OutboxError(RuntimeError):
@@ -81,7 +85,7 @@ written AS (
     FROM serialised
     RETURNING id
 ),
-queued AS (INSERT INTO outbox_pending (id, key) SELECT id, %(key)s FROM written)
+queued AS (INSERT INTO outbox_pending (id, topic, key) SELECT id, %(topic)s, %(key)s FROM written)
 SELECT pg_notify(%(channel)s, '') FROM written
 """
 
@@ -96,6 +100,107 @@ def _write(row: OutboxEvent) -> None:
     }
     with connection.cursor() as cursor:
         cursor.execute(_PUBLISH, params)
+
+
+# Failed rows back to pending and into the relay's queue, in id order; the NOTIFY wakes the relay at commit.
+_RESEND = """
+WITH resent AS (
+    UPDATE outbox_outboxevent
+    SET state = 'pending', resent_at = statement_timestamp(), resent_by = %(actor)s
+    WHERE id = ANY(%(ids)s) AND state = 'failed'
+    RETURNING id, topic, key
+),
+queued AS (INSERT INTO outbox_pending (id, topic, key) SELECT id, topic, key FROM resent ORDER BY id
+           ON CONFLICT DO NOTHING)
+SELECT id, pg_notify(%(channel)s, '') FROM resent ORDER BY id
+"""
+
+
+@transaction.atomic
+def outbox_events_resend(*, event_ids: Sequence[int], actor: str) -> list[int]:
+    """Send failed rows again (admin "Re-send", `manage.py outbox_resend`); returns the ids re-queued.
+
+    Only `failed` rows change; any other id is ignored. Who and when are recorded on the row. A re-sent row
+    goes out after the rows of its key published since it failed: it was refused for good once, so its
+    place in the key's order was already lost, and re-sending it is a person's decision.
+    """
+    with connection.cursor() as cursor:
+        cursor.execute(_RESEND, {"ids": sorted(event_ids), "actor": actor[:150], "channel": NOTIFY_CHANNEL})
+        resent = [row_id for row_id, _ in cursor.fetchall()]
+    if resent:
+        logger.info("outbox: %s failed rows re-sent by %s: %s", len(resent), actor, resent)
+    return resent
+
+
+# Pending rows with no queue entry: written by a release older than the queue (a rolling deploy) or put back
+# to 'pending' by hand. A scan (no index covers `state`), run every few minutes, not on the relay's path.
+_REQUEUE_STRANDED = """
+WITH queued AS (
+    INSERT INTO outbox_pending (id, topic, key)
+    SELECT o.id, o.topic, o.key FROM outbox_outboxevent o
+    WHERE o.state = 'pending' AND NOT EXISTS (SELECT FROM outbox_pending q WHERE q.id = o.id)
+    ORDER BY o.id
+    ON CONFLICT DO NOTHING
+    RETURNING id
+)
+SELECT id, pg_notify(%s, '') FROM queued ORDER BY id
+"""
+
+
+@transaction.atomic
+def outbox_events_requeue_stranded() -> list[int]:
+    """Queue every pending outbox row the relay cannot see (no entry in its queue), in id order; returns them.
+
+    A row is stranded when a release that did not write the queue entry (older than the queue, during a
+    rolling deploy) published it. Rows of a transaction still open are invisible here and queue themselves
+    at commit; a row queued meanwhile by someone else is skipped (ON CONFLICT).
+    """
+    with connection.cursor() as cursor:
+        cursor.execute(_REQUEUE_STRANDED, [NOTIFY_CHANNEL])
+        queued = [row_id for row_id, _ in cursor.fetchall()]
+    if queued:
+        logger.warning("outbox: %s pending rows had no queue entry (stranded); queued: %s", len(queued), queued[:100])
+    return queued
+
+
+# What a forgetful cluster had: rows published within the window go back to pending and into the queue.
+_REQUEUE_FORGOTTEN = """
+WITH forgotten AS (
+    UPDATE outbox_outboxevent
+    SET state = 'pending', published_at = NULL, partition = NULL, "offset" = NULL, last_error = %(note)s
+    WHERE state = 'published' AND published_at >= statement_timestamp() - %(hours)s * interval '1 hour'
+    RETURNING id, topic, key
+),
+queued AS (INSERT INTO outbox_pending (id, topic, key) SELECT id, topic, key FROM forgotten ORDER BY id
+           ON CONFLICT DO NOTHING)
+SELECT count(*) FROM forgotten
+"""
+
+
+@transaction.atomic
+def outbox_events_requeue_forgotten(
+    *, lost_marks: Sequence[tuple[str, int, int, uuid.UUID]], window_hours: float, note: str
+) -> int | None:
+    """The cluster lost what `lost_marks` `(topic, partition, offset, event_id)` prove it once held: re-queue
+    every row published within `window_hours`, in id order, and drop all marks. Returns how many rows, or None
+    when another relay already did it (the marks changed since they were read).
+
+    Rows keep their attempts (the re-send adds one); partition, offset and published time are cleared, since
+    they described the lost copy. Consumers' inboxes make the repeats harmless. A scan (no index covers
+    `published_at`): this runs once per lost cluster, not on the relay's path.
+    """
+    with connection.cursor() as cursor:
+        cursor.execute(
+            'SELECT topic, partition, "offset", event_id FROM outbox_brokermark ORDER BY topic, partition FOR UPDATE'
+        )
+        current = {(topic, partition): (offset, event_id) for topic, partition, offset, event_id in cursor.fetchall()}
+        if any(current.get((t, p)) != (o, e) for t, p, o, e in lost_marks):
+            return None
+        cursor.execute(_REQUEUE_FORGOTTEN, {"note": note[:2000], "hours": window_hours})
+        (count,) = cursor.fetchone()
+        cursor.execute("DELETE FROM outbox_brokermark")
+        cursor.execute("SELECT pg_notify(%s, '')", [NOTIFY_CHANNEL])
+    return count
 
 
 def outbox_events_purge(*, older_than: timedelta | None = None, batch_size: int | None = None) -> int:

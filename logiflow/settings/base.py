@@ -215,8 +215,15 @@ OUTBOX_RELAY_PIPELINE_DEPTH = env.int("OUTBOX_RELAY_PIPELINE_DEPTH", default=2)
 OUTBOX_RELAY_DELIVERY_TIMEOUT_S = env.float("OUTBOX_RELAY_DELIVERY_TIMEOUT_S", default=30.0)
 OUTBOX_RELAY_RETRY_MAX_S = env.float("OUTBOX_RELAY_RETRY_MAX_S", default=30.0)
 OUTBOX_RELAY_SHUTDOWN_GRACE_S = env.float("OUTBOX_RELAY_SHUTDOWN_GRACE_S", default=10.0)
+# No relay statement runs longer (statement_timeout); a lane stuck past the pipeline's bound (derived from it)
+# makes the relay restart itself, or exit non-zero when the lane does not let go.
+OUTBOX_RELAY_STALL_TIMEOUT_S = env.float("OUTBOX_RELAY_STALL_TIMEOUT_S", default=60.0)
 # The relay hands the producer a whole batch at once, so waiting for more (linger) only adds latency.
 OUTBOX_RELAY_LINGER_MS = env.int("OUTBOX_RELAY_LINGER_MS", default=1)
+# Broker amnesia: the relay checks every this many seconds (and at start) that the cluster still holds what it
+# acknowledged; when it does not (emptied, rebuilt), rows published within the window are sent again.
+OUTBOX_RELAY_BROKER_CHECK_S = env.float("OUTBOX_RELAY_BROKER_CHECK_S", default=60.0)
+OUTBOX_REPUBLISH_WINDOW_HOURS = env.float("OUTBOX_REPUBLISH_WINDOW_HOURS", default=24.0)
 OUTBOX_RETENTION_HOURS = env.int("OUTBOX_RETENTION_HOURS", default=24 * 7)
 OUTBOX_PURGE_BATCH_SIZE = env.int("OUTBOX_PURGE_BATCH_SIZE", default=5000)
 
@@ -317,6 +324,11 @@ CELERY_WORKER_MAX_TASKS_PER_CHILD = env.int("CELERY_WORKER_MAX_TASKS_PER_CHILD",
 CELERY_WORKER_MAX_MEMORY_PER_CHILD = env.int("CELERY_WORKER_MAX_MEMORY_PER_CHILD", default=400_000)  # KiB
 CELERY_BEAT_SCHEDULE: dict = {}
 CELERY_BEAT_SCHEDULE["outbox-purge-published"] = {"task": "apps.outbox.tasks.purge_published_events", "schedule": 3600}
+# Pending outbox rows without a queue entry (an older release wrote them during a deploy) are queued.
+CELERY_BEAT_SCHEDULE["outbox-requeue-stranded"] = {
+    "task": "apps.outbox.tasks.requeue_stranded_events",
+    "schedule": env.float("OUTBOX_STRANDED_SWEEP_INTERVAL_S", default=300.0),
+}
 CELERY_BEAT_SCHEDULE["consumers-purge-inbox"] = {"task": "apps.consumers.tasks.purge_inbox", "schedule": 6 * 3600}
 CELERY_BEAT_SCHEDULE["consumers-requeue-stale-replays"] = {
     "task": "apps.consumers.tasks.requeue_stale_replays", "schedule": 5 * 60,

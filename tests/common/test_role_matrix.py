@@ -55,13 +55,15 @@ API_RULES: dict[tuple[str, str], set[str]] = {
 ADMIN_PAGE_RULES: dict[str, set[str]] = {
     "admin:common_flow_dashboard": OPERATIONS,
     "admin:consumers_deadletter_edit_and_replay": OPERATIONS,
+    "admin:consumers_deadletter_replay_one": OPERATIONS,
+    "admin:consumers_deadletter_discard_one": OPERATIONS,
 }
 
 # Model admin -> roles that may open its list; (model admin, action) -> roles offered the action.
 ADMIN_VIEW_RULES: dict[str, set[str]] = {
     "auth.Group": set(), "auth.User": set(), "knox.AuthToken": set(),
     "axes.AccessAttempt": set(), "axes.AccessLog": set(), "axes.AccessFailureLog": set(),
-    "outbox.OutboxEvent": DISPATCHER,
+    "outbox.OutboxEvent": DISPATCHER | OPERATIONS, "outbox.RelayProblem": OPERATIONS,
     "consumers.DeadLetter": FINANCE | OPERATIONS,
     "routing.Depot": DISPATCHER, "routing.Truck": DISPATCHER, "routing.Customer": DISPATCHER,
     "routing.Route": DISPATCHER,
@@ -70,6 +72,7 @@ ADMIN_VIEW_RULES: dict[str, set[str]] = {
 }
 ADMIN_ACTION_RULES: dict[tuple[str, str], set[str]] = {
     ("axes.AccessAttempt", "cleanup_expired_attempts"): set(),
+    ("outbox.OutboxEvent", "resend_selected"): OPERATIONS,
     ("consumers.DeadLetter", "replay_selected"): OPERATIONS,
     ("consumers.DeadLetter", "replay_failure_groups"): OPERATIONS,
     ("consumers.DeadLetter", "discard_selected"): OPERATIONS,

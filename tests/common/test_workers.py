@@ -6,7 +6,16 @@ from __future__ import annotations
 import threading
 import time
 
+import pytest
+
 from apps.common.workers import Backoff, Worker, run_worker
+
+
+@pytest.fixture(autouse=True)
+def no_database(monkeypatch: pytest.MonkeyPatch) -> None:
+    """After a failure `run_worker` closes broken database connections. These workers have none, and once an
+    earlier test opened the session's connection, touching it here is refused (no django_db mark)."""
+    monkeypatch.setattr("apps.common.workers.close_old_connections", lambda: None)
 
 
 class RecordingStop(threading.Event):

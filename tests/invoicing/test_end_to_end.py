@@ -25,7 +25,7 @@ from tests.invoicing.factories import BillingAccountFactory, KnownCustomerFactor
 from tests.outbox.support import drain_in_process
 from tests.routing.conftest import DISPATCHER_PERMISSIONS
 from tests.routing.factories import CustomerFactory, TruckFactory
-from tests.support.processes import Processes, stop, wait_until
+from tests.support.processes import Processes, log_of, stop, wait_until
 
 STOPS = [
     {"name": "Ankara", "lat": 39.9334, "lon": 32.8597},
@@ -72,6 +72,9 @@ def test_200_events_through_two_consumer_processes_issue_200_invoices_with_gaple
     producer.flush()
 
     consumers = [start_command("consume", "invoicing", "--group-id", group_id) for _ in range(2)]
+    # Both running (stop signals handled) before the backlog can be gone: on Apache Kafka the first member joins in
+    # ~0.1 s and may drain all 200 while the second is still importing Django, where SIGTERM would just kill it.
+    wait_until(lambda: all("subscribed to" in log_of(p) for p in consumers), timeout=60, explain="consumers starting")
     mine = Invoice.objects.filter(route_id__in=routes)
     wait_until(lambda: mine.count() == ROUTES, timeout=180, explain=lambda: f"{mine.count()} invoices")
     for process in consumers:

@@ -16,7 +16,7 @@ from apps.common.embedded_broker import free_port
 from apps.common.tracing import trace_context
 from apps.outbox.models import OutboxEvent, PendingEvent
 from apps.outbox.relay import OutboxRelay
-from tests.factories import route_calculated
+from tests.factories import invoice_generated, route_calculated
 from tests.outbox.support import drain_in_process, pending_count, wait_for
 from tests.support.kafka import TopicTail
 
@@ -213,3 +213,26 @@ def _second_writer_is_waiting() -> bool:
             "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event = 'advisory'"
         )
         return cursor.fetchone()[0] == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_same_key_on_another_topic_is_not_held_back(kafka_bootstrap: str) -> None:
+    """Truck 7's event (routing.events) is claimed elsewhere; route 7's invoice (invoicing.events) still goes."""
+    with transaction.atomic():
+        truck_7 = outbox.publish(route_calculated(truck_id=7))
+        route_7 = outbox.publish(invoice_generated(route_id=7))
+    other_relay = _raw_connection()
+    other_relay.execute(
+        "SELECT q.id FROM outbox_pending q JOIN outbox_outboxevent o ON o.id = q.id WHERE o.event_id = %s"
+        " FOR UPDATE OF q SKIP LOCKED",
+        [truck_7],
+    )
+    relay = OutboxRelay()
+    relay.setup()
+    try:
+        relay.run_once()
+        assert OutboxEvent.objects.get(event_id=route_7).state == OutboxEvent.State.PUBLISHED
+        assert OutboxEvent.objects.get(event_id=truck_7).state == OutboxEvent.State.PENDING
+    finally:
+        relay.teardown()
+        other_relay.close()

@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 from django.test import override_settings
 
-from apps.common.embedded_broker import EmbeddedBroker, free_port
 from apps.common.kafka import ensure_topics
 from apps.contracts import all_topics
 from apps.outbox.models import OutboxEvent
+from tests.support.brokers import Broker, new_broker, restart_empty
 from tests.outbox.support import RelayProcess, assert_per_key_order, pending_count, publish_routes, wait_for
 from tests.support.kafka import Received, TopicTail
 
@@ -118,11 +118,11 @@ def test_sigterm_exits_0_and_every_row_marked_published_is_on_the_topic(
 
 
 @pytest.fixture
-def outage_broker(embedded_broker: EmbeddedBroker | None, tmp_path: Path):
-    """A broker of this test's own, to stop and restart without disturbing the session broker."""
+def outage_broker(embedded_broker: Broker | None, tmp_path: Path):
+    """A broker of this test's own (same kind as the session's), to stop and restart without disturbing that one."""
     if embedded_broker is None:
-        pytest.skip("needs the embedded broker: it stops and restarts it")
-    broker = EmbeddedBroker(port=free_port(), log_path=tmp_path / "outage-tansu.log")
+        pytest.skip("needs a broker process of its own to stop and restart; an external Kafka cannot be")
+    broker = new_broker(tmp_path / "outage-broker")
     broker.start()
     with override_settings(KAFKA_BOOTSTRAP_SERVERS=broker.bootstrap_servers):
         ensure_topics(all_topics())
@@ -132,7 +132,7 @@ def outage_broker(embedded_broker: EmbeddedBroker | None, tmp_path: Path):
 
 @pytest.mark.django_db(transaction=True)
 def test_broker_outage_while_events_are_written_loses_nothing_and_does_not_spin(
-    subprocess_env: dict[str, str], outage_broker: EmbeddedBroker, tmp_path: Path
+    subprocess_env: dict[str, str], outage_broker: Broker, tmp_path: Path
 ) -> None:
     env = {
         **subprocess_env,
@@ -156,8 +156,8 @@ def test_broker_outage_while_events_are_written_loses_nothing_and_does_not_spin(
         assert 2 <= most_attempts <= outage_seconds / 2 + 2
         assert OutboxEvent.objects.exclude(last_error="").filter(state="pending").exists()
 
-        outage_broker.start()  # Tansu keeps nothing in memory across a restart: topics again
-        ensure_topics(all_topics())
+        outage_broker.start()
+        ensure_topics(all_topics())  # Tansu forgot its topics on the restart; Apache Kafka kept them on disk
         assert wait_for(lambda: pending_count() == 0, timeout=60), relay.output()[-3000:]
         tail = TopicTail(TOPIC, from_beginning=True)
         try:
@@ -170,3 +170,76 @@ def test_broker_outage_while_events_are_written_loses_nothing_and_does_not_spin(
     assert OutboxEvent.objects.filter(state="failed").count() == 0
     assert_per_key_order(received)
     assert code == 0
+
+
+def _all_on_topic(wanted: set[str], *, timeout: float = 30.0) -> set[str]:
+    """The wanted ce_ids the topic holds (read from its beginning)."""
+    tail = TopicTail(TOPIC, from_beginning=True)
+    try:
+        return {m.headers["ce_id"] for m in _read_ids(tail, wanted, timeout=timeout)}
+    finally:
+        tail.close()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_rows_published_before_the_broker_forgot_everything_reach_the_new_broker(
+    subprocess_env: dict[str, str], outage_broker: Broker, tmp_path: Path
+) -> None:
+    """`make run` after Ctrl-C: Tansu starts empty (Apache Kafka: on an empty volume), the database still says
+    'published'."""
+    env = {**subprocess_env, "KAFKA_BOOTSTRAP_SERVERS": outage_broker.bootstrap_servers}
+    first = RelayProcess(env, tmp_path / "first.log")
+    try:
+        event_ids = set(publish_routes(30, trucks=4))
+        assert wait_for(lambda: pending_count() == 0, timeout=30), first.output()[-3000:]
+    finally:
+        assert first.stop() == 0
+    assert _all_on_topic(event_ids) == event_ids
+    again = RelayProcess(env, tmp_path / "again.log")  # same broker, memory intact: nothing is re-sent
+    try:
+        time.sleep(3)
+        assert OutboxEvent.objects.exclude(attempts=1).count() == 0, again.output()[-3000:]
+    finally:
+        assert again.stop() == 0
+
+    restart_empty(outage_broker)  # no topics, no messages
+    ensure_topics(all_topics())
+    after = RelayProcess(env, tmp_path / "after.log")
+    try:
+        assert wait_for(lambda: OutboxEvent.objects.filter(attempts=2, state="published").count() == 30, timeout=60), (
+            after.output()[-3000:]
+        )
+        received = _read_ids(TopicTail(TOPIC, from_beginning=True), event_ids)
+    finally:
+        assert after.stop() == 0
+    assert {m.headers["ce_id"] for m in received} == event_ids
+    assert_per_key_order(received)
+    assert "forgot what it had acknowledged" in after.output()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_broker_emptied_under_a_running_relay_gets_the_window_sent_again(
+    subprocess_env: dict[str, str], outage_broker: Broker, tmp_path: Path
+) -> None:
+    env = {
+        **subprocess_env,
+        "KAFKA_BOOTSTRAP_SERVERS": outage_broker.bootstrap_servers,
+        "OUTBOX_RELAY_DELIVERY_TIMEOUT_S": "2",
+        "OUTBOX_RELAY_RETRY_MAX_S": "1",
+        "OUTBOX_RELAY_BROKER_CHECK_S": "5",
+    }
+    relay = RelayProcess(env, tmp_path / "relay.log")
+    try:
+        before = set(publish_routes(20, trucks=4))
+        assert wait_for(lambda: pending_count() == 0, timeout=30)
+        restart_empty(outage_broker)
+        ensure_topics(all_topics())
+        during = set(publish_routes(5, trucks=4))
+        # Everything published before the broker emptied is on the new broker too, with what came after.
+        assert wait_for(lambda: _all_on_topic(before | during, timeout=2) == before | during, timeout=90, interval=1), (
+            relay.output()[-3000:]
+        )
+    finally:
+        code = relay.stop()
+    assert code == 0
+    assert OutboxEvent.objects.exclude(state="published").count() == 0

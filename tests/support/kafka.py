@@ -5,9 +5,12 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from confluent_kafka import OFFSET_END, Consumer, TopicPartition
+from confluent_kafka import OFFSET_END, Consumer, KafkaError, KafkaException, TopicPartition
 
 from apps.common.kafka import client_config
+
+
+LEADER_PENDING = {KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.LEADER_NOT_AVAILABLE}
 
 
 @dataclass(frozen=True)
@@ -33,10 +36,21 @@ class TopicTail:
         partitions = sorted(metadata.topics[topic].partitions)
         assignment = []
         for partition in partitions:
-            low, high = self.consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=10)
+            low, high = self._watermarks(TopicPartition(topic, partition))
             start = low if from_beginning else high
             assignment.append(TopicPartition(topic, partition, start if start >= 0 else OFFSET_END))
         self.consumer.assign(assignment)
+
+    def _watermarks(self, partition: TopicPartition, *, timeout: float = 10.0) -> tuple[int, int]:
+        # Apache Kafka: a partition created a moment ago answers NOT_LEADER_FOR_PARTITION until its leader is known.
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                return self.consumer.get_watermark_offsets(partition, timeout=timeout)
+            except KafkaException as error:
+                if error.args[0].code() not in LEADER_PENDING or time.monotonic() >= deadline:
+                    raise
+                time.sleep(0.1)
 
     def read(self, count: int, *, timeout: float = 20.0) -> list[Received]:
         """Return at least `count` messages, or whatever arrived before `timeout`."""

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import logging
+import os
+import sys
+
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandParser
 
 from apps.common.metrics import serve_worker_metrics
 from apps.common.workers import run_worker
-from apps.outbox.relay import OutboxRelay
+from apps.outbox.relay import OutboxRelay, RelayWedged
+
+logger = logging.getLogger(__name__)
 
 
 class Command(BaseCommand):
@@ -20,7 +26,16 @@ class Command(BaseCommand):
     def handle(self, *args: object, metrics_port: int | None, **options: object) -> None:
         relay = OutboxRelay()
         serve_worker_metrics(settings.RELAY_METRICS_PORT if metrics_port is None else metrics_port, name=relay.name)
-        run_worker(relay)
+        try:
+            run_worker(relay)
+        except RelayWedged as wedged:
+            # A lane thread is stuck where no timeout reaches: a normal exit would wait for it for ever.
+            # Its connection dies with the process, so its rows' locks go too; the supervisor restarts us.
+            logger.critical("%s", wedged)
+            logging.shutdown()
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(wedged.code)
         self.stdout.write(
             f"relay stopped: {relay.totals['published']} published, {relay.totals['failed']} failed"
         )

@@ -1,0 +1,124 @@
+"""Does the Kafka cluster still hold what it acknowledged? The relay's check against broker amnesia.
+
+The relay keeps a few marks (BrokerMark): per partition, the highest offset it saw acknowledged, the event
+that landed there, and the cluster's id. A mark is lost when the cluster id changed (a rebuilt cluster), the
+topic or partition is gone, or reading the partition at the mark's offset does not return that event (the log
+was emptied: Tansu restarted with empty memory, a cluster lost its disks). This module only reads the broker;
+apps.outbox.claims re-queues what the lost cluster had.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from dataclasses import dataclass, field
+
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
+
+from apps.common.kafka import client_config
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Mark:
+    topic: str  # as on the cluster (KAFKA_TOPIC_PREFIX included)
+    partition: int
+    offset: int
+    event_id: uuid.UUID
+    cluster_id: str
+
+
+@dataclass
+class Findings:
+    cluster_id: str | None = None
+    lost: list[tuple[Mark, str]] = field(default_factory=list)  # (mark, why)
+    stale: list[Mark] = field(default_factory=list)  # gone by retention or compaction: not evidence, replace it
+    unreachable: str | None = None  # the broker could not be asked: nothing is known
+
+
+def examine(producer: Producer, marks: list[Mark], *, timeout: float) -> Findings:
+    """Which marks the cluster behind `producer` no longer holds. Reads one message per mark, at most `timeout`."""
+    findings = Findings()
+    try:
+        metadata = producer.list_topics(timeout=timeout)
+    except KafkaException as error:
+        findings.unreachable = str(error)
+        return findings
+    findings.cluster_id = metadata.cluster_id
+    to_read: list[Mark] = []
+    for mark in marks:
+        topic = metadata.topics.get(mark.topic)
+        if mark.cluster_id and metadata.cluster_id and mark.cluster_id != metadata.cluster_id:
+            findings.lost.append((mark, f"cluster id {mark.cluster_id} became {metadata.cluster_id}"))
+        elif topic is None or topic.error is not None or mark.partition not in topic.partitions:
+            findings.lost.append((mark, f"{mark.topic}[{mark.partition}] no longer exists"))
+        else:
+            to_read.append(mark)
+    if to_read:
+        _read_at_marks(to_read, findings, timeout=timeout)
+    return findings
+
+
+def _read_at_marks(marks: list[Mark], findings: Findings, *, timeout: float) -> None:
+    """Fetch the message at each mark's offset and compare its ce_id with the mark's event."""
+    waiting = {(m.topic, m.partition): m for m in marks}
+    consumer = Consumer(
+        client_config(
+            **{
+                "group.id": "logiflow-relay-memory-check",  # never joined (assign only), never committed
+                "enable.auto.commit": False,
+                "auto.offset.reset": "error",  # an offset the log no longer has is an answer, not a reset
+                "enable.partition.eof": True,
+            }
+        )
+    )
+    try:
+        consumer.assign([TopicPartition(m.topic, m.partition, m.offset) for m in marks])
+        deadline = time.monotonic() + timeout
+        while waiting and time.monotonic() < deadline:
+            message = consumer.poll(0.1)
+            if message is None or message.topic() is None:
+                continue
+            mark = waiting.get((message.topic(), message.partition()))
+            if mark is None:
+                continue
+            verdict = _verdict(consumer, mark, message, timeout=timeout)
+            if verdict is None:
+                continue
+            del waiting[(mark.topic, mark.partition)]
+            if verdict == "stale":
+                findings.stale.append(mark)
+            elif verdict != "held":
+                findings.lost.append((mark, verdict))
+        for mark in waiting.values():  # no answer in time: does the log even reach the mark's offset?
+            _, high = consumer.get_watermark_offsets(TopicPartition(mark.topic, mark.partition), timeout=timeout)
+            if high <= mark.offset:
+                why = f"{mark.topic}[{mark.partition}] ends at {high}, before offset {mark.offset}"
+                findings.lost.append((mark, why))
+    except KafkaException as error:
+        findings.unreachable = str(error)
+    finally:
+        consumer.close()
+
+
+def _verdict(consumer: Consumer, mark: Mark, message, *, timeout: float) -> str | None:  # noqa: ANN001
+    """'held', 'stale', a reason the mark is lost, or None (not an answer about this mark)."""
+    where = f"{mark.topic}[{mark.partition}]"
+    error = message.error()
+    if error is None:
+        if message.offset() > mark.offset:
+            return "stale"  # compacted away; later messages are there
+        ce_id = dict(message.headers() or []).get("ce_id", b"")
+        if ce_id == str(mark.event_id).encode():
+            return "held"
+        return f"{where} offset {mark.offset} holds another message than event {mark.event_id}"
+    if error.code() == KafkaError._PARTITION_EOF:
+        return f"{where} ends at {message.offset()}, before offset {mark.offset}"
+    if error.code() in (KafkaError.OFFSET_OUT_OF_RANGE, KafkaError._AUTO_OFFSET_RESET):
+        low, high = consumer.get_watermark_offsets(TopicPartition(mark.topic, mark.partition), timeout=timeout)
+        if mark.offset < low:
+            return "stale"  # retention deleted it
+        return f"{where} has offsets {low}..{high}, not {mark.offset}"
+    return None

@@ -1,0 +1,72 @@
+"""What the relay does with the broker's refusals: only hopeless bytes fail; everything a person can fix is retried
+and reported loudly (ERROR log, RelayProblem for the admin, `/readyz`)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from unittest import mock
+
+import pytest
+from confluent_kafka import KafkaError
+from django.db import transaction
+from django.test import Client
+
+from apps import outbox
+from apps.outbox.models import OutboxEvent, PendingEvent, RelayProblem
+from apps.outbox.relay import Batch, OutboxRelay
+from tests.factories import route_calculated
+
+
+@contextmanager
+def _broker_refuses(error: KafkaError) -> Iterator[None]:
+    """Every delivery report of this relay says `error` (as a broker with a missing ACL would)."""
+    real = Batch.report
+
+    def report(self: Batch, slot: int, _error: KafkaError | None, message: object) -> None:
+        real(self, slot, error, message)
+
+    with mock.patch.object(Batch, "report", report):
+        yield
+
+
+def _run_once(relay: OutboxRelay) -> None:
+    relay.setup()
+    try:
+        relay.run_once()
+    finally:
+        relay.teardown()
+
+
+@pytest.mark.parametrize(
+    "code", [KafkaError.TOPIC_AUTHORIZATION_FAILED, KafkaError.TOPIC_EXCEPTION, KafkaError.UNKNOWN_TOPIC_OR_PART,
+             KafkaError.POLICY_VIOLATION],
+    ids=["authorization", "topic-exception", "unknown-topic", "policy"],
+)
+@pytest.mark.django_db(transaction=True)
+def test_refusal_a_person_can_fix_keeps_the_row_pending_and_is_reported_until_a_row_gets_through(
+    kafka_bootstrap: str, code: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    with transaction.atomic():
+        outbox.publish(route_calculated(truck_id=1))
+        outbox.publish(route_calculated(truck_id=2))
+    client = Client()
+
+    with _broker_refuses(KafkaError(code, "refused by the broker")), caplog.at_level(logging.ERROR):
+        _run_once(OutboxRelay())
+
+    assert set(OutboxEvent.objects.values_list("state", "attempts")) == {("pending", 1)}
+    assert PendingEvent.objects.count() == 2  # still queued: retried, never dropped
+    [problem] = RelayProblem.objects.all()
+    assert (problem.code, problem.topic, problem.rows) == (KafkaError(code).name(), "routing.events", 2)
+    assert any(r.levelno == logging.ERROR and KafkaError(code).name() in r.getMessage() for r in caplog.records)
+    ready = client.get("/readyz")
+    assert ready.status_code == 200  # the web tier keeps serving...
+    assert ready.json() == {"status": "degraded", "failing": [], "degraded": ["outbox_relay"], "stale": []}  # ...names it
+
+    _run_once(OutboxRelay())  # the ACL was fixed
+
+    assert set(OutboxEvent.objects.values_list("state", flat=True)) == {"published"}
+    assert not RelayProblem.objects.exists()
+    assert client.get("/readyz").json() == {"status": "ok", "failing": [], "stale": []}
