@@ -24,6 +24,7 @@ class Config:
     pdf_leak_mb: int
     worker_max_memory_kib: int
     faults: tuple[str, ...]  # empty: every kind
+    broker: str  # "tansu" (embedded) or "kafka" (Apache Kafka from the jars of `make kafka-jars`)
 
     @classmethod
     def from_env(cls) -> Config:
@@ -39,4 +40,5 @@ class Config:
             pdf_leak_mb=int(os.environ.get("CHAOS_PDF_LEAK_MB") or 20),
             worker_max_memory_kib=int(os.environ.get("CHAOS_WORKER_MAX_MEMORY_KIB") or 250_000),
             faults=tuple(kind.strip() for kind in os.environ.get("CHAOS_FAULTS", "").split(",") if kind.strip()),
+            broker=os.environ.get("CHAOS_BROKER") or "tansu",
         )

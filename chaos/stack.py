@@ -1,5 +1,5 @@
-"""The stack under test as real processes: an embedded PostgreSQL and Tansu, two relays, two members of each
-consumer group, Celery with beat and gunicorn. A supervisor thread restarts whatever the faults killed, or
+"""The stack under test as real processes: an embedded PostgreSQL, a broker (Tansu, or Apache Kafka), two relays,
+two members of each consumer group, Celery with beat and gunicorn. A supervisor thread restarts whatever the faults killed, or
 whatever exited on its own (with backoff), as a process supervisor in production would.
 
 Every process runs in a session of its own, so a kill reaches its children too (Celery's pool); logs go to
@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from apps.common.embedded_broker import EmbeddedBroker, free_port
+from apps.common.kafka_broker import ApacheKafkaBroker
 from chaos.config import ROOT, Config
 from logiflow.embedded_postgres import throwaway_database_url
 
@@ -76,7 +77,7 @@ class Stack:
         self.config = config
         self.log_dir = config.run_dir / "logs"
         self.database_url = ""
-        self.broker: EmbeddedBroker | None = None
+        self.broker: EmbeddedBroker | ApacheKafkaBroker | None = None
         self.web_url = ""
         self.services: dict[str, Service] = {}
         self.broker_paused = False
@@ -89,9 +90,9 @@ class Stack:
     def start(self) -> None:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         self.database_url = throwaway_database_url()  # deleted when this process exits
-        self.broker = EmbeddedBroker(port=free_port(), log_path=self.log_dir / "tansu.log")
+        self.broker = self._broker()
         self.broker.start()
-        logger.info("PostgreSQL at %s, Tansu at %s", self.database_url, self.broker.bootstrap_servers)
+        logger.info("PostgreSQL at %s, %s at %s", self.database_url, self.config.broker, self.broker.bootstrap_servers)
         self._manage("migrate", "--noinput", "-v0")
         self._manage("create_demo_users", DJANGO_DEBUG="true")
         self._manage("kafka_topics")
@@ -103,6 +104,14 @@ class Stack:
         self._supervising.set()
         self._supervisor = threading.Thread(target=self._supervise, name="chaos-supervisor", daemon=True)
         self._supervisor.start()
+
+    def _broker(self) -> EmbeddedBroker | ApacheKafkaBroker:
+        if self.config.broker == "tansu":
+            return EmbeddedBroker(port=free_port(), log_path=self.log_dir / "tansu.log")
+        if self.config.broker == "kafka":
+            return ApacheKafkaBroker(port=free_port(), data_dir=self.config.run_dir / "kafka",
+                                     log_path=self.log_dir / "kafka.log")
+        raise ValueError(f"CHAOS_BROKER must be tansu or kafka, not {self.config.broker!r}")
 
     def env(self, **extra: str) -> dict[str, str]:
         assert self.broker is not None
