@@ -30,21 +30,21 @@ def live(_request: HttpRequest) -> JsonResponse:
 
 
 def ready(_request: HttpRequest) -> JsonResponse:
-    """503 only when the database does not answer. Kafka and the workers are not a reason to take the web tier out
-    of service (it must work while they are down): their trouble makes the answer `"degraded"`, still 200, naming
-    the component — visible to whoever looks and to monitoring that reads the body, harmless to routing.
+    """Ready when the database answers (503 otherwise); Kafka is not checked: the web tier must work while it is down.
 
     `stale` names the worker kinds (`relay`, `consumer:<group>`) whose every process has been silent for
-    HEARTBEAT_STALE_SECONDS: shown, not failed, since a stopped consumer is no reason to take the web away.
+    HEARTBEAT_STALE_SECONDS; `degraded` (present only then, with status "degraded") names components that report
+    trouble a person must fix, e.g. the relay refused by the cluster. Both are shown, not failed: a stopped consumer
+    or a missing ACL is no reason to take the web away. Monitoring reads the body.
     """
     failing = [name for name, check in _CHECKS.items() if not _passes(name, check)]
     if failing:
         return JsonResponse({"status": "unavailable", "failing": failing}, status=503)
+    body: dict[str, object] = {"status": "ok", "failing": [], "stale": _stale_workers()}
     degraded = [name for name, check in sorted(_DEGRADATIONS.items()) if _is_degraded(name, check)]
-    stale = _stale_workers()
     if degraded:
-        return JsonResponse({"status": "degraded", "failing": [], "degraded": degraded, "stale": stale})
-    return JsonResponse({"status": "ok", "failing": [], "stale": stale})
+        body.update(status="degraded", degraded=degraded)
+    return JsonResponse(body)
 
 
 def _stale_workers() -> list[str]:

@@ -18,8 +18,12 @@ from apps.outbox.services import outbox_events_resend
 
 
 def visible_sources(user: Any) -> set[str] | None:
-    """The event sources (bounded contexts) whose outbox rows `user` may see; None: all (a superuser)."""
-    if user.is_superuser:
+    """The event sources (bounded contexts) whose outbox rows `user` may see; None: all.
+
+    All for a superuser, and for whoever may re-send (operations: delivery failures of every context are theirs,
+    as the dead letters of every context are); else the contexts the user works in (a dispatcher: routing's).
+    """
+    if user.is_superuser or user.has_perm("outbox.resend_outboxevent"):
         return None
     return {cls.ce_source() for cls in EVENT_TYPES.values() if user.has_module_perms(cls.context)}
 
@@ -42,12 +46,8 @@ class OutboxEventAdmin(EventIdOrKeySearchMixin, admin.ModelAdmin):
     readonly_fields = fields
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[OutboxEvent]:
-        """Each user sees the events of the bounded contexts they work in (a dispatcher: routing's, not invoice
-        totals); a superuser sees all, and so does whoever may re-send (operations: delivery failures of every
-        context are theirs, as the dead letters of every context are)."""
+        """Each user sees the events of the bounded contexts they work in (see `visible_sources`)."""
         queryset = super().get_queryset(request)
-        if self.has_resend_permission(request):
-            return queryset  # whoever may re-send failed rows sees every context's
         visible = visible_sources(request.user)
         return queryset if visible is None else queryset.filter(source__in=visible)
 
@@ -59,10 +59,6 @@ class OutboxEventAdmin(EventIdOrKeySearchMixin, admin.ModelAdmin):
 
     def has_delete_permission(self, request: HttpRequest, obj: OutboxEvent | None = None) -> bool:
         return False
-
-    @admin.display(description="payload")
-    def payload_pretty(self, obj: OutboxEvent) -> str:
-        return pretty_json(obj.payload)
 
     def has_resend_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm("outbox.resend_outboxevent")
@@ -77,6 +73,10 @@ class OutboxEventAdmin(EventIdOrKeySearchMixin, admin.ModelAdmin):
         actions = super().get_actions(request)
         actions.pop("delete_selected", None)
         return actions
+
+    @admin.display(description="payload")
+    def payload_pretty(self, obj: OutboxEvent) -> str:
+        return pretty_json(obj.payload)
 
     @admin.display(description="last error")
     def short_error(self, obj: OutboxEvent) -> str:
@@ -96,8 +96,11 @@ class OutboxEventAdmin(EventIdOrKeySearchMixin, admin.ModelAdmin):
             )
 
     def changelist_view(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> HttpResponse:
-        backlog = outbox_backlog(sources=visible_sources(request.user))
-        context = {**(extra_context or {}), "backlog": backlog, "relay_problems": relay_problems()}
+        context = {
+            **(extra_context or {}),
+            "backlog": outbox_backlog(sources=visible_sources(request.user)),
+            "relay_problems": relay_problems(),
+        }
         return super().changelist_view(request, context)
 
 

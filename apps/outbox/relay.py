@@ -157,24 +157,32 @@ class Batch:
         self.seq = seq
         self.claimed = 0
         self.held_back = 0
+        # Per sent row: its id, the previous row of its key it must not overtake, its topic (for the metrics),
+        # its topic on the cluster (KAFKA_TOPIC_PREFIX included: problems and broker marks), its event id (broker
+        # marks) and its ce_time (the row's creation, RFC 3339: delivery latency).
         self.ids: list[int] = []
-        self.topics: list[str] = []  # as on the cluster (KAFKA_TOPIC_PREFIX included)
-        self.event_ids: list[str] = []
         self.previous: list[int | None] = []
+        self.topics: list[str] = []
+        self.cluster_topics: list[str] = []
+        self.event_ids: list[str] = []
+        self.times: list[str] = []
         # Per (topic, key) sent in this batch, its last row: what later batches may have to wait for.
         self.tails: dict[tuple[str, str], int] = {}
         # Per sent row: (partition, offset) once acknowledged, a KafkaError once refused, None while waiting.
         self.reports: list[tuple[int, int] | KafkaError | None] = []
-        self.times: list[str] = []  # per sent row, its ce_time (the row's creation): the metrics' delivery latency
         self._settled: list[None] = []
         self._expected: int | None = None  # set by seal()
         self.complete = threading.Event()
 
-    def add(self, row_id: int, topic: str, event_id: str, previous_id: int | None) -> int:
+    def add(
+        self, row_id: int, previous_id: int | None, *, topic: str, cluster_topic: str, event_id: str, time: str
+    ) -> int:
         self.ids.append(row_id)
-        self.topics.append(topic)
-        self.event_ids.append(event_id)
         self.previous.append(previous_id)
+        self.topics.append(topic)
+        self.cluster_topics.append(cluster_topic)
+        self.event_ids.append(event_id)
+        self.times.append(time)
         self.reports.append(None)
         return len(self.ids) - 1
 
@@ -206,7 +214,7 @@ class Job:
     claim_done: threading.Event = field(default_factory=threading.Event)
     future: Future | None = None
     counts: dict[str, int] = field(default_factory=dict)
-    outcomes: dict[int, str] = field(default_factory=dict)  # recorded at commit: the batch's metrics
+    outcomes: dict[int, str] = field(default_factory=dict)  # per sent row, as recorded (all pending on failure)
 
 
 @dataclass
@@ -237,7 +245,6 @@ class OutboxRelay(Worker):
         self.wait_bound = self.delivery_timeout + 5.0 + self.shutdown_grace + 2 * self.stall_timeout
         self.totals = {PUBLISHED: 0, FAILED: 0, PENDING: 0}
         self.heartbeat = HeartbeatRecorder(Heartbeat.Kind.RELAY)
-        self._connectivity = ConnectivityLog("relay")
         self.producer: Producer | None = None
         self._producer_broken = False
         self._unconfirmed_rounds = 0
@@ -264,6 +271,7 @@ class OutboxRelay(Worker):
         self._acked_high: dict[tuple[str, int], int] = {}
         self._marked_at: dict[tuple[str, int], float] = {}
         self._cluster_id: str | None = None
+        self._connectivity = ConnectivityLog("relay")
 
     # --- lifecycle -------------------------------------------------------------------------------
     def setup(self) -> None:
@@ -282,6 +290,7 @@ class OutboxRelay(Worker):
 
     def run_once(self) -> bool:
         """One round; True when it decided the fate of rows (run_worker's restart backoff resets on that)."""
+        self.heartbeat.beat()  # waiting for a producer or for the broker's answer is alive too
         if self._producer_broken:
             delay = self.rebuilds.failed()
             logger.warning("relay: rebuilding the producer in %.1fs", delay)
@@ -543,8 +552,8 @@ class OutboxRelay(Worker):
                 # What the producer still holds of these rows must not land after another relay re-sends them.
                 self._abandon_in_flight(reason=f"batch failed: {error!r}")
             self._abandon_transaction()
-        self._remember(batch, outcomes)
         job.outcomes = outcomes
+        self._remember(batch, outcomes)
         return error
 
     def _claim_and_send(self, batch: Batch) -> None:
@@ -576,8 +585,9 @@ class OutboxRelay(Worker):
                     previous_id = candidate
             tails[key_of] = row_id
             cluster_topic = prefix + topic
-            slot = batch.add(row_id, cluster_topic, event_id, previous_id)
-            batch.times.append(time_)
+            slot = batch.add(
+                row_id, previous_id, topic=topic, cluster_topic=cluster_topic, event_id=event_id, time=time_
+            )
             headers = cloudevents_headers(
                 event_id=event_id, source=source, event_type=event_type, time=time_, traceparent=traceparent
             )
@@ -665,7 +675,7 @@ class OutboxRelay(Worker):
                     outcomes[row_id] = PUBLISHED
                     partition, offset = report
                     published.append(claims.Delivered(row_id, partition, offset))
-                    where = (batch.topics[slot], partition)
+                    where = (batch.cluster_topics[slot], partition)
                     span = acked.get(where)
                     if span is None:
                         acked[where] = [offset, offset, batch.event_ids[slot]]
@@ -683,7 +693,7 @@ class OutboxRelay(Worker):
                     reason = report.str() if isinstance(report, KafkaError) else "no delivery report"
                     retried.append(claims.Refused(row_id, reason))
                     if isinstance(report, KafkaError) and report.code() in NEEDS_A_PERSON_ERRORS:
-                        problem = problems.setdefault((report.name(), batch.topics[slot]), [0, reason])
+                        problem = problems.setdefault((report.name(), batch.cluster_topics[slot]), [0, reason])
                         problem[0] += 1
         claims.mark_published(published)
         claims.mark_failed(failed)
@@ -709,7 +719,7 @@ class OutboxRelay(Worker):
         """
         solved: set[str] = set()
         if self._problem_topics and published:
-            topic_of = dict(zip(batch.ids, batch.topics, strict=True))
+            topic_of = dict(zip(batch.ids, batch.cluster_topics, strict=True))
             solved = {topic_of[d.id] for d in published} & self._problem_topics
         for (code, topic), (rows, message) in problems.items():
             logger.error(

@@ -40,10 +40,12 @@ def waiting_work() -> None:
 
 
 @pytest.mark.usefixtures("waiting_work")
-def test_operations_sees_pending_dead_letters_by_group_and_nothing_of_invoices_or_outbox() -> None:
+def test_operations_sees_pending_dead_letters_by_group_the_whole_outbox_backlog_and_nothing_of_invoices() -> None:
     page = index_for("operations")
     assert "2 unresolved dead letters in group testing" in page
-    assert "failed PDF" not in page and "unpublished event" not in page
+    # Operations re-sends failed outbox rows of every context, so it sees every context's backlog.
+    assert "2 unpublished events, the oldest 0:07:" in page
+    assert "failed PDF" not in page
 
 
 @pytest.mark.usefixtures("waiting_work")
