@@ -30,6 +30,7 @@ VALIDATION_ERRORS = {
 }
 _BODY_METHODS = {"post", "put", "patch"}
 NO_NUL = "^[^\\u0000]*$"
+BLANK_ALTERNATIVE = {"type": "string", "maxLength": 0}
 # A non-blank field trims whitespace first (Python's str.strip, which also strips \x1c-\x1f and \x85, unlike
 # ECMA's \s), so it needs one character that is neither whitespace nor NUL.
 NOT_BLANK = "^[^\\u0000]*[^\\s\\u0000\\u001c-\\u001f\\u0085][^\\u0000]*$"
@@ -91,6 +92,13 @@ class AutoSchema(openapi.AutoSchema):
     - A decimal sent as a string needs digits (DRF refuses "", "." and "-"), and a sign only if negatives are
       allowed.
     """
+
+    def _insert_field_validators(self, field: Any, schema: dict[str, Any]) -> None:
+        super()._insert_field_validators(field, schema)
+        if BLANK_ALTERNATIVE in schema.get("oneOf", []):
+            # drf-spectacular's "or blank" alternative for a field that may be blank: "" may match the other
+            # alternative too (no minLength), and under oneOf matching both would make the blank string invalid.
+            schema["anyOf"] = schema.pop("oneOf")
 
     def _map_serializer_field(self, field: Any, direction: str, bypass_extensions: bool = False) -> dict[str, Any]:
         schema = super()._map_serializer_field(field, direction, bypass_extensions)
