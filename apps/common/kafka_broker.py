@@ -13,7 +13,7 @@ import time
 import uuid
 from pathlib import Path
 
-from apps.common.embedded_broker import free_port
+from apps.common.embedded_broker import BrokerProcess, free_port
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 DEFAULT_LIB_DIR = ROOT / "var" / "kafka" / "lib"
@@ -29,7 +29,9 @@ def cluster_id() -> str:
             return text
 
 
-class ApacheKafkaBroker:
+class ApacheKafkaBroker(BrokerProcess):
+    stop_timeout = 30.0  # SIGTERM is Kafka's controlled shutdown: give it time before SIGKILL
+
     def __init__(
         self,
         *,
@@ -48,10 +50,6 @@ class ApacheKafkaBroker:
         self.heap = heap
         self.process: subprocess.Popen[bytes] | None = None
 
-    @property
-    def bootstrap_servers(self) -> str:
-        return f"{self.host}:{self.port}"
-
     def start(self, *, timeout: float = 60.0) -> None:
         """Format the storage (first start on this data dir only), start the broker, return once it serves metadata."""
         if not any(self.lib_dir.glob("kafka_2.13-*.jar")):
@@ -67,25 +65,6 @@ class ApacheKafkaBroker:
             with open(self.log_path, "ab") as log:  # the child keeps its own descriptor
                 self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
         self._wait_until_serving(timeout)
-
-    def stop(self, *, timeout: float = 30.0) -> None:
-        """SIGTERM (Kafka's controlled shutdown), SIGKILL if it has not exited within `timeout`."""
-        if self.process is not None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-            self.process = None
-
-    def terminate(self) -> None:
-        if self.process is not None:
-            self.process.terminate()
-
-    def wait(self) -> int:
-        assert self.process is not None
-        return self.process.wait()
 
     def _write_properties(self) -> Path:
         controller = free_port()
