@@ -22,6 +22,42 @@ def _prepare_filesystem_transport(**_: object) -> None:
             os.makedirs(options[key], exist_ok=True)
 
 
+@signals.worker_process_init.connect
+def _trace_pool_process(**_: object) -> None:
+    """OpenTelemetry per prefork child (its exporter thread must not be forked); off without its endpoint."""
+    from apps.common.telemetry import configure_telemetry
+
+    configure_telemetry("logiflow-celery")
+
+
+@signals.worker_init.connect
+def _trace_worker(sender: object = None, **_: object) -> None:
+    """The solo and thread pools run tasks in the worker's own process: trace it there."""
+    if not getattr(getattr(sender, "pool_cls", None), "__module__", "").endswith("prefork"):
+        _trace_pool_process()
+
+
+@signals.before_task_publish.connect
+def _carry_trace(headers: dict | None = None, **_: object) -> None:
+    from apps.common.tracing import task_publish_headers
+
+    task_publish_headers(headers)
+
+
+@signals.task_prerun.connect
+def _enter_trace(task_id: str = "", task: object = None, **_: object) -> None:
+    from apps.common.tracing import task_trace_enter
+
+    task_trace_enter(task_id, getattr(getattr(task, "request", None), "traceparent", None))
+
+
+@signals.task_postrun.connect
+def _leave_trace(task_id: str = "", **_: object) -> None:
+    from apps.common.tracing import task_trace_exit
+
+    task_trace_exit(task_id)
+
+
 @signals.worker_ready.connect
 def _serve_metrics(**_: object) -> None:
     """CELERY_METRICS_PORT (0: off). Tasks run in prefork children: their counters reach this endpoint only when

@@ -8,5 +8,8 @@ import os
 
 from django.core.wsgi import get_wsgi_application
 
+from apps.common.telemetry import configure_telemetry
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "logiflow.settings.production")
+configure_telemetry("logiflow-web")  # before the handler loads the middleware: the Django instrumentation adds one
 application = get_wsgi_application()

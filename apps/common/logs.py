@@ -8,7 +8,7 @@ import json
 import logging
 from datetime import UTC, datetime
 
-from apps.common.tracing import current_event_id, current_traceparent
+from apps.common.tracing import current_event_id, current_log_ids, current_traceparent
 
 
 class SkipErrorResponses(logging.Filter):
@@ -21,7 +21,7 @@ class SkipErrorResponses(logging.Filter):
 
 class JsonFormatter(logging.Formatter):
     """time, level, logger, message, process; trace_id and span_id from the current `traceparent`, event_id
-    inside a consumer's handler; the traceback as `exception`."""
+    inside a consumer's handler, route_id / invoice_id where the work names them; the traceback as `exception`."""
 
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, object] = {
@@ -39,6 +39,7 @@ class JsonFormatter(logging.Formatter):
         event_id = current_event_id()
         if event_id:
             entry["event_id"] = event_id
+        entry.update(current_log_ids())
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
         if record.stack_info:

@@ -7,6 +7,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from apps.common.metrics import serve_worker_metrics
+from apps.common.telemetry import configure_telemetry
 from apps.common.workers import Backoff, run_worker
 from apps.consumers import registry
 from apps.consumers.runtime import ConsumerWorker
@@ -39,6 +40,7 @@ class Command(BaseCommand):
             worker = ConsumerWorker(group, group_id=group_id, batch_size=batch_size, poll_timeout=poll_timeout)
         except ImproperlyConfigured as error:
             raise CommandError(str(error)) from None
+        configure_telemetry(f"logiflow-consumer-{group}")
         serve_worker_metrics(settings.CONSUMER_METRICS_PORT if metrics_port is None else metrics_port, name=worker.name)
         # The delay doubles per consecutive failure; it resets after a batch was applied, or a minute healthy.
         run_worker(worker, backoff=Backoff(initial=0.5, maximum=30.0, healthy_after=60.0))

@@ -10,6 +10,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandParser
 
 from apps.common.metrics import serve_worker_metrics
+from apps.common.telemetry import configure_telemetry
 from apps.common.workers import run_worker
 from apps.outbox.relay import OutboxRelay, RelayWedged
 
@@ -24,6 +25,7 @@ class Command(BaseCommand):
                             help="serve this process's metrics on this port (default RELAY_METRICS_PORT; 0: off)")
 
     def handle(self, *args: object, metrics_port: int | None, **options: object) -> None:
+        configure_telemetry("logiflow-relay")
         relay = OutboxRelay()
         serve_worker_metrics(settings.RELAY_METRICS_PORT if metrics_port is None else metrics_port, name=relay.name)
         try:

@@ -1,0 +1,100 @@
+"""Optional OpenTelemetry tracing, switched on per process by `OTEL_EXPORTER_OTLP_ENDPOINT`: Django, psycopg and
+Celery are instrumented, and `apps.common.tracing` turns its spans (request, relay send, consumer process) into
+real ones. Without the variable nothing is imported beyond the API and nothing is patched.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from opentelemetry.context import Context
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor, SpanExporter
+from opentelemetry.sdk.trace.sampling import ALWAYS_ON, Decision, ParentBased, Sampler, SamplingResult
+from opentelemetry.trace import Link, SpanKind, get_current_span
+from opentelemetry.util.types import Attributes
+
+from apps.common import tracing
+
+logger = logging.getLogger(__name__)
+
+
+class DropOrphanQueries(Sampler):
+    """A database query outside any traced unit of work (the relay's polls, heartbeats, beat sweeps) would be a
+    trace of one span every few seconds: drop client spans that have no parent, sample everything else."""
+
+    def should_sample(
+        self, parent_context: Context | None, trace_id: int, name: str, kind: SpanKind | None = None,
+        attributes: Attributes = None, links: Sequence[Link] | None = None, trace_state: object = None,
+    ) -> SamplingResult:
+        if kind == SpanKind.CLIENT and not get_current_span(parent_context).get_span_context().is_valid:
+            return SamplingResult(Decision.DROP)
+        return ALWAYS_ON.should_sample(parent_context, trace_id, name, kind, attributes, links)
+
+    def get_description(self) -> str:
+        return "DropOrphanQueries"
+
+
+@dataclass
+class _Telemetry:
+    provider: TracerProvider
+    instrumentors: list[object]
+
+
+_active: _Telemetry | None = None
+
+
+def configure_telemetry(service_name: str, *, exporter: SpanExporter | None = None) -> bool:
+    """Trace this process as `service_name` if `OTEL_EXPORTER_OTLP_ENDPOINT` is set (or a test passes an
+    exporter, whose spans are exported synchronously). Once per process; True when tracing is on."""
+    if _active is not None:
+        return True
+    if exporter is None and not os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT"):
+        return False
+    provider = TracerProvider(
+        resource=Resource.create({"service.name": service_name}), sampler=ParentBased(root=DropOrphanQueries())
+    )
+    provider.add_span_processor(SimpleSpanProcessor(exporter) if exporter else BatchSpanProcessor(_otlp_exporter()))
+    _activate(provider)
+    logger.info("OpenTelemetry tracing on as %s", service_name)
+    return True
+
+
+def _otlp_exporter() -> SpanExporter:
+    # Reads OTEL_EXPORTER_OTLP_ENDPOINT (and _HEADERS, _TIMEOUT ...) itself; imported only when tracing is on.
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+    return OTLPSpanExporter()
+
+
+def _activate(provider: TracerProvider) -> None:
+    global _active
+    from opentelemetry.instrumentation.celery import CeleryInstrumentor
+    from opentelemetry.instrumentation.django import DjangoInstrumentor
+    from opentelemetry.instrumentation.psycopg import PsycopgInstrumentor
+
+    instrumentors: list[object] = [DjangoInstrumentor(), PsycopgInstrumentor(), CeleryInstrumentor()]
+    for instrumentor in instrumentors:
+        instrumentor.instrument(tracer_provider=provider)  # type: ignore[attr-defined]
+    tracing.use_tracer(provider.get_tracer("logiflow"))
+    _active = _Telemetry(provider=provider, instrumentors=instrumentors)
+
+
+def shutdown_telemetry() -> None:
+    """Flush and switch tracing off again (tests; a process simply exits)."""
+    global _active
+    if _active is None:
+        return
+    tracing.use_tracer(None)
+    for instrumentor in _active.instrumentors:
+        instrumentor.uninstrument()  # type: ignore[attr-defined]
+    _active.provider.shutdown()
+    _active = None
+
+
+def telemetry_enabled() -> bool:
+    return _active is not None
