@@ -17,7 +17,8 @@ import re
 import time
 import traceback as tb
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -29,10 +30,12 @@ from django.utils import timezone
 from pydantic import ValidationError
 
 from apps.common.api import ApplicationError
-from apps.common.tracing import trace_context
+from opentelemetry.trace import SpanKind
+
+from apps.common.tracing import batch_spans, log_context, trace_context
 from apps.consumers import registry
 from apps.consumers.decoding import SKIP, Decoded, DecodeFailure, RawMessage, decode, identity
-from apps.consumers.models import DeadLetter, DeadLetterReplay, InboxEntry, encode_headers, safe_text
+from apps.consumers.models import DeadLetter, DeadLetterReplay, InboxEntry, bytes_text, encode_headers, safe_text
 
 Action = DeadLetterReplay.Action
 Outcome = DeadLetterReplay.Outcome
@@ -107,9 +110,34 @@ def inbox_apply(*, decoded: Decoded) -> bool:
     meta = decoded.meta
     if not _inbox_insert(group=meta.group, event_id=meta.event_id):
         return False
-    with trace_context(meta.traceparent, event_id=str(meta.event_id)):
+    with _process_span(meta), log_context(**log_ids(decoded.event)):
         decoded.registration.handler(decoded.event, meta)
     return True
+
+
+def _process_span(meta: registry.EventMeta) -> AbstractContextManager[str]:
+    return trace_context(
+        meta.traceparent, event_id=str(meta.event_id), name=f"process {meta.topic}", kind=SpanKind.CONSUMER,
+        attributes=messaging_attributes(meta),
+    )
+
+
+def messaging_attributes(meta: registry.EventMeta) -> dict[str, str | int]:
+    """OpenTelemetry messaging attributes of a consumed message (the key shown as text, never trusted)."""
+    attributes: dict[str, str | int] = {
+        "messaging.system": "kafka", "messaging.operation.type": "process", "messaging.operation.name": "process",
+        "messaging.destination.name": meta.topic, "messaging.consumer.group.name": meta.group,
+        "messaging.message.id": str(meta.event_id), "messaging.destination.partition.id": str(meta.partition),
+        "messaging.kafka.offset": meta.offset,
+    }
+    if meta.key is not None:
+        attributes["messaging.kafka.message.key"] = bytes_text(meta.key)
+    return attributes
+
+
+def log_ids(event: object) -> dict[str, object]:
+    """The route and invoice an event is about, for the log lines of its handling."""
+    return {name: getattr(event, name) for name in ("route_id", "invoice_id") if hasattr(event, name)}
 
 
 def _inbox_insert(*, group: str, event_id: Any) -> bool:
@@ -147,7 +175,11 @@ def inbox_apply_many(*, decoded: Sequence[Decoded]) -> list[bool]:
         fresh.discard(item.meta.event_id)  # a second copy of an event in the same run is a duplicate
     new = [(item.event, item.meta) for item, is_new in zip(decoded, applied, strict=True) if is_new]
     if new:
-        registration.batch_handler(new)
+        spans = [(meta.traceparent, f"process {meta.topic}", messaging_attributes(meta)) for _, meta in new]
+        with batch_spans(spans) as parents:
+            if parents is not None:  # each message's work continues under its own process span
+                new = [(event, replace(meta, traceparent=parent)) for (event, meta), parent in zip(new, parents, strict=True)]
+            registration.batch_handler(new)
     return applied
 
 

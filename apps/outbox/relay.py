@@ -16,7 +16,7 @@ import time
 from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import partial
@@ -35,6 +35,7 @@ from apps.common.metrics import (
     RELAY_ROWS_RETRIED,
 )
 from apps.common.models import Heartbeat
+from apps.common.tracing import otel_enabled, send_span
 from apps.common.workers import Backoff, HeartbeatRecorder, Worker
 from apps.outbox import broker_memory, claims
 from apps.outbox.models import cloudevents_headers
@@ -568,6 +569,7 @@ class OutboxRelay(Worker):
         prefix = settings.KAFKA_TOPIC_PREFIX
         sent_here: set[int] = set()
         tails = batch.tails
+        traced = otel_enabled()
         for row_id, topic, key, payload, event_id, source, event_type, time_, traceparent, previous_id in rows:
             if self._producer_broken:
                 break  # the rest stays pending, unsent and unrecorded: the next producer takes it
@@ -588,20 +590,13 @@ class OutboxRelay(Worker):
             slot = batch.add(
                 row_id, previous_id, topic=topic, cluster_topic=cluster_topic, event_id=event_id, time=time_
             )
-            headers = cloudevents_headers(
-                event_id=event_id, source=source, event_type=event_type, time=time_, traceparent=traceparent
-            )
-            while True:
-                try:
-                    produce(cluster_topic, payload, key, headers=headers, on_delivery=partial(batch.report, slot))
-                    break
-                except BufferError:
-                    self.producer.poll(0.05)  # type: ignore[union-attr]
-                except KafkaException as refused:
-                    batch.refuse_now(slot, refused.args[0])
-                    if refused.args[0].fatal():
-                        self._on_client_error(refused.args[0])
-                    break
+            # With OpenTelemetry each row is sent in a producer span under the row's trace, and carries that span.
+            span = send_span(traceparent, topic=cluster_topic, key=key, event_id=event_id) if traced else None
+            with span or nullcontext(traceparent) as traceparent:
+                headers = cloudevents_headers(
+                    event_id=event_id, source=source, event_type=event_type, time=time_, traceparent=traceparent
+                )
+                self._produce(produce, batch, slot, (cluster_topic, payload, key), headers)
             sent_here.add(row_id)
         with self._state_lock:
             self._in_flight.update(sent_here)
@@ -610,6 +605,22 @@ class OutboxRelay(Worker):
                 if flight_tails.get(key_of, -1) < row_id:
                     flight_tails[key_of] = row_id
         batch.seal()
+
+    def _produce(
+        self, produce: Any, batch: Batch, slot: int, message: tuple[str, str, str], headers: list[tuple[str, str]]
+    ) -> None:
+        topic, payload, key = message
+        while True:
+            try:
+                produce(topic, payload, key, headers=headers, on_delivery=partial(batch.report, slot))
+                return
+            except BufferError:
+                self.producer.poll(0.05)  # type: ignore[union-attr]
+            except KafkaException as refused:
+                batch.refuse_now(slot, refused.args[0])
+                if refused.args[0].fatal():
+                    self._on_client_error(refused.args[0])
+                return
 
     def _previous_if_ours(self, previous_id: int) -> int | None | object:
         """The key's previous queued row, as this relay must treat it: in flight here (wait for its outcome),
