@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import logging
 import secrets
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -24,7 +25,7 @@ from django.utils import timezone
 from apps import outbox
 from apps.common.api import ApplicationError
 from apps.common.metrics import INVOICES_ISSUED
-from apps.common.tracing import trace_context
+from apps.common.tracing import current_traceparent, log_context, resumed, trace_context
 from apps.contracts import InvoiceGenerated, RouteCalculated
 from apps.invoicing.models import BillingAccount, Invoice, InvoiceLine, InvoiceNumberCounter, KnownCustomer
 from apps.invoicing.pricing import PricedRoute, Tariff, price_route
@@ -138,7 +139,7 @@ def invoice_issue_for_route(*, route: RouteCalculated, source_event_id: UUID | N
         _credit(current, year=year)
     invoice = _issue(route=route, account=account, year=year, source_event_id=source_event_id)
     outbox.publish(_invoice_generated(invoice))
-    transaction.on_commit(lambda: _schedule_render(invoice.pk), robust=True)
+    _render_on_commit(invoice.pk)
     return invoice
 
 
@@ -175,7 +176,7 @@ def invoice_issue_for_routes(*, routes: Sequence[RouteToInvoice]) -> list[Invoic
         if route.route_id in invoiced:
             issued += _issue_fresh(fresh, accounts, year)  # the single path must see the invoices issued before it
             fresh = []
-            with trace_context(item.traceparent):
+            with _item_context(item):
                 issued.append(invoice_issue_for_route(route=route, source_event_id=item.source_event_id))
             continue
         if route.customer_id not in accounts:
@@ -184,6 +185,14 @@ def invoice_issue_for_routes(*, routes: Sequence[RouteToInvoice]) -> list[Invoic
         invoiced.add(route.route_id)
     issued += _issue_fresh(fresh, accounts, year)
     return issued
+
+
+@contextmanager
+def _item_context(item: RouteToInvoice) -> Iterator[None]:
+    """A span per delivered calculation, named in the logs by its event and route."""
+    event_id = str(item.source_event_id) if item.source_event_id else None
+    with trace_context(item.traceparent, event_id=event_id, name="invoice_issue"), log_context(route_id=item.route.route_id):
+        yield
 
 
 def _issue_fresh(items: list[RouteToInvoice], accounts: dict[int, BillingAccount], year: int) -> list[Invoice]:
@@ -200,11 +209,13 @@ def _issue_fresh(items: list[RouteToInvoice], accounts: dict[int, BillingAccount
     InvoiceLine.objects.bulk_create(
         [line for invoice, priced in built for line in _lines(invoice, priced)], batch_size=1000
     )
+    traceparents: list[str | None] = []
     for item, invoice in zip(items, invoices, strict=True):
-        with trace_context(item.traceparent):  # as the consumer runs a single handler: a span per event
+        with _item_context(item), log_context(invoice_id=invoice.pk):  # as the consumer runs a single handler
             outbox.publish(_invoice_generated(invoice))
+            traceparents.append(current_traceparent())
     invoice_ids = [invoice.pk for invoice in invoices]
-    transaction.on_commit(lambda: _schedule_renders(invoice_ids), robust=True)
+    transaction.on_commit(lambda: _schedule_renders(invoice_ids, traceparents), robust=True)
     transaction.on_commit(lambda: INVOICES_ISSUED.labels(Invoice.Kind.INVOICE).inc(len(invoice_ids)), robust=True)
     return invoices
 
@@ -279,7 +290,7 @@ def _credit(invoice: Invoice, *, year: int) -> Invoice:
         for line in invoice.lines.all()
     )
     Invoice.objects.filter(pk=invoice.pk).update(status=Invoice.Status.CREDITED)
-    transaction.on_commit(lambda: _schedule_render(note.pk), robust=True)
+    _render_on_commit(note.pk)
     transaction.on_commit(lambda: INVOICES_ISSUED.labels(Invoice.Kind.CREDIT_NOTE).inc(), robust=True)
     return note
 
@@ -369,27 +380,37 @@ def _invoice_generated(invoice: Invoice) -> InvoiceGenerated:
     )
 
 
-def _schedule_renders(invoice_ids: list[int]) -> None:
+def _schedule_renders(invoice_ids: list[int], traceparents: list[str | None]) -> None:
     """Queue the renders of a batch's invoices with one message (a fan-out task queues one render per id):
-    queueing a Celery message costs about a millisecond, per invoice that would dominate issuing."""
+    queueing a Celery message costs about a millisecond, per invoice that would dominate issuing. Each
+    invoice's trace travels with it, so its render joins the story of its route."""
     from apps.invoicing.tasks import queue_invoice_renders
 
-    queue_invoice_renders.delay(invoice_ids)
+    queue_invoice_renders.delay(invoice_ids, traceparents)
 
 
-def invoice_renders_queue(*, invoice_ids: list[int]) -> int:
-    """Queue one render task per invoice id; returns how many. A repeat is harmless: renders are idempotent."""
-    for invoice_id in invoice_ids:
-        _schedule_render(invoice_id)
+def invoice_renders_queue(*, invoice_ids: list[int], traceparents: Sequence[str | None] | None = None) -> int:
+    """Queue one render task per invoice id, each in its invoice's trace; returns how many. A repeat is
+    harmless: renders are idempotent."""
+    traces = list(traceparents or [])
+    for n, invoice_id in enumerate(invoice_ids):
+        _schedule_render(invoice_id, traceparent=traces[n] if n < len(traces) else None)
     return len(invoice_ids)
 
 
-def _schedule_render(invoice_id: int) -> None:
-    """Queue the render. Called on commit with `robust=True`: the issue has committed (in a consumer batch,
-    with other messages), so a Celery broker outage must not fail it; `invoice_pdf_requeue_stale` catches up."""
+def _render_on_commit(invoice_id: int) -> None:
+    traceparent = current_traceparent()  # the span ends before the commit: keep its id for the render task
+    transaction.on_commit(lambda: _schedule_render(invoice_id, traceparent=traceparent), robust=True)
+
+
+def _schedule_render(invoice_id: int, *, traceparent: str | None = None) -> None:
+    """Queue the render, in the trace that issued the invoice (on commit that span has ended). Called on commit
+    with `robust=True`: the issue has committed (in a consumer batch, with other messages), so a Celery broker
+    outage must not fail it; `invoice_pdf_requeue_stale` catches up."""
     from apps.invoicing.tasks import render_invoice_pdf  # tasks import services; import here breaks the cycle
 
-    render_invoice_pdf.delay(invoice_id)
+    with resumed(traceparent):
+        render_invoice_pdf.delay(invoice_id)
 
 
 # --- Delivery -------------------------------------------------------------------------------------
@@ -482,7 +503,7 @@ def invoice_request_rerender(*, invoice_id: int) -> Invoice:
     invoice.pdf_attempts = 0
     invoice.pdf_last_error = ""
     invoice.save(update_fields=["pdf_version", "pdf_status", "pdf_attempts", "pdf_last_error"])
-    transaction.on_commit(lambda: _schedule_render(invoice.pk), robust=True)
+    _render_on_commit(invoice.pk)
     return invoice
 
 

@@ -5,10 +5,11 @@ from __future__ import annotations
 import logging
 import time
 
-from celery import shared_task
+from celery import Task, shared_task
 from django.core.exceptions import ObjectDoesNotExist
 
 from apps.common.metrics import PDF_RENDER_SECONDS, PDF_RENDERS
+from apps.common.tracing import log_context
 from apps.invoicing.models import Invoice
 from apps.invoicing.services import (
     invoice_pdf_render_failed,
@@ -38,6 +39,11 @@ PDF_MAX_RETRIES = 5
 def render_invoice_pdf(self, invoice_id: int) -> None:  # type: ignore[no-untyped-def]
     """Render the invoice's PDF; each failure is recorded, and after the last retry the invoice shows `failed`
     (re-render from the admin). An invoice deleted before (or while) its task ran is not an error: one line."""
+    with log_context(invoice_id=invoice_id):
+        _render(self, invoice_id)
+
+
+def _render(task: Task, invoice_id: int) -> None:
     started = time.monotonic()
     try:
         invoice_render_pdf(invoice_id=invoice_id)
@@ -47,7 +53,7 @@ def render_invoice_pdf(self, invoice_id: int) -> None:  # type: ignore[no-untype
         raise
     except Exception as error:
         PDF_RENDERS.labels("failed").inc()
-        final = self.request.retries >= self.max_retries
+        final = task.request.retries >= task.max_retries
         try:
             invoice_pdf_render_failed(invoice_id=invoice_id, error=f"{type(error).__name__}: {error}", final=final)
         except Invoice.DoesNotExist:
@@ -64,10 +70,11 @@ def _gone(invoice_id: int) -> None:
 
 
 @shared_task(autoretry_for=(Exception,), max_retries=5, retry_backoff=2, retry_backoff_max=300, retry_jitter=True)
-def queue_invoice_renders(invoice_ids: list[int]) -> int:
-    """Fan-out for a consumer batch's invoices: one `render_invoice_pdf` per id, so each keeps its own retries.
-    A retry after a partial fan-out queues some renders twice, which is harmless (renders are idempotent)."""
-    return invoice_renders_queue(invoice_ids=invoice_ids)
+def queue_invoice_renders(invoice_ids: list[int], traceparents: list[str | None] | None = None) -> int:
+    """Fan-out for a consumer batch's invoices: one `render_invoice_pdf` per id, so each keeps its own retries
+    (and its invoice's trace). A retry after a partial fan-out queues some renders twice, which is harmless
+    (renders are idempotent)."""
+    return invoice_renders_queue(invoice_ids=invoice_ids, traceparents=traceparents)
 
 
 @shared_task

@@ -264,4 +264,8 @@ def test_a_batch_queues_its_pdf_renders_with_one_message_after_commit(celery_que
         issued = invoice_issue_for_routes(routes=[delivered(route_id=route_id) for route_id in (11, 12, 13)])
         assert queued_tasks(celery_queue) == []
 
-    assert queued_tasks(celery_queue) == [("apps.invoicing.tasks.queue_invoice_renders", [[i.pk for i in issued]])]
+    [(name, (invoice_ids, traceparents))] = queued_tasks(celery_queue)
+    assert (name, invoice_ids) == ("apps.invoicing.tasks.queue_invoice_renders", [i.pk for i in issued])
+    # Each render continues its invoice's trace: the span that published its InvoiceGenerated.
+    published = dict(OutboxEvent.objects.filter(key__in=["11", "12", "13"]).values_list("key", "traceparent"))
+    assert traceparents == [published[str(i.route_id)] for i in issued]
