@@ -100,10 +100,21 @@ def trace_context(
 
 
 @contextmanager
-def resumed(traceparent: str | None) -> Iterator[None]:
+def resumed(traceparent: str | None, *, event_id: str | None = None) -> Iterator[None]:
     """Continue `traceparent` without a span of its own: work queued on commit, after its span has ended, is
-    sent as part of the trace that queued it."""
-    if not traceparent:
+    sent as part of the trace that queued it; a log line about a row or an event names its trace (and event)."""
+    event_token = _event_id.set(event_id) if event_id is not None else None
+    try:
+        with _resumed(traceparent):
+            yield
+    finally:
+        if event_token is not None:
+            _event_id.reset(event_token)
+
+
+@contextmanager
+def _resumed(traceparent: str | None) -> Iterator[None]:
+    if not traceparent or not _TRACEPARENT.match(traceparent):  # foreign text is never a trace to continue
         yield
         return
     if _tracer is None:

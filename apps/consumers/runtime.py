@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, fields
 from datetime import datetime
 
@@ -28,6 +30,7 @@ from django.utils import timezone
 from apps.common.kafka import ConnectivityLog, consumer_config, kafka_topic
 from apps.common.metrics import CONSUMER_END_TO_END, CONSUMER_HANDLER_SECONDS, CONSUMER_LAG, CONSUMER_MESSAGES
 from apps.common.models import Heartbeat
+from apps.common.tracing import log_context, resumed
 from apps.common.workers import HeartbeatRecorder, Worker
 from apps.consumers import registry
 from apps.consumers.decoding import SKIP, Decoded, DecodeFailure, RawMessage, _Skip, decode
@@ -41,6 +44,7 @@ from apps.consumers.services import (
     inbox_apply_many,
     ledger_statuses,
     lock_keys,
+    log_ids,
     parked_failure,
 )
 
@@ -78,6 +82,16 @@ class _Item:
     @property
     def position(self) -> tuple[str, int, int]:
         return (self.raw.topic, self.raw.partition, self.raw.offset)
+
+    @contextmanager
+    def logged(self) -> Iterator[None]:
+        """Lines about this message name its trace, event and route / invoice (when it could be decoded)."""
+        if not isinstance(self.decoded, Decoded):
+            yield
+            return
+        meta = self.decoded.meta
+        with resumed(meta.traceparent, event_id=str(meta.event_id)), log_context(**log_ids(self.decoded.event)):
+            yield
 
 
 @dataclass
@@ -390,7 +404,9 @@ class ConsumerWorker(Worker):
         while attempts < settings.CONSUMER_MAX_ATTEMPTS:
             if time.monotonic() + delay > deadline:
                 break
-            logger.info("%s: %s failed (%s), retry %d in %.2fs", self.name, decoded.meta.event_id, error, attempts, delay)
+            with item.logged():
+                logger.info("%s: %s failed (%s), retry %d in %.2fs", self.name, decoded.meta.event_id, error, attempts,
+                            delay)
             if self.stopping.wait(delay):
                 return False
             delay = min(delay * 2, settings.CONSUMER_RETRY_BACKOFF_MAX_S)
@@ -425,9 +441,10 @@ class ConsumerWorker(Worker):
                 and dead_letter.blocked_by_id is None:
             heads[item.raw.key] = dead_letter.pk  # later messages of this key in the batch park behind it
         self.counters.dead_lettered += 1
-        logger.warning("%s: dead-lettered %s [%d] @%d as #%s, %s (%s: %r)", self.name, item.raw.topic,
-                       item.raw.partition, item.raw.offset, dead_letter.pk if dead_letter else "?",
-                       dead_letter.status if dead_letter else "?", failure.reason, failure.message[:200])
+        with item.logged():
+            logger.warning("%s: dead-lettered %s [%d] @%d as #%s, %s (%s: %r)", self.name, item.raw.topic,
+                           item.raw.partition, item.raw.offset, dead_letter.pk if dead_letter else "?",
+                           dead_letter.status if dead_letter else "?", failure.reason, failure.message[:200])
 
     def _record(
         self, item: _Item, failure: Failure, *, attempts: int, first_failed_at: datetime | None = None,

@@ -35,7 +35,7 @@ from apps.common.metrics import (
     RELAY_ROWS_RETRIED,
 )
 from apps.common.models import Heartbeat
-from apps.common.tracing import otel_enabled, send_span
+from apps.common.tracing import otel_enabled, resumed, send_span
 from apps.common.workers import Backoff, HeartbeatRecorder, Worker
 from apps.outbox import broker_memory, claims
 from apps.outbox.models import cloudevents_headers
@@ -160,13 +160,14 @@ class Batch:
         self.held_back = 0
         # Per sent row: its id, the previous row of its key it must not overtake, its topic (for the metrics),
         # its topic on the cluster (KAFKA_TOPIC_PREFIX included: problems and broker marks), its event id (broker
-        # marks) and its ce_time (the row's creation, RFC 3339: delivery latency).
+        # marks, logs), its ce_time (the row's creation, RFC 3339: delivery latency) and its traceparent (logs).
         self.ids: list[int] = []
         self.previous: list[int | None] = []
         self.topics: list[str] = []
         self.cluster_topics: list[str] = []
         self.event_ids: list[str] = []
         self.times: list[str] = []
+        self.traceparents: list[str] = []
         # Per (topic, key) sent in this batch, its last row: what later batches may have to wait for.
         self.tails: dict[tuple[str, str], int] = {}
         # Per sent row: (partition, offset) once acknowledged, a KafkaError once refused, None while waiting.
@@ -176,7 +177,8 @@ class Batch:
         self.complete = threading.Event()
 
     def add(
-        self, row_id: int, previous_id: int | None, *, topic: str, cluster_topic: str, event_id: str, time: str
+        self, row_id: int, previous_id: int | None, *, topic: str, cluster_topic: str, event_id: str, time: str,
+        traceparent: str,
     ) -> int:
         self.ids.append(row_id)
         self.previous.append(previous_id)
@@ -184,6 +186,7 @@ class Batch:
         self.cluster_topics.append(cluster_topic)
         self.event_ids.append(event_id)
         self.times.append(time)
+        self.traceparents.append(traceparent)
         self.reports.append(None)
         return len(self.ids) - 1
 
@@ -588,7 +591,8 @@ class OutboxRelay(Worker):
             tails[key_of] = row_id
             cluster_topic = prefix + topic
             slot = batch.add(
-                row_id, previous_id, topic=topic, cluster_topic=cluster_topic, event_id=event_id, time=time_
+                row_id, previous_id, topic=topic, cluster_topic=cluster_topic, event_id=event_id, time=time_,
+                traceparent=traceparent,
             )
             # With OpenTelemetry each row is sent in a producer span under the row's trace, and carries that span.
             span = send_span(traceparent, topic=cluster_topic, key=key, event_id=event_id) if traced else None
@@ -667,6 +671,7 @@ class OutboxRelay(Worker):
         """Decide each sent row's state from its report; a row never overtakes an unconfirmed predecessor."""
         published: list[claims.Delivered] = []
         failed: list[claims.Refused] = []
+        failed_slots: list[int] = []
         retried: list[claims.Refused] = []
         problems: dict[tuple[str, str], list] = {}  # (error name, topic) -> [rows, message]
         acked: dict[tuple[str, int], list] = {}  # (topic, partition) -> [low offset, high offset, its event id]
@@ -697,6 +702,7 @@ class OutboxRelay(Worker):
                 elif isinstance(report, KafkaError) and is_permanent(report):
                     outcomes[row_id] = FAILED
                     failed.append(claims.Refused(row_id, report.str()))
+                    failed_slots.append(slot)
                 elif isinstance(report, KafkaError) and report.code() in NOT_SENT_ERRORS:
                     outcomes[row_id] = PENDING  # the producer failed, not the send: no attempt to count
                 else:
@@ -709,8 +715,9 @@ class OutboxRelay(Worker):
         claims.mark_published(published)
         claims.mark_failed(failed)
         claims.mark_retried(retried)
-        for refused in failed:
-            logger.error("relay: outbox row %s refused for good, marked failed: %s", refused.id, refused.error)
+        for refused, slot in zip(failed, failed_slots, strict=True):
+            with resumed(batch.traceparents[slot], event_id=batch.event_ids[slot]):  # the line joins the row's trace
+                logger.error("relay: outbox row %s refused for good, marked failed: %s", refused.id, refused.error)
         self._report_problems(batch, published, problems, marks=self._mark_acknowledged(acked) if acked else [])
         counts.update(published=len(published), failed=len(failed), retried=len(retried))
         return outcomes
