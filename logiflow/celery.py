@@ -33,7 +33,8 @@ def _trace_pool_process(**_: object) -> None:
 @signals.worker_init.connect
 def _trace_worker(sender: object = None, **_: object) -> None:
     """The solo and thread pools run tasks in the worker's own process: trace it there."""
-    if not getattr(getattr(sender, "pool_cls", None), "__module__", "").endswith("prefork"):
+    pool = getattr(sender, "pool_cls", None)  # the name ("prefork", "solo") or, resolved, the pool's class
+    if "prefork" not in (pool if isinstance(pool, str) else getattr(pool, "__module__", "")):
         _trace_pool_process()
 
 

@@ -1,6 +1,6 @@
 """Optional OpenTelemetry tracing, switched on per process by `OTEL_EXPORTER_OTLP_ENDPOINT`: Django, psycopg and
 Celery are instrumented, and `apps.common.tracing` turns its spans (request, relay send, consumer process) into
-real ones. Without the variable nothing is imported beyond the API and nothing is patched.
+real ones. Without the variable nothing is patched and no exporter runs.
 """
 
 from __future__ import annotations

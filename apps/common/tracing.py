@@ -84,19 +84,32 @@ def trace_context(
     trace); `event_id` names the event it handles. `name`, `kind` and `attributes` describe the OTel span."""
     event_token = _event_id.set(event_id) if event_id is not None else None
     try:
-        if _tracer is None:
-            token = _current.set(new_traceparent(parent))
-            try:
-                yield _current.get()  # type: ignore[misc]
-            finally:
-                _current.reset(token)
-        else:
-            parent_context = _propagator.extract({"traceparent": parent}) if parent else None
-            with _tracer.start_as_current_span(name, context=parent_context, kind=kind, attributes=attributes):
-                yield current_traceparent()  # type: ignore[misc]
+        with _id_span(parent) if _tracer is None else _otel_span(parent, name, kind, attributes) as traceparent:
+            yield traceparent
     finally:
         if event_token is not None:
             _event_id.reset(event_token)
+
+
+@contextmanager
+def _id_span(parent: str | None) -> Iterator[str]:
+    token = _current.set(new_traceparent(parent))
+    try:
+        yield _current.get()  # type: ignore[misc]
+    finally:
+        _current.reset(token)
+
+
+@contextmanager
+def _otel_span(
+    parent: str | None, name: str, kind: SpanKind, attributes: Mapping[str, Any] | None,
+) -> Iterator[str]:
+    # An invalid parent extracts to an empty context: a new trace, as without OpenTelemetry.
+    parent_context = _propagator.extract({"traceparent": parent}) if parent else None
+    with _tracer.start_as_current_span(  # type: ignore[union-attr]
+        name, context=parent_context, kind=kind, attributes=attributes,
+    ):
+        yield current_traceparent()  # type: ignore[misc]
 
 
 @contextmanager

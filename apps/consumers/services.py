@@ -32,7 +32,7 @@ from pydantic import ValidationError
 from apps.common.api import ApplicationError
 from opentelemetry.trace import SpanKind
 
-from apps.common.tracing import batch_spans, log_context, trace_context
+from apps.common.tracing import batch_spans, log_context, otel_enabled, trace_context
 from apps.consumers import registry
 from apps.consumers.decoding import SKIP, Decoded, DecodeFailure, RawMessage, decode, identity
 from apps.consumers.models import DeadLetter, DeadLetterReplay, InboxEntry, bytes_text, encode_headers, safe_text
@@ -118,7 +118,7 @@ def inbox_apply(*, decoded: Decoded) -> bool:
 def _process_span(meta: registry.EventMeta) -> AbstractContextManager[str]:
     return trace_context(
         meta.traceparent, event_id=str(meta.event_id), name=f"process {meta.topic}", kind=SpanKind.CONSUMER,
-        attributes=messaging_attributes(meta),
+        attributes=messaging_attributes(meta) if otel_enabled() else None,
     )
 
 
@@ -175,7 +175,8 @@ def inbox_apply_many(*, decoded: Sequence[Decoded]) -> list[bool]:
         fresh.discard(item.meta.event_id)  # a second copy of an event in the same run is a duplicate
     new = [(item.event, item.meta) for item, is_new in zip(decoded, applied, strict=True) if is_new]
     if new:
-        spans = [(meta.traceparent, f"process {meta.topic}", messaging_attributes(meta)) for _, meta in new]
+        spans = [(meta.traceparent, f"process {meta.topic}", messaging_attributes(meta)) for _, meta in new] \
+            if otel_enabled() else []
         with batch_spans(spans) as parents:
             if parents is not None:  # each message's work continues under its own process span
                 new = [(event, replace(meta, traceparent=parent)) for (event, meta), parent in zip(new, parents, strict=True)]

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from celery import signals
 from celery.app.trace import build_tracer
 from django.conf import settings
 from django.db import connection
@@ -137,3 +138,19 @@ def test_without_the_endpoint_nothing_is_configured(monkeypatch: pytest.MonkeyPa
     assert not any("opentelemetry" in middleware for middleware in settings.MIDDLEWARE)
     with tracing.trace_context(None) as traceparent:
         assert tracing.current_traceparent() == traceparent  # the contextvar span, as before
+
+
+@pytest.mark.parametrize(("pool", "traced_here"), [
+    ("prefork", False), ("celery.concurrency.prefork:TaskPool", False), ("solo", True), ("threads", True),
+])
+def test_a_celery_worker_is_traced_in_the_process_that_runs_its_tasks(
+    pool: str, traced_here: bool, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Prefork: in each child (worker_process_init), never in the parent, whose exporter thread would not
+    survive the fork; solo and threads: in the worker itself."""
+    configured: list[str] = []
+    monkeypatch.setattr("apps.common.telemetry.configure_telemetry", configured.append)
+    signals.worker_init.send(sender=type("WorkController", (), {"pool_cls": pool})())
+    assert configured == (["logiflow-celery"] if traced_here else [])
+    signals.worker_process_init.send(sender=None)
+    assert configured[-1:] == ["logiflow-celery"]
