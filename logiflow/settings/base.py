@@ -369,6 +369,9 @@ LOGIFLOW_CHAOS_PDF_LEAK_MB = env.int("LOGIFLOW_CHAOS_PDF_LEAK_MB", default=0)
 LOG_FORMAT = env("LOG_FORMAT", default="plain")
 if LOG_FORMAT not in ("plain", "json"):
     raise environ.ImproperlyConfigured(f"LOG_FORMAT must be plain or json, not {LOG_FORMAT!r}")
+# A Celery worker replaces the root logger's handlers with its own format unless told not to: JSON lines must
+# stay JSON there too (plain keeps Celery's format, which names the task in each line).
+CELERY_WORKER_HIJACK_ROOT_LOGGER = LOG_FORMAT != "json"
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import time
@@ -11,16 +12,20 @@ from pathlib import Path
 import pytest
 from django.conf import settings
 
+from apps.contracts import InvoiceGenerated
 from apps.invoicing.models import Invoice
 from apps.invoicing.services import RouteToInvoice, invoice_issue_for_routes
+from apps.outbox.models import OutboxEvent
 from tests.invoicing.factories import BillingAccountFactory, issued_invoice, three_stop_route
 from tests.invoicing.test_tasks import pdf_text
+from tests.support.processes import wait_until
 
 
 @pytest.fixture
 def celery_worker(subprocess_env: dict[str, str], celery_queue: Path, media_root: Path, tmp_path: Path) -> Iterator[subprocess.Popen]:
     """The worker shares the test's database, queue folder and media root; it runs until the test ends."""
-    env = {**subprocess_env, "CELERY_FILESYSTEM_DIR": str(celery_queue), "MEDIA_ROOT": str(media_root)}
+    env = {**subprocess_env, "CELERY_FILESYSTEM_DIR": str(celery_queue), "MEDIA_ROOT": str(media_root),
+           "LOG_FORMAT": "json"}
     log = (tmp_path / "worker.log").open("wb")
     worker = subprocess.Popen(
         [sys.executable, "-m", "celery", "-A", "logiflow", "worker", "--loglevel=INFO", "--concurrency=1",
@@ -35,6 +40,12 @@ def celery_worker(subprocess_env: dict[str, str], celery_queue: Path, media_root
         worker.kill()
         worker.wait()
     log.close()
+
+
+def rendered_lines(log: Path) -> list[dict]:
+    """The worker's JSON lines (not its banner) that say a render task succeeded."""
+    lines = [json.loads(line) for line in log.read_text(errors="replace").splitlines() if line.startswith("{")]
+    return [entry for entry in lines if "render_invoice_pdf" in entry["message"] and "succeeded" in entry["message"]]
 
 
 def wait_for_pdf(invoice: Invoice, worker: subprocess.Popen, *, timeout: float = 90) -> Invoice:
@@ -71,3 +82,8 @@ def test_a_real_worker_renders_every_pdf_of_a_batch_from_its_one_fan_out_message
     log = (tmp_path / "worker.log").read_text(errors="replace")
     assert [invoice.pdf_status for invoice in rendered] == [Invoice.PdfStatus.RENDERED] * 2, log[-3000:]
     assert all(invoice.number in pdf_text(invoice) for invoice in rendered)
+    # Each render ran in its invoice's trace (the span that published its InvoiceGenerated), and said so in JSON.
+    published = OutboxEvent.objects.filter(event_type=InvoiceGenerated.ce_type()).values_list("traceparent", flat=True)
+    wait_until(lambda: len(rendered_lines(tmp_path / "worker.log")) == 2, timeout=10, explain="the tasks' lines")
+    rendering = rendered_lines(tmp_path / "worker.log")
+    assert sorted(entry["trace_id"] for entry in rendering) == sorted(tp.split("-")[1] for tp in published), log[-3000:]
