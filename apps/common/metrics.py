@@ -68,6 +68,10 @@ CONSUMER_LAG = Gauge(
     "logiflow_consumer_lag", "Messages behind: high watermark minus committed offset, per assigned partition.",
     ["group", "topic", "partition"],
 )
+CONSUMER_REJOINS = Counter(
+    "logiflow_consumer_rejoins_total",
+    "Times a consumer left its group to join again because partitions had lag and no live owner.", ["group"],
+)
 CONSUMER_END_TO_END = Histogram(
     "logiflow_consumer_end_to_end_latency_seconds",
     "From the event's creation (ce_time) to its commit by the consumer group.", ["group"], buckets=_LATENCY_BUCKETS,
