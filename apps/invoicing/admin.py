@@ -18,6 +18,7 @@ from apps.common.admin import pretty_json
 from apps.common.api import ApplicationError
 from apps.invoicing.models import NUMBER_ORDER, BillingAccount, Invoice, InvoiceLine, KnownCustomer
 from apps.invoicing.services import (
+    BILLING_ACCOUNT_FIELDS,
     billing_account_create,
     billing_account_update,
     invoice_mark_sent,
@@ -150,10 +151,14 @@ class BillingAccountForm(forms.ModelForm):
     class Meta:
         model = BillingAccount
         fields = "__all__"
-        help_texts = {
-            "customer": "Type part of the customer's name, or the start of its id. Only customers routing has "
-                        "announced and that have no billing account yet are offered.",
-        }
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if "customer" in self.fields:  # a new account (an existing one shows its customer read-only)
+            self.fields["customer"].help_text = (
+                "Type part of the customer's name, or the start of its id. Only customers routing has announced "
+                "and that have no billing account yet are offered."
+            )
 
 
 @admin.register(BillingAccount)
@@ -167,6 +172,7 @@ class BillingAccountAdmin(admin.ModelAdmin):
                     "minimum_charge", "fuel_surcharge_percent", "vat_rate_percent"]
     search_fields = ["name", "^customer__customer_id", "vat_id"]
     list_filter = ["currency"]
+    fields = ["customer", *BILLING_ACCOUNT_FIELDS, "created_at", "updated_at"]
     readonly_fields = ["created_at", "updated_at"]
     list_select_related = ["customer"]
 
