@@ -16,7 +16,7 @@ import json
 import re
 import time
 import traceback as tb
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -169,8 +169,11 @@ def _inbox_insert_many(*, group: str, event_ids: list[Any]) -> set[Any]:
         return {id_field.to_python(row[0]) for row in cursor.fetchall()}
 
 
-def inbox_purge(*, older_than: timedelta | None = None, batch_size: int = 10_000) -> int:
+def inbox_purge(
+    *, older_than: timedelta | None = None, batch_size: int = 10_000, on_batch: Callable[[int], None] | None = None,
+) -> int:
     """Delete inbox rows past retention, in short transactions; returns how many were deleted.
+    `on_batch(deleted)` is called after each committed batch (a command's progress line).
 
     Retention must exceed how far back a topic can ever be re-read, or an old event could apply twice.
     """
@@ -181,7 +184,10 @@ def inbox_purge(*, older_than: timedelta | None = None, batch_size: int = 10_000
             ids = list(InboxEntry.objects.filter(processed_at__lt=cutoff).values_list("id", flat=True)[:batch_size])
             if not ids:
                 return deleted
-            deleted += InboxEntry.objects.filter(id__in=ids).delete()[0]
+            batch = InboxEntry.objects.filter(id__in=ids).delete()[0]
+        deleted += batch
+        if on_batch is not None:
+            on_batch(batch)
 
 
 # --- per-key order ----------------------------------------------------------------------------------------
