@@ -403,16 +403,19 @@ class ReplayResult:
     new_head: int | None = None
 
 
-def deadletter_replay(*, dead_letter_id: int, actor: AbstractBaseUser | None = None) -> ReplayResult:
+def deadletter_replay(
+    *, dead_letter_id: int, actor: AbstractBaseUser | None = None, actor_name: str = ""
+) -> ReplayResult:
     """Re-run the dead letter's group handler on the stored message, through the inbox.
 
     Success: replayed, and the messages parked behind it run in order. Failure: stays pending with
-    attempts + 1 and the new error; nothing is retried automatically.
+    attempts + 1 and the new error; nothing is retried automatically. `actor_name` says who acted when that
+    is no user of this site (the replay command).
     """
     with transaction.atomic():
         dead_letter = _lock(dead_letter_id)
         _check_replayable(dead_letter, enforce_cap=True)
-        return _replay_locked(dead_letter, actor=actor, action=Action.REPLAY)
+        return _replay_locked(dead_letter, actor=actor, action=Action.REPLAY, actor_name=actor_name)
 
 
 def deadletter_edit_and_replay(
@@ -580,24 +583,26 @@ def _failed_replays(dead_letter: DeadLetter) -> int:
 
 
 def _replay_locked(
-    dead_letter: DeadLetter, *, actor: AbstractBaseUser | None, action: str, payload_diff: str = ""
+    dead_letter: DeadLetter, *, actor: AbstractBaseUser | None, action: str, payload_diff: str = "",
+    actor_name: str = "",
 ) -> ReplayResult:
     try:
         applied = _apply_stored(dead_letter)
     except Exception as error:  # noqa: BLE001 - any failure is recorded on the dead letter
         failure = _record_failure(dead_letter, error)
         _history(dead_letter, action=action, outcome=Outcome.FAILED, actor=actor, error=failure.message,
-                 payload_diff=payload_diff)
+                 payload_diff=payload_diff, actor_name=actor_name)
         return ReplayResult(dead_letter=dead_letter, outcome=Outcome.FAILED, error=failure.message)
     outcome = Outcome.APPLIED if applied else Outcome.DUPLICATE
     _resolve(dead_letter)
-    _history(dead_letter, action=action, outcome=outcome, actor=actor, payload_diff=payload_diff)
-    released, new_head = _release_followers(dead_letter, actor=actor)
+    _history(dead_letter, action=action, outcome=outcome, actor=actor, payload_diff=payload_diff,
+             actor_name=actor_name)
+    released, new_head = _release_followers(dead_letter, actor=actor, actor_name=actor_name)
     return ReplayResult(dead_letter=dead_letter, outcome=outcome, released=released, new_head=new_head)
 
 
 def _release_followers(
-    head: DeadLetter, *, actor: AbstractBaseUser | None, auto_retry: bool = False
+    head: DeadLetter, *, actor: AbstractBaseUser | None, auto_retry: bool = False, actor_name: str = ""
 ) -> tuple[list[int], int | None]:
     """Run the messages parked behind `head` in order; the first failure becomes the key's new head.
 
@@ -618,13 +623,14 @@ def _release_followers(
             if auto_retry:
                 follower.status = DeadLetter.Status.RETRYING  # _record_failure keeps it so if retryable
             failure = _record_failure(follower, error)
-            _history(follower, action=Action.RELEASE, outcome=Outcome.FAILED, actor=actor, error=failure.message)
+            _history(follower, action=Action.RELEASE, outcome=Outcome.FAILED, actor=actor, error=failure.message,
+                     actor_name=actor_name)
             rest = [f.pk for f in followers[index + 1 :]]
             DeadLetter.objects.filter(pk__in=rest).update(blocked_by=follower)
             return released, follower.pk
         _resolve(follower)
         _history(follower, action=Action.RELEASE, outcome=Outcome.APPLIED if applied else Outcome.DUPLICATE,
-                 actor=actor)
+                 actor=actor, actor_name=actor_name)
         released.append(follower.pk)
     return released, None
 
@@ -672,6 +678,8 @@ def _resolve(dead_letter: DeadLetter) -> None:
 
 
 def _history(dead_letter: DeadLetter, *, action: str, outcome: str, actor: AbstractBaseUser | None, **fields: str) -> None:
+    if "actor_name" in fields:
+        fields["actor_name"] = safe_text(fields["actor_name"])[:150]
     DeadLetterReplay.objects.create(
         dead_letter=dead_letter, action=action, outcome=outcome, actor=actor, at=timezone.now(), **fields
     )
