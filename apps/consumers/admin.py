@@ -24,13 +24,14 @@ from django.utils.html import format_html, format_html_join
 
 from apps.common.admin import EventIdOrKeySearchMixin, truncated
 from apps.common.api import ApplicationError
-from apps.consumers import selectors
+from apps.consumers import registry, selectors
 from apps.consumers.models import DeadLetter, DeadLetterReplay, bytes_text, text_bytes
 from apps.consumers.services import (
     deadletter_discard,
     deadletter_edit_and_replay,
     deadletter_queue_replay,
     deadletter_replay,
+    payload_json,
 )
 
 
@@ -201,8 +202,18 @@ class DeadLetterAdmin(EventIdOrKeySearchMixin, admin.ModelAdmin):
         extra_context = {
             **(extra_context or {}), "can_edit_payload": self.has_edit_permission(request),
             "can_replay": self.has_replay_permission(request), "can_discard": self.has_discard_permission(request),
+            "fix": self._fix(object_id),
         }
         return super().change_view(request, object_id, form_url, extra_context)
+
+    def _fix(self, object_id: str) -> tuple[str, str] | None:
+        """Where the cause of an unresolved failure is fixed (registered by the handler's app), if it says."""
+        dead_letter = DeadLetter.objects.filter(pk=object_id, status__in=DeadLetter.UNRESOLVED).first() if (
+            str(object_id).isdigit()
+        ) else None
+        if dead_letter is None:
+            return None
+        return registry.fix_for(dead_letter.exception_class, payload_json(dead_letter))
 
     # --- actions -----------------------------------------------------------------------------------------------
 

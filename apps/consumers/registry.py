@@ -102,3 +102,27 @@ def topics_for(group: str) -> list[str]:
 def handled_types(group: str) -> list[str]:
     """The CloudEvents types (with version) `group` has handlers for."""
     return sorted(ce_type for g, ce_type in _REGISTRY if g == group)
+
+
+# --- how a person fixes a failure ---------------------------------------------------------------------------
+
+FixLink = Callable[[Any], "tuple[str, str] | None"]
+_FIXES: dict[str, FixLink] = {}
+
+
+def fix_link(exception: type[BaseException]) -> Callable[[FixLink], FixLink]:
+    """Register where a person fixes a failure of `exception` (e.g. a `NonRetryableError` only data can cure):
+    a function of the dead letter's payload (decoded JSON, or None) that returns (label, url), or None when it
+    cannot tell. The ledger shows the link on the dead letter's page; replaying stays the operator's step."""
+
+    def register(func: FixLink) -> FixLink:
+        _FIXES[f"{exception.__module__}.{exception.__qualname__}"] = func
+        return func
+
+    return register
+
+
+def fix_for(exception_class: str, payload: Any) -> tuple[str, str] | None:
+    """The fix link for a failure of `exception_class` (as the ledger stores it) and this payload, if any."""
+    func = _FIXES.get(exception_class)
+    return func(payload) if func else None

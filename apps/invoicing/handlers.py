@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from apps.consumers.registry import EventMeta, NonRetryableError, handles
+from typing import Any
+
+from django.urls import reverse
+
+from apps.consumers.registry import EventMeta, NonRetryableError, fix_link, handles
 from apps.contracts import CustomerUpserted, RouteCalculated
 from apps.invoicing.services import (
     BillingAccountMissing,
@@ -23,6 +27,16 @@ class MissingBillingData(NonRetryableError):
             "add it under Invoicing › Billing accounts, then replay this message"
         )
         self.customer_id = customer_id
+
+
+@fix_link(MissingBillingData)
+def add_billing_account(payload: Any) -> tuple[str, str] | None:
+    """The billing-account form with the route's customer already picked."""
+    customer_id = payload.get("customer_id") if isinstance(payload, dict) else None
+    if not isinstance(customer_id, int):
+        return None
+    url = f"{reverse('admin:invoicing_billingaccount_add')}?customer_id={customer_id}"
+    return f"Add the billing account of customer {customer_id}", url
 
 
 def issue_invoices_for_routes(events: list[tuple[RouteCalculated, EventMeta]]) -> None:

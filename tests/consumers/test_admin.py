@@ -253,3 +253,23 @@ def test_the_list_truncates_a_long_error_with_the_full_text_in_its_title_and_loa
     html = logged_in("operations").get(CHANGELIST).content.decode()
     assert f'<span title="{message}">{message[:79]}…</span>' in html
     assert "/static/common/admin.css" in html
+
+
+def test_a_dead_letter_for_missing_billing_data_links_to_the_billing_account_form_with_its_customer() -> None:
+    from tests.invoicing.factories import unbilled_route_dead_letter
+
+    route, letter = unbilled_route_dead_letter()
+    page = logged_in("operations").get(reverse("admin:consumers_deadletter_change", args=[letter.pk])).content.decode()
+    fix = f'href="/admin/invoicing/billingaccount/add/?customer_id={route.customer_id}"'
+    assert "To fix the cause:" in page and fix in page
+    assert f"Add the billing account of customer {route.customer_id}</a>" in page
+    DeadLetter.objects.filter(pk=letter.pk).update(status=Status.DISCARDED)  # resolved: nothing left to fix
+    assert "To fix the cause:" not in logged_in("finance").get(
+        reverse("admin:consumers_deadletter_change", args=[letter.pk])
+    ).content.decode()
+
+
+def test_a_failure_without_a_registered_fix_shows_no_fix_link() -> None:
+    letter = dead_letter(1)
+    page = logged_in("operations").get(reverse("admin:consumers_deadletter_change", args=[letter.pk])).content.decode()
+    assert "To fix the cause:" not in page
