@@ -50,6 +50,11 @@ def line_chart(points: list[tuple[datetime, float | None]], *, title: str, unit:
         '<text x="{w}" y="{h}" font-size="11" text-anchor="end">{last} UTC</text>'
         "{polylines}</svg></figure>",
         title=title, w=WIDTH, h=HEIGHT, left=LEFT, base=TOP + plot_h, top_y=TOP, label_x=LEFT - 4,
-        top_label=TOP + 8, top_value=f"{top:.6g}{unit}", first=f"{points[0][0]:%H:%M}", last=f"{points[-1][0]:%H:%M}",
+        top_label=TOP + 8, top_value=f"{axis_number(top)}{unit}", first=f"{points[0][0]:%H:%M}", last=f"{points[-1][0]:%H:%M}",
         polylines=polylines,
     )
+
+
+def axis_number(value: float) -> str:
+    """A y-axis label narrow enough for the left margin: whole numbers from 100 up, three digits below."""
+    return f"{value:,.0f}" if value >= 100 else f"{value:.3g}"

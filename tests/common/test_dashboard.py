@@ -102,3 +102,15 @@ def test_a_chart_breaks_its_line_at_a_gap_and_escapes_nothing_unsafe() -> None:
     assert svg.count("<polyline") == 2
     assert "&lt;b&gt;lag&lt;/b&gt;" in svg and "<b>" not in svg
     assert ">4" in svg  # the y axis ends at the largest value
+
+
+def test_the_y_axis_top_label_is_short_enough_for_the_charts_left_margin() -> None:
+    now = timezone.now()
+
+    def top_label(value: float, unit: str = "") -> str:
+        svg = str(line_chart([(now - timedelta(minutes=1), 0.0), (now, value)], title="t", unit=unit))
+        return svg.split('text-anchor="end">', 1)[1].split("<", 1)[0]
+
+    assert top_label(3.864841, " s") == "3.86 s"  # was "3.86484 s", cut off at the SVG's left edge
+    assert top_label(152340.0) == "152,340"
+    assert top_label(42.0) == "42"
