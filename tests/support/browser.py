@@ -10,6 +10,7 @@ runs an event loop, and Django refuses ORM calls beside one (`off_loop` runs one
 
 from __future__ import annotations
 
+import importlib
 import os
 import shutil
 import tempfile
@@ -26,8 +27,12 @@ from django.db import connection
 from django.test import Client
 
 WIDTH = 1280
+# CI sets it: a missing Playwright or Chromium then fails the browser tests instead of skipping them.
+REQUIRED = bool(os.environ.get("LOGIFLOW_REQUIRE_BROWSER"))
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
-NEEDS_CHROMIUM = pytest.mark.skipif(CHROMIUM is None, reason="no Chromium binary on PATH (apt-get install chromium)")
+NEEDS_CHROMIUM = pytest.mark.skipif(
+    CHROMIUM is None and not REQUIRED, reason="no Chromium binary on PATH (apt-get install chromium)"
+)
 # A live server needs committed rows; `serialized_rollback` brings back the role groups the data migrations made
 # (transactional tests flush them), for tests that log in as a role rather than as a superuser.
 MARKS = [NEEDS_CHROMIUM, pytest.mark.django_db(transaction=True)]
@@ -36,22 +41,29 @@ T = TypeVar("T")
 
 
 def require_playwright() -> ModuleType:
-    """playwright.sync_api, or skip the calling module with the reason."""
+    """playwright.sync_api, or skip the calling module with the reason (fail it when LOGIFLOW_REQUIRE_BROWSER)."""
+    if REQUIRED:
+        return importlib.import_module("playwright.sync_api")
     return pytest.importorskip("playwright.sync_api", reason="playwright is not installed (requirements-browser.txt)")
 
 
 def shots_dir() -> Path:
-    """BROWSER_SHOTS_DIR (screenshots to look at after a run), else a temporary directory, printed once."""
+    """BROWSER_SHOTS_DIR (screenshots to look at after a run), else a temporary directory (the run's summary
+    names it: tests/conftest.py)."""
     global _SHOTS
     if _SHOTS is None:
         chosen = os.environ.get("BROWSER_SHOTS_DIR")
         _SHOTS = Path(chosen) if chosen else Path(tempfile.mkdtemp(prefix="logiflow-shots-"))
         _SHOTS.mkdir(parents=True, exist_ok=True)
-        print(f"browser screenshots: {_SHOTS}")
     return _SHOTS
 
 
 _SHOTS: Path | None = None
+
+
+def shots_taken() -> Path | None:
+    """Where this run's screenshots went, None when no test took one."""
+    return _SHOTS
 
 
 def session_cookie(user: AbstractBaseUser) -> str:
@@ -67,6 +79,7 @@ def browse(base: str, *sessions: str) -> Iterator[tuple[Any, list[str]]]:
     with map tile requests refused; yields (the first page, or all pages when more than one session, and the CSP
     violations any of them logged)."""
     sync_api = require_playwright()
+    assert CHROMIUM, "LOGIFLOW_REQUIRE_BROWSER is set but no Chromium binary is on PATH (apt-get install chromium)"
     with sync_api.sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
         violations: list[str] = []
