@@ -68,12 +68,16 @@ def reset() -> None:
     from decimal import Decimal
 
     from django.db import connection
+    from django.utils import timezone
 
-    from apps.invoicing.services import billing_account_create
+    from apps.invoicing.services import billing_account_create, known_customer_upsert
 
     with connection.cursor() as cursor:
         cursor.execute(f"TRUNCATE {', '.join(TABLES)} CASCADE")
     for customer_id in range(1, CUSTOMERS + 1):
+        # Accounts are opened only for customers in the directory, as routing's CustomerUpserted leaves them.
+        known_customer_upsert(customer_id=customer_id, name=f"Customer {customer_id}", revision=1,
+                              changed_at=timezone.now())
         billing_account_create(
             customer_id=customer_id, name=f"Customer {customer_id}", billing_address="Istanbul", currency="EUR",
             rate_per_km=Decimal("1.25"), fee_per_stop=Decimal("15"), fuel_surcharge_percent=Decimal("7.5"),

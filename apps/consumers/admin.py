@@ -24,14 +24,13 @@ from django.utils.html import format_html, format_html_join
 
 from apps.common.admin import EventIdOrKeySearchMixin, truncated
 from apps.common.api import ApplicationError
-from apps.consumers import registry, selectors
+from apps.consumers import selectors
 from apps.consumers.models import DeadLetter, DeadLetterReplay, bytes_text, text_bytes
 from apps.consumers.services import (
     deadletter_discard,
     deadletter_edit_and_replay,
     deadletter_queue_replay,
     deadletter_replay,
-    payload_json,
 )
 
 
@@ -100,14 +99,15 @@ class DeadLetterAdmin(EventIdOrKeySearchMixin, admin.ModelAdmin):
     fieldsets = [
         ("Message", {"fields": ["status", "group", "event_type", "event_version", "event_id", "key_display", "topic",
                                 "partition", "offset", "blocked_by", "parked_count"]}),
-        ("Failure", {"fields": ["reason", "handler", "exception_class", "error_message", "fingerprint", "attempts",
+        ("Failure", {"fields": ["reason", "handler", "exception_class", "error_message", "fix_link", "fingerprint",
+                                "attempts",
                                 "auto_retries", "next_attempt_at", "first_failed_at", "last_failed_at", "resolved_at",
                                 "traceback_pre"]}),
         ("Payload", {"fields": ["payload_pre", "headers_table"]}),
     ]
     readonly_fields = [
         "status", "group", "event_type", "event_version", "event_id", "key_display", "topic", "partition", "offset",
-        "blocked_by", "parked_count", "reason", "handler", "exception_class", "error_message", "fingerprint",
+        "blocked_by", "parked_count", "reason", "handler", "exception_class", "error_message", "fix_link", "fingerprint",
         "attempts", "auto_retries", "next_attempt_at", "first_failed_at", "last_failed_at", "resolved_at",
         "traceback_pre", "payload_pre",
         "headers_table",
@@ -168,6 +168,12 @@ class DeadLetterAdmin(EventIdOrKeySearchMixin, admin.ModelAdmin):
     def short_error(self, dead_letter: DeadLetter) -> str:
         return truncated(dead_letter.error_message, 80)
 
+    @admin.display(description="fix")
+    def fix_link(self, dead_letter: DeadLetter) -> str:
+        if not dead_letter.fix_url:
+            return "-"
+        return format_html('<a href="{}">{}</a>', dead_letter.fix_url, dead_letter.fix_label or dead_letter.fix_url)
+
     @admin.display(description="messages parked behind it")
     def parked_count(self, dead_letter: DeadLetter) -> int:
         return dead_letter.parked.filter(status__in=DeadLetter.UNRESOLVED).count()
@@ -202,18 +208,8 @@ class DeadLetterAdmin(EventIdOrKeySearchMixin, admin.ModelAdmin):
         extra_context = {
             **(extra_context or {}), "can_edit_payload": self.has_edit_permission(request),
             "can_replay": self.has_replay_permission(request), "can_discard": self.has_discard_permission(request),
-            "fix": self._fix(object_id),
         }
         return super().change_view(request, object_id, form_url, extra_context)
-
-    def _fix(self, object_id: str) -> tuple[str, str] | None:
-        """Where the cause of an unresolved failure is fixed (registered by the handler's app), if it says."""
-        dead_letter = DeadLetter.objects.filter(pk=object_id, status__in=DeadLetter.UNRESOLVED).first() if (
-            str(object_id).isdigit()
-        ) else None
-        if dead_letter is None:
-            return None
-        return registry.fix_for(dead_letter.exception_class, payload_json(dead_letter))
 
     # --- actions -----------------------------------------------------------------------------------------------
 

@@ -74,7 +74,7 @@ class DeadLetterSummarySerializer(serializers.ModelSerializer):
         model = DeadLetter
         fields = [
             "id", "status", "group", "topic", "partition", "offset", "key", "key_hex", "event_id", "event_type",
-            "event_version", "reason", "handler", "exception_class", "error_message", "fingerprint", "attempts",
+            "event_version", "reason", "handler", "exception_class", "error_message", "fix_label", "fix_url", "fingerprint", "attempts",
             "auto_retries", "next_attempt_at", "first_failed_at", "last_failed_at", "resolved_at", "blocked_by",
         ]
 

@@ -67,6 +67,8 @@ class DeadLetter(models.Model):
     handler = models.CharField(max_length=300, blank=True)
     exception_class = models.CharField(max_length=300, blank=True)
     error_message = models.TextField(blank=True)
+    fix_label = models.CharField(max_length=200, blank=True, help_text="What a person can do about the failure.")
+    fix_url = models.CharField(max_length=500, blank=True, help_text="The page of this site where they do it.")
     traceback = models.TextField(blank=True)
     fingerprint = models.CharField(max_length=16, db_index=True, help_text="Failure group: exception, handler, message.")
     attempts = models.PositiveIntegerField(default=0)

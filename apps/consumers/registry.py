@@ -50,9 +50,23 @@ Handler = Callable[[Any, EventMeta], None]
 BatchHandler = Callable[[list[tuple[Any, EventMeta]]], None]
 
 
+@dataclass(frozen=True)
+class Fix:
+    """What a person can do about a failure: a label and a link to a page of this site (a path, e.g. a
+    prefilled add form), shown with the dead letter."""
+
+    label: str
+    url: str
+
+
 class NonRetryableError(Exception):
     """Raised by a handler when retrying cannot help (e.g. data only a person can add): the message
-    goes to the dead-letter ledger at once, with this error as the reason, to be replayed later."""
+    goes to the dead-letter ledger at once, with this error as the reason, to be replayed later. `fix`, when
+    the handler knows it, is the page where a person removes the cause."""
+
+    def __init__(self, *args: object, fix: Fix | None = None) -> None:
+        super().__init__(*args)
+        self.fix = fix
 
 
 @dataclass(frozen=True)
@@ -102,27 +116,3 @@ def topics_for(group: str) -> list[str]:
 def handled_types(group: str) -> list[str]:
     """The CloudEvents types (with version) `group` has handlers for."""
     return sorted(ce_type for g, ce_type in _REGISTRY if g == group)
-
-
-# --- how a person fixes a failure ---------------------------------------------------------------------------
-
-FixLink = Callable[[Any], "tuple[str, str] | None"]
-_FIXES: dict[str, FixLink] = {}
-
-
-def fix_link(exception: type[BaseException]) -> Callable[[FixLink], FixLink]:
-    """Register where a person fixes a failure of `exception` (e.g. a `NonRetryableError` only data can cure):
-    a function of the dead letter's payload (decoded JSON, or None) that returns (label, url), or None when it
-    cannot tell. The ledger shows the link on the dead letter's page; replaying stays the operator's step."""
-
-    def register(func: FixLink) -> FixLink:
-        _FIXES[f"{exception.__module__}.{exception.__qualname__}"] = func
-        return func
-
-    return register
-
-
-def fix_for(exception_class: str, payload: Any) -> tuple[str, str] | None:
-    """The fix link for a failure of `exception_class` (as the ledger stores it) and this payload, if any."""
-    func = _FIXES.get(exception_class)
-    return func(payload) if func else None

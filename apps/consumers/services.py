@@ -55,6 +55,7 @@ class Failure:
     message: str
     traceback: str = ""
     handler: str = ""
+    fix: registry.Fix | None = None
 
     @classmethod
     def from_exception(cls, error: BaseException, *, handler: str = "") -> Failure:
@@ -67,7 +68,7 @@ class Failure:
         kind = type(error)
         return cls(
             reason=reason, exception_class=f"{kind.__module__}.{kind.__qualname__}", message=_describe(error),
-            traceback=_traceback(error), handler=handler,
+            traceback=_traceback(error), handler=handler, fix=getattr(error, "fix", None),
         )
 
     @property
@@ -328,6 +329,15 @@ def _set_failure(dead_letter: DeadLetter, failure: Failure, *, attempts: int, at
     ) else failure.fingerprint
     dead_letter.attempts = attempts
     dead_letter.last_failed_at = at
+    fix = failure.fix if failure.fix is not None and _is_site_path(failure.fix.url) else None
+    dead_letter.fix_label = safe_text(fix.label)[:200] if fix else ""
+    dead_letter.fix_url = fix.url[:500] if fix else ""
+
+
+def _is_site_path(url: object) -> bool:
+    """Only a path of this site becomes a link: never another host, a scheme like javascript:, or a NUL."""
+    return isinstance(url, str) and url.startswith("/") and not url.startswith("//") and url.isprintable() \
+        and "\\" not in url and len(url) <= 500
 
 
 # --- automatic retries ---------------------------------------------------------------------------------------

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
+from urllib.parse import urlencode
 
 from django.urls import reverse
 
-from apps.consumers.registry import EventMeta, NonRetryableError, fix_link, handles
+from apps.consumers.registry import EventMeta, Fix, NonRetryableError, handles
 from apps.contracts import CustomerUpserted, RouteCalculated
 from apps.invoicing.services import (
     BillingAccountMissing,
@@ -24,19 +24,13 @@ class MissingBillingData(NonRetryableError):
     def __init__(self, *, customer_id: int, customer_name: str, route_id: int) -> None:
         super().__init__(
             f"cannot invoice route {route_id}: customer {customer_id} ({customer_name}) has no billing account; "
-            "add it under Invoicing › Billing accounts, then replay this message"
+            "add it under Invoicing › Billing accounts, then replay this message",
+            fix=Fix(
+                label=f"Add billing account for {customer_name}",
+                url=f"{reverse('admin:invoicing_billingaccount_add')}?{urlencode({'customer': customer_id})}",
+            ),
         )
         self.customer_id = customer_id
-
-
-@fix_link(MissingBillingData)
-def add_billing_account(payload: Any) -> tuple[str, str] | None:
-    """The billing-account form with the route's customer already picked."""
-    customer_id = payload.get("customer_id") if isinstance(payload, dict) else None
-    if not isinstance(customer_id, int):
-        return None
-    url = f"{reverse('admin:invoicing_billingaccount_add')}?customer_id={customer_id}"
-    return f"Add the billing account of customer {customer_id}", url
 
 
 def issue_invoices_for_routes(events: list[tuple[RouteCalculated, EventMeta]]) -> None:

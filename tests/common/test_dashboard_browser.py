@@ -21,9 +21,9 @@ from apps.invoicing.models import Invoice
 from tests.consumers.factories import dead_letter, role_user
 from tests.invoicing.factories import unbilled_route_dead_letter
 from tests.support import browser
-from tests.support.browser import assert_fits, browse, session_cookie, shoot
+from tests.support.browser import assert_fits, browse, browse_as, shoot
 
-sync_api = browser.require_playwright()
+browser.require_playwright()
 pytestmark = browser.ROLE_MARKS
 DASHBOARD = "/admin/common/heartbeat/flow/"
 MINUTES = 24 * 60
@@ -94,20 +94,22 @@ def test_operations_sees_charts_workers_lag_and_failure_groups_that_lead_to_the_
     _workers()
     _a_day_of_samples()
     billing, other = _failure_groups()
-    operations = session_cookie(role_user("operations"))
+    operations = role_user("operations")
     with browse(live_server.url, operations) as (page, violations):  # type: ignore[attr-defined]
         response = page.goto(live_server.url + DASHBOARD)  # type: ignore[attr-defined]
         assert response.status == 200
         shoot(page, "dashboard")
 
-        # Four charts, each an SVG with one unbroken line across the day's samples.
+        # Four charts, each an SVG with unbroken lines across the day's samples.
         charts = page.locator("figure.flow-chart")
         assert charts.count() == 4
         assert page.locator("figure.flow-chart figcaption").all_inner_texts() == [
-            "Events published per minute", "End-to-end latency, p95", "Consumer lag, all groups",
+            "Events published per minute", "End-to-end latency, p95", "Consumer lag by group",
             "Unresolved dead letters",
         ]
-        assert _polyline_points(page) == [MINUTES] * 4
+        # One line per chart, two in the lag chart (a line per group, each named in the legend).
+        assert _polyline_points(page) == [MINUTES] * 5
+        assert charts.nth(2).locator("text.legend").all_text_contents() == ["invoicing", "routing"]
         assert all(box["width"] > 600 and box["height"] > 100 for box in
                    (charts.nth(i).locator("svg").bounding_box() for i in range(4)))
         assert "1440 samples" in page.locator("h3", has_text="Last 24 hours").inner_text()
@@ -150,10 +152,9 @@ def _table(page: object, heading: str) -> list[list[str]]:
 
 def test_operations_replays_a_dead_letter_after_finance_adds_the_missing_billing_account(live_server: object) -> None:
     route, letter = unbilled_route_dead_letter(customer_name="Ege Foods")
-    operations = session_cookie(role_user("operations"))
-    finance = session_cookie(role_user("finance"))
+    operations, finance = role_user("operations"), role_user("finance")
     base = live_server.url  # type: ignore[attr-defined]
-    with browse(base, operations, finance) as ((ops, fin), violations):
+    with browse_as(base, operations, finance) as ((ops, fin), violations):
         # Operations sees the new failure group on the dashboard and follows it to the dead letter.
         ops.goto(base + DASHBOARD)
         assert "1 unresolved" in ops.locator("h3", has_text="Dead letters").inner_text()
@@ -164,8 +165,8 @@ def test_operations_replays_a_dead_letter_after_finance_adds_the_missing_billing
         ops.locator("#result_list tbody th a", has_text=str(letter.pk)).click()
         ops.wait_for_url(re.compile(rf"/deadletter/{letter.pk}/change/"))
         assert "has no billing account" in ops.locator(".field-error_message").inner_text()
-        fix = ops.locator("p.fix-link a")
-        assert fix.inner_text() == f"Add the billing account of customer {route.customer_id}"
+        fix = ops.locator(".field-fix_link a")
+        assert fix.inner_text() == "Add billing account for Ege Foods"
         shoot(ops, "story-3-dead-letter")
         assert_fits(ops, "dead letter page")
 
@@ -173,8 +174,8 @@ def test_operations_replays_a_dead_letter_after_finance_adds_the_missing_billing
         fix_url = base + fix.get_attribute("href")
         assert ops.goto(fix_url).status == 403
         fin.goto(fix_url)
-        customer = fin.locator("select[name=customer_id]")
-        assert customer.locator("option:checked").inner_text() == f"Ege Foods (customer {route.customer_id})"
+        chosen = fin.locator(".field-customer .select2-selection__rendered").inner_text()
+        assert chosen.endswith(f"Ege Foods (customer {route.customer_id})")
         fin.fill("input[name=name]", "Ege Foods A.S.")
         fin.fill("textarea[name=billing_address]", "Liman Cad. 12\n35210 Izmir")
         fin.fill("input[name=rate_per_km]", "1.25")

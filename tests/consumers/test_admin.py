@@ -7,6 +7,7 @@ from django.test import Client
 from django.urls import reverse
 
 from apps.consumers.models import DeadLetter
+from apps.consumers.registry import Fix, NonRetryableError
 from logiflow.celery import app as celery_app
 from tests.consumers.factories import dead_letter, parked_dead_letter, role_user
 from tests.consumers.testapp.models import Effect
@@ -255,21 +256,23 @@ def test_the_list_truncates_a_long_error_with_the_full_text_in_its_title_and_loa
     assert "/static/common/admin.css" in html
 
 
-def test_a_dead_letter_for_missing_billing_data_links_to_the_billing_account_form_with_its_customer() -> None:
-    from tests.invoicing.factories import unbilled_route_dead_letter
+def test_a_failure_that_names_its_fix_links_to_it_on_the_page_and_in_the_replay_confirmation() -> None:
+    fix = Fix(label="Add billing account for <Elbe> Kaffee AG", url="/admin/invoicing/billingaccount/add/?customer=2")
+    letter = dead_letter(1, scenario="", error=NonRetryableError("customer 2 has no billing account", fix=fix))
+    client = logged_in("operations")
 
-    route, letter = unbilled_route_dead_letter()
-    page = logged_in("operations").get(reverse("admin:consumers_deadletter_change", args=[letter.pk])).content.decode()
-    fix = f'href="/admin/invoicing/billingaccount/add/?customer_id={route.customer_id}"'
-    assert "To fix the cause:" in page and fix in page
-    assert f"Add the billing account of customer {route.customer_id}</a>" in page
-    DeadLetter.objects.filter(pk=letter.pk).update(status=Status.DISCARDED)  # resolved: nothing left to fix
-    assert "To fix the cause:" not in logged_in("finance").get(
-        reverse("admin:consumers_deadletter_change", args=[letter.pk])
-    ).content.decode()
+    page = client.get(f"{CHANGELIST}{letter.pk}/change/").content.decode()
+    confirmation = client.get(f"{CHANGELIST}{letter.pk}/replay/").content.decode()
+
+    link = ('<a href="/admin/invoicing/billingaccount/add/?customer=2">'
+            "Add billing account for &lt;Elbe&gt; Kaffee AG</a>")
+    assert link in page and link in confirmation
 
 
-def test_a_failure_without_a_registered_fix_shows_no_fix_link() -> None:
-    letter = dead_letter(1)
-    page = logged_in("operations").get(reverse("admin:consumers_deadletter_change", args=[letter.pk])).content.decode()
-    assert "To fix the cause:" not in page
+@pytest.mark.parametrize("url", ["javascript:alert(1)", "https://elsewhere.example/x", "//elsewhere.example/x",
+                                 "/admin/\x00", "/admin/\\\\elsewhere"])
+def test_a_fix_that_is_not_a_path_of_this_site_is_not_kept(url: str) -> None:
+    letter = dead_letter(1, scenario="", error=NonRetryableError("boom", fix=Fix(label="click", url=url)))
+
+    assert (letter.fix_label, letter.fix_url) == ("", "")
+    assert "click" not in logged_in("operations").get(f"{CHANGELIST}{letter.pk}/change/").content.decode()

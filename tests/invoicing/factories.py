@@ -24,7 +24,22 @@ from tests.factories import route_calculated
 from tests.routing.factories import calculated_route
 
 
+class KnownCustomerFactory(factory.django.DjangoModelFactory):
+    """A customer in invoicing's directory, as CustomerUpserted would have left it."""
+
+    class Meta:
+        model = KnownCustomer
+        django_get_or_create = ("customer_id",)
+
+    customer_id = 3
+    name = "Anadolu Textiles"
+    revision = 1
+    changed_at = factory.LazyFunction(timezone.now)
+
+
 class BillingAccountFactory(factory.django.DjangoModelFactory):
+    """An account for a customer of the directory (its KnownCustomer is made too, if missing)."""
+
     class Meta:
         model = BillingAccount
         django_get_or_create = ("customer_id",)
@@ -40,18 +55,11 @@ class BillingAccountFactory(factory.django.DjangoModelFactory):
     fuel_surcharge_percent = Decimal("7.50")
     vat_rate_percent = Decimal("20.00")
 
-
-class KnownCustomerFactory(factory.django.DjangoModelFactory):
-    """A customer in invoicing's directory, as CustomerUpserted would have left it."""
-
-    class Meta:
-        model = KnownCustomer
-        django_get_or_create = ("customer_id",)
-
-    customer_id = 3
-    name = "Anadolu Textiles"
-    revision = 1
-    changed_at = factory.LazyFunction(timezone.now)
+    @classmethod
+    def _create(cls, model_class: type[BillingAccount], *args: Any, **kwargs: Any) -> BillingAccount:
+        # An account is for a customer routing has announced: the directory entry comes first (kept if it exists).
+        KnownCustomerFactory(customer_id=kwargs["customer_id"], name=kwargs["name"])
+        return super()._create(model_class, *args, **kwargs)
 
 
 def issued_invoice(route: RouteCalculated | None = None, **route_overrides: Any) -> Invoice:

@@ -176,6 +176,7 @@ def test_dispatcher_opens_the_route_add_form(dispatcher_browser: Client) -> None
     html = page.content.decode()
     assert 'name="truck"' in html and 'name="stops-0-name"' in html and 'name="stops-0-ORDER"' in html
     assert "<script>" not in html, "no inline script under the CSP"
+    assert '<script src="/static/routing/stop_order.js" defer>' in html, "rows reorderable by drag and arrow keys"
 
 
 @pytest.mark.django_db

@@ -1,38 +1,39 @@
-"""The route page's map and the admin's width in a real (headless) Chromium: depot, stops and path drawn with tiles
-blocked, no CSP violation, and pages that fit 1,280 px.
+"""The route page's map, the add form's stop reordering and the admin's width in a real (headless) Chromium: depot,
+stops and path drawn with tiles blocked, stops moved by drag or arrow keys, no CSP violation, pages that fit 1,280 px.
 
 Skipped without Playwright (requirements-browser.txt) or a Chromium binary (apt-get install chromium)."""
 
 from __future__ import annotations
 
-from django.contrib.auth.models import User
+from pathlib import Path
+from typing import Any
+
+import pytest
 
 from apps.outbox.models import OutboxEvent
+from apps.routing import services
+from apps.routing.models import Customer, Route, Truck
 from tests.consumers.factories import dead_letter
-from tests.routing.factories import calculated_route
-from tests.support import browser
-from tests.support.browser import assert_fits, browse, session_cookie, shoot
+from tests.routing.factories import CustomerFactory, TruckFactory, calculated_route
+from tests.support.browser import MARKS, OVERFLOWING, SHOTS, WIDTH, browse, require_playwright
 
-sync_api = browser.require_playwright()
-pytestmark = browser.MARKS
-
-
-def _superuser() -> str:
-    return session_cookie(User.objects.create_superuser("root", password="pw"))
+require_playwright()
+pytestmark = MARKS
 
 
-def test_route_map_draws_depot_numbered_stops_and_path_without_tiles(live_server: object) -> None:
+def test_route_map_draws_depot_numbered_stops_and_path_without_tiles(live_server: object, tmp_path: Path) -> None:
     route = calculated_route()
     stops = route.stops.count()
-    with browse(live_server.url, _superuser()) as (page, violations):  # type: ignore[attr-defined]
+    with browse(live_server.url) as (page, violations):  # type: ignore[attr-defined]
         page.goto(f"{live_server.url}/admin/routing/route/{route.pk}/change/")  # type: ignore[attr-defined]
-        page.wait_for_selector("#route-map .leaflet-overlay-pane path")
-        labels = page.locator(".route-map-stop").all_inner_texts()
+        page.wait_for_selector("#route-map .leaflet-overlay-pane path")  # type: ignore[attr-defined]
+        labels = page.locator(".route-map-stop").all_inner_texts()  # type: ignore[attr-defined]
         assert labels == [str(n) for n in range(1, stops + 1)]
         # The depot's circle and the path: vectors, drawn although every tile request failed.
-        assert page.locator("#route-map .leaflet-overlay-pane path").count() == 2
-        shoot(page, "route")
-        assert_fits(page)
+        assert page.locator("#route-map .leaflet-overlay-pane path").count() == 2  # type: ignore[attr-defined]
+        page.screenshot(path=str(SHOTS / "route.png"), full_page=True)  # type: ignore[attr-defined]
+        assert page.evaluate("document.documentElement.scrollWidth") <= WIDTH  # type: ignore[attr-defined]
+        assert page.evaluate(OVERFLOWING) == []  # type: ignore[attr-defined]
     assert not violations, violations
 
 
@@ -40,12 +41,90 @@ def test_admin_pages_fit_1280_px_with_a_long_error(live_server: object) -> None:
     letter = dead_letter(1, scenario="", error=RuntimeError("customer has no billing account " * 40))
     calculated_route()
     event_id = OutboxEvent.objects.latest("id").pk
-    with browse(live_server.url, _superuser()) as (page, violations):  # type: ignore[attr-defined]
+    with browse(live_server.url) as (page, violations):  # type: ignore[attr-defined]
         for url in ("/admin/consumers/deadletter/", f"/admin/consumers/deadletter/{letter.pk}/change/",
                     "/admin/outbox/outboxevent/", f"/admin/outbox/outboxevent/{event_id}/change/",
                     "/admin/routing/route/",
                     "/admin/routing/route/add/", "/admin/"):
             page.goto(live_server.url + url)  # type: ignore[attr-defined]
-            shoot(page, url.strip("/").replace("/", "_"))
-            assert_fits(page, url)
+            page.screenshot(path=str(SHOTS / (url.strip("/").replace("/", "_") + ".png")), full_page=True)
+            assert page.evaluate("document.documentElement.scrollWidth") <= WIDTH, url  # type: ignore[attr-defined]
+            assert page.evaluate(OVERFLOWING) == [], url  # type: ignore[attr-defined]
+    assert not violations, violations
+
+
+# --- reordering the stops of the route add form (stop_order.js) ---------------------------------------------
+
+STOPS = [("Ankara", "39.9334", "32.8597"), ("Bursa", "40.1885", "29.0610"), ("Izmit", "40.7654", "29.9408")]
+
+
+@pytest.fixture
+def received_stops(monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
+    """The stop names `route_calculate` is given, in order, per call (the admin calls it through the module)."""
+    calls: list[list[str]] = []
+    real = services.route_calculate
+
+    def spy(**kwargs: Any) -> Any:
+        calls.append([stop.name for stop in kwargs["stops"]])
+        return real(**kwargs)
+
+    monkeypatch.setattr(services, "route_calculate", spy)
+    return calls
+
+
+def _fill_route_form(page: Any, truck: Truck, customer: Customer) -> None:
+    page.select_option("#id_truck", str(truck.pk))
+    page.select_option("#id_customer", str(customer.pk))
+    for i, (name, lat, lon) in enumerate(STOPS):
+        page.fill(f"#id_stops-{i}-name", name)
+        page.fill(f"#id_stops-{i}-lat", lat)
+        page.fill(f"#id_stops-{i}-lon", lon)
+
+
+ROW_ORDER = """() => [...document.querySelectorAll("#stops-group tbody tr.form-row")].map(row =>
+  [row.querySelector(".field-name input").value, row.querySelector(".field-ORDER input").value])"""
+
+
+def test_dragging_the_third_stop_to_the_top_submits_it_first(
+    live_server: Any, dispatcher: Any, received_stops: list[list[str]]
+) -> None:
+    truck, customer = TruckFactory(), CustomerFactory()
+    with browse(live_server.url, dispatcher) as (page, violations):
+        page.goto(f"{live_server.url}/admin/routing/route/add/")
+        _fill_route_form(page, truck, customer)
+        rows = page.locator("#stops-group tbody tr.form-row")
+        rows.nth(2).scroll_into_view_if_needed()
+        handle = rows.nth(2).locator(".stop-handle").bounding_box()
+        top = rows.nth(0).bounding_box()
+        page.mouse.move(handle["x"] + handle["width"] / 2, handle["y"] + handle["height"] / 2)
+        page.mouse.down()
+        page.mouse.move(top["x"] + 20, top["y"] + 3, steps=12)
+        page.mouse.up()
+        assert page.evaluate(ROW_ORDER)[:4] == [["Izmit", "1"], ["Ankara", "2"], ["Bursa", "3"], ["", ""]]
+        page.screenshot(path=str(SHOTS / "route_add_dragged.png"), full_page=True)
+        assert page.evaluate("document.documentElement.scrollWidth") <= WIDTH
+        assert page.evaluate(OVERFLOWING) == []
+        page.click("input[name=_save]")
+        page.wait_for_url("**/admin/routing/route/*/change/")
+    assert received_stops == [["Izmit", "Ankara", "Bursa"]]
+    route = Route.objects.get()
+    assert route.truck == truck and {stop.name for stop in route.stops.all()} == {"Izmit", "Ankara", "Bursa"}
+    assert not violations, violations
+
+
+def test_arrow_keys_on_a_stop_handle_move_the_row_and_typed_numbers_still_count(
+    live_server: Any, dispatcher: Any, received_stops: list[list[str]]
+) -> None:
+    truck, customer = TruckFactory(), CustomerFactory()
+    with browse(live_server.url, dispatcher) as (page, violations):
+        page.goto(f"{live_server.url}/admin/routing/route/add/")
+        _fill_route_form(page, truck, customer)
+        page.locator("#stops-group tbody tr.form-row").nth(0).locator(".stop-handle").focus()
+        page.keyboard.press("ArrowDown")
+        page.keyboard.press("ArrowDown")  # the focus stays on the moved row's handle
+        assert page.evaluate(ROW_ORDER)[:3] == [["Bursa", "1"], ["Izmit", "2"], ["Ankara", "3"]]
+        page.fill("#id_stops-0-ORDER", "0")  # then Ankara typed back to the front: the numbers are what counts
+        page.click("input[name=_save]")
+        page.wait_for_url("**/admin/routing/route/*/change/")
+    assert received_stops == [["Ankara", "Bursa", "Izmit"]] and Route.objects.count() == 1
     assert not violations, violations

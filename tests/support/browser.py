@@ -1,11 +1,10 @@
-"""Headless-Chromium helpers for the browser tests: a logged-in page at 1,280 px that records CSP violations,
-the width checks, and where screenshots go.
+"""A headless Chromium on the live server for the admin's browser tests: logged-in pages at 1,280 px, the CSP
+violations they report, the page-fit check, and where screenshots go.
 
-A browser test module starts with `sync_api = browser.require_playwright()` and `pytestmark = browser.MARKS`
-(`ROLE_MARKS` to log in as a role group's user),
-so it is skipped, with the reason, when Playwright (requirements-browser.txt) or a Chromium binary (apt-get
-install chromium) is missing — and only then. Make database rows before entering `browse`: Playwright's sync API
-runs an event loop, and Django refuses ORM calls beside one (`off_loop` runs one where it may).
+Test modules call `require_playwright()` first and use `MARKS` (`ROLE_MARKS` to log in as a role group's user):
+skipped, with the reason, when Playwright (requirements-browser.txt) or a Chromium binary (apt-get install chromium)
+is missing — and only then; with LOGIFLOW_REQUIRE_BROWSER set (CI) that is a failure instead. Make the test's rows
+before entering `browse`: Playwright's sync API runs an event loop, and Django refuses ORM calls beside one.
 """
 
 from __future__ import annotations
@@ -14,80 +13,66 @@ import importlib
 import os
 import shutil
 import tempfile
-from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from types import ModuleType
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
-from django.contrib.auth.models import AbstractBaseUser
-from django.db import connection
+from django.contrib.auth.models import User
 from django.test import Client
 
-WIDTH = 1280
 # CI sets it: a missing Playwright or Chromium then fails the browser tests instead of skipping them.
 REQUIRED = bool(os.environ.get("LOGIFLOW_REQUIRE_BROWSER"))
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
 NEEDS_CHROMIUM = pytest.mark.skipif(
     CHROMIUM is None and not REQUIRED, reason="no Chromium binary on PATH (apt-get install chromium)"
 )
-# A live server needs committed rows; `serialized_rollback` brings back the role groups the data migrations made
-# (transactional tests flush them), for tests that log in as a role rather than as a superuser.
 MARKS = [NEEDS_CHROMIUM, pytest.mark.django_db(transaction=True)]
+# `serialized_rollback` brings back the role groups the data migrations made (transactional tests flush them),
+# for tests that log in as a role's user rather than as a superuser.
 ROLE_MARKS = [NEEDS_CHROMIUM, pytest.mark.django_db(transaction=True, serialized_rollback=True)]
-T = TypeVar("T")
+WIDTH = 1280
+# Screenshots to look at after a run (BROWSER_SHOTS_DIR), else a temporary directory (named in the run's summary).
+SHOTS = Path(os.environ.get("BROWSER_SHOTS_DIR") or tempfile.mkdtemp(prefix="logiflow-shots-"))
 
 
 def require_playwright() -> ModuleType:
-    """playwright.sync_api, or skip the calling module with the reason (fail it when LOGIFLOW_REQUIRE_BROWSER)."""
+    """playwright.sync_api, or skip the calling module with the reason (an error with LOGIFLOW_REQUIRE_BROWSER)."""
     if REQUIRED:
         return importlib.import_module("playwright.sync_api")
     return pytest.importorskip("playwright.sync_api", reason="playwright is not installed (requirements-browser.txt)")
 
 
-def shots_dir() -> Path:
-    """BROWSER_SHOTS_DIR (screenshots to look at after a run), else a temporary directory (the run's summary
-    names it: tests/conftest.py)."""
-    global _SHOTS
-    if _SHOTS is None:
-        chosen = os.environ.get("BROWSER_SHOTS_DIR")
-        _SHOTS = Path(chosen) if chosen else Path(tempfile.mkdtemp(prefix="logiflow-shots-"))
-        _SHOTS.mkdir(parents=True, exist_ok=True)
-    return _SHOTS
-
-
-_SHOTS: Path | None = None
-
-
-def shots_taken() -> Path | None:
-    """Where this run's screenshots went, None when no test took one."""
-    return _SHOTS
-
-
-def session_cookie(user: AbstractBaseUser) -> str:
-    """A session of `user` (made without the browser, so without an ORM call on Playwright's loop)."""
-    client = Client()
-    client.force_login(user)
-    return client.cookies["sessionid"].value
+@contextmanager
+def browse(base: str, user: User | None = None) -> Iterator[tuple[Any, list[str]]]:
+    """A logged-in page (a superuser's unless `user` is given) at 1,280 px with tile requests refused; yields
+    (page, CSP errors)."""
+    with browse_as(base, user or User.objects.create_superuser("root", password="pw")) as (pages, violations):
+        yield pages[0], violations
 
 
 @contextmanager
-def browse(base: str, *sessions: str) -> Iterator[tuple[Any, list[str]]]:
-    """A page at 1,280 px per session (in order; several sessions are several people, each in their own context)
-    with map tile requests refused; yields (the first page, or all pages when more than one session, and the CSP
-    violations any of them logged)."""
+def browse_as(base: str, *users: User) -> Iterator[tuple[list[Any], list[str]]]:
+    """One page per user, each in a browser context of its own (several people at once); yields (pages, the CSP
+    errors any of them reported)."""
+    sessions = [_session(user) for user in users]  # ORM work, before Playwright's loop starts
     sync_api = require_playwright()
     assert CHROMIUM, "LOGIFLOW_REQUIRE_BROWSER is set but no Chromium binary is on PATH (apt-get install chromium)"
     with sync_api.sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
         violations: list[str] = []
-        pages = [_page(browser, base, session, violations) for session in sessions]
         try:
-            yield (pages[0] if len(pages) == 1 else pages), violations
+            yield [_page(browser, base, session, violations) for session in sessions], violations
         finally:
             browser.close()
+
+
+def _session(user: User) -> str:
+    client = Client()
+    client.force_login(user)
+    return client.cookies["sessionid"].value
 
 
 def _page(browser: Any, base: str, session: str, violations: list[str]) -> Any:
@@ -99,24 +84,16 @@ def _page(browser: Any, base: str, session: str, violations: list[str]) -> Any:
     return page
 
 
-def off_loop(function: Callable[[], T]) -> T:
-    """Run ORM work while a browser is open: on a thread of its own (its own connection), beside the event loop."""
-
-    def run() -> T:
-        try:
-            return function()
-        finally:
-            connection.close()
-
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        return pool.submit(run).result()
-
-
 def shoot(page: Any, name: str) -> Path:
-    """A full-page screenshot `name`.png in the shots directory."""
-    path = shots_dir() / f"{name}.png"
+    """A full-page screenshot `name`.png in SHOTS."""
+    path = SHOTS / f"{name}.png"
     page.screenshot(path=str(path), full_page=True)
     return path
+
+
+def shots_taken() -> Path | None:
+    """SHOTS when this run saved a screenshot there, else None."""
+    return SHOTS if SHOTS.is_dir() and any(SHOTS.glob("*.png")) else None
 
 
 # Tables wider than the content column, or lists that scroll sideways; payloads and tracebacks may scroll.

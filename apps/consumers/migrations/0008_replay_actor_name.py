@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('consumers', '0006_replay_queued_at'),
+        ('consumers', '0007_deadletter_fix'),
     ]
 
     operations = [
