@@ -148,8 +148,8 @@ def drain_benchmark(url: str, bootstrap: str, count: int) -> None:
     consumer = None
     try:
         committed = prefill(count)
-        if not common.wait_until(lambda: scalar("SELECT count(*) FROM outbox_outboxevent WHERE state = 'pending'") == 0,
-                                 timeout=600, interval=0.05):
+        unpublished = "SELECT count(*) FROM outbox_outboxevent WHERE state = 'pending'"
+        if not common.wait_for_count("relay: published", lambda: count - scalar(unpublished), count, timeout=600):
             raise SystemExit(f"relay did not drain the backlog; see {common.log_dir() / 'invoicing-relay.log'}")
         last_published = scalar("SELECT extract(epoch FROM max(published_at)) FROM outbox_outboxevent")
         relay_rate = count / (float(last_published) - committed)
@@ -157,8 +157,8 @@ def drain_benchmark(url: str, bootstrap: str, count: int) -> None:
 
         consumer = common.start_manage(["consume", "invoicing", "--group-id", group_id], env=env,
                                        log=common.log_dir() / "invoicing-consumer.log")
-        if not common.wait_until(lambda: scalar("SELECT count(*) FROM invoicing_invoice") >= count,
-                                 timeout=1800, interval=0.5):
+        if not common.wait_for_count("invoicing: issued", lambda: scalar("SELECT count(*) FROM invoicing_invoice"),
+                                     count, timeout=1800, interval=0.5):
             log = common.log_dir() / "invoicing-consumer.log"
             raise SystemExit(f"the consumer did not drain the backlog; see {log}")
         first, last = scalar("SELECT array[extract(epoch FROM min(issued_at)), extract(epoch FROM max(issued_at))] "

@@ -7,7 +7,8 @@ from datetime import datetime
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
-WIDTH, HEIGHT, LEFT, BOTTOM, TOP = 720, 150, 56, 20, 10
+WIDTH, HEIGHT, LEFT, BOTTOM, TOP = 720, 150, 64, 20, 10
+LEGEND = 12  # the legend's own row above the plot, so neither covers the other
 
 
 # Colour-blind-safe (Okabe-Ito), the admin's blue first.
@@ -31,11 +32,13 @@ def lines_chart(series: dict[str, Points], *, title: str, unit: str = "") -> Saf
     last = max(at for at, _ in every)
     span = max(last.timestamp() - start, 1.0)
     top = max(known) or 1.0
-    plot_w, plot_h = WIDTH - LEFT - 4, HEIGHT - TOP - BOTTOM
+    named = [name for name in series if name]
+    plot_top = TOP + (LEGEND if named else 0)
+    plot_w, plot_h = WIDTH - LEFT - 4, HEIGHT - plot_top - BOTTOM
 
     def xy(at: datetime, value: float) -> str:
         x = LEFT + (at.timestamp() - start) / span * plot_w
-        y = TOP + plot_h - value / top * plot_h
+        y = plot_top + plot_h - value / top * plot_h
         return f"{x:.1f},{y:.1f}"
 
     polylines = []
@@ -55,15 +58,15 @@ def lines_chart(series: dict[str, Points], *, title: str, unit: str = "") -> Saf
         '<text x="{left}" y="{h}" font-size="11">{first}</text>'
         '<text x="{w}" y="{h}" font-size="11" text-anchor="end">{last} UTC</text>'
         "{polylines}{legend}</svg></figure>",
-        title=title, w=WIDTH, h=HEIGHT, left=LEFT, base=TOP + plot_h, top_y=TOP, label_x=LEFT - 4,
-        top_label=TOP + 8, top_value=f"{top:.6g}{unit}", first=f"{datetime.fromtimestamp(start, last.tzinfo):%H:%M}",
+        title=title, w=WIDTH, h=HEIGHT, left=LEFT, base=plot_top + plot_h, top_y=plot_top, label_x=LEFT - 4,
+        top_label=plot_top + 8, top_value=f"{axis_number(top)}{unit}", first=f"{datetime.fromtimestamp(start, last.tzinfo):%H:%M}",
         last=f"{last:%H:%M}",
         polylines=format_html_join(
             "", '<polyline fill="none" stroke="{}" stroke-width="1.5" points="{}"/>', polylines
         ),
         legend=format_html_join(
-            "", '<rect x="{0}" y="2" width="10" height="4" fill="{1}"/>'
-                '<text x="{0}" y="8" dx="14" font-size="11" class="legend">{2}</text>', legend
+            "", '<rect x="{0}" y="5" width="10" height="4" fill="{1}"/>'
+                '<text x="{0}" y="11" dx="14" font-size="11" class="legend">{2}</text>', legend
         ),
     )
 
@@ -78,3 +81,8 @@ def _segments(points: Points) -> list[list[tuple[datetime, float]]]:
         else:
             segments[-1].append((at, value))
     return [segment for segment in segments if segment]
+
+
+def axis_number(value: float) -> str:
+    """A y-axis label narrow enough for the left margin: whole numbers from 100 up, three digits below."""
+    return f"{value:,.0f}" if value >= 100 else f"{value:.3g}"

@@ -53,8 +53,12 @@ class HistoryInline(admin.TabularInline):
     model = DeadLetterReplay
     extra = 0
     can_delete = False
-    fields = ["at", "action", "outcome", "actor", "reason", "error", "payload_diff_pre"]
+    fields = ["at", "action", "outcome", "who", "reason", "error", "payload_diff_pre"]
     readonly_fields = fields
+
+    @admin.display(description="by")
+    def who(self, entry: DeadLetterReplay) -> str:
+        return entry.actor.get_username() if entry.actor else entry.actor_name or "-"
 
     @admin.display(description="payload diff")
     def payload_diff_pre(self, entry: DeadLetterReplay) -> str:

@@ -80,11 +80,14 @@ class DeadLetterSummarySerializer(serializers.ModelSerializer):
 
 
 class HistorySerializer(serializers.ModelSerializer):
-    actor = serializers.CharField(source="actor.get_username", default=None)
+    actor = serializers.SerializerMethodField(help_text="The user, or who acted outside the site (the replay command).")
 
     class Meta:
         model = DeadLetterReplay
         fields = ["at", "action", "outcome", "actor", "error", "reason", "payload_diff"]
+
+    def get_actor(self, entry: DeadLetterReplay) -> str | None:
+        return entry.actor.get_username() if entry.actor else entry.actor_name or None
 
 
 class DeadLetterDetailSerializer(DeadLetterSummarySerializer):

@@ -162,6 +162,10 @@ class DeadLetterReplay(models.Model):
     action = models.CharField(max_length=20, choices=Action.choices)
     outcome = models.CharField(max_length=20, choices=Outcome.choices)
     actor = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    actor_name = models.CharField(
+        max_length=150, blank=True, db_default="",
+        help_text="Who, when it was not a user of this site: e.g. `manage.py replay_dead_letters (OS user alice)`.",
+    )
     at = models.DateTimeField()
     error = models.TextField(blank=True)
     reason = models.TextField(blank=True, help_text="Why it was discarded.")

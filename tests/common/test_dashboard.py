@@ -124,3 +124,15 @@ def test_the_lag_chart_draws_one_named_line_per_group_with_gaps_where_a_group_wa
     assert svg.count(f'stroke="{PALETTE[1]}"') == 2  # routing: broken where it had no heartbeat
     assert ">invoicing</text>" in svg and ">routing</text>" in svg
     assert ">7</text>" in svg  # one y axis, up to the largest lag of any group
+
+
+def test_the_y_axis_top_label_is_short_enough_for_the_charts_left_margin() -> None:
+    now = timezone.now()
+
+    def top_label(value: float, unit: str = "") -> str:
+        svg = str(line_chart([(now - timedelta(minutes=1), 0.0), (now, value)], title="t", unit=unit))
+        return svg.split('text-anchor="end">', 1)[1].split("<", 1)[0]
+
+    assert top_label(3.864841, " s") == "3.86 s"  # was "3.86484 s", cut off at the SVG's left edge
+    assert top_label(152340.0) == "152,340"
+    assert top_label(42.0) == "42"

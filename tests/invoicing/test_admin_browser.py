@@ -8,13 +8,11 @@ from __future__ import annotations
 
 from typing import Any
 
-import pytest
-
 from apps.invoicing.models import BillingAccount
 from tests.invoicing.factories import KnownCustomerFactory, UserFactory, issued_invoice, three_stop_route
-from tests.support.browser import MARKS, OVERFLOWING, SHOTS, WIDTH, browse
+from tests.support.browser import MARKS, OVERFLOWING, SHOTS, WIDTH, browse, require_playwright
 
-sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (requirements-browser.txt)")
+sync_api = require_playwright()
 pytestmark = MARKS
 
 ACCOUNT_ADD = "/admin/invoicing/billingaccount/add/"

@@ -15,9 +15,9 @@ from apps.routing import services
 from apps.routing.models import Customer, Route, Truck
 from tests.consumers.factories import dead_letter
 from tests.routing.factories import CustomerFactory, TruckFactory, calculated_route
-from tests.support.browser import MARKS, OVERFLOWING, SHOTS, WIDTH, browse
+from tests.support.browser import MARKS, OVERFLOWING, SHOTS, WIDTH, browse, require_playwright
 
-pytest.importorskip("playwright.sync_api", reason="playwright is not installed (requirements-browser.txt)")
+require_playwright()
 pytestmark = MARKS
 
 
