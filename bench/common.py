@@ -11,7 +11,7 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -156,3 +156,21 @@ def wait_until(predicate, *, timeout: float, interval: float = 0.02) -> bool:  #
             return True
         time.sleep(interval)
     return predicate()
+
+
+def wait_for_count(label: str, done: Callable[[], int], total: int, *, timeout: float, interval: float = 0.05) -> bool:
+    """Poll `done()` until it reaches `total` (True) or `timeout` passes (False); on a terminal, a progress line
+    on stderr shows the count, rate and ETA (the figures on stdout are unchanged)."""
+    sys.path.insert(0, str(ROOT))
+    from apps.common.progress import Progress
+
+    deadline = time.monotonic() + timeout
+    with Progress(sys.stderr, label, total=total) as progress:
+        while True:
+            count = done()
+            progress.update(count)
+            if count >= total:
+                return True
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(interval)

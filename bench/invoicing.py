@@ -68,12 +68,16 @@ def reset() -> None:
     from decimal import Decimal
 
     from django.db import connection
+    from django.utils import timezone
 
-    from apps.invoicing.services import billing_account_create
+    from apps.invoicing.services import billing_account_create, known_customer_upsert
 
     with connection.cursor() as cursor:
         cursor.execute(f"TRUNCATE {', '.join(TABLES)} CASCADE")
     for customer_id in range(1, CUSTOMERS + 1):
+        # Accounts are opened only for customers in the directory, as routing's CustomerUpserted leaves them.
+        known_customer_upsert(customer_id=customer_id, name=f"Customer {customer_id}", revision=1,
+                              changed_at=timezone.now())
         billing_account_create(
             customer_id=customer_id, name=f"Customer {customer_id}", billing_address="Istanbul", currency="EUR",
             rate_per_km=Decimal("1.25"), fee_per_stop=Decimal("15"), fuel_surcharge_percent=Decimal("7.5"),
@@ -144,8 +148,8 @@ def drain_benchmark(url: str, bootstrap: str, count: int) -> None:
     consumer = None
     try:
         committed = prefill(count)
-        if not common.wait_until(lambda: scalar("SELECT count(*) FROM outbox_outboxevent WHERE state = 'pending'") == 0,
-                                 timeout=600, interval=0.05):
+        unpublished = "SELECT count(*) FROM outbox_outboxevent WHERE state = 'pending'"
+        if not common.wait_for_count("relay: published", lambda: count - scalar(unpublished), count, timeout=600):
             raise SystemExit(f"relay did not drain the backlog; see {common.log_dir() / 'invoicing-relay.log'}")
         last_published = scalar("SELECT extract(epoch FROM max(published_at)) FROM outbox_outboxevent")
         relay_rate = count / (float(last_published) - committed)
@@ -153,8 +157,8 @@ def drain_benchmark(url: str, bootstrap: str, count: int) -> None:
 
         consumer = common.start_manage(["consume", "invoicing", "--group-id", group_id], env=env,
                                        log=common.log_dir() / "invoicing-consumer.log")
-        if not common.wait_until(lambda: scalar("SELECT count(*) FROM invoicing_invoice") >= count,
-                                 timeout=1800, interval=0.5):
+        if not common.wait_for_count("invoicing: issued", lambda: scalar("SELECT count(*) FROM invoicing_invoice"),
+                                     count, timeout=1800, interval=0.5):
             log = common.log_dir() / "invoicing-consumer.log"
             raise SystemExit(f"the consumer did not drain the backlog; see {log}")
         first, last = scalar("SELECT array[extract(epoch FROM min(issued_at)), extract(epoch FROM max(issued_at))] "

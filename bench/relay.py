@@ -152,7 +152,7 @@ def relay_rate(payload: str, count: int) -> float:
     _vacuum()
     prefill(payload, count)
     committed = time.time()  # the relay cannot see a row before this commit
-    if not common.wait_until(lambda: pending() == 0, timeout=600, interval=0.05):
+    if not common.wait_for_count("relay: published", lambda: count - pending(), count, timeout=600):
         raise SystemExit(f"relay did not drain the outbox; see {common.log_dir() / 'relay.log'}")
     with connection.cursor() as cursor:
         cursor.execute(
@@ -170,16 +170,20 @@ def commit_latencies(seconds: float) -> list[float]:
     from django.db import connection, transaction
 
     from apps import outbox
+    from apps.common.progress import Progress
 
     committed: dict[str, float] = {}
     interval = 1.0 / LATENCY_RATE
     next_at = time.monotonic()
-    for i in range(int(seconds * LATENCY_RATE)):
-        next_at += interval
-        with transaction.atomic():
-            event_id = outbox.publish(sample_event(truck_id=1 + i % KEYS))
-        committed[str(event_id)] = time.time()
-        time.sleep(max(0.0, next_at - time.monotonic()))
+    total = int(seconds * LATENCY_RATE)
+    with Progress(sys.stderr, f"latency: publishing at {LATENCY_RATE}/s", total=total) as progress:
+        for i in range(total):
+            next_at += interval
+            with transaction.atomic():
+                event_id = outbox.publish(sample_event(truck_id=1 + i % KEYS))
+            committed[str(event_id)] = time.time()
+            progress.advance()
+            time.sleep(max(0.0, next_at - time.monotonic()))
     if not common.wait_until(lambda: pending() == 0, timeout=60, interval=0.05):
         raise SystemExit(f"relay did not publish the latency events; see {common.log_dir() / 'relay.log'}")
     with connection.cursor() as cursor:

@@ -103,7 +103,8 @@ def _fresh_throttle_counters() -> Iterator[None]:
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
-    """The API fuzz run's size: operations exercised and requests sent (issue: report what was counted)."""
+    """The API fuzz run's size: operations exercised and requests sent (issue: report what was counted); where the
+    browser tests saved their screenshots."""
     import sys
 
     fuzz = sys.modules.get("tests.common.test_api_fuzz")
@@ -111,3 +112,6 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
         terminalreporter.write_line(
             f"api fuzz: {len(fuzz.SENT)} operations, {sum(fuzz.SENT.values())} requests (schemathesis)"
         )
+    browser = sys.modules.get("tests.support.browser")
+    if browser is not None and browser.shots_taken() is not None:
+        terminalreporter.write_line(f"browser screenshots: {browser.shots_taken()}")

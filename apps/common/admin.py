@@ -17,12 +17,13 @@ from django.urls import path, reverse
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
-from apps.common.charts import line_chart
+from apps.common.charts import line_chart, lines_chart
 from apps.common.models import Heartbeat
 from apps.common.selectors import (
     flow_samples,
     heartbeat_is_stale,
     heartbeats_with_age,
+    lag_by_group,
     live_partitions,
     stale_components,
 )
@@ -111,7 +112,7 @@ class HeartbeatAdmin(admin.ModelAdmin):
             line_chart([(s.at, s.published * 60 / s.window_seconds if s.published is not None else None)
                         for s in samples], title="Events published per minute"),
             line_chart([(s.at, s.latency_p95_s) for s in samples], title="End-to-end latency, p95", unit=" s"),
-            line_chart([(s.at, float(sum(s.lag.values()))) for s in samples], title="Consumer lag, all groups"),
+            lines_chart(lag_by_group(samples), title="Consumer lag by group", unit=" msgs"),
             line_chart([(s.at, float(s.dead_letters)) for s in samples], title="Unresolved dead letters"),
         ]
         context = {

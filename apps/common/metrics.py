@@ -12,8 +12,10 @@ from __future__ import annotations
 import ipaddress
 import logging
 import os
+import re
 import secrets
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
@@ -66,6 +68,10 @@ CONSUMER_LAG = Gauge(
     "logiflow_consumer_lag", "Messages behind: high watermark minus committed offset, per assigned partition.",
     ["group", "topic", "partition"],
 )
+CONSUMER_REJOINS = Counter(
+    "logiflow_consumer_rejoins_total",
+    "Times a consumer left its group to join again because partitions had lag and no live owner.", ["group"],
+)
 CONSUMER_END_TO_END = Histogram(
     "logiflow_consumer_end_to_end_latency_seconds",
     "From the event's creation (ce_time) to its commit by the consumer group.", ["group"], buckets=_LATENCY_BUCKETS,
@@ -76,6 +82,14 @@ WORKER_LAST_BATCH = Gauge(
 )
 INVOICES_ISSUED = Counter("logiflow_invoices_issued_total", "Invoices and credit notes issued (committed).", ["kind"])
 PDF_RENDERS = Counter("logiflow_pdf_renders_total", "Invoice PDF render attempts, by outcome.", ["outcome"])
+HTTP_REQUESTS = Counter(
+    "logiflow_http_requests_total", "HTTP requests answered by the web, by method, URL route and status.",
+    ["method", "route", "status"],
+)
+HTTP_REQUEST_SECONDS = Histogram(
+    "logiflow_http_request_duration_seconds", "Time the web took to answer a request, by method and URL route.",
+    ["method", "route"], buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+)
 PDF_RENDER_SECONDS = Histogram(
     "logiflow_pdf_render_duration_seconds", "Rendering one invoice PDF with WeasyPrint.",
     buckets=(0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60),
@@ -118,6 +132,35 @@ class FlowCollector(Collector):
         for beat, seconds in heartbeats_with_age():
             beats.add_metric([beat.kind, beat.group, beat.host, str(beat.pid)], seconds)
         yield beats
+        yield from celery_queue_gauges()
+
+
+def celery_queue_gauges(*, timeout: float = 2.0) -> Iterator[GaugeMetricFamily]:
+    """`logiflow_celery_queue_messages` per queue the workers consume, and `logiflow_celery_broker_up`: a
+    Celery broker that does not answer within `timeout` reports 0 up and no depth, never a failed scrape."""
+    from kombu.exceptions import ChannelError
+
+    from logiflow.celery import app
+
+    depth = GaugeMetricFamily(
+        "logiflow_celery_queue_messages", "Celery tasks waiting in each queue (PDF renders, replays).", labels=["queue"]
+    )
+    up = 1
+    try:
+        with app.connection_for_read() as conn:
+            conn.ensure_connection(max_retries=1, timeout=timeout)
+            channel = conn.default_channel
+            for queue in sorted({app.conf.task_default_queue, *(q.name for q in app.conf.task_queues or ())}):
+                try:
+                    depth.add_metric([queue], channel.queue_declare(queue=queue, passive=True).message_count)
+                except ChannelError:  # never declared yet: nothing was ever queued there
+                    depth.add_metric([queue], 0)
+    except Exception as error:  # noqa: BLE001 - an unreachable broker is a value, not a failed scrape
+        logger.warning("metrics: the Celery broker did not answer: %s", error)
+        up = 0
+    if up:
+        yield depth
+    yield GaugeMetricFamily("logiflow_celery_broker_up", "Whether the Celery broker answered this scrape.", value=up)
 
 
 def flow_registry() -> CollectorRegistry:
@@ -149,6 +192,38 @@ def _process_registry() -> CollectorRegistry:
         multiprocess.MultiProcessCollector(registry)
         return registry
     return REGISTRY
+
+
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
+class RequestMetricsMiddleware:
+    """Counts and times every request by method, URL pattern (not path: ids would explode the label set) and
+    status. Outermost, so a lockout or a CSRF refusal is counted too."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        started = time.perf_counter()
+        response = self.get_response(request)
+        method = request.method if request.method in _METHODS else "other"
+        route = _route_label(request)
+        HTTP_REQUEST_SECONDS.labels(method, route).observe(time.perf_counter() - started)
+        HTTP_REQUESTS.labels(method, route, str(response.status_code)).inc()
+        return response
+
+
+_REGEX_GROUP = re.compile(r"\(\?P<(\w+)>[^)]*\)")
+
+
+def _route_label(request: HttpRequest) -> str:
+    """`/api/v1/trucks/<pk>/` for DRF's regex routes as for path() ones; `<unmatched>` for a 404 or a request a
+    middleware answered before URL resolution."""
+    match = getattr(request, "resolver_match", None)
+    if match is None or not match.route:
+        return "<unmatched>"
+    return "/" + _REGEX_GROUP.sub(r"<\1>", match.route).replace("^", "").replace("$", "")
 
 
 def metrics_allowed(request: HttpRequest) -> bool:

@@ -53,8 +53,12 @@ class HistoryInline(admin.TabularInline):
     model = DeadLetterReplay
     extra = 0
     can_delete = False
-    fields = ["at", "action", "outcome", "actor", "reason", "error", "payload_diff_pre"]
+    fields = ["at", "action", "outcome", "who", "reason", "error", "payload_diff_pre"]
     readonly_fields = fields
+
+    @admin.display(description="by")
+    def who(self, entry: DeadLetterReplay) -> str:
+        return entry.actor.get_username() if entry.actor else entry.actor_name or "-"
 
     @admin.display(description="payload diff")
     def payload_diff_pre(self, entry: DeadLetterReplay) -> str:
@@ -95,14 +99,15 @@ class DeadLetterAdmin(EventIdOrKeySearchMixin, admin.ModelAdmin):
     fieldsets = [
         ("Message", {"fields": ["status", "group", "event_type", "event_version", "event_id", "key_display", "topic",
                                 "partition", "offset", "blocked_by", "parked_count"]}),
-        ("Failure", {"fields": ["reason", "handler", "exception_class", "error_message", "fingerprint", "attempts",
+        ("Failure", {"fields": ["reason", "handler", "exception_class", "error_message", "fix_link", "fingerprint",
+                                "attempts",
                                 "auto_retries", "next_attempt_at", "first_failed_at", "last_failed_at", "resolved_at",
                                 "traceback_pre"]}),
         ("Payload", {"fields": ["payload_pre", "headers_table"]}),
     ]
     readonly_fields = [
         "status", "group", "event_type", "event_version", "event_id", "key_display", "topic", "partition", "offset",
-        "blocked_by", "parked_count", "reason", "handler", "exception_class", "error_message", "fingerprint",
+        "blocked_by", "parked_count", "reason", "handler", "exception_class", "error_message", "fix_link", "fingerprint",
         "attempts", "auto_retries", "next_attempt_at", "first_failed_at", "last_failed_at", "resolved_at",
         "traceback_pre", "payload_pre",
         "headers_table",
@@ -162,6 +167,12 @@ class DeadLetterAdmin(EventIdOrKeySearchMixin, admin.ModelAdmin):
     @admin.display(description="error")
     def short_error(self, dead_letter: DeadLetter) -> str:
         return truncated(dead_letter.error_message, 80)
+
+    @admin.display(description="fix")
+    def fix_link(self, dead_letter: DeadLetter) -> str:
+        if not dead_letter.fix_url:
+            return "-"
+        return format_html('<a href="{}">{}</a>', dead_letter.fix_url, dead_letter.fix_label or dead_letter.fix_url)
 
     @admin.display(description="messages parked behind it")
     def parked_count(self, dead_letter: DeadLetter) -> int:

@@ -74,17 +74,20 @@ class DeadLetterSummarySerializer(serializers.ModelSerializer):
         model = DeadLetter
         fields = [
             "id", "status", "group", "topic", "partition", "offset", "key", "key_hex", "event_id", "event_type",
-            "event_version", "reason", "handler", "exception_class", "error_message", "fingerprint", "attempts",
+            "event_version", "reason", "handler", "exception_class", "error_message", "fix_label", "fix_url", "fingerprint", "attempts",
             "auto_retries", "next_attempt_at", "first_failed_at", "last_failed_at", "resolved_at", "blocked_by",
         ]
 
 
 class HistorySerializer(serializers.ModelSerializer):
-    actor = serializers.CharField(source="actor.get_username", default=None)
+    actor = serializers.SerializerMethodField(help_text="The user, or who acted outside the site (the replay command).")
 
     class Meta:
         model = DeadLetterReplay
         fields = ["at", "action", "outcome", "actor", "error", "reason", "payload_diff"]
+
+    def get_actor(self, entry: DeadLetterReplay) -> str | None:
+        return entry.actor.get_username() if entry.actor else entry.actor_name or None
 
 
 class DeadLetterDetailSerializer(DeadLetterSummarySerializer):

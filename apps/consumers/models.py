@@ -67,6 +67,8 @@ class DeadLetter(models.Model):
     handler = models.CharField(max_length=300, blank=True)
     exception_class = models.CharField(max_length=300, blank=True)
     error_message = models.TextField(blank=True)
+    fix_label = models.CharField(max_length=200, blank=True, help_text="What a person can do about the failure.")
+    fix_url = models.CharField(max_length=500, blank=True, help_text="The page of this site where they do it.")
     traceback = models.TextField(blank=True)
     fingerprint = models.CharField(max_length=16, db_index=True, help_text="Failure group: exception, handler, message.")
     attempts = models.PositiveIntegerField(default=0)
@@ -160,6 +162,10 @@ class DeadLetterReplay(models.Model):
     action = models.CharField(max_length=20, choices=Action.choices)
     outcome = models.CharField(max_length=20, choices=Outcome.choices)
     actor = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    actor_name = models.CharField(
+        max_length=150, blank=True, db_default="",
+        help_text="Who, when it was not a user of this site: e.g. `manage.py replay_dead_letters (OS user alice)`.",
+    )
     at = models.DateTimeField()
     error = models.TextField(blank=True)
     reason = models.TextField(blank=True, help_text="Why it was discarded.")

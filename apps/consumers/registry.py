@@ -50,9 +50,23 @@ Handler = Callable[[Any, EventMeta], None]
 BatchHandler = Callable[[list[tuple[Any, EventMeta]]], None]
 
 
+@dataclass(frozen=True)
+class Fix:
+    """What a person can do about a failure: a label and a link to a page of this site (a path, e.g. a
+    prefilled add form), shown with the dead letter."""
+
+    label: str
+    url: str
+
+
 class NonRetryableError(Exception):
     """Raised by a handler when retrying cannot help (e.g. data only a person can add): the message
-    goes to the dead-letter ledger at once, with this error as the reason, to be replayed later."""
+    goes to the dead-letter ledger at once, with this error as the reason, to be replayed later. `fix`, when
+    the handler knows it, is the page where a person removes the cause."""
+
+    def __init__(self, *args: object, fix: Fix | None = None) -> None:
+        super().__init__(*args)
+        self.fix = fix
 
 
 @dataclass(frozen=True)

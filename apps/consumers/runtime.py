@@ -24,12 +24,19 @@ from datetime import datetime
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
-from django.db import InterfaceError, OperationalError, connection, transaction
+from django.db import DatabaseError, InterfaceError, OperationalError, connection, transaction
 from django.utils import timezone
 
 from apps.common.kafka import ConnectivityLog, consumer_config, kafka_topic
-from apps.common.metrics import CONSUMER_END_TO_END, CONSUMER_HANDLER_SECONDS, CONSUMER_LAG, CONSUMER_MESSAGES
+from apps.common.metrics import (
+    CONSUMER_END_TO_END,
+    CONSUMER_HANDLER_SECONDS,
+    CONSUMER_LAG,
+    CONSUMER_MESSAGES,
+    CONSUMER_REJOINS,
+)
 from apps.common.models import Heartbeat
+from apps.common.selectors import live_partitions
 from apps.common.tracing import log_context, resumed
 from apps.common.workers import HeartbeatRecorder, Worker
 from apps.consumers import registry
@@ -47,6 +54,7 @@ from apps.consumers.services import (
     log_ids,
     parked_failure,
 )
+from apps.consumers.watchdog import GroupStalled, Position, UnownedLagWatch
 
 logger = logging.getLogger(__name__)
 
@@ -137,11 +145,13 @@ class ConsumerWorker(Worker):
         self.partitions: list[dict[str, object]] = []  # the last lag sample, also in the heartbeat
         self._lag_sampled_at: float | None = None
         self._lag_labels: set[tuple[str, str, str]] = set()
+        self._watch = UnownedLagWatch(threshold_s=settings.CONSUMER_UNOWNED_LAG_RESTART_S)
         check_retry_settings(max_poll_interval_ms=_max_poll_interval_ms(consumer_config(self.group_id)))
 
     # --- lifecycle ---------------------------------------------------------------------------------------
 
     def setup(self) -> None:
+        self._watch = UnownedLagWatch(threshold_s=settings.CONSUMER_UNOWNED_LAG_RESTART_S)
         self.consumer = Consumer(consumer_config(self.group_id, **{"client.id": f"logiflow-{self.group_id}"}))
         self.consumer.subscribe([kafka_topic(t) for t in self.topics], on_revoke=self._on_revoke, on_lost=self._on_lost)
         logger.info("%s subscribed to %s as group %s", self.name, ", ".join(self.topics), self.group_id)
@@ -165,6 +175,7 @@ class ConsumerWorker(Worker):
             self.heartbeat.progress()
         if self._lag_sampled_at is None or time.monotonic() - self._lag_sampled_at >= settings.CONSUMER_LAG_INTERVAL_S:
             self.sample_lag()
+            self.watch_ownership()
         self.heartbeat.beat(partitions=self.partitions)
         if time.monotonic() - self._reported_at >= settings.CONSUMER_STATS_INTERVAL_S:
             self.report()
@@ -207,6 +218,44 @@ class ConsumerWorker(Worker):
             return self.partitions
         self._set_lag(sorted(sample, key=lambda p: (p["topic"], p["partition"])))
         return self.partitions
+
+    def watch_ownership(self, *, timeout: float = 5.0) -> None:
+        """Raise GroupStalled when partitions of the group's topics have had lag, no owner among the live
+        consumers and no progress for CONSUMER_UNOWNED_LAG_RESTART_S (apps.consumers.watchdog); `run_worker`
+        then rejoins with a fresh consumer. Without an answer from the database or the broker it checks nothing."""
+        if self.consumer is None or not settings.CONSUMER_UNOWNED_LAG_RESTART_S:
+            return
+        try:
+            owned = {(topic, partition) for (group, topic, partition) in live_partitions() if group == self.group}
+        except DatabaseError:
+            return  # heartbeats unreadable: the outage shows in the work itself
+        try:
+            owned |= {(tp.topic, tp.partition) for tp in self.consumer.assignment()}
+            positions = self._positions(excluding=owned, timeout=timeout)
+        except KafkaException as error:
+            logger.info("%s: partition ownership not checked: %s", self.name, error)
+            return
+        stalls = self._watch.observe(positions, owned=owned)
+        if stalls:
+            CONSUMER_REJOINS.labels(self.group).inc()
+            raise GroupStalled(f"{self.name}: {', '.join(map(str, stalls))}; leaving the group to join it again")
+
+    def _positions(self, *, excluding: set[tuple[str, int]], timeout: float) -> list[Position]:
+        """The group's committed offset and the high watermark of every partition of its topics not in
+        `excluding` (normally none: every partition has an owner)."""
+        assert self.consumer is not None
+        candidates = []
+        for topic in map(kafka_topic, self.topics):
+            metadata = self.consumer.list_topics(topic, timeout=timeout).topics.get(topic)
+            if metadata is None or metadata.error is not None:
+                continue
+            candidates += [TopicPartition(topic, p) for p in sorted(metadata.partitions) if (topic, p) not in excluding]
+        positions = []
+        for partition in self.consumer.committed(candidates, timeout=timeout) if candidates else []:
+            low, high = self.consumer.get_watermark_offsets(partition, timeout=timeout, cached=False)
+            committed = partition.offset if partition.offset >= 0 else low
+            positions.append(Position(partition.topic, partition.partition, committed, high))
+        return positions
 
     def _set_lag(self, sample: list[dict[str, object]]) -> None:
         self.partitions = sample

@@ -82,3 +82,31 @@ def ledger_counts(*, by_fingerprint: bool = False) -> dict[tuple[str, str], int]
     else:
         rows = DeadLetter.objects.values_list("group", "status").annotate(count=Count("id")).order_by()
     return {(group, label): count for group, label, count in rows}
+
+
+def replayable(
+    *, group: str | None = None, fingerprint: str | None = None, statuses: list[str] | None = None
+) -> QuerySet[DeadLetter]:
+    """Dead letters a replay may take, oldest first: pending or retrying heads (parked ones follow their head),
+    narrowed to a consumer group and a failure group when given."""
+    allowed = [DeadLetter.Status.PENDING, DeadLetter.Status.RETRYING]
+    rows = DeadLetter.objects.filter(status__in=statuses or allowed, blocked_by__isnull=True)
+    if group is not None:
+        rows = rows.filter(group=group)
+    if fingerprint is not None:
+        rows = rows.filter(fingerprint=fingerprint)
+    return rows.order_by("id")
+
+
+def ledger_groups() -> list[str]:
+    """Consumer groups that have rows in the ledger."""
+    return list(DeadLetter.objects.order_by("group").values_list("group", flat=True).distinct())
+
+
+def fingerprint_of(dead_letter_id: int) -> str | None:
+    """The failure group of one dead letter, None when there is no such dead letter."""
+    return DeadLetter.objects.filter(pk=dead_letter_id).values_list("fingerprint", flat=True).first()
+
+
+def fingerprint_known(fingerprint: str) -> bool:
+    return DeadLetter.objects.filter(fingerprint=fingerprint).exists()

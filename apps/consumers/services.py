@@ -16,7 +16,7 @@ import json
 import re
 import time
 import traceback as tb
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
@@ -58,6 +58,7 @@ class Failure:
     message: str
     traceback: str = ""
     handler: str = ""
+    fix: registry.Fix | None = None
 
     @classmethod
     def from_exception(cls, error: BaseException, *, handler: str = "") -> Failure:
@@ -70,7 +71,7 @@ class Failure:
         kind = type(error)
         return cls(
             reason=reason, exception_class=f"{kind.__module__}.{kind.__qualname__}", message=_describe(error),
-            traceback=_traceback(error), handler=handler,
+            traceback=_traceback(error), handler=handler, fix=getattr(error, "fix", None),
         )
 
     @property
@@ -202,8 +203,11 @@ def _inbox_insert_many(*, group: str, event_ids: list[Any]) -> set[Any]:
         return {id_field.to_python(row[0]) for row in cursor.fetchall()}
 
 
-def inbox_purge(*, older_than: timedelta | None = None, batch_size: int = 10_000) -> int:
+def inbox_purge(
+    *, older_than: timedelta | None = None, batch_size: int = 10_000, on_batch: Callable[[int], None] | None = None,
+) -> int:
     """Delete inbox rows past retention, in short transactions; returns how many were deleted.
+    `on_batch(deleted)` is called after each committed batch (a command's progress line).
 
     Retention must exceed how far back a topic can ever be re-read, or an old event could apply twice.
     """
@@ -214,7 +218,10 @@ def inbox_purge(*, older_than: timedelta | None = None, batch_size: int = 10_000
             ids = list(InboxEntry.objects.filter(processed_at__lt=cutoff).values_list("id", flat=True)[:batch_size])
             if not ids:
                 return deleted
-            deleted += InboxEntry.objects.filter(id__in=ids).delete()[0]
+            batch = InboxEntry.objects.filter(id__in=ids).delete()[0]
+        deleted += batch
+        if on_batch is not None:
+            on_batch(batch)
 
 
 # --- per-key order ----------------------------------------------------------------------------------------
@@ -355,6 +362,15 @@ def _set_failure(dead_letter: DeadLetter, failure: Failure, *, attempts: int, at
     ) else failure.fingerprint
     dead_letter.attempts = attempts
     dead_letter.last_failed_at = at
+    fix = failure.fix if failure.fix is not None and _is_site_path(failure.fix.url) else None
+    dead_letter.fix_label = safe_text(fix.label)[:200] if fix else ""
+    dead_letter.fix_url = fix.url[:500] if fix else ""
+
+
+def _is_site_path(url: object) -> bool:
+    """Only a path of this site becomes a link: never another host, a scheme like javascript:, or a NUL."""
+    return isinstance(url, str) and url.startswith("/") and not url.startswith("//") and url.isprintable() \
+        and "\\" not in url and len(url) <= 500
 
 
 # --- automatic retries ---------------------------------------------------------------------------------------
@@ -430,16 +446,19 @@ class ReplayResult:
     new_head: int | None = None
 
 
-def deadletter_replay(*, dead_letter_id: int, actor: AbstractBaseUser | None = None) -> ReplayResult:
+def deadletter_replay(
+    *, dead_letter_id: int, actor: AbstractBaseUser | None = None, actor_name: str = ""
+) -> ReplayResult:
     """Re-run the dead letter's group handler on the stored message, through the inbox.
 
     Success: replayed, and the messages parked behind it run in order. Failure: stays pending with
-    attempts + 1 and the new error; nothing is retried automatically.
+    attempts + 1 and the new error; nothing is retried automatically. `actor_name` says who acted when that
+    is no user of this site (the replay command).
     """
     with transaction.atomic():
         dead_letter = _lock(dead_letter_id)
         _check_replayable(dead_letter, enforce_cap=True)
-        return _replay_locked(dead_letter, actor=actor, action=Action.REPLAY)
+        return _replay_locked(dead_letter, actor=actor, action=Action.REPLAY, actor_name=actor_name)
 
 
 def deadletter_edit_and_replay(
@@ -607,24 +626,26 @@ def _failed_replays(dead_letter: DeadLetter) -> int:
 
 
 def _replay_locked(
-    dead_letter: DeadLetter, *, actor: AbstractBaseUser | None, action: str, payload_diff: str = ""
+    dead_letter: DeadLetter, *, actor: AbstractBaseUser | None, action: str, payload_diff: str = "",
+    actor_name: str = "",
 ) -> ReplayResult:
     try:
         applied = _apply_stored(dead_letter)
     except Exception as error:  # noqa: BLE001 - any failure is recorded on the dead letter
         failure = _record_failure(dead_letter, error)
         _history(dead_letter, action=action, outcome=Outcome.FAILED, actor=actor, error=failure.message,
-                 payload_diff=payload_diff)
+                 payload_diff=payload_diff, actor_name=actor_name)
         return ReplayResult(dead_letter=dead_letter, outcome=Outcome.FAILED, error=failure.message)
     outcome = Outcome.APPLIED if applied else Outcome.DUPLICATE
     _resolve(dead_letter)
-    _history(dead_letter, action=action, outcome=outcome, actor=actor, payload_diff=payload_diff)
-    released, new_head = _release_followers(dead_letter, actor=actor)
+    _history(dead_letter, action=action, outcome=outcome, actor=actor, payload_diff=payload_diff,
+             actor_name=actor_name)
+    released, new_head = _release_followers(dead_letter, actor=actor, actor_name=actor_name)
     return ReplayResult(dead_letter=dead_letter, outcome=outcome, released=released, new_head=new_head)
 
 
 def _release_followers(
-    head: DeadLetter, *, actor: AbstractBaseUser | None, auto_retry: bool = False
+    head: DeadLetter, *, actor: AbstractBaseUser | None, auto_retry: bool = False, actor_name: str = ""
 ) -> tuple[list[int], int | None]:
     """Run the messages parked behind `head` in order; the first failure becomes the key's new head.
 
@@ -645,13 +666,14 @@ def _release_followers(
             if auto_retry:
                 follower.status = DeadLetter.Status.RETRYING  # _record_failure keeps it so if retryable
             failure = _record_failure(follower, error)
-            _history(follower, action=Action.RELEASE, outcome=Outcome.FAILED, actor=actor, error=failure.message)
+            _history(follower, action=Action.RELEASE, outcome=Outcome.FAILED, actor=actor, error=failure.message,
+                     actor_name=actor_name)
             rest = [f.pk for f in followers[index + 1 :]]
             DeadLetter.objects.filter(pk__in=rest).update(blocked_by=follower)
             return released, follower.pk
         _resolve(follower)
         _history(follower, action=Action.RELEASE, outcome=Outcome.APPLIED if applied else Outcome.DUPLICATE,
-                 actor=actor)
+                 actor=actor, actor_name=actor_name)
         released.append(follower.pk)
     return released, None
 
@@ -699,6 +721,8 @@ def _resolve(dead_letter: DeadLetter) -> None:
 
 
 def _history(dead_letter: DeadLetter, *, action: str, outcome: str, actor: AbstractBaseUser | None, **fields: str) -> None:
+    if "actor_name" in fields:
+        fields["actor_name"] = safe_text(fields["actor_name"])[:150]
     DeadLetterReplay.objects.create(
         dead_letter=dead_letter, action=action, outcome=outcome, actor=actor, at=timezone.now(), **fields
     )

@@ -7,7 +7,8 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
-from django.db.models import OuterRef, QuerySet, Subquery
+from django.db import models
+from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
@@ -17,6 +18,7 @@ from apps.common.admin import pretty_json
 from apps.common.api import ApplicationError
 from apps.invoicing.models import NUMBER_ORDER, BillingAccount, Invoice, InvoiceLine, KnownCustomer
 from apps.invoicing.services import (
+    BILLING_ACCOUNT_FIELDS,
     billing_account_create,
     billing_account_update,
     invoice_mark_sent,
@@ -89,8 +91,7 @@ class InvoiceAdmin(admin.ModelAdmin):
     @admin.display(description="Name in the customer directory")
     def directory_name(self, invoice: Invoice) -> str:
         # The invoice keeps the name it was billed to; the directory has routing's current name for the customer.
-        known = KnownCustomer.objects.filter(pk=invoice.customer_id).first()
-        return known.name if known else "(not in the directory)"
+        return invoice.customer.customer.name
 
     @admin.display(description="route summary")
     def route_summary_table(self, invoice: Invoice) -> SafeString:
@@ -146,63 +147,63 @@ class InvoiceAdmin(admin.ModelAdmin):
             self.message_user(request, reason, messages.WARNING)
 
 
-class KnownCustomerChoiceField(forms.ModelChoiceField):
-    def label_from_instance(self, obj: KnownCustomer) -> str:
-        return f"{obj.name} (customer {obj.customer_id})"
-
-
 class BillingAccountForm(forms.ModelForm):
-    """A new account's customer is picked by name from the directory, among customers without an account."""
-
-    customer_id = KnownCustomerChoiceField(
-        queryset=KnownCustomer.objects.none(), label="Customer",
-        help_text="Customers routing has announced that have no billing account yet.",
-    )
-
     class Meta:
         model = BillingAccount
         fields = "__all__"
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        if "customer_id" in self.fields:
-            self.fields["customer_id"].queryset = KnownCustomer.objects.exclude(
-                customer_id__in=BillingAccount.objects.values("customer_id")
+        if "customer" in self.fields:  # a new account (an existing one shows its customer read-only)
+            self.fields["customer"].help_text = (
+                "Type part of the customer's name, or the start of its id. Only customers routing has announced "
+                "and that have no billing account yet are offered."
             )
-
-    def clean_customer_id(self) -> int:
-        return self.cleaned_data["customer_id"].pk
 
 
 @admin.register(BillingAccount)
 class BillingAccountAdmin(admin.ModelAdmin):
+    """A new account's customer is picked from the directory with the admin's autocomplete (KnownCustomerAdmin's
+    search); the form refuses an id that is not in the directory or already has an account."""
+
     form = BillingAccountForm
-    list_display = ["customer_id", "name", "directory_name", "currency", "rate_per_km", "fee_per_stop", "minimum_charge",
-                    "fuel_surcharge_percent", "vat_rate_percent"]
-    search_fields = ["name", "customer_id", "vat_id"]
+    autocomplete_fields = ["customer"]
+    list_display = ["customer_number", "name", "directory_name", "currency", "rate_per_km", "fee_per_stop",
+                    "minimum_charge", "fuel_surcharge_percent", "vat_rate_percent"]
+    search_fields = ["name", "^customer__customer_id", "vat_id"]
     list_filter = ["currency"]
+    fields = ["customer", *BILLING_ACCOUNT_FIELDS, "created_at", "updated_at"]
     readonly_fields = ["created_at", "updated_at"]
+    list_select_related = ["customer"]
 
-    def get_queryset(self, request: HttpRequest) -> QuerySet[BillingAccount]:
-        known = KnownCustomer.objects.filter(pk=OuterRef("customer_id")).values("name")[:1]
-        return super().get_queryset(request).annotate(directory_name=Subquery(known))
+    @admin.display(description="customer id", ordering="customer_id")
+    def customer_number(self, account: BillingAccount) -> int:
+        return account.customer_id
 
-    @admin.display(description="Name in the customer directory", ordering="directory_name")
+    @admin.display(description="Name in the customer directory", ordering="customer__name")
     def directory_name(self, account: BillingAccount) -> str:
-        return account.directory_name or "(not in the directory)"
+        return account.customer.name
 
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
         # The key ties the account to routing's customer; it is chosen once.
-        return [*self.readonly_fields, "customer_id"] if obj else self.readonly_fields
+        return [*self.readonly_fields, "customer"] if obj else self.readonly_fields
+
+    def get_changeform_initial_data(self, request: HttpRequest) -> dict[str, Any]:
+        initial = super().get_changeform_initial_data(request)
+        # `?customer_id=` too: the API's name for the key.
+        if "customer" not in initial and request.GET.get("customer_id", "").isdigit():
+            initial["customer"] = request.GET["customer_id"]
+        return initial
 
     def save_model(self, request: HttpRequest, obj: BillingAccount, form: Any, change: bool) -> None:
-        data = {name: form.cleaned_data[name] for name in form.changed_data if name != "customer_id"}
+        fields = {name: form.cleaned_data[name] for name in form.cleaned_data if name != "customer"}
         if change:
-            billing_account_update(account=BillingAccount.objects.get(pk=obj.pk), data=data)
+            billing_account_update(
+                account=BillingAccount.objects.get(pk=obj.pk),
+                data={name: value for name, value in fields.items() if name in form.changed_data},
+            )
         else:
-            billing_account_create(customer_id=obj.customer_id, **{
-                name: form.cleaned_data[name] for name in form.cleaned_data if name != "customer_id"
-            })
+            billing_account_create(customer_id=obj.customer_id, **fields)
 
 
 @admin.register(KnownCustomer)
@@ -210,8 +211,18 @@ class KnownCustomerAdmin(admin.ModelAdmin):
     """The directory is written only by routing's events: finance looks customers up here, never edits them."""
 
     list_display = ["customer_id", "name", "revision", "changed_at", "updated_at"]
-    search_fields = ["name", "customer_id"]
+    # By name, or by id as typed so far (a prefix): the billing account form's autocomplete searches here too.
+    search_fields = ["name", "^customer_id"]
     readonly_fields = list_display
+
+    def get_search_results(
+        self, request: HttpRequest, queryset: QuerySet[KnownCustomer], search_term: str
+    ) -> tuple[QuerySet[KnownCustomer], bool]:
+        results, may_have_duplicates = super().get_search_results(request, queryset, search_term)
+        if _is_autocomplete_for(request, BillingAccount, "customer"):
+            # A customer has one account: the new-account form offers only those without one.
+            results = results.filter(billing_account__isnull=True)
+        return results, may_have_duplicates
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
@@ -221,3 +232,14 @@ class KnownCustomerAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
+
+
+def _is_autocomplete_for(request: HttpRequest, model: type[models.Model], field_name: str) -> bool:
+    """The request is the admin's autocomplete for `model.field_name` (the widget names its source field)."""
+    match = getattr(request, "resolver_match", None)
+    return (
+        match is not None and match.url_name == "autocomplete"
+        and request.GET.get("app_label") == model._meta.app_label
+        and request.GET.get("model_name") == model._meta.model_name
+        and request.GET.get("field_name") == field_name
+    )

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from apps.consumers.registry import EventMeta, NonRetryableError, handles
+from urllib.parse import urlencode
+
+from django.urls import reverse
+
+from apps.consumers.registry import EventMeta, Fix, NonRetryableError, handles
 from apps.contracts import CustomerUpserted, RouteCalculated
 from apps.invoicing.services import (
     BillingAccountMissing,
@@ -20,7 +24,11 @@ class MissingBillingData(NonRetryableError):
     def __init__(self, *, customer_id: int, customer_name: str, route_id: int) -> None:
         super().__init__(
             f"cannot invoice route {route_id}: customer {customer_id} ({customer_name}) has no billing account; "
-            "add it under Invoicing › Billing accounts, then replay this message"
+            "add it under Invoicing › Billing accounts, then replay this message",
+            fix=Fix(
+                label=f"Add billing account for {customer_name}",
+                url=f"{reverse('admin:invoicing_billingaccount_add')}?{urlencode({'customer': customer_id})}",
+            ),
         )
         self.customer_id = customer_id
 

@@ -38,9 +38,14 @@ class KnownCustomer(models.Model):
 
 
 class BillingAccount(models.Model):
-    """Billing data and tariff for one customer, keyed by routing's customer id (no foreign key across contexts)."""
+    """Billing data and tariff for one customer of the directory, keyed by routing's customer id (the key of
+    invoicing's own KnownCustomer; no foreign key across contexts). The column stays `customer_id`."""
 
-    customer_id = models.PositiveBigIntegerField(primary_key=True)
+    # PROTECT: the directory is only ever upserted, and an invoiced customer's account must outlive any cleanup.
+    customer = models.OneToOneField(
+        KnownCustomer, on_delete=models.PROTECT, primary_key=True, db_column="customer_id",
+        related_name="billing_account", help_text="A customer routing has announced (the customer directory).",
+    )
     name = models.CharField(max_length=200)
     billing_address = models.TextField()
     vat_id = models.CharField("VAT id", max_length=40, blank=True)

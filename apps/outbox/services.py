@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import timedelta
 
 from django.conf import settings
@@ -203,8 +203,12 @@ def outbox_events_requeue_forgotten(
     return count
 
 
-def outbox_events_purge(*, older_than: timedelta | None = None, batch_size: int | None = None) -> int:
+def outbox_events_purge(
+    *, older_than: timedelta | None = None, batch_size: int | None = None,
+    on_batch: Callable[[int], None] | None = None,
+) -> int:
     """Delete published rows older than `older_than` (OUTBOX_RETENTION_HOURS); returns how many.
+    `on_batch(deleted)` is called after each committed batch (a command's progress line).
 
     Each batch is its own short transaction, so the purge never holds locks for long. Published rows
     have left the relay's queue (outbox_pending), so deleting them never touches what the relay reads.
@@ -229,5 +233,7 @@ def outbox_events_purge(*, older_than: timedelta | None = None, batch_size: int 
             )
             deleted = cursor.rowcount
         purged += deleted
+        if on_batch is not None:
+            on_batch(deleted)
         if deleted < batch_size:
             return purged

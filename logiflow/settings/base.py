@@ -35,6 +35,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "apps.common.metrics.RequestMetricsMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "csp.middleware.CSPMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -273,6 +274,10 @@ HEARTBEAT_STALE_SECONDS = env.float("HEARTBEAT_STALE_SECONDS", default=60.0)
 HEARTBEAT_RETENTION_HOURS = env.int("HEARTBEAT_RETENTION_HOURS", default=48)
 # How often a consumer asks the broker for its partitions' watermarks and committed offsets (the lag).
 CONSUMER_LAG_INTERVAL_S = env.float("CONSUMER_LAG_INTERVAL_S", default=15.0)
+# A consumer that sees partitions of its group with lag, no live owner and no progress for this long leaves the
+# group and joins again (apps.consumers.watchdog); 0 turns that off. Keep it above HEARTBEAT_STALE_SECONDS plus
+# a rebalance, so a killed member's partitions are not mistaken for a wedged group.
+CONSUMER_UNOWNED_LAG_RESTART_S = env.float("CONSUMER_UNOWNED_LAG_RESTART_S", default=120.0)
 # The dashboard's charts: a sample of the flow every minute (Celery beat), kept this long.
 FLOW_SAMPLE_RETENTION_HOURS = env.int("FLOW_SAMPLE_RETENTION_HOURS", default=48)
 

@@ -12,8 +12,9 @@ from django.utils import timezone
 from pytest_django.fixtures import Settings as SettingsWrapper
 
 from apps import outbox
-from apps.common.charts import line_chart
+from apps.common.charts import PALETTE, line_chart, lines_chart
 from apps.common.models import FlowSample, Heartbeat
+from apps.common.selectors import lag_by_group
 from apps.common.services import flow_sample_take
 from apps.consumers.models import InboxEntry
 from apps.outbox.models import OutboxEvent, PendingEvent
@@ -102,3 +103,36 @@ def test_a_chart_breaks_its_line_at_a_gap_and_escapes_nothing_unsafe() -> None:
     assert svg.count("<polyline") == 2
     assert "&lt;b&gt;lag&lt;/b&gt;" in svg and "<b>" not in svg
     assert ">4" in svg  # the y axis ends at the largest value
+
+
+def test_the_lag_chart_draws_one_named_line_per_group_with_gaps_where_a_group_was_silent() -> None:
+    now = timezone.now()
+    samples = [
+        FlowSample(at=now - timedelta(minutes=2), window_seconds=60, backlog=0, oldest_pending_age_s=0, dead_letters=0,
+                   dead_lettered=0, lag={"invoicing": 5, "routing": 1}),
+        FlowSample(at=now - timedelta(minutes=1), window_seconds=60, backlog=0, oldest_pending_age_s=0, dead_letters=0,
+                   dead_lettered=0, lag={"invoicing": 7}),
+        FlowSample(at=now, window_seconds=60, backlog=0, oldest_pending_age_s=0, dead_letters=0, dead_lettered=0,
+                   lag={"invoicing": 2, "routing": 3}),
+    ]
+
+    series = lag_by_group(samples)
+    svg = str(lines_chart(series, title="Consumer lag by group"))
+
+    assert series["routing"] == [(samples[0].at, 1.0), (samples[1].at, None), (samples[2].at, 3.0)]
+    assert svg.count(f'stroke="{PALETTE[0]}"') == 1  # invoicing: one unbroken line
+    assert svg.count(f'stroke="{PALETTE[1]}"') == 2  # routing: broken where it had no heartbeat
+    assert ">invoicing</text>" in svg and ">routing</text>" in svg
+    assert ">7</text>" in svg  # one y axis, up to the largest lag of any group
+
+
+def test_the_y_axis_top_label_is_short_enough_for_the_charts_left_margin() -> None:
+    now = timezone.now()
+
+    def top_label(value: float, unit: str = "") -> str:
+        svg = str(line_chart([(now - timedelta(minutes=1), 0.0), (now, value)], title="t", unit=unit))
+        return svg.split('text-anchor="end">', 1)[1].split("<", 1)[0]
+
+    assert top_label(3.864841, " s") == "3.86 s"  # was "3.86484 s", cut off at the SVG's left edge
+    assert top_label(152340.0) == "152,340"
+    assert top_label(42.0) == "42"

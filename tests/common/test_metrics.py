@@ -9,7 +9,7 @@ from pytest_django.fixtures import Settings as SettingsWrapper
 
 from apps import outbox
 from tests.factories import route_calculated
-from tests.support.metrics import samples
+from tests.support.metrics import samples, value
 
 
 @pytest.mark.django_db
@@ -61,3 +61,20 @@ def test_web_metrics_still_answer_when_the_database_gauges_fail(
     assert response.status_code == 200
     assert scraped[("logiflow_metrics_database_up", ())] == 0
     assert ("logiflow_outbox_pending", ()) not in scraped
+
+
+@pytest.mark.django_db
+def test_web_requests_count_by_url_pattern_not_by_path(client: Client) -> None:
+    route = "/api/v1/trucks/<pk>/"
+    before = value("logiflow_http_requests_total", method="GET", route=route, status="401")
+    timed = value("logiflow_http_request_duration_seconds_count", method="GET", route=route)
+
+    client.get("/api/v1/trucks/1/")
+    client.get("/api/v1/trucks/2/")
+    client.get("/no/such/page/")
+    client.generic("BREW", "/api/v1/trucks/1/")
+
+    assert value("logiflow_http_requests_total", method="GET", route=route, status="401") == before + 2
+    assert value("logiflow_http_request_duration_seconds_count", method="GET", route=route) == timed + 2
+    assert value("logiflow_http_requests_total", method="GET", route="<unmatched>", status="404") >= 1
+    assert value("logiflow_http_requests_total", method="other", route=route, status="401") >= 1

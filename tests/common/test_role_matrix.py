@@ -81,6 +81,11 @@ ADMIN_ACTION_RULES: dict[tuple[str, str], set[str]] = {
     ("invoicing.Invoice", "rerender_pdf"): FINANCE,
     ("invoicing.Invoice", "mark_sent"): FINANCE,
 }
+# (model admin, autocomplete field) -> roles whose search answers (the admin's site-wide autocomplete view checks
+# the view permission of the searched model's admin).
+ADMIN_AUTOCOMPLETE_RULES: dict[tuple[str, str], set[str]] = {
+    ("invoicing.BillingAccount", "customer"): FINANCE,
+}
 
 
 def _api_patterns() -> Iterator[tuple[str, URLPattern]]:
@@ -188,6 +193,34 @@ def test_admin_action_is_offered_to_exactly_its_roles(
         # An action counts only where the user can open the list it is offered on.
         offered = model_admin.has_view_or_change_permission(request) and action in model_admin.get_actions(request)
         assert offered == (role in ADMIN_ACTION_RULES[(label, action)]), f"{role}: {action} offered={offered}"
+
+
+def test_every_admin_autocomplete_has_a_rule() -> None:
+    request = RequestFactory().get("/admin/")
+    request.user = User(is_superuser=True, is_staff=True, is_active=True)
+    discovered = {(model._meta.label, field) for model, model_admin in admin.site._registry.items()
+                  for field in model_admin.get_autocomplete_fields(request)}
+    assert discovered == set(ADMIN_AUTOCOMPLETE_RULES)
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(("label", "field"), sorted(ADMIN_AUTOCOMPLETE_RULES))
+def test_admin_autocomplete_answers_exactly_its_roles(
+    label: str, field: str, role_users: dict[str, User | None]
+) -> None:
+    app_label, model = label.lower().split(".")
+    query = {"app_label": app_label, "model_name": model, "field_name": field, "term": "a"}
+    for role, user in role_users.items():
+        browser = Client()
+        if user is not None:
+            browser.force_login(user)
+        status = browser.get(reverse("admin:autocomplete"), query).status_code
+        if role == "anonymous":
+            assert status == 302, f"anonymous got {status}"
+        elif role in ADMIN_AUTOCOMPLETE_RULES[(label, field)]:
+            assert status == 200, f"{role} got {status}"
+        else:
+            assert status == 403, f"{role} got {status}"
 
 
 def test_every_custom_admin_page_has_a_rule() -> None:

@@ -10,7 +10,11 @@ from datetime import UTC, datetime
 from confluent_kafka import Producer
 
 from apps.common.kafka import producer_config
-from apps.consumers.decoding import RawMessage
+from django.db import transaction
+
+from apps.consumers.decoding import Decoded, RawMessage, decode
+from apps.consumers.models import DeadLetter
+from apps.consumers.services import Failure, deadletter_record, inbox_apply
 from apps.consumers.runtime import ConsumerWorker
 from apps.contracts.base import DomainEvent
 from apps.outbox.models import OutboxEvent
@@ -44,6 +48,22 @@ def raw_message(
         value=event.model_dump_json().encode() if value is None else value,
         headers=cloud_event_headers(event, event_id=event_id) if headers is None else headers,
     )
+
+
+def deliver_outbox_row(row: OutboxEvent, *, group: str) -> DeadLetter | None:
+    """`row` applied by `group` as its consumer would, without a broker: the bytes the relay sends, decoded, run
+    through the group's inbox; a failure goes to the ledger as the consumer records it (offset = the row's id)."""
+    raw = RawMessage(topic=row.topic, partition=0, offset=row.pk, key=row.key.encode(), value=row.payload.encode(),
+                     headers=row.headers())
+    decoded = decode(raw, group=group)
+    assert isinstance(decoded, Decoded), f"{group} does not handle {row.event_type}"
+    try:
+        with transaction.atomic():
+            inbox_apply(decoded=decoded)
+    except Exception as error:  # noqa: BLE001 - recorded, as the consumer records it
+        failure = Failure.from_exception(error, handler=decoded.registration.name)
+        return deadletter_record(group=group, raw=raw, failure=failure, attempts=1)
+    return None
 
 
 class RawProducer:

@@ -7,6 +7,7 @@ from django.test import Client
 from django.urls import reverse
 
 from apps.consumers.models import DeadLetter
+from apps.consumers.registry import Fix, NonRetryableError
 from logiflow.celery import app as celery_app
 from tests.consumers.factories import dead_letter, parked_dead_letter, role_user
 from tests.consumers.testapp.models import Effect
@@ -253,3 +254,25 @@ def test_the_list_truncates_a_long_error_with_the_full_text_in_its_title_and_loa
     html = logged_in("operations").get(CHANGELIST).content.decode()
     assert f'<span title="{message}">{message[:79]}…</span>' in html
     assert "/static/common/admin.css" in html
+
+
+def test_a_failure_that_names_its_fix_links_to_it_on_the_page_and_in_the_replay_confirmation() -> None:
+    fix = Fix(label="Add billing account for <Elbe> Kaffee AG", url="/admin/invoicing/billingaccount/add/?customer=2")
+    letter = dead_letter(1, scenario="", error=NonRetryableError("customer 2 has no billing account", fix=fix))
+    client = logged_in("operations")
+
+    page = client.get(f"{CHANGELIST}{letter.pk}/change/").content.decode()
+    confirmation = client.get(f"{CHANGELIST}{letter.pk}/replay/").content.decode()
+
+    link = ('<a href="/admin/invoicing/billingaccount/add/?customer=2">'
+            "Add billing account for &lt;Elbe&gt; Kaffee AG</a>")
+    assert link in page and link in confirmation
+
+
+@pytest.mark.parametrize("url", ["javascript:alert(1)", "https://elsewhere.example/x", "//elsewhere.example/x",
+                                 "/admin/\x00", "/admin/\\\\elsewhere"])
+def test_a_fix_that_is_not_a_path_of_this_site_is_not_kept(url: str) -> None:
+    letter = dead_letter(1, scenario="", error=NonRetryableError("boom", fix=Fix(label="click", url=url)))
+
+    assert (letter.fix_label, letter.fix_url) == ("", "")
+    assert "click" not in logged_in("operations").get(f"{CHANGELIST}{letter.pk}/change/").content.decode()

@@ -8,16 +8,38 @@ from importlib import import_module
 from typing import Any
 
 import factory
+from django.db import transaction
 from django.utils import timezone
 from django.contrib.auth.models import Group, Permission, User
 
-from apps.contracts import PlannedStop, RouteCalculated
+from apps.consumers.models import DeadLetter
+from apps.contracts import CustomerUpserted, PlannedStop, RouteCalculated
 from apps.invoicing.models import BillingAccount, Invoice, KnownCustomer
 from apps.invoicing.services import invoice_issue_for_route
+from apps.outbox.models import OutboxEvent
+from apps.routing.models import Route
+from apps.routing.services import customer_create
+from tests.consumers.support import deliver_outbox_row
 from tests.factories import route_calculated
+from tests.routing.factories import calculated_route
+
+
+class KnownCustomerFactory(factory.django.DjangoModelFactory):
+    """A customer in invoicing's directory, as CustomerUpserted would have left it."""
+
+    class Meta:
+        model = KnownCustomer
+        django_get_or_create = ("customer_id",)
+
+    customer_id = 3
+    name = "Anadolu Textiles"
+    revision = 1
+    changed_at = factory.LazyFunction(timezone.now)
 
 
 class BillingAccountFactory(factory.django.DjangoModelFactory):
+    """An account for a customer of the directory (its KnownCustomer is made too, if missing)."""
+
     class Meta:
         model = BillingAccount
         django_get_or_create = ("customer_id",)
@@ -33,18 +55,11 @@ class BillingAccountFactory(factory.django.DjangoModelFactory):
     fuel_surcharge_percent = Decimal("7.50")
     vat_rate_percent = Decimal("20.00")
 
-
-class KnownCustomerFactory(factory.django.DjangoModelFactory):
-    """A customer in invoicing's directory, as CustomerUpserted would have left it."""
-
-    class Meta:
-        model = KnownCustomer
-        django_get_or_create = ("customer_id",)
-
-    customer_id = 3
-    name = "Anadolu Textiles"
-    revision = 1
-    changed_at = factory.LazyFunction(timezone.now)
+    @classmethod
+    def _create(cls, model_class: type[BillingAccount], *args: Any, **kwargs: Any) -> BillingAccount:
+        # An account is for a customer routing has announced: the directory entry comes first (kept if it exists).
+        KnownCustomerFactory(customer_id=kwargs["customer_id"], name=kwargs["name"])
+        return super()._create(model_class, *args, **kwargs)
 
 
 def issued_invoice(route: RouteCalculated | None = None, **route_overrides: Any) -> Invoice:
@@ -95,3 +110,17 @@ def three_stop_route(**overrides: Any) -> RouteCalculated:
         for i, (name, km) in enumerate(legs, start=1)
     ]
     return route_calculated(**{"stops": stops, "distance_km": Decimal("412.346"), **overrides})
+
+
+def unbilled_route_dead_letter(*, customer_name: str = "Ege Foods") -> tuple[Route, DeadLetter]:
+    """A route whose customer invoicing knows but has no billing account for, and the dead letter invoicing's
+    consumer leaves for its RouteCalculated: made by routing's services, applied through invoicing's handlers."""
+    with transaction.atomic():
+        customer = customer_create(name=customer_name, email="billing@ege.example")
+    announced = OutboxEvent.objects.filter(event_type=CustomerUpserted.ce_type()).latest("id")
+    assert deliver_outbox_row(announced, group="invoicing") is None
+    route = calculated_route(customer=customer)
+    calculated = OutboxEvent.objects.filter(event_type=RouteCalculated.ce_type()).latest("id")
+    dead_letter = deliver_outbox_row(calculated, group="invoicing")
+    assert dead_letter is not None, "invoicing applied a route whose customer has no billing account"
+    return route, dead_letter

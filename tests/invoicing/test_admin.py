@@ -1,12 +1,16 @@
-"""Finance's admin: invoices are read-only, searchable and filterable; the actions call the services."""
+"""Finance's admin: invoices are read-only, searchable and filterable; the actions call the services; billing
+accounts are opened for a customer picked from the directory with the admin's autocomplete."""
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 import pytest
 from django.test import Client
+from django.utils import timezone
 
 from apps.invoicing.models import BillingAccount, Invoice
-from apps.invoicing.services import invoice_pdf_render_failed
+from apps.invoicing.services import invoice_pdf_render_failed, known_customer_upsert
 from tests.invoicing.factories import (
     BillingAccountFactory,
     KnownCustomerFactory,
@@ -76,34 +80,107 @@ def test_mark_as_sent_action_marks_issued_invoices_and_reports_refusals(finance_
     assert f"{original.number} is credited; it cannot be sent" in messages
 
 
-def test_finance_adds_a_billing_account_in_the_admin(finance_admin: Client) -> None:
+ACCOUNT_ADD = "/admin/invoicing/billingaccount/add/"
+AUTOCOMPLETE = "/admin/autocomplete/"
+ACCOUNT_CUSTOMER = {"app_label": "invoicing", "model_name": "billingaccount", "field_name": "customer"}
+TARIFF = {
+    "name": "Ege Foods", "billing_address": "Izmir", "currency": "EUR", "rate_per_km": "1.0", "fee_per_stop": "10",
+    "minimum_charge": "0", "fuel_surcharge_percent": "0", "vat_rate_percent": "20", "payment_terms_days": "30",
+}
+
+
+def _found(client: Client, term: str, page: int = 1) -> tuple[list[dict[str, str]], bool]:
+    response = client.get(AUTOCOMPLETE, {**ACCOUNT_CUSTOMER, "term": term, "page": page})
+    assert response.status_code == 200, response.status_code
+    body = response.json()
+    return body["results"], body["pagination"]["more"]
+
+
+def test_finance_adds_a_billing_account_for_a_customer_picked_from_the_directory(finance_admin: Client) -> None:
     KnownCustomerFactory(customer_id=61, name="Ege Foods")
-    response = finance_admin.post("/admin/invoicing/billingaccount/add/", {
-        "customer_id": 61, "name": "Ege Foods", "billing_address": "Izmir", "currency": "EUR",
-        "rate_per_km": "1.0", "fee_per_stop": "10", "minimum_charge": "0", "fuel_surcharge_percent": "0",
-        "vat_rate_percent": "20", "payment_terms_days": "30",
-    })
+    response = finance_admin.post(ACCOUNT_ADD, {"customer": 61, **TARIFF})
     assert response.status_code == 302, response.context["adminform"].form.errors
-    assert BillingAccount.objects.get(customer_id=61).name == "Ege Foods"
+    account = BillingAccount.objects.get(customer_id=61)
+    assert (account.name, account.customer.name) == ("Ege Foods", "Ege Foods")
 
 
-def test_the_account_form_offers_known_customers_without_an_account_by_name(finance_admin: Client) -> None:
+def test_the_account_form_picks_the_customer_with_the_admin_autocomplete(finance_admin: Client) -> None:
+    html = finance_admin.get(ACCOUNT_ADD).content.decode()
+    assert 'class="admin-autocomplete' in html and 'name="customer"' in html
+    assert 'data-ajax--url="/admin/autocomplete/"' in html and 'data-field-name="customer"' in html
+    # Django's vendored select2, served by this site (no CDN).
+    assert "/static/admin/js/vendor/select2/select2.full" in html and "/static/admin/js/autocomplete.js" in html
+
+
+def test_the_autocomplete_finds_customers_without_an_account_by_name_or_id(finance_admin: Client) -> None:
     KnownCustomerFactory(customer_id=61, name="Ege Foods")
+    KnownCustomerFactory(customer_id=620, name="Ege Marble")
     KnownCustomerFactory(customer_id=62, name="Marmara Glass")
-    BillingAccountFactory(customer_id=62)
-    form = finance_admin.get("/admin/invoicing/billingaccount/add/").context["adminform"].form
-    assert list(form.fields["customer_id"].choices)[1:] == [(61, "Ege Foods (customer 61)")]
+    BillingAccountFactory(customer_id=620, name="Ege Marble")
+
+    assert _found(finance_admin, "ege") == ([{"id": "61", "text": "Ege Foods (customer 61)"}], False)
+    assert _found(finance_admin, "6")[0] == [{"id": "61", "text": "Ege Foods (customer 61)"},
+                                             {"id": "62", "text": "Marmara Glass (customer 62)"}]
+    assert _found(finance_admin, "62") == ([{"id": "62", "text": "Marmara Glass (customer 62)"}], False)
+    assert _found(finance_admin, "620") == ([], False), "620 already has an account"
+    # The directory's own list still shows every customer.
+    assert finance_admin.get("/admin/invoicing/knowncustomer/", {"q": "ege"}).context["cl"].result_count == 2
+
+
+def test_the_autocomplete_pages_twenty_customers_at_a_time(finance_admin: Client) -> None:
+    for n in range(25):
+        KnownCustomerFactory(customer_id=100 + n, name=f"Customer {n:02}")
+    first, more = _found(finance_admin, "customer")
+    assert (len(first), more, first[0]["text"]) == (20, True, "Customer 00 (customer 100)")
+    second, more = _found(finance_admin, "customer", page=2)
+    assert ([r["id"] for r in second], more) == (["120", "121", "122", "123", "124"], False)
+
+
+def test_the_autocomplete_answers_finance_and_refuses_a_dispatcher() -> None:
+    KnownCustomerFactory(customer_id=61, name="Ege Foods")
+    finance, dispatcher = Client(), Client()
+    finance.force_login(UserFactory(role="finance"))
+    dispatcher.force_login(UserFactory(role="dispatcher", role__permissions=["routing.add_route"]))
+    assert finance.get(AUTOCOMPLETE, {**ACCOUNT_CUSTOMER, "term": "ege"}).status_code == 200
+    assert dispatcher.get(AUTOCOMPLETE, {**ACCOUNT_CUSTOMER, "term": "ege"}).status_code == 403
+    assert dispatcher.get(ACCOUNT_ADD).status_code == 403
 
 
 def test_the_account_form_refuses_a_customer_not_in_the_directory(finance_admin: Client) -> None:
-    response = finance_admin.post("/admin/invoicing/billingaccount/add/", {
-        "customer_id": 63, "name": "Nobody", "billing_address": "Izmir", "currency": "EUR", "rate_per_km": "1.0",
-        "fee_per_stop": "10", "minimum_charge": "0", "fuel_surcharge_percent": "0", "vat_rate_percent": "20",
-        "payment_terms_days": "30",
-    })
+    response = finance_admin.post(ACCOUNT_ADD, {"customer": 63, **TARIFF, "name": "Nobody"})
     assert response.status_code == 200
-    assert "customer_id" in response.context["adminform"].form.errors
+    errors = response.context["adminform"].form.errors
+    assert list(errors) == ["customer"] and "Select a valid choice" in errors["customer"][0]
     assert not BillingAccount.objects.exists()
+
+
+def test_the_account_form_refuses_a_second_account_for_a_customer(finance_admin: Client) -> None:
+    BillingAccountFactory(customer_id=62, name="Marmara Glass")
+    response = finance_admin.post(ACCOUNT_ADD, {"customer": 62, **TARIFF})
+    assert response.status_code == 200
+    assert list(response.context["adminform"].form.errors) == ["customer"]
+    assert BillingAccount.objects.get().name == "Marmara Glass"
+
+
+def test_a_link_naming_the_customer_preselects_it_in_the_autocomplete(finance_admin: Client) -> None:
+    KnownCustomerFactory(customer_id=61, name="Ege Foods")
+    for parameter in ("customer", "customer_id"):  # the form's name and the API's
+        html = finance_admin.get(ACCOUNT_ADD, {parameter: 61}).content.decode()
+        assert '<option value="61" selected>Ege Foods (customer 61)</option>' in html, parameter
+
+
+def test_an_accounts_page_shows_its_customer_read_only_and_saves_tariff_changes(finance_admin: Client) -> None:
+    account = BillingAccountFactory(customer_id=61, name="Ege Foods")
+    url = f"/admin/invoicing/billingaccount/{account.pk}/change/"
+    page = finance_admin.get(url)
+    assert "customer" not in page.context["adminform"].form.fields
+    assert '<div class="readonly"><a href="/admin/invoicing/knowncustomer/61/change/">Ege Foods (customer 61)</a>' \
+        in page.content.decode()
+
+    response = finance_admin.post(url, {**TARIFF, "fee_per_stop": "12.50"})
+    assert response.status_code == 302, response.context["adminform"].form.errors
+    account.refresh_from_db()
+    assert (account.customer_id, account.fee_per_stop) == (61, Decimal("12.50"))
 
 
 def test_the_directory_lists_customers_by_name_and_finance_cannot_edit_it(finance_admin: Client) -> None:
@@ -115,7 +192,8 @@ def test_the_directory_lists_customers_by_name_and_finance_cannot_edit_it(financ
 
 def test_the_invoice_page_shows_the_customers_current_name_from_the_directory(finance_admin: Client) -> None:
     invoice = issued_invoice(three_stop_route(route_id=1))
-    KnownCustomerFactory(customer_id=invoice.customer_id, name="Anadolu Textiles Holding")
+    known_customer_upsert(customer_id=invoice.customer_id, name="Anadolu Textiles Holding", revision=2,
+                          changed_at=timezone.now())
     page = finance_admin.get(f"{CHANGELIST}{invoice.pk}/change/")
     assert "Anadolu Textiles Holding" in page.content.decode()
 

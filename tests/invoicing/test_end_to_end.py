@@ -110,6 +110,9 @@ def test_missing_billing_data_goes_to_the_ledger_and_a_replay_after_finance_adds
     assert dead_letter.reason == DeadLetter.Reason.NON_RETRYABLE
     assert dead_letter.attempts == 1, "a missing account is not retried"
     assert "customer 9100 (Ege Foods) has no billing account" in dead_letter.error_message
+    assert (dead_letter.fix_label, dead_letter.fix_url) == (
+        "Add billing account for Ege Foods", "/admin/invoicing/billingaccount/add/?customer=9100"
+    )
     assert not Invoice.objects.filter(route_id=route_id).exists()
 
     operations = APIClient()

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from apps.consumers.registry import EventMeta, NonRetryableError, handler_for
+from apps.consumers.registry import EventMeta, Fix, NonRetryableError, handler_for
 from apps.contracts import CustomerUpserted, RouteCalculated
 from apps.invoicing.handlers import MissingBillingData, issue_invoice_for_route, learn_customer
 from apps.invoicing.models import Invoice, KnownCustomer
@@ -54,6 +54,8 @@ def test_missing_billing_data_is_non_retryable_and_names_the_customer() -> None:
 
     assert isinstance(raised.value, NonRetryableError)
     assert "customer 44 (Ege Foods) has no billing account" in str(raised.value)
+    assert raised.value.fix == Fix(label="Add billing account for Ege Foods",
+                                   url="/admin/invoicing/billingaccount/add/?customer=44")
     assert Invoice.objects.count() == 0
 
 

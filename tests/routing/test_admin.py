@@ -176,6 +176,7 @@ def test_dispatcher_opens_the_route_add_form(dispatcher_browser: Client) -> None
     html = page.content.decode()
     assert 'name="truck"' in html and 'name="stops-0-name"' in html and 'name="stops-0-ORDER"' in html
     assert "<script>" not in html, "no inline script under the CSP"
+    assert '<script src="/static/routing/stop_order.js" defer>' in html, "rows reorderable by drag and arrow keys"
 
 
 @pytest.mark.django_db
@@ -292,3 +293,16 @@ def test_route_page_carries_its_map_data_in_a_json_block_and_loads_only_scripts_
     assert all("src=" in attrs or 'type="application/json"' in attrs for attrs in scripts), scripts
     assert "/static/routing/vendor/leaflet/leaflet.js" in html and "/static/routing/route_map.js" in html
     assert "https://tile.openstreetmap.org" in response["Content-Security-Policy"]
+
+
+@pytest.mark.django_db
+def test_route_page_offers_the_fix_its_dead_letter_names() -> None:
+    route = calculated_route()
+    invoicing_dead_letter(route, fix_label="Add billing account for Elbe Kaffee AG",
+                          fix_url="/admin/invoicing/billingaccount/add/?customer=2")
+    superuser = Client()
+    superuser.force_login(User.objects.create_superuser("root", password="pw"))
+
+    page = superuser.get(f"{CHANGELIST}{route.pk}/change/").content.decode()
+
+    assert '<a href="/admin/invoicing/billingaccount/add/?customer=2">Add billing account for Elbe Kaffee AG</a>' in page

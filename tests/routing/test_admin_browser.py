@@ -1,64 +1,24 @@
-"""The route page's map and the admin's width in a real (headless) Chromium: depot, stops and path drawn with tiles
-blocked, no CSP violation, and pages that fit 1,280 px.
+"""The route page's map, the add form's stop reordering and the admin's width in a real (headless) Chromium: depot,
+stops and path drawn with tiles blocked, stops moved by drag or arrow keys, no CSP violation, pages that fit 1,280 px.
 
 Skipped without Playwright (requirements-browser.txt) or a Chromium binary (apt-get install chromium)."""
 
 from __future__ import annotations
 
-import os
-import shutil
-import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
-from django.contrib.auth.models import User
-from django.test import Client
 
 from apps.outbox.models import OutboxEvent
+from apps.routing import services
+from apps.routing.models import Customer, Route, Truck
 from tests.consumers.factories import dead_letter
-from tests.routing.factories import calculated_route
+from tests.routing.factories import CustomerFactory, TruckFactory, calculated_route
+from tests.support.browser import MARKS, OVERFLOWING, SHOTS, WIDTH, browse, require_playwright
 
-sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (requirements-browser.txt)")
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
-pytestmark = [
-    pytest.mark.skipif(CHROMIUM is None, reason="no Chromium binary on PATH (apt-get install chromium)"),
-    pytest.mark.django_db(transaction=True),
-]
-WIDTH = 1280
-# Screenshots to look at after a run (BROWSER_SHOTS_DIR), else a temporary directory.
-SHOTS = Path(os.environ.get("BROWSER_SHOTS_DIR") or tempfile.mkdtemp(prefix="logiflow-shots-"))
-
-
-@contextmanager
-def browse(base: str) -> Iterator[tuple[object, list[str]]]:
-    """A logged-in superuser's page at 1,280 px with tile requests refused; yields (page, CSP errors).
-
-    Make the test's rows first: Playwright's sync API runs an event loop, and Django refuses ORM calls beside one."""
-    client = Client()
-    client.force_login(User.objects.create_superuser("root", password="pw"))
-    session = client.cookies["sessionid"].value
-    with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-        context = browser.new_context(viewport={"width": WIDTH, "height": 900})
-        context.add_cookies([{"name": "sessionid", "value": session, "url": base}])
-        context.route("https://tile.openstreetmap.org/**", lambda route: route.abort())
-        page = context.new_page()
-        violations: list[str] = []
-        page.on("console", lambda msg: violations.append(msg.text) if "Content Security Policy" in msg.text else None)
-        yield page, violations
-        browser.close()
-
-
-# Tables wider than the content column, or lists that scroll sideways; payloads and tracebacks may scroll.
-OVERFLOWING = """() => {
-  const right = document.querySelector("#content").getBoundingClientRect().right;
-  const wide = [...document.querySelectorAll("#content table")]
-    .filter(t => !t.closest("pre.payload") && t.getBoundingClientRect().right > right + 1);
-  const scrolling = [...document.querySelectorAll("#content .results")].filter(r => r.scrollWidth > r.clientWidth + 1);
-  return [...wide, ...scrolling].map(e => `${e.scrollWidth}>${e.clientWidth} ` + e.outerHTML.slice(0, 60));
-}"""
+require_playwright()
+pytestmark = MARKS
 
 
 def test_route_map_draws_depot_numbered_stops_and_path_without_tiles(live_server: object, tmp_path: Path) -> None:
@@ -90,4 +50,81 @@ def test_admin_pages_fit_1280_px_with_a_long_error(live_server: object) -> None:
             page.screenshot(path=str(SHOTS / (url.strip("/").replace("/", "_") + ".png")), full_page=True)
             assert page.evaluate("document.documentElement.scrollWidth") <= WIDTH, url  # type: ignore[attr-defined]
             assert page.evaluate(OVERFLOWING) == [], url  # type: ignore[attr-defined]
+    assert not violations, violations
+
+
+# --- reordering the stops of the route add form (stop_order.js) ---------------------------------------------
+
+STOPS = [("Ankara", "39.9334", "32.8597"), ("Bursa", "40.1885", "29.0610"), ("Izmit", "40.7654", "29.9408")]
+
+
+@pytest.fixture
+def received_stops(monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
+    """The stop names `route_calculate` is given, in order, per call (the admin calls it through the module)."""
+    calls: list[list[str]] = []
+    real = services.route_calculate
+
+    def spy(**kwargs: Any) -> Any:
+        calls.append([stop.name for stop in kwargs["stops"]])
+        return real(**kwargs)
+
+    monkeypatch.setattr(services, "route_calculate", spy)
+    return calls
+
+
+def _fill_route_form(page: Any, truck: Truck, customer: Customer) -> None:
+    page.select_option("#id_truck", str(truck.pk))
+    page.select_option("#id_customer", str(customer.pk))
+    for i, (name, lat, lon) in enumerate(STOPS):
+        page.fill(f"#id_stops-{i}-name", name)
+        page.fill(f"#id_stops-{i}-lat", lat)
+        page.fill(f"#id_stops-{i}-lon", lon)
+
+
+ROW_ORDER = """() => [...document.querySelectorAll("#stops-group tbody tr.form-row")].map(row =>
+  [row.querySelector(".field-name input").value, row.querySelector(".field-ORDER input").value])"""
+
+
+def test_dragging_the_third_stop_to_the_top_submits_it_first(
+    live_server: Any, dispatcher: Any, received_stops: list[list[str]]
+) -> None:
+    truck, customer = TruckFactory(), CustomerFactory()
+    with browse(live_server.url, dispatcher) as (page, violations):
+        page.goto(f"{live_server.url}/admin/routing/route/add/")
+        _fill_route_form(page, truck, customer)
+        rows = page.locator("#stops-group tbody tr.form-row")
+        rows.nth(2).scroll_into_view_if_needed()
+        handle = rows.nth(2).locator(".stop-handle").bounding_box()
+        top = rows.nth(0).bounding_box()
+        page.mouse.move(handle["x"] + handle["width"] / 2, handle["y"] + handle["height"] / 2)
+        page.mouse.down()
+        page.mouse.move(top["x"] + 20, top["y"] + 3, steps=12)
+        page.mouse.up()
+        assert page.evaluate(ROW_ORDER)[:4] == [["Izmit", "1"], ["Ankara", "2"], ["Bursa", "3"], ["", ""]]
+        page.screenshot(path=str(SHOTS / "route_add_dragged.png"), full_page=True)
+        assert page.evaluate("document.documentElement.scrollWidth") <= WIDTH
+        assert page.evaluate(OVERFLOWING) == []
+        page.click("input[name=_save]")
+        page.wait_for_url("**/admin/routing/route/*/change/")
+    assert received_stops == [["Izmit", "Ankara", "Bursa"]]
+    route = Route.objects.get()
+    assert route.truck == truck and {stop.name for stop in route.stops.all()} == {"Izmit", "Ankara", "Bursa"}
+    assert not violations, violations
+
+
+def test_arrow_keys_on_a_stop_handle_move_the_row_and_typed_numbers_still_count(
+    live_server: Any, dispatcher: Any, received_stops: list[list[str]]
+) -> None:
+    truck, customer = TruckFactory(), CustomerFactory()
+    with browse(live_server.url, dispatcher) as (page, violations):
+        page.goto(f"{live_server.url}/admin/routing/route/add/")
+        _fill_route_form(page, truck, customer)
+        page.locator("#stops-group tbody tr.form-row").nth(0).locator(".stop-handle").focus()
+        page.keyboard.press("ArrowDown")
+        page.keyboard.press("ArrowDown")  # the focus stays on the moved row's handle
+        assert page.evaluate(ROW_ORDER)[:3] == [["Bursa", "1"], ["Izmit", "2"], ["Ankara", "3"]]
+        page.fill("#id_stops-0-ORDER", "0")  # then Ankara typed back to the front: the numbers are what counts
+        page.click("input[name=_save]")
+        page.wait_for_url("**/admin/routing/route/*/change/")
+    assert received_stops == [["Ankara", "Bursa", "Izmit"]] and Route.objects.count() == 1
     assert not violations, violations

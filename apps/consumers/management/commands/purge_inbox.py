@@ -6,6 +6,7 @@ from datetime import timedelta
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from apps.common.progress import Progress
 from apps.consumers.services import inbox_purge
 
 
@@ -18,5 +19,8 @@ class Command(BaseCommand):
     def handle(self, *args: object, days: float | None, **options: object) -> None:
         if days is not None and days < 0:
             raise CommandError("--days must not be negative")
-        deleted = inbox_purge(older_than=timedelta(days=days) if days is not None else None)
+        with Progress(self.stderr, "purging inbox rows") as progress:
+            deleted = inbox_purge(
+                older_than=timedelta(days=days) if days is not None else None, on_batch=progress.advance
+            )
         self.stdout.write(f"deleted {deleted} inbox rows")

@@ -7,6 +7,7 @@ from datetime import timedelta
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from apps.common.progress import Progress
 from apps.outbox.services import outbox_events_purge
 
 
@@ -21,5 +22,8 @@ class Command(BaseCommand):
         hours = settings.OUTBOX_RETENTION_HOURS if older_than_hours is None else older_than_hours
         if hours < 0 or (batch_size is not None and batch_size < 1):
             raise CommandError("--older-than-hours must be >= 0 and --batch-size >= 1")
-        purged = outbox_events_purge(older_than=timedelta(hours=hours), batch_size=batch_size)
+        with Progress(self.stderr, "purging published outbox rows") as progress:
+            purged = outbox_events_purge(
+                older_than=timedelta(hours=hours), batch_size=batch_size, on_batch=progress.advance
+            )
         self.stdout.write(f"purged {purged} published outbox events older than {hours:g} h")
