@@ -21,6 +21,9 @@ from opentelemetry.util.types import Attributes
 from apps.common import tracing
 
 logger = logging.getLogger(__name__)
+# Probes and scrapes arrive every few seconds and tell no story: not traced (OTEL_PYTHON_DJANGO_EXCLUDED_URLS,
+# comma-separated regular expressions searched in the URL, replaces this list).
+PROBE_URLS = "/healthz,/readyz,/metrics"
 
 
 class DropOrphanQueries(Sampler):
@@ -77,11 +80,14 @@ def _activate(provider: TracerProvider) -> None:
     from opentelemetry.instrumentation.django import DjangoInstrumentor
     from opentelemetry.instrumentation.psycopg import PsycopgInstrumentor
 
-    instrumentors: list[object] = [DjangoInstrumentor(), PsycopgInstrumentor(), CeleryInstrumentor()]
-    for instrumentor in instrumentors:
-        instrumentor.instrument(tracer_provider=provider)  # type: ignore[attr-defined]
+    django, psycopg, celery = DjangoInstrumentor(), PsycopgInstrumentor(), CeleryInstrumentor()
+    django.instrument(
+        tracer_provider=provider, excluded_urls=os.environ.get("OTEL_PYTHON_DJANGO_EXCLUDED_URLS", PROBE_URLS),
+    )
+    psycopg.instrument(tracer_provider=provider)
+    celery.instrument(tracer_provider=provider)
     tracing.use_tracer(provider.get_tracer("logiflow"))
-    _active = _Telemetry(provider=provider, instrumentors=instrumentors)
+    _active = _Telemetry(provider=provider, instrumentors=[django, psycopg, celery])
 
 
 def shutdown_telemetry() -> None:

@@ -228,9 +228,10 @@ class TraceparentMiddleware:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
-        if span_active():
+        if _tracer is not None:  # the instrumentation traces the request, or excluded it on purpose (probes)
             response = self.get_response(request)
-            response["traceparent"] = current_traceparent()
+            if span_active():
+                response["traceparent"] = current_traceparent()
             return response
         with trace_context(request.headers.get("traceparent"), name=request.method or "HTTP",
                            kind=SpanKind.SERVER) as traceparent:

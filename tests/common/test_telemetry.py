@@ -13,6 +13,7 @@ from celery import signals
 from celery.app.trace import build_tracer
 from django.conf import settings
 from django.db import connection
+from django.test import Client
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
@@ -129,6 +130,17 @@ def test_a_route_its_relay_its_invoice_the_invoice_generated_round_trip_and_the_
     queries = [s for s in finished if s.kind == SpanKind.CLIENT and s.parent and s.parent.span_id == request.context.span_id]
     assert any(s.attributes.get("db.system") == "postgresql" for s in queries), "psycopg spans under the request"
     assert response["traceparent"].split("-")[1] == trace_ids["request"]
+
+
+@pytest.mark.django_db
+def test_probes_and_scrapes_are_not_traced(spans: InMemorySpanExporter) -> None:
+    client = Client()
+    for url in ("/healthz", "/readyz", "/metrics"):
+        client.get(url)
+    assert client.get("/api/v1/routes/").status_code in (401, 403)  # a request that is traced, for contrast
+
+    assert [span.attributes.get("http.route") for span in spans.get_finished_spans()
+            if span.kind == SpanKind.SERVER] == ["api/v1/routes/$"]
 
 
 def test_without_the_endpoint_nothing_is_configured(monkeypatch: pytest.MonkeyPatch) -> None:
