@@ -7,26 +7,17 @@ from datetime import UTC, datetime
 
 import pytest
 from django.db import IntegrityError, connection, transaction
-from django.db.migrations.executor import MigrationExecutor
 
 from apps.invoicing.models import BillingAccount, Invoice, KnownCustomer
 from apps.invoicing.services import known_customer_upsert
 from tests.invoicing.factories import issued_invoice, three_stop_route
+from tests.support.migrations import latest, migrate
 
 BEFORE = [("invoicing", "0005_invoice_number_past_999999")]
 AFTER = [("invoicing", "0006_billing_account_customer_directory")]
 CREATED = datetime(2026, 3, 1, 9, 30, tzinfo=UTC)
 
 
-def _migrate(target: list[tuple[str, str]]) -> None:
-    executor = MigrationExecutor(connection)
-    executor.loader.build_graph()
-    executor.migrate(target)
-
-
-def _latest() -> list[tuple[str, str]]:
-    executor = MigrationExecutor(connection)
-    return [node for node in executor.loader.graph.leaf_nodes() if node[0] == "invoicing"]
 
 
 def _old_account(cursor: object, customer_id: int, name: str) -> None:
@@ -43,8 +34,8 @@ def _old_account(cursor: object, customer_id: int, name: str) -> None:
 
 @pytest.mark.django_db(transaction=True)
 def test_accounts_of_customers_never_announced_get_a_directory_entry_named_like_the_account() -> None:
-    latest = _latest()
-    _migrate(BEFORE)
+    newest = latest("invoicing")
+    migrate(BEFORE)
     try:
         with connection.cursor() as cursor:
             cursor.execute(
@@ -53,9 +44,9 @@ def test_accounts_of_customers_never_announced_get_a_directory_entry_named_like_
             )
             _old_account(cursor, 70, "Ege Foods")
             _old_account(cursor, 71, "Marmara Glass")
-        _migrate(AFTER)
+        migrate(AFTER)
     finally:
-        _migrate(latest)
+        migrate(newest)
 
     entries = {k.customer_id: (k.name, k.revision, k.changed_at) for k in KnownCustomer.objects.all()}
     assert entries == {70: ("Ege Foods", 0, CREATED), 71: ("Marmara Glass (routing)", 4, CREATED)}

@@ -6,28 +6,19 @@ import uuid
 
 import pytest
 from django.db import connection, transaction
-from django.db.migrations.executor import MigrationExecutor
 
 from apps import outbox
 from apps.outbox.models import PendingEvent
 from tests.factories import invoice_generated
+from tests.support.migrations import latest, migrate
 
 
-def _migrate(target: list[tuple[str, str]]) -> None:
-    executor = MigrationExecutor(connection)
-    executor.loader.build_graph()
-    executor.migrate(target)
-
-
-def _latest() -> list[tuple[str, str]]:
-    executor = MigrationExecutor(connection)
-    return [node for node in executor.loader.graph.leaf_nodes() if node[0] == "outbox"]
 
 
 @pytest.mark.django_db(transaction=True)
 def test_adding_topic_to_the_queue_keeps_pending_rows_and_gives_them_their_topic() -> None:
-    latest = _latest()
-    _migrate([("outbox", "0002_pending_queue")])
+    newest = latest("outbox")
+    migrate([("outbox", "0002_pending_queue")])
     try:
         with connection.cursor() as cursor:
             cursor.execute(
@@ -44,7 +35,7 @@ def test_adding_topic_to_the_queue_keeps_pending_rows_and_gives_them_their_topic
                 [uuid.uuid4()],
             )
     finally:
-        _migrate(latest)
+        migrate(newest)
     [queued] = PendingEvent.objects.all()
     assert (queued.topic, queued.key) == ("invoicing.events", "7")
 
