@@ -54,7 +54,7 @@ def consumer_config(group: str, **overrides: object) -> dict[str, object]:
             "auto.offset.reset": "earliest",
             "session.timeout.ms": settings.KAFKA_SESSION_TIMEOUT_MS,
             "heartbeat.interval.ms": max(1000, settings.KAFKA_SESSION_TIMEOUT_MS // 3),
-            "partition.assignment.strategy": "cooperative-sticky",
+            "partition.assignment.strategy": settings.KAFKA_ASSIGNMENT_STRATEGY,
             **overrides,
         }
     )

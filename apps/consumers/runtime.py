@@ -15,6 +15,7 @@ and the same messages take the per-message path, so every failure rule above sti
 from __future__ import annotations
 
 import logging
+import random
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -146,11 +147,16 @@ class ConsumerWorker(Worker):
         self._lag_sampled_at: float | None = None
         self._lag_labels: set[tuple[str, str, str]] = set()
         self._watch = UnownedLagWatch(threshold_s=settings.CONSUMER_UNOWNED_LAG_RESTART_S)
+        self._rejoin_delay = 0.0
         check_retry_settings(max_poll_interval_ms=_max_poll_interval_ms(consumer_config(self.group_id)))
 
     # --- lifecycle ---------------------------------------------------------------------------------------
 
     def setup(self) -> None:
+        if self._rejoin_delay:
+            delay, self._rejoin_delay = self._rejoin_delay, 0.0
+            logger.warning("%s: staying out of the group %.1fs before joining again", self.name, delay)
+            self.stopping.wait(delay)
         self._watch = UnownedLagWatch(threshold_s=settings.CONSUMER_UNOWNED_LAG_RESTART_S)
         self.consumer = Consumer(consumer_config(self.group_id, **{"client.id": f"logiflow-{self.group_id}"}))
         self.consumer.subscribe([kafka_topic(t) for t in self.topics], on_revoke=self._on_revoke, on_lost=self._on_lost)
@@ -238,6 +244,7 @@ class ConsumerWorker(Worker):
         stalls = self._watch.observe(positions, owned=owned)
         if stalls:
             CONSUMER_REJOINS.labels(self.group).inc()
+            self._rejoin_delay = random.uniform(0, settings.CONSUMER_REJOIN_JITTER_S)  # noqa: S311 - not a secret
             raise GroupStalled(f"{self.name}: {', '.join(map(str, stalls))}; leaving the group to join it again")
 
     def _positions(self, *, excluding: set[tuple[str, int]], timeout: float) -> list[Position]:

@@ -204,6 +204,8 @@ KAFKA_TOPIC_PARTITIONS = env.int("KAFKA_TOPIC_PARTITIONS", default=6)
 KAFKA_TOPIC_PREFIX = env("KAFKA_TOPIC_PREFIX", default="")
 KAFKA_TOPIC_REPLICATION_FACTOR = env.int("KAFKA_TOPIC_REPLICATION_FACTOR", default=1)
 KAFKA_SESSION_TIMEOUT_MS = env.int("KAFKA_SESSION_TIMEOUT_MS", default=45000)
+# librdkafka's partition.assignment.strategy for the consumer groups.
+KAFKA_ASSIGNMENT_STRATEGY = env("KAFKA_ASSIGNMENT_STRATEGY", default="cooperative-sticky")
 # Extra librdkafka properties, e.g. "security.protocol=SASL_SSL,sasl.mechanism=PLAIN".
 KAFKA_CLIENT_CONFIG = env.dict("KAFKA_CLIENT_CONFIG", default={})
 
@@ -278,6 +280,9 @@ CONSUMER_LAG_INTERVAL_S = env.float("CONSUMER_LAG_INTERVAL_S", default=15.0)
 # group and joins again (apps.consumers.watchdog); 0 turns that off. Keep it above HEARTBEAT_STALE_SECONDS plus
 # a rebalance, so a killed member's partitions are not mistaken for a wedged group.
 CONSUMER_UNOWNED_LAG_RESTART_S = env.float("CONSUMER_UNOWNED_LAG_RESTART_S", default=120.0)
+# ...and stays out of the group a random 0..this many seconds first, so members that left together come back
+# apart: one forms the group alone instead of the same out-of-phase join/sync cycle starting again.
+CONSUMER_REJOIN_JITTER_S = env.float("CONSUMER_REJOIN_JITTER_S", default=30.0)
 # The dashboard's charts: a sample of the flow every minute (Celery beat), kept this long.
 FLOW_SAMPLE_RETENTION_HOURS = env.int("FLOW_SAMPLE_RETENTION_HOURS", default=48)
 

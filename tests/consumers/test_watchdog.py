@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 import uuid
@@ -80,6 +81,7 @@ class WedgedConsumer:
 def backlog(producer: RawProducer, settings: SettingsWrapper) -> RawProducer:
     settings.CONSUMER_LAG_INTERVAL_S = 0
     settings.CONSUMER_UNOWNED_LAG_RESTART_S = 1.0
+    settings.CONSUMER_REJOIN_JITTER_S = 0.5
     for seq in range(3):
         producer.event(happened(key=f"k{seq}", seq=seq))
     producer.flush()
@@ -121,7 +123,9 @@ def test_partitions_a_live_consumer_reports_are_not_a_stall(backlog: RawProducer
 
 
 @pytest.mark.django_db(transaction=True)
-def test_the_wedged_worker_rejoins_and_drains_the_backlog(backlog: RawProducer) -> None:
+def test_the_wedged_worker_rejoins_after_a_random_pause_and_drains_the_backlog(
+    backlog: RawProducer, caplog: pytest.LogCaptureFixture
+) -> None:
     rejoins = value("logiflow_consumer_rejoins_total", group="testing")
 
     class FirstJoinWedged(ConsumerWorker):
@@ -153,4 +157,6 @@ def test_the_wedged_worker_rejoins_and_drains_the_backlog(backlog: RawProducer) 
 
     assert sorted(Effect.objects.values_list("seq", flat=True)) == [0, 1, 2]
     assert FirstJoinWedged.setups == 2
+    pauses = [r.getMessage() for r in caplog.records if "staying out of the group" in r.getMessage()]
+    assert len(pauses) == 1 and re.search(r"group 0\.[0-5]s before", pauses[0]), pauses
     assert value("logiflow_consumer_rejoins_total", group="testing") == rejoins + 1
