@@ -57,7 +57,7 @@ def _a_day_of_samples() -> None:
     """One FlowSample a minute for 24 h: traffic that rises by day and falls by night, with noise; an hour-long
     lag spike (a slow consumer) with latency following it; dead letters piling up in the afternoon."""
     noise = random.Random(12)
-    now = timezone.now().replace(second=0, microsecond=0)
+    now = timezone.now()  # not rounded down: the oldest sample stays a full minute inside the 24 h window
     samples = []
     for m in range(MINUTES):
         daylight = max(0.0, math.sin(math.pi * m / MINUTES))
