@@ -208,17 +208,11 @@ class ConsumerWorker(Worker):
         if self.consumer is None:
             return self.partitions
         try:
-            assigned = self.consumer.assignment()
-            committed = self.consumer.committed(assigned, timeout=timeout) if assigned else []
-            sample = []
-            for partition in committed:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise KafkaException(KafkaError(KafkaError._TIMED_OUT, "lag sample took longer than its budget"))
-                low, high = self.consumer.get_watermark_offsets(partition, timeout=left, cached=False)
-                start = partition.offset if partition.offset >= 0 else low
-                sample.append({"topic": partition.topic, "partition": partition.partition,
-                               "committed": partition.offset, "high": high, "lag": max(0, high - start)})
+            sample = [
+                {"topic": stored.topic, "partition": stored.partition, "committed": stored.offset,
+                 "high": position.high, "lag": position.lag}
+                for stored, position in self._read_positions(self.consumer.assignment(), deadline=deadline)
+            ]
         except KafkaException as error:
             logger.info("%s: lag not sampled: %s", self.name, error)
             return self.partitions
@@ -257,11 +251,24 @@ class ConsumerWorker(Worker):
             if metadata is None or metadata.error is not None:
                 continue
             candidates += [TopicPartition(topic, p) for p in sorted(metadata.partitions) if (topic, p) not in excluding]
+        return [position for _, position in self._read_positions(candidates, deadline=time.monotonic() + timeout)]
+
+    def _read_positions(
+        self, partitions: list[TopicPartition], *, deadline: float
+    ) -> list[tuple[TopicPartition, Position]]:
+        """Each partition's committed offset as the group stored it, with its Position (the committed offset, or
+        the low watermark when none is, and the high watermark): a broker round trip per partition, all before
+        `deadline` (monotonic), else KafkaException."""
+        assert self.consumer is not None
+        stored = self.consumer.committed(partitions, timeout=deadline - time.monotonic()) if partitions else []
         positions = []
-        for partition in self.consumer.committed(candidates, timeout=timeout) if candidates else []:
-            low, high = self.consumer.get_watermark_offsets(partition, timeout=timeout, cached=False)
-            committed = partition.offset if partition.offset >= 0 else low
-            positions.append(Position(partition.topic, partition.partition, committed, high))
+        for partition in stored:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise KafkaException(KafkaError(KafkaError._TIMED_OUT, "offsets not read within their budget"))
+            low, high = self.consumer.get_watermark_offsets(partition, timeout=left, cached=False)
+            start = partition.offset if partition.offset >= 0 else low
+            positions.append((partition, Position(partition.topic, partition.partition, start, high)))
         return positions
 
     def _set_lag(self, sample: list[dict[str, object]]) -> None:
