@@ -82,13 +82,20 @@ def trace_context(
 ) -> Iterator[str]:
     """Run a unit of work as a new span under `parent` (or, with OpenTelemetry, the active span; else a new
     trace); `event_id` names the event it handles. `name`, `kind` and `attributes` describe the OTel span."""
-    event_token = _event_id.set(event_id) if event_id is not None else None
+    span = _id_span(parent) if _tracer is None else _otel_span(parent, name, kind, attributes)
+    with _handling(event_id), span as traceparent:
+        yield traceparent
+
+
+@contextmanager
+def _handling(event_id: str | None) -> Iterator[None]:
+    """`event_id` names the event being handled in the logs, until the block ends (None: leave it as it is)."""
+    token = _event_id.set(event_id) if event_id is not None else None
     try:
-        with _id_span(parent) if _tracer is None else _otel_span(parent, name, kind, attributes) as traceparent:
-            yield traceparent
+        yield
     finally:
-        if event_token is not None:
-            _event_id.reset(event_token)
+        if token is not None:
+            _event_id.reset(token)
 
 
 @contextmanager
@@ -116,13 +123,8 @@ def _otel_span(
 def resumed(traceparent: str | None, *, event_id: str | None = None) -> Iterator[None]:
     """Continue `traceparent` without a span of its own: work queued on commit, after its span has ended, is
     sent as part of the trace that queued it; a log line about a row or an event names its trace (and event)."""
-    event_token = _event_id.set(event_id) if event_id is not None else None
-    try:
-        with _resumed(traceparent):
-            yield
-    finally:
-        if event_token is not None:
-            _event_id.reset(event_token)
+    with _handling(event_id), _resumed(traceparent):
+        yield
 
 
 @contextmanager
