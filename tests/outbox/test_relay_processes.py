@@ -130,17 +130,22 @@ def outage_broker(embedded_broker: Broker | None, tmp_path: Path):
     broker.stop()
 
 
-@pytest.mark.django_db(transaction=True)
-def test_broker_outage_while_events_are_written_loses_nothing_and_does_not_spin(
-    subprocess_env: dict[str, str], outage_broker: Broker, tmp_path: Path
-) -> None:
-    env = {
+@pytest.fixture
+def outage_env(subprocess_env: dict[str, str], outage_broker: Broker) -> dict[str, str]:
+    """A relay process's environment on the outage broker, with deliveries that time out and retry quickly."""
+    return {
         **subprocess_env,
         "KAFKA_BOOTSTRAP_SERVERS": outage_broker.bootstrap_servers,
         "OUTBOX_RELAY_DELIVERY_TIMEOUT_S": "2",
         "OUTBOX_RELAY_RETRY_MAX_S": "1",
     }
-    relay = RelayProcess(env, tmp_path / "relay.log")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_broker_outage_while_events_are_written_loses_nothing_and_does_not_spin(
+    outage_env: dict[str, str], outage_broker: Broker, tmp_path: Path
+) -> None:
+    relay = RelayProcess(outage_env, tmp_path / "relay.log")
     try:
         before = publish_routes(20, trucks=5)
         assert wait_for(lambda: pending_count() == 0, timeout=30)
@@ -219,16 +224,9 @@ def test_rows_published_before_the_broker_forgot_everything_reach_the_new_broker
 
 @pytest.mark.django_db(transaction=True)
 def test_broker_emptied_under_a_running_relay_gets_the_window_sent_again(
-    subprocess_env: dict[str, str], outage_broker: Broker, tmp_path: Path
+    outage_env: dict[str, str], outage_broker: Broker, tmp_path: Path
 ) -> None:
-    env = {
-        **subprocess_env,
-        "KAFKA_BOOTSTRAP_SERVERS": outage_broker.bootstrap_servers,
-        "OUTBOX_RELAY_DELIVERY_TIMEOUT_S": "2",
-        "OUTBOX_RELAY_RETRY_MAX_S": "1",
-        "OUTBOX_RELAY_BROKER_CHECK_S": "5",
-    }
-    relay = RelayProcess(env, tmp_path / "relay.log")
+    relay = RelayProcess({**outage_env, "OUTBOX_RELAY_BROKER_CHECK_S": "5"}, tmp_path / "relay.log")
     try:
         before = set(publish_routes(20, trucks=4))
         assert wait_for(lambda: pending_count() == 0, timeout=30)
