@@ -225,7 +225,7 @@ class DeadLetterAdmin(EventIdOrKeySearchMixin, admin.ModelAdmin):
     @admin.action(permissions=["replay"], description="Replay all in this failure group")
     def replay_failure_groups(self, request: HttpRequest, queryset: QuerySet[DeadLetter]) -> HttpResponse | None:
         fingerprints = sorted(set(queryset.values_list("fingerprint", flat=True)))
-        replayable = selectors.replayable_in_groups(fingerprints)
+        replayable = selectors.replayable(fingerprints=fingerprints)
         if request.POST.get("confirm") != "yes":
             return TemplateResponse(request, "admin/consumers/deadletter/confirm_replay_groups.html", {
                 **self.admin_site.each_context(request), "opts": self.model._meta, "title": "Replay failure groups",

@@ -55,15 +55,6 @@ def oldest_pending_age() -> timedelta | None:
     return timezone.now() - oldest if oldest else None
 
 
-def replayable_in_groups(fingerprints: list[str]) -> QuerySet[DeadLetter]:
-    """What "replay all in this failure group" would replay: pending and retrying heads (parked ones follow
-    their head)."""
-    return DeadLetter.objects.filter(
-        fingerprint__in=fingerprints, status__in=[DeadLetter.Status.PENDING, DeadLetter.Status.RETRYING],
-        blocked_by__isnull=True,
-    ).order_by("id")
-
-
 def unresolved_for_events(event_ids: list[Any]) -> QuerySet[DeadLetter]:
     """The unresolved dead letters of these events (any consumer group), oldest first."""
     return unresolved().filter(event_id__in=event_ids).order_by("id")
@@ -85,16 +76,17 @@ def ledger_counts(*, by_fingerprint: bool = False) -> dict[tuple[str, str], int]
 
 
 def replayable(
-    *, group: str | None = None, fingerprint: str | None = None, statuses: list[str] | None = None
+    *, group: str | None = None, fingerprints: list[str] | None = None, statuses: list[str] | None = None
 ) -> QuerySet[DeadLetter]:
-    """Dead letters a replay may take, oldest first: pending or retrying heads (parked ones follow their head),
-    narrowed to a consumer group and a failure group when given."""
+    """Dead letters a replay may take ("replay all in this failure group", `replay_dead_letters`), oldest
+    first: pending or retrying heads (parked ones follow their head), narrowed to a consumer group and to
+    failure groups when given."""
     allowed = [DeadLetter.Status.PENDING, DeadLetter.Status.RETRYING]
     rows = DeadLetter.objects.filter(status__in=statuses or allowed, blocked_by__isnull=True)
     if group is not None:
         rows = rows.filter(group=group)
-    if fingerprint is not None:
-        rows = rows.filter(fingerprint=fingerprint)
+    if fingerprints is not None:
+        rows = rows.filter(fingerprint__in=fingerprints)
     return rows.order_by("id")
 
 

@@ -51,7 +51,8 @@ class Command(BaseCommand):
         if group is not None:
             _check_group(group)
         fingerprint = _fingerprint(failure_group) if failure_group is not None else None
-        ids = list(selectors.replayable(group=group, fingerprint=fingerprint, statuses=status)
+        fingerprints = [fingerprint] if fingerprint is not None else None
+        ids = list(selectors.replayable(group=group, fingerprints=fingerprints, statuses=status)
                    .values_list("id", flat=True)[:limit])
         scope = _scope(group, fingerprint, status)
         if not ids:
