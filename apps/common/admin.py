@@ -31,6 +31,20 @@ from apps.consumers import selectors as deadletter_selectors
 from apps.outbox.selectors import outbox_backlog
 
 
+class ReadOnlyAdminMixin:
+    """Rows only services write (events, dead letters, invoices, their lines): the admin shows them and never
+    adds, edits or deletes one. Actions that change them call a service."""
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
 class EventIdOrKeySearchMixin:
     """Search by exact event id (a UUID) or exact Kafka key: both are indexed, a LIKE over the table is not.
 

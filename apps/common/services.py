@@ -1,4 +1,4 @@
-"""Writes of the flow's observations: a worker's heartbeat (removed on a clean stop, pruned when old) and the
+"""Shared writes: `model_update` for every app's services; the flow's observations: a worker's heartbeat (removed on a clean stop, pruned when old) and the
 minute samples behind the dashboard's charts."""
 
 from __future__ import annotations
@@ -6,13 +6,35 @@ from __future__ import annotations
 import os
 import socket
 from datetime import datetime, timedelta
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import Any, TypeVar
 
 from django.conf import settings
-from django.db import connection
+from django.db import connection, models
 from django.utils import timezone
 
 from apps.common.models import FlowSample, Heartbeat
+
+M = TypeVar("M", bound=models.Model)
+
+
+def model_update(
+    *, instance: M, fields: Sequence[str], data: Mapping[str, Any], also: Mapping[str, Any] | None = None,
+) -> tuple[M, bool]:
+    """The one way services change a row: apply the entries of `data` named in `fields` that differ; when any
+    did, also set `also` (e.g. a revision), validate the whole row and save only the changed columns (with its
+    `auto_now` ones). Returns the instance and whether it changed. Call it inside the service's transaction."""
+    changed = [name for name in fields if name in data and getattr(instance, name) != data[name]]
+    if not changed:
+        return instance, False
+    for name in changed:
+        setattr(instance, name, data[name])
+    for name, value in (also or {}).items():
+        setattr(instance, name, value)
+    instance.full_clean()
+    stamped = [f.name for f in instance._meta.concrete_fields if getattr(f, "auto_now", False)]
+    instance.save(update_fields=[*changed, *(also or {}), *stamped])
+    return instance, True
 
 
 def heartbeat_beat(

@@ -22,7 +22,7 @@ from django.utils import timezone
 from django.utils.formats import date_format
 from django.utils.html import format_html, format_html_join
 
-from apps.common.admin import EventIdOrKeySearchMixin, truncated
+from apps.common.admin import EventIdOrKeySearchMixin, ReadOnlyAdminMixin, truncated
 from apps.common.api import ApplicationError
 from apps.consumers import selectors
 from apps.consumers.models import DeadLetter, DeadLetterReplay, bytes_text, text_bytes
@@ -49,7 +49,7 @@ class FailureGroupFilter(admin.SimpleListFilter):
         return queryset.filter(fingerprint=self.value()) if self.value() else queryset
 
 
-class HistoryInline(admin.TabularInline):
+class HistoryInline(ReadOnlyAdminMixin, admin.TabularInline):
     model = DeadLetterReplay
     extra = 0
     can_delete = False
@@ -63,12 +63,6 @@ class HistoryInline(admin.TabularInline):
     @admin.display(description="payload diff")
     def payload_diff_pre(self, entry: DeadLetterReplay) -> str:
         return format_html('<pre class="payload">{}</pre>', entry.payload_diff) if entry.payload_diff else "-"
-
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
     def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         # The history is part of the dead letter: whoever may see the ledger sees it.
@@ -84,7 +78,7 @@ class EditPayloadForm(forms.Form):
 
 
 @admin.register(DeadLetter)
-class DeadLetterAdmin(EventIdOrKeySearchMixin, admin.ModelAdmin):
+class DeadLetterAdmin(ReadOnlyAdminMixin, EventIdOrKeySearchMixin, admin.ModelAdmin):
     # Eight columns, so the list fits 1,280 px beside the filters: status carries what it is parked behind,
     # "attempts" carries when it last failed and when it is retried next.
     list_display = [
@@ -114,15 +108,6 @@ class DeadLetterAdmin(EventIdOrKeySearchMixin, admin.ModelAdmin):
     ]
 
     # --- permissions: the ledger is written by the consumers and the services, never edited as a form ---
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
     def has_replay_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm("consumers.replay_deadletter")

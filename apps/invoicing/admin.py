@@ -14,7 +14,7 @@ from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
-from apps.common.admin import pretty_json
+from apps.common.admin import ReadOnlyAdminMixin, pretty_json
 from apps.common.api import ApplicationError
 from apps.invoicing.models import NUMBER_ORDER, BillingAccount, Invoice, InvoiceLine, KnownCustomer
 from apps.invoicing.services import (
@@ -26,15 +26,12 @@ from apps.invoicing.services import (
 )
 
 
-class InvoiceLineInline(admin.TabularInline):
+class InvoiceLineInline(ReadOnlyAdminMixin, admin.TabularInline):
     model = InvoiceLine
     fields = ["position", "kind", "description", "quantity", "unit", "unit_price", "amount"]
     readonly_fields = fields
     extra = 0
     can_delete = False
-
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
 
 class IssuedMonthFilter(admin.SimpleListFilter):
@@ -207,7 +204,7 @@ class BillingAccountAdmin(admin.ModelAdmin):
 
 
 @admin.register(KnownCustomer)
-class KnownCustomerAdmin(admin.ModelAdmin):
+class KnownCustomerAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     """The directory is written only by routing's events: finance looks customers up here, never edits them."""
 
     list_display = ["customer_id", "name", "revision", "changed_at", "updated_at"]
@@ -223,15 +220,6 @@ class KnownCustomerAdmin(admin.ModelAdmin):
             # A customer has one account: the new-account form offers only those without one.
             results = results.filter(billing_account__isnull=True)
         return results, may_have_duplicates
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
 
 def _is_autocomplete_for(request: HttpRequest, model: type[models.Model], field_name: str) -> bool:

@@ -25,6 +25,7 @@ from django.utils import timezone
 from apps import outbox
 from apps.common.api import ApplicationError
 from apps.common.metrics import INVOICES_ISSUED
+from apps.common.services import model_update
 from apps.common.tracing import current_traceparent, log_context, resumed, trace_context
 from apps.contracts import InvoiceGenerated, RouteCalculated
 from apps.invoicing.models import BillingAccount, Invoice, InvoiceLine, InvoiceNumberCounter, KnownCustomer
@@ -102,11 +103,7 @@ def billing_account_create(*, customer_id: int, **fields: Any) -> BillingAccount
 @transaction.atomic
 def billing_account_update(*, account: BillingAccount, data: dict[str, Any]) -> BillingAccount:
     """Change billing data; invoices already issued keep their snapshot."""
-    for name, value in _known(data).items():
-        setattr(account, name, value)
-    account.full_clean()
-    account.save()
-    return account
+    return model_update(instance=account, fields=BILLING_ACCOUNT_FIELDS, data=_known(data))[0]
 
 
 def _known(fields: dict[str, Any]) -> dict[str, Any]:

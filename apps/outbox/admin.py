@@ -10,7 +10,7 @@ from django.db.models import Case, QuerySet, Value, When
 from django.db.models.expressions import OrderBy
 from django.http import HttpRequest, HttpResponse
 
-from apps.common.admin import EventIdOrKeySearchMixin, pretty_json, truncated
+from apps.common.admin import EventIdOrKeySearchMixin, ReadOnlyAdminMixin, pretty_json, truncated
 from apps.contracts import EVENT_TYPES
 from apps.outbox.models import OutboxEvent, RelayProblem
 from apps.outbox.selectors import outbox_backlog, relay_problems
@@ -29,7 +29,7 @@ def visible_sources(user: Any) -> set[str] | None:
 
 
 @admin.register(OutboxEvent)
-class OutboxEventAdmin(EventIdOrKeySearchMixin, admin.ModelAdmin):
+class OutboxEventAdmin(ReadOnlyAdminMixin, EventIdOrKeySearchMixin, admin.ModelAdmin):
     list_display = [
         "id", "state", "event_type", "key", "topic", "created_at", "published_at", "attempts", "short_error",
     ]
@@ -50,15 +50,6 @@ class OutboxEventAdmin(EventIdOrKeySearchMixin, admin.ModelAdmin):
         queryset = super().get_queryset(request)
         visible = visible_sources(request.user)
         return queryset if visible is None else queryset.filter(source__in=visible)
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: OutboxEvent | None = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: OutboxEvent | None = None) -> bool:
-        return False
 
     def has_resend_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm("outbox.resend_outboxevent")
@@ -105,16 +96,7 @@ class OutboxEventAdmin(EventIdOrKeySearchMixin, admin.ModelAdmin):
 
 
 @admin.register(RelayProblem)
-class RelayProblemAdmin(admin.ModelAdmin):
+class RelayProblemAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     """Read-only: written and cleared by the relay."""
 
     list_display = ["topic", "code", "rows", "first_seen_at", "last_seen_at", "message"]
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: RelayProblem | None = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: RelayProblem | None = None) -> bool:
-        return False

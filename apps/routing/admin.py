@@ -20,6 +20,7 @@ from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
+from apps.common.admin import ReadOnlyAdminMixin
 from apps.common.api import ApplicationError
 from apps.consumers import selectors as ledger
 from apps.contracts import RouteCalculated
@@ -83,7 +84,7 @@ class CustomerAdmin(ServiceSaveMixin, admin.ModelAdmin):
         return services.customer_update(customer=instance, data=data)
 
 
-class RouteStopInline(admin.TabularInline):
+class RouteStopInline(ReadOnlyAdminMixin, admin.TabularInline):
     """Stops in visiting order; written only by route calculation."""
 
     model = RouteStop
@@ -92,12 +93,6 @@ class RouteStopInline(admin.TabularInline):
     readonly_fields = fields
     extra = 0
     can_delete = False
-
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
 
 class RouteAddForm(forms.Form):

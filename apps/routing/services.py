@@ -15,6 +15,7 @@ from django.utils import timezone
 
 from apps import outbox
 from apps.common.api import ApplicationError
+from apps.common.services import model_update
 from apps.contracts import CustomerUpserted, DepotRef, PlannedStop, RouteCalculated
 from apps.routing import geo
 from apps.routing.models import Customer, Depot, Route, RouteStop, Truck
@@ -53,7 +54,7 @@ def depot_create(*, name: str, lat: float, lon: float, address: str = "") -> Dep
 
 @transaction.atomic
 def depot_update(*, depot: Depot, data: dict[str, Any]) -> Depot:
-    return _updated(depot, data, fields=["name", "address", "lat", "lon"])
+    return model_update(instance=depot, fields=["name", "address", "lat", "lon"], data=data)[0]
 
 
 @transaction.atomic
@@ -67,7 +68,9 @@ def truck_create(
 
 @transaction.atomic
 def truck_update(*, truck: Truck, data: dict[str, Any]) -> Truck:
-    return _updated(truck, data, fields=["plate", "depot", "capacity_kg", "average_speed_kmh", "active"])
+    return model_update(
+        instance=truck, fields=["plate", "depot", "capacity_kg", "average_speed_kmh", "active"], data=data
+    )[0]
 
 
 @transaction.atomic
@@ -83,16 +86,12 @@ def customer_update(*, customer: Customer, data: dict[str, Any]) -> Customer:
     """Change a customer; a real change bumps its revision and is announced (CustomerUpserted) in the transaction."""
     # The row lock serialises changes of one customer, so `revision` never repeats.
     locked = Customer.objects.select_for_update().get(pk=customer.pk)
-    changed = [field for field in ("name", "email", "phone") if field in data and getattr(locked, field) != data[field]]
-    if not changed:
-        return locked
-    for field in changed:
-        setattr(locked, field, data[field])
-    locked.revision += 1
-    locked.changed_at = timezone.now()
-    locked.full_clean()
-    locked.save(update_fields=[*changed, "revision", "changed_at"])
-    outbox.publish(customer_upserted(locked))
+    locked, changed = model_update(
+        instance=locked, fields=["name", "email", "phone"], data=data,
+        also={"revision": locked.revision + 1, "changed_at": timezone.now()},
+    )
+    if changed:
+        outbox.publish(customer_upserted(locked))
     return locked
 
 
@@ -116,17 +115,6 @@ def customer_upserted(customer: Customer) -> CustomerUpserted:
 def _created(instance: M) -> M:
     instance.full_clean()
     instance.save()
-    return instance
-
-
-def _updated(instance: M, data: dict[str, Any], *, fields: list[str]) -> M:
-    """Apply the known fields of `data`; validate the whole row, save only what changed."""
-    changed = [field for field in fields if field in data and getattr(instance, field) != data[field]]
-    for field in changed:
-        setattr(instance, field, data[field])
-    if changed:
-        instance.full_clean()
-        instance.save(update_fields=changed)
     return instance
 
 

@@ -1,0 +1,38 @@
+"""Queue Celery tasks from services by name, in the caller's trace, robustly after commit.
+
+Services never import their app's `tasks` module (tasks import services: that would be a cycle); they name the
+task instead. A task queued on commit is sent only once the data it reads is committed, and a Celery broker that
+is down then must not fail the caller, whose transaction has already committed: every such task has a sweep
+that catches up (stale PDFs, stale replays).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import current_app
+from django.db import transaction
+
+from apps.common.tracing import current_traceparent, resumed
+
+
+def enqueue(task_name: str, *args: Any, traceparent: str | None = None) -> None:
+    """Send the registered task `task_name` with `args` now, continuing `traceparent` when given."""
+    with resumed(traceparent):
+        _registered(task_name).delay(*args)
+
+
+def enqueue_on_commit(task_name: str, *args: Any) -> None:
+    """Send `task_name` with `args` when the current transaction commits, in the trace that queued it (its span
+    has ended by then). A failure to send is logged by Django (`robust=True`), never raised into the commit."""
+    traceparent = current_traceparent()
+    transaction.on_commit(lambda: enqueue(task_name, *args, traceparent=traceparent), robust=True)
+
+
+def _registered(task_name: str) -> Any:
+    """The task named `task_name`; the first miss imports every app's `tasks` module (Celery's autodiscovery
+    runs only in a worker on its own), so a web or consumer process finds the task the same way."""
+    tasks = current_app.tasks
+    if task_name not in tasks:
+        current_app.loader.import_default_modules()
+    return tasks[task_name]
