@@ -5,7 +5,8 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
 from apps.common import health
-from apps.common.apis import MetricsApi, TokenLoginApi, TokenLogoutAllApi, TokenLogoutApi
+from apps.common.apis import TokenLoginApi, TokenLogoutAllApi, TokenLogoutApi
+from apps.ops.apis import MetricsApi
 
 admin.site.site_header = "LogiFlow"
 admin.site.site_title = "LogiFlow admin"
