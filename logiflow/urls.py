@@ -10,7 +10,7 @@ from apps.ops.apis import MetricsApi
 
 admin.site.site_header = "LogiFlow"
 admin.site.site_title = "LogiFlow admin"
-admin.site.index_template = "admin/logiflow_index.html"  # adds what needs each role (apps/common)
+admin.site.index_template = "admin/logiflow_index.html"  # adds what needs each role (apps/ops)
 
 api_v1 = [
     path("auth/token/", TokenLoginApi.as_view(), name="api-token"),
