@@ -5,7 +5,7 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
 from apps.common import health
-from apps.common.apis import TokenLoginApi, TokenLogoutAllApi, TokenLogoutApi
+from apps.common.auth_apis import TokenLoginApi, TokenLogoutAllApi, TokenLogoutApi
 from apps.ops.apis import MetricsApi
 
 admin.site.site_header = "LogiFlow"
@@ -30,5 +30,5 @@ urlpatterns = [
     path("readyz", health.ready, name="health-ready"),
     path("metrics", MetricsApi.as_view(), name="metrics"),
 ]
-handler404 = "apps.common.api.not_found"
+handler404 = "apps.common.errors.not_found"
 # MEDIA_ROOT is never served: invoice PDFs go out only through the permissioned API and admin.

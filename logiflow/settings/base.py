@@ -126,7 +126,7 @@ REST_FRAMEWORK = {
     "PAGE_SIZE": 50,
     "DEFAULT_FILTER_BACKENDS": ["apps.common.filters.StrictFilterBackend"],
     "DEFAULT_SCHEMA_CLASS": "apps.common.schema.AutoSchema",
-    "EXCEPTION_HANDLER": "apps.common.api.exception_handler",
+    "EXCEPTION_HANDLER": "apps.common.errors.exception_handler",
     # JSON only: the API documents JSON bodies, and form encodings blur "empty" and "missing".
     "DEFAULT_PARSER_CLASSES": ["apps.common.parsers.BoundedJSONParser"],
     "DEFAULT_THROTTLE_CLASSES": [
