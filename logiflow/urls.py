@@ -5,11 +5,12 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
 from apps.common import health
-from apps.common.apis import MetricsApi, TokenLoginApi, TokenLogoutAllApi, TokenLogoutApi
+from apps.common.auth_apis import TokenLoginApi, TokenLogoutAllApi, TokenLogoutApi
+from apps.ops.apis import MetricsApi
 
 admin.site.site_header = "LogiFlow"
 admin.site.site_title = "LogiFlow admin"
-admin.site.index_template = "admin/logiflow_index.html"  # adds what needs each role (apps/common)
+admin.site.index_template = "admin/logiflow_index.html"  # adds what needs each role (apps/ops)
 
 api_v1 = [
     path("auth/token/", TokenLoginApi.as_view(), name="api-token"),
@@ -29,5 +30,5 @@ urlpatterns = [
     path("readyz", health.ready, name="health-ready"),
     path("metrics", MetricsApi.as_view(), name="metrics"),
 ]
-handler404 = "apps.common.api.not_found"
+handler404 = "apps.common.errors.not_found"
 # MEDIA_ROOT is never served: invoice PDFs go out only through the permissioned API and admin.

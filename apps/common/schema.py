@@ -1,7 +1,7 @@
 """OpenAPI post-processing: every operation documents the error answers the API can give, with their bodies.
 
 The views raise them through shared machinery (authentication, permissions, throttles, validation, the
-exception handler in apps/common/api.py), so they are added here once instead of on every view.
+exception handler in apps/common/errors.py), so they are added here once instead of on every view.
 """
 
 from __future__ import annotations

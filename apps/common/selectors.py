@@ -1,13 +1,14 @@
-"""Reads of worker liveness for probes, the admin and the metrics."""
+"""Reads of worker liveness (heartbeats) for the readiness probe, the workers themselves, the admin and the
+metrics."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 from django.conf import settings
 from django.utils import timezone
 
-from apps.common.models import FlowSample, Heartbeat
+from apps.common.models import Heartbeat
 
 
 def heartbeats_with_age() -> list[tuple[Heartbeat, float]]:
@@ -40,12 +41,3 @@ def live_partitions() -> dict[tuple[str, str, int], int]:
             lags[beat.group, partition["topic"], partition["partition"]] = partition["lag"]
     return dict(sorted(lags.items()))
 
-
-def flow_samples(*, hours: int = 24) -> list[FlowSample]:
-    return list(FlowSample.objects.filter(at__gte=timezone.now() - timedelta(hours=hours)).order_by("at"))
-
-
-def lag_by_group(samples: list[FlowSample]) -> dict[str, list[tuple[datetime, float | None]]]:
-    """Consumer group -> its total lag at each sample; None where the group had no live heartbeat then."""
-    groups = sorted({group for sample in samples for group in sample.lag})
-    return {group: [(s.at, float(s.lag[group]) if group in s.lag else None) for s in samples] for group in groups}

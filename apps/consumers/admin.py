@@ -23,7 +23,7 @@ from django.utils.formats import date_format
 from django.utils.html import format_html, format_html_join
 
 from apps.common.admin import EventIdOrKeySearchMixin, ReadOnlyAdminMixin, truncated
-from apps.common.api import ApplicationError
+from apps.common.errors import ApplicationError
 from apps.consumers import selectors
 from apps.consumers.models import DeadLetter, DeadLetterReplay, bytes_text, text_bytes
 from apps.consumers.services import (

@@ -27,11 +27,10 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db import connection, transaction
 from django.db.models import Q
 from django.utils import timezone
+from opentelemetry.trace import SpanKind
 from pydantic import ValidationError
 
-from apps.common.api import ApplicationError
-from opentelemetry.trace import SpanKind
-
+from apps.common.errors import ApplicationError
 from apps.common.tracing import batch_spans, log_context, otel_enabled, trace_context
 from apps.consumers import registry
 from apps.consumers.decoding import SKIP, Decoded, DecodeFailure, RawMessage, decode, identity

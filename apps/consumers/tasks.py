@@ -8,7 +8,7 @@ import logging
 from celery import shared_task
 from django.contrib.auth import get_user_model
 
-from apps.common.api import ApplicationError
+from apps.common.errors import ApplicationError
 from apps.consumers.services import (
     deadletter_replay_queued,
     deadletter_requeue_stale_replays,

@@ -15,7 +15,7 @@ from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
 from apps.common.admin import ReadOnlyAdminMixin, pretty_json
-from apps.common.api import ApplicationError
+from apps.common.errors import ApplicationError
 from apps.invoicing.models import NUMBER_ORDER, BillingAccount, Invoice, InvoiceLine, KnownCustomer
 from apps.invoicing.services import (
     BILLING_ACCOUNT_FIELDS,

@@ -23,7 +23,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from apps import outbox
-from apps.common.api import ApplicationError
+from apps.common.errors import ApplicationError
 from apps.common.metrics import INVOICES_ISSUED
 from apps.common.services import model_update
 from apps.common.tracing import current_traceparent, log_context, resumed, trace_context

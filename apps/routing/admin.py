@@ -21,7 +21,7 @@ from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
 from apps.common.admin import ReadOnlyAdminMixin
-from apps.common.api import ApplicationError
+from apps.common.errors import ApplicationError
 from apps.consumers import selectors as ledger
 from apps.contracts import RouteCalculated
 from apps.routing import selectors, services

@@ -14,7 +14,7 @@ from django.db import models, transaction
 from django.utils import timezone
 
 from apps import outbox
-from apps.common.api import ApplicationError
+from apps.common.errors import ApplicationError
 from apps.common.services import model_update
 from apps.contracts import CustomerUpserted, DepotRef, PlannedStop, RouteCalculated
 from apps.routing import geo

@@ -9,7 +9,7 @@ import pytest
 from django.contrib.auth.models import User
 from django.utils import timezone
 
-from apps.common.api import ApplicationError
+from apps.common.errors import ApplicationError
 from apps.consumers.decoding import decode
 from apps.consumers.models import DeadLetter, DeadLetterReplay, InboxEntry
 from apps.consumers.services import (

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from pytest_django.fixtures import Settings
 
-from apps.common.metrics import celery_queue_gauges
 from apps.invoicing.tasks import PDF_MAX_RETRIES, render_invoice_pdf
+from apps.ops.metrics import celery_queue_gauges
 from logiflow.celery import app as celery_app
 from tests.invoicing.conftest import _drop_connections
 from tests.invoicing.factories import issued_invoice, three_stop_route

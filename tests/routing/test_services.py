@@ -9,7 +9,7 @@ import pytest
 from django.db import transaction
 from django.test import override_settings
 
-from apps.common.api import ApplicationError
+from apps.common.errors import ApplicationError
 from apps.contracts import RouteCalculated
 from apps.outbox.models import OutboxEvent
 from apps.routing.geo import Point, haversine_km, optimal_order

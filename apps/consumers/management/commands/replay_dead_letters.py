@@ -9,7 +9,7 @@ from collections import Counter
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from apps.common.api import ApplicationError
+from apps.common.errors import ApplicationError
 from apps.common.progress import Progress
 from apps.consumers import registry, selectors
 from apps.consumers.models import DeadLetter

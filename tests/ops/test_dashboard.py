@@ -12,11 +12,12 @@ from django.utils import timezone
 from pytest_django.fixtures import Settings as SettingsWrapper
 
 from apps import outbox
-from apps.common.charts import PALETTE, line_chart, lines_chart
-from apps.common.models import FlowSample, Heartbeat
-from apps.common.selectors import lag_by_group
-from apps.common.services import flow_sample_take
+from apps.common.models import Heartbeat
 from apps.consumers.models import InboxEntry
+from apps.ops.charts import PALETTE, line_chart, lines_chart
+from apps.ops.models import FlowSample
+from apps.ops.selectors import lag_by_group
+from apps.ops.services import flow_sample_take
 from apps.outbox.models import OutboxEvent, PendingEvent
 from tests.consumers.factories import dead_letter
 from tests.factories import route_calculated

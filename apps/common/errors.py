@@ -1,4 +1,5 @@
-"""API plumbing shared by every app: one place maps domain errors to HTTP responses."""
+"""The REST API's errors, shared by every app: `ApplicationError` (a domain rule refused the request) and the one
+place that maps errors to HTTP responses (DRF's exception handler, the JSON 404)."""
 
 from __future__ import annotations
 
@@ -46,7 +47,6 @@ def _only_uniqueness(codes: object) -> bool:
     if isinstance(codes, list):
         return bool(codes) and all(_only_uniqueness(value) for value in codes)
     return codes == "unique"
-
 
 
 def not_found(request: HttpRequest, exception: Exception) -> HttpResponse:

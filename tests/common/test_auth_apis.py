@@ -1,4 +1,4 @@
-"""The token endpoint (apps/common/apis.py) on input the fuzz test found."""
+"""The token endpoint (apps/common/auth_apis.py) on input the fuzz test found."""
 
 from __future__ import annotations
 

@@ -8,20 +8,17 @@ and are throttled by the "auth" scope. Wrong credentials answer 401; malformed i
 from __future__ import annotations
 
 from django.contrib.auth import get_user_model
-from django.http import HttpResponse
 from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view, inline_serializer
 from knox.models import AuthToken
 from knox.views import LogoutAllView, LogoutView
 from rest_framework import serializers, status
-from rest_framework.exceptions import ValidationError
 from rest_framework.authtoken.serializers import AuthTokenSerializer
-from rest_framework.negotiation import BaseContentNegotiation
-from rest_framework.permissions import AllowAny, BasePermission
+from rest_framework.exceptions import ValidationError
+from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from apps.common.metrics import metrics_allowed, metrics_response
 from apps.common.serializers import ErrorSerializer, StrictInput
 
 ERROR_RESPONSE = ErrorSerializer
@@ -82,31 +79,3 @@ class TokenLogoutApi(LogoutView):
 class TokenLogoutAllApi(LogoutAllView):
     """POST with any of the user's tokens: every token of the user stops working."""
 
-
-class MetricsAccess(BasePermission):
-    """Prometheus with METRICS_TOKEN or from METRICS_ALLOWED_NETWORKS; people with the dashboard permission."""
-
-    def has_permission(self, request: Request, view: APIView) -> bool:
-        return metrics_allowed(request._request) or request.user.has_perm("common.view_flow_dashboard")
-
-
-class _AnyAccept(BaseContentNegotiation):
-    """The exposition format is the only answer: a scraper's Accept header must not earn a 406."""
-
-    def select_parser(self, request: Request, parsers: list) -> None:
-        return None
-
-    def select_renderer(self, request: Request, renderers: list, format_suffix: str | None = None) -> tuple:
-        return renderers[0], renderers[0].media_type
-
-
-@extend_schema(exclude=True)  # operational, not part of the business API
-class MetricsApi(APIView):
-    """GET: this web process's metrics and the database gauges, in Prometheus' text format."""
-
-    permission_classes = [MetricsAccess]
-    throttle_classes: list = []
-    content_negotiation_class = _AnyAccept
-
-    def get(self, request: Request) -> HttpResponse:
-        return metrics_response()

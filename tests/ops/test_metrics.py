@@ -54,7 +54,7 @@ def test_web_metrics_still_answer_when_the_database_gauges_fail(
     def broken() -> None:
         raise RuntimeError("database gone")
 
-    monkeypatch.setattr("apps.outbox.selectors.outbox_backlog", broken)
+    monkeypatch.setattr("apps.ops.metrics.outbox_backlog", broken)
     response = client.get("/metrics", HTTP_AUTHORIZATION="Bearer s3cret-token")
 
     scraped = samples(response.content.decode())

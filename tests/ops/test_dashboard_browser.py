@@ -15,9 +15,10 @@ from datetime import timedelta
 
 from django.utils import timezone
 
-from apps.common.models import FlowSample, Heartbeat
+from apps.common.models import Heartbeat
 from apps.consumers.models import DeadLetter
 from apps.invoicing.models import Invoice
+from apps.ops.models import FlowSample
 from tests.consumers.factories import dead_letter, role_user
 from tests.invoicing.factories import unbilled_route_dead_letter
 from tests.support import browser

@@ -1,0 +1,1 @@
+"""`manage.py healthcheck`, the workers' container healthcheck."""

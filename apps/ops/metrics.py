@@ -1,0 +1,122 @@
+"""The web's /metrics: this process's metrics plus gauges read from the database (outbox backlog, dead-letter
+ledger, heartbeats) and the Celery broker's queues when scraped, for Prometheus with a token or from an allowed
+network."""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import secrets
+from collections.abc import Iterator
+
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse
+from kombu.exceptions import ChannelError
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from apps.common.metrics import process_registry
+from apps.common.selectors import heartbeats_with_age
+from apps.consumers.selectors import ledger_counts
+from apps.outbox.selectors import outbox_backlog
+from logiflow.celery import app
+
+logger = logging.getLogger(__name__)
+
+
+class FlowCollector(Collector):
+    """Gauges read from the database at scrape time: the outbox backlog, the ledger, the heartbeats."""
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        backlog = outbox_backlog()
+        yield GaugeMetricFamily("logiflow_outbox_pending", "Outbox rows waiting for the relay.", value=backlog.unpublished)
+        age = backlog.oldest_age.total_seconds() if backlog.oldest_age is not None else 0.0
+        yield GaugeMetricFamily(
+            "logiflow_outbox_oldest_pending_age_seconds", "Age of the oldest outbox row waiting (0 when none).",
+            value=age,
+        )
+        ledger = GaugeMetricFamily(
+            "logiflow_deadletters", "Dead-letter ledger rows by group and status.", labels=["group", "status"]
+        )
+        for (group, status), count in sorted(ledger_counts().items()):
+            ledger.add_metric([group, status], count)
+        yield ledger
+        failures = GaugeMetricFamily(
+            "logiflow_deadletters_unresolved_by_failure_group",
+            "Unresolved dead letters per consumer group and failure group (fingerprint).",
+            labels=["group", "fingerprint"],
+        )
+        for (group, fingerprint), count in sorted(ledger_counts(by_fingerprint=True).items()):
+            failures.add_metric([group, fingerprint], count)
+        yield failures
+        beats = GaugeMetricFamily(
+            "logiflow_heartbeat_age_seconds", "Seconds since each worker process's last heartbeat.",
+            labels=["kind", "group", "host", "pid"],
+        )
+        for beat, seconds in heartbeats_with_age():
+            beats.add_metric([beat.kind, beat.group, beat.host, str(beat.pid)], seconds)
+        yield beats
+        yield from celery_queue_gauges()
+
+
+def celery_queue_gauges(*, timeout: float = 2.0) -> Iterator[GaugeMetricFamily]:
+    """`logiflow_celery_queue_messages` per queue the workers consume, and `logiflow_celery_broker_up`: a
+    Celery broker that does not answer within `timeout` reports 0 up and no depth, never a failed scrape."""
+    depth = GaugeMetricFamily(
+        "logiflow_celery_queue_messages", "Celery tasks waiting in each queue (PDF renders, replays).", labels=["queue"]
+    )
+    up = 1
+    try:
+        with app.connection_for_read() as conn:
+            conn.ensure_connection(max_retries=1, timeout=timeout)
+            channel = conn.default_channel
+            for queue in sorted({app.conf.task_default_queue, *(q.name for q in app.conf.task_queues or ())}):
+                try:
+                    depth.add_metric([queue], channel.queue_declare(queue=queue, passive=True).message_count)
+                except ChannelError:  # never declared yet: nothing was ever queued there
+                    depth.add_metric([queue], 0)
+    except Exception as error:  # noqa: BLE001 - an unreachable broker is a value, not a failed scrape
+        logger.warning("metrics: the Celery broker did not answer: %s", error)
+        up = 0
+    if up:
+        yield depth
+    yield GaugeMetricFamily("logiflow_celery_broker_up", "Whether the Celery broker answered this scrape.", value=up)
+
+
+def flow_registry() -> CollectorRegistry:
+    """The web's registry: its own process's metrics plus the database gauges."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(FlowCollector())
+    return registry
+
+
+def metrics_allowed(request: HttpRequest) -> bool:
+    """The web's /metrics: a matching bearer token (METRICS_TOKEN), or a client in METRICS_ALLOWED_NETWORKS."""
+    token = settings.METRICS_TOKEN
+    header = request.META.get("HTTP_AUTHORIZATION", "")
+    if token and header.startswith("Bearer ") and secrets.compare_digest(header[7:].encode(), token.encode()):
+        return True
+    try:
+        address = ipaddress.ip_address(request.META.get("REMOTE_ADDR", ""))
+    except ValueError:
+        return False
+    return any(address in ipaddress.ip_network(network, strict=False) for network in settings.METRICS_ALLOWED_NETWORKS)
+
+
+_DATABASE_UP = (
+    b"# HELP logiflow_metrics_database_up Whether the web could read the database gauges for this scrape.\n"
+    b"# TYPE logiflow_metrics_database_up gauge\nlogiflow_metrics_database_up %s\n"
+)
+
+
+def metrics_response() -> HttpResponse:
+    """This process's metrics, then the database gauges; without a database, the first alone (with
+    `logiflow_metrics_database_up 0`), so a database outage does not blind the scrape."""
+    body = generate_latest(process_registry())
+    try:
+        body += generate_latest(flow_registry()) + _DATABASE_UP % b"1"
+    except Exception:  # noqa: BLE001 - any failure to read the gauges
+        logger.exception("metrics: the database gauges could not be read")
+        body += _DATABASE_UP % b"0"
+    return HttpResponse(body, content_type=CONTENT_TYPE_LATEST)
