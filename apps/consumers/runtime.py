@@ -42,19 +42,10 @@ from apps.common.tracing import log_context, resumed
 from apps.common.workers import HeartbeatRecorder, Worker
 from apps.consumers import registry
 from apps.consumers.decoding import SKIP, Decoded, DecodeFailure, RawMessage, _Skip, decode
+from apps.consumers.inbox import inbox_apply, inbox_apply_many, log_ids
+from apps.consumers.ledger import Failure, deadletter_record, deadletter_record_minimal, ledger_statuses
 from apps.consumers.models import DeadLetter
-from apps.consumers.services import (
-    Failure,
-    blocking_heads,
-    deadletter_record,
-    deadletter_record_minimal,
-    inbox_apply,
-    inbox_apply_many,
-    ledger_statuses,
-    lock_keys,
-    log_ids,
-    parked_failure,
-)
+from apps.consumers.ordering import blocking_heads, lock_keys, parked_failure
 from apps.consumers.watchdog import GroupStalled, Position, UnownedLagWatch
 
 logger = logging.getLogger(__name__)

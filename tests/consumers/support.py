@@ -8,13 +8,13 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 from confluent_kafka import Producer
-
-from apps.common.kafka import producer_config
 from django.db import transaction
 
+from apps.common.kafka import producer_config
 from apps.consumers.decoding import Decoded, RawMessage, decode
+from apps.consumers.inbox import inbox_apply
+from apps.consumers.ledger import Failure, deadletter_record
 from apps.consumers.models import DeadLetter
-from apps.consumers.services import Failure, deadletter_record, inbox_apply
 from apps.consumers.runtime import ConsumerWorker
 from apps.contracts.base import DomainEvent
 from apps.outbox.models import OutboxEvent

@@ -11,22 +11,17 @@ from django.utils import timezone
 
 from apps.common.api import ApplicationError
 from apps.consumers.decoding import decode
+from apps.consumers.inbox import inbox_apply, inbox_purge, stored_message
+from apps.consumers.ledger import Failure, deadletter_record, fingerprint
 from apps.consumers.models import DeadLetter, DeadLetterReplay, InboxEntry
-from apps.consumers.services import (
-    Failure,
-    blocking_heads,
+from apps.consumers.ordering import blocking_heads, parked_failure
+from apps.consumers.replay import (
     deadletter_discard,
     deadletter_edit_and_replay,
     deadletter_queue_replay,
-    deadletter_record,
     deadletter_replay,
     deadletter_requeue_stale_replays,
     deadletter_retry_due,
-    fingerprint,
-    inbox_apply,
-    inbox_purge,
-    parked_failure,
-    stored_message,
 )
 from logiflow.celery import app as celery_app
 from tests.consumers.support import cloud_event_headers, happened, raw_message
