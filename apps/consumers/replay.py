@@ -17,6 +17,7 @@ from django.utils import timezone
 from pydantic import ValidationError
 
 from apps.common.api import ApplicationError
+from apps.common.queueing import enqueue_on_commit
 from apps.consumers import registry
 from apps.consumers.inbox import apply_stored
 from apps.consumers.ledger import add_history, mark_replayed, record_rerun_failure
@@ -170,8 +171,6 @@ def deadletter_queue_replay(*, dead_letter_ids: list[int], actor: AbstractBaseUs
 
 
 def _enqueue_replays(ids: list[int], *, actor: AbstractBaseUser | None) -> None:
-    from apps.consumers.tasks import replay_dead_letters
-
     now = timezone.now()
     DeadLetterReplay.objects.bulk_create(
         DeadLetterReplay(dead_letter_id=i, action=Action.QUEUE, outcome=Outcome.QUEUED, actor=actor, at=now)
@@ -182,7 +181,7 @@ def _enqueue_replays(ids: list[int], *, actor: AbstractBaseUser | None) -> None:
     for start in range(0, len(ids), chunk):
         part = ids[start : start + chunk]
         # robust: a Celery broker down at commit must not fail the caller; the stale sweep re-queues.
-        transaction.on_commit(lambda part=part: replay_dead_letters.delay(part, actor_id), robust=True)
+        enqueue_on_commit("apps.consumers.tasks.replay_dead_letters", part, actor_id)
 
 
 def deadletter_replay_queued(*, dead_letter_id: int, actor: AbstractBaseUser | None = None) -> ReplayResult:
