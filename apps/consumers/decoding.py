@@ -14,8 +14,9 @@ from typing import Final
 
 from pydantic import ValidationError
 
+from apps.common.postgres import safe_text
 from apps.consumers import registry
-from apps.consumers.models import DeadLetter, safe_text
+from apps.consumers.models import DeadLetter
 from apps.consumers.registry import EventMeta, Registration
 from apps.contracts.base import DomainEvent
 
@@ -86,7 +87,7 @@ def identity(raw: RawMessage) -> Identity:
         event_id = None
     version = int(match["version"]) if match and len(match["version"]) <= 10 else None
     return Identity(
-        event_id=event_id, event_type=safe_text(ce_type)[:200],
+        event_id=event_id, event_type=safe_text(ce_type, limit=200),
         event_version=version if version is not None and version <= _MAX_VERSION else None,
     )
 

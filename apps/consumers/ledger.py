@@ -16,9 +16,10 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from apps.common.postgres import safe_text
 from apps.consumers import registry
 from apps.consumers.decoding import DecodeFailure, RawMessage, identity
-from apps.consumers.models import DeadLetter, DeadLetterReplay, encode_headers, safe_text
+from apps.consumers.models import DeadLetter, DeadLetterReplay, encode_headers
 
 _UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", re.IGNORECASE)
 _HEX = re.compile(r"\b(?:0x[0-9a-f]+|(?=[0-9a-f]*[0-9])[0-9a-f]{8,})\b", re.IGNORECASE)
@@ -172,8 +173,8 @@ def _ascii(text: str) -> str:
 
 def _set_failure(dead_letter: DeadLetter, failure: Failure, *, attempts: int, at: datetime) -> None:
     dead_letter.reason = failure.reason
-    dead_letter.handler = safe_text(failure.handler)[:300]
-    dead_letter.exception_class = safe_text(failure.exception_class)[:300]
+    dead_letter.handler = safe_text(failure.handler, limit=300)
+    dead_letter.exception_class = safe_text(failure.exception_class, limit=300)
     dead_letter.error_message = safe_text(failure.message)
     dead_letter.traceback = safe_text(failure.traceback)
     # Parked messages share one failure group: their own cause is unknown until they run.
@@ -183,7 +184,7 @@ def _set_failure(dead_letter: DeadLetter, failure: Failure, *, attempts: int, at
     dead_letter.attempts = attempts
     dead_letter.last_failed_at = at
     fix = failure.fix if failure.fix is not None and _is_site_path(failure.fix.url) else None
-    dead_letter.fix_label = safe_text(fix.label)[:200] if fix else ""
+    dead_letter.fix_label = safe_text(fix.label, limit=200) if fix else ""
     dead_letter.fix_url = fix.url[:500] if fix else ""
 
 
@@ -236,7 +237,7 @@ def mark_replayed(dead_letter: DeadLetter) -> None:
 
 def add_history(dead_letter: DeadLetter, *, action: str, outcome: str, actor: AbstractBaseUser | None, **fields: str) -> None:
     if "actor_name" in fields:
-        fields["actor_name"] = safe_text(fields["actor_name"])[:150]
+        fields["actor_name"] = safe_text(fields["actor_name"], limit=150)
     DeadLetterReplay.objects.create(
         dead_letter=dead_letter, action=action, outcome=outcome, actor=actor, at=timezone.now(), **fields
     )

@@ -10,12 +10,11 @@ parked behind a head that is being resolved at the same moment.
 
 from __future__ import annotations
 
-import hashlib
-
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import connection
 
 from apps.common.api import ApplicationError
+from apps.common.postgres import advisory_lock_id
 from apps.consumers.inbox import apply_stored
 from apps.consumers.ledger import Failure, add_history, mark_replayed, record_rerun_failure
 from apps.consumers.models import DeadLetter, DeadLetterReplay
@@ -27,13 +26,8 @@ Outcome = DeadLetterReplay.Outcome
 def lock_keys(*, group: str, keys: list[bytes]) -> None:
     """Serialise the consumer and replays on these (group, key)s until the transaction ends."""
     with connection.cursor() as cursor:
-        for lock_id in sorted({_lock_id(group, key) for key in keys}):
+        for lock_id in sorted({advisory_lock_id(b"consumers", group.encode(), key) for key in keys}):
             cursor.execute("SELECT pg_advisory_xact_lock(%s)", [lock_id])
-
-
-def _lock_id(group: str, key: bytes) -> int:
-    digest = hashlib.blake2b(b"consumers\x00" + group.encode() + b"\x00" + key, digest_size=8).digest()
-    return int.from_bytes(digest, "big", signed=True)
 
 
 def lock_dead_letter(dead_letter_id: int) -> DeadLetter:
