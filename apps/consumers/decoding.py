@@ -58,12 +58,14 @@ class DecodeFailure(Exception):
         self.reason = reason
 
 
-class _Skip:
+class Skip:
+    """The type of `SKIP`: a message of a type the group does not handle."""
+
     def __repr__(self) -> str:
         return "SKIP"
 
 
-SKIP: Final = _Skip()
+SKIP: Final = Skip()
 
 
 @dataclass(frozen=True)
@@ -92,7 +94,7 @@ def identity(raw: RawMessage) -> Identity:
     )
 
 
-def decode(raw: RawMessage, *, group: str) -> Decoded | _Skip:
+def decode(raw: RawMessage, *, group: str) -> Decoded | Skip:
     """The typed, schema-valid event and its envelope; `SKIP` when `group` has no handler for the type."""
     missing = [name for name in REQUIRED_HEADERS if not raw.header(name)]
     if missing:
