@@ -229,6 +229,7 @@ def record_rerun_failure(dead_letter: DeadLetter, error: Exception) -> Failure:
 
 
 def mark_replayed(dead_letter: DeadLetter) -> None:
+    """Resolved by running it (a replay, an automatic retry, a release): no further try is scheduled."""
     dead_letter.status = DeadLetter.Status.REPLAYED
     dead_letter.resolved_at = timezone.now()
     dead_letter.next_attempt_at = None
@@ -236,6 +237,7 @@ def mark_replayed(dead_letter: DeadLetter) -> None:
 
 
 def add_history(dead_letter: DeadLetter, *, action: str, outcome: str, actor: AbstractBaseUser | None, **fields: str) -> None:
+    """One line of the dead letter's history (`DeadLetterReplay`): what was done, by whom, with what outcome."""
     if "actor_name" in fields:
         fields["actor_name"] = safe_text(fields["actor_name"], limit=150)
     DeadLetterReplay.objects.create(

@@ -58,6 +58,7 @@ def blocking_heads(*, group: str, keys: list[bytes]) -> dict[bytes, int]:
 
 
 def parked_failure(head_id: int) -> Failure:
+    """The ledger's failure of a message parked behind the head `head_id` (it did not run)."""
     return Failure(
         reason=DeadLetter.Reason.PARKED, exception_class="", message=f"parked behind dead letter #{head_id}"
     )

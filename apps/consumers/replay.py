@@ -31,6 +31,8 @@ _REPLAYABLE = (DeadLetter.Status.PENDING, DeadLetter.Status.RETRYING)
 
 @dataclass
 class ReplayResult:
+    """What resolving a dead letter did: its outcome, and the parked messages it released or the new head."""
+
     dead_letter: DeadLetter
     outcome: str
     error: str = ""
