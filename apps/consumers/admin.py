@@ -26,7 +26,7 @@ from apps.common.admin import EventIdOrKeySearchMixin, ReadOnlyAdminMixin, trunc
 from apps.common.errors import ApplicationError
 from apps.consumers import selectors
 from apps.consumers.models import DeadLetter, DeadLetterReplay, bytes_text, text_bytes
-from apps.consumers.services import (
+from apps.consumers.replay import (
     deadletter_discard,
     deadletter_edit_and_replay,
     deadletter_queue_replay,

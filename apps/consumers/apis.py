@@ -20,7 +20,8 @@ from apps.common.filters import StrictFilterSet
 from apps.common.permissions import ModelPermissions
 from apps.common.serializers import StrictInput
 from apps.consumers.models import DeadLetter, DeadLetterReplay, bytes_text, text_bytes
-from apps.consumers.services import ReplayResult, deadletter_discard, deadletter_replay, payload_json
+from apps.consumers.replay import ReplayResult, deadletter_discard, deadletter_replay
+from apps.consumers.selectors import payload_json
 
 
 class CanReplay(BasePermission):

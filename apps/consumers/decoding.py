@@ -14,8 +14,9 @@ from typing import Final
 
 from pydantic import ValidationError
 
+from apps.common.postgres import safe_text
 from apps.consumers import registry
-from apps.consumers.models import DeadLetter, safe_text
+from apps.consumers.models import DeadLetter
 from apps.consumers.registry import EventMeta, Registration
 from apps.contracts.base import DomainEvent
 
@@ -57,12 +58,14 @@ class DecodeFailure(Exception):
         self.reason = reason
 
 
-class _Skip:
+class Skip:
+    """The type of `SKIP`: a message of a type the group does not handle."""
+
     def __repr__(self) -> str:
         return "SKIP"
 
 
-SKIP: Final = _Skip()
+SKIP: Final = Skip()
 
 
 @dataclass(frozen=True)
@@ -86,12 +89,12 @@ def identity(raw: RawMessage) -> Identity:
         event_id = None
     version = int(match["version"]) if match and len(match["version"]) <= 10 else None
     return Identity(
-        event_id=event_id, event_type=safe_text(ce_type)[:200],
+        event_id=event_id, event_type=safe_text(ce_type, limit=200),
         event_version=version if version is not None and version <= _MAX_VERSION else None,
     )
 
 
-def decode(raw: RawMessage, *, group: str) -> Decoded | _Skip:
+def decode(raw: RawMessage, *, group: str) -> Decoded | Skip:
     """The typed, schema-valid event and its envelope; `SKIP` when `group` has no handler for the type."""
     missing = [name for name in REQUIRED_HEADERS if not raw.header(name)]
     if missing:

@@ -209,12 +209,6 @@ def _json_safe(text: str) -> bool:
     return "\x00" not in text and not any("\ud800" <= char <= "\udfff" for char in text)
 
 
-def safe_text(text: str) -> str:
-    """`text` as PostgreSQL can store it: a NUL becomes the four characters \\x00, an unpaired surrogate
-    its escape. For the ledger's text columns (errors, tracebacks, types), which hold foreign text."""
-    return text.replace("\x00", "\\x00").encode("utf-8", "backslashreplace").decode("utf-8")
-
-
 def bytes_text(raw: bytes) -> str:
     """Bytes for people, unambiguously: printable UTF-8 as is, a backslash as \\\\, every other byte as \\xNN.
 

@@ -41,21 +41,13 @@ from apps.common.selectors import live_partitions
 from apps.common.tracing import log_context, resumed
 from apps.common.workers import HeartbeatRecorder, Worker
 from apps.consumers import registry
-from apps.consumers.decoding import SKIP, Decoded, DecodeFailure, RawMessage, _Skip, decode
+from apps.consumers.decoding import SKIP, Decoded, DecodeFailure, RawMessage, Skip, decode
+from apps.consumers.inbox import inbox_apply, inbox_apply_many, log_ids
+from apps.consumers.ledger import Failure, deadletter_record, deadletter_record_minimal, ledger_statuses
 from apps.consumers.models import DeadLetter
-from apps.consumers.services import (
-    Failure,
-    blocking_heads,
-    deadletter_record,
-    deadletter_record_minimal,
-    inbox_apply,
-    inbox_apply_many,
-    ledger_statuses,
-    lock_keys,
-    log_ids,
-    parked_failure,
-)
-from apps.consumers.watchdog import GroupStalled, Position, UnownedLagWatch
+from apps.consumers.ordering import blocking_heads, lock_keys, parked_failure
+from apps.consumers.positions import group_positions, read_positions
+from apps.consumers.watchdog import GroupStalled, UnownedLagWatch
 
 logger = logging.getLogger(__name__)
 
@@ -86,7 +78,7 @@ OUTCOMES = {"handled": "handled", "duplicates": "duplicate", "skipped": "skipped
 class _Item:
     message: Message
     raw: RawMessage
-    decoded: Decoded | _Skip | DecodeFailure
+    decoded: Decoded | Skip | DecodeFailure
 
     @property
     def position(self) -> tuple[str, int, int]:
@@ -211,7 +203,7 @@ class ConsumerWorker(Worker):
             sample = [
                 {"topic": stored.topic, "partition": stored.partition, "committed": stored.offset,
                  "high": position.high, "lag": position.lag}
-                for stored, position in self._read_positions(self.consumer.assignment(), deadline=deadline)
+                for stored, position in read_positions(self.consumer, self.consumer.assignment(), deadline=deadline)
             ]
         except KafkaException as error:
             logger.info("%s: lag not sampled: %s", self.name, error)
@@ -231,7 +223,7 @@ class ConsumerWorker(Worker):
             return  # heartbeats unreadable: the outage shows in the work itself
         try:
             owned |= {(tp.topic, tp.partition) for tp in self.consumer.assignment()}
-            positions = self._positions(excluding=owned, timeout=timeout)
+            positions = group_positions(self.consumer, self.topics, excluding=owned, timeout=timeout)
         except KafkaException as error:
             logger.info("%s: partition ownership not checked: %s", self.name, error)
             return
@@ -240,36 +232,6 @@ class ConsumerWorker(Worker):
             CONSUMER_REJOINS.labels(self.group).inc()
             self._rejoin_delay = random.uniform(0, settings.CONSUMER_REJOIN_JITTER_S)  # noqa: S311 - not a secret
             raise GroupStalled(f"{self.name}: {', '.join(map(str, stalls))}; leaving the group to join it again")
-
-    def _positions(self, *, excluding: set[tuple[str, int]], timeout: float) -> list[Position]:
-        """The group's committed offset and the high watermark of every partition of its topics not in
-        `excluding` (normally none: every partition has an owner)."""
-        assert self.consumer is not None
-        candidates = []
-        for topic in map(kafka_topic, self.topics):
-            metadata = self.consumer.list_topics(topic, timeout=timeout).topics.get(topic)
-            if metadata is None or metadata.error is not None:
-                continue
-            candidates += [TopicPartition(topic, p) for p in sorted(metadata.partitions) if (topic, p) not in excluding]
-        return [position for _, position in self._read_positions(candidates, deadline=time.monotonic() + timeout)]
-
-    def _read_positions(
-        self, partitions: list[TopicPartition], *, deadline: float
-    ) -> list[tuple[TopicPartition, Position]]:
-        """Each partition's committed offset as the group stored it, with its Position (the committed offset, or
-        the low watermark when none is, and the high watermark): a broker round trip per partition, all before
-        `deadline` (monotonic), else KafkaException."""
-        assert self.consumer is not None
-        stored = self.consumer.committed(partitions, timeout=deadline - time.monotonic()) if partitions else []
-        positions = []
-        for partition in stored:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise KafkaException(KafkaError(KafkaError._TIMED_OUT, "offsets not read within their budget"))
-            low, high = self.consumer.get_watermark_offsets(partition, timeout=left, cached=False)
-            start = partition.offset if partition.offset >= 0 else low
-            positions.append((partition, Position(partition.topic, partition.partition, start, high)))
-        return positions
 
     def _set_lag(self, sample: list[dict[str, object]]) -> None:
         self.partitions = sample
@@ -567,7 +529,7 @@ class ConsumerWorker(Worker):
             topic=message.topic(), partition=message.partition(), offset=message.offset(), key=message.key(),
             value=message.value(), headers=headers,
         )
-        decoded: Decoded | _Skip | DecodeFailure
+        decoded: Decoded | Skip | DecodeFailure
         if unreadable is not None:
             decoded = DecodeFailure(DeadLetter.Reason.MISSING_HEADERS, f"unreadable headers: {unreadable}")
             return _Item(message=message, raw=raw, decoded=decoded)

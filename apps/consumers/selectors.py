@@ -1,7 +1,9 @@
-"""Read side of the dead-letter ledger: failure groups and the age of the oldest unresolved failure."""
+"""Read side of the dead-letter ledger: failure groups, the age of the oldest unresolved failure, a dead letter's
+payload for display."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -102,3 +104,11 @@ def fingerprint_of(dead_letter_id: int) -> str | None:
 
 def fingerprint_known(fingerprint: str) -> bool:
     return DeadLetter.objects.filter(fingerprint=fingerprint).exists()
+
+
+def payload_json(dead_letter: DeadLetter) -> Any:
+    """The decoded payload for display, or None when the value is not JSON."""
+    try:
+        return json.loads(bytes(dead_letter.value))
+    except ValueError:
+        return None

@@ -9,12 +9,8 @@ from celery import shared_task
 from django.contrib.auth import get_user_model
 
 from apps.common.errors import ApplicationError
-from apps.consumers.services import (
-    deadletter_replay_queued,
-    deadletter_requeue_stale_replays,
-    deadletter_retry_due,
-    inbox_purge,
-)
+from apps.consumers.inbox import inbox_purge
+from apps.consumers.replay import deadletter_replay_queued, deadletter_requeue_stale_replays, deadletter_retry_due
 
 logger = logging.getLogger(__name__)
 

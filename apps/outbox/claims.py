@@ -11,6 +11,8 @@ from dataclasses import dataclass
 
 from django.db import connection
 
+from apps.common.postgres import safe_text
+
 TABLE = "outbox_outboxevent"
 QUEUE = "outbox_pending"  # PendingEvent: (id, topic, key) of the rows still to send
 
@@ -123,12 +125,6 @@ WHERE m."offset" < EXCLUDED."offset" AND m.cluster_id IN (EXCLUDED.cluster_id, '
 MAX_ERROR_LENGTH = 2000
 
 
-def safe_text(text: str) -> str:
-    """An error text PostgreSQL will store whatever it holds (no NUL byte), bounded: recording a failure
-    must not fail itself."""
-    return text.replace("\x00", "\\x00")[:MAX_ERROR_LENGTH]
-
-
 @dataclass(frozen=True, slots=True)
 class Delivered:
     id: int
@@ -178,7 +174,7 @@ def mark_failed(refused: Sequence[Refused]) -> None:
         return
     ids = [r.id for r in refused]
     with connection.cursor() as cursor:
-        cursor.execute(_FAILED, [ids, ids, [safe_text(r.error) for r in refused], ids])
+        cursor.execute(_FAILED, [ids, ids, [safe_text(r.error, limit=MAX_ERROR_LENGTH) for r in refused], ids])
 
 
 def mark_retried(refused: Sequence[Refused]) -> None:
@@ -187,7 +183,7 @@ def mark_retried(refused: Sequence[Refused]) -> None:
         return
     ids = [r.id for r in refused]
     with connection.cursor() as cursor:
-        cursor.execute(_RETRIED, [ids, [safe_text(r.error) for r in refused], ids])
+        cursor.execute(_RETRIED, [ids, [safe_text(r.error, limit=MAX_ERROR_LENGTH) for r in refused], ids])
 
 
 def record_problems(problems: Sequence[tuple[str, str, str, int]]) -> None:
@@ -196,7 +192,7 @@ def record_problems(problems: Sequence[tuple[str, str, str, int]]) -> None:
         return
     codes, topics, messages, rows = zip(*problems, strict=True)
     with connection.cursor() as cursor:
-        cursor.execute(_PROBLEMS, [list(codes), list(topics), [safe_text(m) for m in messages], list(rows)])
+        cursor.execute(_PROBLEMS, [list(codes), list(topics), [safe_text(m, limit=MAX_ERROR_LENGTH) for m in messages], list(rows)])
 
 
 def clear_problems(topics: Collection[str]) -> None:

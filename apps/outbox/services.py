@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import uuid
 from collections.abc import Callable, Sequence
@@ -13,6 +12,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 from pydantic import ValidationError
 
+from apps.common.postgres import advisory_lock_id
 from apps.common.tracing import current_traceparent
 from apps.contracts.base import DomainEvent, event_class
 from apps.outbox.models import OutboxEvent
@@ -91,9 +91,8 @@ SELECT pg_notify(%(channel)s, '') FROM written
 
 
 def _write(row: OutboxEvent) -> None:
-    digest = hashlib.blake2b(f"{row.topic}\x00{row.key}".encode(), digest_size=8).digest()
     params = {
-        "lock_id": int.from_bytes(digest, "big", signed=True),
+        "lock_id": advisory_lock_id(row.topic.encode(), row.key.encode()),
         "event_id": row.event_id, "topic": row.topic, "key": row.key, "event_type": row.event_type,
         "source": row.source, "payload": row.payload, "traceparent": row.traceparent,
         "created_at": row.created_at, "channel": NOTIFY_CHANNEL,

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from django.contrib.auth.models import Group, User
 
+from apps.consumers.ledger import Failure, deadletter_record
 from apps.consumers.models import DeadLetter
-from apps.consumers.services import Failure, deadletter_record, parked_failure
+from apps.consumers.ordering import parked_failure
 from tests.consumers.support import cloud_event_headers, happened, raw_message
 
 

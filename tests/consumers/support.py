@@ -8,23 +8,29 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 from confluent_kafka import Producer
-
-from apps.common.kafka import producer_config
 from django.db import transaction
 
+from apps.common.kafka import producer_config
 from apps.consumers.decoding import Decoded, RawMessage, decode
+from apps.consumers.inbox import inbox_apply
+from apps.consumers.ledger import Failure, deadletter_record
 from apps.consumers.models import DeadLetter
-from apps.consumers.services import Failure, deadletter_record, inbox_apply
 from apps.consumers.runtime import ConsumerWorker
 from apps.contracts.base import DomainEvent
 from apps.outbox.models import OutboxEvent
 from tests.consumers.testapp.events import Happened
+from tests.consumers.testapp.models import Effect
 
 Headers = list[tuple[str, bytes]]
 
 
 def happened(*, key: str = "k1", scenario: str = "", seq: int = 1) -> Happened:
     return Happened(key=key, scenario=scenario, seq=seq)
+
+
+def effect_seqs() -> list[int]:
+    """The seqs the test handler applied for the scenarios these tests break and fix, in the order applied."""
+    return list(Effect.objects.filter(scenario__in=["broken", "", "other"]).values_list("seq", flat=True))
 
 
 def cloud_event_headers(event: DomainEvent, *, event_id: uuid.UUID | None = None, ce_type: str | None = None) -> Headers:

@@ -9,8 +9,8 @@ import pytest
 from django.core.management import CommandError, call_command
 
 from apps.common.progress import ERASE_LINE, Progress
+from apps.consumers.ledger import Failure, deadletter_record
 from apps.consumers.models import DeadLetter
-from apps.consumers.services import Failure, deadletter_record
 from tests.consumers.factories import dead_letter, parked_dead_letter
 from tests.consumers.support import happened, raw_message
 from tests.consumers.testapp.models import Effect, Script

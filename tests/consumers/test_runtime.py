@@ -13,8 +13,8 @@ from pytest_django.fixtures import Settings as SettingsWrapper
 
 from apps.common.kafka import client_config
 from apps.consumers.models import DeadLetter, InboxEntry
+from apps.consumers.replay import deadletter_discard, deadletter_edit_and_replay, deadletter_retry_due
 from apps.consumers.runtime import ConsumerWorker
-from apps.consumers.services import deadletter_discard, deadletter_edit_and_replay, deadletter_retry_due
 from tests.consumers.support import RawProducer, cloud_event_headers, drain, happened
 from tests.consumers.testapp import handlers
 from tests.consumers.testapp.models import Effect, Script

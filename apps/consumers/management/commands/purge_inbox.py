@@ -7,7 +7,7 @@ from datetime import timedelta
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from apps.common.progress import Progress
-from apps.consumers.services import inbox_purge
+from apps.consumers.inbox import inbox_purge
 
 
 class Command(BaseCommand):

@@ -13,7 +13,7 @@ from apps.common.errors import ApplicationError
 from apps.common.progress import Progress
 from apps.consumers import registry, selectors
 from apps.consumers.models import DeadLetter
-from apps.consumers.services import deadletter_replay
+from apps.consumers.replay import deadletter_replay
 
 FINGERPRINT = re.compile(r"[0-9a-f]{16}")
 DEAD_LETTER_ID = re.compile(r"#?([0-9]+)")

@@ -1,8 +1,8 @@
-"""Replay, discard and edit of dead letters, and the inbox they go through (real database, no broker needed)."""
+"""Replay, discard, edit and replay, background replays and automatic retries of dead letters (real database, no
+broker needed)."""
 
 from __future__ import annotations
 
-import uuid
 from datetime import timedelta
 
 import pytest
@@ -11,25 +11,20 @@ from django.utils import timezone
 
 from apps.common.errors import ApplicationError
 from apps.consumers.decoding import decode
+from apps.consumers.inbox import inbox_apply
+from apps.consumers.ledger import Failure, deadletter_record
 from apps.consumers.models import DeadLetter, DeadLetterReplay, InboxEntry
-from apps.consumers.services import (
-    Failure,
-    blocking_heads,
+from apps.consumers.replay import (
     deadletter_discard,
     deadletter_edit_and_replay,
     deadletter_queue_replay,
-    deadletter_record,
     deadletter_replay,
     deadletter_requeue_stale_replays,
     deadletter_retry_due,
-    fingerprint,
-    inbox_apply,
-    inbox_purge,
-    parked_failure,
-    stored_message,
 )
 from logiflow.celery import app as celery_app
-from tests.consumers.support import cloud_event_headers, happened, raw_message
+from tests.consumers.factories import dead_letter, parked_dead_letter
+from tests.consumers.support import effect_seqs, happened, raw_message
 from tests.consumers.testapp import handlers
 from tests.consumers.testapp.models import Effect, Script
 
@@ -43,34 +38,17 @@ def operator() -> User:
     return User.objects.create_user("ops", is_staff=True)
 
 
-def failed(event_seq: int, *, key: str = "truck-1", scenario: str = "broken", offset: int | None = None,
-           value: bytes | None = None) -> DeadLetter:
-    raw = raw_message(happened(key=key, scenario=scenario, seq=event_seq), offset=event_seq if offset is None else offset,
-                      value=value)
-    return deadletter_record(group="testing", raw=raw, failure=Failure.from_exception(RuntimeError("boom 42")), attempts=3)
-
-
-def parked(event_seq: int, head: DeadLetter, *, scenario: str = "") -> DeadLetter:
-    raw = raw_message(happened(key=head.key_text() or "-", scenario=scenario, seq=event_seq), offset=event_seq,
-                      key=head.key_bytes())
-    return deadletter_record(group="testing", raw=raw, failure=parked_failure(head.pk), attempts=0, blocked_by_id=head.pk)
-
-
-def seqs() -> list[int]:
-    return list(Effect.objects.filter(scenario__in=["broken", "", "other"]).values_list("seq", flat=True))
-
-
 def test_replay_after_fixing_the_cause_applies_once_and_releases_the_parked_messages_in_order(operator: User) -> None:
     script = Script.objects.create(scenario="broken", broken=True)
-    head = failed(1)
-    followers = [parked(2, head), parked(3, head)]
+    head = dead_letter(1)
+    followers = [parked_dead_letter(2, head), parked_dead_letter(3, head)]
     script.broken = False
     script.save()
 
     result = deadletter_replay(dead_letter_id=head.pk, actor=operator)
 
     assert (result.outcome, result.released, result.new_head) == (Outcome.APPLIED, [f.pk for f in followers], None)
-    assert seqs() == [1, 2, 3]
+    assert effect_seqs() == [1, 2, 3]
     assert set(DeadLetter.objects.values_list("status", flat=True)) == {Status.REPLAYED}
     replay = head.history.get()
     assert (replay.action, replay.outcome, replay.actor) == ("replay", Outcome.APPLIED, operator)
@@ -79,8 +57,8 @@ def test_replay_after_fixing_the_cause_applies_once_and_releases_the_parked_mess
 
 def test_replay_that_fails_again_stays_pending_with_attempts_plus_one_and_the_new_error(operator: User) -> None:
     Script.objects.create(scenario="broken", broken=True)
-    head = failed(1)
-    follower = parked(2, head)
+    head = dead_letter(1)
+    follower = parked_dead_letter(2, head)
 
     result = deadletter_replay(dead_letter_id=head.pk, actor=operator)
 
@@ -98,7 +76,7 @@ def test_replay_that_fails_again_stays_pending_with_attempts_plus_one_and_the_ne
 def test_replay_stops_at_the_configured_cap_of_failed_replays(settings: object) -> None:
     settings.CONSUMER_REPLAY_MAX_ATTEMPTS = 2  # type: ignore[attr-defined]
     Script.objects.create(scenario="broken", broken=True)
-    head = failed(1)
+    head = dead_letter(1)
     for _ in range(2):
         assert deadletter_replay(dead_letter_id=head.pk).outcome == Outcome.FAILED
     with pytest.raises(ApplicationError, match="failed 2 replays"):
@@ -106,7 +84,7 @@ def test_replay_stops_at_the_configured_cap_of_failed_replays(settings: object) 
 
 
 def test_replay_of_an_event_the_group_already_applied_is_a_no_op_through_the_inbox() -> None:
-    head = failed(1, scenario="")
+    head = dead_letter(1, scenario="")
     # The same event was applied meanwhile (e.g. redelivered and handled).
     decoded = decode(raw_message(happened(seq=1), event_id=head.event_id), group="testing")
     assert inbox_apply(decoded=decoded) is True  # type: ignore[arg-type]
@@ -120,7 +98,7 @@ def test_replay_of_an_event_the_group_already_applied_is_a_no_op_through_the_inb
 
 
 def test_replay_runs_only_the_dead_letters_group() -> None:
-    head = failed(1, scenario="")
+    head = dead_letter(1, scenario="")
     deadletter_replay(dead_letter_id=head.pk)
     assert list(InboxEntry.objects.values_list("group", flat=True)) == ["testing"]
     assert not Effect.objects.filter(scenario="audit").exists()
@@ -128,8 +106,8 @@ def test_replay_runs_only_the_dead_letters_group() -> None:
 
 def test_parked_and_resolved_dead_letters_cannot_be_replayed_directly() -> None:
     Script.objects.create(scenario="broken", broken=True)
-    head = failed(1)
-    follower = parked(2, head)
+    head = dead_letter(1)
+    follower = parked_dead_letter(2, head)
     with pytest.raises(ApplicationError, match=f"parked behind #{head.pk}"):
         deadletter_replay(dead_letter_id=follower.pk)
     deadletter_discard(dead_letter_id=head.pk, actor=None, reason="obsolete")
@@ -137,29 +115,10 @@ def test_parked_and_resolved_dead_letters_cannot_be_replayed_directly() -> None:
         deadletter_replay(dead_letter_id=head.pk)
 
 
-def test_released_message_that_fails_becomes_the_new_head_and_the_rest_wait_behind_it() -> None:
-    Script.objects.create(scenario="broken", broken=False)
-    Script.objects.create(scenario="other-broken", broken=True)
-    head = failed(1)
-    second = parked(2, head, scenario="other-broken")
-    third = parked(3, head)
-
-    result = deadletter_replay(dead_letter_id=head.pk)
-
-    assert (result.released, result.new_head) == ([], second.pk)
-    second.refresh_from_db()
-    third.refresh_from_db()
-    assert (second.status, second.blocked_by_id, second.reason, second.attempts) == (
-        Status.PENDING, None, DeadLetter.Reason.HANDLER_ERROR, 1,
-    )
-    assert (third.status, third.blocked_by_id) == (Status.PENDING, second.pk)
-    assert seqs() == [1]
-
-
 def test_discard_needs_a_reason_is_audited_and_releases_the_parked_messages(operator: User) -> None:
     Script.objects.create(scenario="broken", broken=True)
-    head = failed(1)
-    follower = parked(2, head)
+    head = dead_letter(1)
+    follower = parked_dead_letter(2, head)
     with pytest.raises(ApplicationError, match="reason is required"):
         deadletter_discard(dead_letter_id=head.pk, actor=operator, reason="  ")
     assert DeadLetter.objects.get(pk=head.pk).status == Status.PENDING
@@ -169,11 +128,11 @@ def test_discard_needs_a_reason_is_audited_and_releases_the_parked_messages(oper
     assert result.released == [follower.pk]
     entry = DeadLetter.objects.get(pk=head.pk).history.get()
     assert (entry.action, entry.reason, entry.actor) == ("discard", "customer cancelled", operator)
-    assert seqs() == [2]
+    assert effect_seqs() == [2]
 
 
 def test_edit_and_replay_validates_against_the_schema_and_keeps_the_diff(operator: User) -> None:
-    head = failed(1, scenario="", value=b'{"key": "truck-1", "seq": "one"}')
+    head = dead_letter(1, scenario="", value=b'{"key": "truck-1", "seq": "one"}')
     with pytest.raises(ApplicationError, match="seq"):
         deadletter_edit_and_replay(dead_letter_id=head.pk, actor=operator, payload='{"key": "truck-1", "seq": -1}')
     head.refresh_from_db()
@@ -186,13 +145,13 @@ def test_edit_and_replay_validates_against_the_schema_and_keeps_the_diff(operato
     entry = head.history.get()
     assert entry.action == "edit_and_replay"
     assert '-  "seq": "one"' in entry.payload_diff and '+  "seq": 1' in entry.payload_diff
-    assert seqs() == [1]
+    assert effect_seqs() == [1]
 
 
 def test_queued_replay_marks_replaying_and_the_celery_task_replays_them(
     operator: User, django_capture_on_commit_callbacks: object
 ) -> None:
-    heads = [failed(seq, key=f"truck-{seq}", scenario="") for seq in (1, 2)]
+    heads = [dead_letter(seq, key=f"truck-{seq}", scenario="") for seq in (1, 2)]
     celery_app.conf.task_always_eager = True
     try:
         with django_capture_on_commit_callbacks(execute=False) as callbacks:  # type: ignore[operator]
@@ -204,60 +163,7 @@ def test_queued_replay_marks_replaying_and_the_celery_task_replays_them(
         celery_app.conf.task_always_eager = False
     assert queued == [h.pk for h in heads]
     assert set(DeadLetter.objects.values_list("status", flat=True)) == {Status.REPLAYED}
-    assert seqs() == [1, 2]
-
-
-def test_a_redelivered_failure_updates_its_ledger_row_instead_of_adding_one() -> None:
-    first = failed(1)
-    again = failed(1)
-    assert again.pk == first.pk
-    assert DeadLetter.objects.get().attempts == 6
-
-
-def test_fingerprint_groups_messages_that_differ_only_in_ids_and_numbers() -> None:
-    one = fingerprint(exception_class="E", handler="h", message=f"route 12 missing for {uuid.uuid4()} at 0xdeadbeef")
-    two = fingerprint(exception_class="E", handler="h", message=f"route 977 missing for {uuid.uuid4()} at 0x1f")
-    assert one == two
-    assert one != fingerprint(exception_class="E", handler="other", message="route 12 missing")
-
-
-def test_inbox_purge_deletes_only_rows_past_retention(settings: object) -> None:
-    settings.CONSUMER_INBOX_RETENTION_DAYS = 14  # type: ignore[attr-defined]
-    now = timezone.now()
-    InboxEntry.objects.create(group="testing", event_id=uuid.uuid4(), processed_at=now - timedelta(days=15))
-    recent = InboxEntry.objects.create(group="testing", event_id=uuid.uuid4(), processed_at=now - timedelta(days=13))
-    assert inbox_purge() == 1
-    assert list(InboxEntry.objects.all()) == [recent]
-
-
-# --- hostile bytes ------------------------------------------------------------------------------------------
-
-
-def test_the_ledger_keeps_key_and_header_bytes_exactly_and_replay_runs_the_message_with_them() -> None:
-    Script.objects.create(scenario="broken", broken=True)
-    event = happened(key="truck-1", scenario="broken", seq=1)
-    headers = [*cloud_event_headers(event), ("x-note", b"a\x00b"), ("x-binary", b"\xff\xfe\x00"), ("x-null", None)]
-    raw = raw_message(event, key=b"\x00\x00\x00\x07", headers=headers)  # type: ignore[arg-type]
-    head = deadletter_record(group="testing", raw=raw, failure=Failure.from_exception(RuntimeError("x\x00y")),
-                             attempts=1)
-    follower_raw = raw_message(happened(key="truck-1", seq=2), offset=2, key=b"\x00\x00\x00\x07")
-    follower = deadletter_record(group="testing", raw=follower_raw, failure=parked_failure(head.pk), attempts=0,
-                                 blocked_by_id=head.pk)
-    head.refresh_from_db()
-
-    assert stored_message(head) == raw
-    assert head.error_message == "x\\x00y"  # text columns get an escaped rendering, never a NUL
-    Script.objects.filter(scenario="broken").update(broken=False)
-    result = deadletter_replay(dead_letter_id=head.pk)
-
-    assert (result.outcome, result.released) == (Outcome.APPLIED, [follower.pk])
-    assert handlers.seen_keys == {head.event_id: b"\x00\x00\x00\x07", follower.event_id: b"\x00\x00\x00\x07"}
-
-
-def test_keys_that_differ_only_in_undecodable_bytes_are_different_keys_for_parking() -> None:
-    head = failed(1)
-    DeadLetter.objects.filter(pk=head.pk).update(key=b"\xff\xfe")
-    assert blocking_heads(group="testing", keys=[b"\xff\xfe", b"\xff\xfd"]) == {b"\xff\xfe": head.pk}
+    assert effect_seqs() == [1, 2]
 
 
 # --- automatic retries ------------------------------------------------------------------------------------------
@@ -281,7 +187,7 @@ def test_automatic_retries_follow_the_backoff_schedule_then_the_dead_letter_beco
     Script.objects.create(scenario="broken", broken=True)
     before = timezone.now()
     head = retrying(1)
-    follower = parked(2, head)
+    follower = parked_dead_letter(2, head)
     assert head.status == Status.RETRYING
     assert timedelta(seconds=29) < head.next_attempt_at - before < timedelta(seconds=31)  # type: ignore[operator]
     assert deadletter_retry_due() == {}
@@ -315,8 +221,8 @@ def test_a_non_retryable_failure_on_an_automatic_retry_makes_it_pending_at_once(
 def test_a_successful_automatic_retry_releases_the_key_and_a_released_message_that_fails_is_retried_in_turn() -> None:
     Script.objects.create(scenario="other-broken", broken=True)
     head = retrying(1, scenario="")
-    second = parked(2, head, scenario="other-broken")
-    third = parked(3, head)
+    second = parked_dead_letter(2, head, scenario="other-broken")
+    third = parked_dead_letter(3, head)
     make_due(head)
 
     assert deadletter_retry_due() == {"applied": 1}
@@ -325,7 +231,7 @@ def test_a_successful_automatic_retry_releases_the_key_and_a_released_message_th
     third.refresh_from_db()
     assert (second.status, second.blocked_by_id, second.next_attempt_at is not None) == (Status.RETRYING, None, True)
     assert third.blocked_by_id == second.pk
-    assert seqs() == [1]
+    assert effect_seqs() == [1]
     assert DeadLetter.objects.get(pk=head.pk).history.get().action == "auto_retry"
 
 
@@ -347,7 +253,7 @@ def test_the_beat_task_runs_the_due_retries() -> None:
     assert retry_due_dead_letters.apply().result == {"applied": 1}
 
 
-# --- background replays ----------------------------------------------------------------------------------------
+# --- background replays -----------------------------------------------------------------------------------------
 
 
 def run_callbacks(callbacks: list) -> None:  # type: ignore[type-arg]
@@ -365,7 +271,7 @@ def test_background_replay_respects_the_replay_cap_and_leaves_nothing_replaying(
 ) -> None:
     settings.CONSUMER_REPLAY_MAX_ATTEMPTS = 2  # type: ignore[attr-defined]
     Script.objects.create(scenario="broken", broken=True)
-    at_cap, below = failed(1, key="truck-1"), failed(2, key="truck-2")
+    at_cap, below = dead_letter(1, key="truck-1"), dead_letter(2, key="truck-2")
     for _ in range(2):
         deadletter_replay(dead_letter_id=at_cap.pk)
     deadletter_replay(dead_letter_id=below.pk)
@@ -387,7 +293,7 @@ def test_a_replay_whose_task_was_never_queued_is_queued_again_by_the_sweep(
 ) -> None:
     from apps.consumers.tasks import requeue_stale_replays
 
-    head = failed(1, scenario="")
+    head = dead_letter(1, scenario="")
     with django_capture_on_commit_callbacks(execute=False):  # type: ignore[operator]
         deadletter_queue_replay(dead_letter_ids=[head.pk], actor=None)  # the broker was down at commit
     with django_capture_on_commit_callbacks(execute=False) as callbacks:  # type: ignore[operator]
@@ -401,14 +307,14 @@ def test_a_replay_whose_task_was_never_queued_is_queued_again_by_the_sweep(
 
     head.refresh_from_db()
     assert head.status == Status.REPLAYED
-    assert seqs() == [1]
+    assert effect_seqs() == [1]
 
 
 def test_a_replay_whose_task_keeps_dying_ends_pending_after_the_replay_cap(
     settings: object, django_capture_on_commit_callbacks: object
 ) -> None:
     settings.CONSUMER_REPLAY_MAX_ATTEMPTS = 2  # type: ignore[attr-defined]
-    head = failed(1, scenario="")
+    head = dead_letter(1, scenario="")
     with django_capture_on_commit_callbacks(execute=False):  # type: ignore[operator]
         deadletter_queue_replay(dead_letter_ids=[head.pk], actor=None)
     statuses = []

@@ -1,0 +1,282 @@
+"""Resolving dead letters: replay (now or queued in the background, with the stale-replay sweep), edit and
+replay, discard, and the automatic retries of `retrying` ones. Each takes the key's lock first and, on
+success, releases the messages parked behind (apps.consumers.ordering)."""
+
+from __future__ import annotations
+
+import difflib
+import time
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+from pydantic import ValidationError
+
+from apps.common.errors import ApplicationError
+from apps.common.queueing import enqueue_on_commit
+from apps.consumers import registry
+from apps.consumers.inbox import apply_stored
+from apps.consumers.ledger import add_history, mark_replayed, record_rerun_failure
+from apps.consumers.models import DeadLetter, DeadLetterReplay
+from apps.consumers.ordering import lock_dead_letter, release_followers
+
+Action = DeadLetterReplay.Action
+Outcome = DeadLetterReplay.Outcome
+_REPLAYABLE = (DeadLetter.Status.PENDING, DeadLetter.Status.RETRYING)
+
+
+@dataclass
+class ReplayResult:
+    """What resolving a dead letter did: its outcome, and the parked messages it released or the new head."""
+
+    dead_letter: DeadLetter
+    outcome: str
+    error: str = ""
+    released: list[int] = field(default_factory=list)
+    new_head: int | None = None
+
+
+# --- replay, edit, discard --------------------------------------------------------------------------------
+
+
+def deadletter_replay(
+    *, dead_letter_id: int, actor: AbstractBaseUser | None = None, actor_name: str = ""
+) -> ReplayResult:
+    """Re-run the dead letter's group handler on the stored message, through the inbox.
+
+    Success: replayed, and the messages parked behind it run in order. Failure: stays pending with
+    attempts + 1 and the new error; nothing is retried automatically. `actor_name` says who acted when that
+    is no user of this site (the replay command).
+    """
+    with transaction.atomic():
+        dead_letter = lock_dead_letter(dead_letter_id)
+        _check_replayable(dead_letter, enforce_cap=True)
+        return _replay_locked(dead_letter, actor=actor, action=Action.REPLAY, actor_name=actor_name)
+
+
+def deadletter_edit_and_replay(
+    *, dead_letter_id: int, actor: AbstractBaseUser | None, payload: str
+) -> ReplayResult:
+    """Replace the payload (validated against the event's schema; diff kept in the history), then replay."""
+    with transaction.atomic():
+        dead_letter = lock_dead_letter(dead_letter_id)
+        _check_replayable(dead_letter, enforce_cap=False)
+        registration = registry.handler_for(dead_letter.group, dead_letter.event_type)
+        if registration is None:
+            raise ApplicationError(
+                f"{dead_letter.group} has no handler for {dead_letter.event_type or 'an unreadable type'}; "
+                "there is no schema to validate an edit against", field="payload",
+            )
+        try:
+            event = registration.event_class.model_validate_json(payload)
+        except ValidationError as error:
+            raise ApplicationError(f"invalid against {dead_letter.event_type}: {error}", field="payload") from None
+        before = dead_letter.pretty_payload()
+        dead_letter.value = event.model_dump_json().encode()
+        diff = "".join(
+            difflib.unified_diff(
+                before.splitlines(keepends=True), (dead_letter.pretty_payload() + "\n").splitlines(keepends=True),
+                fromfile="received", tofile="edited",
+            )
+        )
+        dead_letter.save(update_fields=["value"])
+        return _replay_locked(dead_letter, actor=actor, action=Action.EDIT_AND_REPLAY, payload_diff=diff)
+
+
+def deadletter_discard(*, dead_letter_id: int, actor: AbstractBaseUser | None, reason: str) -> ReplayResult:
+    """Give up on a message, with a reason. Discarding a head releases its parked messages in order:
+    the key's order was only held for this message, and nothing else is waiting on it."""
+    if not reason.strip():
+        raise ApplicationError("a reason is required to discard a dead letter", field="reason")
+    with transaction.atomic():
+        dead_letter = lock_dead_letter(dead_letter_id)
+        if not dead_letter.is_unresolved:
+            raise ApplicationError(f"dead letter #{dead_letter.pk} is already {dead_letter.status}")
+        dead_letter.status = DeadLetter.Status.DISCARDED
+        dead_letter.resolved_at = timezone.now()
+        dead_letter.next_attempt_at = None
+        dead_letter.save(update_fields=["status", "resolved_at", "next_attempt_at"])
+        add_history(dead_letter, action=Action.DISCARD, outcome=Outcome.DISCARDED, actor=actor, reason=reason.strip())
+        result = ReplayResult(dead_letter=dead_letter, outcome=Outcome.DISCARDED)
+        if dead_letter.blocked_by_id is None:
+            result.released, result.new_head = release_followers(dead_letter, actor=actor)
+        return result
+
+
+def _check_replayable(dead_letter: DeadLetter, *, enforce_cap: bool) -> None:
+    if not dead_letter.is_unresolved:
+        raise ApplicationError(f"dead letter #{dead_letter.pk} is already {dead_letter.status}")
+    if dead_letter.blocked_by_id is not None:
+        raise ApplicationError(
+            f"dead letter #{dead_letter.pk} is parked behind #{dead_letter.blocked_by_id}: "
+            "replay or discard that one first, its key's order depends on it"
+        )
+    failed = _failed_replays(dead_letter)
+    if enforce_cap and failed >= settings.CONSUMER_REPLAY_MAX_ATTEMPTS:
+        raise ApplicationError(
+            f"dead letter #{dead_letter.pk} failed {failed} replays (the cap): fix its cause, edit or discard it"
+        )
+
+
+def _failed_replays(dead_letter: DeadLetter) -> int:
+    """Failed replays so far (automatic retries and releases do not count): what the replay cap limits."""
+    return dead_letter.history.filter(
+        action__in=[Action.REPLAY, Action.EDIT_AND_REPLAY], outcome=Outcome.FAILED
+    ).count()
+
+
+def _replay_locked(
+    dead_letter: DeadLetter, *, actor: AbstractBaseUser | None, action: str, payload_diff: str = "",
+    actor_name: str = "",
+) -> ReplayResult:
+    try:
+        applied = apply_stored(dead_letter)
+    except Exception as error:  # noqa: BLE001 - any failure is recorded on the dead letter
+        failure = record_rerun_failure(dead_letter, error)
+        add_history(dead_letter, action=action, outcome=Outcome.FAILED, actor=actor, error=failure.message,
+                    payload_diff=payload_diff, actor_name=actor_name)
+        return ReplayResult(dead_letter=dead_letter, outcome=Outcome.FAILED, error=failure.message)
+    outcome = Outcome.APPLIED if applied else Outcome.DUPLICATE
+    mark_replayed(dead_letter)
+    add_history(dead_letter, action=action, outcome=outcome, actor=actor, payload_diff=payload_diff,
+                actor_name=actor_name)
+    released, new_head = release_followers(dead_letter, actor=actor, actor_name=actor_name)
+    return ReplayResult(dead_letter=dead_letter, outcome=outcome, released=released, new_head=new_head)
+
+
+# --- background replays -----------------------------------------------------------------------------------
+
+
+@transaction.atomic
+def deadletter_queue_replay(*, dead_letter_ids: list[int], actor: AbstractBaseUser | None) -> list[int]:
+    """Mark replayable dead letters `replaying` and hand them to a Celery task after commit; returns their ids.
+
+    Pending and retrying heads below the replay cap are replayable, as for a replay now (an operator's replay
+    takes a retrying one off its schedule). If the task is lost, `deadletter_requeue_stale_replays` re-queues.
+    """
+    candidates = (
+        DeadLetter.objects.select_for_update()
+        .filter(id__in=dead_letter_ids, status__in=_REPLAYABLE, blocked_by__isnull=True)
+        .order_by("id")
+    )
+    cap = settings.CONSUMER_REPLAY_MAX_ATTEMPTS
+    ids = [dead_letter.pk for dead_letter in candidates if _failed_replays(dead_letter) < cap]
+    DeadLetter.objects.filter(id__in=ids).update(
+        status=DeadLetter.Status.REPLAYING, next_attempt_at=None, replay_queued_at=timezone.now()
+    )
+    _enqueue_replays(ids, actor=actor)
+    return ids
+
+
+def _enqueue_replays(ids: list[int], *, actor: AbstractBaseUser | None) -> None:
+    now = timezone.now()
+    DeadLetterReplay.objects.bulk_create(
+        DeadLetterReplay(dead_letter_id=i, action=Action.QUEUE, outcome=Outcome.QUEUED, actor=actor, at=now)
+        for i in ids
+    )
+    actor_id = actor.pk if actor else None
+    chunk = settings.CONSUMER_REPLAY_TASK_CHUNK
+    for start in range(0, len(ids), chunk):
+        part = ids[start : start + chunk]
+        # robust: a Celery broker down at commit must not fail the caller; the stale sweep re-queues.
+        enqueue_on_commit("apps.consumers.tasks.replay_dead_letters", part, actor_id)
+
+
+def deadletter_replay_queued(*, dead_letter_id: int, actor: AbstractBaseUser | None = None) -> ReplayResult:
+    """The background half of `deadletter_queue_replay`: replay a dead letter still `replaying`, under the same
+    cap as a replay now. At the cap it goes back to `pending` (history: refused); one that is no longer
+    `replaying` (handled meanwhile, or a second copy of the task) is skipped."""
+    with transaction.atomic():
+        dead_letter = lock_dead_letter(dead_letter_id)
+        if dead_letter.status != DeadLetter.Status.REPLAYING:
+            return ReplayResult(dead_letter=dead_letter, outcome="skipped")
+        failed = _failed_replays(dead_letter)
+        if failed >= settings.CONSUMER_REPLAY_MAX_ATTEMPTS:
+            error = f"not replayed: it failed {failed} replays (the cap); fix its cause, edit or discard it"
+            dead_letter.status = DeadLetter.Status.PENDING
+            dead_letter.save(update_fields=["status"])
+            add_history(dead_letter, action=Action.REPLAY, outcome=Outcome.REFUSED, actor=actor, error=error)
+            return ReplayResult(dead_letter=dead_letter, outcome=Outcome.REFUSED, error=error)
+        return _replay_locked(dead_letter, actor=actor, action=Action.REPLAY)
+
+
+def deadletter_requeue_stale_replays(*, older_than: timedelta | None = None) -> int:
+    """Beat: background replays still `replaying` after CONSUMER_REPLAY_STALE_MINUTES lost their task (never
+    queued, or its worker died). Each counts as a failed replay: below the cap it is queued again, at the
+    cap it goes back to `pending`. So nothing stays `replaying` for ever. Returns how many were re-queued."""
+    cutoff = timezone.now() - (older_than or timedelta(minutes=settings.CONSUMER_REPLAY_STALE_MINUTES))
+    with transaction.atomic():
+        # A row a running replay holds is locked: that replay is alive, skip it.
+        stale = list(
+            DeadLetter.objects.select_for_update(skip_locked=True)
+            .filter(Q(replay_queued_at__lt=cutoff) | Q(replay_queued_at__isnull=True), status=DeadLetter.Status.REPLAYING)
+            .order_by("id")
+        )
+        requeue: list[int] = []
+        for dead_letter in stale:
+            add_history(dead_letter, action=Action.REPLAY, outcome=Outcome.FAILED, actor=None,
+                        error=f"the background replay did not finish within {settings.CONSUMER_REPLAY_STALE_MINUTES} "
+                              "minutes (its task was lost or died)")
+            if _failed_replays(dead_letter) >= settings.CONSUMER_REPLAY_MAX_ATTEMPTS:
+                dead_letter.status = DeadLetter.Status.PENDING
+                dead_letter.save(update_fields=["status"])
+            else:
+                requeue.append(dead_letter.pk)
+        DeadLetter.objects.filter(pk__in=requeue).update(replay_queued_at=timezone.now())
+        _enqueue_replays(requeue, actor=None)
+    return len(requeue)
+
+
+# --- automatic retries ------------------------------------------------------------------------------------
+
+
+def deadletter_retry_due(*, limit: int = 200, time_budget_s: float = 60.0) -> dict[str, int]:
+    """Run the automatic retries that are due, the longest-waiting first, one transaction each (beat task).
+
+    Stops starting new ones after `time_budget_s`; the rest are due at the next sweep. Returns outcome counts.
+    """
+    started = time.monotonic()
+    due = list(
+        DeadLetter.objects.filter(
+            status=DeadLetter.Status.RETRYING, next_attempt_at__lte=timezone.now(), blocked_by__isnull=True
+        ).order_by("next_attempt_at", "id").values_list("id", flat=True)[:limit]
+    )
+    outcomes: dict[str, int] = {}
+    for dead_letter_id in due:
+        if time.monotonic() - started >= time_budget_s:
+            break
+        outcome = deadletter_auto_retry(dead_letter_id=dead_letter_id).outcome
+        outcomes[outcome] = outcomes.get(outcome, 0) + 1
+    return outcomes
+
+
+def deadletter_auto_retry(*, dead_letter_id: int) -> ReplayResult:
+    """One automatic retry of a `retrying` dead letter, if still due.
+
+    Success: replayed, and the messages parked behind it run in order (as for a replay). Failure: the next
+    retry is scheduled (the delay doubles), or after the last one (CONSUMER_AUTO_RETRY_MAX_ATTEMPTS) it becomes
+    a pending dead letter, as does a failure retrying cannot help (non-retryable, undecodable).
+    """
+    with transaction.atomic():
+        dead_letter = lock_dead_letter(dead_letter_id)
+        now = timezone.now()
+        if dead_letter.status != DeadLetter.Status.RETRYING or dead_letter.blocked_by_id is not None or (
+            dead_letter.next_attempt_at and dead_letter.next_attempt_at > now
+        ):
+            return ReplayResult(dead_letter=dead_letter, outcome="skipped")
+        try:
+            applied = apply_stored(dead_letter)
+        except Exception as error:  # noqa: BLE001 - recorded; retried later or left to a person
+            dead_letter.auto_retries += 1
+            failure = record_rerun_failure(dead_letter, error)
+            add_history(dead_letter, action=Action.AUTO_RETRY, outcome=Outcome.FAILED, actor=None, error=failure.message)
+            return ReplayResult(dead_letter=dead_letter, outcome=Outcome.FAILED, error=failure.message)
+        mark_replayed(dead_letter)
+        outcome = Outcome.APPLIED if applied else Outcome.DUPLICATE
+        add_history(dead_letter, action=Action.AUTO_RETRY, outcome=outcome, actor=None)
+        released, new_head = release_followers(dead_letter, actor=None, auto_retry=True)
+        return ReplayResult(dead_letter=dead_letter, outcome=outcome, released=released, new_head=new_head)

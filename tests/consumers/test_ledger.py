@@ -1,0 +1,58 @@
+"""Recording dead letters: one row per message and group, failure groups, foreign bytes kept exactly."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+
+from apps.consumers.inbox import stored_message
+from apps.consumers.ledger import Failure, deadletter_record, fingerprint
+from apps.consumers.models import DeadLetter, DeadLetterReplay
+from apps.consumers.ordering import parked_failure
+from apps.consumers.replay import deadletter_replay
+from tests.consumers.factories import dead_letter
+from tests.consumers.support import cloud_event_headers, happened, raw_message
+from tests.consumers.testapp import handlers
+from tests.consumers.testapp.models import Script
+
+pytestmark = pytest.mark.django_db
+Outcome = DeadLetterReplay.Outcome
+
+
+def test_a_redelivered_failure_updates_its_ledger_row_instead_of_adding_one() -> None:
+    first = dead_letter(1)
+    again = dead_letter(1)
+    assert again.pk == first.pk
+    assert DeadLetter.objects.get().attempts == 6
+
+
+def test_fingerprint_groups_messages_that_differ_only_in_ids_and_numbers() -> None:
+    one = fingerprint(exception_class="E", handler="h", message=f"route 12 missing for {uuid.uuid4()} at 0xdeadbeef")
+    two = fingerprint(exception_class="E", handler="h", message=f"route 977 missing for {uuid.uuid4()} at 0x1f")
+    assert one == two
+    assert one != fingerprint(exception_class="E", handler="other", message="route 12 missing")
+
+
+# --- hostile bytes ----------------------------------------------------------------------------------------------
+
+
+def test_the_ledger_keeps_key_and_header_bytes_exactly_and_replay_runs_the_message_with_them() -> None:
+    Script.objects.create(scenario="broken", broken=True)
+    event = happened(key="truck-1", scenario="broken", seq=1)
+    headers = [*cloud_event_headers(event), ("x-note", b"a\x00b"), ("x-binary", b"\xff\xfe\x00"), ("x-null", None)]
+    raw = raw_message(event, key=b"\x00\x00\x00\x07", headers=headers)  # type: ignore[arg-type]
+    head = deadletter_record(group="testing", raw=raw, failure=Failure.from_exception(RuntimeError("x\x00y")),
+                             attempts=1)
+    follower_raw = raw_message(happened(key="truck-1", seq=2), offset=2, key=b"\x00\x00\x00\x07")
+    follower = deadletter_record(group="testing", raw=follower_raw, failure=parked_failure(head.pk), attempts=0,
+                                 blocked_by_id=head.pk)
+    head.refresh_from_db()
+
+    assert stored_message(head) == raw
+    assert head.error_message == "x\\x00y"  # text columns get an escaped rendering, never a NUL
+    Script.objects.filter(scenario="broken").update(broken=False)
+    result = deadletter_replay(dead_letter_id=head.pk)
+
+    assert (result.outcome, result.released) == (Outcome.APPLIED, [follower.pk])
+    assert handlers.seen_keys == {head.event_id: b"\x00\x00\x00\x07", follower.event_id: b"\x00\x00\x00\x07"}
