@@ -13,7 +13,7 @@ KAFKA_LANE_MISSING = $(shell v=$$(java -version 2>&1 | sed -nE '1s/.*version "([
 	if [ "$${v:-0}" -lt 17 ]; then echo "java 17+ is not on PATH"; \
 	elif [ ! -e $(KAFKA_JARS) ] && ! command -v mvn >/dev/null; then echo "mvn is not on PATH to fetch the Kafka jars"; fi)
 
-.PHONY: setup run test test-kafka bench bench-kafka chaos kafka-lane-or-skip lint-imports check-compose kafka kafka-jars clean
+.PHONY: setup run test test-kafka bench bench-kafka chaos kafka-lane-or-skip lint lint-imports check-compose kafka kafka-jars clean
 
 $(STAMP): requirements.txt
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "LogiFlow needs Python 3.11+"'
@@ -28,6 +28,11 @@ setup: $(STAMP)
 run: setup
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(PY) scripts/run_stack.py
 
+# ruff (pycodestyle, pyflakes, import order, bugbear, pyupgrade) and mypy on the code; settings in pyproject.toml.
+lint: setup
+	$(VENV)/bin/ruff check apps logiflow
+	$(VENV)/bin/mypy apps logiflow
+
 lint-imports: setup
 	$(VENV)/bin/lint-imports
 
@@ -36,7 +41,7 @@ check-compose: setup
 
 # The suite on Tansu, then again on Apache Kafka; without java/mvn the Kafka lane is skipped in one line,
 # unless LOGIFLOW_REQUIRE_KAFKA_LANE is set (CI), which makes that a failure.
-test: setup lint-imports check-compose
+test: setup lint lint-imports check-compose
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 	@$(MAKE) --no-print-directory kafka-lane-or-skip LANE=test-kafka
 

@@ -95,8 +95,9 @@ def broker(log_dir: Path) -> Iterator[str]:
         yield external
         return
     sys.path.insert(0, str(ROOT))
-    from apps.common.embedded_broker import EmbeddedBroker, free_port
-    from apps.common.kafka_broker import ApacheKafkaBroker
+    from apps.devstack.apache_kafka import ApacheKafkaBroker
+    from apps.devstack.process import free_port
+    from apps.devstack.tansu import EmbeddedBroker
 
     if broker_kind() == "kafka":
         data_dir = log_dir / "kafka-data"

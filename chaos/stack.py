@@ -18,8 +18,9 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from apps.common.embedded_broker import EmbeddedBroker, free_port
-from apps.common.kafka_broker import ApacheKafkaBroker
+from apps.devstack.apache_kafka import ApacheKafkaBroker
+from apps.devstack.process import free_port
+from apps.devstack.tansu import EmbeddedBroker
 from chaos.config import ROOT, Config
 from logiflow.embedded_postgres import throwaway_database_url
 

@@ -16,7 +16,7 @@ from types import FrameType
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from apps.common.kafka_broker import ApacheKafkaBroker  # noqa: E402
+from apps.devstack.apache_kafka import ApacheKafkaBroker  # noqa: E402
 
 
 def main() -> int:

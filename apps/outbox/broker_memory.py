@@ -79,9 +79,9 @@ def _read_at_marks(marks: list[Mark], findings: Findings, *, timeout: float) -> 
         deadline = time.monotonic() + timeout
         while waiting and time.monotonic() < deadline:
             message = consumer.poll(0.1)
-            if message is None or message.topic() is None:
+            if message is None or (topic := message.topic()) is None or (partition := message.partition()) is None:
                 continue
-            mark = waiting.get((message.topic(), message.partition()))
+            mark = waiting.get((topic, partition))
             if mark is None:
                 continue
             verdict = _verdict(consumer, mark, message, timeout=timeout)

@@ -107,6 +107,8 @@ class RelayWedged(SystemExit):
     (the stuck thread would also block a normal interpreter exit) and its supervisor starts a new relay.
     """
 
+    code: int  # always 1, the exit status (SystemExit allows any object)
+
     def __init__(self, message: str) -> None:
         super().__init__(1)
         self.message = message
@@ -192,7 +194,8 @@ class Batch:
 
     def report(self, slot: int, error: KafkaError | None, message: Message) -> None:
         """Delivery callback (runs on whichever lane polls the producer)."""
-        self.reports[slot] = error if error is not None else (message.partition(), message.offset())
+        # A delivered message has its partition and offset (the client types them `int | None` for any message).
+        self.reports[slot] = error if error is not None else (message.partition(), message.offset())  # type: ignore[assignment]
         self._settle()
 
     def refuse_now(self, slot: int, error: KafkaError) -> None:
@@ -239,7 +242,9 @@ class OutboxRelay(Worker):
         self.poll_interval = settings.OUTBOX_RELAY_POLL_INTERVAL_S
         self.delivery_timeout = settings.OUTBOX_RELAY_DELIVERY_TIMEOUT_S
         self.shutdown_grace = settings.OUTBOX_RELAY_SHUTDOWN_GRACE_S
-        self.retry = Backoff(initial=min(0.5, settings.OUTBOX_RELAY_RETRY_MAX_S), maximum=settings.OUTBOX_RELAY_RETRY_MAX_S)
+        self.retry = Backoff(
+            initial=min(0.5, settings.OUTBOX_RELAY_RETRY_MAX_S), maximum=settings.OUTBOX_RELAY_RETRY_MAX_S
+        )
         # Between producer rebuilds after fatal errors; reset once a rebuilt producer got a row confirmed.
         self.rebuilds = Backoff(initial=self.retry.initial, maximum=self.retry.maximum)
         self.depth = max(1, settings.OUTBOX_RELAY_PIPELINE_DEPTH)
@@ -254,7 +259,7 @@ class OutboxRelay(Worker):
         self._unconfirmed_rounds = 0
         self._seq = 0
         self._lanes: list[ThreadPoolExecutor] = []
-        self._listener = None
+        self._listener: Any = None  # setup's LISTEN connection (Django's, untyped here)
         # Rows this process has sent and not yet recorded, the last of them per (topic, key), and the recorded
         # outcome of recent batches: what decides whether a row may follow its key's previous row.
         self._in_flight: set[int] = set()
@@ -519,7 +524,7 @@ class OutboxRelay(Worker):
             transaction.set_autocommit(False)
             with self._claim_turns.turn(job.seq, timeout=self.wait_bound):
                 self._claim_and_send(batch)
-        except BaseException as caught:
+        except BaseException as caught:  # noqa: BLE001 - whatever it is, the turns go first; re-raised below
             error = caught
             self._claim_turns.leave(job.seq)
         finally:
@@ -527,7 +532,7 @@ class OutboxRelay(Worker):
         if error is None:
             try:
                 self._await_reports(batch)
-            except BaseException as caught:
+            except BaseException as caught:  # noqa: BLE001 - the batch still takes its commit turn; re-raised below
                 error = caught
         try:
             with self._commit_turns.turn(job.seq, timeout=self.wait_bound):
@@ -548,7 +553,7 @@ class OutboxRelay(Worker):
             if error is None:
                 outcomes = self._record(batch, job.counts)
                 transaction.commit()
-        except BaseException as caught:
+        except BaseException as caught:  # noqa: BLE001 - "never raises": returned for `_run_batch` to raise
             error = caught
         if error is not None:
             outcomes = dict.fromkeys(batch.ids, PENDING)
@@ -790,7 +795,7 @@ class OutboxRelay(Worker):
     def _abandon_transaction(self) -> None:
         try:
             transaction.rollback()
-        except Exception:
+        except Exception:  # noqa: BLE001 - a connection that cannot roll back is closed; the next use opens anew
             connection.close()
 
     def _restore_autocommit(self) -> None:
@@ -798,7 +803,7 @@ class OutboxRelay(Worker):
             return  # never opened, or closed after a failure: a new connection starts in autocommit anyway
         try:
             transaction.set_autocommit(True)
-        except Exception:
+        except Exception:  # noqa: BLE001 - a connection that cannot reset is closed; the next use opens anew
             connection.close()
 
     def _new_producer(self) -> Producer:

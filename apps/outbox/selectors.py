@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-
-from collections.abc import Sequence
 
 from django.db.models import Count, Min
 from django.utils import timezone

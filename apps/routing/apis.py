@@ -277,8 +277,9 @@ class RouteViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Ge
             help_text="False when the plan would not have changed: no new calculation, no event, no new invoice."
         )
 
-    # (a nested `class Meta` could not see OutputSerializer: class bodies do not nest scopes)
-    RecalculateOutputSerializer.Meta = type(
+    # (a nested `class Meta` could not see OutputSerializer: class bodies do not nest scopes; mypy would rather
+    # the class kept the Meta it inherited)
+    RecalculateOutputSerializer.Meta = type(  # type: ignore[misc,assignment]
         "Meta", (OutputSerializer.Meta,),
         {"fields": [*OutputSerializer.Meta.fields, "recalculated"], "ref_name": "RouteRecalculation"},
     )

@@ -4,7 +4,10 @@ environment says otherwise."""
 from logiflow import embedded_postgres
 
 from .base import *  # noqa: F403
-from .base import VAR_DIR, database_config, env
+from .base import INSTALLED_APPS, VAR_DIR, database_config, env
+
+# The development stack: `manage.py embedded_broker`, the Procfile's `broker` (never installed in production).
+INSTALLED_APPS = [*INSTALLED_APPS, "apps.devstack"]
 
 DEBUG = env.bool("DJANGO_DEBUG", default=True)
 SECRET_KEY = env("DJANGO_SECRET_KEY", default="local-only-insecure-key-do-not-use-in-production")

@@ -4,7 +4,7 @@
 from logiflow import embedded_postgres
 
 from .base import *  # noqa: F403
-from .base import database_config, env
+from .base import INSTALLED_APPS, database_config, env
 
 SECRET_KEY = "test-only-key"
 # A throwaway embedded cluster per test session; worker processes started by tests get its URL.
@@ -17,8 +17,9 @@ OUTBOX_RELAY_POLL_INTERVAL_S = 0.2
 OUTBOX_RELAY_DELIVERY_TIMEOUT_S = env.float("OUTBOX_RELAY_DELIVERY_TIMEOUT_S", default=10.0)
 OUTBOX_RELAY_RETRY_MAX_S = env.float("OUTBOX_RELAY_RETRY_MAX_S", default=2.0)
 
-# Consumers: a test-only app with its own event type and topic; short backoff so retry tests are quick.
-INSTALLED_APPS = [*INSTALLED_APPS, "tests.consumers.testapp"]  # noqa: F405
+# The development stack (its `embedded_broker` command), and for consumers a test-only app with its own event type
+# and topic; short backoff so retry tests are quick.
+INSTALLED_APPS = [*INSTALLED_APPS, "apps.devstack", "tests.consumers.testapp"]
 TESTAPP_EVENTS_TOPIC = env("TESTAPP_EVENTS_TOPIC", default="testing.events")
 CONSUMER_MAX_ATTEMPTS = env.int("CONSUMER_MAX_ATTEMPTS", default=3)
 CONSUMER_RETRY_BACKOFF_INITIAL_S = env.float("CONSUMER_RETRY_BACKOFF_INITIAL_S", default=0.05)

@@ -6,7 +6,7 @@ import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
-from apps.common.embedded_broker import free_port
+from apps.devstack.process import free_port
 
 
 @pytest.mark.django_db

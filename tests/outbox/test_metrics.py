@@ -6,8 +6,8 @@ import pytest
 from django.db import transaction
 
 from apps import outbox
-from apps.common.embedded_broker import free_port
 from apps.common.models import Heartbeat
+from apps.devstack.process import free_port
 from tests.factories import route_calculated
 from tests.outbox.support import pending_count
 from tests.support.metrics import scrape

@@ -12,8 +12,8 @@ from django.db import connection, transaction
 from django.test import override_settings
 
 from apps import outbox
-from apps.common.embedded_broker import free_port
 from apps.common.tracing import trace_context
+from apps.devstack.process import free_port
 from apps.outbox.models import OutboxEvent, PendingEvent
 from apps.outbox.relay import OutboxRelay
 from tests.factories import invoice_generated, route_calculated

@@ -9,8 +9,9 @@ import os
 import shutil
 from pathlib import Path
 
-from apps.common.embedded_broker import EmbeddedBroker, free_port
-from apps.common.kafka_broker import ApacheKafkaBroker
+from apps.devstack.apache_kafka import ApacheKafkaBroker
+from apps.devstack.process import free_port
+from apps.devstack.tansu import EmbeddedBroker
 
 BROKERS = ("tansu", "kafka")
 Broker = EmbeddedBroker | ApacheKafkaBroker

@@ -1,8 +1,8 @@
 """An Apache Kafka broker (KRaft, one combined broker+controller node) run from the Maven jars in var/kafka/lib.
 
-The same interface as `EmbeddedBroker`, for the Kafka test lane, `make kafka` and the benchmarks. Unlike Tansu it
-keeps its data on disk: a broker restarted on the same `data_dir` still has its topics and committed offsets.
-Fetch the jars with `make kafka-jars`.
+The same interface as Tansu's `EmbeddedBroker` (`apps.devstack.tansu`), for the Kafka test lane, `make kafka`
+and the benchmarks. Unlike Tansu it keeps its data on disk: a broker restarted on the same `data_dir` still has its
+topics and committed offsets. Fetch the jars with `make kafka-jars`.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import time
 import uuid
 from pathlib import Path
 
-from apps.common.embedded_broker import BrokerProcess, free_port
+from apps.devstack.process import BrokerProcess, free_port
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 DEFAULT_LIB_DIR = ROOT / "var" / "kafka" / "lib"

@@ -9,7 +9,7 @@ from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 
-from apps.common.embedded_broker import EmbeddedBroker
+from apps.devstack.tansu import EmbeddedBroker
 
 
 class Command(BaseCommand):

@@ -1,0 +1,1 @@
+"""`manage.py embedded_broker`: Tansu for `make run`."""
