@@ -27,6 +27,14 @@ ROOT = Path(__file__).resolve().parent.parent
 GRACE_SECONDS = 30
 
 
+def var_dir() -> Path:
+    """`make run`'s local state (LOGIFLOW_VAR_DIR, default var/), the folders its processes write into made."""
+    var = Path(os.environ.get("LOGIFLOW_VAR_DIR") or ROOT / "var")
+    for folder in ("media", "celery"):
+        (var / folder).mkdir(parents=True, exist_ok=True)
+    return var
+
+
 def manage(*args: str) -> None:
     subprocess.run([sys.executable, str(ROOT / "manage.py"), *args], cwd=ROOT, check=True)
 
@@ -46,12 +54,15 @@ def processes() -> list[str]:
 
 def main(argv: list[str]) -> None:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "logiflow.settings.local")
+    # The Procfile's `python` is this interpreter (the venv's), however run_stack was started.
+    os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+    var = var_dir()
     names = processes()
     if not os.environ.get("DATABASE_URL"):
         sys.path.insert(0, str(ROOT))
         from logiflow.embedded_postgres import database_url
 
-        os.environ["DATABASE_URL"] = database_url(ROOT / "var" / "postgres")
+        os.environ["DATABASE_URL"] = database_url(var / "postgres")
         print(f"run_stack: embedded PostgreSQL at {os.environ['DATABASE_URL']}", flush=True)
     manage("migrate", "--noinput")
     manage("create_demo_users")
