@@ -1,5 +1,6 @@
-# LogiFlow: `make run` runs the whole stack on embedded defaults; `make test` runs the test suite (Tansu, then
-# Apache Kafka); `make kafka` runs an Apache Kafka broker for `make run` to use.
+# LogiFlow: `make run` runs the whole stack on embedded defaults (Apache Kafka where Java 17+ is, else Tansu) under
+# supervisord; `make test` runs the test suite (Tansu, then Apache Kafka); `make kafka` runs an Apache Kafka broker
+# in the foreground, for a `make run` told to use it (LOGIFLOW_RUN_BROKER=external).
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -13,7 +14,7 @@ KAFKA_LANE_MISSING = $(shell v=$$(java -version 2>&1 | sed -nE '1s/.*version "([
 	if [ "$${v:-0}" -lt 17 ]; then echo "java 17+ is not on PATH"; \
 	elif [ ! -e $(KAFKA_JARS) ] && ! command -v mvn >/dev/null; then echo "mvn is not on PATH to fetch the Kafka jars"; fi)
 
-.PHONY: setup run test test-kafka bench bench-kafka chaos kafka-lane-or-skip lint lint-imports check-compose kafka kafka-jars clean
+.PHONY: setup run test test-kafka bench bench-kafka chaos kafka-lane-or-skip lint lint-imports check-compose kafka kafka-jars kafka-jars-if-possible clean
 
 $(STAMP): requirements.txt
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "LogiFlow needs Python 3.11+"'
@@ -25,7 +26,12 @@ $(STAMP): requirements.txt
 setup: $(STAMP)
 	@mkdir -p var/media var/celery
 
-run: setup
+# Apache Kafka is the default broker of `make run` and `make chaos` where it can run (java 17+; mvn to fetch the jars
+# once): fetch them then, unless the run is told to use another broker. Without them run_stack/chaos say why, in one line.
+kafka-jars-if-possible:
+	@if [ -z "$(KAFKA_LANE_MISSING)" ]; then $(MAKE) --no-print-directory kafka-jars; fi
+
+run: setup $(if $(filter tansu external,$(LOGIFLOW_RUN_BROKER)),,kafka-jars-if-possible)
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(PY) scripts/run_stack.py
 
 # ruff (pycodestyle, pyflakes, import order, bugbear, pyupgrade) and mypy on the code; settings in pyproject.toml.
@@ -77,7 +83,7 @@ kafka: setup kafka-jars
 
 # The fault-injection run (README, "make chaos"); CHAOS_SEED picks the schedule.
 CHAOS_SECONDS ?= 600
-chaos: setup
+chaos: setup $(if $(filter tansu,$(CHAOS_BROKER)),,kafka-jars-if-possible)
 	CHAOS_SECONDS=$(CHAOS_SECONDS) $(PY) -m chaos
 
 clean:

@@ -33,8 +33,12 @@ def main() -> int:
     config.run_dir.mkdir(parents=True, exist_ok=True)
     _log_to(config.run_dir / "chaos.log")
     signal.signal(signal.SIGTERM, _interrupt)
-    for name, value in (("seed", config.seed), ("seconds", int(config.seconds)), ("run_dir", config.run_dir)):
+    for name, value in (("seed", config.seed), ("seconds", int(config.seconds)), ("run_dir", config.run_dir),
+                        ("broker", config.broker)):
         print(f"{name}={value}", flush=True)
+    if config.why_not_kafka:
+        print(f"chaos: on Tansu, not Apache Kafka, because {config.why_not_kafka} (a broker pause can livelock a "
+              "consumer group on Tansu 0.6.0)", flush=True)
     stack = Stack(config)
     try:
         figures = _run(config, stack)

@@ -8,6 +8,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from apps.devstack.apache_kafka import why_not_apache_kafka
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -24,10 +26,13 @@ class Config:
     pdf_leak_mb: int
     worker_max_memory_kib: int
     faults: tuple[str, ...]  # empty: every kind
-    broker: str  # "tansu" (embedded) or "kafka" (Apache Kafka from the jars of `make kafka-jars`)
+    broker: str  # "kafka" (Apache Kafka from the jars of `make kafka-jars`) where it can run, else "tansu"
+    why_not_kafka: str  # why the default fell back to Tansu ("" when it did not)
 
     @classmethod
     def from_env(cls) -> Config:
+        broker = os.environ.get("CHAOS_BROKER") or ""
+        why_not_kafka = "" if broker else why_not_apache_kafka()
         seed = int(os.environ.get("CHAOS_SEED") or random.SystemRandom().randrange(1, 1_000_000))
         stamp = time.strftime("%Y%m%d-%H%M%S")
         return cls(
@@ -40,5 +45,6 @@ class Config:
             pdf_leak_mb=int(os.environ.get("CHAOS_PDF_LEAK_MB") or 20),
             worker_max_memory_kib=int(os.environ.get("CHAOS_WORKER_MAX_MEMORY_KIB") or 250_000),
             faults=tuple(kind.strip() for kind in os.environ.get("CHAOS_FAULTS", "").split(",") if kind.strip()),
-            broker=os.environ.get("CHAOS_BROKER") or "tansu",
+            broker=broker or ("tansu" if why_not_kafka else "kafka"),
+            why_not_kafka=why_not_kafka,
         )

@@ -8,6 +8,8 @@ topics and committed offsets. Fetch the jars with `make kafka-jars`.
 from __future__ import annotations
 
 import base64
+import re
+import shutil
 import subprocess
 import time
 import uuid
@@ -19,6 +21,27 @@ ROOT = Path(__file__).resolve().parent.parent.parent
 DEFAULT_LIB_DIR = ROOT / "var" / "kafka" / "lib"
 LOG4J_CONFIG = ROOT / "deploy" / "kafka" / "log4j2.properties"
 JVM_OPTIONS = ["-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20", "-Djava.awt.headless=true"]
+
+
+def java_major_version() -> int:
+    """The major version of the `java` on PATH (`openjdk version "17.0.15"` -> 17), 0 when there is none."""
+    try:
+        result = subprocess.run(["java", "-version"], capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired):
+        return 0
+    match = re.search(r'version "(\d+)', result.stderr + result.stdout)
+    return int(match.group(1)) if match else 0
+
+
+def why_not_apache_kafka(lib_dir: Path = DEFAULT_LIB_DIR) -> str:
+    """Why Apache Kafka cannot run here from `lib_dir`'s jars, "" when it can (Java 17+, and the jars fetched)."""
+    if java_major_version() < 17:
+        return "java 17+ is not on PATH"
+    if not any(lib_dir.glob("kafka_2.13-*.jar")):
+        if shutil.which("mvn") is None:
+            return f"the Apache Kafka jars are not in {lib_dir} and mvn is not on PATH to fetch them"
+        return f"the Apache Kafka jars are not in {lib_dir} (`make kafka-jars` fetches them)"
+    return ""
 
 
 def cluster_id() -> str:
