@@ -15,7 +15,7 @@ from django.contrib.auth.models import Group, Permission, User
 from apps.consumers.models import DeadLetter
 from apps.contracts import CustomerUpserted, PlannedStop, RouteCalculated
 from apps.invoicing.models import BillingAccount, Invoice, KnownCustomer
-from apps.invoicing.services import invoice_issue_for_route
+from apps.invoicing.services.issuing import invoice_issue_for_route
 from apps.outbox.models import OutboxEvent
 from apps.routing.models import Route
 from apps.routing.services import customer_create

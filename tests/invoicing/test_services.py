@@ -12,13 +12,13 @@ from django.db import transaction
 
 from apps.contracts import InvoiceGenerated
 from apps.invoicing.models import BillingAccount, Invoice, InvoiceNumberCounter
-from apps.invoicing.services import (
+from apps.invoicing.services.billing_accounts import billing_account_update
+from apps.invoicing.services.delivery import invoice_mark_sent
+from apps.invoicing.services.issuing import (
     BillingAccountMissing,
     RouteToInvoice,
-    billing_account_update,
     invoice_issue_for_route,
     invoice_issue_for_routes,
-    invoice_mark_sent,
 )
 from apps.outbox.models import OutboxEvent
 from tests.invoicing.conftest import queued_tasks

@@ -14,7 +14,7 @@ from pypdf import PdfReader
 
 from apps.invoicing import pdf
 from apps.invoicing.models import Invoice
-from apps.invoicing.services import invoice_render_pdf, invoice_request_rerender
+from apps.invoicing.services.pdfs import invoice_render_pdf, invoice_request_rerender
 from apps.invoicing.tasks import PDF_MAX_RETRIES, queue_invoice_renders, render_invoice_pdf, requeue_stale_pdfs
 from tests.invoicing.conftest import queued_tasks
 from tests.invoicing.factories import issued_invoice, three_stop_route
