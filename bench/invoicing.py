@@ -70,7 +70,8 @@ def reset() -> None:
     from django.db import connection
     from django.utils import timezone
 
-    from apps.invoicing.services import billing_account_create, known_customer_upsert
+    from apps.invoicing.services.billing_accounts import billing_account_create
+    from apps.invoicing.services.customers import known_customer_upsert
 
     with connection.cursor() as cursor:
         cursor.execute(f"TRUNCATE {', '.join(TABLES)} CASCADE")
@@ -181,7 +182,7 @@ def drain_benchmark(url: str, bootstrap: str, count: int) -> None:
 def pdf_benchmark(count: int) -> None:
     from apps.invoicing.models import Invoice
     from apps.invoicing.pdf import html_to_pdf, invoice_html
-    from apps.invoicing.services import invoice_issue_for_route
+    from apps.invoicing.services.issuing import invoice_issue_for_route
     from apps.invoicing.tasks import render_invoice_pdf
 
     if Invoice.objects.count() < count + 1:

@@ -31,8 +31,11 @@ def enqueue_on_commit(task_name: str, *args: Any) -> None:
 
 def _registered(task_name: str) -> Any:
     """The task named `task_name`; the first miss imports every app's `tasks` module (Celery's autodiscovery
-    runs only in a worker on its own), so a web or consumer process finds the task the same way."""
+    runs only in a worker on its own), so a web or consumer process finds the task the same way. Forced
+    autodiscovery imports just those modules: the loader's `import_default_modules` would also run Celery's
+    Django fixup, which calls `django.setup()` again (re-applying LOGGING drops handlers added since) and
+    every system check, in the middle of a request or a consumer batch."""
     tasks = current_app.tasks
     if task_name not in tasks:
-        current_app.loader.import_default_modules()
+        current_app.autodiscover_tasks(force=True)
     return tasks[task_name]

@@ -17,13 +17,13 @@ from django.utils.safestring import SafeString
 from apps.common.admin import ReadOnlyAdminMixin, pretty_json
 from apps.common.errors import ApplicationError
 from apps.invoicing.models import NUMBER_ORDER, BillingAccount, Invoice, InvoiceLine, KnownCustomer
-from apps.invoicing.services import (
+from apps.invoicing.services.billing_accounts import (
     BILLING_ACCOUNT_FIELDS,
     billing_account_create,
     billing_account_update,
-    invoice_mark_sent,
-    invoice_request_rerender,
 )
+from apps.invoicing.services.delivery import invoice_mark_sent
+from apps.invoicing.services.pdfs import invoice_request_rerender
 
 
 class InvoiceLineInline(ReadOnlyAdminMixin, admin.TabularInline):

@@ -21,7 +21,7 @@ from apps.common.permissions import ModelPermissions
 from apps.common.serializers import StrictInput
 from apps.invoicing.models import BillingAccount, Invoice, KnownCustomer
 from apps.invoicing.selectors import billing_account_get, billing_account_list, invoice_get, invoice_list
-from apps.invoicing.services import billing_account_create, billing_account_update
+from apps.invoicing.services.billing_accounts import billing_account_create, billing_account_update
 
 # --- Invoices -------------------------------------------------------------------------------------
 

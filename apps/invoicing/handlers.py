@@ -8,12 +8,12 @@ from django.urls import reverse
 
 from apps.consumers.registry import EventMeta, Fix, NonRetryableError, handles
 from apps.contracts import CustomerUpserted, RouteCalculated
-from apps.invoicing.services import (
+from apps.invoicing.services.customers import known_customer_upsert
+from apps.invoicing.services.issuing import (
     BillingAccountMissing,
     RouteToInvoice,
     invoice_issue_for_route,
     invoice_issue_for_routes,
-    known_customer_upsert,
 )
 
 

@@ -1,7 +1,7 @@
 """Invoicing's own data: the customer directory, billing accounts, invoices, lines and number counters.
 
 An issued invoice never changes its money or lines; only its delivery state (`status`, `sent_at`)
-and its PDF rendition move. Rules live in `services.py`; see docs/architecture.md, "Invoicing".
+and its PDF rendition move. Rules live in the `services` package; see docs/architecture.md, "Invoicing".
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ from django.core.exceptions import ObjectDoesNotExist
 from apps.common.metrics import PDF_RENDER_SECONDS, PDF_RENDERS
 from apps.common.tracing import log_context
 from apps.invoicing.models import Invoice
-from apps.invoicing.services import (
+from apps.invoicing.services.pdfs import (
     invoice_pdf_render_failed,
     invoice_pdf_requeue_stale,
     invoice_render_pdf,

@@ -8,14 +8,14 @@ from importlib import import_module
 from typing import Any
 
 import factory
+from django.contrib.auth.models import Group, Permission, User
 from django.db import transaction
 from django.utils import timezone
-from django.contrib.auth.models import Group, Permission, User
 
 from apps.consumers.models import DeadLetter
 from apps.contracts import CustomerUpserted, PlannedStop, RouteCalculated
 from apps.invoicing.models import BillingAccount, Invoice, KnownCustomer
-from apps.invoicing.services import invoice_issue_for_route
+from apps.invoicing.services.issuing import invoice_issue_for_route
 from apps.outbox.models import OutboxEvent
 from apps.routing.models import Route
 from apps.routing.services import customer_create
@@ -67,6 +67,11 @@ def issued_invoice(route: RouteCalculated | None = None, **route_overrides: Any)
     route = route or route_calculated(**route_overrides)
     BillingAccountFactory(customer_id=route.customer_id)
     return invoice_issue_for_route(route=route)
+
+
+def invoice_for_route(route_id: int = 31) -> Invoice:
+    """An issued invoice for a three-stop route of customer 3."""
+    return issued_invoice(three_stop_route(route_id=route_id))
 
 
 FINANCE_PERMISSIONS = [

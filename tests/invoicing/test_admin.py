@@ -10,7 +10,8 @@ from django.test import Client
 from django.utils import timezone
 
 from apps.invoicing.models import BillingAccount, Invoice
-from apps.invoicing.services import invoice_pdf_render_failed, known_customer_upsert
+from apps.invoicing.services.customers import known_customer_upsert
+from apps.invoicing.services.pdfs import invoice_pdf_render_failed
 from tests.invoicing.factories import (
     BillingAccountFactory,
     KnownCustomerFactory,

@@ -9,7 +9,8 @@ from django.contrib.auth.models import User
 from rest_framework.test import APIClient
 
 from apps.invoicing.models import BillingAccount, Invoice
-from apps.invoicing.services import invoice_mark_sent, invoice_render_pdf
+from apps.invoicing.services.delivery import invoice_mark_sent
+from apps.invoicing.services.pdfs import invoice_render_pdf
 from tests.invoicing.factories import (
     BillingAccountFactory,
     KnownCustomerFactory,

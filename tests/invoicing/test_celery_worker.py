@@ -14,7 +14,7 @@ from django.conf import settings
 
 from apps.contracts import InvoiceGenerated
 from apps.invoicing.models import Invoice
-from apps.invoicing.services import RouteToInvoice, invoice_issue_for_routes
+from apps.invoicing.services.issuing import RouteToInvoice, invoice_issue_for_routes
 from apps.outbox.models import OutboxEvent
 from tests.invoicing.factories import BillingAccountFactory, issued_invoice, three_stop_route
 from tests.invoicing.test_tasks import pdf_text

@@ -9,7 +9,7 @@ import pytest
 from django.db import IntegrityError, connection, transaction
 
 from apps.invoicing.models import BillingAccount, Invoice, KnownCustomer
-from apps.invoicing.services import known_customer_upsert
+from apps.invoicing.services.customers import known_customer_upsert
 from tests.invoicing.factories import issued_invoice, three_stop_route
 from tests.support.migrations import latest, migrate
 

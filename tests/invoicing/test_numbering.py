@@ -17,7 +17,7 @@ from django.utils import timezone
 
 from apps.contracts import InvoiceGenerated
 from apps.invoicing.models import NUMBER_ORDER, Invoice, InvoiceNumberCounter
-from apps.invoicing.services import RouteToInvoice, invoice_issue_for_route, invoice_issue_for_routes
+from apps.invoicing.services.issuing import RouteToInvoice, invoice_issue_for_route, invoice_issue_for_routes
 from apps.outbox.models import OutboxEvent
 from tests.invoicing.factories import BillingAccountFactory, three_stop_route
 from tests.support.locks import race_on_lock

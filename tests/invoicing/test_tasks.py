@@ -1,4 +1,5 @@
-"""The PDF task: a valid PDF rendered once per version; failures retried, then visible and re-renderable."""
+"""The PDF tasks: a valid PDF rendered; failures retried, then visible and re-renderable; lost renders swept up;
+a batch fanned out to one render per invoice."""
 
 from __future__ import annotations
 
@@ -9,15 +10,13 @@ from pathlib import Path
 
 import pytest
 from celery import states
-from django.conf import settings
 from pypdf import PdfReader
 
-from apps.invoicing import pdf
 from apps.invoicing.models import Invoice
-from apps.invoicing.services import invoice_render_pdf, invoice_request_rerender
+from apps.invoicing.services.pdfs import invoice_request_rerender
 from apps.invoicing.tasks import PDF_MAX_RETRIES, queue_invoice_renders, render_invoice_pdf, requeue_stale_pdfs
 from tests.invoicing.conftest import queued_tasks
-from tests.invoicing.factories import issued_invoice, three_stop_route
+from tests.invoicing.factories import invoice_for_route
 from tests.invoicing.storages import UNAVAILABLE
 
 pytestmark = pytest.mark.django_db
@@ -28,10 +27,6 @@ def pdf_text(invoice: Invoice) -> str:
         content = handle.read()
     assert content.startswith(b"%PDF-")
     return "\n".join(page.extract_text() for page in PdfReader(io.BytesIO(content)).pages)
-
-
-def invoice_for_route(route_id: int = 31) -> Invoice:
-    return issued_invoice(three_stop_route(route_id=route_id))
 
 
 def test_the_task_stores_a_valid_pdf_showing_number_total_and_stops() -> None:
@@ -45,15 +40,6 @@ def test_the_task_stores_a_valid_pdf_showing_number_total_and_stops() -> None:
     assert invoice.number in text
     assert "722.95" in text
     assert all(stop in text for stop in ("Bursa", "Eskisehir", "Ankara"))
-
-
-def test_a_second_render_of_the_same_version_does_nothing() -> None:
-    invoice = invoice_for_route()
-    first = invoice_render_pdf(invoice_id=invoice.pk)
-    second = invoice_render_pdf(invoice_id=invoice.pk)
-
-    assert second.pdf.name == first.pdf.name
-    assert second.pdf_attempts == 1
 
 
 def test_a_failing_render_is_retried_then_shown_as_failed_with_its_error(settings) -> None:  # type: ignore[no-untyped-def]
@@ -84,38 +70,6 @@ def test_a_failed_pdf_renders_after_a_rerender_request_once_the_cause_is_fixed(s
     assert (invoice.pdf_status, invoice.pdf_version, invoice.pdf_rendered_version) == ("rendered", 2, 2)
     assert invoice.pdf_last_error == ""
     assert invoice.number in pdf_text(invoice)
-
-
-def test_a_rerender_replaces_the_previous_file_with_a_new_version() -> None:
-    invoice = invoice_for_route()
-    first = invoice_render_pdf(invoice_id=invoice.pk)
-    invoice_request_rerender(invoice_id=invoice.pk)
-    second = invoice_render_pdf(invoice_id=invoice.pk)
-
-    assert second.pdf.name != first.pdf.name
-    assert second.pdf.name.endswith("-v2.pdf")
-
-
-def test_pdf_names_cannot_be_guessed_from_the_invoice_number() -> None:
-    invoice = invoice_render_pdf(invoice_id=invoice_for_route().pk)
-    name = Path(invoice.pdf.name).name
-    assert name.startswith(f"{invoice.number}-") and name != f"{invoice.number}-v1.pdf"
-    random_part = name.removeprefix(f"{invoice.number}-").removesuffix("-v1.pdf")
-    assert len(random_part) >= 20  # 16 random bytes, URL-safe base64
-
-
-def test_a_renderer_that_keeps_crashing_its_worker_ends_failed_instead_of_looping() -> None:
-    invoice = invoice_for_route()
-    # Attempts are counted before each render, so killed renders (time or memory limit) still add up.
-    Invoice.objects.filter(pk=invoice.pk).update(
-        pdf_attempts=settings.INVOICING_PDF_MAX_ATTEMPTS, pdf_last_error="WorkerLostError"
-    )
-
-    invoice = invoice_render_pdf(invoice_id=invoice.pk)
-
-    assert invoice.pdf_status == Invoice.PdfStatus.FAILED
-    assert invoice.pdf_last_error.startswith(f"gave up after {settings.INVOICING_PDF_MAX_ATTEMPTS} attempts")
-    assert not invoice.pdf
 
 
 def test_a_render_task_for_an_invoice_that_no_longer_exists_logs_one_line_and_finishes(
@@ -164,15 +118,3 @@ def test_a_celery_broker_outage_at_commit_does_not_undo_or_fail_the_issue(
 
     assert Invoice.objects.filter(pk=invoice.pk, pdf_status="pending").exists()
     assert "Error calling" in caplog.text and "on_commit" in caplog.text  # logged, left to the sweep
-
-
-def test_the_chaos_switch_makes_each_render_leak_its_megabytes_and_is_off_by_default(settings, monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    monkeypatch.setattr(pdf, "_leaked", [])
-    invoice_render_pdf(invoice_id=invoice_for_route(route_id=31).pk)
-    assert pdf._leaked == []
-
-    settings.LOGIFLOW_CHAOS_PDF_LEAK_MB = 2
-    for route_id in (32, 33):
-        invoice_render_pdf(invoice_id=invoice_for_route(route_id=route_id).pk)
-
-    assert [len(block) for block in pdf._leaked] == [2 << 20, 2 << 20]

@@ -1,4 +1,5 @@
-"""Issuing invoices for calculated routes: lines, totals, the outbox event, idempotency and recalculation."""
+"""Issuing invoices for calculated routes: lines, totals, the outbox event, idempotency, recalculation (credit
+notes), renders queued after commit, and a consumer batch issued at once."""
 
 from __future__ import annotations
 
@@ -11,14 +12,12 @@ import pytest
 from django.db import transaction
 
 from apps.contracts import InvoiceGenerated
-from apps.invoicing.models import BillingAccount, Invoice, InvoiceNumberCounter
-from apps.invoicing.services import (
+from apps.invoicing.models import Invoice, InvoiceNumberCounter
+from apps.invoicing.services.issuing import (
     BillingAccountMissing,
     RouteToInvoice,
-    billing_account_update,
     invoice_issue_for_route,
     invoice_issue_for_routes,
-    invoice_mark_sent,
 )
 from apps.outbox.models import OutboxEvent
 from tests.invoicing.conftest import queued_tasks
@@ -132,28 +131,6 @@ def test_missing_billing_account_raises_naming_the_customer_and_writes_nothing()
     assert Invoice.objects.count() == 0
     assert OutboxEvent.objects.count() == 0
     assert not InvoiceNumberCounter.objects.filter(last_number__gt=0).exists()
-
-
-def test_later_billing_changes_leave_an_issued_invoice_as_issued() -> None:
-    account = BillingAccountFactory()
-    invoice = invoice_issue_for_route(route=three_stop_route(route_id=11))
-    billing_account_update(account=account, data={"name": "Renamed Ltd.", "rate_per_km": Decimal("9")})
-
-    invoice.refresh_from_db()
-    assert (invoice.customer_name, invoice.gross_total) == ("Anadolu Textiles", Decimal("722.95"))
-    assert BillingAccount.objects.get().name == "Renamed Ltd."
-
-
-def test_mark_sent_moves_an_issued_invoice_to_sent_and_refuses_a_credited_one() -> None:
-    BillingAccountFactory()
-    original = invoice_issue_for_route(route=three_stop_route(route_id=11, calculation=1))
-    invoice_issue_for_route(route=three_stop_route(route_id=11, calculation=2))
-
-    with pytest.raises(Exception, match="credited; it cannot be sent"):
-        invoice_mark_sent(invoice_id=original.pk)
-    replacement = Invoice.objects.get(route_calculation=2, kind="invoice")
-    sent = invoice_mark_sent(invoice_id=replacement.pk)
-    assert sent.status == Invoice.Status.SENT and sent.sent_at is not None
 
 
 @pytest.mark.django_db(transaction=True)
