@@ -45,8 +45,12 @@ class TokenLoginApi(APIView):
     @extend_schema(
         request=LoginInputSerializer,
         responses={
-            200: inline_serializer("TokenOutput", {"token": serializers.CharField(), "expiry": serializers.DateTimeField()}),
-            401: OpenApiResponse(ERROR_RESPONSE, description="No user with that username and password (or locked out)."),
+            200: inline_serializer(
+                "TokenOutput", {"token": serializers.CharField(), "expiry": serializers.DateTimeField()}
+            ),
+            401: OpenApiResponse(
+                ERROR_RESPONSE, description="No user with that username and password (or locked out)."
+            ),
         },
     )
     def post(self, request: Request) -> Response:

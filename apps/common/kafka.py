@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
@@ -17,8 +18,12 @@ def kafka_topic(name: str) -> str:
     return f"{settings.KAFKA_TOPIC_PREFIX}{name}"
 
 
-def client_config(**overrides: object) -> dict[str, object]:
-    config: dict[str, object] = {
+# librdkafka's settings: names to scalars, plus the callbacks some clients take (error_cb, logger).
+KafkaConfig = dict[str, Any]
+
+
+def client_config(**overrides: object) -> KafkaConfig:
+    config: KafkaConfig = {
         "bootstrap.servers": settings.KAFKA_BOOTSTRAP_SERVERS,
         "client.id": "logiflow",
         "reconnect.backoff.ms": 100,
@@ -29,7 +34,7 @@ def client_config(**overrides: object) -> dict[str, object]:
     return config
 
 
-def producer_config(**overrides: object) -> dict[str, object]:
+def producer_config(**overrides: object) -> KafkaConfig:
     """Idempotent, fully acknowledged producer: no duplicates from retries, per-partition order kept."""
     return client_config(
         **{
@@ -44,7 +49,7 @@ def producer_config(**overrides: object) -> dict[str, object]:
     )
 
 
-def consumer_config(group: str, **overrides: object) -> dict[str, object]:
+def consumer_config(group: str, **overrides: object) -> KafkaConfig:
     """At-least-once consumer: offsets are stored by the application only after its transaction commits."""
     return client_config(
         **{

@@ -105,7 +105,9 @@ class AutoSchema(openapi.AutoSchema):
         if direction != "request":
             return schema
         if isinstance(field, serializers.CharField) and not field.read_only:
-            regexes = [v.regex.pattern for v in field.validators if isinstance(v, RegexValidator) and not v.inverse_match]
+            regexes = [
+                v.regex.pattern for v in field.validators if isinstance(v, RegexValidator) and not v.inverse_match
+            ]
             if regexes:
                 schema.setdefault("pattern", regexes[0])
             if not field.allow_blank:

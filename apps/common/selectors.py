@@ -24,7 +24,8 @@ def heartbeat_is_stale(beat: Heartbeat) -> bool:
 def stale_components() -> list[str]:
     """Names (kind, or kind:group) of workers whose heartbeat is older than HEARTBEAT_STALE_SECONDS and that have
     no fresh sibling of the same kind and group: one dead consumer among three live ones is not an outage."""
-    fresh, stale = set(), set()
+    fresh: set[str] = set()
+    stale: set[str] = set()
     for beat in Heartbeat.objects.all():
         name = f"{beat.kind}:{beat.group}" if beat.group else beat.kind
         (stale if heartbeat_is_stale(beat) else fresh).add(name)

@@ -12,6 +12,7 @@ import re
 import secrets
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
+from types import MappingProxyType
 from typing import Any
 
 from django.http import HttpRequest, HttpResponse
@@ -25,7 +26,9 @@ _current: contextvars.ContextVar[str | None] = contextvars.ContextVar("tracepare
 # The id of the event being handled, for the logs (apps.common.logs); None outside a handler.
 _event_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("event_id", default=None)
 # Business ids of the work in progress (route_id, invoice_id ...), for the logs.
-_log_ids: contextvars.ContextVar[Mapping[str, object]] = contextvars.ContextVar("log_ids", default={})
+_log_ids: contextvars.ContextVar[Mapping[str, object]] = contextvars.ContextVar(
+    "log_ids", default=MappingProxyType({})
+)
 _propagator = TraceContextTextMapPropagator()
 _tracer: Tracer | None = None  # set by apps.common.telemetry when OpenTelemetry is on
 

@@ -101,7 +101,8 @@ class DeadLetterAdmin(ReadOnlyAdminMixin, EventIdOrKeySearchMixin, admin.ModelAd
     ]
     readonly_fields = [
         "status", "group", "event_type", "event_version", "event_id", "key_display", "topic", "partition", "offset",
-        "blocked_by", "parked_count", "reason", "handler", "exception_class", "error_message", "fix_link", "fingerprint",
+        "blocked_by", "parked_count", "reason", "handler", "exception_class", "error_message", "fix_link",
+        "fingerprint",
         "attempts", "auto_retries", "next_attempt_at", "first_failed_at", "last_failed_at", "resolved_at",
         "traceback_pre", "payload_pre",
         "headers_table",
@@ -273,7 +274,9 @@ class DeadLetterAdmin(ReadOnlyAdminMixin, EventIdOrKeySearchMixin, admin.ModelAd
                 problems.append(f"#{dead_letter_id} failed again: {result.error[:200]}")
         summary = ", ".join(f"{count} {outcome}" for outcome, count in sorted(outcomes.items()))
         level = messages.SUCCESS if not problems else messages.WARNING
-        self.message_user(request, f"Replayed {len(ids)} dead letters: {summary}; {released} parked messages released.", level)
+        self.message_user(
+            request, f"Replayed {len(ids)} dead letters: {summary}; {released} parked messages released.", level
+        )
         for problem in problems[:20]:
             self.message_user(request, problem, messages.WARNING)
 
@@ -343,7 +346,8 @@ class DeadLetterAdmin(ReadOnlyAdminMixin, EventIdOrKeySearchMixin, admin.ModelAd
                 form.add_error("payload", error.message)
             else:
                 level = messages.SUCCESS if result.outcome != DeadLetterReplay.Outcome.FAILED else messages.WARNING
-                self.message_user(request, f"Edited and replayed #{dead_letter.pk}: {result.outcome} {result.error}", level)
+                message = f"Edited and replayed #{dead_letter.pk}: {result.outcome} {result.error}"
+                self.message_user(request, message, level)
                 return HttpResponseRedirect(reverse("admin:consumers_deadletter_change", args=[dead_letter.pk]))
         return TemplateResponse(request, "admin/consumers/deadletter/edit_and_replay.html", {
             **self.admin_site.each_context(request), "opts": self.model._meta, "original": dead_letter,

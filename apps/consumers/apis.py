@@ -75,8 +75,9 @@ class DeadLetterSummarySerializer(serializers.ModelSerializer):
         model = DeadLetter
         fields = [
             "id", "status", "group", "topic", "partition", "offset", "key", "key_hex", "event_id", "event_type",
-            "event_version", "reason", "handler", "exception_class", "error_message", "fix_label", "fix_url", "fingerprint", "attempts",
-            "auto_retries", "next_attempt_at", "first_failed_at", "last_failed_at", "resolved_at", "blocked_by",
+            "event_version", "reason", "handler", "exception_class", "error_message", "fix_label", "fix_url",
+            "fingerprint", "attempts", "auto_retries", "next_attempt_at", "first_failed_at", "last_failed_at",
+            "resolved_at", "blocked_by",
         ]
 
 
@@ -134,7 +135,9 @@ class ResultSerializer(serializers.Serializer):
     outcome = serializers.CharField()
     error = serializers.CharField(allow_blank=True)
     released = serializers.ListField(child=serializers.IntegerField(), help_text="Parked dead letters now applied.")
-    new_head = serializers.IntegerField(allow_null=True, help_text="A released message that failed and now blocks its key.")
+    new_head = serializers.IntegerField(
+        allow_null=True, help_text="A released message that failed and now blocks its key."
+    )
     dead_letter_id = serializers.IntegerField()
     status = serializers.CharField(help_text="The dead letter's status after the action.")
     dead_letter = DeadLetterDetailSerializer(

@@ -121,7 +121,9 @@ def _registration(group: str, ce_type: str) -> Registration | None:
         raise DecodeFailure(Reason.MISSING_HEADERS, f"ce_type {ce_type!r} has no version suffix (.vN)")
     known = registry.handled_types(group)
     if any((m := _VERSIONED_TYPE.match(t)) and m["name"] == match["name"] for t in known):
-        raise DecodeFailure(Reason.UNKNOWN_TYPE, f"{group} does not handle version {match['version']} of {match['name']}")
+        raise DecodeFailure(
+            Reason.UNKNOWN_TYPE, f"{group} does not handle version {match['version']} of {match['name']}"
+        )
     return None
 
 
@@ -154,4 +156,5 @@ def _event(raw: RawMessage, registration: Registration) -> DomainEvent:
     except ValidationError as error:
         if any(item["type"] == "json_invalid" for item in error.errors()):
             raise DecodeFailure(Reason.NOT_JSON, f"the value is not JSON: {error.errors()[0]['msg']}") from None
-        raise DecodeFailure(Reason.INVALID_PAYLOAD, f"{registration.event_class.ce_type()} is invalid: {error}") from None
+        invalid = f"{registration.event_class.ce_type()} is invalid: {error}"
+        raise DecodeFailure(Reason.INVALID_PAYLOAD, invalid) from None

@@ -98,7 +98,10 @@ def inbox_apply_many(*, decoded: Sequence[Decoded]) -> list[bool]:
             if otel_enabled() else []
         with batch_spans(spans) as parents:
             if parents is not None:  # each message's work continues under its own process span
-                new = [(event, replace(meta, traceparent=parent)) for (event, meta), parent in zip(new, parents, strict=True)]
+                new = [
+                    (event, replace(meta, traceparent=parent))
+                    for (event, meta), parent in zip(new, parents, strict=True)
+                ]
             registration.batch_handler(new)
     return applied
 
@@ -157,6 +160,7 @@ def apply_stored(dead_letter: DeadLetter) -> bool:
     """Decode the stored message and run it through the inbox of the dead letter's group (only that group)."""
     decoded = decode(stored_message(dead_letter), group=dead_letter.group)
     if decoded is SKIP:
-        raise DecodeFailure(DeadLetter.Reason.UNKNOWN_TYPE, f"{dead_letter.group} no longer handles {dead_letter.event_type}")
+        gone = f"{dead_letter.group} no longer handles {dead_letter.event_type}"
+        raise DecodeFailure(DeadLetter.Reason.UNKNOWN_TYPE, gone)
     assert isinstance(decoded, Decoded)
     return inbox_apply(decoded=decoded)

@@ -236,7 +236,9 @@ def mark_replayed(dead_letter: DeadLetter) -> None:
     dead_letter.save(update_fields=["status", "resolved_at", "next_attempt_at"])
 
 
-def add_history(dead_letter: DeadLetter, *, action: str, outcome: str, actor: AbstractBaseUser | None, **fields: str) -> None:
+def add_history(
+    dead_letter: DeadLetter, *, action: str, outcome: str, actor: AbstractBaseUser | None, **fields: str
+) -> None:
     """One line of the dead letter's history (`DeadLetterReplay`): what was done, by whom, with what outcome."""
     if "actor_name" in fields:
         fields["actor_name"] = safe_text(fields["actor_name"], limit=150)

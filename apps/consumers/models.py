@@ -70,7 +70,9 @@ class DeadLetter(models.Model):
     fix_label = models.CharField(max_length=200, blank=True, help_text="What a person can do about the failure.")
     fix_url = models.CharField(max_length=500, blank=True, help_text="The page of this site where they do it.")
     traceback = models.TextField(blank=True)
-    fingerprint = models.CharField(max_length=16, db_index=True, help_text="Failure group: exception, handler, message.")
+    fingerprint = models.CharField(
+        max_length=16, db_index=True, help_text="Failure group: exception, handler, message."
+    )
     attempts = models.PositiveIntegerField(default=0)
     first_failed_at = models.DateTimeField()
     last_failed_at = models.DateTimeField()
@@ -199,7 +201,10 @@ def encode_headers(headers: list[tuple[str, bytes | None]] | None) -> list[dict[
 def decode_headers(encoded: list[dict[str, Any]]) -> list[tuple[str, bytes | None]]:
     pairs: list[tuple[str, bytes | None]] = []
     for header in encoded:
-        name = header["key"] if "key" in header else base64.b64decode(header["key_b64"]).decode("utf-8", "surrogatepass")
+        if "key" in header:
+            name = header["key"]
+        else:
+            name = base64.b64decode(header["key_b64"]).decode("utf-8", "surrogatepass")
         value = header.get("value_b64")
         pairs.append((name, base64.b64decode(value) if value is not None else None))
     return pairs

@@ -213,7 +213,9 @@ def deadletter_requeue_stale_replays(*, older_than: timedelta | None = None) -> 
         # A row a running replay holds is locked: that replay is alive, skip it.
         stale = list(
             DeadLetter.objects.select_for_update(skip_locked=True)
-            .filter(Q(replay_queued_at__lt=cutoff) | Q(replay_queued_at__isnull=True), status=DeadLetter.Status.REPLAYING)
+            .filter(
+                Q(replay_queued_at__lt=cutoff) | Q(replay_queued_at__isnull=True), status=DeadLetter.Status.REPLAYING
+            )
             .order_by("id")
         )
         requeue: list[int] = []
@@ -273,7 +275,9 @@ def deadletter_auto_retry(*, dead_letter_id: int) -> ReplayResult:
         except Exception as error:  # noqa: BLE001 - recorded; retried later or left to a person
             dead_letter.auto_retries += 1
             failure = record_rerun_failure(dead_letter, error)
-            add_history(dead_letter, action=Action.AUTO_RETRY, outcome=Outcome.FAILED, actor=None, error=failure.message)
+            add_history(
+                dead_letter, action=Action.AUTO_RETRY, outcome=Outcome.FAILED, actor=None, error=failure.message
+            )
             return ReplayResult(dead_letter=dead_letter, outcome=Outcome.FAILED, error=failure.message)
         mark_replayed(dead_letter)
         outcome = Outcome.APPLIED if applied else Outcome.DUPLICATE

@@ -21,6 +21,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, fields
 from datetime import datetime
+from typing import cast
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 from django.conf import settings
@@ -251,7 +252,9 @@ class ConsumerWorker(Worker):
         self._commit(consumer)
 
     def _on_lost(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        logger.warning("%s lost %d partitions; their uncommitted messages will be redelivered", self.name, len(partitions))
+        logger.warning(
+            "%s lost %d partitions; their uncommitted messages will be redelivered", self.name, len(partitions)
+        )
 
     def _commit(self, consumer: Consumer) -> None:
         try:
@@ -519,15 +522,15 @@ class ConsumerWorker(Worker):
 
     def _item(self, message: Message) -> _Item:
         """The message as bytes, decoded; nothing in a foreign message may raise out of here."""
+        unreadable: Exception | None = None
         try:
-            headers = list(message.headers() or [])
+            headers = cast(list[tuple[str, bytes | None]], list(message.headers() or []))
         except Exception as error:  # noqa: BLE001 - e.g. a header name that is not UTF-8
             headers, unreadable = [], error
-        else:
-            unreadable = None
+        # A polled message that is not an error event always has its place (the client types them optional).
         raw = RawMessage(
-            topic=message.topic(), partition=message.partition(), offset=message.offset(), key=message.key(),
-            value=message.value(), headers=headers,
+            topic=cast(str, message.topic()), partition=cast(int, message.partition()),
+            offset=cast(int, message.offset()), key=message.key(), value=message.value(), headers=headers,
         )
         decoded: Decoded | Skip | DecodeFailure
         if unreadable is not None:
@@ -538,7 +541,8 @@ class ConsumerWorker(Worker):
         except DecodeFailure as failure:
             decoded = failure
         except Exception as error:  # noqa: BLE001 - a decoder bug must not wedge the partition either
-            decoded = DecodeFailure(DeadLetter.Reason.INVALID_PAYLOAD, f"could not decode: {type(error).__name__}: {error}")
+            why = f"could not decode: {type(error).__name__}: {error}"
+            decoded = DecodeFailure(DeadLetter.Reason.INVALID_PAYLOAD, why)
         return _Item(message=message, raw=raw, decoded=decoded)
 
 

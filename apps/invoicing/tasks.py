@@ -36,7 +36,7 @@ PDF_MAX_RETRIES = 5
     time_limit=90,
     acks_late=True,
 )
-def render_invoice_pdf(self, invoice_id: int) -> None:  # type: ignore[no-untyped-def]
+def render_invoice_pdf(self: Task, invoice_id: int) -> None:
     """Render the invoice's PDF; each failure is recorded, and after the last retry the invoice shows `failed`
     (re-render from the admin). An invoice deleted before (or while) its task ran is not an error: one line."""
     with log_context(invoice_id=invoice_id):

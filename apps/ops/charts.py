@@ -59,7 +59,8 @@ def lines_chart(series: dict[str, Points], *, title: str, unit: str = "") -> Saf
         '<text x="{w}" y="{h}" font-size="11" text-anchor="end">{last} UTC</text>'
         "{polylines}{legend}</svg></figure>",
         title=title, w=WIDTH, h=HEIGHT, left=LEFT, base=plot_top + plot_h, top_y=plot_top, label_x=LEFT - 4,
-        top_label=plot_top + 8, top_value=f"{axis_number(top)}{unit}", first=f"{datetime.fromtimestamp(start, last.tzinfo):%H:%M}",
+        top_label=plot_top + 8, top_value=f"{axis_number(top)}{unit}",
+        first=f"{datetime.fromtimestamp(start, last.tzinfo):%H:%M}",
         last=f"{last:%H:%M}",
         polylines=format_html_join(
             "", '<polyline fill="none" stroke="{}" stroke-width="1.5" points="{}"/>', polylines

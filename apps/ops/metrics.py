@@ -30,7 +30,9 @@ class FlowCollector(Collector):
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         backlog = outbox_backlog()
-        yield GaugeMetricFamily("logiflow_outbox_pending", "Outbox rows waiting for the relay.", value=backlog.unpublished)
+        yield GaugeMetricFamily(
+            "logiflow_outbox_pending", "Outbox rows waiting for the relay.", value=backlog.unpublished
+        )
         age = backlog.oldest_age.total_seconds() if backlog.oldest_age is not None else 0.0
         yield GaugeMetricFamily(
             "logiflow_outbox_oldest_pending_age_seconds", "Age of the oldest outbox row waiting (0 when none).",

@@ -192,7 +192,8 @@ def record_problems(problems: Sequence[tuple[str, str, str, int]]) -> None:
         return
     codes, topics, messages, rows = zip(*problems, strict=True)
     with connection.cursor() as cursor:
-        cursor.execute(_PROBLEMS, [list(codes), list(topics), [safe_text(m, limit=MAX_ERROR_LENGTH) for m in messages], list(rows)])
+        texts = [safe_text(m, limit=MAX_ERROR_LENGTH) for m in messages]
+        cursor.execute(_PROBLEMS, [list(codes), list(topics), texts, list(rows)])
 
 
 def clear_problems(topics: Collection[str]) -> None:

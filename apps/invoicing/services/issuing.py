@@ -118,7 +118,10 @@ def invoice_issue_for_routes(*, routes: Sequence[RouteToInvoice]) -> list[Invoic
 def _item_context(item: RouteToInvoice) -> Iterator[None]:
     """A span per delivered calculation, named in the logs by its event and route."""
     event_id = str(item.source_event_id) if item.source_event_id else None
-    with trace_context(item.traceparent, event_id=event_id, name="invoice_issue"), log_context(route_id=item.route.route_id):
+    with (
+        trace_context(item.traceparent, event_id=event_id, name="invoice_issue"),
+        log_context(route_id=item.route.route_id),
+    ):
         yield
 
 

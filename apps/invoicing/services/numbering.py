@@ -61,5 +61,6 @@ def _number(year: int, sequence: int) -> str:
 _COUNTER_TABLE = InvoiceNumberCounter._meta.db_table
 _LOCK_COUNTER = f"SELECT last_number FROM {_COUNTER_TABLE} WHERE year = %s FOR UPDATE"
 _ADD_TO_COUNTER = (
-    f"UPDATE {_COUNTER_TABLE} SET last_number = last_number + %s WHERE year = %s RETURNING last_number, clock_timestamp()"
+    f"UPDATE {_COUNTER_TABLE} SET last_number = last_number + %s WHERE year = %s "
+    "RETURNING last_number, clock_timestamp()"
 )
