@@ -1,4 +1,7 @@
-"""The transactional outbox. The rest of the code uses one verb: `apps.outbox.publish(event)`."""
+"""The transactional outbox, the publishing half of the event spine. The rest of the code uses one verb:
+`apps.outbox.publish(event)`; the relay (`relay`, `claims`, `broker_memory`) sends committed rows to Kafka.
+
+It may import `apps.contracts` and `apps.common`."""
 
 from __future__ import annotations
 
