@@ -63,7 +63,7 @@ def _database() -> None:
 _CHECKS = {"database": _database}
 
 
-def _passes(name: str, check) -> bool:  # noqa: ANN001
+def _passes(name: str, check: Callable[[], object]) -> bool:
     try:
         check()
     except Exception:  # noqa: BLE001 - any failure means "not ready"

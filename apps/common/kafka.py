@@ -141,7 +141,7 @@ class ConnectivityLog:
             return
         held, self._held = self._held, None
         try:
-            client.list_topics(timeout=self.probe_timeout)  # type: ignore[attr-defined]
+            client.list_topics(timeout=self.probe_timeout)  # type: ignore[attr-defined] # any client of confluent_kafka
         except KafkaException as error:
             if not self._down:
                 logger.warning("%s: cannot reach the brokers: %s", self.name, held or error)

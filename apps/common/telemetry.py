@@ -97,7 +97,7 @@ def shutdown_telemetry() -> None:
         return
     tracing.use_tracer(None)
     for instrumentor in _active.instrumentors:
-        instrumentor.uninstrument()  # type: ignore[attr-defined]
+        instrumentor.uninstrument()  # type: ignore[attr-defined] # OpenTelemetry's instrumentors are untyped
     _active.provider.shutdown()
     _active = None
 

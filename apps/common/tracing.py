@@ -103,9 +103,10 @@ def _handling(event_id: str | None) -> Iterator[None]:
 
 @contextmanager
 def _id_span(parent: str | None) -> Iterator[str]:
-    token = _current.set(new_traceparent(parent))
+    traceparent = new_traceparent(parent)
+    token = _current.set(traceparent)
     try:
-        yield _current.get()  # type: ignore[misc]
+        yield traceparent
     finally:
         _current.reset(token)
 
@@ -116,10 +117,10 @@ def _otel_span(
 ) -> Iterator[str]:
     # An invalid parent extracts to an empty context: a new trace, as without OpenTelemetry.
     parent_context = _propagator.extract({"traceparent": parent}) if parent else None
-    with _tracer.start_as_current_span(  # type: ignore[union-attr]
+    with _tracer.start_as_current_span(  # type: ignore[union-attr] # only called while a tracer is set
         name, context=parent_context, kind=kind, attributes=attributes,
     ):
-        yield current_traceparent()  # type: ignore[misc]
+        yield current_traceparent()  # type: ignore[misc] # inside a started span it is never None
 
 
 @contextmanager

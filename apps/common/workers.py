@@ -157,6 +157,6 @@ class HeartbeatRecorder:
     def remove(self) -> None:
         try:
             heartbeat_remove(kind=self.kind, group=self.group)
-        except Exception:  # noqa: BLE001
+        except Exception:  # noqa: BLE001 - a stopping worker must stop, whatever the database says
             logger.warning("%s[%s]: heartbeat not removed", self.kind, self.group, exc_info=True)
             connection.close()

@@ -240,6 +240,7 @@ class ConsumerWorker(Worker):
         for gone in self._lag_labels - labels:  # revoked partitions: someone else reports them now
             CONSUMER_LAG.remove(*gone)
         for p in sample:
+            # The sample's rows are JSON-shaped dicts; "lag" is always an int there.
             CONSUMER_LAG.labels(self.group, p["topic"], str(p["partition"])).set(p["lag"])  # type: ignore[arg-type]
         self._lag_labels = labels
 
@@ -578,7 +579,7 @@ def check_retry_settings(*, max_poll_interval_ms: int) -> None:
 def _max_poll_interval_ms(config: dict[str, object]) -> int:
     value = config.get("max.poll.interval.ms", LIBRDKAFKA_MAX_POLL_INTERVAL_MS)
     try:
-        return int(value)  # type: ignore[call-overload]
+        return int(value)  # type: ignore[call-overload] # any object: what int() refuses is handled below
     except (TypeError, ValueError):
         raise ImproperlyConfigured(f"max.poll.interval.ms={value!r} is not a number of milliseconds") from None
 

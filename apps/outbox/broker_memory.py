@@ -14,7 +14,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
 from apps.common.kafka import client_config
 
@@ -103,12 +103,12 @@ def _read_at_marks(marks: list[Mark], findings: Findings, *, timeout: float) -> 
         consumer.close()
 
 
-def _verdict(consumer: Consumer, mark: Mark, message, *, timeout: float) -> str | None:  # noqa: ANN001
+def _verdict(consumer: Consumer, mark: Mark, message: Message, *, timeout: float) -> str | None:
     """'held', 'stale', a reason the mark is lost, or None (not an answer about this mark)."""
     where = f"{mark.topic}[{mark.partition}]"
     error = message.error()
     if error is None:
-        if message.offset() > mark.offset:
+        if (message.offset() or 0) > mark.offset:  # a fetched message always has its offset
             return "stale"  # compacted away; later messages are there
         ce_id = dict(message.headers() or []).get("ce_id", b"")
         if ce_id == str(mark.event_id).encode():

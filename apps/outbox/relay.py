@@ -573,7 +573,7 @@ class OutboxRelay(Worker):
             flight_tails = dict(self._flight_tails)
         rows = claims.claim(self.batch_size, in_flight=in_flight)
         batch.claimed = len(rows)
-        produce = self.producer.produce  # type: ignore[union-attr]
+        produce = self.producer.produce  # type: ignore[union-attr] # the loop runs only with a producer
         prefix = settings.KAFKA_TOPIC_PREFIX
         sent_here: set[int] = set()
         tails = batch.tails
@@ -624,7 +624,7 @@ class OutboxRelay(Worker):
                 produce(topic, payload, key, headers=headers, on_delivery=partial(batch.report, slot))
                 return
             except BufferError:
-                self.producer.poll(0.05)  # type: ignore[union-attr]
+                self.producer.poll(0.05)  # type: ignore[union-attr] # the loop runs only with a producer
             except KafkaException as refused:
                 batch.refuse_now(slot, refused.args[0])
                 if refused.args[0].fatal():
@@ -648,7 +648,7 @@ class OutboxRelay(Worker):
         deadline = time.monotonic() + self.delivery_timeout + 5.0
         stop_deadline: float | None = None
         while not batch.complete.is_set():
-            self.producer.poll(0.01)  # type: ignore[union-attr]
+            self.producer.poll(0.01)  # type: ignore[union-attr] # the loop runs only with a producer
             if self._producer_broken and not batch.complete.is_set():
                 self._abandon_in_flight(reason="fatal producer error")  # its queued reports will never come
                 return
