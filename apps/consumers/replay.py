@@ -1,11 +1,12 @@
 """Resolving dead letters: replay (now or queued in the background, with the stale-replay sweep), edit and
-replay, discard, and the automatic retries of `retrying` ones. Each takes the key's lock first and, on
-success, releases the messages parked behind (apps.consumers.ordering)."""
+replay, discard (one, or a selection that runs none of itself), and the automatic retries of `retrying` ones.
+Each takes the key's lock first and, on success, releases the messages parked behind (apps.consumers.ordering)."""
 
 from __future__ import annotations
 
 import difflib
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from functools import partial
@@ -106,6 +107,38 @@ def deadletter_discard(*, dead_letter_id: int, actor: AbstractBaseUser | None, r
         if dead_letter.blocked_by_id is None:
             result.released, result.new_head = release_followers(dead_letter, actor=actor)
         return result
+
+
+@dataclass
+class DiscardSummary:
+    """What discarding a selection did: the dead letters discarded, the parked messages outside the selection
+    that ran (released), and the ids refused with why."""
+
+    discarded: list[int] = field(default_factory=list)
+    released: list[int] = field(default_factory=list)
+    refused: dict[int, str] = field(default_factory=dict)
+
+
+def deadletter_discard_many(
+    *, dead_letter_ids: Sequence[int], actor: AbstractBaseUser | None, reason: str
+) -> DiscardSummary:
+    """Discard a selection (admin "Discard selected", the API's bulk discard), one transaction per dead letter:
+    nothing selected is ever applied. Parked messages go first, so by the time their head is discarded they
+    are resolved and its release runs only the parked messages left out of the selection."""
+    if not reason.strip():
+        raise ApplicationError("a reason is required to discard a dead letter", field="reason")
+    ids = sorted(set(dead_letter_ids))
+    parked = set(DeadLetter.objects.filter(id__in=ids, blocked_by__isnull=False).values_list("id", flat=True))
+    summary = DiscardSummary()
+    for dead_letter_id in sorted(ids, key=lambda i: (i not in parked, i)):
+        try:
+            result = deadletter_discard(dead_letter_id=dead_letter_id, actor=actor, reason=reason)
+        except ApplicationError as error:
+            summary.refused[dead_letter_id] = error.message
+            continue
+        summary.discarded.append(dead_letter_id)
+        summary.released.extend(result.released)
+    return summary
 
 
 def _check_replayable(dead_letter: DeadLetter, *, enforce_cap: bool) -> None:
