@@ -195,6 +195,9 @@ class DeadLetterDiscardManyApi(APIView):
         )
         reason = serializers.CharField(max_length=2000)
 
+        class Meta:
+            ref_name = "DeadLetterDiscardManyInput"
+
     class OutputSerializer(serializers.Serializer):
         discarded = serializers.ListField(child=serializers.IntegerField())
         released = serializers.ListField(
@@ -204,7 +207,10 @@ class DeadLetterDiscardManyApi(APIView):
             "id": serializers.IntegerField(), "error": serializers.CharField(),
         })
 
-    @extend_schema(request=InputSerializer, responses=OutputSerializer)
+        class Meta:
+            ref_name = "DeadLetterDiscardManyOutput"
+
+    @extend_schema(request=InputSerializer, responses=OutputSerializer, operation_id="api_v1_dead_letters_discard_many")
     def post(self, request: Request) -> Response:
         serializer = self.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
