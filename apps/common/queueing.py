@@ -8,12 +8,16 @@ that catches up (stale PDFs, stale replays).
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
 from typing import Any
 
 from celery import current_app
 from django.db import transaction
 
 from apps.common.tracing import current_traceparent, resumed
+
+logger = logging.getLogger(__name__)
 
 
 def enqueue(task_name: str, *args: Any, traceparent: str | None = None) -> None:
@@ -22,11 +26,28 @@ def enqueue(task_name: str, *args: Any, traceparent: str | None = None) -> None:
         _registered(task_name).delay(*args)
 
 
-def enqueue_on_commit(task_name: str, *args: Any) -> None:
+def enqueue_on_commit(task_name: str, *args: Any, on_failure: Callable[[], object] | None = None) -> None:
     """Send `task_name` with `args` when the current transaction commits, in the trace that queued it (its span
-    has ended by then). A failure to send is logged by Django (`robust=True`), never raised into the commit."""
+    has ended by then). A failure to send is logged by Django (`robust=True`), never raised into the commit;
+    `on_failure` runs first, so the caller can note that the task was never sent (its sweep then need not wait)."""
     traceparent = current_traceparent()
-    transaction.on_commit(lambda: enqueue(task_name, *args, traceparent=traceparent), robust=True)
+
+    def send() -> None:
+        try:
+            enqueue(task_name, *args, traceparent=traceparent)
+        except Exception:
+            if on_failure is not None:
+                _noted(on_failure)
+            raise
+
+    transaction.on_commit(send, robust=True)
+
+
+def _noted(on_failure: Callable[[], object]) -> None:
+    try:
+        on_failure()
+    except Exception:  # noqa: BLE001 - the send failed already; its sweep catches up either way
+        logger.exception("could not note a task that was not sent")
 
 
 def _registered(task_name: str) -> Any:

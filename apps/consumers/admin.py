@@ -28,6 +28,7 @@ from apps.consumers import selectors
 from apps.consumers.models import DeadLetter, DeadLetterReplay, bytes_text, text_bytes
 from apps.consumers.replay import (
     deadletter_discard,
+    deadletter_discard_many,
     deadletter_edit_and_replay,
     deadletter_queue_replay,
     deadletter_replay,
@@ -231,20 +232,17 @@ class DeadLetterAdmin(ReadOnlyAdminMixin, EventIdOrKeySearchMixin, admin.ModelAd
                 "selected": queryset, "form": form, "action": "discard_selected",
                 "action_checkbox_name": admin.helpers.ACTION_CHECKBOX_NAME,
             })
-        discarded, refused, released = 0, [], 0
-        for dead_letter_id in queryset.order_by("id").values_list("id", flat=True):
-            try:
-                result = deadletter_discard(
-                    dead_letter_id=dead_letter_id, actor=request.user, reason=form.cleaned_data["reason"]
-                )
-            except ApplicationError as error:
-                refused.append(f"#{dead_letter_id}: {error.message}")
-                continue
-            discarded += 1
-            released += len(result.released)
-        self.message_user(request, f"Discarded {discarded} dead letters; {released} parked messages released.")
-        if refused:
-            self.message_user(request, "Not discarded: " + "; ".join(refused), messages.WARNING)
+        summary = deadletter_discard_many(
+            dead_letter_ids=list(queryset.values_list("id", flat=True)), actor=request.user,
+            reason=form.cleaned_data["reason"],
+        )
+        self.message_user(
+            request,
+            f"Discarded {len(summary.discarded)} dead letters; {len(summary.released)} parked messages released.",
+        )
+        if summary.refused:
+            refused = "; ".join(f"#{i}: {error}" for i, error in summary.refused.items())
+            self.message_user(request, "Not discarded: " + refused, messages.WARNING)
         return None
 
     def _replay(self, request: HttpRequest, ids: list[int]) -> None:

@@ -16,11 +16,11 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from apps.common.filters import StrictFilterSet
+from apps.common.filters import BIGINT_MAX, StrictFilterSet
 from apps.common.permissions import ModelPermissions
 from apps.common.serializers import StrictInput
 from apps.consumers.models import DeadLetter, DeadLetterReplay, bytes_text, text_bytes
-from apps.consumers.replay import ReplayResult, deadletter_discard, deadletter_replay
+from apps.consumers.replay import ReplayResult, deadletter_discard, deadletter_discard_many, deadletter_replay
 from apps.consumers.selectors import payload_json
 
 
@@ -181,3 +181,45 @@ class DeadLetterDiscardApi(APIView):
         serializer = self.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         return _result(deadletter_discard(dead_letter_id=pk, actor=request.user, **serializer.validated_data), request)
+
+
+class DeadLetterDiscardManyApi(APIView):
+    """Discard a selection with one reason. None of it is applied: parked messages in the selection are
+    discarded before their head, whose release runs only the parked messages left out."""
+
+    permission_classes = [IsAuthenticated, CanDiscard]
+
+    class InputSerializer(StrictInput, serializers.Serializer):
+        ids = serializers.ListField(
+            child=serializers.IntegerField(min_value=1, max_value=BIGINT_MAX), allow_empty=False, max_length=1000
+        )
+        reason = serializers.CharField(max_length=2000)
+
+        class Meta:
+            ref_name = "DeadLetterDiscardManyInput"
+
+    class OutputSerializer(serializers.Serializer):
+        discarded = serializers.ListField(child=serializers.IntegerField())
+        released = serializers.ListField(
+            child=serializers.IntegerField(), help_text="Parked dead letters outside the selection, now applied."
+        )
+        refused = inline_serializer("DeadLetterRefusal", many=True, fields={
+            "id": serializers.IntegerField(), "error": serializers.CharField(),
+        })
+
+        class Meta:
+            ref_name = "DeadLetterDiscardManyOutput"
+
+    @extend_schema(request=InputSerializer, responses=OutputSerializer, operation_id="api_v1_dead_letters_discard_many")
+    def post(self, request: Request) -> Response:
+        serializer = self.InputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        summary = deadletter_discard_many(
+            dead_letter_ids=serializer.validated_data["ids"], actor=request.user,
+            reason=serializer.validated_data["reason"],
+        )
+        data = {
+            "discarded": summary.discarded, "released": summary.released,
+            "refused": [{"id": i, "error": error} for i, error in summary.refused.items()],
+        }
+        return Response(self.OutputSerializer(data).data)

@@ -80,8 +80,10 @@ class DeadLetter(models.Model):
     # Automatic retries (status `retrying`): when the next one is due, and how many ran.
     next_attempt_at = models.DateTimeField(null=True, blank=True)
     auto_retries = models.PositiveIntegerField(default=0)
-    # When it was last handed to the background replay (status `replaying`); the stale sweep re-queues it.
+    # Background replay (status `replaying`): when it was last queued (NULL: its task could not be sent) and when
+    # a task started on it (NULL: still waiting in the Celery queue). The stale sweep judges by both.
     replay_queued_at = models.DateTimeField(null=True, blank=True)
+    replay_started_at = models.DateTimeField(null=True, blank=True)
     # Per-key order: a parked message points at the head failure of its key and waits for it.
     blocked_by = models.ForeignKey(
         "self", null=True, blank=True, on_delete=models.PROTECT, related_name="parked"

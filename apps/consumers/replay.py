@@ -1,13 +1,15 @@
 """Resolving dead letters: replay (now or queued in the background, with the stale-replay sweep), edit and
-replay, discard, and the automatic retries of `retrying` ones. Each takes the key's lock first and, on
-success, releases the messages parked behind (apps.consumers.ordering)."""
+replay, discard (one, or a selection that runs none of itself), and the automatic retries of `retrying` ones.
+Each takes the key's lock first and, on success, releases the messages parked behind (apps.consumers.ordering)."""
 
 from __future__ import annotations
 
 import difflib
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
+from functools import partial
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
@@ -107,6 +109,38 @@ def deadletter_discard(*, dead_letter_id: int, actor: AbstractBaseUser | None, r
         return result
 
 
+@dataclass
+class DiscardSummary:
+    """What discarding a selection did: the dead letters discarded, the parked messages outside the selection
+    that ran (released), and the ids refused with why."""
+
+    discarded: list[int] = field(default_factory=list)
+    released: list[int] = field(default_factory=list)
+    refused: dict[int, str] = field(default_factory=dict)
+
+
+def deadletter_discard_many(
+    *, dead_letter_ids: Sequence[int], actor: AbstractBaseUser | None, reason: str
+) -> DiscardSummary:
+    """Discard a selection (admin "Discard selected", the API's bulk discard), one transaction per dead letter:
+    nothing selected is ever applied. Parked messages go first, so by the time their head is discarded they
+    are resolved and its release runs only the parked messages left out of the selection."""
+    if not reason.strip():
+        raise ApplicationError("a reason is required to discard a dead letter", field="reason")
+    ids = sorted(set(dead_letter_ids))
+    parked = set(DeadLetter.objects.filter(id__in=ids, blocked_by__isnull=False).values_list("id", flat=True))
+    summary = DiscardSummary()
+    for dead_letter_id in sorted(ids, key=lambda i: (i not in parked, i)):
+        try:
+            result = deadletter_discard(dead_letter_id=dead_letter_id, actor=actor, reason=reason)
+        except ApplicationError as error:
+            summary.refused[dead_letter_id] = error.message
+            continue
+        summary.discarded.append(dead_letter_id)
+        summary.released.extend(result.released)
+    return summary
+
+
 def _check_replayable(dead_letter: DeadLetter, *, enforce_cap: bool) -> None:
     if not dead_letter.is_unresolved:
         raise ApplicationError(f"dead letter #{dead_letter.pk} is already {dead_letter.status}")
@@ -165,31 +199,50 @@ def deadletter_queue_replay(*, dead_letter_ids: list[int], actor: AbstractBaseUs
     )
     cap = settings.CONSUMER_REPLAY_MAX_ATTEMPTS
     ids = [dead_letter.pk for dead_letter in candidates if _failed_replays(dead_letter) < cap]
-    DeadLetter.objects.filter(id__in=ids).update(
-        status=DeadLetter.Status.REPLAYING, next_attempt_at=None, replay_queued_at=timezone.now()
-    )
     _enqueue_replays(ids, actor=actor)
     return ids
 
 
-def _enqueue_replays(ids: list[int], *, actor: AbstractBaseUser | None) -> None:
+def _enqueue_replays(ids: list[int], *, actor: AbstractBaseUser | None, notes: dict[int, str] | None = None) -> None:
+    """Mark `ids` queued (not started) with a history line each (`notes`: why, by id) and send their tasks on
+    commit, in chunks."""
     now = timezone.now()
+    DeadLetter.objects.filter(id__in=ids).update(
+        status=DeadLetter.Status.REPLAYING, next_attempt_at=None, replay_queued_at=now, replay_started_at=None
+    )
     DeadLetterReplay.objects.bulk_create(
-        DeadLetterReplay(dead_letter_id=i, action=Action.QUEUE, outcome=Outcome.QUEUED, actor=actor, at=now)
+        DeadLetterReplay(dead_letter_id=i, action=Action.QUEUE, outcome=Outcome.QUEUED, actor=actor, at=now,
+                         error=(notes or {}).get(i, ""))
         for i in ids
     )
     actor_id = actor.pk if actor else None
     chunk = settings.CONSUMER_REPLAY_TASK_CHUNK
     for start in range(0, len(ids), chunk):
         part = ids[start : start + chunk]
-        # robust: a Celery broker down at commit must not fail the caller; the stale sweep re-queues.
-        enqueue_on_commit("apps.consumers.tasks.replay_dead_letters", part, actor_id)
+        # robust: a Celery broker down at commit must not fail the caller; the rows say their task was not
+        # sent, and the stale sweep queues them again at its next run.
+        enqueue_on_commit("apps.consumers.tasks.replay_dead_letters", part, actor_id,
+                          on_failure=partial(deadletter_replays_not_sent, dead_letter_ids=part))
+
+
+def deadletter_replays_not_sent(*, dead_letter_ids: list[int]) -> int:
+    """The task for these queued replays could not be sent (Celery broker down): mark them so (no queue time),
+    and the stale sweep queues them again at its next run instead of waiting for CONSUMER_REPLAY_LOST_HOURS."""
+    return DeadLetter.objects.filter(
+        id__in=dead_letter_ids, status=DeadLetter.Status.REPLAYING, replay_started_at__isnull=True
+    ).update(replay_queued_at=None)
 
 
 def deadletter_replay_queued(*, dead_letter_id: int, actor: AbstractBaseUser | None = None) -> ReplayResult:
     """The background half of `deadletter_queue_replay`: replay a dead letter still `replaying`, under the same
     cap as a replay now. At the cap it goes back to `pending` (history: refused); one that is no longer
     `replaying` (handled meanwhile, or a second copy of the task) is skipped."""
+    # Committed before the replay's own transaction: if this worker dies during the replay, the sweep knows
+    # the task started (a dead worker), unlike one still waiting in the Celery queue.
+    with transaction.atomic():
+        DeadLetter.objects.filter(pk=dead_letter_id, status=DeadLetter.Status.REPLAYING).update(
+            replay_started_at=timezone.now()
+        )
     with transaction.atomic():
         dead_letter = lock_dead_letter(dead_letter_id)
         if dead_letter.status != DeadLetter.Status.REPLAYING:
@@ -204,33 +257,53 @@ def deadletter_replay_queued(*, dead_letter_id: int, actor: AbstractBaseUser | N
         return _replay_locked(dead_letter, actor=actor, action=Action.REPLAY)
 
 
-def deadletter_requeue_stale_replays(*, older_than: timedelta | None = None) -> int:
-    """Beat: background replays still `replaying` after CONSUMER_REPLAY_STALE_MINUTES lost their task (never
-    queued, or its worker died). Each counts as a failed replay: below the cap it is queued again, at the
-    cap it goes back to `pending`. So nothing stays `replaying` for ever. Returns how many were re-queued."""
-    cutoff = timezone.now() - (older_than or timedelta(minutes=settings.CONSUMER_REPLAY_STALE_MINUTES))
+def deadletter_requeue_stale_replays() -> int:
+    """Beat: queue again the background replays whose task is gone, judged by whether it started, not by the
+    clock alone (a task waiting in a long Celery queue is left alone). Returns how many were queued again.
+
+    - Started, and still `replaying` CONSUMER_REPLAY_STALE_MINUTES later with no replay holding the row: its
+      worker died during the replay. That counts as a failed replay (a message that kills its worker must
+      reach the cap): below the cap it is queued again, at the cap it goes back to `pending`.
+    - Never started: its task could not be sent (no queue time), or it was not started
+      CONSUMER_REPLAY_LOST_HOURS after it was queued (its message was lost, e.g. the Celery broker purged).
+      Queued again without counting a failure: it never ran. If the first task still comes, the second
+      finds the dead letter handled and skips it.
+    """
+    now = timezone.now()
+    died = Q(replay_started_at__lt=now - timedelta(minutes=settings.CONSUMER_REPLAY_STALE_MINUTES))
+    lost_before = now - timedelta(hours=settings.CONSUMER_REPLAY_LOST_HOURS)
+    lost = Q(replay_started_at__isnull=True) & (Q(replay_queued_at__isnull=True) | Q(replay_queued_at__lt=lost_before))
     with transaction.atomic():
         # A row a running replay holds is locked: that replay is alive, skip it.
         stale = list(
             DeadLetter.objects.select_for_update(skip_locked=True)
-            .filter(
-                Q(replay_queued_at__lt=cutoff) | Q(replay_queued_at__isnull=True), status=DeadLetter.Status.REPLAYING
-            )
+            .filter(died | lost, status=DeadLetter.Status.REPLAYING)
             .order_by("id")
         )
         requeue: list[int] = []
+        notes: dict[int, str] = {}
         for dead_letter in stale:
+            if dead_letter.replay_started_at is None:
+                notes[dead_letter.pk] = _never_started(dead_letter)
+                requeue.append(dead_letter.pk)
+                continue
             add_history(dead_letter, action=Action.REPLAY, outcome=Outcome.FAILED, actor=None,
-                        error=f"the background replay did not finish within {settings.CONSUMER_REPLAY_STALE_MINUTES} "
-                              "minutes (its task was lost or died)")
+                        error=f"the background replay started but did not finish within "
+                              f"{settings.CONSUMER_REPLAY_STALE_MINUTES} minutes (its worker died)")
             if _failed_replays(dead_letter) >= settings.CONSUMER_REPLAY_MAX_ATTEMPTS:
                 dead_letter.status = DeadLetter.Status.PENDING
                 dead_letter.save(update_fields=["status"])
             else:
                 requeue.append(dead_letter.pk)
-        DeadLetter.objects.filter(pk__in=requeue).update(replay_queued_at=timezone.now())
-        _enqueue_replays(requeue, actor=None)
+        _enqueue_replays(requeue, actor=None, notes=notes)
     return len(requeue)
+
+
+def _never_started(dead_letter: DeadLetter) -> str:
+    if dead_letter.replay_queued_at is None:
+        return "queued again: its task could not be sent"
+    return f"queued again: its task had not started {settings.CONSUMER_REPLAY_LOST_HOURS} hours after it was " \
+           "queued (lost)"
 
 
 # --- automatic retries ------------------------------------------------------------------------------------

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -95,15 +95,27 @@ def customer_update(*, customer: Customer, data: dict[str, Any]) -> Customer:
     return locked
 
 
-@transaction.atomic
-def customers_announce(*, batch_size: int = 500) -> int:
+def customers_announce(*, batch_size: int = 500, on_batch: Callable[[int], object] | None = None) -> int:
     """Publish CustomerUpserted for every customer at its current revision (so a consumer that has never seen
-    them learns them; one that has ignores the repeat); returns how many."""
-    count = 0
-    for customer in Customer.objects.order_by("pk").iterator(chunk_size=batch_size):
-        outbox.publish(customer_upserted(customer))
-        count += 1
-    return count
+    them learns them; one that has ignores the repeat); returns how many. `on_batch(announced so far)` is
+    called after each committed batch (a command's progress line).
+
+    A transaction per batch: each publish holds its key's advisory lock until commit, so one transaction for
+    every customer ran out of PostgreSQL's lock table past a few thousand customers, and held up every
+    publish on those keys until the end. A customer changed meanwhile publishes its own newer revision.
+    """
+    announced, last_pk = 0, 0
+    while True:
+        with transaction.atomic():
+            batch = list(Customer.objects.filter(pk__gt=last_pk).order_by("pk")[:batch_size])
+            for customer in batch:
+                outbox.publish(customer_upserted(customer))
+        if not batch:
+            return announced
+        announced += len(batch)
+        last_pk = batch[-1].pk
+        if on_batch is not None:
+            on_batch(announced)
 
 
 def customer_upserted(customer: Customer) -> CustomerUpserted:

@@ -254,9 +254,16 @@ CONSUMER_REPLAY_MAX_ATTEMPTS = env.int("CONSUMER_REPLAY_MAX_ATTEMPTS", default=1
 # Larger admin selections are replayed in the background by Celery, in tasks of this many.
 CONSUMER_REPLAY_SYNC_LIMIT = env.int("CONSUMER_REPLAY_SYNC_LIMIT", default=20)
 CONSUMER_REPLAY_TASK_CHUNK = env.int("CONSUMER_REPLAY_TASK_CHUNK", default=200)
-# A background replay still `replaying` this long after it was queued lost its task (Celery broker down at
-# commit, worker died): beat re-queues it, counting a failed replay, so the replay cap ends it.
+# A replay task starts no new dead letter after this many seconds and hands the rest to a new task, so the
+# time limit never kills it with work left (keep it well below CELERY_TASK_SOFT_TIME_LIMIT).
+CONSUMER_REPLAY_TASK_BUDGET_S = env.float("CONSUMER_REPLAY_TASK_BUDGET_S", default=120.0)
+# A background replay whose task started on it and is still `replaying` this long after (no replay holding
+# it) lost its worker: beat re-queues it, counting a failed replay, so the replay cap ends it. Keep it above
+# CELERY_TASK_TIME_LIMIT: no task runs longer.
 CONSUMER_REPLAY_STALE_MINUTES = env.int("CONSUMER_REPLAY_STALE_MINUTES", default=15)
+# One never started this long after it was queued lost its task message (a purged Celery broker): beat queues
+# it again, counting nothing. A task merely waiting in a long queue is left alone until then.
+CONSUMER_REPLAY_LOST_HOURS = env.float("CONSUMER_REPLAY_LOST_HOURS", default=6.0)
 # Keep inbox rows longer than a topic can ever be re-read (Kafka retention), or an old event could apply twice.
 CONSUMER_INBOX_RETENTION_DAYS = env.int("CONSUMER_INBOX_RETENTION_DAYS", default=14)
 CONSUMER_STATS_INTERVAL_S = env.float("CONSUMER_STATS_INTERVAL_S", default=60.0)

@@ -43,6 +43,7 @@ API_RULES: dict[tuple[str, str], set[str]] = {
     ("dead-letter-detail", "GET"): FINANCE | OPERATIONS,
     ("dead-letter-replay", "POST"): OPERATIONS,
     ("dead-letter-discard", "POST"): OPERATIONS,
+    ("dead-letter-discard-many", "POST"): OPERATIONS,
     ("schema", "GET"): SIGNED_IN,
     ("swagger-ui", "GET"): SIGNED_IN,
     ("health-live", "GET"): ANYONE,

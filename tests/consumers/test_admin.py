@@ -248,6 +248,20 @@ def test_bulk_discard_confirmation_shows_each_failure_message() -> None:
     assert "Discard <strong>2</strong> dead letters" in page and "boom 1" in page and "boom 2" in page
 
 
+def test_discarding_a_head_with_some_of_its_parked_messages_runs_none_of_the_selection() -> None:
+    head = dead_letter(1)
+    dropped, kept, dropped_too = (parked_dead_letter(seq, head) for seq in (2, 3, 4))
+
+    page = act(logged_in("operations"), "discard_selected", [head.pk, dropped.pk, dropped_too.pk], confirm="yes",
+               reason="orders cancelled").content.decode()
+
+    assert sorted(Effect.objects.values_list("seq", flat=True)) == [3]  # only the one left out of the selection
+    statuses = dict(DeadLetter.objects.values_list("id", "status"))
+    assert statuses == {head.pk: Status.DISCARDED, dropped.pk: Status.DISCARDED, kept.pk: Status.REPLAYED,
+                        dropped_too.pk: Status.DISCARDED}
+    assert "Discarded 3 dead letters; 1 parked messages released." in page
+
+
 def test_the_list_truncates_a_long_error_with_the_full_text_in_its_title_and_loads_the_fitting_stylesheet() -> None:
     message = "customer 42 has no billing account; " * 10
     dead_letter(1, scenario="", error=RuntimeError(message))

@@ -53,6 +53,7 @@ def test_dispatcher_and_finance_cannot_replay_or_discard(role: str) -> None:
     assert client.get(URL).status_code == (403 if role == "dispatcher" else 200)
     assert client.post(f"{URL}{letter.pk}/replay/").status_code == 403
     assert client.post(f"{URL}{letter.pk}/discard/", {"reason": "no"}).status_code == 403
+    assert client.post(f"{URL}discard/", {"ids": [letter.pk], "reason": "no"}, format="json").status_code == 403
     assert DeadLetter.objects.get(pk=letter.pk).status == DeadLetter.Status.PENDING
 
 
@@ -136,3 +137,25 @@ def test_replay_and_discard_show_the_dead_letter_only_to_users_who_may_view_it()
         f"{URL}{dead_letter(2, key='truck-2').pk}/discard/", {"reason": "x"}, format="json"
     )
     assert viewer.json()["dead_letter"]["traceback"]
+
+
+def test_bulk_discard_of_a_head_and_some_of_its_parked_messages_runs_none_of_the_selection() -> None:
+    head = dead_letter(1)
+    dropped, kept, dropped_too = (parked_dead_letter(seq, head) for seq in (2, 3, 4))
+    resolved = dead_letter(5, key="truck-5")
+    DeadLetter.objects.filter(pk=resolved.pk).update(status=DeadLetter.Status.REPLAYED)
+    client = client_for("operations")
+    assert client.post(f"{URL}discard/", {"ids": [head.pk]}, format="json").status_code == 400
+
+    response = client.post(
+        f"{URL}discard/", {"ids": [head.pk, dropped.pk, dropped_too.pk, resolved.pk], "reason": "orders cancelled"},
+        format="json",
+    )
+
+    assert response.status_code == 200
+    body = response.json()
+    assert sorted(body["discarded"]) == [head.pk, dropped.pk, dropped_too.pk]
+    assert body["released"] == [kept.pk]
+    assert body["refused"] == [{"id": resolved.pk, "error": f"dead letter #{resolved.pk} is already replayed"}]
+    assert list(Effect.objects.values_list("seq", flat=True)) == [3]
+    assert DeadLetter.objects.get(pk=dropped.pk).history.get().reason == "orders cancelled"

@@ -4,6 +4,7 @@ broker needed)."""
 from __future__ import annotations
 
 from datetime import timedelta
+from unittest import mock
 
 import pytest
 from django.contrib.auth.models import User
@@ -288,26 +289,109 @@ def test_background_replay_respects_the_replay_cap_and_leaves_nothing_replaying(
     assert handlers.attempts[below.event_id] == 1  # only the replay now ran the handler
 
 
-def test_a_replay_whose_task_was_never_queued_is_queued_again_by_the_sweep(
-    settings: object, django_capture_on_commit_callbacks: object
+def test_a_queued_replay_waiting_in_a_long_celery_queue_is_left_alone_by_the_sweep(
+    django_capture_on_commit_callbacks: object
+) -> None:
+    head = dead_letter(1, scenario="")
+    with django_capture_on_commit_callbacks(execute=False) as queued:  # type: ignore[operator]
+        deadletter_queue_replay(dead_letter_ids=[head.pk], actor=None)
+    # An hour later its task still waits behind others in the Celery queue (it has not started).
+    DeadLetter.objects.filter(pk=head.pk).update(replay_queued_at=timezone.now() - timedelta(hours=1))
+    with django_capture_on_commit_callbacks(execute=False) as swept:  # type: ignore[operator]
+        assert deadletter_requeue_stale_replays() == 0
+    assert not swept
+    assert DeadLetter.objects.get(pk=head.pk).status == Status.REPLAYING
+
+    run_callbacks(queued)  # its turn comes
+
+    assert list(head.history.values_list("action", "outcome")) == [("queue", "queued"), ("replay", "applied")]
+    assert effect_seqs() == [1]
+
+
+def test_a_replay_whose_task_was_never_sent_is_queued_again_by_the_next_sweep_without_counting_a_failure(
+    django_capture_on_commit_callbacks: object
 ) -> None:
     from apps.consumers.tasks import requeue_stale_replays
 
     head = dead_letter(1, scenario="")
-    with django_capture_on_commit_callbacks(execute=False):  # type: ignore[operator]
-        deadletter_queue_replay(dead_letter_ids=[head.pk], actor=None)  # the broker was down at commit
     with django_capture_on_commit_callbacks(execute=False) as callbacks:  # type: ignore[operator]
-        assert requeue_stale_replays.apply().result == 0  # not stale yet
-    assert not callbacks
-
-    DeadLetter.objects.filter(pk=head.pk).update(replay_queued_at=timezone.now() - timedelta(minutes=16))
+        deadletter_queue_replay(dead_letter_ids=[head.pk], actor=None)
+    with mock.patch("apps.consumers.tasks.replay_dead_letters.delay", side_effect=OSError("Celery broker down")):
+        with pytest.raises(OSError):
+            callbacks[0]()  # Django's robust on_commit logs this; the caller's commit stands
     with django_capture_on_commit_callbacks(execute=False) as callbacks:  # type: ignore[operator]
-        assert requeue_stale_replays.apply().result == 1
+        assert requeue_stale_replays.apply().result == 1  # at once: nothing is waiting for it
     run_callbacks(callbacks)
 
     head.refresh_from_db()
     assert head.status == Status.REPLAYED
+    assert list(head.history.values_list("action", "outcome")) == [
+        ("queue", "queued"), ("queue", "queued"), ("replay", "applied"),
+    ]
     assert effect_seqs() == [1]
+
+
+def test_a_replay_never_started_within_the_lost_bound_is_queued_again_without_counting_a_failure(
+    settings: object, django_capture_on_commit_callbacks: object
+) -> None:
+    settings.CONSUMER_REPLAY_LOST_HOURS = 6  # type: ignore[attr-defined]
+    head = dead_letter(1, scenario="")
+    with django_capture_on_commit_callbacks(execute=False):  # type: ignore[operator]
+        deadletter_queue_replay(dead_letter_ids=[head.pk], actor=None)  # its message is purged from the broker
+    DeadLetter.objects.filter(pk=head.pk).update(replay_queued_at=timezone.now() - timedelta(hours=5))
+    with django_capture_on_commit_callbacks(execute=False):  # type: ignore[operator]
+        assert deadletter_requeue_stale_replays() == 0
+    DeadLetter.objects.filter(pk=head.pk).update(replay_queued_at=timezone.now() - timedelta(hours=7))
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:  # type: ignore[operator]
+        assert deadletter_requeue_stale_replays() == 1
+    run_callbacks(callbacks)
+
+    head.refresh_from_db()
+    assert head.status == Status.REPLAYED
+    assert [o for _, o in head.history.values_list("action", "outcome")] == ["queued", "queued", "applied"]
+
+
+def test_a_replay_whose_worker_died_after_it_started_counts_as_failed_and_is_queued_again(
+    settings: object, django_capture_on_commit_callbacks: object
+) -> None:
+    head = dead_letter(1, scenario="")
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:  # type: ignore[operator]
+        deadletter_queue_replay(dead_letter_ids=[head.pk], actor=None)
+    with mock.patch("apps.consumers.replay.apply_stored", side_effect=SystemExit("worker killed")):
+        with pytest.raises(SystemExit):
+            run_callbacks(callbacks)
+    head.refresh_from_db()
+    assert head.status == Status.REPLAYING and head.replay_started_at is not None  # recorded before it died
+    with django_capture_on_commit_callbacks(execute=False):  # type: ignore[operator]
+        assert deadletter_requeue_stale_replays() == 0  # not stale yet
+    DeadLetter.objects.filter(pk=head.pk).update(replay_started_at=timezone.now() - timedelta(minutes=16))
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:  # type: ignore[operator]
+        assert deadletter_requeue_stale_replays() == 1
+    run_callbacks(callbacks)
+
+    head.refresh_from_db()
+    assert head.status == Status.REPLAYED
+    assert list(head.history.values_list("action", "outcome")) == [
+        ("queue", "queued"), ("replay", "failed"), ("queue", "queued"), ("replay", "applied"),
+    ]
+
+
+def test_a_replay_task_past_its_time_budget_hands_the_rest_to_a_new_task(
+    settings: object, django_capture_on_commit_callbacks: object
+) -> None:
+    from apps.consumers.tasks import replay_dead_letters
+
+    settings.CONSUMER_REPLAY_TASK_BUDGET_S = 0  # type: ignore[attr-defined]
+    heads = [dead_letter(seq, key=f"truck-{seq}", scenario="") for seq in (1, 2, 3)]
+    with django_capture_on_commit_callbacks(execute=False):  # type: ignore[operator]
+        deadletter_queue_replay(dead_letter_ids=[h.pk for h in heads], actor=None)
+    with mock.patch.object(replay_dead_letters, "delay") as delay:
+        replay_dead_letters.apply(args=[[h.pk for h in heads], None])
+
+    delay.assert_called_once_with([heads[1].pk, heads[2].pk], None)
+    assert list(DeadLetter.objects.order_by("id").values_list("status", flat=True)) == [
+        Status.REPLAYED, Status.REPLAYING, Status.REPLAYING,
+    ]
 
 
 def test_a_replay_whose_task_keeps_dying_ends_pending_after_the_replay_cap(
@@ -318,8 +402,8 @@ def test_a_replay_whose_task_keeps_dying_ends_pending_after_the_replay_cap(
     with django_capture_on_commit_callbacks(execute=False):  # type: ignore[operator]
         deadletter_queue_replay(dead_letter_ids=[head.pk], actor=None)
     statuses = []
-    for _ in range(2):  # each re-queued task dies before it finishes (its callbacks never run)
-        DeadLetter.objects.filter(pk=head.pk).update(replay_queued_at=timezone.now() - timedelta(hours=1))
+    for _ in range(2):  # each re-queued task starts, then its worker dies before it finishes
+        DeadLetter.objects.filter(pk=head.pk).update(replay_started_at=timezone.now() - timedelta(hours=1))
         with django_capture_on_commit_callbacks(execute=False):  # type: ignore[operator]
             deadletter_requeue_stale_replays()
         statuses.append(DeadLetter.objects.get(pk=head.pk).status)
