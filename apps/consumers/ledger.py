@@ -97,7 +97,7 @@ def ledger_statuses(*, group: str, message_ids: list[MessageId]) -> dict[Message
     digests = [message_id for message_id in message_ids if isinstance(message_id, bytes)]
     rows = DeadLetter.objects.filter(
         Q(event_id__in=event_ids) | Q(event_id__isnull=True, digest__in=digests), group=group
-    ).values_list("event_id", "digest", "status")
+    ).order_by().values_list("event_id", "digest", "status")
     return {event_id if event_id is not None else bytes(digest): status for event_id, digest, status in rows}
 
 
