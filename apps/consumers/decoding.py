@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 import uuid
 from dataclasses import dataclass, field
@@ -68,13 +69,24 @@ class Skip:
 SKIP: Final = Skip()
 
 
+MessageId = uuid.UUID | bytes  # what makes a message that message: its event id, else the digest of its bytes
+
+
 @dataclass(frozen=True)
 class Identity:
-    """The event identity headers as far as they are readable; stored on a dead letter for search."""
+    """What a message is, as far as its headers are readable: the event identity (stored on a dead letter for
+    search) and the digest of its bytes. Never its place: a rebuilt broker numbers its offsets from zero again."""
 
     event_id: uuid.UUID | None
     event_type: str
     event_version: int | None
+    digest: bytes
+
+    @property
+    def message_id(self) -> MessageId:
+        """How the ledger knows the message: the CloudEvents id (also every inbox's key), or for a message
+        without a readable one the digest of its key, value and headers."""
+        return self.event_id if self.event_id is not None else self.digest
 
 
 _MAX_VERSION = 2**31 - 1  # the ledger's column; a hostile `.v99999999999` must not fail the record
@@ -91,7 +103,18 @@ def identity(raw: RawMessage) -> Identity:
     return Identity(
         event_id=event_id, event_type=safe_text(ce_type, limit=200),
         event_version=version if version is not None and version <= _MAX_VERSION else None,
+        digest=message_digest(key=raw.key, value=raw.value, headers=raw.headers),
     )
+
+
+def message_digest(*, key: bytes | None, value: bytes | None, headers: list[tuple[str, bytes | None]]) -> bytes:
+    """SHA-256 of the message's bytes, unambiguously: each part length-prefixed, a missing part (None) distinct
+    from an empty one, headers in order. The ledger stores it as received; an edit of the payload keeps it."""
+    digest = hashlib.sha256()
+    parts = [key, value, *(part for name, raw in headers for part in (name.encode("utf-8", "surrogatepass"), raw))]
+    for part in parts:
+        digest.update(b"\x00" if part is None else b"\x01" + len(part).to_bytes(8, "big") + part)
+    return digest.digest()
 
 
 def decode(raw: RawMessage, *, group: str) -> Decoded | Skip:

@@ -7,18 +7,19 @@ from __future__ import annotations
 import hashlib
 import re
 import traceback as tb
+import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from apps.common.postgres import safe_text
 from apps.consumers import registry
-from apps.consumers.decoding import DecodeFailure, RawMessage, identity
+from apps.consumers.decoding import DecodeFailure, Identity, MessageId, RawMessage, identity, message_digest
 from apps.consumers.models import DeadLetter, DeadLetterReplay, encode_headers
 
 _UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", re.IGNORECASE)
@@ -82,22 +83,33 @@ def fingerprint(*, exception_class: str, handler: str, message: str) -> str:
 # --- what the ledger holds --------------------------------------------------------------------------------
 
 
-def ledger_statuses(*, group: str, positions: list[tuple[str, int, int]]) -> dict[tuple[str, int, int], str]:
-    """(topic, partition, offset) -> status of the group's dead letter for that message, for those that have one.
+def ledger_statuses(*, group: str, message_ids: list[MessageId]) -> dict[MessageId, str]:
+    """Message id (event id, or digest of a message without one; see `Identity.message_id`) -> status of the
+    group's dead letter for that message, for those that have one.
 
     The consumer asks once per batch: on redelivery the ledger decides, not the handler (a discarded message
-    never runs again; a replayed one is a duplicate; an unresolved one waits where it is).
+    never runs again; a replayed one is a duplicate; an unresolved one waits where it is), wherever the message
+    now sits: a position names a place in one log, and logs get rebuilt.
     """
-    offsets: dict[tuple[str, int], list[int]] = {}
-    for topic, partition, offset in positions:
-        offsets.setdefault((topic, partition), []).append(offset)
-    where = Q()
-    for (topic, partition), wanted in offsets.items():
-        where |= Q(topic=topic, partition=partition, offset__in=wanted)
-    if not offsets:
+    if not message_ids:
         return {}
-    rows = DeadLetter.objects.filter(where, group=group).values_list("topic", "partition", "offset", "status")
-    return {(topic, partition, offset): status for topic, partition, offset, status in rows}
+    event_ids = [message_id for message_id in message_ids if isinstance(message_id, uuid.UUID)]
+    digests = [message_id for message_id in message_ids if isinstance(message_id, bytes)]
+    rows = DeadLetter.objects.filter(
+        Q(event_id__in=event_ids) | Q(event_id__isnull=True, digest__in=digests), group=group
+    ).order_by().values_list("event_id", "digest", "status")
+    return {event_id if event_id is not None else bytes(digest): status for event_id, digest, status in rows}
+
+
+def ledger_row(*, group: str, raw: RawMessage) -> DeadLetter | None:
+    """The group's dead letter for this message (by what it is, wherever it sits), if it has one."""
+    return _same_message(group, identity(raw)).first()
+
+
+def _same_message(group: str, ident: Identity) -> QuerySet[DeadLetter]:
+    if ident.event_id is not None:
+        return DeadLetter.objects.filter(group=group, event_id=ident.event_id)
+    return DeadLetter.objects.filter(group=group, event_id__isnull=True, digest=ident.digest)
 
 
 # --- recording dead letters -------------------------------------------------------------------------------
@@ -108,27 +120,24 @@ def deadletter_record(
     *, group: str, raw: RawMessage, failure: Failure, attempts: int, first_failed_at: datetime | None = None,
     blocked_by_id: int | None = None, auto_retry: bool = False,
 ) -> DeadLetter:
-    """Put a message in the ledger (once per message and group: a redelivered one updates its row).
+    """Put a message in the ledger (once per message and group, the message known by its event id or, without
+    one, its bytes: a redelivered one, at its old offset or a new one, updates its row).
 
     Key, value and header values are stored as the bytes they are; text columns get `safe_text`. If this still
     fails, the caller falls back to `deadletter_record_minimal`. `auto_retry`: a retryable failure the consumer
     gave up on in line becomes `retrying`, re-tried by `deadletter_retry_due` (when automatic retries are on).
     """
     now = timezone.now()
-    existing = (
-        DeadLetter.objects.select_for_update()
-        .filter(group=group, topic=raw.topic, partition=raw.partition, offset=raw.offset)
-        .first()
-    )
+    ident = identity(raw)
+    existing = _same_message(group, ident).select_for_update().first()
     if existing:
         if existing.is_unresolved and existing.blocked_by_id is None and blocked_by_id is None:
             _set_failure(existing, failure, attempts=existing.attempts + attempts, at=now)
             existing.save()
         return existing
-    ident = identity(raw)
     dead_letter = DeadLetter(
         group=group, topic=raw.topic, partition=raw.partition, offset=raw.offset, key=raw.key,
-        value=raw.value or b"", headers=encode_headers(raw.headers), event_id=ident.event_id,
+        value=raw.value or b"", headers=encode_headers(raw.headers), event_id=ident.event_id, digest=ident.digest,
         event_type=ident.event_type, event_version=ident.event_version, attempts=0,
         first_failed_at=first_failed_at or now, blocked_by_id=blocked_by_id,
     )
@@ -146,8 +155,13 @@ def deadletter_record_minimal(
 ) -> None:
     """The ledger row of last resort, when recording a failure in full failed: the raw bytes, the reason and
     why the full record failed, in columns nothing foreign can break (bytea, base64, ASCII). A row that
-    already exists for the message wins (ON CONFLICT DO NOTHING): either way the message is in the ledger."""
+    already exists for the message (same event id, or same bytes) wins (ON CONFLICT DO NOTHING): either way
+    the message is in the ledger."""
     now = timezone.now()
+    try:
+        ident: Identity | None = identity(raw)
+    except Exception:  # noqa: BLE001 - without its identity the row is still the message's, by its bytes
+        ident = None
     message = _ascii(
         f"{failure.message[:1000]}\n\n(the failure could not be recorded in full: "
         f"{type(error).__name__}: {_describe(error)[:500]})"
@@ -159,7 +173,9 @@ def deadletter_record_minimal(
     DeadLetter.objects.bulk_create([
         DeadLetter(
             group=group, topic=raw.topic, partition=raw.partition, offset=raw.offset, key=raw.key,
-            value=raw.value or b"", headers=headers, reason=failure.reason, handler=_ascii(failure.handler)[:300],
+            value=raw.value or b"", headers=headers, event_id=ident.event_id if ident else None,
+            digest=ident.digest if ident else message_digest(key=raw.key, value=raw.value, headers=[]),
+            reason=failure.reason, handler=_ascii(failure.handler)[:300],
             exception_class=_ascii(failure.exception_class)[:300], error_message=message,
             fingerprint=fingerprint(exception_class="", handler="", message="unrecorded"), attempts=1,
             first_failed_at=now, last_failed_at=now, blocked_by_id=blocked_by_id,

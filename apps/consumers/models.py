@@ -61,6 +61,10 @@ class DeadLetter(models.Model):
         default=list, help_text="All Kafka headers, in order: [{key, value_b64}] (see encode_headers)."
     )
     event_id = models.UUIDField(null=True, blank=True)
+    digest = models.BinaryField(
+        max_length=32, null=True, blank=True, editable=False,
+        help_text="SHA-256 of key, value and headers as received: how a message without a readable event id is known.",
+    )
     event_type = models.CharField(max_length=200, blank=True)
     event_version = models.PositiveIntegerField(null=True, blank=True)
     reason = models.CharField(max_length=20, choices=Reason.choices)
@@ -97,10 +101,16 @@ class DeadLetter(models.Model):
             ("discard_deadletter", "Can discard dead letters"),
             ("edit_deadletter", "Can edit a dead letter's payload and replay it"),
         ]
+        # One row per message and group, the message known by what it is (its event id, else its bytes), never by
+        # its place: a rebuilt broker numbers offsets from zero again, and a re-published event lands elsewhere.
         constraints = [
             models.UniqueConstraint(
-                fields=["group", "topic", "partition", "offset"], name="consumers_deadletter_message_uniq"
-            )
+                fields=["group", "event_id"], condition=Q(event_id__isnull=False),
+                name="consumers_deadletter_event_uniq",
+            ),
+            models.UniqueConstraint(
+                fields=["group", "digest"], condition=Q(event_id__isnull=True), name="consumers_deadletter_bytes_uniq"
+            ),
         ]
         indexes = [
             # The consumer asks "is this key blocked?" once per batch: only unresolved rows matter.

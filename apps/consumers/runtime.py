@@ -42,9 +42,19 @@ from apps.common.selectors import live_partitions
 from apps.common.tracing import log_context, resumed
 from apps.common.workers import HeartbeatRecorder, Worker
 from apps.consumers import registry
-from apps.consumers.decoding import SKIP, Decoded, DecodeFailure, RawMessage, Skip, decode
+from apps.consumers.decoding import (
+    SKIP,
+    Decoded,
+    DecodeFailure,
+    Identity,
+    MessageId,
+    RawMessage,
+    Skip,
+    decode,
+    identity,
+)
 from apps.consumers.inbox import inbox_apply, inbox_apply_many, log_ids
-from apps.consumers.ledger import Failure, deadletter_record, deadletter_record_minimal, ledger_statuses
+from apps.consumers.ledger import Failure, deadletter_record, deadletter_record_minimal, ledger_row, ledger_statuses
 from apps.consumers.models import DeadLetter
 from apps.consumers.ordering import blocking_heads, lock_keys, parked_failure
 from apps.consumers.positions import group_positions, read_positions
@@ -80,10 +90,7 @@ class _Item:
     message: Message
     raw: RawMessage
     decoded: Decoded | Skip | DecodeFailure
-
-    @property
-    def position(self) -> tuple[str, int, int]:
-        return (self.raw.topic, self.raw.partition, self.raw.offset)
+    identity: Identity  # what the message is, for the ledger (its event id, else its bytes), never its offset
 
     @contextmanager
     def logged(self) -> Iterator[None]:
@@ -101,7 +108,7 @@ class _Known:
     """What the ledger says about a batch, read once per transaction."""
 
     heads: dict[bytes, int]  # key -> the unresolved head its later messages park behind
-    ledger: dict[tuple[str, int, int], str]  # (topic, partition, offset) -> status, for redelivered dead letters
+    ledger: dict[MessageId, str]  # message id -> status, for messages the ledger holds (at any offset)
 
 
 class _Retry(Exception):
@@ -295,7 +302,7 @@ class ConsumerWorker(Worker):
             with transaction.atomic():
                 transaction.on_commit(lambda: committed.append(True))
                 known = _Known(heads=self._heads(items[start:]), ledger=ledger_statuses(
-                    group=self.group, positions=[item.position for item in items[start:]]
+                    group=self.group, message_ids=[item.identity.message_id for item in items[start:]]
                 ))
                 failed = self._apply_from(items, start, known)
         except Exception:
@@ -332,7 +339,7 @@ class ConsumerWorker(Worker):
         end = start
         for index in range(start, len(items)):
             decoded = items[index].decoded
-            if items[index].position in known.ledger:
+            if items[index].identity.message_id in known.ledger:
                 break
             if decoded is SKIP:
                 continue
@@ -376,9 +383,10 @@ class ConsumerWorker(Worker):
 
     def _apply(self, item: _Item, known: _Known) -> None:
         decoded, raw, heads = item.decoded, item.raw, known.heads
-        status = known.ledger.get(item.position)
+        status = known.ledger.get(item.identity.message_id)
         if status is not None:
-            # A redelivery of a message the ledger holds: it decides. Replayed: applied once already.
+            # A message the ledger holds, at its old offset or a new one (a re-published event, a rebuilt
+            # broker): the ledger decides. Replayed: applied once already.
             # Discarded: stays discarded. Unresolved: it waits in the ledger (its key's later messages park
             # behind it through `heads` as before). Nothing is run, nothing new is recorded.
             if status == DeadLetter.Status.REPLAYED:
@@ -494,9 +502,7 @@ class ConsumerWorker(Worker):
                              item.raw.topic, item.raw.partition, item.raw.offset)
             deadletter_record_minimal(group=self.group, raw=item.raw, failure=failure, error=error,
                                       blocked_by_id=blocked_by_id)
-            return DeadLetter.objects.filter(
-                group=self.group, topic=item.raw.topic, partition=item.raw.partition, offset=item.raw.offset
-            ).first()
+            return ledger_row(group=self.group, raw=item.raw)
 
     def _count(self, applied: bool) -> None:
         if applied:
@@ -536,7 +542,7 @@ class ConsumerWorker(Worker):
         decoded: Decoded | Skip | DecodeFailure
         if unreadable is not None:
             decoded = DecodeFailure(DeadLetter.Reason.MISSING_HEADERS, f"unreadable headers: {unreadable}")
-            return _Item(message=message, raw=raw, decoded=decoded)
+            return _Item(message=message, raw=raw, decoded=decoded, identity=identity(raw))
         try:
             decoded = decode(raw, group=self.group)
         except DecodeFailure as failure:
@@ -544,7 +550,7 @@ class ConsumerWorker(Worker):
         except Exception as error:  # noqa: BLE001 - a decoder bug must not wedge the partition either
             why = f"could not decode: {type(error).__name__}: {error}"
             decoded = DecodeFailure(DeadLetter.Reason.INVALID_PAYLOAD, why)
-        return _Item(message=message, raw=raw, decoded=decoded)
+        return _Item(message=message, raw=raw, decoded=decoded, identity=identity(raw))
 
 
 LIBRDKAFKA_MAX_POLL_INTERVAL_MS = 300_000

@@ -11,7 +11,6 @@ from apps.consumers.ledger import Failure, deadletter_record, fingerprint
 from apps.consumers.models import DeadLetter, DeadLetterReplay
 from apps.consumers.ordering import parked_failure
 from apps.consumers.replay import deadletter_replay
-from tests.consumers.factories import dead_letter
 from tests.consumers.support import cloud_event_headers, happened, raw_message
 from tests.consumers.testapp import handlers
 from tests.consumers.testapp.models import Script
@@ -21,8 +20,9 @@ Outcome = DeadLetterReplay.Outcome
 
 
 def test_a_redelivered_failure_updates_its_ledger_row_instead_of_adding_one() -> None:
-    first = dead_letter(1)
-    again = dead_letter(1)
+    raw = raw_message(happened(seq=1), offset=1)
+    first = deadletter_record(group="testing", raw=raw, failure=_failure(), attempts=3)
+    again = deadletter_record(group="testing", raw=raw, failure=_failure(), attempts=3)
     assert again.pk == first.pk
     assert DeadLetter.objects.get().attempts == 6
 
@@ -56,3 +56,42 @@ def test_the_ledger_keeps_key_and_header_bytes_exactly_and_replay_runs_the_messa
 
     assert (result.outcome, result.released) == (Outcome.APPLIED, [follower.pk])
     assert handlers.seen_keys == {head.event_id: b"\x00\x00\x00\x07", follower.event_id: b"\x00\x00\x00\x07"}
+
+
+# --- a message keeps its identity, wherever it lands ------------------------------------------------------------
+
+
+def _failure() -> Failure:
+    return Failure.from_exception(RuntimeError("boom"), handler="tests.handler")
+
+
+def test_one_event_has_one_ledger_row_whatever_offsets_it_arrived_at() -> None:
+    """The amnesia re-publish sends an event again at a new offset: it is the same message."""
+    event, event_id = happened(seq=1), uuid.uuid4()
+    first = deadletter_record(group="testing", raw=raw_message(event, event_id=event_id, offset=7), failure=_failure(),
+                              attempts=1)
+    again = deadletter_record(group="testing", raw=raw_message(event, event_id=event_id, offset=0), failure=_failure(),
+                              attempts=1)
+    assert again.pk == first.pk
+    assert list(DeadLetter.objects.values_list("event_id", "offset", "attempts")) == [(event_id, 7, 2)]
+
+
+def test_a_different_event_at_an_old_dead_letters_position_gets_a_row_of_its_own() -> None:
+    """A rebuilt broker numbers its offsets from zero again: a position names a place, not a message."""
+    old = deadletter_record(group="testing", raw=raw_message(happened(seq=1), offset=3), failure=_failure(), attempts=1)
+    new = deadletter_record(group="testing", raw=raw_message(happened(seq=2), offset=3), failure=_failure(), attempts=1)
+    assert new.pk != old.pk
+    assert DeadLetter.objects.filter(offset=3).count() == 2
+
+
+def test_a_message_without_an_event_id_is_known_by_its_bytes() -> None:
+    headers: list[tuple[str, bytes | None]] = [("x-source", b"legacy")]
+
+    def garbage(value: bytes, offset: int) -> DeadLetter:
+        raw = raw_message(happened(), offset=offset, value=value, headers=headers, key=b"legacy-1")  # type: ignore[arg-type]
+        return deadletter_record(group="testing", raw=raw, failure=_failure(), attempts=1)
+
+    first = garbage(b"not an event", 3)
+    assert garbage(b"not an event", 0).pk == first.pk  # the same bytes at a new offset
+    assert garbage(b"another one", 3).pk != first.pk  # other bytes at the old offset
+    assert DeadLetter.objects.count() == 2

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import base64
+import uuid
 from collections.abc import Iterator
+from datetime import timedelta
 
 import pytest
 from django.db import connection
@@ -56,7 +58,8 @@ def test_messages_parked_behind_an_already_resolved_head_are_relinked_behind_the
         def row(offset: int, **fields: object) -> object:
             fields = {"reason": "parked", **fields}
             return Old.objects.create(group="testing", topic="t", partition=0, offset=offset, key=b"k", value=b"{}",
-                                      fingerprint="f", first_failed_at=now, last_failed_at=now, **fields)
+                                      event_id=uuid.uuid4(), fingerprint="f", first_failed_at=now, last_failed_at=now,
+                                      **fields)
 
         head = row(1, status="replayed", reason="handler_error")
         first, second = row(2, blocked_by=head), row(3, blocked_by=head)
@@ -69,3 +72,43 @@ def test_messages_parked_behind_an_already_resolved_head_are_relinked_behind_the
     links = dict(DeadLetter.objects.values_list("id", "blocked_by_id"))
     assert links == {head.pk: None, first.pk: None, second.pk: first.pk, live_head.pk: None, waiting.pk: live_head.pk}
     assert "already been resolved" in DeadLetter.objects.get(pk=first.pk).error_message
+
+
+def test_rows_of_one_message_become_one_the_copy_that_still_waits_with_all_their_history() -> None:
+    """Before the ledger knew a message by what it is, a re-published event got a second row at its new offset."""
+    before = [("consumers", "0008_replay_actor_name")]
+    executor = MigrationExecutor(connection)
+    latest = executor.loader.graph.leaf_nodes("consumers")
+    executor.migrate(before)
+    try:
+        state = executor.loader.project_state(before).apps
+        Old, OldHistory = state.get_model("consumers", "DeadLetter"), state.get_model("consumers", "DeadLetterReplay")
+        now = timezone.now()
+
+        def row(offset: int, event_id: uuid.UUID | None, **fields: object) -> object:
+            fields = {"group": "testing", "status": "pending", "reason": "handler_error", "key": b"k", **fields}
+            return Old.objects.create(topic="t", partition=0, offset=offset, value=b"{}",
+                                      event_id=event_id, fingerprint="f", first_failed_at=now - timedelta(
+                                          minutes=offset), last_failed_at=now, **fields)
+
+        pending_id, discarded_id = uuid.uuid4(), uuid.uuid4()
+        head = row(5, pending_id)
+        copy = row(0, pending_id, reason="parked", blocked_by=head)  # the re-published copy, parked behind it
+        discarded = row(6, discarded_id, status="discarded", key=b"j")
+        OldHistory.objects.create(dead_letter=discarded, action="discard", outcome="discarded", at=now, reason="why")
+        rerun = row(1, discarded_id, key=b"j")  # its copy ran again (the old ledger never asked) and failed
+        behind = row(2, uuid.uuid4(), reason="parked", key=b"j", blocked_by=rerun)
+        garbage = [row(offset, None, key=b"x", reason="missing_headers") for offset in (3, 4)]
+        other_group = row(7, pending_id, group="testing-audit")
+    finally:
+        executor = MigrationExecutor(connection)
+        executor.migrate(latest)
+
+    rows = {row.pk: row for row in DeadLetter.objects.all()}
+    assert sorted(rows) == sorted([head.pk, rerun.pk, behind.pk, garbage[0].pk, other_group.pk])
+    assert rows[head.pk].first_failed_at == now - timedelta(minutes=5)
+    assert (rows[rerun.pk].status, rows[rerun.pk].first_failed_at) == ("pending", now - timedelta(minutes=6))
+    assert [h.reason for h in rows[rerun.pk].history.all()] == ["why"]
+    assert rows[behind.pk].blocked_by_id == rerun.pk
+    assert rows[garbage[0].pk].digest is not None
+    assert copy.pk not in rows and discarded.pk not in rows

@@ -13,8 +13,14 @@ from pytest_django.fixtures import Settings as SettingsWrapper
 
 from apps.common.kafka import client_config
 from apps.consumers.models import DeadLetter, InboxEntry
-from apps.consumers.replay import deadletter_discard, deadletter_edit_and_replay, deadletter_retry_due
+from apps.consumers.replay import (
+    deadletter_discard,
+    deadletter_edit_and_replay,
+    deadletter_replay,
+    deadletter_retry_due,
+)
 from apps.consumers.runtime import ConsumerWorker
+from tests.consumers.factories import dead_letter
 from tests.consumers.support import RawProducer, cloud_event_headers, drain, happened
 from tests.consumers.testapp import handlers
 from tests.consumers.testapp.models import Effect, Script
@@ -373,6 +379,62 @@ def test_a_redelivered_message_whose_dead_letter_was_replayed_is_a_duplicate_and
     assert effects() == [1, 2]
     assert list(DeadLetter.objects.values_list("id", "status")) == [(head.pk, DeadLetter.Status.REPLAYED)]
     assert (worker.counters.duplicates, worker.counters.parked, worker.counters.dead_lettered) == (1, 0, 0)
+
+
+def test_a_new_event_at_an_old_dead_letters_offset_is_applied_and_if_it_fails_gets_its_own_ledger_row(
+    producer: RawProducer, make_worker: Callable[..., ConsumerWorker]
+) -> None:
+    """After a broker rebuild offsets start from zero: the ledger's rows from before name places that new, different
+    events now hold (here: dead letters of other events at offsets 0 and 1, as the old broker numbered them)."""
+    old = [dead_letter(seq, key=f"old-{seq}") for seq in (0, 1)]
+    assert [(row.topic, row.partition, row.offset) for row in old] == [(producer.topic, 0, 0), (producer.topic, 0, 1)]
+    Script.objects.create(scenario="refuses", broken=True, non_retryable=True)
+    applied = producer.event(happened(key="new-0", seq=10))  # lands at offset 0
+    refused = producer.event(happened(key="new-1", scenario="refuses", seq=11))  # lands at offset 1
+    producer.event(happened(key="new-2", seq=12))
+    producer.flush()
+    worker = make_worker()
+    drain(worker, lambda: Effect.objects.filter(seq=12).exists())
+
+    assert effects(event_id=applied) == [10]
+    row = DeadLetter.objects.get(event_id=refused)
+    assert (row.offset, row.reason, row.status) == (1, Reason.NON_RETRYABLE, DeadLetter.Status.PENDING)
+    assert DeadLetter.objects.count() == 3
+    assert worker.counters.in_ledger == 0
+
+
+def test_the_same_event_published_again_at_a_new_offset_keeps_its_one_ledger_row_and_its_fate(
+    producer: RawProducer, make_worker: Callable[..., ConsumerWorker]
+) -> None:
+    """The amnesia re-publish: every event of the window arrives again, at new offsets. A pending one still waits
+    (one row, not a parked copy), a discarded one stays discarded, a replayed one is a duplicate."""
+    Script.objects.create(scenario="refuses", broken=True, non_retryable=True)
+    events = {name: happened(key=name, scenario="refuses", seq=seq)
+              for seq, name in enumerate(["pending", "discarded", "replayed"], start=1)}
+    ids = {name: producer.event(event) for name, event in events.items()}
+    producer.flush()
+    worker = make_worker()
+    drain(worker, lambda: DeadLetter.objects.count() == 3)
+    rows = {name: DeadLetter.objects.get(event_id=event_id) for name, event_id in ids.items()}
+    deadletter_discard(dead_letter_id=rows["discarded"].pk, actor=None, reason="cancelled by the customer")
+    Script.objects.filter(scenario="refuses").update(broken=False)
+    deadletter_replay(dead_letter_id=rows["replayed"].pk)
+    Script.objects.filter(scenario="refuses").update(broken=True, non_retryable=True)
+
+    for name, event in events.items():
+        producer.event(event, event_id=ids[name])  # the same events at offsets 3, 4, 5
+    producer.event(happened(key="after", seq=99))
+    Script.objects.filter(scenario="refuses").update(broken=False)  # the discarded one would apply, were it run
+    producer.flush()
+    drain(worker, lambda: Effect.objects.filter(seq=99).exists())
+
+    statuses = {event_id: (offset, status) for event_id, offset, status
+                in DeadLetter.objects.values_list("event_id", "offset", "status")}
+    assert statuses == {ids["pending"]: (0, DeadLetter.Status.PENDING),
+                        ids["discarded"]: (1, DeadLetter.Status.DISCARDED),
+                        ids["replayed"]: (2, DeadLetter.Status.REPLAYED)}
+    assert Effect.objects.filter(event_id__in=ids.values()).count() == 1  # the replay's, once
+    assert (worker.counters.in_ledger, worker.counters.duplicates, worker.counters.parked) == (2, 1, 0)
 
 
 # --- retries never hold a partition hostage ---------------------------------------------------------------------
