@@ -54,7 +54,7 @@ def _copies(DeadLetter):
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('consumers', '0008_replay_actor_name'),
+        ('consumers', '0009_replay_started_at'),
     ]
 
     operations = [
