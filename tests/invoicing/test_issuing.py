@@ -244,5 +244,6 @@ def test_a_batch_queues_its_pdf_renders_with_one_message_after_commit(celery_que
     [(name, (invoice_ids, traceparents))] = queued_tasks(celery_queue)
     assert (name, invoice_ids) == ("apps.invoicing.tasks.queue_invoice_renders", [i.pk for i in issued])
     # Each render continues its invoice's trace: the span that published its InvoiceGenerated.
-    published = dict(OutboxEvent.objects.filter(key__in=["11", "12", "13"]).values_list("key", "traceparent"))
-    assert traceparents == [published[str(i.route_id)] for i in issued]
+    keys = ["route:11", "route:12", "route:13"]
+    published = dict(OutboxEvent.objects.filter(key__in=keys).values_list("key", "traceparent"))
+    assert traceparents == [published[f"route:{i.route_id}"] for i in issued]

@@ -37,7 +37,7 @@ def test_committed_transaction_leaves_exactly_one_row_with_envelope_fields() -> 
     row = OutboxEvent.objects.get()
     assert row.event_id == event_id
     assert row.topic == "routing.events"
-    assert row.key == "42"
+    assert row.key == "truck:42"
     assert row.event_type == "logiflow.routing.RouteCalculated.v1"
     assert row.source == "/logiflow/routing"
     assert row.traceparent == traceparent

@@ -83,7 +83,7 @@ def test_calculation_publishes_one_route_calculated_matching_the_saved_route() -
     route = calculated_route(departs_at=DEPARTURE)
     row = OutboxEvent.objects.get()
     event = RouteCalculated.model_validate_json(row.payload)
-    assert row.key == str(route.truck_id)
+    assert row.key == f"truck:{route.truck_id}"
     assert (event.route_id, event.calculation, event.truck_id, event.truck_plate) == (
         route.pk, 1, route.truck_id, route.truck.plate
     )
