@@ -65,7 +65,7 @@ def test_issuing_writes_invoice_generated_with_the_invoice_fields_to_the_outbox(
         "gross_total": "722.95",
         "currency": "EUR",
         "issued_at": invoice.issued_at.isoformat().replace("+00:00", "Z"),
-        "_key": "11",
+        "_key": "route:11",
         "_topic": "invoicing.events",
     }
 

@@ -80,4 +80,4 @@ def test_publish_queues_the_row_for_the_relay_in_the_same_transaction() -> None:
     with transaction.atomic():
         event_id = outbox.publish(route_calculated(truck_id=8))
     [queued] = PendingEvent.objects.select_related("event")
-    assert (queued.event.event_id, queued.key) == (event_id, "8")
+    assert (queued.event.event_id, queued.key) == (event_id, "truck:8")

@@ -133,7 +133,7 @@ def test_recalculation_publishes_a_new_event_with_the_next_calculation_keyed_by_
     first, second = _events(route)
     assert (first.calculation, second.calculation) == (1, 2)
     assert recalculated.calculation == 2
-    assert [row.key for row in OutboxEvent.objects.all()] == [str(route.truck_id)] * 2
+    assert [row.key for row in OutboxEvent.objects.all()] == [f"truck:{route.truck_id}"] * 2
     assert second.depot.name == "Ankara Hub" and second.stops[0].name == "Ankara"
     assert list(RouteStop.objects.filter(route=route).values_list("name", flat=True)) == [s.name for s in second.stops]
 
