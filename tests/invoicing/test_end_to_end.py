@@ -152,8 +152,9 @@ def test_a_batch_with_a_duplicate_a_missing_account_and_a_recalculation_ends_as_
     kafka_bootstrap: str,
 ) -> None:
     """The batch handler raises on the missing account; the runtime re-applies the batch message by message,
-    so the outcome is the per-message one: that message in the ledger (its truck's next route parked behind
-    it), the duplicate a no-op, the recalculation credited and reissued, numbers gapless in message order.
+    so the outcome is the per-message one: that message in the ledger (its route's recalculation parked behind it,
+    another customer's route on the same truck invoiced), the duplicate a no-op, the recalculation credited and
+    reissued, numbers gapless in message order.
     (Customer 9601 is this test's only billing account: whatever else the shared topic holds is not invoiced.)"""
     BillingAccountFactory(customer_id=9601)
     base = FIRST_ROUTE + 6000
@@ -169,7 +170,8 @@ def test_a_batch_with_a_duplicate_a_missing_account_and_a_recalculation_ends_as_
     producer.event(three_stop_route(route_id=base + 1, truck_id=601, customer_id=9601), event_id=first, partition=0)
     missing = send(3, truck_id=603, customer_id=9999, customer_name="Nobody Yet")
     send(2, truck_id=602, calculation=2, distance_km=Decimal("20.000"))
-    parked = send(4, truck_id=603)
+    send(4, truck_id=603)  # the same truck, another route: does not wait
+    parked = send(3, truck_id=603, customer_id=9999, customer_name="Nobody Yet", calculation=2)
     send(5, truck_id=604)
     producer.flush()
 
@@ -187,7 +189,8 @@ def test_a_batch_with_a_duplicate_a_missing_account_and_a_recalculation_ends_as_
         ("000002", "invoice", "credited", 2),
         ("000003", "credit_note", "issued", 2),
         ("000004", "invoice", "issued", 2),
-        ("000005", "invoice", "issued", 5),
+        ("000005", "invoice", "issued", 4),
+        ("000006", "invoice", "issued", 5),
     ]
     assert InboxEntry.objects.filter(group="invoicing", event_id=first).count() == 1
     head = DeadLetter.objects.get(event_id=missing)
@@ -198,7 +201,7 @@ def test_a_batch_with_a_duplicate_a_missing_account_and_a_recalculation_ends_as_
         head, DeadLetter.Reason.PARKED,
     )
     published = OutboxEvent.objects.filter(event_type=InvoiceGenerated.ce_type()).values_list("key", flat=True)
-    assert sorted(published) == sorted(f"route:{base + route}" for route in (1, 2, 2, 5))
+    assert sorted(published) == sorted(f"route:{base + route}" for route in (1, 2, 2, 4, 5))
 
 
 def test_routes_created_while_the_invoicing_consumer_is_stopped_are_all_invoiced_after_it_restarts(
