@@ -97,7 +97,7 @@ def prefill(count: int) -> float:
             WITH written AS (
             INSERT INTO outbox_outboxevent
               (event_id, topic, key, event_type, source, payload, traceparent, created_at, state, attempts, last_error)
-            SELECT gen_random_uuid(), %s, (1 + g %% %s)::text, 'logiflow.routing.RouteCalculated.v1',
+            SELECT gen_random_uuid(), %s, 'truck:' || (1 + g %% %s), 'logiflow.routing.RouteCalculated.v1',
                    '/logiflow/routing',
                    (%s::jsonb || jsonb_build_object('route_id', g, 'truck_id', 1 + g %% %s,
                                                     'customer_id', 1 + g %% %s))::text,

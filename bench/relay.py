@@ -106,7 +106,7 @@ def prefill(payload: str, count: int) -> None:
             WITH written AS (
             INSERT INTO outbox_outboxevent
               (event_id, topic, key, event_type, source, payload, traceparent, created_at, state, attempts, last_error)
-            SELECT gen_random_uuid(), %s, (g %% %s)::text, 'logiflow.routing.RouteCalculated.v1',
+            SELECT gen_random_uuid(), %s, 'truck:' || (g %% %s), 'logiflow.routing.RouteCalculated.v1',
                    '/logiflow/routing', %s, '', clock_timestamp(), 'pending', 0, ''
             FROM generate_series(1, %s) AS g
             RETURNING id, topic, key

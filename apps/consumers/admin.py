@@ -92,8 +92,8 @@ class DeadLetterAdmin(ReadOnlyAdminMixin, EventIdOrKeySearchMixin, admin.ModelAd
     inlines = [HistoryInline]
     actions = ["replay_selected", "replay_failure_groups", "discard_selected"]
     fieldsets = [
-        ("Message", {"fields": ["status", "group", "event_type", "event_version", "event_id", "key_display", "topic",
-                                "partition", "offset", "blocked_by", "parked_count"]}),
+        ("Message", {"fields": ["status", "group", "event_type", "event_version", "event_id", "key_display",
+                                "scope_display", "topic", "partition", "offset", "blocked_by", "parked_count"]}),
         ("Failure", {"fields": ["reason", "handler", "exception_class", "error_message", "fix_link", "fingerprint",
                                 "attempts",
                                 "auto_retries", "next_attempt_at", "first_failed_at", "last_failed_at", "resolved_at",
@@ -101,9 +101,9 @@ class DeadLetterAdmin(ReadOnlyAdminMixin, EventIdOrKeySearchMixin, admin.ModelAd
         ("Payload", {"fields": ["payload_pre", "headers_table"]}),
     ]
     readonly_fields = [
-        "status", "group", "event_type", "event_version", "event_id", "key_display", "topic", "partition", "offset",
-        "blocked_by", "parked_count", "reason", "handler", "exception_class", "error_message", "fix_link",
-        "fingerprint",
+        "status", "group", "event_type", "event_version", "event_id", "key_display", "scope_display", "topic",
+        "partition", "offset", "blocked_by", "parked_count", "reason", "handler", "exception_class", "error_message",
+        "fix_link", "fingerprint",
         "attempts", "auto_retries", "next_attempt_at", "first_failed_at", "last_failed_at", "resolved_at",
         "traceback_pre", "payload_pre",
         "headers_table",
@@ -136,6 +136,12 @@ class DeadLetterAdmin(ReadOnlyAdminMixin, EventIdOrKeySearchMixin, admin.ModelAd
         if key is None:
             return "- (no key)"
         return format_html("<code>{}</code><br>{} bytes, hex <code>{}</code>", bytes_text(key), len(key), key.hex())
+
+    @admin.display(description="ordering scope")
+    def scope_display(self, dead_letter: DeadLetter) -> str:
+        """Whose later messages wait behind this one: its aggregate (or, for an unreadable message, its key)."""
+        scope = dead_letter.scope_bytes()
+        return "- (none: holds nothing back)" if scope is None else format_html("<code>{}</code>", bytes_text(scope))
 
     @admin.display(description="status", ordering="status")
     def status_display(self, dead_letter: DeadLetter) -> str:

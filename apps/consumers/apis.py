@@ -136,7 +136,7 @@ class ResultSerializer(serializers.Serializer):
     error = serializers.CharField(allow_blank=True)
     released = serializers.ListField(child=serializers.IntegerField(), help_text="Parked dead letters now applied.")
     new_head = serializers.IntegerField(
-        allow_null=True, help_text="A released message that failed and now blocks its key."
+        allow_null=True, help_text="A released message that failed and now blocks its aggregate (scope)."
     )
     dead_letter_id = serializers.IntegerField()
     status = serializers.CharField(help_text="The dead letter's status after the action.")

@@ -1,7 +1,8 @@
 """Turn a Kafka message (CloudEvents binary-mode headers + JSON value) into a validated event, or classify why not.
 
 `decode` returns the typed event with its `EventMeta`, `SKIP` for a type the group does not handle, or raises
-`DecodeFailure` with the ledger reason for a message no retry can fix.
+`DecodeFailure` with the ledger reason for a message no retry can fix. `message_scope` says which aggregate's
+order a message belongs to (what a dead letter of it holds back).
 """
 
 from __future__ import annotations
@@ -49,6 +50,13 @@ class Decoded:
     event: DomainEvent
     meta: EventMeta
     registration: Registration
+
+    @property
+    def scope(self) -> bytes | None:
+        """The ordering scope: the aggregate the event changes (`route:12`), whatever the key's format (an older
+        release keyed by the bare number); for a type that names no aggregate, the key's bytes."""
+        aggregate = self.event.aggregate_id()
+        return aggregate.encode() if aggregate is not None else self.meta.key
 
 
 class DecodeFailure(Exception):
@@ -115,6 +123,16 @@ def message_digest(*, key: bytes | None, value: bytes | None, headers: list[tupl
     for part in parts:
         digest.update(b"\x00" if part is None else b"\x01" + len(part).to_bytes(8, "big") + part)
     return digest.digest()
+
+
+def message_scope(raw: RawMessage, *, group: str) -> bytes | None:
+    """The ordering scope of a message as `group` reads it: its event's aggregate when it decodes, else its key's
+    bytes (which aggregate an unreadable message was about cannot be known). Never raises."""
+    try:
+        decoded = decode(raw, group=group)
+    except Exception:  # noqa: BLE001 - any message that does not decode falls back to its key
+        return raw.key
+    return decoded.scope if isinstance(decoded, Decoded) else raw.key
 
 
 def decode(raw: RawMessage, *, group: str) -> Decoded | Skip:

@@ -19,7 +19,15 @@ from django.utils import timezone
 
 from apps.common.postgres import safe_text
 from apps.consumers import registry
-from apps.consumers.decoding import DecodeFailure, Identity, MessageId, RawMessage, identity, message_digest
+from apps.consumers.decoding import (
+    DecodeFailure,
+    Identity,
+    MessageId,
+    RawMessage,
+    identity,
+    message_digest,
+    message_scope,
+)
 from apps.consumers.models import DeadLetter, DeadLetterReplay, encode_headers
 
 _UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", re.IGNORECASE)
@@ -137,7 +145,8 @@ def deadletter_record(
         return existing
     dead_letter = DeadLetter(
         group=group, topic=raw.topic, partition=raw.partition, offset=raw.offset, key=raw.key,
-        value=raw.value or b"", headers=encode_headers(raw.headers), event_id=ident.event_id, digest=ident.digest,
+        scope=message_scope(raw, group=group), value=raw.value or b"", headers=encode_headers(raw.headers),
+        event_id=ident.event_id, digest=ident.digest,
         event_type=ident.event_type, event_version=ident.event_version, attempts=0,
         first_failed_at=first_failed_at or now, blocked_by_id=blocked_by_id,
     )
@@ -173,7 +182,8 @@ def deadletter_record_minimal(
     DeadLetter.objects.bulk_create([
         DeadLetter(
             group=group, topic=raw.topic, partition=raw.partition, offset=raw.offset, key=raw.key,
-            value=raw.value or b"", headers=headers, event_id=ident.event_id if ident else None,
+            scope=message_scope(raw, group=group), value=raw.value or b"", headers=headers,
+            event_id=ident.event_id if ident else None,
             digest=ident.digest if ident else message_digest(key=raw.key, value=raw.value, headers=[]),
             reason=failure.reason, handler=_ascii(failure.handler)[:300],
             exception_class=_ascii(failure.exception_class)[:300], error_message=message,

@@ -47,7 +47,7 @@ class DeadLetter(models.Model):
         INVALID_PAYLOAD = "invalid_payload", "Payload invalid against the event schema"
         NON_RETRYABLE = "non_retryable", "Handler refused it (not retryable)"
         HANDLER_ERROR = "handler_error", "Handler failed after retries"
-        PARKED = "parked", "Parked behind an earlier failure of its key"
+        PARKED = "parked", "Parked behind an earlier failure of its aggregate"
 
     UNRESOLVED = (Status.PENDING, Status.RETRYING, Status.REPLAYING)
 
@@ -56,6 +56,11 @@ class DeadLetter(models.Model):
     partition = models.IntegerField()
     offset = models.BigIntegerField()
     key = models.BinaryField(null=True, blank=True, help_text="The Kafka key exactly as received (any bytes).")
+    scope = models.BinaryField(
+        null=True, blank=True,
+        help_text="The ordering scope: the aggregate the event changes (`route:12`), or the key for a message that "
+                  "cannot be decoded. Later messages of the same scope park behind an unresolved dead letter.",
+    )
     value = models.BinaryField(help_text="The Kafka value exactly as received (or as last edited).")
     headers = models.JSONField(
         default=list, help_text="All Kafka headers, in order: [{key, value_b64}] (see encode_headers)."
@@ -88,7 +93,7 @@ class DeadLetter(models.Model):
     # a task started on it (NULL: still waiting in the Celery queue). The stale sweep judges by both.
     replay_queued_at = models.DateTimeField(null=True, blank=True)
     replay_started_at = models.DateTimeField(null=True, blank=True)
-    # Per-key order: a parked message points at the head failure of its key and waits for it.
+    # Per-aggregate order: a parked message points at the head failure of its scope and waits for it.
     blocked_by = models.ForeignKey(
         "self", null=True, blank=True, on_delete=models.PROTECT, related_name="parked"
     )
@@ -113,9 +118,14 @@ class DeadLetter(models.Model):
             ),
         ]
         indexes = [
-            # The consumer asks "is this key blocked?" once per batch: only unresolved rows matter.
+            # What the releases before scopes asked once per batch ("is this key blocked?"); drop it once none runs.
             models.Index(
                 fields=["group", "key", "id"], name="deadletter_unresolved_key_idx",
+                condition=Q(status__in=["pending", "retrying", "replaying"]),
+            ),
+            # The consumer asks "is this scope blocked?" once per batch: only unresolved rows matter.
+            models.Index(
+                fields=["group", "scope", "id"], name="deadletter_unresolved_scope",
                 condition=Q(status__in=["pending", "retrying", "replaying"]),
             ),
             # The retry sweep asks "which retries are due?".
@@ -135,6 +145,9 @@ class DeadLetter(models.Model):
 
     def key_bytes(self) -> bytes | None:
         return bytes(self.key) if self.key is not None else None
+
+    def scope_bytes(self) -> bytes | None:
+        return bytes(self.scope) if self.scope is not None else None
 
     def key_text(self) -> str | None:
         """The key for people: UTF-8 text, other bytes as \\xNN (see `bytes_text`)."""

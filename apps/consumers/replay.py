@@ -1,6 +1,6 @@
 """Resolving dead letters: replay (now or queued in the background, with the stale-replay sweep), edit and
 replay, discard (one, or a selection that runs none of itself), and the automatic retries of `retrying` ones.
-Each takes the key's lock first and, on success, releases the messages parked behind (apps.consumers.ordering)."""
+Each takes the scope's lock first and, on success, releases the messages parked behind (apps.consumers.ordering)."""
 
 from __future__ import annotations
 
@@ -91,7 +91,7 @@ def deadletter_edit_and_replay(
 
 def deadletter_discard(*, dead_letter_id: int, actor: AbstractBaseUser | None, reason: str) -> ReplayResult:
     """Give up on a message, with a reason. Discarding a head releases its parked messages in order:
-    the key's order was only held for this message, and nothing else is waiting on it."""
+    the aggregate's order was only held for this message, and nothing else is waiting on it."""
     if not reason.strip():
         raise ApplicationError("a reason is required to discard a dead letter", field="reason")
     with transaction.atomic():
@@ -147,7 +147,7 @@ def _check_replayable(dead_letter: DeadLetter, *, enforce_cap: bool) -> None:
     if dead_letter.blocked_by_id is not None:
         raise ApplicationError(
             f"dead letter #{dead_letter.pk} is parked behind #{dead_letter.blocked_by_id}: "
-            "replay or discard that one first, its key's order depends on it"
+            "replay or discard that one first, its aggregate's order depends on it"
         )
     failed = _failed_replays(dead_letter)
     if enforce_cap and failed >= settings.CONSUMER_REPLAY_MAX_ATTEMPTS:

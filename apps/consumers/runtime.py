@@ -3,11 +3,11 @@
 Messages are consumed in batches. A batch runs in one database transaction with a savepoint per message
 (inbox row + handler); offsets are stored only after that transaction committed. A message whose handler
 raises is retried alone with backoff after the batch before it committed, within the batch's retry budget,
-then handed to the ledger as `retrying` (automatic retries later, its key parked behind it); permanent
+then handed to the ledger as `retrying` (automatic retries later, its aggregate parked behind it); permanent
 failures are dead-lettered at once; neither blocks the partition. A redelivered message the ledger holds is
 never run again. See docs/architecture.md.
 
-Fast path: a run of consecutive messages for a registration with a batch handler (keys not parked) is applied
+Fast path: a run of consecutive messages for a registration with a batch handler (scopes not parked) is applied
 in one savepoint with one inbox statement and one handler call. If that raises, the savepoint is rolled back
 and the same messages take the per-message path, so every failure rule above still holds message by message.
 """
@@ -56,7 +56,7 @@ from apps.consumers.decoding import (
 from apps.consumers.inbox import inbox_apply, inbox_apply_many, log_ids
 from apps.consumers.ledger import Failure, deadletter_record, deadletter_record_minimal, ledger_row, ledger_statuses
 from apps.consumers.models import DeadLetter
-from apps.consumers.ordering import blocking_heads, lock_keys, parked_failure
+from apps.consumers.ordering import blocking_heads, deadletter_fill_scopes, lock_blocked, parked_failure
 from apps.consumers.positions import group_positions, read_positions
 from apps.consumers.watchdog import GroupStalled, UnownedLagWatch
 
@@ -92,6 +92,14 @@ class _Item:
     decoded: Decoded | Skip | DecodeFailure
     identity: Identity  # what the message is, for the ledger (its event id, else its bytes), never its offset
 
+    @property
+    def scope(self) -> bytes | None:
+        """Whose order this message keeps: its event's aggregate, or its key when it cannot be decoded (a skipped
+        type keeps none). The same rule as `decoding.message_scope`, which the ledger stores."""
+        if isinstance(self.decoded, Decoded):
+            return self.decoded.scope
+        return None if self.decoded is SKIP else self.raw.key
+
     @contextmanager
     def logged(self) -> Iterator[None]:
         """Lines about this message name its trace, event and route / invoice (when it could be decoded)."""
@@ -107,7 +115,7 @@ class _Item:
 class _Known:
     """What the ledger says about a batch, read once per transaction."""
 
-    heads: dict[bytes, int]  # key -> the unresolved head its later messages park behind
+    heads: dict[bytes, int]  # scope -> the unresolved head its later messages park behind
     ledger: dict[MessageId, str]  # message id -> status, for messages the ledger holds (at any offset)
 
 
@@ -158,6 +166,9 @@ class ConsumerWorker(Worker):
             logger.warning("%s: staying out of the group %.1fs before joining again", self.name, delay)
             self.stopping.wait(delay)
         self._watch = UnownedLagWatch(threshold_s=settings.CONSUMER_UNOWNED_LAG_RESTART_S)
+        # Dead letters an older release wrote have no scope yet: give them theirs before reading a message.
+        if filled := deadletter_fill_scopes(group=self.group):
+            logger.info("%s: gave %d older dead letters their ordering scope", self.name, filled)
         self.consumer = Consumer(consumer_config(self.group_id, **{"client.id": f"logiflow-{self.group_id}"}))
         self.consumer.subscribe([kafka_topic(t) for t in self.topics], on_revoke=self._on_revoke, on_lost=self._on_lost)
         logger.info("%s subscribed to %s as group %s", self.name, ", ".join(self.topics), self.group_id)
@@ -333,7 +344,7 @@ class ConsumerWorker(Worker):
 
     def _run_end(self, items: list[_Item], start: int, known: _Known) -> int:
         """End (exclusive) of the run from `start` that one batch handler call may apply: messages of one
-        registration with a batch handler whose keys are not parked and that the ledger does not hold, and
+        registration with a batch handler whose scopes are not parked and that the ledger does not hold, and
         skipped types between them."""
         registration = None
         end = start
@@ -347,7 +358,7 @@ class ConsumerWorker(Worker):
                 break
             if registration is not None and decoded.registration is not registration:
                 break
-            if items[index].raw.key is not None and items[index].raw.key in known.heads:
+            if items[index].scope in known.heads:
                 break
             registration = decoded.registration
             end = index + 1
@@ -372,22 +383,22 @@ class ConsumerWorker(Worker):
         return True
 
     def _heads(self, items: list[_Item]) -> dict[bytes, int]:
-        """key -> head dead letter for the batch's keys: one query, plus a lock and re-read for blocked keys."""
-        keys = sorted({item.raw.key for item in items if item.raw.key is not None and item.decoded is not SKIP})
-        heads = blocking_heads(group=self.group, keys=keys) if keys else {}
+        """scope -> head dead letter for the batch's scopes: one query, plus a lock and re-read for blocked ones."""
+        scopes = sorted({item.scope for item in items if item.scope is not None})
+        heads = blocking_heads(group=self.group, scopes=scopes) if scopes else {}
         if heads:
             # A concurrent replay may be resolving these heads: wait for it and read the outcome.
-            lock_keys(group=self.group, keys=list(heads))
-            heads = blocking_heads(group=self.group, keys=list(heads))
+            lock_blocked(group=self.group, heads=heads)
+            heads = blocking_heads(group=self.group, scopes=list(heads))
         return heads
 
     def _apply(self, item: _Item, known: _Known) -> None:
-        decoded, raw, heads = item.decoded, item.raw, known.heads
+        decoded, heads = item.decoded, known.heads
         status = known.ledger.get(item.identity.message_id)
         if status is not None:
             # A message the ledger holds, at its old offset or a new one (a re-published event, a rebuilt
             # broker): the ledger decides. Replayed: applied once already.
-            # Discarded: stays discarded. Unresolved: it waits in the ledger (its key's later messages park
+            # Discarded: stays discarded. Unresolved: it waits in the ledger (its scope's later messages park
             # behind it through `heads` as before). Nothing is run, nothing new is recorded.
             if status == DeadLetter.Status.REPLAYED:
                 self.counters.duplicates += 1
@@ -397,7 +408,7 @@ class ConsumerWorker(Worker):
         if decoded is SKIP:
             self.counters.skipped += 1
             return
-        head = heads.get(raw.key) if raw.key is not None else None
+        head = heads.get(item.scope) if item.scope is not None else None
         if head is not None:
             self._record(item, parked_failure(head), attempts=0, blocked_by_id=head)
             self.counters.parked += 1
@@ -420,7 +431,7 @@ class ConsumerWorker(Worker):
 
     def _retry_alone(self, item: _Item, error: Exception) -> bool:
         """Retry a failed message in its own transactions with backoff, within what is left of the batch's retry
-        budget; then hand it to the ledger as `retrying` (automatic retries later, its key parked behind it).
+        budget; then hand it to the ledger as `retrying` (automatic retries later, its scope parked behind it).
 
         The budget is per batch, so a batch of failing messages holds its partitions for at most
         CONSUMER_RETRY_BATCH_BUDGET_S of retries, far from max.poll.interval.ms (see `check_retry_settings`).
@@ -474,9 +485,9 @@ class ConsumerWorker(Worker):
     ) -> None:
         dead_letter = self._record(item, failure, attempts=attempts, first_failed_at=first_failed_at,
                                    auto_retry=auto_retry)
-        if item.raw.key is not None and dead_letter is not None and dead_letter.is_unresolved \
+        if item.scope is not None and dead_letter is not None and dead_letter.is_unresolved \
                 and dead_letter.blocked_by_id is None:
-            heads[item.raw.key] = dead_letter.pk  # later messages of this key in the batch park behind it
+            heads[item.scope] = dead_letter.pk  # later messages of its scope in the batch park behind it
         self.counters.dead_lettered += 1
         with item.logged():
             logger.warning("%s: dead-lettered %s [%d] @%d as #%s, %s (%s: %r)", self.name, item.raw.topic,

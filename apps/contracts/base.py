@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import re
 from typing import ClassVar
 
 from pydantic import BaseModel, ConfigDict
 
 EVENT_TYPES: dict[str, type[DomainEvent]] = {}
+_NAME = re.compile(r"^[a-z][a-z_]*$")
 
 
 class DomainEvent(BaseModel):
-    """A fact a bounded context publishes. Subclasses name their context, type, version and ordering key.
+    """A fact a bounded context publishes. Subclasses name their context, type, version, key and aggregate.
 
     The JSON of the model is the Kafka value; identity, time and trace travel in CloudEvents headers.
     """
@@ -20,8 +22,15 @@ class DomainEvent(BaseModel):
     context: ClassVar[str]
     event_name: ClassVar[str]
     version: ClassVar[int]
-    # The field naming the aggregate whose events must stay in order: it becomes the Kafka key.
+    # The Kafka key is `<key_prefix>:<key_field's value>` (`truck:5`): it picks the partition, so Kafka keeps one
+    # key's events in order, and it is what `publish` locks and the relay holds back. The prefix names the kind of
+    # aggregate, so two event types on one topic share a key only if they key by the same thing.
+    key_prefix: ClassVar[str] = ""  # required of registered events; without one the key is the bare value
     key_field: ClassVar[str]
+    # The aggregate the event changes, `<aggregate>:<aggregate_field's value>` (`route:12`): a consumer's ordering
+    # scope. A dead letter holds back the later events of its aggregate, whatever their key (apps.consumers).
+    aggregate: ClassVar[str] = ""  # required of registered events; without one a consumer orders by the key
+    aggregate_field: ClassVar[str] = ""
 
     @classmethod
     def ce_type(cls) -> str:
@@ -35,8 +44,17 @@ class DomainEvent(BaseModel):
     def topic(cls) -> str:
         return f"{cls.context}.events"
 
+    @classmethod
+    def key_of(cls, value: object) -> str:
+        """The Kafka key of this type's events about `value` (e.g. a truck id)."""
+        return f"{cls.key_prefix}:{value}" if cls.key_prefix else str(value)
+
     def partition_key(self) -> str:
-        return str(getattr(self, self.key_field))
+        return self.key_of(getattr(self, self.key_field))
+
+    def aggregate_id(self) -> str | None:
+        """`route:12`: the aggregate this event changes, None for a type that names none."""
+        return f"{self.aggregate}:{getattr(self, self.aggregate_field)}" if self.aggregate else None
 
 
 def register_event(cls: type[DomainEvent]) -> type[DomainEvent]:
@@ -44,8 +62,19 @@ def register_event(cls: type[DomainEvent]) -> type[DomainEvent]:
     ce_type = cls.ce_type()
     if ce_type in EVENT_TYPES and EVENT_TYPES[ce_type] is not cls:
         raise ValueError(f"event type {ce_type} registered twice")
-    if cls.key_field not in cls.model_fields:
-        raise ValueError(f"{cls.__name__}.key_field {cls.key_field!r} is not a field")
+    for name in ("key_prefix", "aggregate"):
+        if not _NAME.match(getattr(cls, name)):
+            raise ValueError(f"{cls.__name__}.{name} {getattr(cls, name)!r} must be a lower-case name ([a-z_]+)")
+    for name in ("key_field", "aggregate_field"):
+        if getattr(cls, name, None) not in cls.model_fields:
+            raise ValueError(f"{cls.__name__}.{name} {getattr(cls, name, None)!r} is not a field")
+    for other in EVENT_TYPES.values():
+        if other is not cls and other.topic() == cls.topic() and other.key_prefix == cls.key_prefix \
+                and other.key_field != cls.key_field:
+            raise ValueError(
+                f"{cls.__name__}: the key prefix {cls.key_prefix!r} on {cls.topic()} is {other.__name__}'s key for "
+                f"{other.key_field}; a prefix names one aggregate on its topic, so pick another"
+            )
     EVENT_TYPES[ce_type] = cls
     return cls
 

@@ -12,12 +12,15 @@ from apps.contracts.base import DomainEvent, register_event
 
 @register_event
 class InvoiceGenerated(DomainEvent):
-    """An invoice was issued for a route. Key: the route, so a route's invoice history stays in order."""
+    """An invoice was issued for a route. Key and aggregate `route:<id>`: a route's invoice history stays in order."""
 
     context = "invoicing"
     event_name = "InvoiceGenerated"
     version = 1
+    key_prefix = "route"
     key_field = "route_id"
+    aggregate = "route"
+    aggregate_field = "route_id"
 
     invoice_id: int = Field(gt=0)
     number: str = Field(pattern=r"^LF-\d{4}-\d{6,10}$")  # a seventh digit from the millionth of a year

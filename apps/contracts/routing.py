@@ -36,12 +36,17 @@ class PlannedStop(BaseModel):
 
 @register_event
 class RouteCalculated(DomainEvent):
-    """A route was (re)calculated. Key: the truck, so one truck's plan changes arrive in order."""
+    """A route was (re)calculated. Key `truck:<id>`: one truck's plan changes share a partition and arrive in order.
+    Aggregate `route:<id>`: a consumer holds back a route's later calculations behind its failed one, nothing else.
+    """
 
     context = "routing"
     event_name = "RouteCalculated"
     version = 1
+    key_prefix = "truck"
     key_field = "truck_id"
+    aggregate = "route"
+    aggregate_field = "route_id"
 
     route_id: int = Field(gt=0)
     # Increments on every recalculation, so a consumer can tell a stale event from the newest one.
@@ -62,14 +67,18 @@ class RouteCalculated(DomainEvent):
 class CustomerUpserted(DomainEvent):
     """A customer was registered or changed in routing (or re-announced by `publish_customers`).
 
-    Key: the customer, so one customer's changes arrive in order. A consumer keeps the highest `revision` it has
-    seen and ignores the rest: a re-announcement repeats the current revision and changes nothing.
+    Key `customer:<id>` and aggregate `customer:<id>`: one customer's changes arrive in order, and a consumer holds
+    back a customer's later changes behind its failed one. A consumer keeps the highest `revision` it has seen and
+    ignores the rest: a re-announcement repeats the current revision and changes nothing.
     """
 
     context = "routing"
     event_name = "CustomerUpserted"
     version = 1
+    key_prefix = "customer"
     key_field = "customer_id"
+    aggregate = "customer"
+    aggregate_field = "customer_id"
 
     customer_id: int = Field(gt=0)
     # Increments on every change of the customer in routing.

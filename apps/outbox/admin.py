@@ -35,7 +35,7 @@ class OutboxEventAdmin(ReadOnlyAdminMixin, EventIdOrKeySearchMixin, admin.ModelA
     ]
     list_filter = ["state", "event_type", "topic"]
     search_fields = ["key"]  # plus the event id, see EventIdOrKeySearchMixin
-    search_help_text = "Exact event id (ce_id) or Kafka key."
+    search_help_text = "Exact event id (ce_id) or Kafka key (e.g. truck:12, customer:12, route:12)."
     date_hierarchy = "created_at"
     show_full_result_count = False  # no COUNT(*) over the whole outbox on every page
     actions = ["resend_selected"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.db.models import JSONField, Prefetch, Q, QuerySet
 from django.db.models.functions import Cast
 
-from apps.contracts import InvoiceGenerated, RouteCalculated
+from apps.contracts import DomainEvent, InvoiceGenerated, RouteCalculated
 from apps.outbox.models import OutboxEvent
 from apps.routing.models import Customer, Depot, Route, RouteStop, Truck
 
@@ -32,14 +32,20 @@ def route_list() -> QuerySet[Route]:
 def route_events(*, route: Route) -> QuerySet[OutboxEvent]:
     """The outbox rows about `route`, oldest first: its RouteCalculated events and invoicing's InvoiceGenerated.
 
-    Read-only. Event type and key narrow the rows to the aggregate's; the payload's route_id decides.
+    Read-only. Event type and key narrow the rows to the aggregate's; the payload's route_id decides. Rows an
+    older release wrote carry the bare number as key (`7`, not `truck:7`): both are the route's.
     """
     return (
         OutboxEvent.objects.filter(
-            Q(event_type=RouteCalculated.ce_type(), key=str(route.truck_id))
-            | Q(event_type=InvoiceGenerated.ce_type(), key=str(route.pk))
+            Q(event_type=RouteCalculated.ce_type(), key__in=_keys(RouteCalculated, route.truck_id))
+            | Q(event_type=InvoiceGenerated.ce_type(), key__in=_keys(InvoiceGenerated, route.pk))
         )
         .annotate(body=Cast("payload", JSONField()))
         .filter(body__route_id=route.pk)
         .order_by("id")
     )
+
+
+def _keys(event_class: type[DomainEvent], value: int) -> list[str]:
+    """The event type's key for `value`, and the bare number an older release used."""
+    return [event_class.key_of(value), str(value)]

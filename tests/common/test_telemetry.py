@@ -108,8 +108,8 @@ def test_a_route_its_relay_its_invoice_the_invoice_generated_round_trip_and_the_
     consume("routing", lambda: Route.objects.get(pk=route_id).invoiced)
 
     finished = list(spans.get_finished_spans())
-    calculated = OutboxEvent.objects.get(event_type=RouteCalculated.ce_type(), key=str(response.json()["truck"]))
-    generated = OutboxEvent.objects.get(event_type=InvoiceGenerated.ce_type(), key=str(route_id))
+    calculated = OutboxEvent.objects.get(event_type=RouteCalculated.ce_type(), key=f"truck:{response.json()['truck']}")
+    generated = OutboxEvent.objects.get(event_type=InvoiceGenerated.ce_type(), key=f"route:{route_id}")
     [request] = [s for s in finished if s.kind == SpanKind.SERVER and s.attributes.get("http.route") == "api/v1/routes/$"]
     story = {
         "request": request,

@@ -156,6 +156,7 @@ def test_detail_page_shows_the_decoded_payload_headers_traceback_and_history() -
     assert "ce_type" in page and "logiflow.testing.Happened.v1" in page
     assert "RuntimeError: boom 1" in page
     assert "Applied" in page  # the history row
+    assert "Ordering scope" in page and "<code>truck-1</code>" in page  # whose later messages waited behind it
 
 
 def test_edit_payload_then_replay_needs_the_edit_permission_and_validates_the_schema() -> None:

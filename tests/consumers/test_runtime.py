@@ -1,4 +1,4 @@
-"""The consumer runtime against a real broker and database: inbox, retries, dead letters, per-key parking."""
+"""The consumer runtime against a real broker and database: inbox, retries, dead letters, per-aggregate parking."""
 
 from __future__ import annotations
 
@@ -153,6 +153,24 @@ def test_parked_key_stays_parked_in_later_batches(
     drain(worker, lambda: Effect.objects.exists() and DeadLetter.objects.count() == 2)
     head = DeadLetter.objects.get(blocked_by=None)
     assert DeadLetter.objects.get(blocked_by=head).reason == Reason.PARKED
+    assert effects() == [3]
+
+
+def test_a_dead_letter_an_older_release_wrote_without_a_scope_still_holds_its_aggregate_once_a_consumer_starts(
+    producer: RawProducer, make_worker: Callable[..., ConsumerWorker]
+) -> None:
+    """Rolling deploy: the ledger's rows from before scopes (or from an older consumer still running) have no
+    scope; a consumer of this release gives them theirs when it starts, so their later messages still park."""
+    Script.objects.create(scenario="broken", broken=True, non_retryable=True)
+    head = dead_letter(500, key="truck-1")  # an offset the topic does not reach: not taken for a redelivery
+    DeadLetter.objects.update(scope=None)
+    producer.event(happened(key="truck-1", seq=2))
+    producer.event(happened(key="truck-9", seq=3))
+    producer.flush()
+    worker = make_worker()
+    drain(worker, lambda: Effect.objects.exists() and DeadLetter.objects.count() == 2)
+    head.refresh_from_db()
+    assert (head.scope_bytes(), DeadLetter.objects.get(blocked_by=head).reason) == (b"truck-1", Reason.PARKED)
     assert effects() == [3]
 
 

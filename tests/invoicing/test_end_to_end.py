@@ -11,12 +11,14 @@ from pathlib import Path
 
 import pytest
 from django.conf import settings
+from django.contrib.auth.models import User
+from django.test import Client
 from rest_framework.test import APIClient
 
 from apps.common.kafka import kafka_topic
 from apps.consumers.models import DeadLetter, InboxEntry
 from apps.consumers.runtime import ConsumerWorker
-from apps.contracts import InvoiceGenerated, RouteCalculated
+from apps.contracts import CustomerUpserted, InvoiceGenerated, RouteCalculated
 from apps.invoicing.models import Invoice, KnownCustomer
 from apps.outbox.models import OutboxEvent
 from apps.routing.services import customer_create, customer_update
@@ -24,7 +26,7 @@ from tests.consumers.support import RawProducer, drain
 from tests.invoicing.factories import BillingAccountFactory, KnownCustomerFactory, UserFactory, three_stop_route
 from tests.outbox.support import drain_in_process
 from tests.routing.conftest import DISPATCHER_PERMISSIONS
-from tests.routing.factories import CustomerFactory, TruckFactory
+from tests.routing.factories import CustomerFactory, TruckFactory, calculated_route
 from tests.support.processes import Processes, log_of, stop, wait_until
 
 STOPS = [
@@ -141,7 +143,7 @@ def test_missing_billing_data_goes_to_the_ledger_and_a_replay_after_finance_adds
     assert (invoice.customer_name, str(invoice.gross_total), invoice.source_event_id) == (
         "Ege Foods A.S.", "722.95", event_id,
     )
-    assert OutboxEvent.objects.filter(event_type=InvoiceGenerated.ce_type(), key=str(route_id)).count() == 1
+    assert OutboxEvent.objects.filter(event_type=InvoiceGenerated.ce_type(), key=f"route:{route_id}").count() == 1
     dead_letter.refresh_from_db()
     assert dead_letter.status == DeadLetter.Status.REPLAYED
 
@@ -150,8 +152,9 @@ def test_a_batch_with_a_duplicate_a_missing_account_and_a_recalculation_ends_as_
     kafka_bootstrap: str,
 ) -> None:
     """The batch handler raises on the missing account; the runtime re-applies the batch message by message,
-    so the outcome is the per-message one: that message in the ledger (its truck's next route parked behind
-    it), the duplicate a no-op, the recalculation credited and reissued, numbers gapless in message order.
+    so the outcome is the per-message one: that message in the ledger (its route's recalculation parked behind it,
+    another customer's route on the same truck invoiced), the duplicate a no-op, the recalculation credited and
+    reissued, numbers gapless in message order.
     (Customer 9601 is this test's only billing account: whatever else the shared topic holds is not invoiced.)"""
     BillingAccountFactory(customer_id=9601)
     base = FIRST_ROUTE + 6000
@@ -167,7 +170,8 @@ def test_a_batch_with_a_duplicate_a_missing_account_and_a_recalculation_ends_as_
     producer.event(three_stop_route(route_id=base + 1, truck_id=601, customer_id=9601), event_id=first, partition=0)
     missing = send(3, truck_id=603, customer_id=9999, customer_name="Nobody Yet")
     send(2, truck_id=602, calculation=2, distance_km=Decimal("20.000"))
-    parked = send(4, truck_id=603)
+    send(4, truck_id=603)  # the same truck, another route: does not wait
+    parked = send(3, truck_id=603, customer_id=9999, customer_name="Nobody Yet", calculation=2)
     send(5, truck_id=604)
     producer.flush()
 
@@ -185,7 +189,8 @@ def test_a_batch_with_a_duplicate_a_missing_account_and_a_recalculation_ends_as_
         ("000002", "invoice", "credited", 2),
         ("000003", "credit_note", "issued", 2),
         ("000004", "invoice", "issued", 2),
-        ("000005", "invoice", "issued", 5),
+        ("000005", "invoice", "issued", 4),
+        ("000006", "invoice", "issued", 5),
     ]
     assert InboxEntry.objects.filter(group="invoicing", event_id=first).count() == 1
     head = DeadLetter.objects.get(event_id=missing)
@@ -196,7 +201,7 @@ def test_a_batch_with_a_duplicate_a_missing_account_and_a_recalculation_ends_as_
         head, DeadLetter.Reason.PARKED,
     )
     published = OutboxEvent.objects.filter(event_type=InvoiceGenerated.ce_type()).values_list("key", flat=True)
-    assert sorted(published) == sorted(str(base + route) for route in (1, 2, 2, 5))
+    assert sorted(published) == sorted(f"route:{base + route}" for route in (1, 2, 2, 4, 5))
 
 
 def test_routes_created_while_the_invoicing_consumer_is_stopped_are_all_invoiced_after_it_restarts(
@@ -256,3 +261,91 @@ def test_a_customer_created_and_renamed_in_routing_reaches_the_directory_with_it
     finally:
         worker.teardown()
     assert KnownCustomer.objects.get(pk=customer.pk).name == "Ege Foods A.S."
+
+
+# --- a dead letter holds back only what depends on it (issue 17) ------------------------------------------------
+
+
+def consume_invoicing(until: Callable[[], bool], *, group_id: str | None = None) -> None:
+    worker = ConsumerWorker("invoicing", group_id=group_id or new_group())
+    worker.setup()
+    try:
+        drain(worker, until, timeout=60)
+    finally:
+        worker.teardown()
+
+
+def route_event_id(route_id: int, *, calculation: int = 1) -> uuid.UUID:
+    rows = OutboxEvent.objects.filter(event_type=RouteCalculated.ce_type(), payload__contains=f'"route_id":{route_id},')
+    return next(row.event_id for row in rows if f'"calculation":{calculation},' in row.payload)
+
+
+def in_ledger_or_invoiced(event_id: uuid.UUID, route_id: int) -> bool:
+    return DeadLetter.objects.filter(event_id=event_id).exists() or Invoice.objects.filter(route_id=route_id).exists()
+
+
+def test_two_customers_routes_on_one_truck_never_wait_for_each_other() -> None:
+    truck = TruckFactory()
+    unbilled, billed = CustomerFactory(name="Nobody Yet"), CustomerFactory(name="Ege Foods")
+    BillingAccountFactory(customer_id=billed.pk, name=billed.name)
+    failing = calculated_route(truck=truck, customer=unbilled)  # first on the truck: its customer has no account
+    invoiced = calculated_route(truck=truck, customer=billed)
+    drain_in_process()
+
+    failing_event, invoiced_event = route_event_id(failing.pk), route_event_id(invoiced.pk)
+    consume_invoicing(lambda: DeadLetter.objects.filter(event_id=failing_event).exists()
+                      and in_ledger_or_invoiced(invoiced_event, invoiced.pk))
+
+    head = DeadLetter.objects.get(event_id=failing_event)
+    assert (head.reason, head.blocked_by) == (DeadLetter.Reason.NON_RETRYABLE, None)
+    assert not DeadLetter.objects.filter(event_id=invoiced_event).exists(), "the other customer's route waited"
+    assert Invoice.objects.get(route_id=invoiced.pk).customer_id == billed.pk
+    superuser = Client()
+    superuser.force_login(User.objects.create_superuser("root", password="pw"))
+
+    def route_page(route_id: int) -> str:
+        return superuser.get(f"/admin/routing/route/{route_id}/change/").content.decode()
+
+    assert "Invoicing of this route failed" not in route_page(invoiced.pk)
+    assert "Invoicing of this route failed" in route_page(failing.pk)
+
+
+def test_a_dead_letter_for_a_route_on_truck_5_does_not_park_a_change_of_customer_5() -> None:
+    customer = customer_create(name="Ege Foods")
+    truck = TruckFactory(pk=customer.pk)  # the truck and the customer share a number
+    calculated_route(truck=truck, customer=CustomerFactory(name="Nobody Yet"))  # no billing account: dead letter
+    customer_update(customer=customer, data={"name": "Ege Foods A.S."})
+    drain_in_process()
+    route_event = OutboxEvent.objects.get(event_type=RouteCalculated.ce_type()).event_id
+    renamed = OutboxEvent.objects.filter(event_type=CustomerUpserted.ce_type(), payload__contains='"revision":2')
+    renamed_event = renamed.get().event_id
+
+    consume_invoicing(lambda: DeadLetter.objects.filter(event_id=route_event).exists() and (
+        KnownCustomer.objects.filter(pk=customer.pk, revision=2).exists()
+        or DeadLetter.objects.filter(event_id=renamed_event).exists()
+    ))
+
+    assert not DeadLetter.objects.filter(event_id=renamed_event).exists(), "customer 5's change waited for truck 5"
+    assert KnownCustomer.objects.get(pk=customer.pk).name == "Ege Foods A.S."
+
+
+def test_a_routes_later_calculation_still_waits_behind_its_own_dead_letter_whatever_the_key_format() -> None:
+    """The guarantee kept, across a rolling deploy: the first calculation was published by an older release
+    (the bare truck number as key), the recalculation by this one (`truck:<id>`); both are the route's."""
+    route_id, truck_id = FIRST_ROUTE + 7000, 77
+    producer = RawProducer(kafka_topic(RouteCalculated.topic()))
+    first = three_stop_route(route_id=route_id, truck_id=truck_id, customer_id=9700, customer_name="Nobody Yet")
+    head_event = producer.event(first, key=str(truck_id).encode(), partition=0)
+    later_event = producer.event(first.model_copy(update={"calculation": 2}), key=f"truck:{truck_id}".encode(),
+                                 partition=0)
+    producer.flush()
+
+    consume_invoicing(lambda: DeadLetter.objects.filter(event_id__in=[head_event, later_event]).count() == 2
+                      or Invoice.objects.filter(route_id=route_id).exists())
+
+    head = DeadLetter.objects.get(event_id=head_event)
+    later = DeadLetter.objects.get(event_id=later_event)
+    assert (head.reason, later.reason, later.blocked_by_id) == (
+        DeadLetter.Reason.NON_RETRYABLE, DeadLetter.Reason.PARKED, head.pk,
+    )
+    assert head.scope == later.scope == f"route:{route_id}".encode()

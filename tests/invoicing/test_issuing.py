@@ -65,7 +65,7 @@ def test_issuing_writes_invoice_generated_with_the_invoice_fields_to_the_outbox(
         "gross_total": "722.95",
         "currency": "EUR",
         "issued_at": invoice.issued_at.isoformat().replace("+00:00", "Z"),
-        "_key": "11",
+        "_key": "route:11",
         "_topic": "invoicing.events",
     }
 
@@ -244,5 +244,6 @@ def test_a_batch_queues_its_pdf_renders_with_one_message_after_commit(celery_que
     [(name, (invoice_ids, traceparents))] = queued_tasks(celery_queue)
     assert (name, invoice_ids) == ("apps.invoicing.tasks.queue_invoice_renders", [i.pk for i in issued])
     # Each render continues its invoice's trace: the span that published its InvoiceGenerated.
-    published = dict(OutboxEvent.objects.filter(key__in=["11", "12", "13"]).values_list("key", "traceparent"))
-    assert traceparents == [published[str(i.route_id)] for i in issued]
+    keys = ["route:11", "route:12", "route:13"]
+    published = dict(OutboxEvent.objects.filter(key__in=keys).values_list("key", "traceparent"))
+    assert traceparents == [published[f"route:{i.route_id}"] for i in issued]

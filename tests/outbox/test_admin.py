@@ -30,7 +30,7 @@ def test_changelist_shows_unpublished_count_and_age_of_the_oldest(admin_client_:
     with transaction.atomic():
         outbox.publish(route_calculated(truck_id=1))
         outbox.publish(route_calculated(truck_id=2))
-    OutboxEvent.objects.filter(key="1").update(created_at=timezone.now() - timedelta(minutes=5))
+    OutboxEvent.objects.filter(key="truck:1").update(created_at=timezone.now() - timedelta(minutes=5))
 
     response = admin_client_.get(reverse("admin:outbox_outboxevent_changelist"))
 
@@ -63,10 +63,10 @@ def test_search_finds_an_event_by_its_id_or_its_key(admin_client_: Client) -> No
     url = reverse("admin:outbox_outboxevent_changelist")
 
     by_id = admin_client_.get(url, {"q": str(wanted)}).context["cl"].result_list
-    by_key = admin_client_.get(url, {"q": "12"}).context["cl"].result_list
+    by_key = admin_client_.get(url, {"q": "truck:12"}).context["cl"].result_list
 
     assert [row.event_id for row in by_id] == [wanted]
-    assert [row.key for row in by_key] == ["12"]
+    assert [row.key for row in by_key] == ["truck:12"]
 
 
 def _failed(row: OutboxEvent, error: str = "Broker: Message size too large") -> None:
@@ -117,7 +117,7 @@ def test_operations_resends_failed_events_and_the_row_records_who_and_when() -> 
     assert failed.resent_by == "operations"
     assert timezone.now() - failed.resent_at < timedelta(minutes=1)
     assert failed.last_error  # the reason it failed stays visible until the next attempt
-    assert PendingEvent.objects.filter(event=failed, topic="routing.events", key="1").exists()
+    assert PendingEvent.objects.filter(event=failed, topic="routing.events", key="truck:1").exists()
     assert OutboxEvent.objects.get(pk=pending.pk).resent_at is None  # not failed: left alone
     assert LogEntry.objects.filter(object_id=str(failed.pk), change_message__contains="Re-sent").exists()
     messages = [str(m) for m in response.context["messages"]]

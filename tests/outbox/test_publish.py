@@ -37,7 +37,7 @@ def test_committed_transaction_leaves_exactly_one_row_with_envelope_fields() -> 
     row = OutboxEvent.objects.get()
     assert row.event_id == event_id
     assert row.topic == "routing.events"
-    assert row.key == "42"
+    assert row.key == "truck:42"
     assert row.event_type == "logiflow.routing.RouteCalculated.v1"
     assert row.source == "/logiflow/routing"
     assert row.traceparent == traceparent
@@ -80,4 +80,4 @@ def test_publish_queues_the_row_for_the_relay_in_the_same_transaction() -> None:
     with transaction.atomic():
         event_id = outbox.publish(route_calculated(truck_id=8))
     [queued] = PendingEvent.objects.select_related("event")
-    assert (queued.event.event_id, queued.key) == (event_id, "8")
+    assert (queued.event.event_id, queued.key) == (event_id, "truck:8")

@@ -62,7 +62,7 @@ def test_committed_event_reaches_the_topic_with_cloudevents_headers_and_json_val
     received += tail.read(100, timeout=1)
     [message] = [m for m in received if m.headers.get("ce_id") == str(event_id)]
     row = OutboxEvent.objects.get()
-    assert message.key == "42"
+    assert message.key == "truck:42"
     assert json.loads(message.value) == json.loads(event.model_dump_json())
     assert message.headers == {
         "ce_specversion": "1.0",

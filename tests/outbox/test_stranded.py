@@ -44,7 +44,7 @@ def test_beat_sweep_queues_stranded_rows_in_id_order_and_leaves_queued_and_final
     assert requeue_stranded_events() == 0  # idempotent
 
     queued = list(PendingEvent.objects.filter(pk__in=stranded).order_by("pk").values_list("pk", "topic", "key"))
-    assert queued == [(stranded[0], "routing.events", "1"), (stranded[1], "routing.events", "1")]
+    assert queued == [(stranded[0], "routing.events", "truck:1"), (stranded[1], "routing.events", "truck:1")]
     assert not PendingEvent.objects.filter(pk=published).exists()
     assert "outbox-requeue-stranded" in settings.CELERY_BEAT_SCHEDULE
 

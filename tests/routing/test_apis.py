@@ -52,7 +52,7 @@ def test_create_returns_201_with_the_plan_and_writes_exactly_one_route_calculate
     assert (body["status"], body["invoiced"], body["calculation"]) == ("calculated", False, 1)
     (row,) = OutboxEvent.objects.all()
     event = RouteCalculated.model_validate_json(row.payload)
-    assert (row.event_type, row.key, event.route_id) == (RouteCalculated.ce_type(), str(body["truck"]), route.pk)
+    assert (row.event_type, row.key, event.route_id) == (RouteCalculated.ce_type(), f"truck:{body['truck']}", route.pk)
 
 
 @pytest.mark.django_db(transaction=True)

@@ -32,7 +32,7 @@ def test_creating_a_customer_publishes_customer_upserted_revision_1_keyed_by_cus
 
     [event] = _announced()
     assert (event.customer_id, event.revision, event.name) == (customer.pk, 1, "Ege Foods")
-    assert OutboxEvent.objects.get(event_type=CustomerUpserted.ce_type()).key == str(customer.pk)
+    assert OutboxEvent.objects.get(event_type=CustomerUpserted.ce_type()).key == f"customer:{customer.pk}"
 
 
 def test_each_change_bumps_the_revision_and_an_unchanged_save_publishes_nothing() -> None:

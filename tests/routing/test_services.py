@@ -83,7 +83,7 @@ def test_calculation_publishes_one_route_calculated_matching_the_saved_route() -
     route = calculated_route(departs_at=DEPARTURE)
     row = OutboxEvent.objects.get()
     event = RouteCalculated.model_validate_json(row.payload)
-    assert row.key == str(route.truck_id)
+    assert row.key == f"truck:{route.truck_id}"
     assert (event.route_id, event.calculation, event.truck_id, event.truck_plate) == (
         route.pk, 1, route.truck_id, route.truck.plate
     )
@@ -133,7 +133,7 @@ def test_recalculation_publishes_a_new_event_with_the_next_calculation_keyed_by_
     first, second = _events(route)
     assert (first.calculation, second.calculation) == (1, 2)
     assert recalculated.calculation == 2
-    assert [row.key for row in OutboxEvent.objects.all()] == [str(route.truck_id)] * 2
+    assert [row.key for row in OutboxEvent.objects.all()] == [f"truck:{route.truck_id}"] * 2
     assert second.depot.name == "Ankara Hub" and second.stops[0].name == "Ankara"
     assert list(RouteStop.objects.filter(route=route).values_list("name", flat=True)) == [s.name for s in second.stops]
 
