@@ -48,4 +48,4 @@ def test_previous_release_queueing_without_topic_still_works_during_a_rolling_de
     with connection.cursor() as cursor:  # what the previous release's publish writes
         cursor.execute("INSERT INTO outbox_pending (id, key) SELECT id, key FROM outbox_outboxevent")
     [queued] = PendingEvent.objects.all()
-    assert (queued.topic, queued.key) == ("invoicing.events", "7")
+    assert (queued.topic, queued.key) == ("invoicing.events", "route:7")
