@@ -2,9 +2,18 @@
 
 Prints, one per line:
   raw_producer_msgs_per_s   a bare idempotent producer (acks=all) sending the relay's messages
-  relay_events_per_s        `manage.py relay_outbox` draining a pre-filled outbox on PostgreSQL
-  relay_vs_producer_ratio   the two above divided
+  relay_depth1_events_per_s, relay_depth2_events_per_s
+                            `manage.py relay_outbox` draining a pre-filled outbox on PostgreSQL, with
+                            OUTBOX_RELAY_PIPELINE_DEPTH 1 and 2 (one relay process each, one after the other)
+  relay_events_per_s        the one at the default depth (2)
+  relay_vs_producer_ratio   relay_events_per_s / raw_producer_msgs_per_s
   latency_p50_ms / _p99_ms  commit → broker-acknowledged-and-marked, at a steady 200 events/s
+
+BENCH_BASELINE_ROOT=<another checkout> also runs that checkout's relay at both depths on the same database, broker
+and payload (`baseline_depth1_events_per_s`, ...): how a change compares, in one run. Its migrations must match.
+BENCH_PROFILE=1 runs the relay once more (default depth) under pyinstrument (requirements-bench.txt) and, on the
+embedded PostgreSQL, with pg_stat_statements loaded: the reports go to var/bench/relay-profile.txt and
+var/bench/relay-statements.txt.
 
 Uses its own database (logiflow_bench, or BENCH_DATABASE_NAME, on DATABASE_URL's server) and its own Tansu unless
 KAFKA_BOOTSTRAP_SERVERS is set (BENCH_BROKER=kafka: its own Apache Kafka, names prefixed `kafka.`).
@@ -28,6 +37,9 @@ WARMUP = 10_000
 KEYS = 1000  # trucks: the ordering keys
 LATENCY_RATE = 200  # events per second
 LATENCY_SECONDS = float(os.environ.get("BENCH_LATENCY_SECONDS", "15"))
+BASELINE_ROOT = os.environ.get("BENCH_BASELINE_ROOT", "")
+PROFILE = os.environ.get("BENCH_PROFILE", "") not in ("", "0")
+PRELOAD = ("pg_stat_statements",) if PROFILE else ()
 TOPIC = "routing.events"
 RAW_TOPIC = "bench.raw"
 
@@ -142,7 +154,20 @@ def _vacuum() -> None:
         cursor.execute("VACUUM ANALYZE outbox_outboxevent, outbox_pending")
 
 
-def relay_rate(payload: str, count: int) -> float:
+def relay_rate(payload: str, count: int, *, command: list[str], env: dict[str, str], root: Path) -> float:
+    """Events/s of one relay process started by `command` (from `root`), on an emptied outbox."""
+    reset_outbox()
+    log = common.log_dir() / "relay.log"
+    relay = common.start_manage(command, env=env, log=log, root=root)
+    try:
+        return _drain_rate(payload, count)
+    finally:
+        code = common.stop(relay, timeout=120)
+        if code != 0:
+            print(f"relay exited with {code}; see {log}", file=sys.stderr)
+
+
+def _drain_rate(payload: str, count: int) -> float:
     """Events/s: from the commit of `count` rows to the last one marked published."""
     from django.db import connection
 
@@ -195,8 +220,50 @@ def commit_latencies(seconds: float) -> list[float]:
         return [(float(published) - committed[event_id]) * 1000 for event_id, published in cursor.fetchall()]
 
 
+def statements_report(limit: int = 12) -> str:
+    """The top statements by total execution time since the last reset (pg_stat_statements)."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT calls, round(total_exec_time::numeric, 1), round(mean_exec_time::numeric, 3), rows,"
+            " regexp_replace(query, '\\s+', ' ', 'g') FROM pg_stat_statements"
+            " WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())"
+            " ORDER BY total_exec_time DESC LIMIT %s",
+            [limit],
+        )
+        lines = ["calls  total_ms  mean_ms  rows  query"]
+        lines += [f"{c}  {t}  {m}  {r}  {q[:300]}" for c, t, m, r, q in cursor.fetchall()]
+    return "\n".join(lines) + "\n"
+
+
+def profiled_rate(payload: str, env: dict[str, str]) -> float:
+    """One more run of the relay under pyinstrument, and pg_stat_statements around it when loaded."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM pg_extension WHERE extname = 'pg_stat_statements'")
+        statements = bool(cursor.fetchone()[0])
+        if not statements:
+            try:
+                cursor.execute("CREATE EXTENSION pg_stat_statements")
+                statements = True
+            except Exception as error:  # noqa: BLE001 - not loaded on this server: the Python profile alone
+                print(f"pg_stat_statements unavailable: {error}", file=sys.stderr)
+    profile = common.log_dir() / "relay-profile.txt"
+    command = ["-m", "pyinstrument", "--no-color", "-r", "text", "-o", str(profile), "manage.py", "relay_outbox"]
+    reset_outbox()
+    if statements:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_stat_statements_reset()")
+    rate = relay_rate(payload, EVENTS, command=command, env=env, root=common.ROOT)
+    if statements:
+        (common.log_dir() / "relay-statements.txt").write_text(statements_report())
+    return rate
+
+
 def main() -> None:
-    with common.environment("logiflow_bench") as (bootstrap, url):
+    with common.environment("logiflow_bench", preload=PRELOAD) as (bootstrap, url):
         from apps.common.kafka import ensure_topics
 
         ensure_topics([TOPIC, RAW_TOPIC])
@@ -206,13 +273,32 @@ def main() -> None:
         raw = raw_producer_rate(payload, EVENTS)
         common.figure("raw_producer_msgs_per_s", raw)
 
+        env = common.worker_env(url, bootstrap)
+        manage = ["manage.py", "relay_outbox"]
+        roots = [("relay", common.ROOT)]
+        if BASELINE_ROOT:
+            roots.append(("baseline", Path(BASELINE_ROOT).resolve()))
+        rates: dict[str, float] = {}
+        for name, root in roots:
+            for depth in (1, 2):
+                depth_env = {**env, "OUTBOX_RELAY_PIPELINE_DEPTH": str(depth)}
+                rates[f"{name}_depth{depth}"] = relay_rate(payload, EVENTS, command=manage, env=depth_env, root=root)
+                common.figure(f"{name}_depth{depth}_events_per_s", rates[f"{name}_depth{depth}"])
+        rate = rates["relay_depth2"]
+        common.figure("relay_events_per_s", rate)
+        common.figure("relay_vs_producer_ratio", rate / raw)
+        if PROFILE:
+            common.figure("relay_profiled_events_per_s", profiled_rate(payload, env))
+
         reset_outbox()
-        relay = common.start_manage(["relay_outbox"], env=common.worker_env(url, bootstrap), log=common.log_dir() / "relay.log")
+        log = common.log_dir() / "relay.log"
+        started_lines = log.read_text(errors="replace").count("relay started")
+        relay = common.start_manage(["relay_outbox"], env=env, log=log)
         try:
-            rate = relay_rate(payload, EVENTS)
-            common.figure("relay_events_per_s", rate)
-            common.figure("relay_vs_producer_ratio", rate / raw)
-            reset_outbox()
+            # From the relay's first claim on: its start-up (Django, connections) is not the outbox's latency.
+            if not common.wait_until(lambda: log.read_text(errors="replace").count("relay started") > started_lines,
+                                     timeout=60, interval=0.1):
+                raise SystemExit(f"relay did not start; see {log}")
             latencies = commit_latencies(LATENCY_SECONDS)
             common.figure("latency_events", len(latencies))
             common.figure("latency_p50_ms", common.percentile(latencies, 0.50))

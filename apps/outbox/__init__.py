@@ -1,5 +1,5 @@
 """The transactional outbox, the publishing half of the event spine. The rest of the code uses one verb:
-`apps.outbox.publish(event)`; the relay (`relay`, `claims`, `broker_memory`) sends committed rows to Kafka.
+`apps.outbox.publish(event)`; the relay (the package `relay`) sends committed rows to Kafka.
 
 It may import `apps.contracts` and `apps.common`."""
 

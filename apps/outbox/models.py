@@ -114,7 +114,7 @@ class RelayProblem(models.Model):
 
 
 class BrokerMark(models.Model):
-    """Evidence of what a Kafka cluster acknowledged, to notice when it forgets (see apps.outbox.broker_memory).
+    """Evidence of what a Kafka cluster acknowledged, to notice when it forgets (see apps.outbox.relay.broker_memory).
 
     Per partition: the highest offset the relay saw acknowledged, the event stored there, and the cluster's id.
     Written by the relay (only ever upwards, at most once a check interval per partition and relay), read by its

@@ -214,14 +214,14 @@ KAFKA_CLIENT_CONFIG = env.dict("KAFKA_CLIENT_CONFIG", default={})
 # --- Outbox relay -------------------------------------------------------------------
 OUTBOX_RELAY_BATCH_SIZE = env.int("OUTBOX_RELAY_BATCH_SIZE", default=1000)
 OUTBOX_RELAY_POLL_INTERVAL_S = env.float("OUTBOX_RELAY_POLL_INTERVAL_S", default=1.0)
-# Batches in flight at once (each on its own connection), overlapping database and broker round trips.
+# Batches open at once (each on its own connection, one thread), overlapping database and broker round trips.
 OUTBOX_RELAY_PIPELINE_DEPTH = env.int("OUTBOX_RELAY_PIPELINE_DEPTH", default=2)
 # message.timeout.ms: after this a row's send counts as failed (it stays pending and is retried).
 OUTBOX_RELAY_DELIVERY_TIMEOUT_S = env.float("OUTBOX_RELAY_DELIVERY_TIMEOUT_S", default=30.0)
 OUTBOX_RELAY_RETRY_MAX_S = env.float("OUTBOX_RELAY_RETRY_MAX_S", default=30.0)
 OUTBOX_RELAY_SHUTDOWN_GRACE_S = env.float("OUTBOX_RELAY_SHUTDOWN_GRACE_S", default=10.0)
-# No relay statement runs longer (statement_timeout); a lane stuck past the pipeline's bound (derived from it)
-# makes the relay restart itself, or exit non-zero when the lane does not let go.
+# No relay batch statement runs longer (statement_timeout): past it the open batches roll back and the relay
+# restarts.
 OUTBOX_RELAY_STALL_TIMEOUT_S = env.float("OUTBOX_RELAY_STALL_TIMEOUT_S", default=60.0)
 # The relay hands the producer a whole batch at once, so waiting for more (linger) only adds latency.
 OUTBOX_RELAY_LINGER_MS = env.int("OUTBOX_RELAY_LINGER_MS", default=1)

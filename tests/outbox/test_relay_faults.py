@@ -1,4 +1,4 @@
-"""The relay under faults inside its own process: lanes that cannot connect or fail mid-batch, a stuck lane,
+"""The relay under faults inside its own process: connections refused, a failure mid-batch, a stuck statement,
 a producer that keeps failing fatally, delivery reports that confirm a later row before an earlier one."""
 
 from __future__ import annotations
@@ -20,8 +20,7 @@ from django.test import override_settings
 from apps import outbox
 from apps.common.workers import Backoff, run_worker
 from apps.outbox.models import OutboxEvent
-from apps.outbox import claims
-from apps.outbox.relay import Batch, OutboxRelay
+from apps.outbox.relay import Batch, OutboxRelay, claims
 from tests.factories import route_calculated
 from tests.outbox.support import pending_count, wait_for
 from tests.support.kafka import TopicTail
@@ -69,13 +68,13 @@ def _publish(count: int, *, truck: int = 1) -> list[str]:
 
 
 @contextmanager
-def _lane_connection_refused(times: int) -> Iterator[list[str]]:
-    """The first `times` connections opened by a relay lane fail as a full server refuses them."""
+def _relay_connection_refused(times: int) -> Iterator[list[str]]:
+    """The first `times` connections the relay opens fail as a full server refuses them."""
     real = DatabaseWrapper.get_new_connection
     refused: list[str] = []
 
     def get_new_connection(self, conn_params):  # noqa: ANN001, ANN202
-        if threading.current_thread().name.startswith("relay-lane") and len(refused) < times:
+        if threading.current_thread().name == "relay-main" and len(refused) < times:
             refused.append(threading.current_thread().name)
             raise psycopg.OperationalError("FATAL:  sorry, too many clients already")
         return real(self, conn_params)
@@ -85,20 +84,20 @@ def _lane_connection_refused(times: int) -> Iterator[list[str]]:
 
 
 @pytest.mark.django_db(transaction=True)
-def test_lane_whose_first_connection_is_refused_gives_its_turn_up_and_the_relay_publishes_afterwards(
+def test_relay_whose_first_connections_are_refused_publishes_once_the_database_lets_it_in(
     kafka_bootstrap: str,
 ) -> None:
     _publish(3)
-    with _lane_connection_refused(2) as refused, RelayThread() as relay:
+    with _relay_connection_refused(2) as refused, RelayThread() as relay:
         published = wait_for(lambda: pending_count() == 0, timeout=15)
-        assert published, f"relay wedged after {len(refused)} refused lane connections"
+        assert published, f"relay wedged after {len(refused)} refused connections"
     assert relay.stopped and relay.error is None
     assert refused  # the fault really happened
     assert set(OutboxEvent.objects.values_list("state", flat=True)) == {"published"}
 
 
 @pytest.mark.django_db(transaction=True)
-def test_failure_while_awaiting_reports_gives_the_commit_turn_up_so_later_lanes_do_not_block(
+def test_failure_while_awaiting_reports_rolls_the_open_batches_back_and_the_relay_publishes_afterwards(
     kafka_bootstrap: str,
 ) -> None:
     _publish(4)
@@ -116,36 +115,35 @@ def test_failure_while_awaiting_reports_gives_the_commit_turn_up_so_later_lanes_
         mock.patch.object(OutboxRelay, "_await_reports", await_reports_failing_once),
         RelayThread() as relay,
     ):
-        assert wait_for(lambda: pending_count() == 0, timeout=15), "a later lane waited forever for the commit turn"
+        assert wait_for(lambda: pending_count() == 0, timeout=15), "the relay did not recover from the failed batch"
     assert relay.stopped and relay.error is None
+    assert len(calls) > 2  # the fault really happened, with a second batch open behind the failing one
     assert set(OutboxEvent.objects.values_list("state", flat=True)) == {"published"}
 
 
 @pytest.mark.django_db(transaction=True)
-def test_stuck_lane_makes_the_relay_exit_non_zero_instead_of_waiting_forever(kafka_bootstrap: str) -> None:
-    _publish(1)
-    release = threading.Event()
+def test_statement_stuck_past_the_stall_timeout_is_cancelled_and_the_relay_publishes_afterwards(
+    kafka_bootstrap: str,
+) -> None:
+    _publish(2)
+    real = claims.claim
+    stuck: list[float] = []
 
-    def lane_that_hangs(self):  # noqa: ANN001, ANN202
-        release.wait(60)  # a lane stuck somewhere no timeout reaches (before it opened a connection)
-        raise RuntimeError("released by the test")
+    def claim_stuck_once(conn, limit, **kwargs):  # noqa: ANN001, ANN003, ANN202
+        if not stuck:
+            stuck.append(time.monotonic())
+            conn.execute("SELECT pg_sleep(60)")  # a lock, a stuck server: only the statement timeout ends it
+        return real(conn, limit, **kwargs)
 
-    try:
-        with (
-            override_settings(
-                OUTBOX_RELAY_STALL_TIMEOUT_S=1.0, OUTBOX_RELAY_DELIVERY_TIMEOUT_S=1.0, OUTBOX_RELAY_SHUTDOWN_GRACE_S=1.0
-            ),
-            mock.patch.object(OutboxRelay, "_prepare_lane_connection", lane_that_hangs),
-        ):
-            relay = RelayThread()
-            started = time.monotonic()
-            relay.thread.start()
-            relay.thread.join(30)
-            assert relay.stopped, "the relay waited forever on its stuck lane"
-    finally:
-        release.set()
-    assert isinstance(relay.error, SystemExit) and relay.error.code not in (0, None)
-    assert time.monotonic() - started < 30
+    with (
+        override_settings(OUTBOX_RELAY_STALL_TIMEOUT_S=1.0),
+        mock.patch.object(claims, "claim", claim_stuck_once),
+        RelayThread() as relay,
+    ):
+        assert wait_for(lambda: pending_count() == 0, timeout=20), "the relay waited on its stuck statement"
+        recovered = time.monotonic() - stuck[0]
+    assert relay.stopped and relay.error is None
+    assert recovered < 10
 
 
 class _Message:
@@ -206,7 +204,7 @@ def test_producer_rebuilt_after_fatal_errors_with_growing_backoff_and_unsent_row
 
     with (
         override_settings(OUTBOX_RELAY_RETRY_MAX_S=2.0),
-        mock.patch("apps.outbox.relay.Producer", producer_factory),
+        mock.patch("apps.outbox.relay.loop.Producer", producer_factory),
         RelayThread() as relay,
     ):
         assert wait_for(lambda: len(builds) >= 2, timeout=10)
@@ -237,7 +235,7 @@ def _first_report_times_out(row_id: int) -> Iterator[None]:
     assert timed_out, "the injected timeout never happened"
 
 
-@pytest.mark.parametrize("batch_size", [1000, 1], ids=["same-batch", "next-batch-on-another-lane"])
+@pytest.mark.parametrize("batch_size", [1000, 1], ids=["same-batch", "next-batch-open-meanwhile"])
 @pytest.mark.django_db(transaction=True)
 def test_row_delivered_after_an_earlier_row_of_its_key_timed_out_is_not_marked_before_it(
     kafka_bootstrap: str, batch_size: int
@@ -249,9 +247,9 @@ def test_row_delivered_after_an_earlier_row_of_its_key_timed_out_is_not_marked_b
     marked: list[int] = []  # ids in the order the relay marks them published
     real_mark = claims.mark_published
 
-    def mark_published(delivered):  # noqa: ANN001, ANN202
+    def mark_published(conn, delivered):  # noqa: ANN001, ANN202
         marked.extend(d.id for d in delivered)
-        return real_mark(delivered)
+        return real_mark(conn, delivered)
 
     with (
         override_settings(OUTBOX_RELAY_BATCH_SIZE=batch_size, OUTBOX_RELAY_PIPELINE_DEPTH=2),

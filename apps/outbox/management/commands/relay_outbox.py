@@ -2,19 +2,13 @@
 
 from __future__ import annotations
 
-import logging
-import os
-import sys
-
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandParser
 
 from apps.common.metrics import serve_worker_metrics
 from apps.common.telemetry import configure_telemetry
 from apps.common.workers import run_worker
-from apps.outbox.relay import OutboxRelay, RelayWedged
-
-logger = logging.getLogger(__name__)
+from apps.outbox.relay import OutboxRelay
 
 
 class Command(BaseCommand):
@@ -28,16 +22,7 @@ class Command(BaseCommand):
         configure_telemetry("logiflow-relay")
         relay = OutboxRelay()
         serve_worker_metrics(settings.RELAY_METRICS_PORT if metrics_port is None else metrics_port, name=relay.name)
-        try:
-            run_worker(relay)
-        except RelayWedged as wedged:
-            # A lane thread is stuck where no timeout reaches: a normal exit would wait for it for ever.
-            # Its connection dies with the process, so its rows' locks go too; the supervisor restarts us.
-            logger.critical("%s", wedged)
-            logging.shutdown()
-            sys.stdout.flush()
-            sys.stderr.flush()
-            os._exit(wedged.code)
+        run_worker(relay)
         self.stdout.write(
             f"relay stopped: {relay.totals['published']} published, {relay.totals['failed']} failed"
         )

@@ -4,7 +4,7 @@ The relay keeps a few marks (BrokerMark): per partition, the highest offset it s
 that landed there, and the cluster's id. A mark is lost when the cluster id changed (a rebuilt cluster), the
 topic or partition is gone, or reading the partition at the mark's offset does not return that event (the log
 was emptied: Tansu restarted with empty memory, a cluster lost its disks). This module only reads the broker;
-apps.outbox.claims re-queues what the lost cluster had.
+apps.outbox.services re-queues what the lost cluster had.
 """
 
 from __future__ import annotations
@@ -122,3 +122,42 @@ def _verdict(consumer: Consumer, mark: Mark, message: Message, *, timeout: float
             return "stale"  # retention deleted it
         return f"{where} has offsets {low}..{high}, not {mark.offset}"
     return None
+
+
+class AckedOffsets:
+    """What this process saw the cluster acknowledge: the highest offset per partition (a lower one later means
+    the log was reset under us) and when each partition's mark was last written (at most once per interval)."""
+
+    def __init__(self, *, mark_interval: float) -> None:
+        self.mark_interval = mark_interval
+        self._high: dict[tuple[str, int], int] = {}
+        self._marked_at: dict[tuple[str, int], float] = {}
+
+    def note(self, acked: dict[tuple[str, int], list], *, now: float) -> tuple[list[tuple[str, int, int, str]], bool]:
+        """`acked`: per (topic, partition), [lowest offset, highest offset, event id at the highest].
+
+        Returns the marks due to be written `(topic, partition, offset, event_id)`, and whether an offset went
+        backwards (check the marks at once).
+        """
+        due: list[tuple[str, int, int, str]] = []
+        reset = False
+        for where, (low, high, event_id) in acked.items():
+            seen = self._high.get(where)
+            if seen is not None and low <= seen:
+                logger.warning("relay: %s[%s] acknowledged offset %s after %s: checking the broker", *where, low, seen)
+                reset = True
+            if seen is None or high > seen:
+                self._high[where] = high
+            if now - self._marked_at.get(where, -1e18) >= self.mark_interval:
+                self._marked_at[where] = now
+                due.append((where[0], where[1], high, event_id))
+        return due, reset
+
+    def unwritten(self, marks: list[tuple[str, int, int, str]]) -> None:
+        """Writing these marks failed: they are due again with the next acknowledgement."""
+        for topic, partition, _offset, _event_id in marks:
+            self._marked_at.pop((topic, partition), None)
+
+    def forget(self) -> None:
+        self._high.clear()
+        self._marked_at.clear()

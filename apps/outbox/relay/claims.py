@@ -1,13 +1,15 @@
 """The relay's SQL: claim a batch of queued outbox rows and record what the broker said about each.
 
 Raw SQL on purpose: the relay handles tens of thousands of rows a second and builds no model instances.
-Every function runs on the calling thread's connection, inside the transaction the caller opened.
+A batch's statements run on the psycopg connection the caller passes, inside the transaction it holds open
+(the claim's locks live until it ends); the few statements off the batch path use Django's connection.
 """
 
 from __future__ import annotations
 
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from django.db import connection
 
@@ -16,14 +18,14 @@ from apps.common.postgres import safe_text
 TABLE = "outbox_outboxevent"
 QUEUE = "outbox_pending"  # PendingEvent: (id, topic, key) of the rows still to send
 
-# Set on each relay lane's connection.
+# Set on each of the relay's batch connections.
 # - The queue swings from empty to a burst faster than statistics follow; a planner that believes
 #   "a few pending rows" sorts the whole burst (on disk) for every claim. The relay's statements are
 #   fixed and all meant to walk an index, so its sessions take bitmap and sequential scans off the table.
 # - A relay commit only records what the broker already has: losing the last few in a database crash
 #   means sending those rows again (duplicates, never loss), so the commit need not wait for the WAL flush.
-# - No statement may block a lane for ever (a lock, a stuck server): past the relay's stall timeout it fails,
-#   the batch gives its turns up and its rows stay pending.
+# - No statement may block the relay for ever (a lock, a stuck server): past the relay's stall timeout it fails,
+#   the open batches roll back and their rows stay pending.
 _SESSION_SETTINGS = (
     "SET enable_bitmapscan = off; SET enable_seqscan = off; SET synchronous_commit = off;"
     " SET statement_timeout = {timeout_ms}"
@@ -138,14 +140,14 @@ class Refused:
     error: str
 
 
-def claim(limit: int, *, in_flight: Collection[int] = ()) -> list[tuple]:
+def claim(conn: Any, limit: int, *, in_flight: Collection[int] = ()) -> list[tuple]:
     """Rows `(id, topic, key, payload, event_id, source, event_type, ce_time, traceparent, previous_id)`.
 
-    The queue rows stay locked until the caller's transaction ends. `previous_id` is the
+    The queue rows stay locked until `conn`'s transaction ends. `previous_id` is the
     previous queued row of the same (topic, key) when that one might not be ours (None when all are):
     `in_flight` are the rows this relay sent in batches still open on its other connections.
     """
-    with connection.cursor() as cursor:
+    with conn.cursor() as cursor:
         cursor.execute(_CLAIM, [limit])
         rows = cursor.fetchall()
         if not rows:
@@ -159,48 +161,48 @@ def claim(limit: int, *, in_flight: Collection[int] = ()) -> list[tuple]:
     return [(*row, previous[row[0]]) for row in rows]
 
 
-def mark_published(delivered: Sequence[Delivered]) -> None:
+def mark_published(conn: Any, delivered: Sequence[Delivered]) -> None:
     """Dequeue rows the broker acknowledged and record where they landed."""
     if not delivered:
         return
     ids = [d.id for d in delivered]
-    with connection.cursor() as cursor:
+    with conn.cursor() as cursor:
         cursor.execute(_PUBLISHED, [ids, ids, [d.partition for d in delivered], [d.offset for d in delivered], ids])
 
 
-def mark_failed(refused: Sequence[Refused]) -> None:
+def mark_failed(conn: Any, refused: Sequence[Refused]) -> None:
     """Dequeue rows the broker refused for good: 'failed', with the error, for a person to look at."""
     if not refused:
         return
     ids = [r.id for r in refused]
-    with connection.cursor() as cursor:
+    with conn.cursor() as cursor:
         cursor.execute(_FAILED, [ids, ids, [safe_text(r.error, limit=MAX_ERROR_LENGTH) for r in refused], ids])
 
 
-def mark_retried(refused: Sequence[Refused]) -> None:
+def mark_retried(conn: Any, refused: Sequence[Refused]) -> None:
     """Count an attempt and keep the error of rows that stay queued, to be sent again."""
     if not refused:
         return
     ids = [r.id for r in refused]
-    with connection.cursor() as cursor:
+    with conn.cursor() as cursor:
         cursor.execute(_RETRIED, [ids, [safe_text(r.error, limit=MAX_ERROR_LENGTH) for r in refused], ids])
 
 
-def record_problems(problems: Sequence[tuple[str, str, str, int]]) -> None:
+def record_problems(conn: Any, problems: Sequence[tuple[str, str, str, int]]) -> None:
     """`(error name, topic, message, rows)` refusals only a person can fix: upserted into RelayProblem."""
     if not problems:
         return
     codes, topics, messages, rows = zip(*problems, strict=True)
-    with connection.cursor() as cursor:
+    with conn.cursor() as cursor:
         texts = [safe_text(m, limit=MAX_ERROR_LENGTH) for m in messages]
         cursor.execute(_PROBLEMS, [list(codes), list(topics), texts, list(rows)])
 
 
-def clear_problems(topics: Collection[str]) -> None:
+def clear_problems(conn: Any, topics: Collection[str]) -> None:
     """A row of these topics was confirmed: whatever was refusing them is fixed."""
     if not topics:
         return
-    with connection.cursor() as cursor:
+    with conn.cursor() as cursor:
         cursor.execute("DELETE FROM outbox_relayproblem WHERE topic = ANY(%s)", [sorted(topics)])
 
 
@@ -210,12 +212,12 @@ def problem_topics() -> set[str]:
         return {topic for (topic,) in cursor.fetchall()}
 
 
-def record_marks(marks: Sequence[tuple[str, int, int, str]], *, cluster_id: str) -> None:
+def record_marks(conn: Any, marks: Sequence[tuple[str, int, int, str]], *, cluster_id: str) -> None:
     """`(topic, partition, offset, event_id)`: the latest acknowledged message of each partition (BrokerMark)."""
     if not marks:
         return
     topics, partitions, offsets, event_ids = zip(*marks, strict=True)
-    with connection.cursor() as cursor:
+    with conn.cursor() as cursor:
         cursor.execute(_MARKS, [cluster_id, list(topics), list(partitions), list(offsets), list(event_ids)])
 
 
