@@ -1,7 +1,8 @@
 """Input serializers that take JSON types at their word: a string field takes a string, a number field a number.
 
 DRF coerces (`"name": 0` becomes "0", `"lon": false` becomes 0.0, `"capacity_kg": "5"` becomes 5), so a client
-sending the wrong type never hears of it. StrictInput refuses those with a 400 naming the field.
+sending the wrong type never hears of it. StrictInput refuses those with a 400 naming the field, and a string
+longer than its documented maximum even when trimming its surrounding whitespace would make it fit.
 """
 
 from __future__ import annotations
@@ -56,6 +57,15 @@ def json_type_problem(field: serializers.Field, value: Any) -> str | None:
     return None
 
 
+def raw_length_problem(field: serializers.Field, value: Any) -> str | None:
+    """A string longer than the field's documented `maxLength`, counted as sent: DRF trims surrounding whitespace
+    before its own length check, so without this a name of 201 characters starting with a newline would pass."""
+    limit = getattr(field, "max_length", None)
+    if isinstance(field, serializers.CharField) and limit is not None and isinstance(value, str) and len(value) > limit:
+        return f"Ensure this field has no more than {limit} characters."
+    return None
+
+
 class StrictInput(serializers.Serializer):
     """Mix in first: `class InputSerializer(StrictInput, serializers.Serializer)` (or a ModelSerializer)."""
 
@@ -64,7 +74,8 @@ class StrictInput(serializers.Serializer):
             errors = {
                 name: [problem]
                 for name, field in self.fields.items()
-                if not field.read_only and name in data and (problem := json_type_problem(field, data[name]))
+                if not field.read_only and name in data
+                and (problem := json_type_problem(field, data[name]) or raw_length_problem(field, data[name]))
             }
             if errors:
                 raise serializers.ValidationError(errors)

@@ -389,3 +389,15 @@ def test_an_oversized_body_is_413_json_and_writes_nothing(dispatcher_api: APICli
     assert response.status_code == 413
     assert "larger than 1000 bytes" in response.json()["detail"]
     assert not Route.objects.exists()
+
+
+@pytest.mark.parametrize("name", ["\r" + "x" * 200, "x" * 200 + " ", "\t\n" + "x" * 199])
+def test_a_name_over_its_documented_length_is_refused_even_when_trimming_would_fit_it(
+    dispatcher_api: APIClient, name: str
+) -> None:
+    # The schema bounds what the client sends (maxLength 200); DRF trims surrounding whitespace before its own check.
+    response = dispatcher_api.post("/api/v1/customers/", {"name": name}, format="json")
+
+    assert response.status_code == 400, response.content
+    assert "name" in response.json()
+    assert not Customer.objects.exists()
