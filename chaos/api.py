@@ -276,7 +276,8 @@ def settle(base_url: str, fleet: Fleet) -> Counter[str]:
         outcomes[f"open_account:{status}"] += 1
         if status == 201 or Traffic._has_account(finance, customer):
             fleet.without_account.remove(customer)
-    page: str | None = "/api/v1/dead-letters/?status=pending&group=invoicing&type=logiflow.routing.RouteCalculated"
+    # Not by `type`: a dead letter's type is the ce_type as received, with its version (`….RouteCalculated.v1`).
+    page: str | None = "/api/v1/dead-letters/?status=pending&group=invoicing&reason=non_retryable"
     heads = []
     while page:
         answer = operations.must("GET", page)
