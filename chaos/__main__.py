@@ -17,7 +17,7 @@ from pathlib import Path
 from types import FrameType
 
 from chaos.api import REQUEST_TIMEOUT_S, Fleet, Traffic, set_up_fleet, settle, wait_until_serving
-from chaos.checks import Figure, measure, wait_for_quiet
+from chaos.checks import Figure, directory_before_settling, measure, wait_for_quiet
 from chaos.config import Config
 from chaos.evidence import log_errors
 from chaos.faults import KINDS, FaultRunner, runnable_kinds, schedule
@@ -74,9 +74,10 @@ def _run(config: Config, stack: Stack) -> list[Figure]:
     down = stack.ensure_running()
     unacknowledged = injector.close(timeout=60)
     logger.info("faults over; waiting (at most %.0fs) for the stack to go quiet", config.quiet_seconds)
-    settled = _settle(stack, fleet)  # the heads there are now; those still on their way come after quiet
     quiet, waited, _ = wait_for_quiet(stack.database_url, stack.broker.bootstrap_servers, timeout=config.quiet_seconds)
-    for _ in range(SETTLE_ROUNDS):  # while it goes quiet: a refused account (customer not in the directory) again
+    directory = directory_before_settling(stack.database_url)  # no dead letter replayed yet
+    settled: Counter[str] = Counter()
+    for _ in range(SETTLE_ROUNDS):  # a refused account (customer not in the directory yet) is tried again
         outcomes = _settle(stack, fleet)
         settled.update(outcomes)
         if not quiet or not outcomes:
@@ -86,8 +87,9 @@ def _run(config: Config, stack: Stack) -> list[Figure]:
         waited += more
     stack.stop()  # nothing moves while the invariants are read
     return [
+        *directory,
         *measure(stack.database_url, injector.delivered, broker_generation=stack.broker_generation),
-        *(Figure(f"faults_{kind}", runner.counts[kind] if kind in kinds else "skipped") for kind in KINDS),
+        *(Figure(f"faults_{kind}", "skipped" if kind in skipped else runner.counts[kind]) for kind in KINDS),
         *_pdf_leak(stack.log_dir / "celery.log"),
         Figure("backends_terminated", runner.backends_terminated),
         Figure("hostile_unacknowledged", unacknowledged + len(injector.refused)),

@@ -123,11 +123,16 @@ def wait_for_quiet(database_url: str, bootstrap_servers: str, *, timeout: float)
 # --- invariants ----------------------------------------------------------------------------------------------
 
 
+def directory_before_settling(database_url: str) -> list[Figure]:
+    with connect(database_url) as conn:
+        return customers_in_directory(conn)
+
+
 def measure(database_url: str, hostile: list[Delivered], *, broker_generation: int = 1) -> list[Figure]:
     with connect(database_url) as conn:
         return [
             *_invoicing(conn),
-            *customers_in_directory(conn),
+            *customers_in_directory(conn, name="customers_in_directory_at_end")[1:],
             _duplicate_effects(conn),
             _numbers_gapless(conn),
             *hostile_in_ledger(conn, hostile, broker_generation=broker_generation),
@@ -199,8 +204,9 @@ def _numbers_gapless(conn: psycopg.Connection) -> Figure:
     return Figure("numbers_gapless", 0 if problems else 1, "; ".join(problems))
 
 
-def customers_in_directory(conn: psycopg.Connection) -> list[Figure]:
-    """Every customer's latest change reached invoicing's directory: routing's revision = invoicing's."""
+def customers_in_directory(conn: psycopg.Connection, *, name: str = "customers_in_directory") -> list[Figure]:
+    """Every customer's latest change reached invoicing's directory: routing's revision = invoicing's. A customer's
+    change depends on no route, so it must hold once the stack is quiet, before anyone replays a dead letter."""
     behind = conn.execute(
         "SELECT c.id, c.revision, k.revision FROM routing_customer c "
         "LEFT JOIN invoicing_knowncustomer k ON k.customer_id = c.id "
@@ -211,7 +217,7 @@ def customers_in_directory(conn: psycopg.Connection) -> list[Figure]:
                        for customer, revision, known in behind[:10])
     return [
         Figure("customers", customers),
-        Figure("customers_in_directory", customers - len(behind),
+        Figure(name, customers - len(behind),
                "" if not behind else f"{len(behind)} customers' latest change not in invoicing's directory: "
                                      f"{sample}{'…' if len(behind) > 10 else ''}"),
     ]

@@ -26,7 +26,8 @@ def test_settle_opens_the_missing_account_and_replays_the_routes_dead_letter_so_
     settings.DEBUG = True
     call_command("create_demo_users")
     customer = Customer.objects.create(name="Late Payer")
-    KnownCustomer.objects.create(customer_id=customer.pk, name=customer.name, revision=1, changed_at=customer.changed_at)
+    KnownCustomer.objects.create(customer_id=customer.pk, name=customer.name, revision=1,
+                                 changed_at=customer.changed_at)
     event = route_calculated(route_id=41, customer_id=customer.pk, customer_name=customer.name)
     error = MissingBillingData(customer_id=customer.pk, customer_name=customer.name, route_id=41)
     head = deadletter_record(group="invoicing", raw=raw_message(event), failure=Failure.from_exception(error),

@@ -72,7 +72,9 @@ def record_hostile(kind: str, *, offset: int) -> Delivered:
     return delivered(kind, offset=offset, headers=headers, key=key)
 
 
-def delivered(kind: str, *, offset: int, headers: list[tuple[str, bytes]], key: bytes, generation: int = 1) -> Delivered:
+def delivered(
+    kind: str, *, offset: int, headers: list[tuple[str, bytes]], key: bytes, generation: int = 1
+) -> Delivered:
     ce_id = dict(headers).get("ce_id")
     return Delivered(kind, "routing.events", 0, offset, ce_id.decode() if ce_id else None, key, generation)
 
