@@ -253,16 +253,17 @@ class Traffic:
     def _open_account(self, api: Api, customer: int) -> str:
         """Finance opens the account; refused (400) while the customer has not reached invoicing's directory."""
         status, _ = api.request("POST", "/api/v1/billing-accounts/", _account(customer))
-        if status == 201 or (status == 400 and self._has_account(api, customer)):
+        if status == 201 or (status == 400 and _has_account(api, customer)):
             with self._lock:
                 self._since.pop(customer, None)
                 self.fleet.without_account.remove(customer)
         return f"open_account:{status}"
 
-    @staticmethod
-    def _has_account(api: Api, customer: int) -> bool:
-        """A 400 may mean "already has one" (an earlier request cut by a fault after it committed)."""
-        return api.request("GET", f"/api/v1/billing-accounts/{customer}/")[0] == 200
+
+
+def _has_account(api: Api, customer: int) -> bool:
+    """A 400 may mean "already has one" (an earlier request cut by a fault after it committed)."""
+    return api.request("GET", f"/api/v1/billing-accounts/{customer}/")[0] == 200
 
 
 def settle(base_url: str, fleet: Fleet) -> Counter[str]:
@@ -274,7 +275,7 @@ def settle(base_url: str, fleet: Fleet) -> Counter[str]:
     for customer in list(fleet.without_account):
         status, _ = finance.request("POST", "/api/v1/billing-accounts/", _account(customer))
         outcomes[f"open_account:{status}"] += 1
-        if status == 201 or Traffic._has_account(finance, customer):
+        if status == 201 or _has_account(finance, customer):
             fleet.without_account.remove(customer)
     # Not by `type`: a dead letter's type is the ce_type as received, with its version (`….RouteCalculated.v1`).
     page: str | None = "/api/v1/dead-letters/?status=pending&group=invoicing&reason=non_retryable"
