@@ -123,13 +123,19 @@ def wait_for_quiet(database_url: str, bootstrap_servers: str, *, timeout: float)
 # --- invariants ----------------------------------------------------------------------------------------------
 
 
-def measure(database_url: str, hostile: list[Delivered]) -> list[Figure]:
+def directory_before_settling(database_url: str) -> list[Figure]:
+    with connect(database_url) as conn:
+        return customers_in_directory(conn)
+
+
+def measure(database_url: str, hostile: list[Delivered], *, broker_generation: int = 1) -> list[Figure]:
     with connect(database_url) as conn:
         return [
             *_invoicing(conn),
+            *customers_in_directory(conn, name="customers_in_directory_at_end")[1:],
             _duplicate_effects(conn),
             _numbers_gapless(conn),
-            *_hostile(conn, hostile),
+            *hostile_in_ledger(conn, hostile, broker_generation=broker_generation),
             *_stuck(conn),
             *_timing(conn),
         ]
@@ -198,15 +204,44 @@ def _numbers_gapless(conn: psycopg.Connection) -> Figure:
     return Figure("numbers_gapless", 0 if problems else 1, "; ".join(problems))
 
 
-def _hostile(conn: psycopg.Connection, hostile: list[Delivered]) -> list[Figure]:
+def customers_in_directory(conn: psycopg.Connection, *, name: str = "customers_in_directory") -> list[Figure]:
+    """Every customer's latest change reached invoicing's directory: routing's revision = invoicing's. A customer's
+    change depends on no route, so it must hold once the stack is quiet, before anyone replays a dead letter."""
+    behind = conn.execute(
+        "SELECT c.id, c.revision, k.revision FROM routing_customer c "
+        "LEFT JOIN invoicing_knowncustomer k ON k.customer_id = c.id "
+        "WHERE k.revision IS DISTINCT FROM c.revision ORDER BY c.id"
+    ).fetchall()
+    customers = _one(conn, "SELECT count(*) FROM routing_customer")
+    sample = ", ".join(f"{customer} at revision {known or 'none'} of {revision}"
+                       for customer, revision, known in behind[:10])
+    return [
+        Figure("customers", customers),
+        Figure(name, customers - len(behind),
+               "" if not behind else f"{len(behind)} customers' latest change not in invoicing's directory: "
+                                     f"{sample}{'…' if len(behind) > 10 else ''}"),
+    ]
+
+
+def hostile_in_ledger(
+    conn: psycopg.Connection, hostile: list[Delivered], *, broker_generation: int = 1
+) -> list[Figure]:
+    """Each hostile message the broker acknowledged has its dead letter: the row of its group at the position the
+    broker gave it, holding that very message (its event id, or its key where it has none). A message acknowledged
+    by a broker that replace_broker threw away may have gone with it unread: counted, not required."""
     recorded = set(conn.execute(
-        'SELECT d."group", d.topic, d.partition, d."offset" FROM consumers_deadletter d '
-        'JOIN unnest(%s::text[], %s::text[], %s::int[], %s::bigint[]) AS h(grp, topic, part, off) '
-        'ON d."group" = h.grp AND d.topic = h.topic AND d.partition = h.part AND d."offset" = h.off',
-        [[m.group for m in hostile], [m.topic for m in hostile], [m.partition for m in hostile],
-         [m.offset for m in hostile]],
+        'SELECT h.n FROM consumers_deadletter d '
+        'JOIN unnest(%s::int[], %s::text[], %s::text[], %s::int[], %s::bigint[], %s::uuid[], %s::bytea[]) '
+        'AS h(n, grp, topic, part, off, event_id, key) '
+        'ON d."group" = h.grp AND d.topic = h.topic AND d.partition = h.part AND d."offset" = h.off '
+        'AND (d.event_id = h.event_id OR (h.event_id IS NULL AND d.key = h.key))',
+        [list(range(len(hostile))), [m.group for m in hostile], [m.topic for m in hostile],
+         [m.partition for m in hostile], [m.offset for m in hostile], [m.event_id for m in hostile],
+         [m.key for m in hostile]],
     ).fetchall())
-    missing = Counter(f"{m.kind}@{m.topic}" for m in hostile if (m.group, m.topic, m.partition, m.offset) not in recorded)
+    absent = [m for n, m in enumerate(hostile) if (n,) not in recorded]
+    lost_with_broker = [m for m in absent if m.generation < broker_generation]
+    missing = Counter(f"{m.kind}@{m.topic}" for m in absent if m.generation >= broker_generation)
     others = conn.execute(
         "SELECT reason, count(*) FROM consumers_deadletter GROUP BY 1 ORDER BY 1"
     ).fetchall()
@@ -215,6 +250,7 @@ def _hostile(conn: psycopg.Connection, hostile: list[Delivered]) -> list[Figure]
         Figure("hostile_injected", len(hostile)),
         Figure("hostile_in_ledger", len(recorded),
                "" if not missing else "no dead letter for " + ", ".join(f"{k}×{n}" for k, n in sorted(missing.items()))),
+        Figure("hostile_lost_with_broker", len(lost_with_broker)),
         Figure("dead_letters_other", total - len(recorded)),
         Figure("dead_letters_by_reason", ",".join(f"{reason}:{count}" for reason, count in others) or "none"),
     ]

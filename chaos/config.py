@@ -28,6 +28,7 @@ class Config:
     faults: tuple[str, ...]  # empty: every kind
     broker: str  # "kafka" (Apache Kafka from the jars of `make kafka-jars`) where it can run, else "tansu"
     why_not_kafka: str  # why the default fell back to Tansu ("" when it did not)
+    kafka_nodes: int  # Apache Kafka nodes (3: a cluster with replication factor 3; 1: the single node)
 
     @classmethod
     def from_env(cls) -> Config:
@@ -47,4 +48,5 @@ class Config:
             faults=tuple(kind.strip() for kind in os.environ.get("CHAOS_FAULTS", "").split(",") if kind.strip()),
             broker=broker or ("tansu" if why_not_kafka else "kafka"),
             why_not_kafka=why_not_kafka,
+            kafka_nodes=int(os.environ.get("CHAOS_KAFKA_NODES") or 3),
         )

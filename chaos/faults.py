@@ -7,6 +7,7 @@ stack does in between depends on timing, so two runs of one seed are alike, not 
 from __future__ import annotations
 
 import logging
+import math
 import random
 import time
 from collections import Counter
@@ -22,12 +23,20 @@ logger = logging.getLogger("chaos")
 TARGETS = {"kill_relay": RELAYS, "kill_consumer": CONSUMERS, "kill_celery": ("celery",), "hostile": tuple(TOPICS)}
 WEIGHTS = {
     "kill_relay": 2, "kill_consumer": 3, "kill_celery": 1, "pause_broker": 1, "terminate_backends": 2, "hostile": 2,
+    "replace_broker": 1, "kill_broker": 1,
 }
 KINDS = tuple(WEIGHTS)
+# Faults on the broker: one at a time, each given time to recover before the next (a paused broker is not
+# replaced, a node is not killed while the cluster is being rebuilt).
+BROKER_KINDS = ("pause_broker", "replace_broker", "kill_broker")
+CLUSTER_KINDS = ("kill_broker",)  # need a cluster that survives the loss of a node
 WARM_UP_S = 10.0
 GAP_S = (5.0, 15.0)  # between two faults
 PAUSE_S = (5.0, 30.0)  # the broker stopped (SIGSTOP) this long
 RESTART_S = (1.0, 3.0)  # a killed process is started again after this long
+NODE_DOWN_S = (3.0, 10.0)  # a killed broker node is started again after this long
+NODE_SETTLE_S = 20.0  # a restarted node catching up (its replicas back in sync) before the next broker fault
+REPLACE_SETTLE_S = 40.0  # an empty broker started, the topics created, the relays' window re-sent
 APPLICATION_NAME = "logiflow-chaos"  # the driver's own connections, which pg_terminate_backend spares
 
 
@@ -39,9 +48,24 @@ class Fault:
     seconds: float = 0.0  # how long the broker stays paused, or the killed process stays down
 
 
-def schedule(seed: int, seconds: float, kinds: tuple[str, ...] = KINDS) -> list[Fault]:
-    """Every kind once first (in a seeded order, so a short run sees them all), then weighted draws; one
-    broker pause at a time, ending before `seconds`. `kinds` narrows the faults (to isolate a failure)."""
+def runnable_kinds(wanted: tuple[str, ...], *, broker: str, kafka_nodes: int) -> tuple[tuple[str, ...], dict[str, str]]:
+    """The kinds of `wanted` this broker can take, and why each other one is skipped."""
+    skipped = {}
+    for kind in CLUSTER_KINDS:
+        if kind not in wanted:
+            continue
+        if broker != "kafka":
+            skipped[kind] = f"{broker} is one node: no other broker to fail over to"
+        elif kafka_nodes < 3:
+            skipped[kind] = (f"the Apache Kafka cluster has {kafka_nodes} node(s) (CHAOS_KAFKA_NODES): killing one "
+                             "would stop the cluster, not fail it over (3 or more)")
+    return tuple(kind for kind in wanted if kind not in skipped), skipped
+
+
+def schedule(seed: int, seconds: float, kinds: tuple[str, ...] = KINDS, *, kafka_nodes: int = 3) -> list[Fault]:
+    """Every kind once first (in a seeded order, so a short run sees them all), then weighted draws; one broker
+    fault at a time (a pause, a node down, a replacement), each over before the next and before `seconds`.
+    `kinds` narrows the faults (to isolate a failure); `kafka_nodes` are kill_broker's targets."""
     unknown = set(kinds) - set(KINDS)
     if unknown or not kinds:
         raise ValueError(f"fault kinds must be some of {', '.join(KINDS)}; got {', '.join(kinds) or 'none'}")
@@ -50,18 +74,30 @@ def schedule(seed: int, seconds: float, kinds: tuple[str, ...] = KINDS) -> list[
     first = list(weights)
     rng.shuffle(first)
     faults: list[Fault] = []
-    at, paused_until = WARM_UP_S, 0.0
+    at, broker_free_at = WARM_UP_S, 0.0
     while True:
         at += rng.uniform(*GAP_S)
         if at >= seconds:
             return faults
-        kind = first.pop(0) if first else rng.choices(list(weights), weights=list(weights.values()))[0]
-        if kind == "pause_broker" and (at < paused_until or at + PAUSE_S[0] > seconds):
-            continue  # one pause at a time, over before the end
+        possible = [kind for kind in first if kind not in BROKER_KINDS or at >= broker_free_at]
+        if first and not possible:
+            continue  # only broker faults left to place first, and the broker is still busy
+        kind = first.pop(first.index(possible[0])) if first else rng.choices(list(weights), list(weights.values()))[0]
+        if kind in BROKER_KINDS and at < broker_free_at:
+            continue  # one broker fault at a time
         if kind == "pause_broker":
-            length = min(rng.uniform(*PAUSE_S), seconds - at)
-            paused_until = at + length
-            faults.append(Fault(at, kind, seconds=round(length, 1)))
+            if at + PAUSE_S[0] > seconds:
+                continue  # over before the end
+            length = math.floor(min(rng.uniform(*PAUSE_S), seconds - at) * 10) / 10  # tenths, never past the end
+            broker_free_at = at + length
+            faults.append(Fault(at, kind, seconds=length))
+        elif kind == "kill_broker":
+            down = round(rng.uniform(*NODE_DOWN_S), 1)
+            broker_free_at = at + down + NODE_SETTLE_S
+            faults.append(Fault(at, kind, target=str(rng.randint(1, kafka_nodes)), seconds=down))
+        elif kind == "replace_broker":
+            broker_free_at = at + REPLACE_SETTLE_S
+            faults.append(Fault(at, kind))
         elif kind.startswith("kill_"):
             faults.append(Fault(at, kind, target=rng.choice(TARGETS[kind]), seconds=round(rng.uniform(*RESTART_S), 1)))
         elif kind == "hostile":
@@ -105,8 +141,17 @@ class FaultRunner:
             self.stack.resume_broker()
 
     def _apply(self, fault: Fault) -> None:
-        if fault.kind.startswith("kill_"):
+        if fault.kind == "kill_broker":
+            self.stack.kill_broker_node(int(fault.target), restart_after=fault.seconds)
+        elif fault.kind.startswith("kill_"):
             self.stack.kill(fault.target, restart_after=fault.seconds)
+        elif fault.kind == "replace_broker":
+            started = time.monotonic()
+            self.injector.flush(timeout=10)  # what the old broker acknowledged is known as its, before it goes
+            self.stack.replace_broker()
+            self.injector.generation = self.stack.broker_generation
+            logger.info("an empty broker serves on the same address after %.0fs; topics created",
+                        time.monotonic() - started)
         elif fault.kind == "pause_broker":
             self.stack.pause_broker()
         elif fault.kind == "terminate_backends":

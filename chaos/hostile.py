@@ -1,6 +1,7 @@
 """Hostile messages written straight into LogiFlow's topics with a raw producer: bytes no LogiFlow producer
 sends, but any producer on the cluster may. None of them can be applied, so the group that reads the topic
-must record each one in its dead-letter ledger and go on; each is told apart by (topic, partition, offset).
+must record each one in its dead-letter ledger and go on; each is told apart by its event id (`ce_id`), or by its
+key where it has no CloudEvents headers, at the (topic, partition, offset) the broker acknowledged.
 """
 
 from __future__ import annotations
@@ -34,6 +35,9 @@ class Delivered:
     topic: str
     partition: int
     offset: int
+    event_id: str | None  # its ce_id header (None for `missing_headers`)
+    key: bytes
+    generation: int = 1  # the broker that acknowledged it (replace_broker starts the next one, empty)
 
     @property
     def group(self) -> str:
@@ -93,16 +97,19 @@ class Injector:
         self.delivered: list[Delivered] = []
         self.refused: list[tuple[str, str, str]] = []  # (kind, topic, error)
         self.produced = 0
+        self.generation = 1  # the broker now behind the address (the stack's broker_generation)
 
     def inject_all(self, topic: str) -> None:
         """One message of every kind into `topic`."""
         for kind in KINDS:
             self.produced += 1
             key, value, headers = hostile_message(kind, topic, self.produced)
+            ce_id = dict(headers).get("ce_id")
+            sent = (ce_id.decode() if ce_id else None, key)
             try:
                 self.producer.produce(
                     topic, key=key, value=value, headers=headers,
-                    on_delivery=lambda error, message, kind=kind: self._report(kind, error, message),
+                    on_delivery=lambda error, message, kind=kind, sent=sent: self._report(kind, sent, error, message),
                 )
             except (BufferError, KafkaException) as error:  # refused before it left: not injected
                 self.refused.append((kind, topic, str(error)))
@@ -112,6 +119,9 @@ class Injector:
     def poll(self) -> None:
         self.producer.poll(0)
 
+    def flush(self, *, timeout: float) -> None:
+        self.producer.flush(timeout)
+
     def close(self, *, timeout: float) -> int:
         """Wait (bounded) for the outstanding acknowledgements, then let the producer go (before the broker
         stops, or it keeps reconnecting); returns how many acknowledgements are still unknown."""
@@ -119,9 +129,11 @@ class Injector:
         del self.producer
         return unknown
 
-    def _report(self, kind: str, error: KafkaError | None, message: Message) -> None:
+    def _report(self, kind: str, sent: tuple[str | None, bytes], error: KafkaError | None, message: Message) -> None:
         if error is not None:
             self.refused.append((kind, message.topic(), str(error)))
             logger.warning("hostile %s into %s not acknowledged: %s", kind, message.topic(), error)
             return
-        self.delivered.append(Delivered(kind, message.topic(), message.partition(), message.offset()))
+        event_id, key = sent
+        self.delivered.append(Delivered(kind, message.topic(), message.partition(), message.offset(), event_id, key,
+                                        self.generation))

@@ -1,6 +1,7 @@
-"""The stack under test as real processes: an embedded PostgreSQL, a broker (Tansu, or Apache Kafka), two relays,
-two members of each consumer group, Celery with beat and gunicorn. A supervisor thread restarts whatever the faults killed, or
-whatever exited on its own (with backoff), as a process supervisor in production would.
+"""The stack under test as real processes: an embedded PostgreSQL, a broker (Tansu, Apache Kafka, or a cluster of
+Apache Kafka nodes), two relays, two members of each consumer group, Celery with beat and gunicorn. A supervisor
+thread restarts whatever the faults killed (broker nodes included), or whatever exited on its own (with backoff), as
+a process supervisor in production would.
 
 Every process runs in a session of its own, so a kill reaches its children too (Celery's pool); logs go to
 <run dir>/logs/<name>.log, appended across restarts.
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -18,7 +20,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from apps.devstack.apache_kafka import ApacheKafkaBroker
+from apps.devstack.apache_kafka import ApacheKafkaBroker, ApacheKafkaCluster
 from apps.devstack.process import free_port
 from apps.devstack.tansu import EmbeddedBroker
 from chaos.config import ROOT, Config
@@ -32,6 +34,7 @@ RESTART_BACKOFF_MAX_S = 30
 STABLE_AFTER_S = 30  # a process that ran this long is healthy again: its next exit restarts it at once
 RELAYS = ("relay-1", "relay-2")
 CONSUMERS = ("invoicing-1", "invoicing-2", "routing-1", "routing-2")
+Broker = EmbeddedBroker | ApacheKafkaBroker | ApacheKafkaCluster
 
 
 @dataclass
@@ -78,10 +81,12 @@ class Stack:
         self.config = config
         self.log_dir = config.run_dir / "logs"
         self.database_url = ""
-        self.broker: EmbeddedBroker | ApacheKafkaBroker | None = None
+        self.broker: Broker | None = None
         self.web_url = ""
         self.services: dict[str, Service] = {}
         self.broker_paused = False
+        self.broker_generation = 1  # counts the brokers the run had: replace_broker starts an empty one
+        self.node_restarts: dict[int, float] = {}  # a killed cluster node -> when the supervisor starts it again
         self._lock = threading.Lock()
         self._supervising = threading.Event()
         self._supervisor: threading.Thread | None = None
@@ -97,6 +102,9 @@ class Stack:
         self._manage("migrate", "--noinput", "-v0")
         self._manage("create_demo_users", DJANGO_DEBUG="true")
         self._manage("kafka_topics")
+        if isinstance(self.broker, ApacheKafkaCluster):
+            logger.info("Apache Kafka cluster of %d nodes, replication factor %d, min.insync.replicas %d",
+                        len(self.broker.node_ids), self.broker.replication_factor, self.broker.min_insync)
         port = free_port()
         self.web_url = f"http://127.0.0.1:{port}"
         for service in self._services(port):
@@ -106,11 +114,15 @@ class Stack:
         self._supervisor = threading.Thread(target=self._supervise, name="chaos-supervisor", daemon=True)
         self._supervisor.start()
 
-    def _broker(self) -> EmbeddedBroker | ApacheKafkaBroker:
+    def _broker(self, ports: list[int] | None = None) -> Broker:
+        """A broker holding nothing yet, on `ports` (the replaced broker's address) or on free ones."""
         if self.config.broker == "tansu":
-            return EmbeddedBroker(port=free_port(), log_path=self.log_dir / "tansu.log")
+            return EmbeddedBroker(port=ports[0] if ports else free_port(), log_path=self.log_dir / "tansu.log")
+        if self.config.broker == "kafka" and self.config.kafka_nodes > 1:
+            return ApacheKafkaCluster(nodes=self.config.kafka_nodes, data_dir=self.config.run_dir / "kafka",
+                                      log_dir=self.log_dir, ports=ports)
         if self.config.broker == "kafka":
-            return ApacheKafkaBroker(port=free_port(), data_dir=self.config.run_dir / "kafka",
+            return ApacheKafkaBroker(port=ports[0] if ports else free_port(), data_dir=self.config.run_dir / "kafka",
                                      log_path=self.log_dir / "kafka.log")
         raise ValueError(f"CHAOS_BROKER must be tansu or kafka, not {self.config.broker!r}")
 
@@ -130,6 +142,9 @@ class Stack:
             # The clients are one load generator, not a crowd of users: the API's per-user rate limit on
             # recalculations would turn most of them into 429s.
             "API_THROTTLE_RECALCULATE": "6000/minute",
+            "API_THROTTLE_REPLAY": "6000/minute",  # operations replaying the missing-account dead letters at once
+            # The app's topics replicated as the cluster's internal ones are (1 on a single node).
+            "KAFKA_TOPIC_REPLICATION_FACTOR": str(getattr(self.broker, "replication_factor", 1)),
             **extra,
         }
 
@@ -174,14 +189,48 @@ class Stack:
             service.signal_group(signal.SIGKILL)
 
     def pause_broker(self) -> None:
-        assert self.broker is not None and self.broker.process is not None
-        os.kill(self.broker.process.pid, signal.SIGSTOP)
+        self._signal_broker(signal.SIGSTOP)
         self.broker_paused = True
 
     def resume_broker(self) -> None:
-        if self.broker_paused and self.broker is not None and self.broker.process is not None:
-            os.kill(self.broker.process.pid, signal.SIGCONT)
+        if self.broker_paused:
+            self._signal_broker(signal.SIGCONT)
         self.broker_paused = False
+
+    def _signal_broker(self, signum: int) -> None:
+        if isinstance(self.broker, ApacheKafkaCluster):
+            self.broker.signal_all(signum)
+        elif self.broker is not None and self.broker.process is not None:
+            os.kill(self.broker.process.pid, signum)
+
+    def kill_broker_node(self, node: int, *, restart_after: float) -> None:
+        """SIGKILL one node of the cluster; the supervisor starts it again (same data dir) `restart_after` s later."""
+        assert isinstance(self.broker, ApacheKafkaCluster)
+        with self._lock:
+            self.broker.kill_node(node)
+            self.node_restarts[node] = time.monotonic() + restart_after
+
+    def replace_broker(self) -> None:
+        """Broker amnesia: the broker (every node of a cluster) SIGKILLed and replaced by an empty one on the same
+        address (Apache Kafka: wiped data dirs, so a new cluster id), then the topics created as at the start
+        (`manage.py kafka_topics`); the relays must notice and send their window again."""
+        assert self.broker is not None
+        with self._lock:
+            self.node_restarts.clear()
+            old = self.broker
+        ports = list(old.ports.values()) if isinstance(old, ApacheKafkaCluster) else [old.port]
+        self.resume_broker()
+        old.stop(timeout=0.5)  # SIGTERM then at once SIGKILL: the disks are lost, nothing to shut down cleanly
+        if isinstance(old, ApacheKafkaCluster | ApacheKafkaBroker):
+            shutil.rmtree(old.data_dir, ignore_errors=True)
+        new = self._broker(ports)
+        if isinstance(old, ApacheKafkaCluster) and isinstance(new, ApacheKafkaCluster):
+            new.controller_ports = old.controller_ports  # the same address, controllers included
+        new.start()
+        with self._lock:
+            self.broker = new
+            self.broker_generation += 1
+        self._manage("kafka_topics")
 
     # --- supervision ---------------------------------------------------------------------------------------
 
@@ -190,7 +239,15 @@ class Stack:
             with self._lock:
                 for service in self.services.values():
                     self._look_after(service, time.monotonic())
+                self._restart_nodes(time.monotonic())
             time.sleep(0.5)
+
+    def _restart_nodes(self, now: float) -> None:
+        for node, at in list(self.node_restarts.items()):
+            if now >= at and isinstance(self.broker, ApacheKafkaCluster):
+                del self.node_restarts[node]
+                self.broker.start_node(node)
+                logger.info("broker node %d started again", node)
 
     def _look_after(self, service: Service, now: float) -> None:
         if service.running():
@@ -216,11 +273,15 @@ class Stack:
             for service in self.services.values():
                 if not service.running() and service.restart_at is not None:
                     service.restart_at = time.monotonic()
+            for node in self.node_restarts:
+                self.node_restarts[node] = time.monotonic()
         deadline = time.monotonic() + timeout
         while True:
             down = [name for name, service in self.services.items() if not service.running()]
-            if self.broker is None or self.broker.process is None or self.broker.process.poll() is not None:
-                down.append("broker")  # not restarted: Tansu would come back empty (broker amnesia)
+            if isinstance(self.broker, ApacheKafkaCluster):
+                down += [f"broker-{node}" for node in self.broker.down_nodes()]
+            elif self.broker is None or self.broker.process is None or self.broker.process.poll() is not None:
+                down.append("broker")  # not restarted by itself: replace_broker is the fault that does so
             if not down or time.monotonic() >= deadline:
                 return down
             time.sleep(0.5)
