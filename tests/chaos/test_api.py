@@ -17,7 +17,9 @@ from chaos.api import Fleet, settle
 from tests.consumers.support import raw_message
 from tests.factories import route_calculated
 
-pytestmark = pytest.mark.django_db(transaction=True)
+# serialized_rollback: the role groups the migrations made (and create_demo_users joins) are back after another
+# transactional test flushed them.
+pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
 
 
 def test_settle_opens_the_missing_account_and_replays_the_routes_dead_letter_so_it_is_invoiced(
