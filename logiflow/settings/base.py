@@ -285,7 +285,8 @@ HEARTBEAT_STALE_SECONDS = env.float("HEARTBEAT_STALE_SECONDS", default=60.0)
 HEARTBEAT_RETENTION_HOURS = env.int("HEARTBEAT_RETENTION_HOURS", default=48)
 # How often a consumer asks the broker for its partitions' watermarks and committed offsets (the lag).
 CONSUMER_LAG_INTERVAL_S = env.float("CONSUMER_LAG_INTERVAL_S", default=15.0)
-# A consumer that sees partitions of its group with lag, no live owner and no progress for this long leaves the
+# A consumer that sees partitions of its group with lag, no live owner and no progress for this long (or its own
+# partitions with lag feeding it nothing this long) leaves the
 # group and joins again (apps.consumers.watchdog); 0 turns that off. Keep it above HEARTBEAT_STALE_SECONDS plus
 # a rebalance, so a killed member's partitions are not mistaken for a wedged group.
 CONSUMER_UNOWNED_LAG_RESTART_S = env.float("CONSUMER_UNOWNED_LAG_RESTART_S", default=120.0)
