@@ -192,7 +192,7 @@ class ConsumerWorker(Worker):
                 logger.warning("%s: %s", self.name, error)
         self._connectivity.check(self.consumer)
         if batch:
-            self._idle_watch.fed({(message.topic(), message.partition()) for message in batch})
+            self._idle_watch.fed({(str(message.topic()), int(message.partition() or 0)) for message in batch})
             self.process(batch)
             self.heartbeat.progress()
         if self._lag_sampled_at is None or time.monotonic() - self._lag_sampled_at >= settings.CONSUMER_LAG_INTERVAL_S:
