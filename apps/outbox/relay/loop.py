@@ -37,6 +37,7 @@ from apps.common.workers import Backoff, HeartbeatRecorder, Worker
 from apps.outbox.models import cloudevents_headers
 from apps.outbox.relay import broker_memory, claims
 from apps.outbox.relay.batch import Batch, Record, decide
+from apps.outbox.relay.holds import Holds
 from apps.outbox.relay.ordering import FAILED, HELD, PENDING, PUBLISHED, KeyOrder
 from apps.outbox.services import (
     NOTIFY_CHANNEL,
@@ -72,6 +73,8 @@ class OutboxRelay(Worker):
         )
         # Between producer rebuilds after fatal errors; reset once a rebuilt producer got a row confirmed.
         self.rebuilds = Backoff(initial=self.retry.initial, maximum=self.retry.maximum)
+        # Refused topics and unconfirmed keys, each with a backoff of its own: claims skip them (holds.py).
+        self._holds = Holds(initial=self.retry.initial, maximum=self.retry.maximum)
         self.depth = max(1, settings.OUTBOX_RELAY_PIPELINE_DEPTH)
         self.stall_timeout = settings.OUTBOX_RELAY_STALL_TIMEOUT_S  # statement_timeout of the batch connections
         self.totals = {PUBLISHED: 0, FAILED: 0, PENDING: 0}
@@ -147,11 +150,13 @@ class OutboxRelay(Worker):
         progress = result.published > 0 or (result.sent > 0 and not result.transient)
         if self.stopping.is_set() or self._producer_broken:
             return progress
-        if result.transient:
+        if result.transient and not result.published:
+            # Nothing got through. The rows that failed are held (their topic or key, each with its own
+            # backoff) and the next claim skips them; before it, a pause that new rows' NOTIFY cuts short.
             delay = self.retry.failed()
-            logger.warning("%s rows not confirmed by the broker; retrying in %.1fs", result.transient, delay)
-            self.stopping.wait(delay)
-        elif result.backlog:
+            logger.warning("%s rows not confirmed by the broker; %s", result.transient, self._held_description())
+            self._take_notifications(timeout=min(delay, self._holds.seconds_to_next() or delay))
+        elif result.backlog or result.transient:
             self.retry.succeeded()
         elif result.held_back:
             # Rows whose key has an earlier row held by another relay: let that relay finish first.
@@ -160,6 +165,11 @@ class OutboxRelay(Worker):
             self.retry.succeeded()
             self._take_notifications(timeout=self.poll_interval)
         return progress
+
+    def _held_description(self) -> str:
+        held = self._holds.active()
+        topics = f"topics held: {', '.join(held.topics)}; " if held.topics else ""
+        return f"{topics}{len(held.keys)} keys held; other rows go on"
 
     def teardown(self) -> None:
         if self.stopping.is_set():
@@ -216,7 +226,9 @@ class OutboxRelay(Worker):
         return result
 
     def _claim_and_send(self, batch: Batch) -> None:
-        rows = claims.claim(batch.connection, self.batch_size, in_flight=self._order.in_flight)
+        rows = claims.claim(
+            batch.connection, self.batch_size, in_flight=self._order.in_flight, held=self._holds.active()
+        )
         batch.claimed = len(rows)
         produce = self.producer.produce  # type: ignore[union-attr] # the loop runs only with a producer
         prefix = settings.KAFKA_TOPIC_PREFIX
@@ -234,7 +246,7 @@ class OutboxRelay(Worker):
             previous_id = order.open_predecessor(key_of, row_id, previous_id)
             cluster_topic = prefix + topic
             slot = batch.add(
-                row_id, previous_id, topic=topic, cluster_topic=cluster_topic, event_id=event_id, time=time_,
+                row_id, previous_id, topic=topic, key=key, cluster_topic=cluster_topic, event_id=event_id, time=time_,
                 traceparent=traceparent,
             )
             # With OpenTelemetry each row is sent in a producer span under the row's trace, and carries that span.
@@ -306,6 +318,7 @@ class OutboxRelay(Worker):
             conn.commit()
         self._order.recorded(batch.tails, record.outcomes)
         self._free.append(conn)
+        self._note_holds(record)
         for refused, slot in zip(record.failed, record.failed_slots, strict=True):
             with resumed(batch.traceparents[slot], event_id=batch.event_ids[slot]):  # the line joins the row's trace
                 logger.error("relay: outbox row %s refused for good, marked failed: %s", refused.id, refused.error)
@@ -320,6 +333,14 @@ class OutboxRelay(Worker):
             self.heartbeat.progress()  # here, not only between pumps: a large backlog keeps one pump for minutes
         self.heartbeat.beat()
         observe_batch(batch, record.outcomes, seconds=time.monotonic() - started)
+
+    def _note_holds(self, record: Record) -> None:
+        for topic, key in record.delivered_keys:
+            self._holds.release(topic, key)
+        for topic in record.refused_topics:
+            self._holds.hold(topic)
+        for topic, key in record.unconfirmed_keys - record.delivered_keys:
+            self._holds.hold(topic, key)
 
     def _roll_back(self, batch: Batch) -> None:
         self._order.recorded(batch.tails, dict.fromkeys(batch.ids, PENDING))
