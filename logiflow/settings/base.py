@@ -61,7 +61,12 @@ AXES_COOLOFF_TIME = timedelta(minutes=env.int("AXES_COOLOFF_MINUTES", default=15
 # Per username and address together: a stranger cannot lock a real user out from elsewhere.
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_RESET_ON_SUCCESS = True
-# Behind a proxy, set AXES_IPWARE_META_PRECEDENCE_ORDER / a trusted proxy count (django-axes docs).
+AXES_CLIENT_IP_CALLABLE = "apps.common.trust.client_address"
+
+# Which address is the client, for the API throttles, django-axes and /metrics alike (apps/common/trust.py): the
+# connecting address, unless it lies in one of these networks (the TLS proxy in front of gunicorn); then the
+# X-Forwarded-For entry that proxy appended. Empty (the default): no proxy is trusted and the header is ignored.
+TRUSTED_PROXY_NETWORKS = env.list("TRUSTED_PROXY_NETWORKS", default=[])
 
 
 ROOT_URLCONF = "logiflow.urls"
@@ -131,9 +136,9 @@ REST_FRAMEWORK = {
     # JSON only: the API documents JSON bodies, and form encodings blur "empty" and "missing".
     "DEFAULT_PARSER_CLASSES": ["apps.common.parsers.BoundedJSONParser"],
     "DEFAULT_THROTTLE_CLASSES": [
-        "rest_framework.throttling.AnonRateThrottle",
-        "rest_framework.throttling.UserRateThrottle",
-        "rest_framework.throttling.ScopedRateThrottle",
+        "apps.common.throttling.AnonRateThrottle",
+        "apps.common.throttling.UserRateThrottle",
+        "apps.common.throttling.ScopedRateThrottle",
     ],
     # Scoped rates cover what costs work or guards credentials: token creation, recalculation, replay.
     "DEFAULT_THROTTLE_RATES": {
@@ -275,8 +280,9 @@ RELAY_METRICS_PORT = env.int("RELAY_METRICS_PORT", default=0)
 CONSUMER_METRICS_PORT = env.int("CONSUMER_METRICS_PORT", default=0)
 CELERY_METRICS_PORT = env.int("CELERY_METRICS_PORT", default=0)
 WORKER_METRICS_ADDR = env("WORKER_METRICS_ADDR", default="0.0.0.0")
-# The web's /metrics answers a matching "Authorization: Bearer <METRICS_TOKEN>", a client address in
-# METRICS_ALLOWED_NETWORKS, or a signed-in user with common.view_flow_dashboard; nobody else.
+# The web's /metrics answers a matching "Authorization: Bearer <METRICS_TOKEN>", a client address (see
+# TRUSTED_PROXY_NETWORKS) in METRICS_ALLOWED_NETWORKS, or a signed-in user with common.view_flow_dashboard;
+# nobody else.
 METRICS_TOKEN = env("METRICS_TOKEN", default="")
 METRICS_ALLOWED_NETWORKS = env.list("METRICS_ALLOWED_NETWORKS", default=[])
 # Workers write a heartbeat at most this often; one silent for HEARTBEAT_STALE_SECONDS is flagged.
