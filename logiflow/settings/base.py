@@ -180,6 +180,8 @@ SPECTACULAR_SETTINGS = {
         "drf_spectacular.hooks.postprocess_schema_enums",
         "apps.common.schema.add_error_responses",
     ],
+    # `<id:…>` path parameters (apps/common/converters.py): whole numbers within bigint.
+    "PATH_CONVERTER_OVERRIDES": {"id": {"type": "integer", "format": "int64", "minimum": 0, "maximum": 2**63 - 1}},
     "ENUM_NAME_OVERRIDES": {
         "DeadLetterStatusEnum": "apps.consumers.models.DeadLetter.Status",
         "RouteStatusEnum": "apps.routing.models.Route.Status",
