@@ -21,6 +21,9 @@ from logiflow.celery import app
 
 logger = logging.getLogger(__name__)
 
+# Failure-group series per consumer group in /metrics; the admin's failure groups list them all.
+FAILURE_GROUP_SERIES = 20
+
 
 class FlowCollector(Collector):
     """Gauges read from the database at scrape time: the outbox backlog, the ledger, the heartbeats."""
@@ -46,7 +49,7 @@ class FlowCollector(Collector):
             "Unresolved dead letters per consumer group and failure group (fingerprint).",
             labels=["group", "fingerprint"],
         )
-        for (group, fingerprint), count in sorted(ledger_counts(by_fingerprint=True).items()):
+        for (group, fingerprint), count in failure_group_series(ledger_counts(by_fingerprint=True)):
             failures.add_metric([group, fingerprint], count)
         yield failures
         beats = GaugeMetricFamily(
@@ -81,6 +84,21 @@ def celery_queue_gauges(*, timeout: float = 2.0) -> Iterator[GaugeMetricFamily]:
     if up:
         yield depth
     yield GaugeMetricFamily("logiflow_celery_broker_up", "Whether the Celery broker answered this scrape.", value=up)
+
+
+def failure_group_series(counts: dict[tuple[str, str], int]) -> list[tuple[tuple[str, str], int]]:
+    """A group's FAILURE_GROUP_SERIES largest failure groups, the rest summed as fingerprint "other": fingerprints
+    come from messages that echo producer text, so whoever can write to a topic could otherwise mint series."""
+    by_group: dict[str, list[tuple[int, str]]] = {}
+    for (group, fingerprint), count in counts.items():
+        by_group.setdefault(group, []).append((count, fingerprint))
+    series = []
+    for group, groups in sorted(by_group.items()):
+        groups.sort(key=lambda item: (-item[0], item[1]))
+        series += [((group, fingerprint), count) for count, fingerprint in groups[:FAILURE_GROUP_SERIES]]
+        if rest := groups[FAILURE_GROUP_SERIES:]:
+            series.append(((group, "other"), sum(count for count, _ in rest)))
+    return series
 
 
 def flow_registry() -> CollectorRegistry:
