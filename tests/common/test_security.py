@@ -120,9 +120,12 @@ def test_readyz_names_the_failing_component_without_its_error_text(monkeypatch: 
         raise OperationalError('connection to server at "db.internal" (10.0.0.5), port 5432 failed: user "logiflow"')
 
     monkeypatch.setitem(health._CHECKS, "database", broken)
-    response = Client().get("/readyz")
-    assert response.status_code == 503
+    monkeypatch.setattr(settings, "METRICS_TOKEN", "s3cret-token")
+    response = Client().get("/readyz", HTTP_AUTHORIZATION="Bearer s3cret-token")
+    anonymous = Client().get("/readyz")
+    assert response.status_code == anonymous.status_code == 503
     assert response.json() == {"status": "unavailable", "failing": ["database"]}
+    assert anonymous.json() == {"status": "unavailable"}
 
 
 def test_the_pdf_renderer_fetches_bundled_assets_only(tmp_path: Path) -> None:
