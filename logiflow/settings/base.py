@@ -306,12 +306,18 @@ FLOW_SAMPLE_RETENTION_HOURS = env.int("FLOW_SAMPLE_RETENTION_HOURS", default=48)
 # --- Routing ------------------------------------------------------------------------
 ROUTING_MAX_STOPS = env.int("ROUTING_MAX_STOPS", default=50)
 ROUTING_DWELL_MINUTES = env.int("ROUTING_DWELL_MINUTES", default=15)
-# Map tiles behind a route's admin map (empty: no tiles, the map shows depot, stops and path on a plain ground).
+# Map tiles behind a route's admin map. The browser fetches the tiles around a route's stops from this server, so
+# the tile provider (by default OpenStreetMap's, a third party) learns where the deliveries go and who looks.
+# "none" (or empty): no tiles, the map shows depot, stops and path on a plain ground; or a tile server of your own.
 # The tile server's origin is added to the CSP's img-src below.
 ROUTE_MAP_TILE_URL = env("ROUTE_MAP_TILE_URL", default="https://tile.openstreetmap.org/{z}/{x}/{y}.png")
+if ROUTE_MAP_TILE_URL.strip().lower() in ("", "none"):
+    ROUTE_MAP_TILE_URL = ""
 ROUTE_MAP_TILE_ATTRIBUTION = env("ROUTE_MAP_TILE_ATTRIBUTION", default="© OpenStreetMap contributors")
 if ROUTE_MAP_TILE_URL:
     _tiles = urlsplit(ROUTE_MAP_TILE_URL)
+    if _tiles.scheme not in ("https", "http") or not _tiles.netloc:
+        raise environ.ImproperlyConfigured(f"ROUTE_MAP_TILE_URL is no http(s) URL (or 'none'): {ROUTE_MAP_TILE_URL!r}")
     CONTENT_SECURITY_POLICY["DIRECTIVES"]["img-src"].append(f"{_tiles.scheme}://{_tiles.netloc}")
 
 # --- Celery ---------------------------------------------------------------------------

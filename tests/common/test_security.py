@@ -138,3 +138,18 @@ def test_the_pdf_renderer_fetches_bundled_assets_only(tmp_path: Path) -> None:
             BundledAssetsOnly().fetch(url)
     readme = ASSETS_DIR / "README.md"
     assert bundled_asset(readme.as_uri()) == readme
+
+
+@pytest.mark.parametrize("value", ["none", "", "None"])
+def test_the_route_map_tile_source_can_be_turned_off_and_then_nothing_is_added_to_the_csp(value: str) -> None:
+    code = ("from django.conf import settings; "
+            "print(repr(settings.ROUTE_MAP_TILE_URL), settings.CONTENT_SECURITY_POLICY['DIRECTIVES']['img-src'])")
+    result = _python(code, {**PRODUCTION_ENV, "ROUTE_MAP_TILE_URL": value})
+    assert result.stdout.strip() == "'' [\"'self'\", 'data:']", result.stderr
+
+
+def test_the_route_map_tiles_default_to_openstreetmap_whose_origin_the_csp_allows() -> None:
+    code = ("from django.conf import settings; "
+            "print(settings.ROUTE_MAP_TILE_URL, settings.CONTENT_SECURITY_POLICY['DIRECTIVES']['img-src'][-1])")
+    result = _python(code, PRODUCTION_ENV)
+    assert result.stdout.split() == ["https://tile.openstreetmap.org/{z}/{x}/{y}.png", "https://tile.openstreetmap.org"]
