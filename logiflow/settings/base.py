@@ -1,5 +1,6 @@
 """Settings shared by every environment; everything deployment-specific comes from the environment."""
 
+import ipaddress
 from datetime import timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -67,6 +68,11 @@ AXES_CLIENT_IP_CALLABLE = "apps.common.trust.client_address"
 # connecting address, unless it lies in one of these networks (the TLS proxy in front of gunicorn); then the
 # X-Forwarded-For entry that proxy appended. Empty (the default): no proxy is trusted and the header is ignored.
 TRUSTED_PROXY_NETWORKS = env.list("TRUSTED_PROXY_NETWORKS", default=[])
+for _network in TRUSTED_PROXY_NETWORKS:
+    try:
+        ipaddress.ip_network(_network, strict=False)
+    except ValueError:
+        raise environ.ImproperlyConfigured(f"TRUSTED_PROXY_NETWORKS: {_network!r} is no network") from None
 
 
 ROOT_URLCONF = "logiflow.urls"

@@ -153,3 +153,10 @@ def test_the_route_map_tiles_default_to_openstreetmap_whose_origin_the_csp_allow
             "print(settings.ROUTE_MAP_TILE_URL, settings.CONTENT_SECURITY_POLICY['DIRECTIVES']['img-src'][-1])")
     result = _python(code, PRODUCTION_ENV)
     assert result.stdout.split() == ["https://tile.openstreetmap.org/{z}/{x}/{y}.png", "https://tile.openstreetmap.org"]
+
+
+def test_a_trusted_proxy_network_that_is_no_network_stops_the_start_instead_of_failing_each_request() -> None:
+    code = "from django.conf import settings; print(settings.TRUSTED_PROXY_NETWORKS)"
+    assert _python(code, {**PRODUCTION_ENV, "TRUSTED_PROXY_NETWORKS": "10.0.0.0/8,fd00::/8"}).returncode == 0
+    refused = _python(code, {**PRODUCTION_ENV, "TRUSTED_PROXY_NETWORKS": "10.0.0.0/8,the-proxy"})
+    assert refused.returncode != 0 and "TRUSTED_PROXY_NETWORKS" in refused.stderr
