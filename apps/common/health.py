@@ -1,5 +1,7 @@
-"""Health probes for load balancers and orchestrators; anonymous by design, so they name failing components
-and nothing else (no error text: it carries hosts, ports and user names). The cause goes to the log.
+"""Health probes for load balancers and orchestrators; anonymous by design, so an anonymous caller learns the
+status alone. Staff and monitoring (the metrics token or an allowed network, `trust.is_metrics_client`) also see
+which components fail, which workers are stale and what is degraded: names only, never error text (it carries
+hosts, ports and user names). The cause goes to the log.
 
 Apps add what they know about their background processes with `register_degradation` (the outbox names its
 relay when it keeps being refused); apps/common imports no app.
@@ -14,6 +16,7 @@ from django.db import connection
 from django.http import HttpRequest, JsonResponse
 
 from apps.common.selectors import stale_components
+from apps.common.trust import is_metrics_client
 
 logger = logging.getLogger(__name__)
 
@@ -29,22 +32,30 @@ def live(_request: HttpRequest) -> JsonResponse:
     return JsonResponse({"status": "ok"})
 
 
-def ready(_request: HttpRequest) -> JsonResponse:
+def ready(request: HttpRequest) -> JsonResponse:
     """Ready when the database answers (503 otherwise); Kafka is not checked: the web tier must work while it is down.
 
     `stale` names the worker kinds (`relay`, `consumer:<group>`) whose every process has been silent for
     HEARTBEAT_STALE_SECONDS; `degraded` (present only then, with status "degraded") names components that report
     trouble a person must fix, e.g. the relay refused by the cluster. Both are shown, not failed: a stopped consumer
-    or a missing ACL is no reason to take the web away. Monitoring reads the body.
+    or a missing ACL is no reason to take the web away. Monitoring reads the body; an anonymous caller gets
+    `status` alone (the names map the deployment: consumer groups, workers).
     """
     failing = [name for name, check in _CHECKS.items() if not _passes(name, check)]
     if failing:
-        return JsonResponse({"status": "unavailable", "failing": failing}, status=503)
+        return _answer(request, {"status": "unavailable", "failing": failing}, status=503)
     body: dict[str, object] = {"status": "ok", "failing": [], "stale": _stale_workers()}
     degraded = [name for name, check in sorted(_DEGRADATIONS.items()) if _is_degraded(name, check)]
     if degraded:
         body.update(status="degraded", degraded=degraded)
-    return JsonResponse(body)
+    return _answer(request, body)
+
+
+def _answer(request: HttpRequest, body: dict[str, object], status: int = 200) -> JsonResponse:
+    user = getattr(request, "user", None)
+    if (user is not None and user.is_active and user.is_staff) or is_metrics_client(request):
+        return JsonResponse(body, status=status)
+    return JsonResponse({"status": body["status"]}, status=status)
 
 
 def _stale_workers() -> list[str]:

@@ -288,11 +288,11 @@ class DeadLetterAdmin(ReadOnlyAdminMixin, EventIdOrKeySearchMixin, admin.ModelAd
 
     def get_urls(self) -> list[Any]:
         return [
-            path("<int:object_id>/edit-and-replay/", self.admin_site.admin_view(self.edit_and_replay_view),
+            path("<id:object_id>/edit-and-replay/", self.admin_site.admin_view(self.edit_and_replay_view),
                  name="consumers_deadletter_edit_and_replay"),
-            path("<int:object_id>/replay/", self.admin_site.admin_view(self.replay_one_view),
+            path("<id:object_id>/replay/", self.admin_site.admin_view(self.replay_one_view),
                  name="consumers_deadletter_replay_one"),
-            path("<int:object_id>/discard/", self.admin_site.admin_view(self.discard_one_view),
+            path("<id:object_id>/discard/", self.admin_site.admin_view(self.discard_one_view),
                  name="consumers_deadletter_discard_one"),
             *super().get_urls(),
         ]

@@ -33,6 +33,11 @@ from apps.consumers.models import DeadLetter, DeadLetterReplay, encode_headers
 _UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", re.IGNORECASE)
 _HEX = re.compile(r"\b(?:0x[0-9a-f]+|(?=[0-9a-f]*[0-9])[0-9a-f]{8,})\b", re.IGNORECASE)
 _DIGITS = re.compile(r"[0-9]+")
+# Producer text the messages echo: pydantic's `input_value=…, input_type=` (any repr, a dict's too), then anything
+# quoted (a header's value, a string's repr; one cut off by the end of a line counts too). A quote right after a
+# letter or digit is an apostrophe ("doesn't"), not an opening quote.
+_INPUT_VALUE = re.compile(r"input_value=.*?, input_type=")
+_QUOTED = re.compile(r"""(?<!\w)(?:'(?:[^'\\\n]|\\.)*(?:'|$)|"(?:[^"\\\n]|\\.)*(?:"|$))""", re.MULTILINE)
 
 
 # --- failures ---------------------------------------------------------------------------------------------
@@ -83,8 +88,11 @@ def _traceback(error: BaseException) -> str:
 
 
 def fingerprint(*, exception_class: str, handler: str, message: str) -> str:
-    """Failure group: the same exception in the same handler with the same message up to ids and numbers."""
-    normalised = _DIGITS.sub("<n>", _HEX.sub("<hex>", _UUID.sub("<uuid>", message[:500])))
+    """Failure group: the same exception in the same handler with the same message up to ids, numbers and the
+    input values it quotes. Messages echo producer text (`ce_specversion 'x'`, pydantic's input values): hashed as
+    they are, N junk messages would make N groups, and N series in /metrics."""
+    normalised = _QUOTED.sub("<value>", _INPUT_VALUE.sub("input_value=<value>, input_type=", message[:2000]))
+    normalised = _DIGITS.sub("<n>", _HEX.sub("<hex>", _UUID.sub("<uuid>", normalised)))[:500]
     return hashlib.sha256(f"{exception_class}\x00{handler}\x00{normalised}".encode()).hexdigest()[:16]
 
 

@@ -7,7 +7,7 @@ from apps.consumers import apis
 urlpatterns = [
     path("dead-letters/", apis.DeadLetterListApi.as_view(), name="dead-letter-list"),
     path("dead-letters/discard/", apis.DeadLetterDiscardManyApi.as_view(), name="dead-letter-discard-many"),
-    path("dead-letters/<int:pk>/", apis.DeadLetterDetailApi.as_view(), name="dead-letter-detail"),
-    path("dead-letters/<int:pk>/replay/", apis.DeadLetterReplayApi.as_view(), name="dead-letter-replay"),
-    path("dead-letters/<int:pk>/discard/", apis.DeadLetterDiscardApi.as_view(), name="dead-letter-discard"),
+    path("dead-letters/<id:pk>/", apis.DeadLetterDetailApi.as_view(), name="dead-letter-detail"),
+    path("dead-letters/<id:pk>/replay/", apis.DeadLetterReplayApi.as_view(), name="dead-letter-replay"),
+    path("dead-letters/<id:pk>/discard/", apis.DeadLetterDiscardApi.as_view(), name="dead-letter-discard"),
 ]

@@ -3,6 +3,7 @@ for a customer picked by name from the directory) and the read-only customer dir
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from django import forms
@@ -34,6 +35,9 @@ class InvoiceLineInline(ReadOnlyAdminMixin, admin.TabularInline):
     can_delete = False
 
 
+_MONTH = re.compile(r"([0-9]{4})-(0[1-9]|1[0-2])")
+
+
 class IssuedMonthFilter(admin.SimpleListFilter):
     title = "month issued"
     parameter_name = "month"
@@ -45,8 +49,11 @@ class IssuedMonthFilter(admin.SimpleListFilter):
     def queryset(self, request: HttpRequest, queryset: QuerySet[Invoice]) -> QuerySet[Invoice]:
         if not self.value():
             return queryset
-        year, month = (int(part) for part in self.value().split("-"))
-        return queryset.filter(issued_at__year=year, issued_at__month=month)
+        found = _MONTH.fullmatch(self.value())
+        if found is None:  # a hand-written URL: say so and list everything rather than answer 500
+            messages.warning(request, f"The month filter takes YYYY-MM, not {self.value()[:20]!r}: ignored.")
+            return queryset
+        return queryset.filter(issued_at__year=int(found[1]), issued_at__month=int(found[2]))
 
 
 @admin.register(Invoice)

@@ -21,6 +21,7 @@ from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
 from apps.common.admin import ReadOnlyAdminMixin
+from apps.common.converters import parse_id
 from apps.common.errors import ApplicationError
 from apps.consumers import selectors as ledger
 from apps.contracts import RouteCalculated
@@ -140,8 +141,9 @@ class RouteAdmin(admin.ModelAdmin):
 
     def get_search_results(self, request: HttpRequest, queryset: QuerySet, search_term: str) -> tuple[QuerySet, bool]:
         results, may_have_duplicates = super().get_search_results(request, queryset, search_term)
-        if search_term.strip().isdigit():  # a route id
-            results |= queryset.filter(pk=int(search_term))
+        route_id = parse_id(search_term.strip())
+        if route_id is not None:
+            results |= queryset.filter(pk=route_id)
         return results, may_have_duplicates
 
     def add_view(

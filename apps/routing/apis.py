@@ -33,6 +33,7 @@ class ReferenceViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewset
     """
 
     permission_classes = [ModelPermissions]
+    lookup_value_converter = "id"
     InputSerializer: type[serializers.Serializer]
     OutputSerializer: type[serializers.Serializer]
 
@@ -195,6 +196,7 @@ class RouteViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Ge
     """
 
     permission_classes = [ModelPermissions]
+    lookup_value_converter = "id"
     filterset_class = RouteFilter
     throttle_scope: str | None = None  # an action that costs work sets its own (recalculate)
 

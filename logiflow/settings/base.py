@@ -1,5 +1,6 @@
 """Settings shared by every environment; everything deployment-specific comes from the environment."""
 
+import ipaddress
 from datetime import timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -61,7 +62,17 @@ AXES_COOLOFF_TIME = timedelta(minutes=env.int("AXES_COOLOFF_MINUTES", default=15
 # Per username and address together: a stranger cannot lock a real user out from elsewhere.
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_RESET_ON_SUCCESS = True
-# Behind a proxy, set AXES_IPWARE_META_PRECEDENCE_ORDER / a trusted proxy count (django-axes docs).
+AXES_CLIENT_IP_CALLABLE = "apps.common.trust.client_address"
+
+# Which address is the client, for the API throttles, django-axes and /metrics alike (apps/common/trust.py): the
+# connecting address, unless it lies in one of these networks (the TLS proxy in front of gunicorn); then the
+# X-Forwarded-For entry that proxy appended. Empty (the default): no proxy is trusted and the header is ignored.
+TRUSTED_PROXY_NETWORKS = env.list("TRUSTED_PROXY_NETWORKS", default=[])
+for _network in TRUSTED_PROXY_NETWORKS:
+    try:
+        ipaddress.ip_network(_network, strict=False)
+    except ValueError:
+        raise environ.ImproperlyConfigured(f"TRUSTED_PROXY_NETWORKS: {_network!r} is no network") from None
 
 
 ROOT_URLCONF = "logiflow.urls"
@@ -131,9 +142,9 @@ REST_FRAMEWORK = {
     # JSON only: the API documents JSON bodies, and form encodings blur "empty" and "missing".
     "DEFAULT_PARSER_CLASSES": ["apps.common.parsers.BoundedJSONParser"],
     "DEFAULT_THROTTLE_CLASSES": [
-        "rest_framework.throttling.AnonRateThrottle",
-        "rest_framework.throttling.UserRateThrottle",
-        "rest_framework.throttling.ScopedRateThrottle",
+        "apps.common.throttling.AnonRateThrottle",
+        "apps.common.throttling.UserRateThrottle",
+        "apps.common.throttling.ScopedRateThrottle",
     ],
     # Scoped rates cover what costs work or guards credentials: token creation, recalculation, replay.
     "DEFAULT_THROTTLE_RATES": {
@@ -175,6 +186,8 @@ SPECTACULAR_SETTINGS = {
         "drf_spectacular.hooks.postprocess_schema_enums",
         "apps.common.schema.add_error_responses",
     ],
+    # `<id:…>` path parameters (apps/common/converters.py): whole numbers within bigint.
+    "PATH_CONVERTER_OVERRIDES": {"id": {"type": "integer", "format": "int64", "minimum": 0, "maximum": 2**63 - 1}},
     "ENUM_NAME_OVERRIDES": {
         "DeadLetterStatusEnum": "apps.consumers.models.DeadLetter.Status",
         "RouteStatusEnum": "apps.routing.models.Route.Status",
@@ -275,8 +288,9 @@ RELAY_METRICS_PORT = env.int("RELAY_METRICS_PORT", default=0)
 CONSUMER_METRICS_PORT = env.int("CONSUMER_METRICS_PORT", default=0)
 CELERY_METRICS_PORT = env.int("CELERY_METRICS_PORT", default=0)
 WORKER_METRICS_ADDR = env("WORKER_METRICS_ADDR", default="0.0.0.0")
-# The web's /metrics answers a matching "Authorization: Bearer <METRICS_TOKEN>", a client address in
-# METRICS_ALLOWED_NETWORKS, or a signed-in user with common.view_flow_dashboard; nobody else.
+# The web's /metrics answers a matching "Authorization: Bearer <METRICS_TOKEN>", a client address (see
+# TRUSTED_PROXY_NETWORKS) in METRICS_ALLOWED_NETWORKS, or a signed-in user with common.view_flow_dashboard;
+# nobody else.
 METRICS_TOKEN = env("METRICS_TOKEN", default="")
 METRICS_ALLOWED_NETWORKS = env.list("METRICS_ALLOWED_NETWORKS", default=[])
 # Workers write a heartbeat at most this often; one silent for HEARTBEAT_STALE_SECONDS is flagged.
@@ -299,12 +313,18 @@ FLOW_SAMPLE_RETENTION_HOURS = env.int("FLOW_SAMPLE_RETENTION_HOURS", default=48)
 # --- Routing ------------------------------------------------------------------------
 ROUTING_MAX_STOPS = env.int("ROUTING_MAX_STOPS", default=50)
 ROUTING_DWELL_MINUTES = env.int("ROUTING_DWELL_MINUTES", default=15)
-# Map tiles behind a route's admin map (empty: no tiles, the map shows depot, stops and path on a plain ground).
+# Map tiles behind a route's admin map. The browser fetches the tiles around a route's stops from this server, so
+# the tile provider (by default OpenStreetMap's, a third party) learns where the deliveries go and who looks.
+# "none" (or empty): no tiles, the map shows depot, stops and path on a plain ground; or a tile server of your own.
 # The tile server's origin is added to the CSP's img-src below.
 ROUTE_MAP_TILE_URL = env("ROUTE_MAP_TILE_URL", default="https://tile.openstreetmap.org/{z}/{x}/{y}.png")
+if ROUTE_MAP_TILE_URL.strip().lower() in ("", "none"):
+    ROUTE_MAP_TILE_URL = ""
 ROUTE_MAP_TILE_ATTRIBUTION = env("ROUTE_MAP_TILE_ATTRIBUTION", default="© OpenStreetMap contributors")
 if ROUTE_MAP_TILE_URL:
     _tiles = urlsplit(ROUTE_MAP_TILE_URL)
+    if _tiles.scheme not in ("https", "http") or not _tiles.netloc:
+        raise environ.ImproperlyConfigured(f"ROUTE_MAP_TILE_URL is no http(s) URL (or 'none'): {ROUTE_MAP_TILE_URL!r}")
     CONTENT_SECURITY_POLICY["DIRECTIVES"]["img-src"].append(f"{_tiles.scheme}://{_tiles.netloc}")
 
 # --- Celery ---------------------------------------------------------------------------

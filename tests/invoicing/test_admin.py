@@ -45,6 +45,15 @@ def test_finance_finds_an_invoice_by_number_and_by_month_and_status_filters(fina
     assert finance_admin.get(CHANGELIST, {"month": "2001-01"}).context["cl"].result_count == 0
 
 
+@pytest.mark.parametrize("month", ["x", "2026", "2026-13", "2026-00", "99999999999999999999-01", "2026-1-1", "-"])
+def test_a_month_that_is_no_month_is_ignored_with_a_message_not_a_500(finance_admin: Client, month: str) -> None:
+    issued_invoice(three_stop_route(route_id=1))
+    response = finance_admin.get(CHANGELIST, {"month": month})
+    assert response.status_code == 200
+    assert response.context["cl"].result_count == 1  # the filter is ignored, not an empty list
+    assert any("YYYY-MM" in str(message) for message in response.context["messages"])
+
+
 def test_the_invoice_page_shows_its_lines_and_cannot_be_edited_added_or_deleted(finance_admin: Client) -> None:
     invoice = issued_invoice(three_stop_route(route_id=1))
     page = finance_admin.get(f"{CHANGELIST}{invoice.pk}/change/")

@@ -47,12 +47,13 @@ def _run_once(relay: OutboxRelay) -> None:
 )
 @pytest.mark.django_db(transaction=True)
 def test_refusal_a_person_can_fix_keeps_the_row_pending_and_is_reported_until_a_row_gets_through(
-    kafka_bootstrap: str, code: int, caplog: pytest.LogCaptureFixture
+    kafka_bootstrap: str, code: int, caplog: pytest.LogCaptureFixture, settings: SettingsWrapper
 ) -> None:
     with transaction.atomic():
         outbox.publish(route_calculated(truck_id=1))
         outbox.publish(route_calculated(truck_id=2))
-    client = Client()
+    settings.METRICS_TOKEN = "s3cret-token"  # /readyz names components to monitoring only
+    client = Client(HTTP_AUTHORIZATION="Bearer s3cret-token")
 
     with _broker_refuses(KafkaError(code, "refused by the broker")), caplog.at_level(logging.ERROR):
         _run_once(OutboxRelay())

@@ -401,3 +401,16 @@ def test_a_name_over_its_documented_length_is_refused_even_when_trimming_would_f
     assert response.status_code == 400, response.content
     assert "name" in response.json()
     assert not Customer.objects.exists()
+
+
+@pytest.mark.timeout(60)  # today's code burned minutes of CPU on it before the bound check
+def test_an_id_filter_with_a_huge_exponent_answers_400_at_once(dispatcher_api: APIClient) -> None:
+    response = dispatcher_api.get("/api/v1/trucks/", {"depot": "1e3000000"})
+    assert response.status_code == 400
+    assert "depot" in response.json()
+
+
+def test_an_id_filter_padded_past_any_bigint_answers_400_not_a_match(dispatcher_api: APIClient) -> None:
+    response = dispatcher_api.get("/api/v1/routes/", {"truck": "0" * 40 + "7"})
+    assert response.status_code == 400
+    assert "truck" in response.json()
