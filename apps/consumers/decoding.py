@@ -20,7 +20,7 @@ from apps.common.postgres import safe_text
 from apps.consumers import registry
 from apps.consumers.models import DeadLetter
 from apps.consumers.registry import EventMeta, Registration
-from apps.contracts.base import DomainEvent
+from apps.contracts.base import READING, DomainEvent
 
 Reason = DeadLetter.Reason
 _VERSIONED_TYPE = re.compile(r"^(?P<name>.+)\.v(?P<version>[0-9]+)$")
@@ -193,7 +193,7 @@ def _event(raw: RawMessage, registration: Registration) -> DomainEvent:
     if raw.value is None:
         raise DecodeFailure(Reason.NOT_JSON, "the value is empty (tombstone)")
     try:
-        return registration.event_class.model_validate_json(raw.value)
+        return registration.event_class.model_validate_json(raw.value, context=READING)
     except ValidationError as error:
         if any(item["type"] == "json_invalid" for item in error.errors()):
             raise DecodeFailure(Reason.NOT_JSON, f"the value is not JSON: {error.errors()[0]['msg']}") from None
