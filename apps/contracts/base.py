@@ -29,7 +29,7 @@ class Contract(BaseModel):
     def _ignore_unknown_fields_when_reading(cls, data: Any, info: ValidationInfo) -> Any:
         if not (info.context or {}).get("reading") or not isinstance(data, dict):
             return data
-        known = {name for name, field in cls.model_fields.items() for name in (name, field.alias) if name}
+        known = set(cls.model_fields) | {field.alias for field in cls.model_fields.values() if field.alias}
         return {name: value for name, value in data.items() if name in known}
 
 
