@@ -152,11 +152,14 @@ def _registration(group: str, ce_type: str) -> Registration | None:
     """The group's handler for the type; None to skip a type it does not handle at all.
 
     A *version* the group does not know of a type it does handle is a permanent failure, not a skip:
-    silently dropping `v2` of an event the group depends on would lose data.
+    silently dropping `v2` of an event the group depends on would lose data, unless the group declares that it
+    ignores that version (`registry.ignores`).
     """
     found = registry.handler_for(group, ce_type)
     if found:
         return found
+    if registry.is_ignored(group, ce_type):
+        return None
     match = _VERSIONED_TYPE.match(ce_type)
     if not match:
         raise DecodeFailure(Reason.MISSING_HEADERS, f"ce_type {ce_type!r} has no version suffix (.vN)")
