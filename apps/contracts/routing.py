@@ -6,26 +6,22 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
-from apps.contracts.base import DomainEvent, register_event
+from apps.contracts.base import Contract, DomainEvent, register_event
 
 Latitude = Annotated[float, Field(ge=-90, le=90)]
 Longitude = Annotated[float, Field(ge=-180, le=180)]
 
 
-class DepotRef(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
+class DepotRef(Contract):
     id: int
     name: str = Field(min_length=1)
     lat: Latitude
     lon: Longitude
 
 
-class PlannedStop(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
+class PlannedStop(Contract):
     sequence: int = Field(ge=1)
     name: str = Field(min_length=1)
     lat: Latitude

@@ -30,6 +30,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "apps.common",
+    "apps.contracts",
     "apps.outbox",
     "apps.consumers",
     "apps.routing",
