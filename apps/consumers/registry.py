@@ -116,3 +116,8 @@ def topics_for(group: str) -> list[str]:
 def handled_types(group: str) -> list[str]:
     """The CloudEvents types (with version) `group` has handlers for."""
     return sorted(ce_type for g, ce_type in _REGISTRY if g == group)
+
+
+def registrations() -> list[Registration]:
+    """Every registration, for the event catalogue (who reads what)."""
+    return list(_REGISTRY.values())
