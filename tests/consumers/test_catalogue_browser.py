@@ -1,7 +1,7 @@
 """The event catalogue page in a real (headless) Chromium: the vendored AsyncAPI renderer draws the document from
-this server alone (every other address refused), under the site's CSP, with no console error; a link to one message
-lands on it. Screenshot `event_catalogue.png` in BROWSER_SHOTS_DIR (else a temporary directory, named in the run's
-summary).
+this server alone (every other address refused), under the page's CSP, with no console error; a dead letter's link
+to its event version lands on that message. Screenshot `event_catalogue.png` in BROWSER_SHOTS_DIR (else a temporary
+directory, named in the run's summary).
 
 Skipped without Playwright (requirements-browser.txt) or a Chromium binary (apt-get install chromium)."""
 
@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from apps.contracts import InvoiceGenerated
+from tests.consumers.factories import dead_letter_of_type
 from tests.support import browser
 from tests.support.browser import browse, shoot
 
@@ -16,7 +18,8 @@ sync_api = browser.require_playwright()
 pytestmark = browser.MARKS
 
 
-def test_the_catalogue_page_renders_every_message_offline_under_the_csp(live_server: Any) -> None:
+def test_a_dead_letters_link_opens_the_catalogue_rendered_offline_at_its_message(live_server: Any) -> None:
+    letter = dead_letter_of_type(InvoiceGenerated.ce_type(), group="routing")
     with browse(live_server.url) as (page, violations):
         errors: list[str] = []
         elsewhere: list[str] = []
@@ -31,7 +34,9 @@ def test_the_catalogue_page_renders_every_message_offline_under_the_csp(live_ser
                 route.abort()
 
         page.context.route("**/*", same_origin_only)
-        page.goto(live_server.url + "/api/events/#message-InvoiceGenerated.v1")
+        page.goto(f"{live_server.url}/admin/consumers/deadletter/{letter.pk}/change/")
+        page.click("text=InvoiceGenerated.v1 in the event catalogue")
+        page.wait_for_url("**/api/events/#message-InvoiceGenerated.v1")
         message = page.locator("[id='message-InvoiceGenerated.v1']")
         sync_api.expect(message).to_be_visible(timeout=30_000)
         for name in ("RouteCalculated.v1", "CustomerUpserted.v1"):
@@ -41,6 +46,8 @@ def test_the_catalogue_page_renders_every_message_offline_under_the_csp(live_ser
         sync_api.expect(page.locator("#operations")).to_contain_text("invoicing.reads.routing.events")
         # The link to one message scrolled it into view once the renderer had drawn it.
         sync_api.expect(message).to_be_in_viewport()
+        # The sandbox: the page has an opaque origin, so what runs there cannot reach the session or the site.
+        assert page.evaluate("window.origin") == "null"
         shoot(page, "event_catalogue")
     assert not elsewhere, elsewhere
     assert not violations, violations
