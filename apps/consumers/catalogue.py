@@ -178,7 +178,7 @@ def _message(
         # The renderer's sidebar links to `#message-<name>` and its sections are `#message-<id>`: keep them one.
         "name": message_id(cls),
         "title": f"{cls.event_name} v{cls.version}",
-        "summary": (cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else cls.event_name,
+        "summary": (cls.__doc__ or cls.event_name).strip().splitlines()[0],
         "description": (
             f"CloudEvents type `{cls.ce_type()}`, source `{cls.ce_source()}`, on `{cls.topic()}`.\n\n"
             f"**Published by** `apps.{cls.context}` (through its outbox). **Read by** {read_by}.\n\n"
