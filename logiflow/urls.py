@@ -1,4 +1,4 @@
-"""Top-level URLs: admin, the versioned REST API, schema docs and health probes."""
+"""Top-level URLs: admin, the versioned REST API, schema docs, the event catalogue and health probes."""
 
 from django.contrib import admin
 from django.urls import include, path
@@ -6,6 +6,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitVie
 
 from apps.common import health
 from apps.common.auth_apis import TokenLoginApi, TokenLogoutAllApi, TokenLogoutApi
+from apps.consumers.catalogue_apis import AsyncApiDocumentApi, AsyncApiPageApi
 from apps.ops.apis import MetricsApi
 
 admin.site.site_header = "LogiFlow"
@@ -26,6 +27,9 @@ urlpatterns = [
     path("api/v1/", include(api_v1)),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerSplitView.as_view(url_name="schema"), name="swagger-ui"),
+    # The event catalogue (AsyncAPI), beside the OpenAPI schema and with the same permissions.
+    path("api/asyncapi/", AsyncApiDocumentApi.as_view(), name="asyncapi"),
+    path("api/events/", AsyncApiPageApi.as_view(), name="asyncapi-ui"),
     path("healthz", health.live, name="health-live"),
     path("readyz", health.ready, name="health-ready"),
     path("metrics", MetricsApi.as_view(), name="metrics"),

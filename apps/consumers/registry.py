@@ -164,3 +164,8 @@ def coverage_gaps(published: Iterable[type[DomainEvent]] | None = None) -> list[
                 f"(ignores({name}, group=\"{group}\", reason=...)); until then its consumer would {fate}"
             )
     return gaps
+
+
+def registrations() -> list[Registration]:
+    """Every registration, for the event catalogue (who reads what)."""
+    return list(_REGISTRY.values())

@@ -46,6 +46,9 @@ API_RULES: dict[tuple[str, str], set[str]] = {
     ("dead-letter-discard-many", "POST"): OPERATIONS,
     ("schema", "GET"): SIGNED_IN,
     ("swagger-ui", "GET"): SIGNED_IN,
+    # The event catalogue: the OpenAPI schema's permissions.
+    ("asyncapi", "GET"): SIGNED_IN,
+    ("asyncapi-ui", "GET"): SIGNED_IN,
     ("health-live", "GET"): ANYONE,
     ("health-ready", "GET"): ANYONE,
     # Prometheus uses METRICS_TOKEN or METRICS_ALLOWED_NETWORKS (neither is set here); people need the permission.
