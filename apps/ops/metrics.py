@@ -1,6 +1,6 @@
 """The web's /metrics: this process's metrics plus gauges read from the database (outbox backlog, dead-letter
-ledger, heartbeats) and the Celery broker's queues when scraped, for Prometheus with a token or from an allowed
-network."""
+ledger, heartbeats), the Celery broker's queues and the consumer groups' lag read from the Kafka broker when
+scraped, for Prometheus with a token or from an allowed network."""
 
 from __future__ import annotations
 
@@ -19,6 +19,8 @@ from prometheus_client.registry import Collector
 from apps.common.metrics import process_registry
 from apps.common.selectors import heartbeats_with_age
 from apps.consumers.selectors import ledger_counts
+from apps.ops.selectors import consumer_lag
+from apps.ops.services import consumer_lag_sample
 from apps.outbox.selectors import outbox_backlog
 from logiflow.celery import app
 
@@ -86,10 +88,47 @@ def celery_queue_gauges(*, timeout: float = 2.0) -> Iterator[GaugeMetricFamily]:
     yield GaugeMetricFamily("logiflow_celery_broker_up", "Whether the Celery broker answered this scrape.", value=up)
 
 
+class ConsumerLagCollector(Collector):
+    """Each consumer group's lag read from the broker at scrape time, from outside the consumers (so a stopped
+    one shows its lag growing), recorded like a beat sample; a group whose lag stood still for
+    CONSUMER_LAG_STALL_SECONDS is stalled. A broker that does not answer within `timeout` per group leaves the
+    last sample's numbers and reports `logiflow_consumer_lag_broker_up 0`."""
+
+    def __init__(self, *, timeout: float = 1.0) -> None:
+        self.timeout = timeout
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        unanswered = consumer_lag_sample(timeout=self.timeout)
+        lag = GaugeMetricFamily(
+            "logiflow_consumer_group_lag", "Messages after the group's committed offset, read from the broker.",
+            labels=["group", "topic", "partition"],
+        )
+        stalled = GaugeMetricFamily(
+            "logiflow_consumer_group_stalled", "1 while a partition of the group has lag and no progress for "
+            "CONSUMER_LAG_STALL_SECONDS.", labels=["group"],
+        )
+        still = GaugeMetricFamily(
+            "logiflow_consumer_group_no_progress_seconds",
+            "Seconds the group's longest-lagging partition has gone without its committed offset moving.",
+            labels=["group"],
+        )
+        for group in consumer_lag():
+            for partition in group.partitions:
+                lag.add_metric([group.group, partition.topic, str(partition.partition)], partition.lag)
+            stalled.add_metric([group.group], 1 if group.stalled else 0)
+            still.add_metric([group.group], group.stalled_for)
+        yield from (lag, stalled, still)
+        yield GaugeMetricFamily(
+            "logiflow_consumer_lag_broker_up", "Whether the Kafka broker answered this scrape's lag reads.",
+            value=0 if unanswered else 1,
+        )
+
+
 def flow_registry() -> CollectorRegistry:
-    """The web's registry: its own process's metrics plus the database gauges."""
+    """The web's registry: its own process's metrics plus the database gauges and consumer lag."""
     registry = CollectorRegistry(auto_describe=False)
     registry.register(FlowCollector())
+    registry.register(ConsumerLagCollector())
     return registry
 
 

@@ -15,7 +15,7 @@ from apps import outbox
 from apps.common.models import Heartbeat
 from apps.consumers.models import InboxEntry
 from apps.ops.charts import PALETTE, line_chart, lines_chart
-from apps.ops.models import FlowSample
+from apps.ops.models import FlowSample, PartitionLag
 from apps.ops.selectors import lag_by_group
 from apps.ops.services import flow_sample_take
 from apps.outbox.models import OutboxEvent, PendingEvent
@@ -34,9 +34,9 @@ def _browser(group: str) -> Client:
 @pytest.mark.django_db
 def test_the_dashboard_shows_operations_workers_backlog_lag_and_failure_groups_with_links() -> None:
     now = timezone.now()
-    Heartbeat.objects.create(kind="consumer", group="invoicing", host="h", pid=7, started_at=now, beat_at=now,
-                             partitions=[{"topic": "routing.events", "partition": 3, "committed": 10, "high": 52,
-                                          "lag": 42}])
+    Heartbeat.objects.create(kind="consumer", group="invoicing", host="h", pid=7, started_at=now, beat_at=now)
+    PartitionLag.objects.create(group="invoicing", topic="routing.events", partition=3, committed=10, high=52,
+                                sampled_at=now - timedelta(minutes=1), stuck_since=now - timedelta(minutes=1))
     Heartbeat.objects.create(kind="relay", host="h", pid=8, started_at=now, beat_at=now - timedelta(hours=1))
     with transaction.atomic():
         outbox.publish(route_calculated(truck_id=1))
@@ -50,7 +50,7 @@ def test_the_dashboard_shows_operations_workers_backlog_lag_and_failure_groups_w
     assert response.status_code == 200
     assert "Silent: relay" in page
     assert "1 row waiting for the relay" in page
-    assert "<td>invoicing</td><td>routing.events</td><td>3</td><td>42</td>" in page
+    assert "<td>invoicing</td><td>42</td>\n        <td>routing.events[3]: 42</td>" in page  # read from the broker
     assert f"/admin/consumers/deadletter/?fingerprint={dead.fingerprint}" in page
     assert page.count('<figure class="flow-chart"><figcaption>') == 3 and page.count("<polyline") >= 3
     assert "End-to-end latency, p95: no samples yet." in page  # no consumer applied anything in the window
