@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import urlencode
 
+from django.conf import settings
 from django.contrib import admin
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest
@@ -73,6 +74,8 @@ class HeartbeatAdmin(admin.ModelAdmin):
             "lag": lag, "stalled": [group for group in lag if group.stalled],
             "lag_sampled_at": max((group.sampled_at for group in lag), default=None),
             "failure_groups": failure_groups, "unresolved": deadletter_selectors.unresolved().count(),
-            "charts": charts, "samples": len(samples),
+            "charts": charts, "samples": len(samples), "refresh_seconds": settings.FLOW_DASHBOARD_REFRESH_S,
         }
+        if request.GET.get("sections"):  # the page's own refresh (ops/flow_dashboard.js): the sections alone
+            return TemplateResponse(request, "admin/common/flow_dashboard_sections.html", context)
         return TemplateResponse(request, "admin/common/flow_dashboard.html", context)

@@ -297,6 +297,8 @@ CONSUMER_UNOWNED_LAG_RESTART_S = env.float("CONSUMER_UNOWNED_LAG_RESTART_S", def
 # ...and stays out of the group a random 0..this many seconds first, so members that left together come back
 # apart: one forms the group alone instead of the same out-of-phase join/sync cycle starting again.
 CONSUMER_REJOIN_JITTER_S = env.float("CONSUMER_REJOIN_JITTER_S", default=30.0)
+# The event-flow dashboard fetches its sections again this often (seconds), in place.
+FLOW_DASHBOARD_REFRESH_S = env.int("FLOW_DASHBOARD_REFRESH_S", default=5)
 # The dashboard's charts: a sample of the flow every minute (Celery beat), kept this long.
 FLOW_SAMPLE_RETENTION_HOURS = env.int("FLOW_SAMPLE_RETENTION_HOURS", default=48)
 

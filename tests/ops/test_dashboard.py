@@ -137,3 +137,15 @@ def test_the_y_axis_top_label_is_short_enough_for_the_charts_left_margin() -> No
     assert top_label(3.864841, " s") == "3.86 s"  # was "3.86484 s", cut off at the SVG's left edge
     assert top_label(152340.0) == "152,340"
     assert top_label(42.0) == "42"
+
+
+@pytest.mark.django_db
+def test_the_dashboard_refreshes_from_its_sections_alone_and_refuses_them_to_finance() -> None:
+    operations = _browser("operations")
+
+    page = operations.get("/admin/common/heartbeat/flow/").content.decode()
+    sections = operations.get("/admin/common/heartbeat/flow/?sections=1").content.decode()
+
+    assert 'src="/static/ops/flow_dashboard.js"' in page and 'data-refresh-url="?sections=1"' in page
+    assert "<h3>Outbox</h3>" in sections and "<html" not in sections and "flow_dashboard.js" not in sections
+    assert _browser("finance").get("/admin/common/heartbeat/flow/?sections=1").status_code == 403

@@ -17,6 +17,7 @@ from datetime import timedelta
 
 from django.db import connection
 from django.utils import timezone
+from pytest_django.fixtures import Settings as SettingsWrapper
 
 from apps.common.models import Heartbeat
 from apps.consumers.models import DeadLetter
@@ -163,27 +164,35 @@ def _table(page: object, heading: str) -> list[list[str]]:
 
 
 def test_operations_sees_a_stopped_consumers_lag_grow_and_the_group_flagged_stalled(
-    live_server: object, stopped_group: str
+    live_server: object, stopped_group: str, settings: SettingsWrapper
 ) -> None:
     """The `testing` group committed and stopped; messages keep arriving. Beat's samples (taken here, at chosen
     times) read its lag from the broker: the dashboard names the partitions, flags the stall, and shows the lag
-    growing on the next look."""
+    growing by refreshing itself, the reader's scroll position kept."""
+    settings.FLOW_DASHBOARD_REFRESH_S = 1
     now = timezone.now()
     produce(stopped_group, partition=0, count=2)
     sample_until(2, now=now - timedelta(seconds=45))  # lag first seen 45 s ago...
     sample_until(2, now=now)  # ...and the committed offset has not moved since
     operations = role_user("operations")
     with browse(live_server.url, operations) as (page, violations):  # type: ignore[attr-defined]
+        page.set_viewport_size({"width": 1280, "height": 480})
         page.goto(live_server.url + DASHBOARD)  # type: ignore[attr-defined]
         before = _lag_row(page, GROUP)
+        page.evaluate("() => { window.notReloaded = true; window.scrollTo(0, 150); }")
         assert before[1:] == ["2", f"{stopped_group}[0]: 2", "stalled: no progress for 45 s"]
         assert "stalled: testing" in page.locator(".flow-dashboard h2").inner_text()
 
         _elsewhere(lambda: produce(stopped_group, partition=0, count=1))
         _elsewhere(lambda: produce(stopped_group, partition=1, count=2))
         _elsewhere(lambda: sample_until(5, now=now + timedelta(seconds=5)))
-        page.reload()
+        page.wait_for_function(  # the page's own refresh, within a few of its 1 s rounds
+            "() => [...document.querySelectorAll('table.consumer-lag td')].some(td => td.textContent.includes(': 3,'))",
+            timeout=15_000,
+        )
         after = _lag_row(page, GROUP)
+        assert page.evaluate("() => [window.notReloaded, window.scrollY]") == [True, 150]
+        assert "Refreshed at" in page.locator("#flow-refreshed").inner_text()
         shoot(page, "dashboard-stopped-consumer")
         assert_fits(page, DASHBOARD)
 
