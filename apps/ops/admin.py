@@ -65,12 +65,17 @@ class HeartbeatAdmin(admin.ModelAdmin):
                         for s in samples], title="Events published per minute"),
             line_chart([(s.at, s.latency_p95_s) for s in samples], title="End-to-end latency, p95", unit=" s"),
             lines_chart(lag_by_group(samples), title="Consumer lag by group", unit=" msgs"),
+            line_chart([(s.at, float(s.backlog)) for s in samples], title="Outbox backlog", unit=" rows"),
+            line_chart([(s.at, s.oldest_pending_age_s) for s in samples], title="Oldest outbox row waiting",
+                       unit=" s"),
             line_chart([(s.at, float(s.dead_letters)) for s in samples], title="Unresolved dead letters"),
         ]
         lag = consumer_lag()
+        backlog = outbox_backlog()
         context = {
             **self.admin_site.each_context(request), "title": "Event flow", "opts": self.model._meta,
-            "heartbeats": beats, "stale": stale_components(), "backlog": outbox_backlog(),
+            "heartbeats": beats, "stale": stale_components(), "backlog": backlog,
+            "oldest_pending_s": backlog.oldest_age.total_seconds() if backlog.oldest_age else 0.0,
             "lag": lag, "stalled": [group for group in lag if group.stalled],
             "lag_sampled_at": max((group.sampled_at for group in lag), default=None),
             "failure_groups": failure_groups, "unresolved": deadletter_selectors.unresolved().count(),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 
 import pytest
@@ -50,9 +51,11 @@ def test_the_dashboard_shows_operations_workers_backlog_lag_and_failure_groups_w
     assert response.status_code == 200
     assert "Silent: relay" in page
     assert "1 row waiting for the relay" in page
+    assert re.search(r"the oldest for \d+\.\d s\.", page)  # seconds, not a raw 0:00:00.123456
     assert "<td>invoicing</td><td>42</td>\n        <td>routing.events[3]: 42</td>" in page  # read from the broker
     assert f"/admin/consumers/deadletter/?fingerprint={dead.fingerprint}" in page
-    assert page.count('<figure class="flow-chart"><figcaption>') == 3 and page.count("<polyline") >= 3
+    assert page.count('<figure class="flow-chart"><figcaption>') == 5 and page.count("<polyline") >= 5
+    assert "Outbox backlog</figcaption>" in page and "Oldest outbox row waiting</figcaption>" in page
     assert "End-to-end latency, p95: no samples yet." in page  # no consumer applied anything in the window
     assert "<script>" not in page  # no inline script: the CSP allows scripts from this server only
     assert "script-src 'self'" in response["Content-Security-Policy"]

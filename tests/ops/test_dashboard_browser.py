@@ -113,18 +113,18 @@ def test_operations_sees_charts_workers_lag_and_failure_groups_that_lead_to_the_
         assert response.status == 200
         shoot(page, "dashboard")
 
-        # Four charts, each an SVG with unbroken lines across the day's samples.
+        # Six charts, each an SVG with unbroken lines across the day's samples.
         charts = page.locator("figure.flow-chart")
-        assert charts.count() == 4
+        assert charts.count() == 6
         assert page.locator("figure.flow-chart figcaption").all_inner_texts() == [
             "Events published per minute", "End-to-end latency, p95", "Consumer lag by group",
-            "Unresolved dead letters",
+            "Outbox backlog", "Oldest outbox row waiting", "Unresolved dead letters",
         ]
         # One line per chart, two in the lag chart (a line per group, each named in the legend).
-        assert _polyline_points(page) == [MINUTES] * 5
+        assert _polyline_points(page) == [MINUTES] * 7
         assert charts.nth(2).locator("text.legend").all_text_contents() == ["invoicing", "routing"]
         assert all(box["width"] > 600 and box["height"] > 100 for box in
-                   (charts.nth(i).locator("svg").bounding_box() for i in range(4)))
+                   (charts.nth(i).locator("svg").bounding_box() for i in range(6)))
         assert "1440 samples" in page.locator("h3", has_text="Last 24 hours").inner_text()
         assert page.evaluate(CLIPPED_LABELS) == []
 
