@@ -13,7 +13,7 @@ from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 from kombu.exceptions import ChannelError
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from apps.common.metrics import process_registry
@@ -124,6 +124,26 @@ class ConsumerLagCollector(Collector):
         )
 
 
+# What only the relay and the consumers record, served on their own ports: in the web process these are
+# always 0 (or empty), and a scraper reading them here would take the silence for health.
+WORKER_ONLY = ("logiflow_relay_", "logiflow_consumer_", "logiflow_worker_")
+
+
+class WebProcessCollector(Collector):
+    """This process's metrics without the workers' own (WORKER_ONLY)."""
+
+    def collect(self) -> Iterator[Metric]:
+        for family in process_registry().collect():
+            if not family.name.startswith(WORKER_ONLY):
+                yield family
+
+
+def web_registry() -> CollectorRegistry:
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(WebProcessCollector())
+    return registry
+
+
 def flow_registry() -> CollectorRegistry:
     """The web's registry: its own process's metrics plus the database gauges and consumer lag."""
     registry = CollectorRegistry(auto_describe=False)
@@ -152,9 +172,9 @@ _DATABASE_UP = (
 
 
 def metrics_response() -> HttpResponse:
-    """This process's metrics, then the database gauges; without a database, the first alone (with
-    `logiflow_metrics_database_up 0`), so a database outage does not blind the scrape."""
-    body = generate_latest(process_registry())
+    """This process's metrics (less the workers' own), then the database gauges; without a database, the first
+    alone (with `logiflow_metrics_database_up 0`), so a database outage does not blind the scrape."""
+    body = generate_latest(web_registry())
     try:
         body += generate_latest(flow_registry()) + _DATABASE_UP % b"1"
     except Exception:  # noqa: BLE001 - any failure to read the gauges

@@ -78,3 +78,17 @@ def test_web_requests_count_by_url_pattern_not_by_path(client: Client) -> None:
     assert value("logiflow_http_request_duration_seconds_count", method="GET", route=route) == timed + 2
     assert value("logiflow_http_requests_total", method="GET", route="<unmatched>", status="404") >= 1
     assert value("logiflow_http_requests_total", method="other", route=route, status="401") >= 1
+
+
+@pytest.mark.django_db
+def test_web_metrics_leave_out_the_relays_and_consumers_own_metrics_that_are_always_zero_there(
+    client: Client, settings: SettingsWrapper
+) -> None:
+    settings.METRICS_TOKEN = "s3cret-token"
+
+    text = client.get("/metrics", HTTP_AUTHORIZATION="Bearer s3cret-token").content.decode()
+
+    assert "logiflow_relay_" not in text and "logiflow_worker_" not in text  # served on the workers' own ports
+    assert "logiflow_consumer_handler_duration_seconds" not in text
+    assert "logiflow_consumer_end_to_end_latency_seconds" not in text
+    assert "logiflow_http_requests_total" in text  # the web's own stay
