@@ -51,7 +51,7 @@ def test_the_dashboard_shows_operations_workers_backlog_lag_and_failure_groups_w
     assert response.status_code == 200
     assert "Silent: relay" in page
     assert "1 row waiting for the relay" in page
-    assert re.search(r"the oldest for \d+\.\d s\.", page)  # seconds, not a raw 0:00:00.123456
+    assert re.search(r"1 row waiting for the relay; the oldest for \d+ s\.", page)  # seconds, not 0:00:00
     assert "<td>invoicing</td><td>42</td>\n        <td>routing.events[3]: 42</td>" in page  # read from the broker
     assert f"/admin/consumers/deadletter/?fingerprint={dead.fingerprint}" in page
     assert page.count('<figure class="flow-chart"><figcaption>') == 5 and page.count("<polyline") >= 5
