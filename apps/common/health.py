@@ -4,7 +4,8 @@ which components fail, which workers are stale and what is degraded: names only,
 hosts, ports and user names). The cause goes to the log.
 
 Apps add what they know about their background processes with `register_degradation` (the outbox names its
-relay when it keeps being refused); apps/common imports no app.
+relay when it keeps being refused), or `register_degradations` when the names are known only when asked (the
+operations app names each stalled consumer group); apps/common imports no app.
 """
 
 from __future__ import annotations
@@ -24,8 +25,16 @@ logger = logging.getLogger(__name__)
 _DEGRADATIONS: dict[str, Callable[[], bool]] = {}
 
 
+# name -> a function naming the components in trouble now (the name stands for them all if the function fails).
+_DEGRADATION_SOURCES: dict[str, Callable[[], list[str]]] = {}
+
+
 def register_degradation(name: str, degraded: Callable[[], bool]) -> None:
     _DEGRADATIONS[name] = degraded
+
+
+def register_degradations(name: str, degraded: Callable[[], list[str]]) -> None:
+    _DEGRADATION_SOURCES[name] = degraded
 
 
 def live(_request: HttpRequest) -> JsonResponse:
@@ -46,6 +55,8 @@ def ready(request: HttpRequest) -> JsonResponse:
         return _answer(request, {"status": "unavailable", "failing": failing}, status=503)
     body: dict[str, object] = {"status": "ok", "failing": [], "stale": _stale_workers()}
     degraded = [name for name, check in sorted(_DEGRADATIONS.items()) if _is_degraded(name, check)]
+    for name, source in sorted(_DEGRADATION_SOURCES.items()):
+        degraded += _degraded_parts(name, source)
     if degraded:
         body.update(status="degraded", degraded=degraded)
     return _answer(request, body)
@@ -89,3 +100,11 @@ def _is_degraded(name: str, check: Callable[[], bool]) -> bool:
     except Exception:  # noqa: BLE001 - a broken report must not break the probe; unknown counts as trouble
         logger.exception("degradation check %s failed", name)
         return True
+
+
+def _degraded_parts(name: str, source: Callable[[], list[str]]) -> list[str]:
+    try:
+        return source()
+    except Exception:  # noqa: BLE001 - as above: a broken report counts as trouble, under the source's name
+        logger.exception("degradation source %s failed", name)
+        return [name]

@@ -300,6 +300,11 @@ HEARTBEAT_STALE_SECONDS = env.float("HEARTBEAT_STALE_SECONDS", default=60.0)
 HEARTBEAT_RETENTION_HOURS = env.int("HEARTBEAT_RETENTION_HOURS", default=48)
 # How often a consumer asks the broker for its partitions' watermarks and committed offsets (the lag).
 CONSUMER_LAG_INTERVAL_S = env.float("CONSUMER_LAG_INTERVAL_S", default=15.0)
+# Lag measured from outside the consumers: Celery beat reads every group's committed offsets and the partitions'
+# end offsets from the broker this often (the web's /metrics does too, when scraped). A group with lag whose
+# committed offsets have not moved for CONSUMER_LAG_STALL_SECONDS is stalled: dashboard, /metrics, /readyz.
+CONSUMER_LAG_SAMPLE_INTERVAL_S = env.float("CONSUMER_LAG_SAMPLE_INTERVAL_S", default=5.0)
+CONSUMER_LAG_STALL_SECONDS = env.float("CONSUMER_LAG_STALL_SECONDS", default=20.0)
 # A consumer that sees partitions of its group with lag, no live owner and no progress for this long (or its own
 # partitions with lag feeding it nothing this long) leaves the
 # group and joins again (apps.consumers.watchdog); 0 turns that off. Keep it above HEARTBEAT_STALE_SECONDS plus
@@ -308,6 +313,8 @@ CONSUMER_UNOWNED_LAG_RESTART_S = env.float("CONSUMER_UNOWNED_LAG_RESTART_S", def
 # ...and stays out of the group a random 0..this many seconds first, so members that left together come back
 # apart: one forms the group alone instead of the same out-of-phase join/sync cycle starting again.
 CONSUMER_REJOIN_JITTER_S = env.float("CONSUMER_REJOIN_JITTER_S", default=30.0)
+# The event-flow dashboard fetches its sections again this often (seconds), in place.
+FLOW_DASHBOARD_REFRESH_S = env.int("FLOW_DASHBOARD_REFRESH_S", default=5)
 # The dashboard's charts: a sample of the flow every minute (Celery beat), kept this long.
 FLOW_SAMPLE_RETENTION_HOURS = env.int("FLOW_SAMPLE_RETENTION_HOURS", default=48)
 
@@ -382,6 +389,10 @@ CELERY_BEAT_SCHEDULE["consumers-retry-due"] = {
 # apps.ops.tasks.sample_flow, registered under the name it had in apps.common so queued messages still run.
 CELERY_BEAT_SCHEDULE["common-sample-flow"] = {
     "task": "apps.common.tasks.sample_flow", "schedule": 60, "options": {"expires": 60},
+}
+CELERY_BEAT_SCHEDULE["ops-sample-consumer-lag"] = {
+    "task": "apps.ops.tasks.sample_consumer_lag", "schedule": CONSUMER_LAG_SAMPLE_INTERVAL_S,
+    "options": {"expires": CONSUMER_LAG_SAMPLE_INTERVAL_S},
 }
 CELERY_BEAT_SCHEDULE["common-prune-heartbeats"] = {"task": "apps.common.tasks.prune_heartbeats", "schedule": 3600}
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")

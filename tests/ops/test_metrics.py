@@ -98,3 +98,17 @@ def test_failure_group_series_are_capped_with_an_other_bucket(client: Client, se
     assert len(series) == FAILURE_GROUP_SERIES + 1
     assert series[(("fingerprint", "other"), ("group", "testing"))] == 30
     assert sum(series.values()) == groups
+
+
+@pytest.mark.django_db
+def test_web_metrics_leave_out_the_relays_and_consumers_own_metrics_that_are_always_zero_there(
+    client: Client, settings: SettingsWrapper
+) -> None:
+    settings.METRICS_TOKEN = "s3cret-token"
+
+    text = client.get("/metrics", HTTP_AUTHORIZATION="Bearer s3cret-token").content.decode()
+
+    assert "logiflow_relay_" not in text and "logiflow_worker_" not in text  # served on the workers' own ports
+    assert "logiflow_consumer_handler_duration_seconds" not in text
+    assert "logiflow_consumer_end_to_end_latency_seconds" not in text
+    assert "logiflow_http_requests_total" in text  # the web's own stay
