@@ -39,6 +39,7 @@ from apps.outbox.relay import broker_memory, claims
 from apps.outbox.relay.batch import Batch, Record, decide
 from apps.outbox.relay.holds import Holds
 from apps.outbox.relay.ordering import FAILED, HELD, PENDING, PUBLISHED, KeyOrder
+from apps.outbox.relay.partitions import partition_for
 from apps.outbox.services import (
     NOTIFY_CHANNEL,
     outbox_events_requeue_forgotten,
@@ -98,6 +99,9 @@ class OutboxRelay(Worker):
         self._memory_known = False  # a check has answered since this process started
         self._acked = broker_memory.AckedOffsets(mark_interval=self.memory_check_interval)
         self._cluster_id: str | None = None
+        # Partitions whose marks could not be read (no leader): their rows are not sent until a check reads them.
+        self._unreadable: set[tuple[str, int]] = set()
+        self._partition_counts: dict[str, int] = {}
         self._connectivity = ConnectivityLog("relay")
 
     # --- lifecycle -------------------------------------------------------------------------------
@@ -243,8 +247,12 @@ class OutboxRelay(Worker):
                     batch.held_back += 1
                     continue
             key_of = (topic, key)
-            previous_id = order.open_predecessor(key_of, row_id, previous_id)
             cluster_topic = prefix + topic
+            if self._unreadable and self._bound_for_unreadable(cluster_topic, key):
+                # Its partition's memory is unknown: it waits, and so does every later row of its key (same partition).
+                self._holds.hold(topic, key)
+                continue
+            previous_id = order.open_predecessor(key_of, row_id, previous_id)
             slot = batch.add(
                 row_id, previous_id, topic=topic, key=key, cluster_topic=cluster_topic, event_id=event_id, time=time_,
                 traceparent=traceparent,
@@ -259,6 +267,12 @@ class OutboxRelay(Worker):
             order.sent(row_id, key_of)
             batch.tails[key_of] = row_id
         batch.seal()
+
+    def _bound_for_unreadable(self, cluster_topic: str, key: str) -> bool:
+        count = self._partition_counts.get(cluster_topic)
+        if not count or not key:
+            return any(topic == cluster_topic for topic, _ in self._unreadable)  # cannot tell: the topic waits
+        return (cluster_topic, partition_for(key, count)) in self._unreadable
 
     def _produce(
         self, produce: Any, batch: Batch, slot: int, message: tuple[str, str, str], headers: list[tuple[str, str]]
@@ -411,8 +425,17 @@ class OutboxRelay(Worker):
             self._memory_check_due = time.monotonic() + delay
             logger.info("relay: cannot check the broker's memory (%s); again in %.0fs", findings.unreachable, delay)
             return False
-        self._memory_retry.succeeded()
         self._memory_known = True
+        self._unreadable = {(mark.topic, mark.partition) for mark in findings.unreadable}
+        self._partition_counts = findings.partitions or self._partition_counts
+        if self._unreadable:
+            # Rows bound for those partitions wait (held by key, in _claim_and_send); the rest goes. Ask again soon.
+            delay = self._memory_retry.failed()
+            self._memory_check_due = time.monotonic() + delay
+            logger.warning("relay: cannot read %s; their rows wait, the others go; asking again in %.0fs",
+                           ", ".join(f"{t}[{p}]" for t, p in sorted(self._unreadable)), delay)
+        else:
+            self._memory_retry.succeeded()
         self._cluster_id = findings.cluster_id or self._cluster_id
         if findings.stale:
             claims.forget_marks([(m.topic, m.partition, m.offset) for m in findings.stale])
