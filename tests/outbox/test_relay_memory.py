@@ -8,12 +8,12 @@ from unittest import mock
 import pytest
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from django.conf import settings
-from django.db import transaction
+from django.db import OperationalError, transaction
 
 from apps import outbox
 from apps.common.kafka import producer_config
 from apps.outbox.models import BrokerMark, OutboxEvent
-from apps.outbox.relay import OutboxRelay, broker_memory
+from apps.outbox.relay import OutboxRelay, broker_memory, loop
 from apps.outbox.relay.partitions import murmur2, partition_for
 from tests.factories import route_calculated
 from tests.outbox.support import drain_in_process
@@ -96,3 +96,40 @@ def test_a_relay_started_while_one_partition_has_no_leader_publishes_every_other
     assert waiting and all(partition_for(key, count) == dead[1] for key in waiting)
     assert published_later and all(partition_for(key, count) != dead[1] for key in published_later - waiting)
     assert len(waiting) + len(published_later - waiting) == 12
+
+
+def test_after_an_offset_went_backwards_once_later_acks_do_not_force_a_check_each_time() -> None:
+    acked = broker_memory.AckedOffsets(mark_interval=60)
+    acked.note({("t", 0): [90, 100, "e1"]}, now=0)
+
+    _, reset = acked.note({("t", 0): [3, 5, "e2"]}, now=1)  # another relay re-queued onto an emptied log
+    assert reset
+    _, again = acked.note({("t", 0): [6, 9, "e3"]}, now=2)  # the new log's offsets from now on
+    assert not again
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_broker_memory_check_counts_as_done_only_once_its_requeue_committed(kafka_bootstrap: str) -> None:
+    _publish_trucks(2)
+    drain_in_process()
+    BrokerMark.objects.update(cluster_id="a-cluster-that-is-gone")  # every mark lost: the window goes again
+    relay = OutboxRelay()
+    calls = []
+    real = loop.outbox_events_requeue_forgotten
+
+    def requeue_failing_once(**kwargs: Any) -> int | None:
+        calls.append(kwargs)
+        if len(calls) == 1:
+            raise OperationalError("the database went away mid re-queue")
+        return real(**kwargs)
+
+    relay.setup()
+    try:
+        with mock.patch.object(loop, "outbox_events_requeue_forgotten", requeue_failing_once):
+            with pytest.raises(OperationalError):
+                relay.run_once()
+            relay.run_once()  # the check was not done: it runs again before any claim
+    finally:
+        relay.teardown()
+
+    assert len(calls) == 2

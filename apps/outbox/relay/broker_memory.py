@@ -156,7 +156,9 @@ class AckedOffsets:
             if seen is not None and low <= seen:
                 logger.warning("relay: %s[%s] acknowledged offset %s after %s: checking the broker", *where, low, seen)
                 reset = True
-            if seen is None or high > seen:
+            # After a reset the new log's offsets are the ones to compare with: checking once is enough (another
+            # relay may already have re-queued; each later ack must not force a check again).
+            if seen is None or high > seen or low <= seen:
                 self._high[where] = high
             if now - self._marked_at.get(where, -1e18) >= self.mark_interval:
                 self._marked_at[where] = now

@@ -135,6 +135,8 @@ class OutboxRelay(Worker):
         if self.producer is not None:
             self._connectivity.check(self.producer)
         self._take_notifications(timeout=0)  # rows committed before this claim are seen by it
+        # Problems another relay recorded: whichever relay next delivers to their topic clears them (a tiny table).
+        self._problem_topics = claims.problem_topics()
         result = self._pump()
         self.heartbeat.beat()
         if result.published:
@@ -343,8 +345,10 @@ class OutboxRelay(Worker):
         result.transient += len(record.retried)
         for outcome in record.outcomes.values():
             self.totals[outcome] += 1
-        if batch.ids:
-            self.heartbeat.progress()  # here, not only between pumps: a large backlog keeps one pump for minutes
+        if record.published or record.failed:
+            # Rows decided (a batch refused whole is not progress). Here, not only between pumps: a large backlog
+            # keeps one pump for minutes.
+            self.heartbeat.progress()
         self.heartbeat.beat()
         observe_batch(batch, record.outcomes, seconds=time.monotonic() - started)
 
@@ -414,6 +418,13 @@ class OutboxRelay(Worker):
         to ask; an unreachable broker is asked again with backoff (returns False).
         """
         self._memory_check_due = time.monotonic() + self.memory_check_interval
+        try:
+            return self._examine_broker_memory()
+        except BaseException:
+            self._memory_check_due = 0.0  # not done until its re-queue committed: again before the next claim
+            raise
+
+    def _examine_broker_memory(self) -> bool:
         marks = [broker_memory.Mark(*row) for row in claims.broker_marks()]
         if not marks:
             self._memory_known = True
@@ -425,7 +436,6 @@ class OutboxRelay(Worker):
             self._memory_check_due = time.monotonic() + delay
             logger.info("relay: cannot check the broker's memory (%s); again in %.0fs", findings.unreachable, delay)
             return False
-        self._memory_known = True
         self._unreadable = {(mark.topic, mark.partition) for mark in findings.unreadable}
         self._partition_counts = findings.partitions or self._partition_counts
         if self._unreadable:
@@ -441,6 +451,7 @@ class OutboxRelay(Worker):
             claims.forget_marks([(m.topic, m.partition, m.offset) for m in findings.stale])
         if findings.lost:
             self._requeue_forgotten(findings.lost)
+        self._memory_known = True
         return True
 
     def _requeue_forgotten(self, lost: list[tuple[broker_memory.Mark, str]]) -> None:
