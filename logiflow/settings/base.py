@@ -101,6 +101,11 @@ def database_config(url: str) -> dict:
     config = environ.Env.db_url_config(url)
     if config["ENGINE"] != "django.db.backends.postgresql":
         raise environ.ImproperlyConfigured(f"LogiFlow runs on PostgreSQL only; DATABASE_URL names {config['ENGINE']}")
+    # A server that vanished (host down, a cut network) is noticed within about a minute, not after the kernel's
+    # two hours: libpq's TCP keepalives, on every connection of every process.
+    config.setdefault("OPTIONS", {}).update(
+        {"keepalives": 1, "keepalives_idle": 30, "keepalives_interval": 10, "keepalives_count": 3}
+    )
     return config
 
 
@@ -237,6 +242,9 @@ OUTBOX_RELAY_SHUTDOWN_GRACE_S = env.float("OUTBOX_RELAY_SHUTDOWN_GRACE_S", defau
 # No relay batch statement runs longer (statement_timeout): past it the open batches roll back and the relay
 # restarts.
 OUTBOX_RELAY_STALL_TIMEOUT_S = env.float("OUTBOX_RELAY_STALL_TIMEOUT_S", default=60.0)
+# A relay whose every round failed (database refusing, statements timing out) for this long exits non-zero (3) so
+# its supervisor starts a fresh process; 0: retry in-process for ever.
+OUTBOX_RELAY_GIVE_UP_S = env.float("OUTBOX_RELAY_GIVE_UP_S", default=300.0)
 # The relay hands the producer a whole batch at once, so waiting for more (linger) only adds latency.
 OUTBOX_RELAY_LINGER_MS = env.int("OUTBOX_RELAY_LINGER_MS", default=1)
 # Broker amnesia: the relay checks every this many seconds (and at start) that the cluster still holds what it

@@ -106,6 +106,7 @@ class OutboxRelay(Worker):
 
     # --- lifecycle -------------------------------------------------------------------------------
     def setup(self) -> None:
+        self._bound_main_connection()
         self.producer = self._new_producer()
         self._producer_broken = False
         self._listener = connections.create_connection(DEFAULT_DB_ALIAS)
@@ -485,6 +486,19 @@ class OutboxRelay(Worker):
         return self._cluster_id or ""
 
     # --- connections and the producer ---------------------------------------------------------------
+    def _bound_main_connection(self) -> None:
+        """Heartbeats, the stranded sweep, marks and re-queues run on Django's connection: give its statements
+        the batch connections' bound, on the open connection and on any it reconnects."""
+        timeout_ms = max(1, int(self.stall_timeout * 1000))
+        main = connections[DEFAULT_DB_ALIAS]
+        options = main.settings_dict.setdefault("OPTIONS", {})
+        flag = f"-c statement_timeout={timeout_ms}"
+        if flag not in options.get("options", ""):
+            options["options"] = f"{options.get('options', '')} {flag}".strip()
+        main.ensure_connection()
+        with main.cursor() as cursor:
+            cursor.execute(f"SET statement_timeout = {timeout_ms}")
+
     def _batch_connection(self) -> Any:
         """A psycopg connection of its own for batches, with the relay's session settings, outside autocommit."""
         database = connections.create_connection(DEFAULT_DB_ALIAS)
