@@ -310,6 +310,7 @@ def _route_calculated(*, route: Route, stops: Sequence[RouteStop]) -> RouteCalcu
         duration_minutes=route.duration_minutes,
         eta=route.eta,
         calculated_at=route.calculated_at,
+        departs_at=route.departs_at,
     )
 
 

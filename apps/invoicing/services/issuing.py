@@ -238,7 +238,9 @@ def _tariff(account: BillingAccount) -> Tariff:
 def _route_summary(route: RouteCalculated) -> dict[str, Any]:
     return route.model_dump(
         mode="json",
-        include={"truck_plate", "depot", "stops", "distance_km", "duration_minutes", "eta", "calculated_at"},
+        include={
+            "truck_plate", "depot", "stops", "distance_km", "duration_minutes", "eta", "calculated_at", "departs_at",
+        },
     )
 
 
