@@ -49,6 +49,14 @@ class IssuedMonthFilter(admin.SimpleListFilter):
         return queryset.filter(issued_at__year=year, issued_at__month=month)
 
 
+# What makes a recalculated route's invoice be cancelled by a credit note and issued again (services.issuing.billed).
+REISSUE_HELP = (
+    "A route's invoice is cancelled by a credit note and issued again only when a recalculation changes what it "
+    "bills: the distance or the stops. A recalculation that moves only times (a truck's new average speed) keeps "
+    "this invoice, with the plan it was issued for."
+)
+
+
 @admin.register(Invoice)
 class InvoiceAdmin(admin.ModelAdmin):
     list_display = ["number_in_order", "kind", "customer", "route_id", "status", "gross_total", "currency", "issued_at",
@@ -61,7 +69,8 @@ class InvoiceAdmin(admin.ModelAdmin):
     fieldsets = [
         (None, {"fields": ["number", "kind", "status", "credit_for", "issued_at", "due_date", "sent_at"]}),
         ("Customer", {"fields": ["customer", "customer_name", "directory_name", "billing_address", "vat_id"]}),
-        ("Route", {"fields": ["route_id", "route_calculation", "source_event_id", "route_summary_table"]}),
+        ("Route", {"fields": ["route_id", "route_calculation", "source_event_id", "route_summary_table"],
+                   "description": REISSUE_HELP}),
         ("Totals", {"fields": ["currency", "vat_rate_percent", "net_total", "vat_total", "gross_total"]}),
         ("PDF", {"fields": ["pdf_link", "pdf_status", "pdf_version", "pdf_rendered_version", "pdf_attempts",
                             "pdf_last_error"]}),
@@ -103,7 +112,8 @@ class InvoiceAdmin(admin.ModelAdmin):
             ("depot", depot.get("name", "—") if isinstance(depot, dict) else depot),
             ("distance (km)", summary.get("distance_km", "—")),
             ("duration (min)", summary.get("duration_minutes", "—")),
-            ("ETA", summary.get("eta", "—")), ("calculated at", summary.get("calculated_at", "—")),
+            ("departs", summary.get("departs_at") or "—"), ("ETA", summary.get("eta", "—")),
+            ("calculated at", summary.get("calculated_at", "—")),
         ]
         rows = format_html_join(
             "", "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",

@@ -68,7 +68,7 @@ def test_re_render_action_queues_a_new_pdf_version_for_a_failed_invoice(finance_
 
 def test_mark_as_sent_action_marks_issued_invoices_and_reports_refusals(finance_admin: Client) -> None:
     original = issued_invoice(three_stop_route(route_id=1, calculation=1))
-    replacement = issued_invoice(three_stop_route(route_id=1, calculation=2))
+    replacement = issued_invoice(three_stop_route(route_id=1, calculation=2, distance_km=Decimal("500.000")))
 
     response = finance_admin.post(
         CHANGELIST, {"action": "mark_sent", "_selected_action": [original.pk, replacement.pk]}, follow=True
@@ -223,3 +223,9 @@ def test_the_invoice_page_shows_the_route_summary_as_tables(finance_admin: Clien
     for stop in invoice.route_summary["stops"]:
         assert f"<td>{stop['name']}</td>" in html
     assert "{&#x27;" not in html and '{"' not in html, "no raw dict or JSON dump"
+
+
+def test_the_invoice_page_says_which_recalculations_issue_it_again(finance_admin: Client) -> None:
+    invoice = issued_invoice(three_stop_route(route_id=1))
+    html = finance_admin.get(f"{CHANGELIST}{invoice.pk}/change/").content.decode()
+    assert "only when a recalculation changes what it bills: the distance or the stops" in html
