@@ -66,7 +66,7 @@ class InvoiceAdmin(admin.ModelAdmin):
     list_select_related = ["customer"]
     inlines = [InvoiceLineInline]
     actions = ["rerender_pdf", "mark_sent"]
-    fieldsets = [
+    fieldsets: list[tuple[str | None, dict[str, Any]]] = [
         (None, {"fields": ["number", "kind", "status", "credit_for", "issued_at", "due_date", "sent_at"]}),
         ("Customer", {"fields": ["customer", "customer_name", "directory_name", "billing_address", "vat_id"]}),
         ("Route", {"fields": ["route_id", "route_calculation", "source_event_id", "route_summary_table"],
