@@ -101,6 +101,11 @@ class RouteAddForm(forms.Form):
     departs_at = forms.SplitDateTimeField(
         required=False, widget=widgets.AdminSplitDateTime, help_text="Empty: now. The tour starts at the truck's depot."
     )
+    stop_order = forms.ChoiceField(
+        choices=Route.StopOrder.choices, initial=Route.StopOrder.AS_GIVEN, widget=forms.RadioSelect,
+        help_text="Keep the order of the rows below, or let planning find the shortest tour (the route's page then "
+                  "shows your order beside it, with the distance saved).",
+    )
 
 
 class StopForm(forms.Form):
@@ -109,7 +114,7 @@ class StopForm(forms.Form):
     lon = forms.FloatField(label="longitude", min_value=-180, max_value=180)
 
 
-# ORDER is the order the dispatcher lists the stops in; the plan then orders them for the shortest tour.
+# ORDER is the order the dispatcher lists the stops in: kept, or the start of the optimisation (`stop_order`).
 StopFormSet = forms.formset_factory(StopForm, extra=8, can_order=True, max_num=50, validate_max=True)
 
 
@@ -130,7 +135,8 @@ class RouteAdmin(admin.ModelAdmin):
     actions = ["recalculate_routes", "dispatch_routes", "complete_routes", "cancel_routes"]
     fields = [
         "truck", "customer", "depot", "status", "status_changed_at", "cancel_reason", "calculation", "departs_at",
-        "distance_km", "duration_minutes", "eta", "calculated_at", "invoice_number", "invoiced_at", "events",
+        "stop_order", "stop_orders", "distance_km", "duration_minutes", "eta", "calculated_at", "invoice_number",
+        "invoiced_at", "events",
     ]
     readonly_fields = fields
 
@@ -158,6 +164,7 @@ class RouteAdmin(admin.ModelAdmin):
                 route = services.route_calculate(
                     truck=form.cleaned_data["truck"], customer=form.cleaned_data["customer"],
                     departs_at=form.cleaned_data["departs_at"], stops=self._stop_inputs(stops),
+                    stop_order=form.cleaned_data["stop_order"],
                 )
             except ApplicationError as error:
                 if error.field in form.fields:
@@ -238,6 +245,23 @@ class RouteAdmin(admin.ModelAdmin):
     @admin.display(boolean=True, description="invoiced")
     def invoiced_display(self, route: Route) -> bool:
         return route.invoiced
+
+    @admin.display(description="your order and the optimised one")
+    def stop_orders(self, route: Route) -> SafeString | str:
+        orders = selectors.route_stop_orders(route=route)
+        if orders is None:
+            return "—" if route.stop_order == Route.StopOrder.OPTIMISED else "Visited in the dispatcher's order."
+        rows = format_html_join(
+            "", "<tr><th scope='row'>{}</th><td>{}</td><td>{}</td></tr>",
+            ((n, given.name, planned.name) for n, (given, planned) in
+             enumerate(zip(orders.given, orders.planned, strict=True), start=1)),
+        )
+        return format_html(
+            '<table class="stop-orders"><thead><tr><th>#</th><th>Your order ({} km)</th>'
+            "<th>Optimised order ({} km)</th></tr></thead><tbody>{}</tbody></table>"
+            "<p>The optimised order saves {} km.</p>",
+            orders.given_km, orders.planned_km, rows, orders.saved_km,
+        )
 
     @admin.display(description="events (outbox)")
     def events(self, route: Route) -> SafeString:

@@ -162,7 +162,7 @@ def plan_form(truck: Truck, customer: object, stops: list[tuple[str, str, str, s
         "truck": str(truck.pk), "customer": str(customer.pk),  # type: ignore[attr-defined]
         "departs_at_0": "2026-11-30", "departs_at_1": "06:00:00",
         "stops-TOTAL_FORMS": "8", "stops-INITIAL_FORMS": "0", "stops-MIN_NUM_FORMS": "0", "stops-MAX_NUM_FORMS": "50",
-        **extra,
+        "stop_order": "as_given", **extra,
     }
     for i, (order, name, lat, lon) in enumerate(stops):
         data.update({f"stops-{i}-ORDER": order, f"stops-{i}-name": name, f"stops-{i}-lat": lat, f"stops-{i}-lon": lon})
@@ -306,3 +306,39 @@ def test_route_page_offers_the_fix_its_dead_letter_names() -> None:
     page = superuser.get(f"{CHANGELIST}{route.pk}/change/").content.decode()
 
     assert '<a href="/admin/invoicing/billingaccount/add/?customer=2">Add billing account for Elbe Kaffee AG</a>' in page
+
+
+@pytest.mark.django_db
+def test_the_add_form_keeps_the_dispatchers_order_when_asked_to(dispatcher_browser: Client) -> None:
+    truck, customer = TruckFactory(), CustomerFactory()
+    stops = [("1", "Ankara", "39.9334", "32.8597"), ("2", "Izmit", "40.7654", "29.9408"),
+             ("3", "Bursa", "40.1885", "29.0610")]  # not the shortest tour from Istanbul
+    response = dispatcher_browser.post(ADD, plan_form(truck, customer, stops, stop_order="as_given"))
+    assert response.status_code == 302, response.content.decode()[:3000]
+    route = Route.objects.get()
+    assert route.stop_order == "as_given"
+    assert [stop.name for stop in route.stops.order_by("sequence")] == ["Ankara", "Izmit", "Bursa"]
+
+
+@pytest.mark.django_db
+def test_an_optimised_route_shows_the_dispatchers_order_beside_it_with_the_distance_saved(
+    dispatcher_browser: Client,
+) -> None:
+    stops = [("1", "Ankara", "39.9334", "32.8597"), ("2", "Izmit", "40.7654", "29.9408"),
+             ("3", "Bursa", "40.1885", "29.0610")]
+    response = dispatcher_browser.post(ADD, plan_form(TruckFactory(), CustomerFactory(), stops, stop_order="optimised"))
+    assert response.status_code == 302, response.content.decode()[:3000]
+    route = Route.objects.get()
+    assert [stop.name for stop in route.stops.order_by("sequence")] != ["Ankara", "Izmit", "Bursa"]
+    assert [stop.given_position for stop in route.stops.order_by("given_position")] == [1, 2, 3]
+    page = dispatcher_browser.get(response["Location"]).content.decode()
+    assert '<table class="stop-orders">' in page
+    assert "Your order" in page and "Optimised order" in page
+    assert "saves " in page and " km" in page
+
+
+@pytest.mark.django_db
+def test_the_add_form_offers_both_stop_orders_and_defaults_to_the_dispatchers(dispatcher_browser: Client) -> None:
+    form = dispatcher_browser.get(ADD).context["form"]
+    assert form.fields["stop_order"].initial == "as_given"
+    assert {value for value, _ in form.fields["stop_order"].choices} == {"as_given", "optimised"}

@@ -401,3 +401,29 @@ def test_a_name_over_its_documented_length_is_refused_even_when_trimming_would_f
     assert response.status_code == 400, response.content
     assert "name" in response.json()
     assert not Customer.objects.exists()
+
+
+@pytest.mark.django_db
+def test_a_route_created_with_stop_order_as_given_keeps_the_order_it_was_sent_in(dispatcher_api: APIClient) -> None:
+    response = dispatcher_api.post(ROUTES, _route_body(stop_order="as_given"), format="json")
+    assert response.status_code == 201, response.data
+    assert [stop["name"] for stop in response.json()["stops"]] == ["Ankara", "Bursa", "Izmit"]
+    assert response.json()["stop_order"] == "as_given"
+
+
+@pytest.mark.django_db
+def test_without_stop_order_the_api_optimises_as_it_always_did(dispatcher_api: APIClient) -> None:
+    response = dispatcher_api.post(ROUTES, _route_body(), format="json")
+    assert response.status_code == 201, response.data
+    body = response.json()
+    assert body["stop_order"] == "optimised"
+    assert [stop["name"] for stop in body["stops"]] == ["Bursa", "Izmit", "Ankara"]  # the shortest tour from Istanbul
+    assert [stop["given_position"] for stop in body["stops"]] == [2, 3, 1]
+
+
+@pytest.mark.django_db
+def test_the_schema_documents_stop_order_and_its_default(dispatcher_api: APIClient) -> None:
+    schema = dispatcher_api.get("/api/schema/?format=json").json()
+    field = schema["components"]["schemas"]["RouteInputRequest"]["properties"]["stop_order"]
+    assert field["default"] == "optimised"
+    assert schema["components"]["schemas"]["StopOrderEnum"]["enum"] == ["as_given", "optimised"]
