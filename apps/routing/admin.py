@@ -114,8 +114,15 @@ class StopForm(forms.Form):
     lon = forms.FloatField(label="longitude", min_value=-180, max_value=180)
 
 
-# ORDER is the order the dispatcher lists the stops in: kept, or the start of the optimisation (`stop_order`).
-StopFormSet = forms.formset_factory(StopForm, extra=8, can_order=True, max_num=50, validate_max=True)
+def stop_formset(data: Any = None) -> forms.BaseFormSet:
+    """The add form's stop rows: a few to start with, more added in the browser ("Add a stop") up to the most a
+    route may have (read per request). ORDER is the order the dispatcher lists the stops in: kept, or the start of
+    the optimisation (`stop_order`)."""
+    most = settings.ROUTING_MAX_STOPS
+    formset = forms.formset_factory(
+        StopForm, extra=min(5, most), can_order=True, max_num=most, absolute_max=most, validate_max=True,
+    )
+    return formset(data, prefix="stops")
 
 
 @admin.register(Route)
@@ -157,7 +164,7 @@ class RouteAdmin(admin.ModelAdmin):
         if not self.has_add_permission(request):
             raise PermissionDenied
         data = request.POST if request.method == "POST" else None
-        form, stops = RouteAddForm(data), StopFormSet(data, prefix="stops")
+        form, stops = RouteAddForm(data), stop_formset(data)
         stop_errors: list[str] = []
         if data is not None and form.is_valid() and stops.is_valid():
             try:

@@ -28,10 +28,11 @@ class Depot(models.Model):
 class Truck(models.Model):
     plate = models.CharField(max_length=20, unique=True)
     depot = models.ForeignKey(Depot, on_delete=models.PROTECT, related_name="trucks")
-    capacity_kg = models.PositiveIntegerField(validators=[MinValueValidator(1)])
+    capacity_kg = models.PositiveIntegerField("capacity (kg)", validators=[MinValueValidator(1)])
     average_speed_kmh = models.PositiveSmallIntegerField(
+        "average speed (km/h)",
         validators=[MinValueValidator(1), MaxValueValidator(200)],
-        help_text="Used for every leg of a route; dwell time per stop comes from ROUTING_DWELL_MINUTES.",
+        help_text="Used for every leg of a route; each stop then adds the same fixed time for unloading.",
     )
     # Trucks are retired, never deleted: past routes keep pointing at them.
     active = models.BooleanField(default=True)
@@ -87,7 +88,7 @@ class Route(models.Model):
     )
     distance_km = models.DecimalField(max_digits=10, decimal_places=3, default=0)
     duration_minutes = models.PositiveIntegerField(default=0)
-    eta = models.DateTimeField(null=True, blank=True, help_text="When the last stop's dwell time ends.")
+    eta = models.DateTimeField("ETA", null=True, blank=True, help_text="When the last stop's unloading ends.")
     calculated_at = models.DateTimeField(null=True, blank=True)
     # Set by the lifecycle services (dispatch, complete, cancel); recalculation does not touch it.
     status_changed_at = models.DateTimeField(null=True, blank=True)

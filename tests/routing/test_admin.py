@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 from django.contrib.auth.models import Group, User
@@ -342,3 +343,34 @@ def test_the_add_form_offers_both_stop_orders_and_defaults_to_the_dispatchers(di
     form = dispatcher_browser.get(ADD).context["form"]
     assert form.fields["stop_order"].initial == "as_given"
     assert {value for value, _ in form.fields["stop_order"].choices} == {"as_given", "optimised"}
+
+
+@pytest.mark.django_db
+def test_truck_and_route_labels_carry_their_units_and_no_help_text_names_a_setting(dispatcher_browser: Client) -> None:
+    truck_form = dispatcher_browser.get(f"/admin/routing/truck/{TruckFactory().pk}/change/").content.decode()
+    assert "Capacity (kg)" in truck_form and "Average speed (km/h)" in truck_form
+    assert "ROUTING_" not in truck_form
+    route = calculated_route()
+    assert "<label>ETA:</label>" in dispatcher_browser.get(f"{CHANGELIST}{route.pk}/change/").content.decode()
+    assert ">ETA<" in dispatcher_browser.get(CHANGELIST).content.decode()
+
+
+@pytest.mark.django_db
+def test_a_stop_rows_errors_name_the_field_they_are_about(dispatcher_browser: Client) -> None:
+    response = dispatcher_browser.post(ADD, plan_form(TruckFactory(), CustomerFactory(), [("", "Nowhere", "95", "")]))
+    html = response.content.decode()
+    assert "latitude: Ensure this value is less than or equal to 90" in html
+    assert "longitude: This field is required" in html
+
+
+@pytest.mark.django_db
+def test_the_add_form_takes_as_many_stop_rows_as_a_route_may_have(dispatcher_browser: Client, settings: Any) -> None:
+    settings.ROUTING_MAX_STOPS = 12
+    stops = [(str(n), f"Stop {n}", str(40 + n / 100), "30.0") for n in range(1, 13)]
+    data = plan_form(TruckFactory(), CustomerFactory(), stops, stop_order="as_given")
+    data["stops-TOTAL_FORMS"] = "12"
+    response = dispatcher_browser.post(ADD, data)
+    assert response.status_code == 302, response.content.decode()[:2000]
+    assert Route.objects.get().stops.count() == 12
+    page = dispatcher_browser.get(ADD).content.decode()
+    assert 'id="stops-empty"' in page and 'data-max="12"' in page, "a template row and the limit for 'Add a stop'"
