@@ -3,6 +3,7 @@ creates again keep their sessions."""
 
 from __future__ import annotations
 
+import io
 import os
 import stat
 import subprocess
@@ -39,12 +40,12 @@ def test_the_local_secret_key_is_generated_once_into_var_and_kept_across_restart
 @pytest.mark.django_db
 def test_creating_the_demo_users_again_keeps_them_logged_in(settings: object) -> None:
     settings.DEBUG = True  # type: ignore[attr-defined]
-    call_command("create_demo_users", stdout=open(os.devnull, "w"))  # noqa: SIM115
+    call_command("create_demo_users", stdout=io.StringIO())
     client = Client()
     client.force_login(User.objects.get(username="dispatcher"))
     assert client.get("/admin/").status_code == 200
 
-    call_command("create_demo_users", stdout=open(os.devnull, "w"))  # noqa: SIM115 (make run, started again)
+    call_command("create_demo_users", stdout=io.StringIO())  # make run, started again
 
     assert client.get("/admin/").status_code == 200, "still logged in"
     assert User.objects.get(username="dispatcher").check_password(DEMO_PASSWORD)
