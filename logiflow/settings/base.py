@@ -38,6 +38,8 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "apps.common.metrics.RequestMetricsMiddleware",
+    # Outside the rest, so it sees every answer: Django's own error pages under /api/ become JSON.
+    "apps.common.errors.ApiErrorsAsJson",
     "django.middleware.security.SecurityMiddleware",
     "csp.middleware.CSPMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",

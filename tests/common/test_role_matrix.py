@@ -46,6 +46,8 @@ API_RULES: dict[tuple[str, str], set[str]] = {
     ("dead-letter-discard-many", "POST"): OPERATIONS,
     ("schema", "GET"): SIGNED_IN,
     ("swagger-ui", "GET"): SIGNED_IN,
+    ("home", "GET"): ANYONE,  # a redirect to the admin, which asks for a login
+    ("favicon", "GET"): ANYONE,
     ("health-live", "GET"): ANYONE,
     ("health-ready", "GET"): ANYONE,
     # Prometheus uses METRICS_TOKEN or METRICS_ALLOWED_NETWORKS (neither is set here); people need the permission.
