@@ -5,6 +5,7 @@ services."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 from django import forms
@@ -17,6 +18,8 @@ from django.forms import ModelForm
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import reverse
+from django.utils import timezone
+from django.utils.formats import date_format
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
@@ -26,6 +29,11 @@ from apps.consumers import selectors as ledger
 from apps.contracts import RouteCalculated
 from apps.routing import selectors, services
 from apps.routing.models import Customer, Depot, Route, RouteStop, Truck
+
+
+def local_time(moment: datetime | None) -> str:
+    """`moment` in the site's time zone, named: 2026-11-30 07:00 CET."""
+    return date_format(timezone.localtime(moment), "DATETIME_FORMAT") if moment else "—"
 
 
 class ServiceSaveMixin:
@@ -98,14 +106,19 @@ class RouteStopInline(ReadOnlyAdminMixin, admin.TabularInline):
 class RouteAddForm(forms.Form):
     truck = forms.ModelChoiceField(queryset=Truck.objects.select_related("depot"))
     customer = forms.ModelChoiceField(queryset=Customer.objects.all())
-    departs_at = forms.SplitDateTimeField(
-        required=False, widget=widgets.AdminSplitDateTime, help_text="Empty: now. The tour starts at the truck's depot."
-    )
+    departs_at = forms.SplitDateTimeField(required=False, widget=widgets.AdminSplitDateTime)
     stop_order = forms.ChoiceField(
         choices=Route.StopOrder.choices, initial=Route.StopOrder.AS_GIVEN, widget=forms.RadioSelect,
         help_text="Keep the order of the rows below, or let planning find the shortest tour (the route's page then "
                   "shows your order beside it, with the distance saved).",
     )
+
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["departs_at"].help_text = (
+            f"In {timezone.get_current_timezone_name()} time; empty: now. The tour starts at the truck's depot."
+        )
 
 
 class StopForm(forms.Form):
@@ -185,7 +198,7 @@ class RouteAdmin(admin.ModelAdmin):
                 self.message_user(
                     request,
                     f"Planned {route}: {route.stops.count()} stops, {route.distance_km} km, "
-                    f"ETA {route.eta:%Y-%m-%d %H:%M}.",
+                    f"ETA {local_time(route.eta)}.",
                     messages.SUCCESS,
                 )
                 return HttpResponseRedirect(reverse("admin:routing_route_change", args=[route.pk]))
@@ -212,7 +225,7 @@ class RouteAdmin(admin.ModelAdmin):
             "depot": {"name": route.depot.name, "lat": route.depot.lat, "lon": route.depot.lon},
             "stops": [
                 {"sequence": stop.sequence, "name": stop.name, "lat": stop.lat, "lon": stop.lon,
-                 "arrival": f"{stop.planned_arrival:%Y-%m-%d %H:%M}"}
+                 "arrival": local_time(stop.planned_arrival)}
                 for stop in route.stops.order_by("sequence")
             ],
             "tiles": settings.ROUTE_MAP_TILE_URL, "attribution": settings.ROUTE_MAP_TILE_ATTRIBUTION,
@@ -277,7 +290,7 @@ class RouteAdmin(admin.ModelAdmin):
             "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
             (
                 (event.id, event.event_type, event.body.get("calculation", "—"), event.state,
-                 event.created_at, event.published_at or "—", event.last_error or "")
+                 local_time(event.created_at), local_time(event.published_at), event.last_error or "")
                 for event in selectors.route_events(route=route)
             ),
         )

@@ -177,7 +177,9 @@ for _viewset in (DepotViewSet, TruckViewSet, CustomerViewSet):
 class RouteFilter(StrictFilterSet):
     truck = IdFilter(field_name="truck_id")
     customer = IdFilter(field_name="customer_id")
-    date = django_filters.DateFilter(field_name="departs_at", lookup_expr="date", label="Departure date (UTC)")
+    date = django_filters.DateFilter(
+        field_name="departs_at", lookup_expr="date", label="Departure date, in the site's time zone"
+    )
 
     class Meta:
         model = Route
@@ -209,7 +211,10 @@ class RouteViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Ge
 
         truck = serializers.PrimaryKeyRelatedField(queryset=Truck.objects.select_related("depot"))
         customer = serializers.PrimaryKeyRelatedField(queryset=Customer.objects.all())
-        departs_at = serializers.DateTimeField(required=False, help_text="Defaults to now.")
+        departs_at = serializers.DateTimeField(
+            required=False, help_text="With its time zone offset (`Z` or `+03:00`; a time without one is refused). "
+                                      "Defaults to now.",
+        )
         stops = StopSerializer(many=True, allow_empty=False)
         stop_order = serializers.ChoiceField(
             choices=Route.StopOrder.choices, default=Route.StopOrder.OPTIMISED,

@@ -374,3 +374,16 @@ def test_the_add_form_takes_as_many_stop_rows_as_a_route_may_have(dispatcher_bro
     assert Route.objects.get().stops.count() == 12
     page = dispatcher_browser.get(ADD).content.decode()
     assert 'id="stops-empty"' in page and 'data-max="12"' in page, "a template row and the limit for 'Add a stop'"
+
+
+@pytest.mark.django_db
+def test_route_times_are_shown_in_the_sites_time_zone_and_name_it(dispatcher_browser: Client, settings: Any) -> None:
+    settings.TIME_ZONE = "Europe/Berlin"
+    response = dispatcher_browser.post(ADD, plan_form(TruckFactory(), CustomerFactory(), [("", "Ankara", "39.9", "32.8")],
+                                                      departs_at_0="2026-11-30", departs_at_1="07:00:00"))
+    route = Route.objects.get()
+    assert route.departs_at == datetime(2026, 11, 30, 6, tzinfo=UTC), "the form's time is the site's local time"
+    page = dispatcher_browser.get(response["Location"]).content.decode()
+    assert "2026-11-30 07:00 CET" in page
+    assert "UTC" not in page.replace("(UTC)", "")
+    assert "In Europe/Berlin time" in dispatcher_browser.get(ADD).content.decode()

@@ -427,3 +427,21 @@ def test_the_schema_documents_stop_order_and_its_default(dispatcher_api: APIClie
     field = schema["components"]["schemas"]["RouteInputRequest"]["properties"]["stop_order"]
     assert field["default"] == "optimised"
     assert schema["components"]["schemas"]["StopOrderEnum"]["enum"] == ["as_given", "optimised"]
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("departs_at", ["2026-11-26T06:00:00", "2026-11-26 06:00"])
+def test_a_departure_without_a_time_zone_is_refused_naming_the_field(
+    dispatcher_api: APIClient, departs_at: str
+) -> None:
+    response = dispatcher_api.post(ROUTES, _route_body(departs_at=departs_at), format="json")
+    assert response.status_code == 400
+    assert "time zone" in response.json()["departs_at"][0]
+    assert _nothing_written()
+
+
+@pytest.mark.django_db
+def test_a_departure_with_an_offset_is_taken_as_that_moment(dispatcher_api: APIClient) -> None:
+    response = dispatcher_api.post(ROUTES, _route_body(departs_at="2026-11-26T09:00:00+03:00"), format="json")
+    assert response.status_code == 201, response.data
+    assert Route.objects.get().departs_at == datetime(2026, 11, 26, 6, tzinfo=UTC)
