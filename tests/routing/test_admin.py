@@ -379,8 +379,9 @@ def test_the_add_form_takes_as_many_stop_rows_as_a_route_may_have(dispatcher_bro
 @pytest.mark.django_db
 def test_route_times_are_shown_in_the_sites_time_zone_and_name_it(dispatcher_browser: Client, settings: Any) -> None:
     settings.TIME_ZONE = "Europe/Berlin"
-    response = dispatcher_browser.post(ADD, plan_form(TruckFactory(), CustomerFactory(), [("", "Ankara", "39.9", "32.8")],
-                                                      departs_at_0="2026-11-30", departs_at_1="07:00:00"))
+    form = plan_form(TruckFactory(), CustomerFactory(), [("", "Ankara", "39.9", "32.8")],
+                     departs_at_0="2026-11-30", departs_at_1="07:00:00")
+    response = dispatcher_browser.post(ADD, form)
     route = Route.objects.get()
     assert route.departs_at == datetime(2026, 11, 30, 6, tzinfo=UTC), "the form's time is the site's local time"
     page = dispatcher_browser.get(response["Location"]).content.decode()
