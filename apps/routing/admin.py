@@ -4,6 +4,7 @@ services."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
@@ -34,6 +35,15 @@ from apps.routing.models import Customer, Depot, Route, RouteStop, Truck
 def local_time(moment: datetime | None) -> str:
     """`moment` in the site's time zone, named: 2026-11-30 07:00 CET."""
     return date_format(timezone.localtime(moment), "DATETIME_FORMAT") if moment else "—"
+
+
+def _route_of(letter: Any) -> int | None:
+    """The route a dead letter's RouteCalculated is about, read from its stored message (None when unreadable)."""
+    try:
+        route_id = json.loads(bytes(letter.value)).get("route_id")
+    except (ValueError, AttributeError):
+        return None
+    return route_id if isinstance(route_id, int) else None
 
 
 class ServiceSaveMixin:
@@ -214,7 +224,7 @@ class RouteAdmin(admin.ModelAdmin):
         route = self.get_object(request, object_id)
         extra_context = {**(extra_context or {})}
         if route is not None:
-            extra_context["invoicing_failures"] = self._invoicing_failures(request, route)
+            extra_context["invoicing"] = self._invoicing_state(request, route)
             extra_context["route_map"] = self._map_data(route)
         return super().change_view(request, object_id, form_url, extra_context)
 
@@ -232,23 +242,26 @@ class RouteAdmin(admin.ModelAdmin):
         }
 
     @staticmethod
-    def _invoicing_failures(request: HttpRequest, route: Route) -> dict[str, Any] | None:
-        """The unresolved dead letters of this route's RouteCalculated events: its invoicing (or another
-        consumer) failed. Links to them only for users who may open the ledger."""
-        event_ids = list(
-            selectors.route_events(route=route).filter(event_type=RouteCalculated.ce_type())
-            .values_list("event_id", flat=True)
-        )
-        failures = list(ledger.unresolved_for_events(event_ids)) if event_ids else []
-        if not failures:
-            return None
+    def _invoicing_state(request: HttpRequest, route: Route) -> dict[str, Any] | None:
+        """What is true of the route's invoicing while it has no invoice, or while a dead letter holds one of its
+        calculations: failed (and why), held behind another message's dead letter (which, of which route), or
+        simply not done yet (since when). Links to dead letters only for users who may open the ledger."""
+        events = list(selectors.route_events(route=route).filter(event_type=RouteCalculated.ce_type()))
+        letters = list(ledger.unresolved_for_events([event.event_id for event in events])) if events else []
         may_view = request.user.has_perm("consumers.view_deadletter")
-        return {
-            "count": len(failures),
-            "links": [
-                (reverse("admin:consumers_deadletter_change", args=[letter.pk]), letter) for letter in failures
-            ] if may_view else [],
-        }
+
+        def link(letter: Any) -> str | None:
+            return reverse("admin:consumers_deadletter_change", args=[letter.pk]) if may_view else None
+
+        failed = [(letter, link(letter)) for letter in letters if letter.blocked_by_id is None]
+        held = [(letter.blocked_by, link(letter.blocked_by), _route_of(letter.blocked_by))
+                for letter in letters if letter.blocked_by_id is not None]
+        if failed or held:
+            return {"failed": failed, "held": held}
+        if route.invoice_number or not events:
+            return None
+        waiting_since = events[0].created_at
+        return {"waiting_since": local_time(waiting_since), "in_outbox": events[-1].published_at is None}
 
     @staticmethod
     def _stop_inputs(stops: Any) -> list[services.StopInput]:

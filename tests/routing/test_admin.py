@@ -16,6 +16,7 @@ from apps import outbox
 from apps.consumers.models import DeadLetter
 from apps.contracts import RouteCalculated
 from apps.outbox.models import OutboxEvent
+from apps.routing.admin import local_time
 from apps.routing.models import Route, Truck
 from tests.factories import invoice_generated, route_calculated
 from tests.routing.conftest import DISPATCHER_PERMISSIONS
@@ -266,6 +267,33 @@ def test_route_page_warns_of_failed_invoicing_and_links_the_dead_letter_for_who_
     assert "Invoicing of this route failed" not in superuser.get(f"{CHANGELIST}{other.pk}/change/").content.decode()
     DeadLetter.objects.filter(pk=letter.pk).update(status=DeadLetter.Status.REPLAYED)
     assert "Invoicing of this route failed" not in superuser.get(f"{CHANGELIST}{route.pk}/change/").content.decode()
+
+
+@pytest.mark.django_db
+def test_route_page_says_invoicing_is_awaited_since_the_route_was_calculated(dispatcher_browser: Client) -> None:
+    route = calculated_route()
+    written = OutboxEvent.objects.get(event_type=RouteCalculated.ce_type()).created_at
+    page = dispatcher_browser.get(f"{CHANGELIST}{route.pk}/change/").content.decode()
+    assert f"Waiting for invoicing since {local_time(written)}" in page
+    Route.objects.filter(pk=route.pk).update(invoice_number="LF-2026-000001", invoiced_at=timezone.now())
+    assert "Waiting for invoicing" not in dispatcher_browser.get(f"{CHANGELIST}{route.pk}/change/").content.decode()
+
+
+@pytest.mark.django_db
+def test_route_page_says_which_dead_letter_of_which_route_holds_its_invoicing_back() -> None:
+    blocking = calculated_route()
+    head = invoicing_dead_letter(blocking, value=OutboxEvent.objects.latest("id").payload.encode())
+    held = calculated_route(truck=blocking.truck)
+    invoicing_dead_letter(held, reason=DeadLetter.Reason.PARKED, blocked_by=head, offset=10_000,
+                          error_message=f"parked behind dead letter {head.pk}")
+    superuser = Client()
+    superuser.force_login(User.objects.create_superuser("root", password="pw"))
+    page = superuser.get(f"{CHANGELIST}{held.pk}/change/").content.decode()
+    assert "Invoicing of this route waits: held behind" in page
+    assert f'/admin/consumers/deadletter/{head.pk}/change/">dead letter #{head.pk} of route {blocking.pk}</a>' in page
+    assert "Invoicing of this route failed" not in page
+    failed = superuser.get(f"{CHANGELIST}{blocking.pk}/change/").content.decode()
+    assert "Invoicing of this route failed because customer has no billing account" in failed
 
 
 # --- the route's map (issue 11) ------------------------------------------------------------------------------
