@@ -192,8 +192,13 @@ def _invoicing(conn: psycopg.Connection) -> list[Figure]:
         f"SELECT id FROM routing_route r WHERE calculation > 0 AND NOT EXISTS "
         f"(SELECT 1 FROM invoicing_invoice i WHERE i.route_id = r.id AND {in_force('i')}) ORDER BY id"
     )]
+    # A recalculation that bills the same (a new truck speed) keeps the invoice of an older calculation: what must
+    # match the route's latest plan is what the invoice bills, its distance and its stops.
     behind = _one(conn, f"SELECT count(*) FROM invoicing_invoice i JOIN routing_route r ON r.id = i.route_id "
-                        f"WHERE {in_force('i')} AND i.route_calculation <> r.calculation")
+                        f"WHERE {in_force('i')} AND (i.route_calculation > r.calculation "
+                        f"OR (i.route_summary->>'distance_km')::numeric <> r.distance_km "
+                        f"OR jsonb_array_length(i.route_summary->'stops') <> "
+                        f"(SELECT count(*) FROM routing_routestop s WHERE s.route_id = r.id))")
     marked = _one(conn, f"SELECT count(*) FROM routing_route r JOIN invoicing_invoice i ON i.route_id = r.id "
                         f"AND {in_force('i')} WHERE r.invoice_number = i.number")
     sample = ",".join(map(str, without[:10])) + ("…" if len(without) > 10 else "")
@@ -203,7 +208,7 @@ def _invoicing(conn: psycopg.Connection) -> list[Figure]:
                "" if invoices == routes else f"{invoices} invoices in force for {routes} routes; "
                                              f"routes without one: {sample or 'none'}"),
         Figure("invoices_behind_route", behind,
-               "" if behind == 0 else f"{behind} invoices in force are for an older calculation than their route's"),
+               "" if behind == 0 else f"{behind} invoices in force bill another plan than their route's latest"),
         Figure("routes_marked_invoiced", marked,
                "" if marked == routes else f"{routes - marked} routes do not show their invoice in force"),
     ]

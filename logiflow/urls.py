@@ -1,7 +1,9 @@
 """Top-level URLs: admin, the versioned REST API, schema docs, the event catalogue and health probes."""
 
 from django.contrib import admin
-from django.urls import include, path
+from django.http import HttpRequest, HttpResponseRedirect
+from django.templatetags.static import static
+from django.urls import include, path, reverse
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
 from apps.common import health
@@ -13,6 +15,18 @@ admin.site.site_header = "LogiFlow"
 admin.site.site_title = "LogiFlow admin"
 admin.site.index_template = "admin/logiflow_index.html"  # adds what needs each role (apps/ops)
 
+
+
+def home(request: HttpRequest) -> HttpResponseRedirect:
+    """The site's root ("View site"): everyone's pages are in the admin."""
+    return HttpResponseRedirect(reverse("admin:index"))
+
+
+def favicon(request: HttpRequest) -> HttpResponseRedirect:
+    """/favicon.ico, which browsers ask for whatever the page names: the site's icon."""
+    return HttpResponseRedirect(static("common/favicon.svg"))
+
+
 api_v1 = [
     path("auth/token/", TokenLoginApi.as_view(), name="api-token"),
     path("auth/logout/", TokenLogoutApi.as_view(), name="api-logout"),
@@ -23,6 +37,8 @@ api_v1 = [
 ]
 
 urlpatterns = [
+    path("", home, name="home"),
+    path("favicon.ico", favicon, name="favicon"),
     path("admin/", admin.site.urls),
     path("api/v1/", include(api_v1)),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),

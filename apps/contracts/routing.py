@@ -57,6 +57,8 @@ class RouteCalculated(DomainEvent):
     duration_minutes: int = Field(ge=0)
     eta: datetime
     calculated_at: datetime
+    # When the truck leaves the depot as planned. Optional: events written before it was added have none.
+    departs_at: datetime | None = None
 
 
 @register_event
