@@ -126,14 +126,23 @@ def message_digest(*, key: bytes | None, value: bytes | None, headers: list[tupl
     return digest.digest()
 
 
+def scope_of(decoded: Decoded | Skip | DecodeFailure, raw: RawMessage) -> bytes | None:
+    """Whose order a message keeps: its event's aggregate when it decoded, its key's bytes when it could not be
+    decoded (which aggregate an unreadable message was about cannot be known), none for a type the group skips."""
+    if isinstance(decoded, Decoded):
+        return decoded.scope
+    return None if decoded is SKIP else raw.key
+
+
 def message_scope(raw: RawMessage, *, group: str) -> bytes | None:
-    """The ordering scope of a message as `group` reads it: its event's aggregate when it decodes, else its key's
-    bytes (which aggregate an unreadable message was about cannot be known). Never raises."""
+    """`scope_of` the message as `group` reads it, decoding it first. Never raises."""
     try:
-        decoded = decode(raw, group=group)
+        decoded: Decoded | Skip | DecodeFailure = decode(raw, group=group)
+    except DecodeFailure as failure:
+        decoded = failure
     except Exception:  # noqa: BLE001 - any message that does not decode falls back to its key
         return raw.key
-    return decoded.scope if isinstance(decoded, Decoded) else raw.key
+    return scope_of(decoded, raw)
 
 
 def decode(raw: RawMessage, *, group: str) -> Decoded | Skip:

@@ -52,6 +52,7 @@ from apps.consumers.decoding import (
     Skip,
     decode,
     identity,
+    scope_of,
 )
 from apps.consumers.inbox import inbox_apply, inbox_apply_many, log_ids
 from apps.consumers.ledger import Failure, deadletter_record, deadletter_record_minimal, ledger_row, ledger_statuses
@@ -94,11 +95,8 @@ class _Item:
 
     @property
     def scope(self) -> bytes | None:
-        """Whose order this message keeps: its event's aggregate, or its key when it cannot be decoded (a skipped
-        type keeps none). The same rule as `decoding.message_scope`, which the ledger stores."""
-        if isinstance(self.decoded, Decoded):
-            return self.decoded.scope
-        return None if self.decoded is SKIP else self.raw.key
+        """Whose order this message keeps (`decoding.scope_of`, the rule the ledger stores too)."""
+        return scope_of(self.decoded, self.raw)
 
     @contextmanager
     def logged(self) -> Iterator[None]:
@@ -515,7 +513,7 @@ class ConsumerWorker(Worker):
         try:
             return deadletter_record(
                 group=self.group, raw=item.raw, failure=failure, attempts=attempts, first_failed_at=first_failed_at,
-                blocked_by_id=blocked_by_id, auto_retry=auto_retry,
+                blocked_by_id=blocked_by_id, auto_retry=auto_retry, known=(item.identity, item.scope),
             )
         except Exception as error:
             if _is_outage(error):
@@ -523,7 +521,7 @@ class ConsumerWorker(Worker):
             logger.exception("%s: could not record %s [%d] @%d in full; recording it minimally", self.name,
                              item.raw.topic, item.raw.partition, item.raw.offset)
             deadletter_record_minimal(group=self.group, raw=item.raw, failure=failure, error=error,
-                                      blocked_by_id=blocked_by_id)
+                                      blocked_by_id=blocked_by_id, known=(item.identity, item.scope))
             return ledger_row(group=self.group, raw=item.raw)
 
     def _count(self, applied: bool) -> None:
