@@ -72,19 +72,24 @@ def test_progress_clears_the_stall_and_starts_its_clock_again(stopped_group: str
 
 
 @pytest.mark.django_db
-def test_readyz_is_degraded_naming_the_stalled_group(stopped_group: str, client: Client) -> None:
+def test_readyz_is_degraded_naming_the_stalled_group(
+    stopped_group: str, client: Client, settings: SettingsWrapper
+) -> None:
+    settings.METRICS_TOKEN = "s3cret-token"  # monitoring: /readyz names components only for it (and staff)
+    monitoring = {"HTTP_AUTHORIZATION": "Bearer s3cret-token"}
     t0 = timezone.now()
     produce(stopped_group, partition=0, count=1)
     sample_until(1, now=t0 - timedelta(seconds=30))
-    before = client.get("/readyz").json()
+    before = client.get("/readyz", **monitoring).json()
     sample_until(1, now=t0)
 
-    response = client.get("/readyz")
+    response = client.get("/readyz", **monitoring)
 
-    assert "degraded" not in before  # lag seen once: no stall yet
+    assert before["status"] == "ok" and "degraded" not in before  # lag seen once: no stall yet
     assert response.status_code == 200
     assert response.json()["status"] == "degraded"
     assert f"consumer_lag:{GROUP}" in response.json()["degraded"]
+    assert client.get("/readyz").json() == {"status": "degraded"}  # anonymous: the verdict, no names
 
 
 @pytest.mark.django_db
