@@ -24,6 +24,7 @@ from django.utils.html import format_html, format_html_join
 
 from apps.common.admin import EventIdOrKeySearchMixin, ReadOnlyAdminMixin, truncated
 from apps.common.errors import ApplicationError
+from apps.common.text import counted
 from apps.consumers import selectors
 from apps.consumers.catalogue import message_anchor
 from apps.consumers.models import DeadLetter, DeadLetterReplay, bytes_text, text_bytes
@@ -82,9 +83,10 @@ class EditPayloadForm(forms.Form):
 @admin.register(DeadLetter)
 class DeadLetterAdmin(ReadOnlyAdminMixin, EventIdOrKeySearchMixin, admin.ModelAdmin):
     # Eight columns, so the list fits 1,280 px beside the filters: status carries what it is parked behind,
-    # "attempts" carries when it last failed and when it is retried next.
+    # "attempts" carries when it last failed and when it is retried next. What failed comes first, where it was
+    # read from (group, type, key) after it.
     list_display = [
-        "id", "status_display", "group", "event_type", "key_short", "reason", "short_error", "attempts_display",
+        "id", "status_display", "reason", "short_error", "group", "event_type", "key_short", "attempts_display",
     ]
     list_filter = ["status", "group", "event_type", "reason", FailureGroupFilter]
     search_fields = ["key"]
@@ -232,10 +234,12 @@ class DeadLetterAdmin(ReadOnlyAdminMixin, EventIdOrKeySearchMixin, admin.ModelAd
         fingerprints = sorted(set(queryset.values_list("fingerprint", flat=True)))
         replayable = selectors.replayable(fingerprints=fingerprints)
         if request.POST.get("confirm") != "yes":
+            per_group = Counter(replayable.values_list("fingerprint", flat=True))
             return TemplateResponse(request, "admin/consumers/deadletter/confirm_replay_groups.html", {
                 **self.admin_site.each_context(request), "opts": self.model._meta, "title": "Replay failure groups",
                 "selected": queryset, "fingerprints": fingerprints, "count": replayable.count(),
-                "per_group": Counter(replayable.values_list("fingerprint", flat=True)).most_common(),
+                "groups": [(group, per_group[group.fingerprint])
+                           for group in selectors.failure_groups(fingerprints=fingerprints, limit=len(fingerprints))],
                 "action": "replay_failure_groups", "action_checkbox_name": admin.helpers.ACTION_CHECKBOX_NAME,
             })
         self._replay(request, list(replayable.values_list("id", flat=True)))
@@ -256,7 +260,8 @@ class DeadLetterAdmin(ReadOnlyAdminMixin, EventIdOrKeySearchMixin, admin.ModelAd
         )
         self.message_user(
             request,
-            f"Discarded {len(summary.discarded)} dead letters; {len(summary.released)} parked messages released.",
+            f"Discarded {counted(len(summary.discarded), 'dead letter')}; "
+            f"{counted(len(summary.released), 'parked message')} released.",
         )
         if summary.refused:
             refused = "; ".join(f"#{i}: {error}" for i, error in summary.refused.items())
@@ -269,7 +274,7 @@ class DeadLetterAdmin(ReadOnlyAdminMixin, EventIdOrKeySearchMixin, admin.ModelAd
             skipped = len(ids) - len(queued)
             self.message_user(
                 request,
-                f"Queued {len(queued)} dead letters for background replay"
+                f"Queued {counted(len(queued), 'dead letter')} for background replay"
                 + (f" ({skipped} skipped: resolved, parked behind another, or at the replay cap)." if skipped else ".")
                 + " Their status is 'replaying' until the replay ran.",
             )
@@ -291,7 +296,9 @@ class DeadLetterAdmin(ReadOnlyAdminMixin, EventIdOrKeySearchMixin, admin.ModelAd
         summary = ", ".join(f"{count} {outcome}" for outcome, count in sorted(outcomes.items()))
         level = messages.SUCCESS if not problems else messages.WARNING
         self.message_user(
-            request, f"Replayed {len(ids)} dead letters: {summary}; {released} parked messages released.", level
+            request,
+            f"Replayed {counted(len(ids), 'dead letter')}: {summary}; {counted(released, 'parked message')} released.",
+            level,
         )
         for problem in problems[:20]:
             self.message_user(request, problem, messages.WARNING)
@@ -334,7 +341,8 @@ class DeadLetterAdmin(ReadOnlyAdminMixin, EventIdOrKeySearchMixin, admin.ModelAd
                 form.add_error("reason" if error.field == "reason" else None, error.message)
             else:
                 self.message_user(
-                    request, f"Discarded #{dead_letter.pk}; {len(result.released)} parked messages released."
+                    request,
+                    f"Discarded #{dead_letter.pk}; {counted(len(result.released), 'parked message')} released.",
                 )
                 return HttpResponseRedirect(reverse("admin:consumers_deadletter_change", args=[dead_letter.pk]))
         return self._confirm_one(request, dead_letter, verb="Discard", form=form)

@@ -76,7 +76,7 @@ def test_operations_sees_the_actions_and_replays_selected_now() -> None:
     page = act(client, "replay_selected", [letter.pk])
 
     assert DeadLetter.objects.get(pk=letter.pk).status == Status.REPLAYED
-    assert "Replayed 1 dead letters: 1 applied" in page.content.decode()
+    assert "Replayed 1 dead letter: 1 applied" in page.content.decode()
     assert Effect.objects.count() == 1
 
 
@@ -213,7 +213,7 @@ def test_operations_replays_from_the_dead_letters_own_page_after_a_confirmation_
 
     done = client.post(replay_url, follow=True)
     assert DeadLetter.objects.get(pk=letter.pk).status == Status.REPLAYED
-    assert "Replayed 1 dead letters: 1 applied; 1 parked messages released." in done.content.decode()
+    assert "Replayed 1 dead letter: 1 applied; 1 parked message released." in done.content.decode()
 
 
 def test_discard_from_the_dead_letters_own_page_needs_a_reason_and_keeps_it() -> None:
@@ -260,7 +260,7 @@ def test_discarding_a_head_with_some_of_its_parked_messages_runs_none_of_the_sel
     statuses = dict(DeadLetter.objects.values_list("id", "status"))
     assert statuses == {head.pk: Status.DISCARDED, dropped.pk: Status.DISCARDED, kept.pk: Status.REPLAYED,
                         dropped_too.pk: Status.DISCARDED}
-    assert "Discarded 3 dead letters; 1 parked messages released." in page
+    assert "Discarded 3 dead letters; 1 parked message released." in page
 
 
 def test_the_list_truncates_a_long_error_with_the_full_text_in_its_title_and_loads_the_fitting_stylesheet() -> None:
