@@ -94,15 +94,14 @@ class DeadLetterAdmin(ReadOnlyAdminMixin, EventIdOrKeySearchMixin, admin.ModelAd
     list_select_related = ["blocked_by"]
     inlines = [HistoryInline]
     actions = ["replay_selected", "replay_failure_groups", "discard_selected"]
+    # The failure first (what went wrong, its fix), then the message and where it was read from.
     fieldsets = [
-        ("Message", {"fields": ["status", "group", "event_type", "event_version", "catalogue_link", "event_id",
-                                "key_display",
-                                "scope_display", "topic", "partition", "offset", "blocked_by", "parked_count"]}),
-        ("Failure", {"fields": ["reason", "handler", "exception_class", "error_message", "fix_link", "fingerprint",
-                                "attempts",
-                                "auto_retries", "next_attempt_at", "first_failed_at", "last_failed_at", "resolved_at",
-                                "traceback_pre"]}),
-        ("Payload", {"fields": ["payload_pre", "headers_table"]}),
+        ("Failure", {"fields": ["status", "reason", "exception_class", "error_message", "fix_link", "handler",
+                                "blocked_by", "parked_count", "attempts", "auto_retries", "next_attempt_at",
+                                "first_failed_at", "last_failed_at", "resolved_at", "fingerprint"]}),
+        ("Message", {"fields": ["group", "event_type", "event_version", "catalogue_link", "event_id", "key_display",
+                                "scope_display", "topic", "partition", "offset"]}),
+        ("Payload", {"fields": ["payload_pre", "headers_table", "traceback_pre"]}),
     ]
     readonly_fields = [
         "status", "group", "event_type", "event_version", "catalogue_link", "event_id", "key_display", "scope_display",

@@ -115,7 +115,9 @@ AUTH_PASSWORD_VALIDATORS = [
 ]
 
 LANGUAGE_CODE = "en-us"
-TIME_ZONE = "UTC"
+# The site's time zone: pages show times in it, named (2026-11-30 07:00 CET), and the admin's forms read times in it.
+TIME_ZONE = env("DJANGO_TIME_ZONE", default="UTC")
+FORMAT_MODULE_PATH = ["logiflow.formats"]
 USE_I18N = True
 USE_TZ = True
 

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import re
+from datetime import UTC, datetime
+
 import pytest
 from django.test import Client
 from django.urls import reverse
+from pytest_django.fixtures import Settings as SettingsWrapper
 
 from apps.consumers.models import DeadLetter
 from apps.consumers.registry import Fix, NonRetryableError
@@ -291,3 +295,30 @@ def test_a_fix_that_is_not_a_path_of_this_site_is_not_kept(url: str) -> None:
 
     assert (letter.fix_label, letter.fix_url) == ("", "")
     assert "click" not in logged_in("operations").get(f"{CHANGELIST}{letter.pk}/change/").content.decode()
+
+
+def test_times_in_the_ledger_are_in_the_sites_time_zone_in_one_format_naming_the_zone(
+    settings: SettingsWrapper,
+) -> None:
+    settings.TIME_ZONE = "Europe/Berlin"
+    letter = dead_letter(1, scenario="")
+    failed = datetime(2026, 12, 6, 13, 5, 9, tzinfo=UTC)
+    DeadLetter.objects.filter(pk=letter.pk).update(first_failed_at=failed, last_failed_at=failed)
+    client = logged_in("operations")
+
+    listed = client.get(CHANGELIST).content.decode()
+    detail = client.get(f"{CHANGELIST}{letter.pk}/change/").content.decode()
+
+    assert "3 · 2026-12-06 14:05 CET" in listed  # the attempts column
+    assert "(2026-12-06 14:05 CET)" in listed  # the oldest unresolved failure
+    assert re.search(r'field-last_failed_at">.*?2026-12-06 14:05 CET', detail, re.DOTALL)
+    assert "p.m." not in listed + detail and "Dec. 6" not in listed + detail
+
+
+def test_a_dead_letters_page_shows_the_failure_before_where_the_message_was_read_from() -> None:
+    letter = dead_letter(1, scenario="", error=NonRetryableError("customer 2 has no billing account"))
+
+    page = logged_in("operations").get(f"{CHANGELIST}{letter.pk}/change/").content.decode()
+
+    assert page.index("field-reason") < page.index("field-error_message") < page.index("field-topic")
+    assert page.index("field-error_message") < page.index("field-partition") < page.index("field-offset")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from django.contrib.auth.models import Group, User
@@ -59,6 +59,23 @@ def test_the_dashboard_shows_operations_workers_backlog_lag_and_failure_groups_w
     assert "End-to-end latency, p95: no samples yet." in page  # no consumer applied anything in the window
     assert "<script>" not in page  # no inline script: the CSP allows scripts from this server only
     assert "script-src 'self'" in response["Content-Security-Policy"]
+
+
+@pytest.mark.django_db
+def test_the_dashboards_times_are_in_the_sites_time_zone_in_the_admins_format_naming_the_zone(
+    settings: SettingsWrapper,
+) -> None:
+    settings.TIME_ZONE = "Europe/Berlin"
+    at = datetime(2026, 12, 6, 13, 5, 9, tzinfo=UTC)
+    Heartbeat.objects.create(kind="relay", host="h", pid=8, started_at=at, beat_at=timezone.now(), last_batch_at=at)
+    PartitionLag.objects.create(group="invoicing", topic="routing.events", partition=3, committed=10, high=10,
+                                sampled_at=at)
+
+    page = _browser("operations").get("/admin/common/heartbeat/flow/").content.decode()
+
+    assert "<td>2026-12-06 14:05 CET</td><td>2026-12-06 14:05 CET</td>" in page  # last batch, started
+    assert "read from the broker at 2026-12-06 14:05 CET" in page
+    assert "p.m." not in page
 
 
 @pytest.mark.django_db
