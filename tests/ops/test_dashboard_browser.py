@@ -43,8 +43,8 @@ CLIPPED_LABELS = """() => [...document.querySelectorAll("figure.flow-chart svg t
 
 
 def _workers() -> None:
-    """A live invoicing consumer with two partitions, a live routing consumer, and a relay silent for an hour; the
-    groups' lag as the last sample read it from the broker."""
+    """A live invoicing consumer with two partitions, a live routing consumer, a relay silent for an hour and a live
+    Celery worker; the groups' lag as the last sample read it from the broker."""
     now = timezone.now()
     for group, topic, partition, committed, high in [("invoicing", "routing.events", 0, 900, 912),
                                                      ("invoicing", "routing.events", 3, 10, 52),
@@ -63,6 +63,7 @@ def _workers() -> None:
                                           "lag": 0}])
     Heartbeat.objects.create(kind="relay", host="worker-3", pid=9, started_at=now - timedelta(hours=5),
                              beat_at=now - timedelta(hours=1))
+    Heartbeat.objects.create(kind="celery", host="worker-4", pid=10, started_at=now - timedelta(hours=2), beat_at=now)
 
 
 def _a_day_of_samples() -> None:
@@ -133,6 +134,11 @@ def test_operations_sees_charts_workers_lag_and_failure_groups_that_lead_to_the_
         workers = {row[0]: row[1] for row in _table(page, "Workers")}
         assert workers == {"relay worker-3:9": "silent", "consumer[invoicing] worker-1:7": "yes",
                            "consumer[routing] worker-2:8": "yes"}
+
+        # Celery workers beside them, and the PDF renders they owe.
+        celery = page.locator("table.celery-workers tbody tr td").all_inner_texts()
+        assert celery[:2] == ["celery worker-4:10", "yes"]
+        assert page.locator("#pdf-queue").inner_text() == "No PDF render waiting."
 
         # Lag per group, its lagging partitions named, as read from the broker.
         assert _table(page, "Consumer lag") == [
