@@ -14,7 +14,9 @@ class Heartbeat(models.Model):
         CELERY = "celery", "Celery worker"
 
     kind = models.CharField(max_length=20, choices=Kind.choices)
-    group = models.CharField(max_length=100, blank=True, help_text="The consumer group; empty for the relay and Celery workers.")
+    group = models.CharField(
+        max_length=100, blank=True, help_text="The consumer group; empty for the relay and Celery workers."
+    )
     host = models.CharField(max_length=255)
     pid = models.IntegerField()
     started_at = models.DateTimeField()

@@ -27,6 +27,7 @@ from apps.common.errors import ApplicationError
 from apps.common.text import counted
 from apps.consumers import selectors
 from apps.consumers.catalogue import message_anchor
+from apps.consumers.fixes import fix_status
 from apps.consumers.models import DeadLetter, DeadLetterReplay, bytes_text, text_bytes
 from apps.consumers.replay import (
     deadletter_discard,
@@ -96,7 +97,7 @@ class DeadLetterAdmin(ReadOnlyAdminMixin, EventIdOrKeySearchMixin, admin.ModelAd
     actions = ["replay_selected", "replay_failure_groups", "discard_selected"]
     # The failure first (what went wrong, its fix), then the message and where it was read from.
     fieldsets = [
-        ("Failure", {"fields": ["status", "reason", "exception_class", "error_message", "fix_link", "handler",
+        ("Failure", {"fields": ["status", "reason", "exception_class", "error_message", "handler",
                                 "blocked_by", "parked_count", "attempts", "auto_retries", "next_attempt_at",
                                 "first_failed_at", "last_failed_at", "resolved_at", "fingerprint"]}),
         ("Message", {"fields": ["group", "event_type", "event_version", "catalogue_link", "event_id", "key_display",
@@ -107,7 +108,7 @@ class DeadLetterAdmin(ReadOnlyAdminMixin, EventIdOrKeySearchMixin, admin.ModelAd
         "status", "group", "event_type", "event_version", "catalogue_link", "event_id", "key_display", "scope_display",
         "topic",
         "partition", "offset", "blocked_by", "parked_count", "reason", "handler", "exception_class", "error_message",
-        "fix_link", "fingerprint",
+        "fingerprint",
         "attempts", "auto_retries", "next_attempt_at", "first_failed_at", "last_failed_at", "resolved_at",
         "traceback_pre", "payload_pre",
         "headers_table",
@@ -174,12 +175,6 @@ class DeadLetterAdmin(ReadOnlyAdminMixin, EventIdOrKeySearchMixin, admin.ModelAd
     def short_error(self, dead_letter: DeadLetter) -> str:
         return truncated(dead_letter.error_message, 80)
 
-    @admin.display(description="fix")
-    def fix_link(self, dead_letter: DeadLetter) -> str:
-        if not dead_letter.fix_url:
-            return "-"
-        return format_html('<a href="{}">{}</a>', dead_letter.fix_url, dead_letter.fix_label or dead_letter.fix_url)
-
     @admin.display(description="messages parked behind it")
     def parked_count(self, dead_letter: DeadLetter) -> int:
         return dead_letter.parked.filter(status__in=DeadLetter.UNRESOLVED).count()
@@ -211,11 +206,24 @@ class DeadLetterAdmin(ReadOnlyAdminMixin, EventIdOrKeySearchMixin, admin.ModelAd
     def change_view(
         self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: dict[str, Any] | None = None
     ) -> HttpResponse:
+        dead_letter = self.get_object(request, object_id)
         extra_context = {
             **(extra_context or {}), "can_edit_payload": self.has_edit_permission(request),
             "can_replay": self.has_replay_permission(request), "can_discard": self.has_discard_permission(request),
+            **(self._fix_context(request, dead_letter) if dead_letter else {}),
         }
         return super().change_view(request, object_id, form_url, extra_context)
+
+    def _fix_context(self, request: HttpRequest, dead_letter: DeadLetter) -> dict[str, Any]:
+        """The fix as this user sees it (whose, done or not) and, when done, where to replay the letter."""
+        if not dead_letter.fix_url:
+            return {}
+        fix = fix_status(label=dead_letter.fix_label or dead_letter.fix_url, url=dead_letter.fix_url,
+                         user=request.user)
+        replayable = dead_letter.is_unresolved and not dead_letter.blocked_by_id
+        can_replay = replayable and self.has_replay_permission(request)
+        return {"fix": fix, "replay_url": reverse("admin:consumers_deadletter_replay_one", args=[dead_letter.pk])
+                if can_replay else ""}
 
     # --- actions -----------------------------------------------------------------------------------------------
 
@@ -351,6 +359,7 @@ class DeadLetterAdmin(ReadOnlyAdminMixin, EventIdOrKeySearchMixin, admin.ModelAd
     ) -> TemplateResponse:
         return TemplateResponse(request, "admin/consumers/deadletter/confirm_one.html", {
             **self.admin_site.each_context(request), "opts": self.model._meta, "original": dead_letter,
+            **self._fix_context(request, dead_letter), "replay_url": "",
             "title": f"{verb} dead letter #{dead_letter.pk}?", "verb": verb, "form": form,
             "parked": dead_letter.parked.filter(status__in=DeadLetter.UNRESOLVED).count(),
         })
@@ -374,5 +383,6 @@ class DeadLetterAdmin(ReadOnlyAdminMixin, EventIdOrKeySearchMixin, admin.ModelAd
                 return HttpResponseRedirect(reverse("admin:consumers_deadletter_change", args=[dead_letter.pk]))
         return TemplateResponse(request, "admin/consumers/deadletter/edit_and_replay.html", {
             **self.admin_site.each_context(request), "opts": self.model._meta, "original": dead_letter,
+            **self._fix_context(request, dead_letter), "replay_url": "",
             "title": f"Edit payload of dead letter #{dead_letter.pk} then replay", "form": form,
         })

@@ -153,7 +153,8 @@ def _check_replayable(dead_letter: DeadLetter, *, enforce_cap: bool) -> None:
     failed = _failed_replays(dead_letter)
     if enforce_cap and failed >= settings.CONSUMER_REPLAY_MAX_ATTEMPTS:
         raise ApplicationError(
-            f"dead letter #{dead_letter.pk} failed {counted(failed, 'replay')} (the cap): fix its cause, edit or discard it"
+            f"dead letter #{dead_letter.pk} failed {counted(failed, 'replay')} (the cap): "
+            "fix its cause, edit or discard it"
         )
 
 

@@ -21,7 +21,8 @@ HANDLER = "apps.invoicing.handlers.issue_invoice_for_route_with_a_long_qualified
 
 # Each failure-group row's height, and where the table ends and the filters beside the list begin.
 GEOMETRY = """() => ({
-  rows: [...document.querySelectorAll("#deadletter-summary tr.failure-group")].map(r => r.getBoundingClientRect().height),
+  rows: [...document.querySelectorAll("#deadletter-summary tr.failure-group")]
+    .map(r => r.getBoundingClientRect().height),
   table: document.querySelector("#deadletter-summary table").getBoundingClientRect().right,
   filter: document.querySelector("#changelist-filter").getBoundingClientRect().left,
 })"""
