@@ -59,6 +59,28 @@ def _leave_trace(task_id: str = "", **_: object) -> None:
     task_trace_exit(task_id)
 
 
+_heartbeat: list = []  # the running worker's BackgroundHeartbeat, at most one
+
+
+@signals.worker_ready.connect
+def _start_heartbeat(**_: object) -> None:
+    """The worker's heartbeat row (kind `celery`), for the dashboard and /readyz: the default broker
+    (`filesystem://`) answers no `inspect ping`, and a process reporting through the database needs no broker."""
+    from apps.common.models import Heartbeat
+    from apps.common.workers import BackgroundHeartbeat
+
+    heartbeat = BackgroundHeartbeat(Heartbeat.Kind.CELERY)
+    heartbeat.start()
+    _heartbeat.append(heartbeat)
+
+
+@signals.worker_shutdown.connect
+def _stop_heartbeat(**_: object) -> None:
+    """A clean stop removes the row: a worker stopped on purpose is not silent."""
+    while _heartbeat:
+        _heartbeat.pop().stop()
+
+
 @signals.worker_ready.connect
 def _serve_metrics(**_: object) -> None:
     """CELERY_METRICS_PORT (0: off). Tasks run in prefork children: their counters reach this endpoint only when

@@ -1,4 +1,4 @@
-"""Liveness of the long-running workers: one heartbeat row per relay or consumer process."""
+"""Liveness of the long-running workers: one heartbeat row per relay, consumer or Celery worker process."""
 
 from __future__ import annotations
 
@@ -11,9 +11,12 @@ class Heartbeat(models.Model):
     class Kind(models.TextChoices):
         RELAY = "relay", "Outbox relay"
         CONSUMER = "consumer", "Consumer"
+        CELERY = "celery", "Celery worker"
 
     kind = models.CharField(max_length=20, choices=Kind.choices)
-    group = models.CharField(max_length=100, blank=True, help_text="The consumer group; empty for the relay.")
+    group = models.CharField(
+        max_length=100, blank=True, help_text="The consumer group; empty for the relay and Celery workers."
+    )
     host = models.CharField(max_length=255)
     pid = models.IntegerField()
     started_at = models.DateTimeField()

@@ -1,4 +1,5 @@
-"""Long-running workers (relay, consumers): signal-driven graceful stop and reconnect with capped backoff.
+"""Long-running workers (relay, consumers): signal-driven graceful stop and reconnect with capped backoff; the
+heartbeat a process whose loop is not ours (a Celery worker) writes from a thread of its own.
 
 A worker is a small object with `setup`, `run_once` and `teardown`, so tests can drive single
 iterations without a process; `run_worker` is the loop a management command runs. The restart delay grows
@@ -178,3 +179,35 @@ class HeartbeatRecorder:
         except Exception:  # noqa: BLE001 - a stopping worker must stop, whatever the database says
             logger.warning("%s[%s]: heartbeat not removed", self.kind, self.group, exc_info=True)
             connection.close()
+
+
+class BackgroundHeartbeat:
+    """A heartbeat for a process whose main loop is not ours (a Celery worker: its loop belongs to Celery, and
+    its broker may be one that answers no `inspect ping`): a daemon thread beats every HEARTBEAT_INTERVAL_S
+    until `stop`, which removes the row. A stopped (SIGSTOP), killed or wedged process stops beating with it.
+
+    The thread closes its database connection after every beat: it holds none while the worker forks a new
+    pool process, and a database restart costs it nothing.
+    """
+
+    def __init__(self, kind: str, group: str = "") -> None:
+        self.recorder = HeartbeatRecorder(kind, group)
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name=f"heartbeat-{self.recorder.kind}", daemon=True)
+        self._thread.start()
+
+    def stop(self, *, timeout: float = 5.0) -> None:
+        self._stopping.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+        self.recorder.remove()
+        connection.close()
+
+    def _run(self) -> None:
+        while not self._stopping.is_set():
+            self.recorder.beat(force=True)
+            connection.close()
+            self._stopping.wait(settings.HEARTBEAT_INTERVAL_S)

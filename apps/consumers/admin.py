@@ -24,8 +24,10 @@ from django.utils.html import format_html, format_html_join
 
 from apps.common.admin import EventIdOrKeySearchMixin, ReadOnlyAdminMixin, truncated
 from apps.common.errors import ApplicationError
+from apps.common.text import counted
 from apps.consumers import selectors
 from apps.consumers.catalogue import message_anchor
+from apps.consumers.fixes import fix_status
 from apps.consumers.models import DeadLetter, DeadLetterReplay, bytes_text, text_bytes
 from apps.consumers.replay import (
     deadletter_discard,
@@ -82,9 +84,10 @@ class EditPayloadForm(forms.Form):
 @admin.register(DeadLetter)
 class DeadLetterAdmin(ReadOnlyAdminMixin, EventIdOrKeySearchMixin, admin.ModelAdmin):
     # Eight columns, so the list fits 1,280 px beside the filters: status carries what it is parked behind,
-    # "attempts" carries when it last failed and when it is retried next.
+    # "attempts" carries when it last failed and when it is retried next. What failed comes first, where it was
+    # read from (group, type, key) after it.
     list_display = [
-        "id", "status_display", "group", "event_type", "key_short", "reason", "short_error", "attempts_display",
+        "id", "status_display", "reason", "short_error", "group", "event_type", "key_short", "attempts_display",
     ]
     list_filter = ["status", "group", "event_type", "reason", FailureGroupFilter]
     search_fields = ["key"]
@@ -92,21 +95,20 @@ class DeadLetterAdmin(ReadOnlyAdminMixin, EventIdOrKeySearchMixin, admin.ModelAd
     list_select_related = ["blocked_by"]
     inlines = [HistoryInline]
     actions = ["replay_selected", "replay_failure_groups", "discard_selected"]
+    # The failure first (what went wrong, its fix), then the message and where it was read from.
     fieldsets = [
-        ("Message", {"fields": ["status", "group", "event_type", "event_version", "catalogue_link", "event_id",
-                                "key_display",
-                                "scope_display", "topic", "partition", "offset", "blocked_by", "parked_count"]}),
-        ("Failure", {"fields": ["reason", "handler", "exception_class", "error_message", "fix_link", "fingerprint",
-                                "attempts",
-                                "auto_retries", "next_attempt_at", "first_failed_at", "last_failed_at", "resolved_at",
-                                "traceback_pre"]}),
-        ("Payload", {"fields": ["payload_pre", "headers_table"]}),
+        ("Failure", {"fields": ["status", "reason", "exception_class", "error_message", "handler",
+                                "blocked_by", "parked_count", "attempts", "auto_retries", "next_attempt_at",
+                                "first_failed_at", "last_failed_at", "resolved_at", "fingerprint"]}),
+        ("Message", {"fields": ["group", "event_type", "event_version", "catalogue_link", "event_id", "key_display",
+                                "scope_display", "topic", "partition", "offset"]}),
+        ("Payload", {"fields": ["payload_pre", "headers_table", "traceback_pre"]}),
     ]
     readonly_fields = [
         "status", "group", "event_type", "event_version", "catalogue_link", "event_id", "key_display", "scope_display",
         "topic",
         "partition", "offset", "blocked_by", "parked_count", "reason", "handler", "exception_class", "error_message",
-        "fix_link", "fingerprint",
+        "fingerprint",
         "attempts", "auto_retries", "next_attempt_at", "first_failed_at", "last_failed_at", "resolved_at",
         "traceback_pre", "payload_pre",
         "headers_table",
@@ -173,12 +175,6 @@ class DeadLetterAdmin(ReadOnlyAdminMixin, EventIdOrKeySearchMixin, admin.ModelAd
     def short_error(self, dead_letter: DeadLetter) -> str:
         return truncated(dead_letter.error_message, 80)
 
-    @admin.display(description="fix")
-    def fix_link(self, dead_letter: DeadLetter) -> str:
-        if not dead_letter.fix_url:
-            return "-"
-        return format_html('<a href="{}">{}</a>', dead_letter.fix_url, dead_letter.fix_label or dead_letter.fix_url)
-
     @admin.display(description="messages parked behind it")
     def parked_count(self, dead_letter: DeadLetter) -> int:
         return dead_letter.parked.filter(status__in=DeadLetter.UNRESOLVED).count()
@@ -210,11 +206,24 @@ class DeadLetterAdmin(ReadOnlyAdminMixin, EventIdOrKeySearchMixin, admin.ModelAd
     def change_view(
         self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: dict[str, Any] | None = None
     ) -> HttpResponse:
+        dead_letter = self.get_object(request, object_id)
         extra_context = {
             **(extra_context or {}), "can_edit_payload": self.has_edit_permission(request),
             "can_replay": self.has_replay_permission(request), "can_discard": self.has_discard_permission(request),
+            **(self._fix_context(request, dead_letter) if dead_letter else {}),
         }
         return super().change_view(request, object_id, form_url, extra_context)
+
+    def _fix_context(self, request: HttpRequest, dead_letter: DeadLetter) -> dict[str, Any]:
+        """The fix as this user sees it (whose, done or not) and, when done, where to replay the letter."""
+        if not dead_letter.fix_url:
+            return {}
+        fix = fix_status(label=dead_letter.fix_label or dead_letter.fix_url, url=dead_letter.fix_url,
+                         user=request.user)
+        replayable = dead_letter.is_unresolved and not dead_letter.blocked_by_id
+        can_replay = replayable and self.has_replay_permission(request)
+        return {"fix": fix, "replay_url": reverse("admin:consumers_deadletter_replay_one", args=[dead_letter.pk])
+                if can_replay else ""}
 
     # --- actions -----------------------------------------------------------------------------------------------
 
@@ -232,10 +241,12 @@ class DeadLetterAdmin(ReadOnlyAdminMixin, EventIdOrKeySearchMixin, admin.ModelAd
         fingerprints = sorted(set(queryset.values_list("fingerprint", flat=True)))
         replayable = selectors.replayable(fingerprints=fingerprints)
         if request.POST.get("confirm") != "yes":
+            per_group = Counter(replayable.values_list("fingerprint", flat=True))
             return TemplateResponse(request, "admin/consumers/deadletter/confirm_replay_groups.html", {
                 **self.admin_site.each_context(request), "opts": self.model._meta, "title": "Replay failure groups",
                 "selected": queryset, "fingerprints": fingerprints, "count": replayable.count(),
-                "per_group": Counter(replayable.values_list("fingerprint", flat=True)).most_common(),
+                "groups": [(group, per_group[group.fingerprint])
+                           for group in selectors.failure_groups(fingerprints=fingerprints, limit=len(fingerprints))],
                 "action": "replay_failure_groups", "action_checkbox_name": admin.helpers.ACTION_CHECKBOX_NAME,
             })
         self._replay(request, list(replayable.values_list("id", flat=True)))
@@ -256,7 +267,8 @@ class DeadLetterAdmin(ReadOnlyAdminMixin, EventIdOrKeySearchMixin, admin.ModelAd
         )
         self.message_user(
             request,
-            f"Discarded {len(summary.discarded)} dead letters; {len(summary.released)} parked messages released.",
+            f"Discarded {counted(len(summary.discarded), 'dead letter')}; "
+            f"{counted(len(summary.released), 'parked message')} released.",
         )
         if summary.refused:
             refused = "; ".join(f"#{i}: {error}" for i, error in summary.refused.items())
@@ -269,7 +281,7 @@ class DeadLetterAdmin(ReadOnlyAdminMixin, EventIdOrKeySearchMixin, admin.ModelAd
             skipped = len(ids) - len(queued)
             self.message_user(
                 request,
-                f"Queued {len(queued)} dead letters for background replay"
+                f"Queued {counted(len(queued), 'dead letter')} for background replay"
                 + (f" ({skipped} skipped: resolved, parked behind another, or at the replay cap)." if skipped else ".")
                 + " Their status is 'replaying' until the replay ran.",
             )
@@ -291,7 +303,9 @@ class DeadLetterAdmin(ReadOnlyAdminMixin, EventIdOrKeySearchMixin, admin.ModelAd
         summary = ", ".join(f"{count} {outcome}" for outcome, count in sorted(outcomes.items()))
         level = messages.SUCCESS if not problems else messages.WARNING
         self.message_user(
-            request, f"Replayed {len(ids)} dead letters: {summary}; {released} parked messages released.", level
+            request,
+            f"Replayed {counted(len(ids), 'dead letter')}: {summary}; {counted(released, 'parked message')} released.",
+            level,
         )
         for problem in problems[:20]:
             self.message_user(request, problem, messages.WARNING)
@@ -334,7 +348,8 @@ class DeadLetterAdmin(ReadOnlyAdminMixin, EventIdOrKeySearchMixin, admin.ModelAd
                 form.add_error("reason" if error.field == "reason" else None, error.message)
             else:
                 self.message_user(
-                    request, f"Discarded #{dead_letter.pk}; {len(result.released)} parked messages released."
+                    request,
+                    f"Discarded #{dead_letter.pk}; {counted(len(result.released), 'parked message')} released.",
                 )
                 return HttpResponseRedirect(reverse("admin:consumers_deadletter_change", args=[dead_letter.pk]))
         return self._confirm_one(request, dead_letter, verb="Discard", form=form)
@@ -344,6 +359,7 @@ class DeadLetterAdmin(ReadOnlyAdminMixin, EventIdOrKeySearchMixin, admin.ModelAd
     ) -> TemplateResponse:
         return TemplateResponse(request, "admin/consumers/deadletter/confirm_one.html", {
             **self.admin_site.each_context(request), "opts": self.model._meta, "original": dead_letter,
+            **self._fix_context(request, dead_letter), "replay_url": "",
             "title": f"{verb} dead letter #{dead_letter.pk}?", "verb": verb, "form": form,
             "parked": dead_letter.parked.filter(status__in=DeadLetter.UNRESOLVED).count(),
         })
@@ -367,5 +383,6 @@ class DeadLetterAdmin(ReadOnlyAdminMixin, EventIdOrKeySearchMixin, admin.ModelAd
                 return HttpResponseRedirect(reverse("admin:consumers_deadletter_change", args=[dead_letter.pk]))
         return TemplateResponse(request, "admin/consumers/deadletter/edit_and_replay.html", {
             **self.admin_site.each_context(request), "opts": self.model._meta, "original": dead_letter,
+            **self._fix_context(request, dead_letter), "replay_url": "",
             "title": f"Edit payload of dead letter #{dead_letter.pk} then replay", "form": form,
         })

@@ -20,6 +20,7 @@ from pydantic import ValidationError
 
 from apps.common.errors import ApplicationError
 from apps.common.queueing import enqueue_on_commit
+from apps.common.text import counted
 from apps.consumers import registry
 from apps.consumers.inbox import apply_stored
 from apps.consumers.ledger import add_history, mark_replayed, record_rerun_failure
@@ -152,7 +153,8 @@ def _check_replayable(dead_letter: DeadLetter, *, enforce_cap: bool) -> None:
     failed = _failed_replays(dead_letter)
     if enforce_cap and failed >= settings.CONSUMER_REPLAY_MAX_ATTEMPTS:
         raise ApplicationError(
-            f"dead letter #{dead_letter.pk} failed {failed} replays (the cap): fix its cause, edit or discard it"
+            f"dead letter #{dead_letter.pk} failed {counted(failed, 'replay')} (the cap): "
+            "fix its cause, edit or discard it"
         )
 
 
@@ -249,7 +251,7 @@ def deadletter_replay_queued(*, dead_letter_id: int, actor: AbstractBaseUser | N
             return ReplayResult(dead_letter=dead_letter, outcome="skipped")
         failed = _failed_replays(dead_letter)
         if failed >= settings.CONSUMER_REPLAY_MAX_ATTEMPTS:
-            error = f"not replayed: it failed {failed} replays (the cap); fix its cause, edit or discard it"
+            error = f"not replayed: it failed {counted(failed, 'replay')} (the cap); fix its cause, edit or discard it"
             dead_letter.status = DeadLetter.Status.PENDING
             dead_letter.save(update_fields=["status"])
             add_history(dead_letter, action=Action.REPLAY, outcome=Outcome.REFUSED, actor=actor, error=error)

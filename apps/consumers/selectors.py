@@ -24,15 +24,25 @@ class FailureGroup:
     count: int
     oldest: datetime
 
+    @property
+    def exception_name(self) -> str:
+        """The exception's class without its module, for a person to read (the full name in a title)."""
+        return self.exception_class.rsplit(".", 1)[-1]
+
+    @property
+    def handler_name(self) -> str:
+        return self.handler.rsplit(".", 1)[-1]
+
 
 def unresolved() -> QuerySet[DeadLetter]:
     return DeadLetter.objects.filter(status__in=DeadLetter.UNRESOLVED)
 
 
-def failure_groups(*, limit: int = 20) -> list[FailureGroup]:
-    """Unresolved dead letters grouped by fingerprint, largest group first."""
+def failure_groups(*, limit: int = 20, fingerprints: list[str] | None = None) -> list[FailureGroup]:
+    """Unresolved dead letters grouped by fingerprint, largest group first; only `fingerprints` when given."""
+    letters = unresolved() if fingerprints is None else unresolved().filter(fingerprint__in=fingerprints)
     rows = (
-        unresolved().values("fingerprint")
+        letters.values("fingerprint")
         .annotate(count=Count("id"), oldest=Min("first_failed_at"), sample_id=Max("id"))
         .order_by("-count", "oldest")[:limit]
     )

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from urllib.parse import urlencode
 
+from django.http import QueryDict
 from django.urls import reverse
 
+from apps.consumers.fixes import FixDone, fix_check
 from apps.consumers.registry import EventMeta, Fix, NonRetryableError, handles
 from apps.contracts import CustomerUpserted, RouteCalculated
+from apps.invoicing.selectors import billing_account_get
 from apps.invoicing.services.customers import known_customer_upsert
 from apps.invoicing.services.issuing import (
     BillingAccountMissing,
@@ -31,6 +34,13 @@ class MissingBillingData(NonRetryableError):
             ),
         )
         self.customer_id = customer_id
+
+
+@fix_check("admin:invoicing_billingaccount_add", permission="invoicing.add_billingaccount")
+def billing_account_added(query: QueryDict) -> FixDone | None:
+    """MissingBillingData's fix is done once the customer has a billing account."""
+    account = billing_account_get(customer_id=int(query["customer"]))
+    return FixDone(what=f"the billing account for {account.name}", since=account.created_at) if account else None
 
 
 def issue_invoices_for_routes(events: list[tuple[RouteCalculated, EventMeta]]) -> None:

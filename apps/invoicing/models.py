@@ -138,7 +138,11 @@ class Invoice(models.Model):
                 fields=["route_id", "route_calculation", "kind"], name="invoicing_one_document_per_calculation"
             ),
         ]
-        indexes = [models.Index(fields=["customer", "-issued_at"], name="invoicing_customer_issued_idx")]
+        indexes = [
+            models.Index(fields=["customer", "-issued_at"], name="invoicing_customer_issued_idx"),
+            # The renders waiting: few rows, read by the dashboard on every refresh and by the stale-render sweep.
+            models.Index(fields=["issued_at"], condition=Q(pdf_status="pending"), name="invoicing_pdf_pending_idx"),
+        ]
 
     def __str__(self) -> str:
         return self.number

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 
-from django.db.models import QuerySet
+from django.db.models import Count, Min, QuerySet
 
 from apps.invoicing.models import BillingAccount, Invoice
 
@@ -48,3 +49,21 @@ def billing_account_get(*, customer_id: int) -> BillingAccount | None:
 def invoice_pdf_failed_count() -> int:
     """Invoices whose PDF rendering gave up: finance re-renders them."""
     return Invoice.objects.filter(pdf_status=Invoice.PdfStatus.FAILED).count()
+
+
+@dataclass(frozen=True)
+class PdfQueue:
+    """PDF renders not done yet (rendered by Celery workers): how many, and when the oldest one's invoice was
+    issued (None: none waits)."""
+
+    pending: int
+    oldest_issued_at: datetime | None
+
+
+def invoice_pdf_queue() -> PdfQueue:
+    """The renders waiting, read from the invoices (partial index on pending ones), not from the Celery broker:
+    a lost task is still a render nobody has done."""
+    row = Invoice.objects.filter(pdf_status=Invoice.PdfStatus.PENDING).order_by().aggregate(
+        pending=Count("id"), oldest=Min("issued_at")
+    )
+    return PdfQueue(pending=row["pending"], oldest_issued_at=row["oldest"])

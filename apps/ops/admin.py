@@ -12,10 +12,12 @@ from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
+from django.utils import timezone
 
 from apps.common.models import Heartbeat
 from apps.common.selectors import heartbeat_is_stale, heartbeats_with_age, stale_components
 from apps.consumers import selectors as deadletter_selectors
+from apps.invoicing.selectors import invoice_pdf_failed_count, invoice_pdf_queue
 from apps.ops.charts import line_chart, lines_chart
 from apps.ops.selectors import consumer_lag, flow_samples, lag_by_group
 from apps.outbox.selectors import outbox_backlog
@@ -23,7 +25,7 @@ from apps.outbox.selectors import outbox_backlog
 
 @admin.register(Heartbeat)
 class HeartbeatAdmin(admin.ModelAdmin):
-    """Which relays and consumers are alive: read-only, written by the workers themselves."""
+    """Which relays, consumers and Celery workers are alive: read-only, written by the workers themselves."""
 
     change_list_template = "admin/common/heartbeat/change_list.html"
     list_display = ["__str__", "alive", "beat_at", "last_batch_at", "started_at", "assigned"]
@@ -50,7 +52,7 @@ class HeartbeatAdmin(admin.ModelAdmin):
 
     def flow_dashboard(self, request: HttpRequest) -> TemplateResponse:
         """Is everything flowing? Workers, backlog, lag (read from the broker, so a stopped consumer's grows),
-        dead letters by failure group, the last 24 h."""
+        Celery workers and the PDF renders waiting for them, dead letters by failure group, the last 24 h."""
         if not request.user.has_perm("common.view_flow_dashboard"):
             raise PermissionDenied
         samples = flow_samples(hours=24)
@@ -72,9 +74,14 @@ class HeartbeatAdmin(admin.ModelAdmin):
         ]
         lag = consumer_lag()
         backlog = outbox_backlog()
+        pdfs = invoice_pdf_queue()
         context = {
             **self.admin_site.each_context(request), "title": "Event flow", "opts": self.model._meta,
-            "heartbeats": beats, "stale": stale_components(), "backlog": backlog,
+            "heartbeats": [row for row in beats if row[0].kind != Heartbeat.Kind.CELERY],
+            "celery_workers": [row for row in beats if row[0].kind == Heartbeat.Kind.CELERY],
+            "pdfs": pdfs, "pdfs_failed": invoice_pdf_failed_count(),
+            "oldest_pdf_s": (timezone.now() - pdfs.oldest_issued_at).total_seconds() if pdfs.oldest_issued_at else 0.0,
+            "stale": stale_components(), "backlog": backlog,
             "oldest_pending_s": backlog.oldest_age.total_seconds() if backlog.oldest_age else 0.0,
             "lag": lag, "stalled": [group for group in lag if group.stalled],
             "lag_sampled_at": max((group.sampled_at for group in lag), default=None),

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import re
+from datetime import UTC, datetime
+
 import pytest
 from django.test import Client
 from django.urls import reverse
+from pytest_django.fixtures import Settings as SettingsWrapper
 
 from apps.consumers.models import DeadLetter
 from apps.consumers.registry import Fix, NonRetryableError
@@ -76,7 +80,7 @@ def test_operations_sees_the_actions_and_replays_selected_now() -> None:
     page = act(client, "replay_selected", [letter.pk])
 
     assert DeadLetter.objects.get(pk=letter.pk).status == Status.REPLAYED
-    assert "Replayed 1 dead letters: 1 applied" in page.content.decode()
+    assert "Replayed 1 dead letter: 1 applied" in page.content.decode()
     assert Effect.objects.count() == 1
 
 
@@ -213,7 +217,7 @@ def test_operations_replays_from_the_dead_letters_own_page_after_a_confirmation_
 
     done = client.post(replay_url, follow=True)
     assert DeadLetter.objects.get(pk=letter.pk).status == Status.REPLAYED
-    assert "Replayed 1 dead letters: 1 applied; 1 parked messages released." in done.content.decode()
+    assert "Replayed 1 dead letter: 1 applied; 1 parked message released." in done.content.decode()
 
 
 def test_discard_from_the_dead_letters_own_page_needs_a_reason_and_keeps_it() -> None:
@@ -260,7 +264,7 @@ def test_discarding_a_head_with_some_of_its_parked_messages_runs_none_of_the_sel
     statuses = dict(DeadLetter.objects.values_list("id", "status"))
     assert statuses == {head.pk: Status.DISCARDED, dropped.pk: Status.DISCARDED, kept.pk: Status.REPLAYED,
                         dropped_too.pk: Status.DISCARDED}
-    assert "Discarded 3 dead letters; 1 parked messages released." in page
+    assert "Discarded 3 dead letters; 1 parked message released." in page
 
 
 def test_the_list_truncates_a_long_error_with_the_full_text_in_its_title_and_loads_the_fitting_stylesheet() -> None:
@@ -272,15 +276,17 @@ def test_the_list_truncates_a_long_error_with_the_full_text_in_its_title_and_loa
 
 
 def test_a_failure_that_names_its_fix_links_to_it_on_the_page_and_in_the_replay_confirmation() -> None:
-    fix = Fix(label="Add billing account for <Elbe> Kaffee AG", url="/admin/invoicing/billingaccount/add/?customer=2")
+    # A page no fix check is registered for: the link is all there is to say (tests/invoicing/test_dead_letter_fix.py
+    # shows a registered one).
+    fix = Fix(label="Correct the address of <Elbe> Kaffee AG", url="/admin/routing/customer/2/change/?focus=address")
     letter = dead_letter(1, scenario="", error=NonRetryableError("customer 2 has no billing account", fix=fix))
     client = logged_in("operations")
 
     page = client.get(f"{CHANGELIST}{letter.pk}/change/").content.decode()
     confirmation = client.get(f"{CHANGELIST}{letter.pk}/replay/").content.decode()
 
-    link = ('<a href="/admin/invoicing/billingaccount/add/?customer=2">'
-            "Add billing account for &lt;Elbe&gt; Kaffee AG</a>")
+    link = ('<a href="/admin/routing/customer/2/change/?focus=address">'
+            "Correct the address of &lt;Elbe&gt; Kaffee AG</a>")
     assert link in page and link in confirmation
 
 
@@ -291,3 +297,30 @@ def test_a_fix_that_is_not_a_path_of_this_site_is_not_kept(url: str) -> None:
 
     assert (letter.fix_label, letter.fix_url) == ("", "")
     assert "click" not in logged_in("operations").get(f"{CHANGELIST}{letter.pk}/change/").content.decode()
+
+
+def test_times_in_the_ledger_are_in_the_sites_time_zone_in_one_format_naming_the_zone(
+    settings: SettingsWrapper,
+) -> None:
+    settings.TIME_ZONE = "Europe/Berlin"
+    letter = dead_letter(1, scenario="")
+    failed = datetime(2026, 12, 6, 13, 5, 9, tzinfo=UTC)
+    DeadLetter.objects.filter(pk=letter.pk).update(first_failed_at=failed, last_failed_at=failed)
+    client = logged_in("operations")
+
+    listed = client.get(CHANGELIST).content.decode()
+    detail = client.get(f"{CHANGELIST}{letter.pk}/change/").content.decode()
+
+    assert "3 · 2026-12-06 14:05 CET" in listed  # the attempts column
+    assert "(2026-12-06 14:05 CET)" in listed  # the oldest unresolved failure
+    assert re.search(r'field-last_failed_at">.*?2026-12-06 14:05 CET', detail, re.DOTALL)
+    assert "p.m." not in listed + detail and "Dec. 6" not in listed + detail
+
+
+def test_a_dead_letters_page_shows_the_failure_before_where_the_message_was_read_from() -> None:
+    letter = dead_letter(1, scenario="", error=NonRetryableError("customer 2 has no billing account"))
+
+    page = logged_in("operations").get(f"{CHANGELIST}{letter.pk}/change/").content.decode()
+
+    assert page.index("field-reason") < page.index("field-error_message") < page.index("field-topic")
+    assert page.index("field-error_message") < page.index("field-partition") < page.index("field-offset")

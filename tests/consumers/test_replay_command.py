@@ -100,7 +100,7 @@ def test_a_head_releases_its_parked_messages_which_are_not_replayed_twice() -> N
 
     out = replay("--group", "testing")
 
-    assert "replayed 1 dead letters" in out and "1 parked messages released" in out
+    assert "replayed 1 dead letter " in out and "1 parked message released" in out
     assert DeadLetter.objects.get(pk=parked.pk).status == "replayed"
 
 

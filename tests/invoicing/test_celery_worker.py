@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from django.conf import settings
 
+from apps.common.models import Heartbeat
 from apps.contracts import InvoiceGenerated
 from apps.invoicing.models import Invoice
 from apps.invoicing.services.issuing import RouteToInvoice, invoice_issue_for_routes
@@ -87,3 +88,21 @@ def test_a_real_worker_renders_every_pdf_of_a_batch_from_its_one_fan_out_message
     wait_until(lambda: len(rendered_lines(tmp_path / "worker.log")) == 2, timeout=10, explain="the tasks' lines")
     rendering = rendered_lines(tmp_path / "worker.log")
     assert sorted(entry["trace_id"] for entry in rendering) == sorted(tp.split("-")[1] for tp in published), log[-3000:]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_real_worker_beats_while_it_runs_and_removes_its_heartbeat_when_stopped(  # type: ignore[no-untyped-def]
+    celery_worker, tmp_path
+) -> None:
+    """The filesystem broker answers no `inspect ping` (and the worker runs --without-heartbeat): the dashboard
+    learns it is alive from the row it writes itself."""
+    log = tmp_path / "worker.log"
+    beats = Heartbeat.objects.filter(kind=Heartbeat.Kind.CELERY, pid=celery_worker.pid)
+    wait_until(beats.exists, timeout=60, explain=lambda: log.read_text(errors="replace")[-3000:])
+    first = beats.get().beat_at
+    wait_until(lambda: beats.get().beat_at > first, timeout=30, explain="the worker beat only once")
+
+    celery_worker.terminate()  # warm shutdown
+    celery_worker.wait(timeout=20)
+
+    assert not beats.exists(), log.read_text(errors="replace")[-3000:]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from django.contrib.auth.models import Group, User
@@ -15,6 +15,7 @@ from pytest_django.fixtures import Settings as SettingsWrapper
 from apps import outbox
 from apps.common.models import Heartbeat
 from apps.consumers.models import InboxEntry
+from apps.invoicing.models import Invoice
 from apps.ops.charts import PALETTE, line_chart, lines_chart
 from apps.ops.models import FlowSample, PartitionLag
 from apps.ops.selectors import lag_by_group
@@ -22,6 +23,7 @@ from apps.ops.services import flow_sample_take
 from apps.outbox.models import OutboxEvent, PendingEvent
 from tests.consumers.factories import dead_letter
 from tests.factories import route_calculated
+from tests.invoicing.factories import invoice_for_route
 
 
 def _browser(group: str) -> Client:
@@ -59,6 +61,52 @@ def test_the_dashboard_shows_operations_workers_backlog_lag_and_failure_groups_w
     assert "End-to-end latency, p95: no samples yet." in page  # no consumer applied anything in the window
     assert "<script>" not in page  # no inline script: the CSP allows scripts from this server only
     assert "script-src 'self'" in response["Content-Security-Policy"]
+
+
+@pytest.mark.django_db
+def test_the_dashboards_times_are_in_the_sites_time_zone_in_the_admins_format_naming_the_zone(
+    settings: SettingsWrapper,
+) -> None:
+    settings.TIME_ZONE = "Europe/Berlin"
+    at = datetime(2026, 12, 6, 13, 5, 9, tzinfo=UTC)
+    Heartbeat.objects.create(kind="relay", host="h", pid=8, started_at=at, beat_at=timezone.now(), last_batch_at=at)
+    PartitionLag.objects.create(group="invoicing", topic="routing.events", partition=3, committed=10, high=10,
+                                sampled_at=at)
+
+    page = _browser("operations").get("/admin/common/heartbeat/flow/").content.decode()
+
+    assert "<td>2026-12-06 14:05 CET</td><td>2026-12-06 14:05 CET</td>" in page  # last batch, started
+    assert "read from the broker at 2026-12-06 14:05 CET" in page
+    assert "p.m." not in page
+
+
+@pytest.mark.django_db
+def test_the_dashboard_lists_celery_workers_alive_or_silent_and_the_pdf_renders_waiting_for_them(
+    settings: SettingsWrapper,
+) -> None:
+    settings.HEARTBEAT_STALE_SECONDS = 60
+    now = timezone.now()
+    Heartbeat.objects.create(kind="celery", host="pdf-1", pid=10, started_at=now, beat_at=now)
+    Heartbeat.objects.create(kind="celery", host="pdf-2", pid=11, started_at=now, beat_at=now - timedelta(minutes=5))
+    waiting = [invoice_for_route(route_id) for route_id in (31, 32)]
+    Invoice.objects.filter(pk=waiting[0].pk).update(issued_at=now - timedelta(seconds=300))
+    rendered = invoice_for_route(33)
+    Invoice.objects.filter(pk=rendered.pk).update(pdf_status=Invoice.PdfStatus.RENDERED)
+
+    page = _browser("operations").get("/admin/common/heartbeat/flow/").content.decode()
+
+    assert re.search(r"2 PDF renders waiting; the oldest for an invoice issued 3\d\d s ago", page)
+    workers = page[page.index('<table class="celery-workers">'):]
+    workers = workers[:workers.index("</table>")]
+    assert re.search(r"<td>celery pdf-1:10</td><td>yes</td>", workers)
+    assert re.search(r"<td>celery pdf-2:11</td><td><strong>silent</strong></td>", workers)
+
+
+@pytest.mark.django_db
+def test_the_dashboard_says_when_no_celery_worker_has_reported() -> None:
+    page = _browser("operations").get("/admin/common/heartbeat/flow/").content.decode()
+
+    assert "No Celery worker has reported a heartbeat" in page and "No PDF render waiting." in page
 
 
 @pytest.mark.django_db

@@ -7,6 +7,7 @@ from typing import Any
 from django import template
 from django.urls import reverse
 
+from apps.common.text import counted
 from apps.consumers import selectors as ledger
 from apps.invoicing import selectors as invoicing
 from apps.outbox.admin import visible_sources
@@ -22,20 +23,20 @@ def work_queue(context: dict[str, Any]) -> dict[str, Any]:
     if user.has_perm("consumers.view_deadletter"):
         changelist = reverse("admin:consumers_deadletter_changelist")
         for group, count in ledger.unresolved_count_by_group():
-            items.append({"text": f"{count} unresolved dead letter{'s' if count != 1 else ''} in group {group}",
+            items.append({"text": f"{counted(count, 'unresolved dead letter')} in group {group}",
                           "url": f"{changelist}?group__exact={group}", "warn": True})
         if not items:
             items.append({"text": "No unresolved dead letters", "url": changelist, "warn": False})
     if user.has_perm("outbox.view_outboxevent"):
         backlog = outbox_backlog(sources=visible_sources(user))
-        text = (f"{backlog.unpublished} unpublished event{'s' if backlog.unpublished != 1 else ''}, "
+        text = (f"{counted(backlog.unpublished, 'unpublished event')}, "
                 f"the oldest {backlog.oldest_age} old" if backlog.unpublished else "Every event is published")
         items.append({"text": text, "url": reverse("admin:outbox_outboxevent_changelist") + "?state__exact=pending",
                       "warn": bool(backlog.unpublished)})
     if user.has_perm("invoicing.view_invoice"):
         failed = invoicing.invoice_pdf_failed_count()
         items.append({
-            "text": (f"{failed} invoice{'s' if failed != 1 else ''} with a failed PDF" if failed
+            "text": (f"{counted(failed, 'invoice')} with a failed PDF" if failed
                      else "No failed invoice PDFs"),
             "url": reverse("admin:invoicing_invoice_changelist") + "?pdf_status__exact=failed", "warn": bool(failed),
         })

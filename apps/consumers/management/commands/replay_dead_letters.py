@@ -11,6 +11,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from apps.common.errors import ApplicationError
 from apps.common.progress import Progress
+from apps.common.text import counted
 from apps.consumers import registry, selectors
 from apps.consumers.models import DeadLetter
 from apps.consumers.replay import deadletter_replay
@@ -58,7 +59,7 @@ class Command(BaseCommand):
         if not ids:
             self.stdout.write(f"no dead letters to replay ({scope})")
         elif dry_run:
-            self.stdout.write(f"would replay {len(ids)} dead letters ({scope}): {_listed(ids)}")
+            self.stdout.write(f"would replay {counted(len(ids), 'dead letter')} ({scope}): {_listed(ids)}")
         else:
             self._replay(ids, scope)
 
@@ -84,7 +85,8 @@ class Command(BaseCommand):
             self.stderr.write(problem)
         summary = ", ".join(f"{count} {outcome}" for outcome, count in sorted(outcomes.items()))
         self.stdout.write(
-            f"replayed {len(ids)} dead letters ({scope}): {summary}; {released} parked messages released"
+            f"replayed {counted(len(ids), 'dead letter')} ({scope}): {summary}; "
+            f"{counted(released, 'parked message')} released"
         )
 
 
