@@ -31,6 +31,9 @@ class DomainEvent(BaseModel):
     # scope. A dead letter holds back the later events of its aggregate, whatever their key (apps.consumers).
     aggregate: ClassVar[str] = ""  # required of registered events; without one a consumer orders by the key
     aggregate_field: ClassVar[str] = ""
+    # The fields that decide who or what a consumer bills or which aggregate it changes. A person's edit of a dead
+    # letter that changes one of them waits for a second person with finance's permission (apps.consumers.replay).
+    approval_fields: ClassVar[frozenset[str]] = frozenset()
 
     @classmethod
     def ce_type(cls) -> str:
@@ -68,6 +71,8 @@ def register_event(cls: type[DomainEvent]) -> type[DomainEvent]:
     for name in ("key_field", "aggregate_field"):
         if getattr(cls, name, None) not in cls.model_fields:
             raise ValueError(f"{cls.__name__}.{name} {getattr(cls, name, None)!r} is not a field")
+    if unknown := cls.approval_fields - set(cls.model_fields):
+        raise ValueError(f"{cls.__name__}.approval_fields names no field: {', '.join(sorted(unknown))}")
     for other in EVENT_TYPES.values():
         if other is not cls and other.topic() == cls.topic() and other.key_prefix == cls.key_prefix \
                 and other.key_field != cls.key_field:

@@ -21,6 +21,11 @@ class InvoiceGenerated(DomainEvent):
     key_field = "route_id"
     aggregate = "route"
     aggregate_field = "route_id"
+    # Finance's fact, every field of it: no edit by someone else stands without finance's approval.
+    approval_fields = frozenset({
+        "invoice_id", "number", "route_id", "customer_id", "net_total", "vat_total", "gross_total", "currency",
+        "issued_at",
+    })
 
     invoice_id: int = Field(gt=0)
     number: str = Field(pattern=r"^LF-\d{4}-\d{6,10}$")  # a seventh digit from the millionth of a year

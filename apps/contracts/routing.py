@@ -47,6 +47,9 @@ class RouteCalculated(DomainEvent):
     key_field = "truck_id"
     aggregate = "route"
     aggregate_field = "route_id"
+    # Which route and calculation is billed (and which invoice a newer one credits), for whom, and what is priced
+    # (distance, stop count); the truck is the key. Names, depot, times only describe the tour on the document.
+    approval_fields = frozenset({"route_id", "calculation", "truck_id", "customer_id", "distance_km", "stops"})
 
     route_id: int = Field(gt=0)
     # Increments on every recalculation, so a consumer can tell a stale event from the newest one.
@@ -79,6 +82,7 @@ class CustomerUpserted(DomainEvent):
     key_field = "customer_id"
     aggregate = "customer"
     aggregate_field = "customer_id"
+    approval_fields = frozenset({"customer_id", "revision"})  # which customer, and whether the change wins
 
     customer_id: int = Field(gt=0)
     # Increments on every change of the customer in routing.
