@@ -3,9 +3,16 @@
 from __future__ import annotations
 
 import re
-from typing import ClassVar
+from typing import Annotated, ClassVar
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
+
+# Bounds every event shares: what the consumers' columns can store (a bigint id, an integer counter), so a topic
+# writer's number past them is a schema failure (a dead letter with the reason), not a database error.
+BIGINT_MAX = 2**63 - 1
+INTEGER_MAX = 2**31 - 1
+Id = Annotated[int, Field(gt=0, le=BIGINT_MAX)]
+Counter = Annotated[int, Field(ge=1, le=INTEGER_MAX)]
 
 EVENT_TYPES: dict[str, type[DomainEvent]] = {}
 _NAME = re.compile(r"^[a-z][a-z_]*$")
