@@ -63,7 +63,7 @@ class HistoryInline(ReadOnlyAdminMixin, admin.TabularInline):
 
     @admin.display(description="by")
     def who(self, entry: DeadLetterReplay) -> str:
-        return entry.actor.get_username() if entry.actor else entry.actor_name or "-"
+        return entry.who() or "-"
 
     @admin.display(description="payload diff")
     def payload_diff_pre(self, entry: DeadLetterReplay) -> str:

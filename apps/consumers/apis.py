@@ -109,7 +109,7 @@ class HistorySerializer(serializers.ModelSerializer):
         fields = ["at", "action", "outcome", "actor", "error", "reason", "payload_diff"]
 
     def get_actor(self, entry: DeadLetterReplay) -> str | None:
-        return entry.actor.get_username() if entry.actor else entry.actor_name or None
+        return entry.who()
 
 
 class DeadLetterDetailSerializer(DeadLetterSummarySerializer):

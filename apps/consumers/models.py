@@ -195,7 +195,8 @@ class DeadLetterReplay(models.Model):
     actor = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
     actor_name = models.CharField(
         max_length=150, blank=True, db_default="",
-        help_text="Who, when it was not a user of this site: e.g. `manage.py replay_dead_letters (OS user alice)`.",
+        help_text="Where the action came from outside the site: "
+                  "e.g. `manage.py replay_dead_letters (OS account alice)`.",
     )
     at = models.DateTimeField()
     error = models.TextField(blank=True)
@@ -209,6 +210,12 @@ class DeadLetterReplay(models.Model):
 
     def __str__(self) -> str:
         return f"{self.get_action_display()}: {self.get_outcome_display()}"
+
+    def who(self) -> str | None:
+        """The user, where the action came from outside the site, or both (the replay command)."""
+        names = [self.actor.get_username()] if self.actor else []
+        names += [self.actor_name] if self.actor_name else []
+        return " via ".join(names) or None
 
 
 class DeadLetterEdit(models.Model):
@@ -259,6 +266,23 @@ class DeadLetterEdit(models.Model):
     @property
     def needs_approval(self) -> bool:
         return bool(self.guarded_fields)
+
+
+class ReplayRequest(models.Model):
+    """Who asked for a background replay, written by the authenticated caller that queued it. The Celery task
+    carries only this row's id and reads the actor here: a task message (anyone's who can write to the broker)
+    names no one, and replays only dead letters the request was made for."""
+
+    actor = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                              related_name="+", help_text="Empty: the stale-replay sweep, no person.")
+    requested_at = models.DateTimeField()
+    dead_letter_ids = models.JSONField(default=list)
+
+    class Meta:
+        ordering = ["-id"]
+
+    def __str__(self) -> str:
+        return f"replay request #{self.pk} ({len(self.dead_letter_ids)} dead letters)"
 
 
 def encode_headers(headers: list[tuple[str, bytes | None]] | None) -> list[dict[str, Any]]:

@@ -24,7 +24,7 @@ from apps.common.queueing import enqueue_on_commit
 from apps.consumers import registry
 from apps.consumers.inbox import apply_stored
 from apps.consumers.ledger import add_history, mark_replayed, record_rerun_failure, supersede_pending_edits
-from apps.consumers.models import DeadLetter, DeadLetterEdit, DeadLetterReplay
+from apps.consumers.models import DeadLetter, DeadLetterEdit, DeadLetterReplay, ReplayRequest
 from apps.consumers.ordering import lock_dead_letter, release_followers
 from apps.contracts.base import DomainEvent
 
@@ -316,13 +316,16 @@ def _enqueue_replays(ids: list[int], *, actor: AbstractBaseUser | None, notes: d
                          error=(notes or {}).get(i, ""))
         for i in ids
     )
-    actor_id = actor.pk if actor else None
+    if not ids:
+        return
+    # The task carries this row's id, never a user's: who asked is read from the database, not the broker.
+    request = ReplayRequest.objects.create(actor=actor, requested_at=now, dead_letter_ids=ids)
     chunk = settings.CONSUMER_REPLAY_TASK_CHUNK
     for start in range(0, len(ids), chunk):
         part = ids[start : start + chunk]
         # robust: a Celery broker down at commit must not fail the caller; the rows say their task was not
         # sent, and the stale sweep queues them again at its next run.
-        enqueue_on_commit("apps.consumers.tasks.replay_dead_letters", part, actor_id,
+        enqueue_on_commit("apps.consumers.tasks.replay_dead_letters", request.pk, part,
                           on_failure=partial(deadletter_replays_not_sent, dead_letter_ids=part))
 
 
