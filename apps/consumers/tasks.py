@@ -32,17 +32,19 @@ def replay_dead_letters(request_id: int | list[int], dead_letter_ids: list[int] 
 
     A message of an earlier release, `([ids], actor_id)`, still replays its ids, attributed to nobody: a user id
     in a broker message is anyone's claim."""
+    request: ReplayRequest | None = None
     if isinstance(request_id, list):
-        ids, request = request_id, None
+        ids = request_id
         logger.warning("background replay of %d dead letters from an earlier release's task: attributed to no one",
                        len(ids))
     else:
         request = ReplayRequest.objects.select_related("actor").filter(pk=request_id).first()
         asked = set(request.dead_letter_ids) if request else set()
-        ids = [i for i in dead_letter_ids or [] if isinstance(i, int) and i in asked]
-        if len(ids) != len(dead_letter_ids or []):
+        sent = dead_letter_ids if isinstance(dead_letter_ids, list) else []
+        ids = [i for i in sent if isinstance(i, int) and i in asked]
+        if len(ids) != len(sent):
             logger.warning("replay request #%s: %d dead letters it was not made for left alone", request_id,
-                           len(dead_letter_ids or []) - len(ids))
+                           len(sent) - len(ids))
     actor = request.actor if request else None
     deadline = time.monotonic() + settings.CONSUMER_REPLAY_TASK_BUDGET_S
     outcomes: dict[str, int] = {}
