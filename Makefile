@@ -14,7 +14,7 @@ KAFKA_LANE_MISSING = $(shell v=$$(java -version 2>&1 | sed -nE '1s/.*version "([
 	if [ "$${v:-0}" -lt 17 ]; then echo "java 17+ is not on PATH"; \
 	elif [ ! -e $(KAFKA_JARS) ] && ! command -v mvn >/dev/null; then echo "mvn is not on PATH to fetch the Kafka jars"; fi)
 
-.PHONY: setup run test test-kafka bench bench-kafka chaos kafka-lane-or-skip lint lint-imports check-compose kafka kafka-jars kafka-jars-if-possible clean
+.PHONY: setup asyncapi-tools-if-possible check-asyncapi asyncapi-renderer run test test-kafka bench bench-kafka chaos kafka-lane-or-skip lint lint-imports check-compose kafka kafka-jars kafka-jars-if-possible clean
 
 $(STAMP): requirements.txt
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "LogiFlow needs Python 3.11+"'
@@ -23,8 +23,36 @@ $(STAMP): requirements.txt
 	$(PY) -m pip install --quiet -r requirements.txt
 	touch $(STAMP)
 
-setup: $(STAMP)
+setup: $(STAMP) asyncapi-tools-if-possible
 	@mkdir -p var/media var/celery
+
+# The official AsyncAPI tooling (tools/asyncapi/package.json, pinned, with its lockfile): the CLI validates the event
+# catalogue in `make test`; the renderer is vendored (`make asyncapi-renderer`), so pages need no npm. Installed by
+# npm ci where npm is on the PATH (about 500 MB, a minute or two); without npm, one line says so.
+ASYNCAPI_DIR := tools/asyncapi
+ASYNCAPI_TOOLS := $(ASYNCAPI_DIR)/node_modules/.installed
+ASYNCAPI_CLI := $(ASYNCAPI_DIR)/node_modules/.bin/asyncapi
+# The CLI's usage metrics stay off: its settings file is ours, not one it writes to $$HOME.
+ASYNCAPI_ENV := ASYNCAPI_METRICS_CONFIG_PATH=$(CURDIR)/$(ASYNCAPI_DIR)/analytics.json SUPPRESS_NO_CONFIG_WARNING=1
+
+$(ASYNCAPI_TOOLS): $(ASYNCAPI_DIR)/package-lock.json
+	cd $(ASYNCAPI_DIR) && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
+	touch $@
+
+asyncapi-tools-if-possible:
+	@if command -v npm >/dev/null; then $(MAKE) --no-print-directory $(ASYNCAPI_TOOLS); \
+	else echo "AsyncAPI CLI not installed: npm is not on PATH"; fi
+
+# docs/asyncapi.yaml is what the code generates (tests/consumers/test_catalogue.py); here the official CLI checks it.
+# Without the CLI it is skipped in one line, unless LOGIFLOW_REQUIRE_ASYNCAPI_CLI is set (CI): then a failure.
+check-asyncapi: setup
+	@if [ -x $(ASYNCAPI_CLI) ]; then $(ASYNCAPI_ENV) $(ASYNCAPI_CLI) validate docs/asyncapi.yaml --fail-severity warn; \
+	elif [ -n "$$LOGIFLOW_REQUIRE_ASYNCAPI_CLI" ]; then echo "AsyncAPI CLI required but not installed (npm?)" >&2; exit 1; \
+	else echo "AsyncAPI validation skipped: the CLI is not installed (npm is not on PATH)"; fi
+
+# Copies @asyncapi/react-component's standalone bundle (the version pinned in tools/asyncapi) into apps/consumers/static.
+asyncapi-renderer:
+	$(ASYNCAPI_DIR)/refresh-renderer.sh
 
 # Apache Kafka is the default broker of `make run` and `make chaos` where it can run (java 17+; mvn to fetch the jars
 # once): fetch them then, unless the run is told to use another broker. Without them run_stack/chaos say why, in one line.
@@ -47,7 +75,7 @@ check-compose: setup
 
 # The suite on Tansu, then again on Apache Kafka; without java/mvn the Kafka lane is skipped in one line,
 # unless LOGIFLOW_REQUIRE_KAFKA_LANE is set (CI), which makes that a failure.
-test: setup lint lint-imports check-compose
+test: setup lint lint-imports check-compose check-asyncapi
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 	@$(MAKE) --no-print-directory kafka-lane-or-skip LANE=test-kafka
 

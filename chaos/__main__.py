@@ -44,17 +44,18 @@ def main() -> int:
         print(f"chaos: on Tansu, not Apache Kafka, because {config.why_not_kafka} (a broker pause can livelock a "
               "consumer group on Tansu 0.6.0)", flush=True)
     stack = Stack(config)
+    notes: list[str] = []
     try:
-        figures = _run(config, stack)
+        figures = _run(config, stack, notes)
     except Exception:
         logger.exception("the run itself failed; logs in %s", stack.log_dir)
         return 2
     finally:
         stack.stop()
-    return _report(figures, stack)
+    return _report(figures, stack, notes)
 
 
-def _run(config: Config, stack: Stack) -> list[Figure]:
+def _run(config: Config, stack: Stack, notes: list[str]) -> list[Figure]:
     kinds, skipped = runnable_kinds(config.faults or KINDS, broker=config.broker, kafka_nodes=config.kafka_nodes)
     for kind, why in skipped.items():
         print(f"chaos: {kind} skipped: {why}", flush=True)
@@ -74,7 +75,8 @@ def _run(config: Config, stack: Stack) -> list[Figure]:
     down = stack.ensure_running()
     unacknowledged = injector.close(timeout=60)
     logger.info("faults over; waiting (at most %.0fs) for the stack to go quiet", config.quiet_seconds)
-    quiet, waited, _ = wait_for_quiet(stack.database_url, stack.broker.bootstrap_servers, timeout=config.quiet_seconds)
+    quiet, waited, _ = wait_for_quiet(stack.database_url, stack.broker.bootstrap_servers, timeout=config.quiet_seconds,
+                                    notes=notes)
     directory = directory_before_settling(stack.database_url)  # no dead letter replayed yet
     settled: Counter[str] = Counter()
     for _ in range(SETTLE_ROUNDS):  # a refused account (customer not in the directory yet) is tried again
@@ -83,7 +85,8 @@ def _run(config: Config, stack: Stack) -> list[Figure]:
         if not quiet or not outcomes:
             break  # nothing left to settle, or a stack that does not go quiet: no second long wait
         logger.info("settled the late accounts (%s); waiting for quiet again", _counts(outcomes))
-        quiet, more, _ = wait_for_quiet(stack.database_url, stack.broker.bootstrap_servers, timeout=SETTLE_QUIET_S)
+        quiet, more, _ = wait_for_quiet(stack.database_url, stack.broker.bootstrap_servers, timeout=SETTLE_QUIET_S,
+                                          notes=notes)
         waited += more
     stack.stop()  # nothing moves while the invariants are read
     return [
@@ -102,18 +105,24 @@ def _run(config: Config, stack: Stack) -> list[Figure]:
     ]
 
 
-def _report(figures: list[Figure], stack: Stack) -> int:
+def _report(figures: list[Figure], stack: Stack, notes: list[str]) -> int:
+    """The figures, then on a failure the evidence from the logs, and last (where a CI log's tail shows them)
+    the failed invariants, what the quiet wait found left and the seed to run again."""
     for figure in figures:
         print(f"{figure.name}={figure.value}", flush=True)
     failed = [figure for figure in figures if figure.failed]
     if not failed:
         print("chaos: every invariant held", flush=True)
         return 0
-    for figure in failed:
-        print(f"chaos: FAILED {figure.name}={figure.value}: {figure.failed}", flush=True)
-    print(f"chaos: logs in {stack.log_dir} (the driver's own: {stack.config.run_dir / 'chaos.log'})", flush=True)
     for line in log_errors(stack.log_dir):
         print(f"chaos: evidence {line}", flush=True)
+    print(f"chaos: logs in {stack.log_dir} (the driver's own: {stack.config.run_dir / 'chaos.log'})", flush=True)
+    for line in notes:
+        print(f"chaos: {line}", flush=True)
+    for figure in failed:
+        print(f"chaos: FAILED {figure.name}={figure.value}: {figure.failed}", flush=True)
+    print(f"chaos: run again with CHAOS_SEED={stack.config.seed} CHAOS_SECONDS={stack.config.seconds:.0f} "
+          f"CHAOS_BROKER={stack.config.broker}", flush=True)
     return 1
 
 

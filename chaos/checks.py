@@ -14,6 +14,7 @@ from typing import Any
 
 import psycopg
 from confluent_kafka import Consumer, KafkaException, TopicPartition
+from confluent_kafka.admin import AdminClient
 
 from chaos.faults import APPLICATION_NAME
 from chaos.hostile import TOPICS, Delivered
@@ -53,6 +54,7 @@ class Lag:
     """Unread messages of each group's topic: end offsets minus the group's committed offsets."""
 
     def __init__(self, bootstrap_servers: str) -> None:
+        self.bootstrap_servers = bootstrap_servers
         self.consumers = {
             group: Consumer({"bootstrap.servers": bootstrap_servers, "group.id": group, "enable.auto.commit": False,
                              "client.id": "logiflow-chaos-lag"})
@@ -74,6 +76,40 @@ class Lag:
         except KafkaException:
             return -1
 
+    def detail(self, group: str) -> list[str]:
+        """Each partition of `group`'s topic with unread messages: `topic[p] committed/high owner=<member>`, the
+        owner being the member the broker says holds it (its client id and host), or `none`. What a stuck group
+        needs to be told from a slow one, at the end of a run that did not go quiet."""
+        topic = next(topic for topic, (reader, _) in TOPICS.items() if reader == group)
+        consumer = self.consumers[group]
+        try:
+            partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+            committed = consumer.committed([TopicPartition(topic, p) for p in partitions], timeout=10)
+            owners = self._owners(group)
+            lines = []
+            for position in committed:
+                low, high = consumer.get_watermark_offsets(position, timeout=10)
+                start = position.offset if position.offset >= 0 else low
+                if high > start:
+                    owner = owners.get((topic, position.partition), "none" if owners else "?")
+                    lines.append(f"{topic}[{position.partition}] committed={start} high={high} owner={owner}")
+            return lines
+        except KafkaException as error:
+            return [f"{group}: not read ({error})"]
+
+    def _owners(self, group: str) -> dict[tuple[str, int], str]:
+        admin = AdminClient({"bootstrap.servers": self.bootstrap_servers})
+        try:
+            description = admin.describe_consumer_groups([group], request_timeout=10)[group].result(timeout=15)
+        except Exception as error:  # noqa: BLE001 - a diagnostic: an unanswered describe must not hide the lag
+            logger.info("group %s not described: %s", group, error)
+            return {}
+        return {
+            (tp.topic, tp.partition): f"{member.client_id}@{member.host}({description.state})"
+            for member in description.members
+            for tp in (member.assignment.topic_partitions if member.assignment else [])
+        }
+
     def close(self) -> None:
         for consumer in self.consumers.values():
             consumer.close()
@@ -91,9 +127,12 @@ def progress(conn: psycopg.Connection, lag: Lag) -> dict[str, int]:
     }
 
 
-def wait_for_quiet(database_url: str, bootstrap_servers: str, *, timeout: float) -> tuple[bool, float, dict[str, int]]:
+def wait_for_quiet(
+    database_url: str, bootstrap_servers: str, *, timeout: float, notes: list[str] | None = None
+) -> tuple[bool, float, dict[str, int]]:
     """Until nothing is queued or unread and the counts stop moving, or `timeout` (a stuck stack).
-    Returns (quiet, seconds waited, the last reading)."""
+    Returns (quiet, seconds waited, the last reading); on a timeout, what was left (and each lagging partition's
+    owner) is appended to `notes`."""
     started = time.monotonic()
     lag = Lag(bootstrap_servers)
     readings: list[dict[str, int]] = []
@@ -113,7 +152,12 @@ def wait_for_quiet(database_url: str, bootstrap_servers: str, *, timeout: float)
             if idle and len(recent) == STABLE_POLLS and all(r == reading for r in recent):
                 return True, waited, reading
             if waited >= timeout:
-                logger.info("not quiet after %.0fs: %s", waited, reading)
+                left = [f"not quiet after {waited:.0f}s: {reading}"]
+                left += [f"{group} lag {line}" for group in ("invoicing", "routing") for line in lag.detail(group)]
+                for line in left:
+                    logger.info("%s", line)
+                if notes is not None:
+                    notes += left
                 return False, waited, reading
             time.sleep(POLL_S)
     finally:
@@ -148,8 +192,13 @@ def _invoicing(conn: psycopg.Connection) -> list[Figure]:
         f"SELECT id FROM routing_route r WHERE calculation > 0 AND NOT EXISTS "
         f"(SELECT 1 FROM invoicing_invoice i WHERE i.route_id = r.id AND {in_force('i')}) ORDER BY id"
     )]
+    # A recalculation that bills the same (a new truck speed) keeps the invoice of an older calculation: what must
+    # match the route's latest plan is what the invoice bills, its distance and its stops.
     behind = _one(conn, f"SELECT count(*) FROM invoicing_invoice i JOIN routing_route r ON r.id = i.route_id "
-                        f"WHERE {in_force('i')} AND i.route_calculation <> r.calculation")
+                        f"WHERE {in_force('i')} AND (i.route_calculation > r.calculation "
+                        f"OR (i.route_summary->>'distance_km')::numeric <> r.distance_km "
+                        f"OR jsonb_array_length(i.route_summary->'stops') <> "
+                        f"(SELECT count(*) FROM routing_routestop s WHERE s.route_id = r.id))")
     marked = _one(conn, f"SELECT count(*) FROM routing_route r JOIN invoicing_invoice i ON i.route_id = r.id "
                         f"AND {in_force('i')} WHERE r.invoice_number = i.number")
     sample = ",".join(map(str, without[:10])) + ("…" if len(without) > 10 else "")
@@ -159,7 +208,7 @@ def _invoicing(conn: psycopg.Connection) -> list[Figure]:
                "" if invoices == routes else f"{invoices} invoices in force for {routes} routes; "
                                              f"routes without one: {sample or 'none'}"),
         Figure("invoices_behind_route", behind,
-               "" if behind == 0 else f"{behind} invoices in force are for an older calculation than their route's"),
+               "" if behind == 0 else f"{behind} invoices in force bill another plan than their route's latest"),
         Figure("routes_marked_invoiced", marked,
                "" if marked == routes else f"{routes - marked} routes do not show their invoice in force"),
     ]

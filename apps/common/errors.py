@@ -1,8 +1,10 @@
 """The REST API's errors, shared by every app: `ApplicationError` (a domain rule refused the request) and the one
-place that maps errors to HTTP responses (DRF's exception handler, the JSON 404)."""
+place that maps errors to HTTP responses (DRF's exception handler, the JSON 404, JSON for Django's own errors
+under /api/)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from django.core.exceptions import ValidationError as DjangoValidationError
@@ -55,3 +57,27 @@ def not_found(request: HttpRequest, exception: Exception) -> HttpResponse:
     if request.path.startswith("/api/"):
         return JsonResponse({"detail": "Not found."}, status=404)
     return page_not_found(request, exception)
+
+
+# The API's error bodies for the refusals Django itself may answer (DRF's wording).
+API_ERROR_DETAILS = {
+    401: "Authentication credentials were not provided.",
+    403: "You do not have permission to perform this action.",
+    404: "Not found.",
+    405: "Method not allowed.",
+}
+
+
+class ApiErrorsAsJson:
+    """Middleware: under /api/, an error Django answered with a page (with DEBUG on, a path that matches no route
+    gets the technical 404 page, not handler404) becomes the JSON body every other API error has."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        response = self.get_response(request)
+        detail = API_ERROR_DETAILS.get(response.status_code)
+        if detail and request.path.startswith("/api/") and "json" not in response.get("Content-Type", ""):
+            return JsonResponse({"detail": detail}, status=response.status_code)
+        return response

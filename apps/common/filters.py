@@ -1,7 +1,8 @@
 """Strict query filters for the API: a value that is not what the parameter takes answers 400 naming it.
 
 django-filter ignores an empty value and turns an unknown boolean into "no filter", so `?active=__main__` or
-`?event_id=` used to list everything. Here they are refused, and ids are whole numbers within PostgreSQL's bigint.
+`?event_id=` used to list everything. Here they are refused, and ids are whole numbers within PostgreSQL's bigint,
+refused by length and digit count before anything converts them (`int(Decimal("1e3000000"))` takes minutes).
 """
 
 from __future__ import annotations
@@ -14,7 +15,12 @@ from django_filters.rest_framework import DjangoFilterBackend
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 
-BIGINT_MAX = 2**63 - 1
+from apps.common.converters import BIGINT_MAX
+
+# "-9223372036854775807" is 20 characters; the rest is room for a float's way of writing it ("7.0e+16").
+MAX_NUMBER_LENGTH = 32
+# Digits left of the point (Decimal.adjusted() + 1) beyond bigint's 19: refused without building the integer.
+_MAX_INTEGER_DIGITS = 19
 _BOOLEANS = {"true", "false", "1", "0"}
 
 
@@ -22,6 +28,8 @@ class WholeNumberField(forms.IntegerField):
     """Also takes a whole number written as a float ("7e+16", "12.0"), as generic clients may send."""
 
     def to_python(self, value: object) -> int | None:
+        if value not in self.empty_values and len(str(value)) > MAX_NUMBER_LENGTH:
+            raise forms.ValidationError(f"At most {MAX_NUMBER_LENGTH} characters.", code="max_length")
         try:
             return super().to_python(value)
         except forms.ValidationError:
@@ -29,7 +37,11 @@ class WholeNumberField(forms.IntegerField):
                 number = Decimal(str(value).strip())
             except InvalidOperation:
                 raise forms.ValidationError(self.error_messages["invalid"], code="invalid") from None
-            if not number.is_finite() or number != number.to_integral_value():
+            if not number.is_finite():
+                raise forms.ValidationError(self.error_messages["invalid"], code="invalid") from None
+            if number and number.adjusted() >= _MAX_INTEGER_DIGITS:
+                raise forms.ValidationError(f"At most {_MAX_INTEGER_DIGITS} digits.", code="max_value") from None
+            if number != number.to_integral_value():
                 raise forms.ValidationError(self.error_messages["invalid"], code="invalid") from None
             return int(number)
 

@@ -137,6 +137,7 @@ class RequestMetricsMiddleware:
 
 
 _REGEX_GROUP = re.compile(r"\(\?P<(\w+)>[^)]*\)")
+_CONVERTER = re.compile(r"<\w+:(\w+)>")
 
 
 def _route_label(request: HttpRequest) -> str:
@@ -145,5 +146,6 @@ def _route_label(request: HttpRequest) -> str:
     match = getattr(request, "resolver_match", None)
     if match is None or not match.route:
         return "<unmatched>"
-    return "/" + _REGEX_GROUP.sub(r"<\1>", match.route).replace("^", "").replace("$", "")
+    route = _CONVERTER.sub(r"<\1>", _REGEX_GROUP.sub(r"<\1>", match.route))
+    return "/" + route.replace("^", "").replace("$", "")
 

@@ -2,7 +2,8 @@
 
 DRF coerces (`"name": 0` becomes "0", `"lon": false` becomes 0.0, `"capacity_kg": "5"` becomes 5), so a client
 sending the wrong type never hears of it. StrictInput refuses those with a 400 naming the field, and a string
-longer than its documented maximum even when trimming its surrounding whitespace would make it fit.
+longer than its documented maximum even when trimming its surrounding whitespace would make it fit, and a date and
+time without a time zone offset (DRF would take it as the server's zone without a word).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from django.utils.dateparse import parse_datetime
 from rest_framework import serializers
 from rest_framework.settings import api_settings
 
@@ -66,6 +68,20 @@ def raw_length_problem(field: serializers.Field, value: Any) -> str | None:
     return None
 
 
+def naive_time_problem(field: serializers.Field, value: Any) -> str | None:
+    """A date and time that names no time zone: refused rather than guessed."""
+    if not isinstance(field, serializers.DateTimeField) or not isinstance(value, str):
+        return None
+    try:
+        moment = parse_datetime(value.strip())
+    except ValueError:
+        return None  # not a date and time at all: DRF's own message says so
+    if moment is not None and moment.tzinfo is None:
+        return ("Include the time zone offset, e.g. 2026-11-26T06:00:00Z or 2026-11-26T09:00:00+03:00: "
+                "a time without one is ambiguous.")
+    return None
+
+
 class StrictInput(serializers.Serializer):
     """Mix in first: `class InputSerializer(StrictInput, serializers.Serializer)` (or a ModelSerializer)."""
 
@@ -75,7 +91,8 @@ class StrictInput(serializers.Serializer):
                 name: [problem]
                 for name, field in self.fields.items()
                 if not field.read_only and name in data
-                and (problem := json_type_problem(field, data[name]) or raw_length_problem(field, data[name]))
+                and (problem := json_type_problem(field, data[name]) or raw_length_problem(field, data[name])
+                     or naive_time_problem(field, data[name]))
             }
             if errors:
                 raise serializers.ValidationError(errors)

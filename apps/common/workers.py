@@ -75,12 +75,24 @@ class Backoff:
             self.delay = 0.0
 
 
-def run_worker(worker: Worker, *, backoff: Backoff | None = None, install_signals: bool = True) -> None:
-    """Run `worker` until SIGTERM/SIGINT: the current iteration finishes, then `teardown` flushes and commits."""
+class WorkerGaveUp(SystemExit):
+    """Every iteration failed for longer than the worker's give-up time: exit non-zero, for a supervisor to
+    start a fresh process (and for monitoring to see the restarts)."""
+
+    EXIT_CODE = 3
+
+
+def run_worker(
+    worker: Worker, *, backoff: Backoff | None = None, install_signals: bool = True,
+    give_up_after: float | None = None,
+) -> None:
+    """Run `worker` until SIGTERM/SIGINT: the current iteration finishes, then `teardown` flushes and commits.
+    With `give_up_after`, a worker whose iterations all failed for that many seconds raises WorkerGaveUp."""
     backoff = backoff or Backoff()
     if install_signals:
         _install_stop_signals(worker)
     ready = False
+    failing_since: float | None = None
     try:
         while not worker.stopping.is_set():
             try:
@@ -89,7 +101,13 @@ def run_worker(worker: Worker, *, backoff: Backoff | None = None, install_signal
                     ready = True
                 reset_queries()
                 backoff.succeeded(progress=bool(worker.run_once()))
+                failing_since = None
             except Exception:
+                failing_since = failing_since or time.monotonic()
+                if give_up_after is not None and time.monotonic() - failing_since >= give_up_after:
+                    logger.exception("%s kept failing for %.0fs; exiting for the supervisor to restart it",
+                                     worker.name, time.monotonic() - failing_since)
+                    raise WorkerGaveUp(WorkerGaveUp.EXIT_CODE) from None
                 delay = backoff.failed()
                 logger.exception("%s failed; reconnecting in %.1fs", worker.name, delay)
                 ready = False

@@ -27,6 +27,7 @@ from django.utils.html import format_html, format_html_join
 from apps.common.admin import EventIdOrKeySearchMixin, ReadOnlyAdminMixin, truncated
 from apps.common.errors import ApplicationError
 from apps.consumers import selectors
+from apps.consumers.catalogue import message_anchor
 from apps.consumers.models import DeadLetter, DeadLetterEdit, DeadLetterReplay, bytes_text, text_bytes
 from apps.consumers.replay import (
     deadletter_discard,
@@ -96,7 +97,8 @@ class DeadLetterAdmin(ReadOnlyAdminMixin, EventIdOrKeySearchMixin, admin.ModelAd
     inlines = [HistoryInline]
     actions = ["replay_selected", "replay_failure_groups", "discard_selected"]
     fieldsets = [
-        ("Message", {"fields": ["status", "group", "event_type", "event_version", "event_id", "key_display",
+        ("Message", {"fields": ["status", "group", "event_type", "event_version", "catalogue_link", "event_id",
+                                "key_display",
                                 "scope_display", "topic", "partition", "offset", "blocked_by", "parked_count"]}),
         ("Failure", {"fields": ["reason", "handler", "exception_class", "error_message", "fix_link", "fingerprint",
                                 "attempts",
@@ -105,7 +107,8 @@ class DeadLetterAdmin(ReadOnlyAdminMixin, EventIdOrKeySearchMixin, admin.ModelAd
         ("Payload", {"fields": ["payload_pre", "headers_table"]}),
     ]
     readonly_fields = [
-        "status", "group", "event_type", "event_version", "event_id", "key_display", "scope_display", "topic",
+        "status", "group", "event_type", "event_version", "catalogue_link", "event_id", "key_display", "scope_display",
+        "topic",
         "partition", "offset", "blocked_by", "parked_count", "reason", "handler", "exception_class", "error_message",
         "fix_link", "fingerprint",
         "attempts", "auto_retries", "next_attempt_at", "first_failed_at", "last_failed_at", "resolved_at",
@@ -140,6 +143,15 @@ class DeadLetterAdmin(ReadOnlyAdminMixin, EventIdOrKeySearchMixin, admin.ModelAd
         if key is None:
             return "- (no key)"
         return format_html("<code>{}</code><br>{} bytes, hex <code>{}</code>", bytes_text(key), len(key), key.hex())
+
+    @admin.display(description="contract")
+    def catalogue_link(self, dead_letter: DeadLetter) -> str:
+        """The event version's schema, key and readers in the event catalogue, when the contracts know it."""
+        anchor = message_anchor(dead_letter.event_type)
+        if anchor is None:
+            return "- (this type and version are not in the event catalogue)"
+        return format_html('<a href="{}#{}">{} in the event catalogue</a>', reverse("asyncapi-ui"), anchor,
+                           anchor.removeprefix("message-"))
 
     @admin.display(description="ordering scope")
     def scope_display(self, dead_letter: DeadLetter) -> str:
@@ -292,11 +304,11 @@ class DeadLetterAdmin(ReadOnlyAdminMixin, EventIdOrKeySearchMixin, admin.ModelAd
 
     def get_urls(self) -> list[Any]:
         return [
-            path("<int:object_id>/edit-and-replay/", self.admin_site.admin_view(self.edit_and_replay_view),
+            path("<id:object_id>/edit-and-replay/", self.admin_site.admin_view(self.edit_and_replay_view),
                  name="consumers_deadletter_edit_and_replay"),
-            path("<int:object_id>/replay/", self.admin_site.admin_view(self.replay_one_view),
+            path("<id:object_id>/replay/", self.admin_site.admin_view(self.replay_one_view),
                  name="consumers_deadletter_replay_one"),
-            path("<int:object_id>/discard/", self.admin_site.admin_view(self.discard_one_view),
+            path("<id:object_id>/discard/", self.admin_site.admin_view(self.discard_one_view),
                  name="consumers_deadletter_discard_one"),
             *super().get_urls(),
         ]

@@ -1,7 +1,8 @@
 """Turn a Kafka message (CloudEvents binary-mode headers + JSON value) into a validated event, or classify why not.
 
 `decode` returns the typed event with its `EventMeta`, `SKIP` for a type the group does not handle, or raises
-`DecodeFailure` with the ledger reason for a message no retry can fix. `message_scope` says which aggregate's
+`DecodeFailure` with the ledger reason for a message no retry can fix; `read_any` checks a message of any known type
+the same way, for the operators' tools (`manage.py events`). `message_scope` says which aggregate's
 order a message belongs to (what a dead letter of it holds back).
 """
 
@@ -20,7 +21,7 @@ from apps.common.postgres import safe_text
 from apps.consumers import registry
 from apps.consumers.models import DeadLetter
 from apps.consumers.registry import EventMeta, Registration
-from apps.contracts.base import DomainEvent
+from apps.contracts.base import EVENT_TYPES, READING, DomainEvent
 
 Reason = DeadLetter.Reason
 _VERSIONED_TYPE = re.compile(r"^(?P<name>.+)\.v(?P<version>[0-9]+)$")
@@ -125,14 +126,23 @@ def message_digest(*, key: bytes | None, value: bytes | None, headers: list[tupl
     return digest.digest()
 
 
+def scope_of(decoded: Decoded | Skip | DecodeFailure, raw: RawMessage) -> bytes | None:
+    """Whose order a message keeps: its event's aggregate when it decoded, its key's bytes when it could not be
+    decoded (which aggregate an unreadable message was about cannot be known), none for a type the group skips."""
+    if isinstance(decoded, Decoded):
+        return decoded.scope
+    return None if decoded is SKIP else raw.key
+
+
 def message_scope(raw: RawMessage, *, group: str) -> bytes | None:
-    """The ordering scope of a message as `group` reads it: its event's aggregate when it decodes, else its key's
-    bytes (which aggregate an unreadable message was about cannot be known). Never raises."""
+    """`scope_of` the message as `group` reads it, decoding it first. Never raises."""
     try:
-        decoded = decode(raw, group=group)
+        decoded: Decoded | Skip | DecodeFailure = decode(raw, group=group)
+    except DecodeFailure as failure:
+        decoded = failure
     except Exception:  # noqa: BLE001 - any message that does not decode falls back to its key
         return raw.key
-    return decoded.scope if isinstance(decoded, Decoded) else raw.key
+    return scope_of(decoded, raw)
 
 
 def decode(raw: RawMessage, *, group: str) -> Decoded | Skip:
@@ -145,18 +155,50 @@ def decode(raw: RawMessage, *, group: str) -> Decoded | Skip:
     if registration is None:
         return SKIP
     meta = _meta(raw, group=group, ce_type=ce_type)
-    return Decoded(event=_event(raw, registration), meta=meta, registration=registration)
+    return Decoded(event=payload_event(raw.value, registration.event_class), meta=meta, registration=registration)
+
+
+@dataclass(frozen=True)
+class Reading:
+    """A message as an operator sees it, whoever reads it: its event when this release knows the type and the
+    message is valid, else the failure a consumer would record."""
+
+    event: DomainEvent | None
+    failure: DecodeFailure | None
+
+
+def read_any(raw: RawMessage) -> Reading:
+    """The event of any known type, checked as a consumer checks it (headers, then payload). Never raises."""
+    try:
+        missing = [name for name in REQUIRED_HEADERS if not raw.header(name)]
+        if missing:
+            raise DecodeFailure(Reason.MISSING_HEADERS, f"missing CloudEvents headers: {', '.join(missing)}")
+        ce_type = raw.header("ce_type") or ""
+        event_class = EVENT_TYPES.get(ce_type)
+        if event_class is None:
+            unknown = f"{ce_type!r} is not an event type (or version) this release knows"
+            raise DecodeFailure(Reason.UNKNOWN_TYPE, unknown)
+        _meta(raw, group="", ce_type=ce_type)
+        return Reading(event=payload_event(raw.value, event_class), failure=None)
+    except DecodeFailure as failure:
+        return Reading(event=None, failure=failure)
+    except Exception as error:  # noqa: BLE001 - an operator's view of a foreign message must not crash
+        why = f"could not decode: {type(error).__name__}: {error}"
+        return Reading(event=None, failure=DecodeFailure(Reason.INVALID_PAYLOAD, why))
 
 
 def _registration(group: str, ce_type: str) -> Registration | None:
     """The group's handler for the type; None to skip a type it does not handle at all.
 
     A *version* the group does not know of a type it does handle is a permanent failure, not a skip:
-    silently dropping `v2` of an event the group depends on would lose data.
+    silently dropping `v2` of an event the group depends on would lose data, unless the group declares that it
+    ignores that version (`registry.ignores`).
     """
     found = registry.handler_for(group, ce_type)
     if found:
         return found
+    if registry.is_ignored(group, ce_type):
+        return None
     match = _VERSIONED_TYPE.match(ce_type)
     if not match:
         raise DecodeFailure(Reason.MISSING_HEADERS, f"ce_type {ce_type!r} has no version suffix (.vN)")
@@ -189,13 +231,14 @@ def _meta(raw: RawMessage, *, group: str, ce_type: str) -> EventMeta:
     )
 
 
-def _event(raw: RawMessage, registration: Registration) -> DomainEvent:
-    if raw.value is None:
+def payload_event(value: bytes | None, event_class: type[DomainEvent]) -> DomainEvent:
+    """The payload validated as a consumer of `event_class` validates it, or the failure it would record."""
+    if value is None:
         raise DecodeFailure(Reason.NOT_JSON, "the value is empty (tombstone)")
     try:
-        return registration.event_class.model_validate_json(raw.value)
+        return event_class.model_validate_json(value, context=READING)
     except ValidationError as error:
         if any(item["type"] == "json_invalid" for item in error.errors()):
             raise DecodeFailure(Reason.NOT_JSON, f"the value is not JSON: {error.errors()[0]['msg']}") from None
-        invalid = f"{registration.event_class.ce_type()} is invalid: {error}"
+        invalid = f"{event_class.ce_type()} is invalid: {error}"
         raise DecodeFailure(Reason.INVALID_PAYLOAD, invalid) from None

@@ -30,9 +30,16 @@ from apps.consumers.decoding import (
 )
 from apps.consumers.models import DeadLetter, DeadLetterEdit, DeadLetterReplay, encode_headers
 
+Known = tuple[Identity, bytes | None]  # a message's identity and ordering scope, as its consumer decoded them
+
 _UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", re.IGNORECASE)
 _HEX = re.compile(r"\b(?:0x[0-9a-f]+|(?=[0-9a-f]*[0-9])[0-9a-f]{8,})\b", re.IGNORECASE)
 _DIGITS = re.compile(r"[0-9]+")
+# Producer text the messages echo: pydantic's `input_value=…, input_type=` (any repr, a dict's too), then anything
+# quoted (a header's value, a string's repr; one cut off by the end of a line counts too). A quote right after a
+# letter or digit is an apostrophe ("doesn't"), not an opening quote.
+_INPUT_VALUE = re.compile(r"input_value=.*?, input_type=")
+_QUOTED = re.compile(r"""(?<!\w)(?:'(?:[^'\\\n]|\\.)*(?:'|$)|"(?:[^"\\\n]|\\.)*(?:"|$))""", re.MULTILINE)
 
 
 # --- failures ---------------------------------------------------------------------------------------------
@@ -83,8 +90,11 @@ def _traceback(error: BaseException) -> str:
 
 
 def fingerprint(*, exception_class: str, handler: str, message: str) -> str:
-    """Failure group: the same exception in the same handler with the same message up to ids and numbers."""
-    normalised = _DIGITS.sub("<n>", _HEX.sub("<hex>", _UUID.sub("<uuid>", message[:500])))
+    """Failure group: the same exception in the same handler with the same message up to ids, numbers and the
+    input values it quotes. Messages echo producer text (`ce_specversion 'x'`, pydantic's input values): hashed as
+    they are, N junk messages would make N groups, and N series in /metrics."""
+    normalised = _QUOTED.sub("<value>", _INPUT_VALUE.sub("input_value=<value>, input_type=", message[:2000]))
+    normalised = _DIGITS.sub("<n>", _HEX.sub("<hex>", _UUID.sub("<uuid>", normalised)))[:500]
     return hashlib.sha256(f"{exception_class}\x00{handler}\x00{normalised}".encode()).hexdigest()[:16]
 
 
@@ -126,7 +136,7 @@ def _same_message(group: str, ident: Identity) -> QuerySet[DeadLetter]:
 @transaction.atomic
 def deadletter_record(
     *, group: str, raw: RawMessage, failure: Failure, attempts: int, first_failed_at: datetime | None = None,
-    blocked_by_id: int | None = None, auto_retry: bool = False,
+    blocked_by_id: int | None = None, auto_retry: bool = False, known: Known | None = None,
 ) -> DeadLetter:
     """Put a message in the ledger (once per message and group, the message known by its event id or, without
     one, its bytes: a redelivered one, at its old offset or a new one, updates its row).
@@ -134,9 +144,10 @@ def deadletter_record(
     Key, value and header values are stored as the bytes they are; text columns get `safe_text`. If this still
     fails, the caller falls back to `deadletter_record_minimal`. `auto_retry`: a retryable failure the consumer
     gave up on in line becomes `retrying`, re-tried by `deadletter_retry_due` (when automatic retries are on).
+    `known`: the message's identity and ordering scope when the caller has them (the consumer decoded it already).
     """
     now = timezone.now()
-    ident = identity(raw)
+    ident, scope = known or (identity(raw), message_scope(raw, group=group))
     existing = _same_message(group, ident).select_for_update().first()
     if existing:
         if existing.is_unresolved and existing.blocked_by_id is None and blocked_by_id is None:
@@ -145,7 +156,7 @@ def deadletter_record(
         return existing
     dead_letter = DeadLetter(
         group=group, topic=raw.topic, partition=raw.partition, offset=raw.offset, key=raw.key,
-        scope=message_scope(raw, group=group), value=raw.value or b"", headers=encode_headers(raw.headers),
+        scope=scope, value=raw.value or b"", headers=encode_headers(raw.headers),
         event_id=ident.event_id, digest=ident.digest,
         event_type=ident.event_type, event_version=ident.event_version, attempts=0,
         first_failed_at=first_failed_at or now, blocked_by_id=blocked_by_id,
@@ -161,16 +172,21 @@ def deadletter_record(
 @transaction.atomic
 def deadletter_record_minimal(
     *, group: str, raw: RawMessage, failure: Failure, error: BaseException, blocked_by_id: int | None = None,
+    known: Known | None = None,
 ) -> None:
     """The ledger row of last resort, when recording a failure in full failed: the raw bytes, the reason and
     why the full record failed, in columns nothing foreign can break (bytea, base64, ASCII). A row that
     already exists for the message (same event id, or same bytes) wins (ON CONFLICT DO NOTHING): either way
     the message is in the ledger."""
     now = timezone.now()
-    try:
-        ident: Identity | None = identity(raw)
-    except Exception:  # noqa: BLE001 - without its identity the row is still the message's, by its bytes
-        ident = None
+    ident: Identity | None = known[0] if known else None
+    scope = known[1] if known else raw.key
+    if ident is None:
+        try:
+            ident = identity(raw)
+            scope = message_scope(raw, group=group)
+        except Exception:  # noqa: BLE001 - without its identity the row is still the message's, by its bytes
+            ident = None
     message = _ascii(
         f"{failure.message[:1000]}\n\n(the failure could not be recorded in full: "
         f"{type(error).__name__}: {_describe(error)[:500]})"
@@ -182,7 +198,7 @@ def deadletter_record_minimal(
     DeadLetter.objects.bulk_create([
         DeadLetter(
             group=group, topic=raw.topic, partition=raw.partition, offset=raw.offset, key=raw.key,
-            scope=message_scope(raw, group=group), value=raw.value or b"", headers=headers,
+            scope=scope, value=raw.value or b"", headers=headers,
             event_id=ident.event_id if ident else None,
             digest=ident.digest if ident else message_digest(key=raw.key, value=raw.value, headers=[]),
             reason=failure.reason, handler=_ascii(failure.handler)[:300],

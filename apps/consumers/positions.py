@@ -1,5 +1,6 @@
 """Where a consumer group stands on its partitions, read from the broker: each partition's committed offset and
-watermarks, for the worker's lag sample and its ownership watch (apps.consumers.watchdog)."""
+watermarks, for the worker's lag sample and its ownership watch (apps.consumers.watchdog), and for anyone
+measuring a group's lag from outside it (`outside_positions`)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import time
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
-from apps.common.kafka import kafka_topic
+from apps.common.kafka import consumer_config, kafka_topic
 from apps.consumers.watchdog import Position
 
 
@@ -23,6 +24,20 @@ def group_positions(
             continue
         candidates += [TopicPartition(topic, p) for p in sorted(metadata.partitions) if (topic, p) not in excluding]
     return [position for _, position in read_positions(consumer, candidates, deadline=time.monotonic() + timeout)]
+
+
+def outside_positions(group_id: str, topics: list[str], *, timeout: float) -> list[Position]:
+    """Where `group_id` stands on every partition of `topics`, read by a client that is not a member: it asks
+    the group's coordinator for the committed offsets and never joins (no subscribe, no commit), so the members
+    see no rebalance and a stopped, dead or wedged group is measured all the same."""
+    reader = Consumer(consumer_config(group_id, **{
+        "client.id": f"logiflow-lag-{group_id}", "enable.auto.commit": False, "log_level": 0,
+        "socket.timeout.ms": max(1000, int(timeout * 1000)),
+    }))
+    try:
+        return group_positions(reader, topics, excluding=set(), timeout=timeout)
+    finally:
+        reader.close()
 
 
 def read_positions(

@@ -15,17 +15,25 @@ then hands it a run of new events of that type, in order, as `[(event, meta), ..
 their inbox rows. It must apply all of them or raise; if it raises, the runtime rolls the run back and
 applies the same messages one by one through the single handler, with every failure rule of that path.
 So the batch handler is an optimisation that must give exactly the single handler's results.
+
+A group that reads a topic must decide about every event version published on it: handle it, or declare that it
+ignores it, with the reason, beside its handlers (`coverage_gaps`, checked by the test suite):
+
+    ignores(RouteCalculatedV2, group="invoicing", reason="invoices from v1 until the v2 migration, issue NN")
+
+A declared version is skipped like a type the group has never heard of; an undeclared version of a type the group
+handles is dead-lettered (apps.consumers.decoding).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar
 from uuid import UUID
 
-from apps.contracts.base import DomainEvent
+from apps.contracts.base import EVENT_TYPES, DomainEvent
 
 E = TypeVar("E", bound=DomainEvent)
 
@@ -85,6 +93,7 @@ class Registration:
 
 
 _REGISTRY: dict[tuple[str, str], Registration] = {}
+_IGNORED: dict[tuple[str, str], str] = {}  # (group, ce_type) -> why the group does not read it
 
 
 def handles(
@@ -119,3 +128,47 @@ def topics_for(group: str) -> list[str]:
 def handled_types(group: str) -> list[str]:
     """The CloudEvents types (with version) `group` has handlers for."""
     return sorted(ce_type for g, ce_type in _REGISTRY if g == group)
+
+
+def ignores(event_class: type[DomainEvent], *, group: str, reason: str) -> None:
+    """Declare that `group` deliberately does not read `event_class` (a version of it), and why."""
+    if not reason.strip():
+        raise ValueError(f"say why {group} ignores {event_class.ce_type()}: the reason is its documentation")
+    if (group, event_class.ce_type()) in _REGISTRY:
+        raise ValueError(f"{group} handles {event_class.ce_type()}; it cannot also ignore it")
+    _IGNORED[(group, event_class.ce_type())] = reason
+
+
+def is_ignored(group: str, ce_type: str) -> bool:
+    return (group, ce_type) in _IGNORED
+
+
+def ignored_types(group: str) -> dict[str, str]:
+    """The CloudEvents types `group` declares it ignores, with the reasons."""
+    return {ce_type: reason for (g, ce_type), reason in sorted(_IGNORED.items()) if g == group}
+
+
+def coverage_gaps(published: Iterable[type[DomainEvent]] | None = None) -> list[str]:
+    """Each published version (default: every registered one) that a group reading its topic neither handles nor
+    declares it ignores, as a sentence saying what to add."""
+    gaps = []
+    for event_class in sorted(EVENT_TYPES.values() if published is None else published, key=lambda c: c.ce_type()):
+        ce_type, name = event_class.ce_type(), event_class.__name__
+        for group in groups():
+            decided = handler_for(group, ce_type) or is_ignored(group, ce_type)
+            if decided or event_class.topic() not in topics_for(group):
+                continue
+            base = ce_type.rpartition(".v")[0]
+            knows_type = any(t.rpartition(".v")[0] == base for t in handled_types(group))
+            fate = "dead-letter every message of it" if knows_type else "skip every message of it without a word"
+            gaps.append(
+                f"{ce_type} is published on {event_class.topic()}, which consumer group {group} reads, but {group} "
+                f"neither handles it (@handles({name}, group=\"{group}\")) nor declares that it ignores it "
+                f"(ignores({name}, group=\"{group}\", reason=...)); until then its consumer would {fate}"
+            )
+    return gaps
+
+
+def registrations() -> list[Registration]:
+    """Every registration, for the event catalogue (who reads what)."""
+    return list(_REGISTRY.values())

@@ -52,13 +52,14 @@ from apps.consumers.decoding import (
     Skip,
     decode,
     identity,
+    scope_of,
 )
 from apps.consumers.inbox import inbox_apply, inbox_apply_many, log_ids
 from apps.consumers.ledger import Failure, deadletter_record, deadletter_record_minimal, ledger_row, ledger_statuses
 from apps.consumers.models import DeadLetter
 from apps.consumers.ordering import blocking_heads, deadletter_fill_scopes, lock_blocked, parked_failure
 from apps.consumers.positions import group_positions, read_positions
-from apps.consumers.watchdog import GroupStalled, UnownedLagWatch
+from apps.consumers.watchdog import GroupStalled, OwnedIdleWatch, Position, Stall, UnownedLagWatch
 
 logger = logging.getLogger(__name__)
 
@@ -94,11 +95,8 @@ class _Item:
 
     @property
     def scope(self) -> bytes | None:
-        """Whose order this message keeps: its event's aggregate, or its key when it cannot be decoded (a skipped
-        type keeps none). The same rule as `decoding.message_scope`, which the ledger stores."""
-        if isinstance(self.decoded, Decoded):
-            return self.decoded.scope
-        return None if self.decoded is SKIP else self.raw.key
+        """Whose order this message keeps (`decoding.scope_of`, the rule the ledger stores too)."""
+        return scope_of(self.decoded, self.raw)
 
     @contextmanager
     def logged(self) -> Iterator[None]:
@@ -155,6 +153,8 @@ class ConsumerWorker(Worker):
         self._lag_sampled_at: float | None = None
         self._lag_labels: set[tuple[str, str, str]] = set()
         self._watch = UnownedLagWatch(threshold_s=settings.CONSUMER_UNOWNED_LAG_RESTART_S)
+        self._idle_watch = OwnedIdleWatch(threshold_s=settings.CONSUMER_UNOWNED_LAG_RESTART_S)
+        self._assigned: list[Position] = []  # the last sample's positions of this member's own partitions
         self._rejoin_delay = 0.0
         check_retry_settings(max_poll_interval_ms=_max_poll_interval_ms(consumer_config(self.group_id)))
 
@@ -166,6 +166,8 @@ class ConsumerWorker(Worker):
             logger.warning("%s: staying out of the group %.1fs before joining again", self.name, delay)
             self.stopping.wait(delay)
         self._watch = UnownedLagWatch(threshold_s=settings.CONSUMER_UNOWNED_LAG_RESTART_S)
+        self._idle_watch = OwnedIdleWatch(threshold_s=settings.CONSUMER_UNOWNED_LAG_RESTART_S)
+        self._assigned = []
         # Dead letters an older release wrote have no scope yet: give them theirs before reading a message.
         if filled := deadletter_fill_scopes(group=self.group):
             logger.info("%s: gave %d older dead letters their ordering scope", self.name, filled)
@@ -188,6 +190,7 @@ class ConsumerWorker(Worker):
                 logger.warning("%s: %s", self.name, error)
         self._connectivity.check(self.consumer)
         if batch:
+            self._idle_watch.fed({(str(message.topic()), int(message.partition() or 0)) for message in batch})
             self.process(batch)
             self.heartbeat.progress()
         if self._lag_sampled_at is None or time.monotonic() - self._lag_sampled_at >= settings.CONSUMER_LAG_INTERVAL_S:
@@ -219,23 +222,27 @@ class ConsumerWorker(Worker):
         if self.consumer is None:
             return self.partitions
         try:
-            sample = [
-                {"topic": stored.topic, "partition": stored.partition, "committed": stored.offset,
-                 "high": position.high, "lag": position.lag}
-                for stored, position in read_positions(self.consumer, self.consumer.assignment(), deadline=deadline)
-            ]
+            read = read_positions(self.consumer, self.consumer.assignment(), deadline=deadline)
         except KafkaException as error:
             logger.info("%s: lag not sampled: %s", self.name, error)
             return self.partitions
+        self._assigned = [position for _, position in read]
+        sample = [
+            {"topic": stored.topic, "partition": stored.partition, "committed": stored.offset,
+             "high": position.high, "lag": position.lag}
+            for stored, position in read
+        ]
         self._set_lag(sorted(sample, key=lambda p: (p["topic"], p["partition"])))
         return self.partitions
 
     def watch_ownership(self, *, timeout: float = 5.0) -> None:
-        """Raise GroupStalled when partitions of the group's topics have had lag, no owner among the live
-        consumers and no progress for CONSUMER_UNOWNED_LAG_RESTART_S (apps.consumers.watchdog); `run_worker`
-        then rejoins with a fresh consumer. Without an answer from the database or the broker it checks nothing."""
+        """Raise GroupStalled when partitions of the group's topics have had lag and no progress for
+        CONSUMER_UNOWNED_LAG_RESTART_S, either with no owner among the live consumers or assigned to this member
+        and feeding it nothing (apps.consumers.watchdog); `run_worker` then rejoins with a fresh consumer.
+        Without an answer from the database or the broker it checks nothing."""
         if self.consumer is None or not settings.CONSUMER_UNOWNED_LAG_RESTART_S:
             return
+        self._rejoin_if(self._idle_watch.observe(self._assigned))
         try:
             owned = {(topic, partition) for (group, topic, partition) in live_partitions() if group == self.group}
         except DatabaseError:
@@ -246,7 +253,9 @@ class ConsumerWorker(Worker):
         except KafkaException as error:
             logger.info("%s: partition ownership not checked: %s", self.name, error)
             return
-        stalls = self._watch.observe(positions, owned=owned)
+        self._rejoin_if(self._watch.observe(positions, owned=owned))
+
+    def _rejoin_if(self, stalls: list[Stall]) -> None:
         if stalls:
             CONSUMER_REJOINS.labels(self.group).inc()
             self._rejoin_delay = random.uniform(0, settings.CONSUMER_REJOIN_JITTER_S)  # noqa: S311 - not a secret
@@ -504,7 +513,7 @@ class ConsumerWorker(Worker):
         try:
             return deadletter_record(
                 group=self.group, raw=item.raw, failure=failure, attempts=attempts, first_failed_at=first_failed_at,
-                blocked_by_id=blocked_by_id, auto_retry=auto_retry,
+                blocked_by_id=blocked_by_id, auto_retry=auto_retry, known=(item.identity, item.scope),
             )
         except Exception as error:
             if _is_outage(error):
@@ -512,7 +521,7 @@ class ConsumerWorker(Worker):
             logger.exception("%s: could not record %s [%d] @%d in full; recording it minimally", self.name,
                              item.raw.topic, item.raw.partition, item.raw.offset)
             deadletter_record_minimal(group=self.group, raw=item.raw, failure=failure, error=error,
-                                      blocked_by_id=blocked_by_id)
+                                      blocked_by_id=blocked_by_id, known=(item.identity, item.scope))
             return ledger_row(group=self.group, raw=item.raw)
 
     def _count(self, applied: bool) -> None:

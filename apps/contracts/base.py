@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import re
-from typing import Annotated, ClassVar
+from typing import Annotated, Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, model_validator
 
 # Bounds every event shares: what the consumers' columns can store (a bigint id, an integer counter), so a topic
 # writer's number past them is a schema failure (a dead letter with the reason), not a database error.
@@ -16,15 +16,35 @@ Counter = Annotated[int, Field(ge=1, le=INTEGER_MAX)]
 
 EVENT_TYPES: dict[str, type[DomainEvent]] = {}
 _NAME = re.compile(r"^[a-z][a-z_]*$")
+# Validation context of a reader: `Model.model_validate_json(value, context=READING)`.
+READING: dict[str, bool] = {"reading": True}
 
 
-class DomainEvent(BaseModel):
+class Contract(BaseModel):
+    """A part of an event's payload: closed to writers, open to readers.
+
+    A producer cannot write a field its version does not declare (extra="forbid": a typo fails at once), but a
+    consumer validating with `context=READING` ignores fields it does not know, at every depth. That is what makes
+    adding an optional field a compatible change (FULL, see apps/contracts/compat.py): a consumer still on the old
+    release reads the new producer's messages, and the new consumer reads the old producer's.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=False)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _ignore_unknown_fields_when_reading(cls, data: Any, info: ValidationInfo) -> Any:
+        if not (info.context or {}).get("reading") or not isinstance(data, dict):
+            return data
+        known = set(cls.model_fields) | {field.alias for field in cls.model_fields.values() if field.alias}
+        return {name: value for name, value in data.items() if name in known}
+
+
+class DomainEvent(Contract):
     """A fact a bounded context publishes. Subclasses name their context, type, version, key and aggregate.
 
     The JSON of the model is the Kafka value; identity, time and trace travel in CloudEvents headers.
     """
-
-    model_config = ConfigDict(frozen=True, extra="forbid", strict=False)
 
     context: ClassVar[str]
     event_name: ClassVar[str]

@@ -6,9 +6,9 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
-from apps.contracts.base import INTEGER_MAX, Counter, DomainEvent, Id, register_event
+from apps.contracts.base import INTEGER_MAX, Contract, Counter, DomainEvent, Id, register_event
 
 # What a route may carry, whoever wrote the topic: an invoice renders every stop, so these bound its PDF. The
 # routing API refuses more (ROUTING_MAX_STOPS is capped at MAX_STOPS); names are routing's columns (200).
@@ -18,18 +18,14 @@ Latitude = Annotated[float, Field(ge=-90, le=90)]
 Longitude = Annotated[float, Field(ge=-180, le=180)]
 
 
-class DepotRef(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
+class DepotRef(Contract):
     id: Id
     name: str = Field(min_length=1, max_length=MAX_NAME_LENGTH)
     lat: Latitude
     lon: Longitude
 
 
-class PlannedStop(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
+class PlannedStop(Contract):
     sequence: int = Field(ge=1, le=MAX_STOPS)
     name: str = Field(min_length=1, max_length=MAX_NAME_LENGTH)
     lat: Latitude
@@ -68,6 +64,8 @@ class RouteCalculated(DomainEvent):
     duration_minutes: int = Field(ge=0, le=INTEGER_MAX)
     eta: datetime
     calculated_at: datetime
+    # When the truck leaves the depot as planned. Optional: events written before it was added have none.
+    departs_at: datetime | None = None
 
 
 @register_event

@@ -3,6 +3,7 @@ for a customer picked by name from the directory) and the read-only customer dir
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from django import forms
@@ -34,6 +35,9 @@ class InvoiceLineInline(ReadOnlyAdminMixin, admin.TabularInline):
     can_delete = False
 
 
+_MONTH = re.compile(r"([0-9]{4})-(0[1-9]|1[0-2])")
+
+
 class IssuedMonthFilter(admin.SimpleListFilter):
     title = "month issued"
     parameter_name = "month"
@@ -45,8 +49,19 @@ class IssuedMonthFilter(admin.SimpleListFilter):
     def queryset(self, request: HttpRequest, queryset: QuerySet[Invoice]) -> QuerySet[Invoice]:
         if not self.value():
             return queryset
-        year, month = (int(part) for part in self.value().split("-"))
-        return queryset.filter(issued_at__year=year, issued_at__month=month)
+        found = _MONTH.fullmatch(self.value())
+        if found is None:  # a hand-written URL: say so and list everything rather than answer 500
+            messages.warning(request, f"The month filter takes YYYY-MM, not {self.value()[:20]!r}: ignored.")
+            return queryset
+        return queryset.filter(issued_at__year=int(found[1]), issued_at__month=int(found[2]))
+
+
+# What makes a recalculated route's invoice be cancelled by a credit note and issued again (services.issuing.billed).
+REISSUE_HELP = (
+    "A route's invoice is cancelled by a credit note and issued again only when a recalculation changes what it "
+    "bills: the distance or the stops. A recalculation that moves only times (a truck's new average speed) keeps "
+    "this invoice, with the plan it was issued for."
+)
 
 
 @admin.register(Invoice)
@@ -54,18 +69,21 @@ class InvoiceAdmin(admin.ModelAdmin):
     list_display = ["number_in_order", "kind", "customer", "route_id", "status", "gross_total", "currency", "issued_at",
                     "pdf_status", "pdf_link"]
     list_filter = ["status", "pdf_status", "kind", "customer", IssuedMonthFilter]
-    search_fields = ["number"]
+    search_fields = ["number", "customer_name"]
     list_select_related = ["customer"]
     inlines = [InvoiceLineInline]
     actions = ["rerender_pdf", "mark_sent"]
-    fieldsets = [
-        (None, {"fields": ["number", "kind", "status", "credit_for", "issued_at", "due_date", "sent_at"]}),
+    fieldsets: list[tuple[str | None, dict[str, Any]]] = [
+        (None, {"fields": ["number", "kind", "status", "related_documents", "issued_at", "due_date", "sent_at"]}),
         ("Customer", {"fields": ["customer", "customer_name", "directory_name", "billing_address", "vat_id"]}),
-        ("Route", {"fields": ["route_id", "route_calculation", "source_event_id", "source_edit_display",
-                              "route_summary_table"]}),
+        ("Route", {"fields": ["route_id", "route_calculation", "source_edit_display", "route_summary_table"],
+                   "description": REISSUE_HELP}),
         ("Totals", {"fields": ["currency", "vat_rate_percent", "net_total", "vat_total", "gross_total"]}),
-        ("PDF", {"fields": ["pdf_link", "pdf_status", "pdf_version", "pdf_rendered_version", "pdf_attempts",
-                            "pdf_last_error"]}),
+        ("PDF", {"fields": ["pdf_link", "pdf_state"]}),
+        # Folded: what operations and developers ask about, not what finance reads an invoice for.
+        ("Technical details", {"classes": ["collapse"], "fields": [
+            "source_event_id", "pdf_status", "pdf_version", "pdf_rendered_version", "pdf_attempts", "pdf_last_error",
+        ]}),
     ]
 
     # An issued invoice is immutable: finance changes it only through the actions below.
@@ -85,6 +103,35 @@ class InvoiceAdmin(admin.ModelAdmin):
     @admin.display(description="number", ordering=NUMBER_ORDER)
     def number_in_order(self, invoice: Invoice) -> str:
         return invoice.number
+
+    @admin.display(description="related documents")
+    def related_documents(self, invoice: Invoice) -> SafeString | str:
+        """A credit note's invoice; a credited invoice's credit note and the invoice that replaced it."""
+        if invoice.credit_for_id:
+            return format_html("Cancels invoice {}", self._link(invoice.credit_for))
+        note = Invoice.objects.filter(credit_for=invoice).first()
+        if note is None:
+            return "—"
+        replacement = (
+            Invoice.objects.filter(route_id=invoice.route_id, kind=Invoice.Kind.INVOICE, pk__gt=invoice.pk)
+            .order_by("pk").first()
+        )
+        return format_html(
+            "Cancelled by credit note {}{}", self._link(note),
+            format_html("; replaced by invoice {}", self._link(replacement)) if replacement else "",
+        )
+
+    @staticmethod
+    def _link(invoice: Invoice) -> SafeString:
+        return format_html('<a href="{}">{}</a>', reverse("admin:invoicing_invoice_change", args=[invoice.pk]),
+                           invoice.number)
+
+    @admin.display(description="PDF status")
+    def pdf_state(self, invoice: Invoice) -> str:
+        if invoice.pdf_status == Invoice.PdfStatus.FAILED:
+            return ("The PDF could not be made; \"Re-render PDF\" tries again (the error is under Technical "
+                    "details).")
+        return invoice.get_pdf_status_display()
 
     @admin.display(description="Name in the customer directory")
     def directory_name(self, invoice: Invoice) -> str:
@@ -118,7 +165,8 @@ class InvoiceAdmin(admin.ModelAdmin):
             ("depot", depot.get("name", "—") if isinstance(depot, dict) else depot),
             ("distance (km)", summary.get("distance_km", "—")),
             ("duration (min)", summary.get("duration_minutes", "—")),
-            ("ETA", summary.get("eta", "—")), ("calculated at", summary.get("calculated_at", "—")),
+            ("departs", summary.get("departs_at") or "—"), ("ETA", summary.get("eta", "—")),
+            ("calculated at", summary.get("calculated_at", "—")),
         ]
         rows = format_html_join(
             "", "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",

@@ -114,6 +114,8 @@ def invoice_context(invoice: Invoice) -> dict[str, Any]:
             **summary,
             "eta": _when(summary.get("eta")),
             "calculated_at": _when(summary.get("calculated_at")),
+            # Invoices issued from events that predate `departs_at` print no departure rather than a wrong one.
+            "departs_at": _when(summary.get("departs_at")),
             "stops": [{**stop, "eta": _when(stop["eta"])} for stop in summary.get("stops", [])],
         },
     }

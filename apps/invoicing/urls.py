@@ -6,8 +6,8 @@ from apps.invoicing import apis
 
 urlpatterns = [
     path("invoices/", apis.InvoiceListApi.as_view(), name="invoice-list"),
-    path("invoices/<int:invoice_id>/", apis.InvoiceDetailApi.as_view(), name="invoice-detail"),
-    path("invoices/<int:invoice_id>/pdf/", apis.InvoicePdfApi.as_view(), name="invoice-pdf"),
+    path("invoices/<id:invoice_id>/", apis.InvoiceDetailApi.as_view(), name="invoice-detail"),
+    path("invoices/<id:invoice_id>/pdf/", apis.InvoicePdfApi.as_view(), name="invoice-pdf"),
     path("billing-accounts/", apis.BillingAccountListCreateApi.as_view(), name="billing-account-list"),
-    path("billing-accounts/<int:customer_id>/", apis.BillingAccountDetailApi.as_view(), name="billing-account-detail"),
+    path("billing-accounts/<id:customer_id>/", apis.BillingAccountDetailApi.as_view(), name="billing-account-detail"),
 ]

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import urlencode
 
+from django.conf import settings
 from django.contrib import admin
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest
@@ -13,10 +14,10 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 
 from apps.common.models import Heartbeat
-from apps.common.selectors import heartbeat_is_stale, heartbeats_with_age, live_partitions, stale_components
+from apps.common.selectors import heartbeat_is_stale, heartbeats_with_age, stale_components
 from apps.consumers import selectors as deadletter_selectors
 from apps.ops.charts import line_chart, lines_chart
-from apps.ops.selectors import flow_samples, lag_by_group
+from apps.ops.selectors import consumer_lag, flow_samples, lag_by_group
 from apps.outbox.selectors import outbox_backlog
 
 
@@ -48,7 +49,8 @@ class HeartbeatAdmin(admin.ModelAdmin):
         return [dashboard, *super().get_urls()]
 
     def flow_dashboard(self, request: HttpRequest) -> TemplateResponse:
-        """Is everything flowing? Workers, backlog, lag, dead letters by failure group, the last 24 h."""
+        """Is everything flowing? Workers, backlog, lag (read from the broker, so a stopped consumer's grows),
+        dead letters by failure group, the last 24 h."""
         if not request.user.has_perm("common.view_flow_dashboard"):
             raise PermissionDenied
         samples = flow_samples(hours=24)
@@ -63,14 +65,22 @@ class HeartbeatAdmin(admin.ModelAdmin):
                         for s in samples], title="Events published per minute"),
             line_chart([(s.at, s.latency_p95_s) for s in samples], title="End-to-end latency, p95", unit=" s"),
             lines_chart(lag_by_group(samples), title="Consumer lag by group", unit=" msgs"),
+            line_chart([(s.at, float(s.backlog)) for s in samples], title="Outbox backlog", unit=" rows"),
+            line_chart([(s.at, s.oldest_pending_age_s) for s in samples], title="Oldest outbox row waiting",
+                       unit=" s"),
             line_chart([(s.at, float(s.dead_letters)) for s in samples], title="Unresolved dead letters"),
         ]
+        lag = consumer_lag()
+        backlog = outbox_backlog()
         context = {
             **self.admin_site.each_context(request), "title": "Event flow", "opts": self.model._meta,
-            "heartbeats": beats, "stale": stale_components(), "backlog": outbox_backlog(),
-            "partitions": [(group, topic, partition, lag) for (group, topic, partition), lag
-                           in live_partitions().items()],
+            "heartbeats": beats, "stale": stale_components(), "backlog": backlog,
+            "oldest_pending_s": backlog.oldest_age.total_seconds() if backlog.oldest_age else 0.0,
+            "lag": lag, "stalled": [group for group in lag if group.stalled],
+            "lag_sampled_at": max((group.sampled_at for group in lag), default=None),
             "failure_groups": failure_groups, "unresolved": deadletter_selectors.unresolved().count(),
-            "charts": charts, "samples": len(samples),
+            "charts": charts, "samples": len(samples), "refresh_seconds": settings.FLOW_DASHBOARD_REFRESH_S,
         }
+        if request.GET.get("sections"):  # the page's own refresh (ops/flow_dashboard.js): the sections alone
+            return TemplateResponse(request, "admin/common/flow_dashboard_sections.html", context)
         return TemplateResponse(request, "admin/common/flow_dashboard.html", context)

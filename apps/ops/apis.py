@@ -10,14 +10,15 @@ from rest_framework.permissions import BasePermission
 from rest_framework.request import Request
 from rest_framework.views import APIView
 
-from apps.ops.metrics import metrics_allowed, metrics_response
+from apps.common.trust import is_metrics_client
+from apps.ops.metrics import metrics_response
 
 
 class MetricsAccess(BasePermission):
     """Prometheus with METRICS_TOKEN or from METRICS_ALLOWED_NETWORKS; people with the dashboard permission."""
 
     def has_permission(self, request: Request, view: APIView) -> bool:
-        return metrics_allowed(request._request) or request.user.has_perm("common.view_flow_dashboard")
+        return is_metrics_client(request._request) or request.user.has_perm("common.view_flow_dashboard")
 
 
 class _AnyAccept(BaseContentNegotiation):

@@ -4,7 +4,9 @@ services."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 from django import forms
@@ -17,15 +19,32 @@ from django.forms import ModelForm
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import reverse
+from django.utils import timezone
+from django.utils.formats import date_format
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
 from apps.common.admin import ReadOnlyAdminMixin
+from apps.common.converters import parse_id
 from apps.common.errors import ApplicationError
 from apps.consumers import selectors as ledger
 from apps.contracts import RouteCalculated
 from apps.routing import selectors, services
 from apps.routing.models import Customer, Depot, Route, RouteStop, Truck
+
+
+def local_time(moment: datetime | None) -> str:
+    """`moment` in the site's time zone, named: 2026-11-30 07:00 CET."""
+    return date_format(timezone.localtime(moment), "DATETIME_FORMAT") if moment else "—"
+
+
+def _route_of(letter: Any) -> int | None:
+    """The route a dead letter's RouteCalculated is about, read from its stored message (None when unreadable)."""
+    try:
+        route_id = json.loads(bytes(letter.value)).get("route_id")
+    except (ValueError, AttributeError):
+        return None
+    return route_id if isinstance(route_id, int) else None
 
 
 class ServiceSaveMixin:
@@ -98,9 +117,19 @@ class RouteStopInline(ReadOnlyAdminMixin, admin.TabularInline):
 class RouteAddForm(forms.Form):
     truck = forms.ModelChoiceField(queryset=Truck.objects.select_related("depot"))
     customer = forms.ModelChoiceField(queryset=Customer.objects.all())
-    departs_at = forms.SplitDateTimeField(
-        required=False, widget=widgets.AdminSplitDateTime, help_text="Empty: now. The tour starts at the truck's depot."
+    departs_at = forms.SplitDateTimeField(required=False, widget=widgets.AdminSplitDateTime)
+    stop_order = forms.ChoiceField(
+        choices=Route.StopOrder.choices, initial=Route.StopOrder.AS_GIVEN, widget=forms.RadioSelect,
+        help_text="Keep the order of the rows below, or let planning find the shortest tour (the route's page then "
+                  "shows your order beside it, with the distance saved).",
     )
+
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["departs_at"].help_text = (
+            f"In {timezone.get_current_timezone_name()} time; empty: now. The tour starts at the truck's depot."
+        )
 
 
 class StopForm(forms.Form):
@@ -109,8 +138,15 @@ class StopForm(forms.Form):
     lon = forms.FloatField(label="longitude", min_value=-180, max_value=180)
 
 
-# ORDER is the order the dispatcher lists the stops in; the plan then orders them for the shortest tour.
-StopFormSet = forms.formset_factory(StopForm, extra=8, can_order=True, max_num=50, validate_max=True)
+def stop_formset(data: Any = None) -> forms.BaseFormSet:
+    """The add form's stop rows: a few to start with, more added in the browser ("Add a stop") up to the most a
+    route may have (read per request). ORDER is the order the dispatcher lists the stops in: kept, or the start of
+    the optimisation (`stop_order`)."""
+    most = settings.ROUTING_MAX_STOPS
+    formset = forms.formset_factory(
+        StopForm, extra=min(5, most), can_order=True, max_num=most, absolute_max=most, validate_max=True,
+    )
+    return formset(data, prefix="stops")
 
 
 @admin.register(Route)
@@ -130,7 +166,8 @@ class RouteAdmin(admin.ModelAdmin):
     actions = ["recalculate_routes", "dispatch_routes", "complete_routes", "cancel_routes"]
     fields = [
         "truck", "customer", "depot", "status", "status_changed_at", "cancel_reason", "calculation", "departs_at",
-        "distance_km", "duration_minutes", "eta", "calculated_at", "invoice_number", "invoiced_at", "events",
+        "stop_order", "stop_orders", "distance_km", "duration_minutes", "eta", "calculated_at", "invoice_number",
+        "invoiced_at", "events",
     ]
     readonly_fields = fields
 
@@ -140,8 +177,9 @@ class RouteAdmin(admin.ModelAdmin):
 
     def get_search_results(self, request: HttpRequest, queryset: QuerySet, search_term: str) -> tuple[QuerySet, bool]:
         results, may_have_duplicates = super().get_search_results(request, queryset, search_term)
-        if search_term.strip().isdigit():  # a route id
-            results |= queryset.filter(pk=int(search_term))
+        route_id = parse_id(search_term.strip())
+        if route_id is not None:
+            results |= queryset.filter(pk=route_id)
         return results, may_have_duplicates
 
     def add_view(
@@ -151,13 +189,14 @@ class RouteAdmin(admin.ModelAdmin):
         if not self.has_add_permission(request):
             raise PermissionDenied
         data = request.POST if request.method == "POST" else None
-        form, stops = RouteAddForm(data), StopFormSet(data, prefix="stops")
+        form, stops = RouteAddForm(data), stop_formset(data)
         stop_errors: list[str] = []
         if data is not None and form.is_valid() and stops.is_valid():
             try:
                 route = services.route_calculate(
                     truck=form.cleaned_data["truck"], customer=form.cleaned_data["customer"],
                     departs_at=form.cleaned_data["departs_at"], stops=self._stop_inputs(stops),
+                    stop_order=form.cleaned_data["stop_order"],
                 )
             except ApplicationError as error:
                 if error.field in form.fields:
@@ -171,7 +210,7 @@ class RouteAdmin(admin.ModelAdmin):
                 self.message_user(
                     request,
                     f"Planned {route}: {route.stops.count()} stops, {route.distance_km} km, "
-                    f"ETA {route.eta:%Y-%m-%d %H:%M}.",
+                    f"ETA {local_time(route.eta)}.",
                     messages.SUCCESS,
                 )
                 return HttpResponseRedirect(reverse("admin:routing_route_change", args=[route.pk]))
@@ -187,7 +226,7 @@ class RouteAdmin(admin.ModelAdmin):
         route = self.get_object(request, object_id)
         extra_context = {**(extra_context or {})}
         if route is not None:
-            extra_context["invoicing_failures"] = self._invoicing_failures(request, route)
+            extra_context["invoicing"] = self._invoicing_state(request, route)
             extra_context["route_map"] = self._map_data(route)
         return super().change_view(request, object_id, form_url, extra_context)
 
@@ -198,30 +237,33 @@ class RouteAdmin(admin.ModelAdmin):
             "depot": {"name": route.depot.name, "lat": route.depot.lat, "lon": route.depot.lon},
             "stops": [
                 {"sequence": stop.sequence, "name": stop.name, "lat": stop.lat, "lon": stop.lon,
-                 "arrival": f"{stop.planned_arrival:%Y-%m-%d %H:%M}"}
+                 "arrival": local_time(stop.planned_arrival)}
                 for stop in route.stops.order_by("sequence")
             ],
             "tiles": settings.ROUTE_MAP_TILE_URL, "attribution": settings.ROUTE_MAP_TILE_ATTRIBUTION,
         }
 
     @staticmethod
-    def _invoicing_failures(request: HttpRequest, route: Route) -> dict[str, Any] | None:
-        """The unresolved dead letters of this route's RouteCalculated events: its invoicing (or another
-        consumer) failed. Links to them only for users who may open the ledger."""
-        event_ids = list(
-            selectors.route_events(route=route).filter(event_type=RouteCalculated.ce_type())
-            .values_list("event_id", flat=True)
-        )
-        failures = list(ledger.unresolved_for_events(event_ids)) if event_ids else []
-        if not failures:
-            return None
+    def _invoicing_state(request: HttpRequest, route: Route) -> dict[str, Any] | None:
+        """What is true of the route's invoicing while it has no invoice, or while a dead letter holds one of its
+        calculations: failed (and why), held behind another message's dead letter (which, of which route), or
+        simply not done yet (since when). Links to dead letters only for users who may open the ledger."""
+        events = list(selectors.route_events(route=route).filter(event_type=RouteCalculated.ce_type()))
+        letters = list(ledger.unresolved_for_events([event.event_id for event in events])) if events else []
         may_view = request.user.has_perm("consumers.view_deadletter")
-        return {
-            "count": len(failures),
-            "links": [
-                (reverse("admin:consumers_deadletter_change", args=[letter.pk]), letter) for letter in failures
-            ] if may_view else [],
-        }
+
+        def link(letter: Any) -> str | None:
+            return reverse("admin:consumers_deadletter_change", args=[letter.pk]) if may_view else None
+
+        failed = [(letter, link(letter)) for letter in letters if letter.blocked_by_id is None]
+        held = [(letter.blocked_by, link(letter.blocked_by), _route_of(letter.blocked_by))
+                for letter in letters if letter.blocked_by_id is not None]
+        if failed or held:
+            return {"failed": failed, "held": held}
+        if route.invoice_number or not events:
+            return None
+        waiting_since = events[0].created_at
+        return {"waiting_since": local_time(waiting_since), "in_outbox": events[-1].published_at is None}
 
     @staticmethod
     def _stop_inputs(stops: Any) -> list[services.StopInput]:
@@ -239,6 +281,23 @@ class RouteAdmin(admin.ModelAdmin):
     def invoiced_display(self, route: Route) -> bool:
         return route.invoiced
 
+    @admin.display(description="your order and the optimised one")
+    def stop_orders(self, route: Route) -> SafeString | str:
+        orders = selectors.route_stop_orders(route=route)
+        if orders is None:
+            return "—" if route.stop_order == Route.StopOrder.OPTIMISED else "Visited in the dispatcher's order."
+        rows = format_html_join(
+            "", "<tr><th scope='row'>{}</th><td>{}</td><td>{}</td></tr>",
+            ((n, given.name, planned.name) for n, (given, planned) in
+             enumerate(zip(orders.given, orders.planned, strict=True), start=1)),
+        )
+        return format_html(
+            '<table class="stop-orders"><thead><tr><th>#</th><th>Your order ({} km)</th>'
+            "<th>Optimised order ({} km)</th></tr></thead><tbody>{}</tbody></table>"
+            "<p>The optimised order saves {} km.</p>",
+            orders.given_km, orders.planned_km, rows, orders.saved_km,
+        )
+
     @admin.display(description="events (outbox)")
     def events(self, route: Route) -> SafeString:
         rows = format_html_join(
@@ -246,7 +305,7 @@ class RouteAdmin(admin.ModelAdmin):
             "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
             (
                 (event.id, event.event_type, event.body.get("calculation", "—"), event.state,
-                 event.created_at, event.published_at or "—", event.last_error or "")
+                 local_time(event.created_at), local_time(event.published_at), event.last_error or "")
                 for event in selectors.route_events(route=route)
             ),
         )

@@ -34,6 +34,7 @@ class ReferenceViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewset
     """
 
     permission_classes = [ModelPermissions]
+    lookup_value_converter = "id"
     InputSerializer: type[serializers.Serializer]
     OutputSerializer: type[serializers.Serializer]
 
@@ -178,7 +179,9 @@ for _viewset in (DepotViewSet, TruckViewSet, CustomerViewSet):
 class RouteFilter(StrictFilterSet):
     truck = IdFilter(field_name="truck_id")
     customer = IdFilter(field_name="customer_id")
-    date = django_filters.DateFilter(field_name="departs_at", lookup_expr="date", label="Departure date (UTC)")
+    date = django_filters.DateFilter(
+        field_name="departs_at", lookup_expr="date", label="Departure date, in the site's time zone"
+    )
 
     class Meta:
         model = Route
@@ -196,6 +199,7 @@ class RouteViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Ge
     """
 
     permission_classes = [ModelPermissions]
+    lookup_value_converter = "id"
     filterset_class = RouteFilter
     throttle_scope: str | None = None  # an action that costs work sets its own (recalculate)
 
@@ -210,8 +214,17 @@ class RouteViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Ge
 
         truck = serializers.PrimaryKeyRelatedField(queryset=Truck.objects.select_related("depot"))
         customer = serializers.PrimaryKeyRelatedField(queryset=Customer.objects.all())
-        departs_at = serializers.DateTimeField(required=False, help_text="Defaults to now.")
+        departs_at = serializers.DateTimeField(
+            required=False, help_text="With its time zone offset (`Z` or `+03:00`; a time without one is refused). "
+                                      "Defaults to now.",
+        )
         stops = StopSerializer(many=True, allow_empty=False)
+        stop_order = serializers.ChoiceField(
+            choices=Route.StopOrder.choices, default=Route.StopOrder.OPTIMISED,
+            help_text="`as_given`: visit the stops in the order sent. `optimised` (the default, what the API did "
+                      "before the choice existed): the shortest tour found from the depot; each stop's "
+                      "`given_position` says where it was sent.",
+        )
 
         class Meta:
             ref_name = "RouteInput"
@@ -230,6 +243,10 @@ class RouteViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Ge
             lon = serializers.FloatField()
             eta = serializers.DateTimeField(source="planned_arrival")
             leg_distance_km = serializers.DecimalField(max_digits=10, decimal_places=3)
+            given_position = serializers.IntegerField(
+                allow_null=True, help_text="Where the stop was listed when the route was created (1 = first); "
+                                           "null for routes planned before it was kept.",
+            )
 
             class Meta:
                 ref_name = "RouteStop"
@@ -243,7 +260,7 @@ class RouteViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Ge
             model = Route
             fields = [
                 "id", "truck", "truck_plate", "customer", "customer_name", "depot", "status", "status_changed_at",
-                "cancel_reason", "calculation",
+                "cancel_reason", "calculation", "stop_order",
                 "departs_at", "distance_km", "duration_minutes", "eta", "calculated_at", "stops",
                 "invoiced", "invoice_number", "invoiced_at",
             ]
@@ -271,6 +288,7 @@ class RouteViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Ge
             customer=data["customer"],
             stops=[services.StopInput(**stop) for stop in data["stops"]],
             departs_at=data.get("departs_at"),
+            stop_order=data["stop_order"],
         )
         return Response(self._output(route), status=status.HTTP_201_CREATED)
 

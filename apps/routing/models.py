@@ -28,10 +28,11 @@ class Depot(models.Model):
 class Truck(models.Model):
     plate = models.CharField(max_length=20, unique=True)
     depot = models.ForeignKey(Depot, on_delete=models.PROTECT, related_name="trucks")
-    capacity_kg = models.PositiveIntegerField(validators=[MinValueValidator(1)])
+    capacity_kg = models.PositiveIntegerField("capacity (kg)", validators=[MinValueValidator(1)])
     average_speed_kmh = models.PositiveSmallIntegerField(
+        "average speed (km/h)",
         validators=[MinValueValidator(1), MaxValueValidator(200)],
-        help_text="Used for every leg of a route; dwell time per stop comes from ROUTING_DWELL_MINUTES.",
+        help_text="Used for every leg of a route; each stop then adds the same fixed time for unloading.",
     )
     # Trucks are retired, never deleted: past routes keep pointing at them.
     active = models.BooleanField(default=True)
@@ -68,6 +69,10 @@ class Route(models.Model):
         COMPLETED = "completed", "Completed"
         CANCELLED = "cancelled", "Cancelled"
 
+    class StopOrder(models.TextChoices):
+        AS_GIVEN = "as_given", "Keep the dispatcher's order"
+        OPTIMISED = "optimised", "Optimise (shortest tour)"
+
     truck = models.ForeignKey(Truck, on_delete=models.PROTECT, related_name="routes")
     customer = models.ForeignKey(Customer, on_delete=models.PROTECT, related_name="routes")
     # The truck's depot at the last calculation: the start of the tour.
@@ -76,9 +81,14 @@ class Route(models.Model):
     # Increments on every (re)calculation and travels in RouteCalculated, so consumers can drop stale plans.
     calculation = models.PositiveIntegerField(default=0)
     departs_at = models.DateTimeField(db_index=True)
+    # How the stops are ordered, at calculation and every recalculation. The database default lets a release that
+    # does not know the column keep inserting routes during a rolling deploy.
+    stop_order = models.CharField(
+        max_length=10, choices=StopOrder.choices, default=StopOrder.OPTIMISED, db_default=StopOrder.OPTIMISED,
+    )
     distance_km = models.DecimalField(max_digits=10, decimal_places=3, default=0)
     duration_minutes = models.PositiveIntegerField(default=0)
-    eta = models.DateTimeField(null=True, blank=True, help_text="When the last stop's dwell time ends.")
+    eta = models.DateTimeField("ETA", null=True, blank=True, help_text="When the last stop's unloading ends.")
     calculated_at = models.DateTimeField(null=True, blank=True)
     # Set by the lifecycle services (dispatch, complete, cancel); recalculation does not touch it.
     status_changed_at = models.DateTimeField(null=True, blank=True)
@@ -108,6 +118,10 @@ class RouteStop(models.Model):
         max_digits=10, decimal_places=3, help_text="From the previous stop (or the depot for the first)."
     )
     planned_arrival = models.DateTimeField()
+    given_position = models.PositiveSmallIntegerField(
+        null=True, blank=True,
+        help_text="Where the dispatcher listed the stop (1 = first); empty for stops planned before it was kept.",
+    )
 
     class Meta:
         ordering = ["route", "sequence"]

@@ -135,15 +135,21 @@ def _created(instance: M) -> M:
 
 @transaction.atomic
 def route_calculate(
-    *, truck: Truck, customer: Customer, stops: Sequence[StopInput], departs_at: datetime | None = None
+    *, truck: Truck, customer: Customer, stops: Sequence[StopInput], departs_at: datetime | None = None,
+    stop_order: str = Route.StopOrder.OPTIMISED,
 ) -> Route:
     """Plan a new route for `truck` from its depot through `stops`, and publish RouteCalculated.
 
-    Raises ApplicationError (naming the field) before writing anything when the input cannot be planned.
+    `stop_order`: visit the stops as listed (`as_given`) or in the shortest tour found (`optimised`); either way
+    each stop keeps its place in the list (`given_position`). Raises ApplicationError (naming the field) before
+    writing anything when the input cannot be planned.
     """
+    if stop_order not in {choice.value for choice in Route.StopOrder}:
+        raise ApplicationError(f"unknown stop order {stop_order!r}", field="stop_order")
     _check_plannable(truck=truck, stops=stops)
     route = Route.objects.create(
-        truck=truck, customer=customer, depot=truck.depot, departs_at=departs_at or timezone.now()
+        truck=truck, customer=customer, depot=truck.depot, departs_at=departs_at or timezone.now(),
+        stop_order=stop_order,
     )
     return _plan(route=route, stops=stops)
 
@@ -160,7 +166,9 @@ def route_recalculate(*, route: Route) -> Route:
     if route.status not in RECALCULABLE:
         raise ApplicationError(f"a {route.status} route cannot be recalculated", field="status")
     current = list(route.stops.all())
-    stops = [StopInput(name=stop.name, lat=stop.lat, lon=stop.lon) for stop in current]
+    # Re-planned from the dispatcher's list (stops planned before it was kept: from their visiting order).
+    given = sorted(current, key=lambda stop: (stop.given_position or stop.sequence, stop.sequence))
+    stops = [StopInput(name=stop.name, lat=stop.lat, lon=stop.lon) for stop in given]
     _check_plannable(truck=route.truck, stops=stops)
     unchanged = route.depot_id == route.truck.depot_id and route.calculation > 0
     route.depot = route.truck.depot
@@ -249,16 +257,20 @@ def _planned_stops(*, route: Route, stops: Sequence[StopInput]) -> tuple[list[Ro
     """The stops in visiting order with their legs and arrivals (unsaved), and the time the tour ends."""
     truck = route.truck
     depot = geo.Point(route.depot.lat, route.depot.lon)
-    ordered = [stops[i] for i in geo.order_stops(depot, [geo.Point(s.lat, s.lon) for s in stops])]
+    if route.stop_order == Route.StopOrder.AS_GIVEN:
+        order = list(range(len(stops)))
+    else:
+        order = geo.order_stops(depot, [geo.Point(s.lat, s.lon) for s in stops])
     dwell = timedelta(minutes=settings.ROUTING_DWELL_MINUTES)
     clock, previous, planned = route.departs_at, depot, []
-    for sequence, stop in enumerate(ordered, start=1):
+    for sequence, index in enumerate(order, start=1):
+        stop = stops[index]
         leg_km = Decimal(geo.haversine_km(previous, geo.Point(stop.lat, stop.lon))).quantize(KM)
         clock += timedelta(hours=float(leg_km) / truck.average_speed_kmh)
         planned.append(
             RouteStop(
                 route=route, sequence=sequence, name=stop.name, lat=stop.lat, lon=stop.lon,
-                leg_distance_km=leg_km, planned_arrival=_to_second(clock),
+                leg_distance_km=leg_km, planned_arrival=_to_second(clock), given_position=index + 1,
             )
         )
         clock += dwell
@@ -310,6 +322,7 @@ def _route_calculated(*, route: Route, stops: Sequence[RouteStop]) -> RouteCalcu
         duration_minutes=route.duration_minutes,
         eta=route.eta,
         calculated_at=route.calculated_at,
+        departs_at=route.departs_at,
     )
 
 

@@ -4,7 +4,8 @@ from rest_framework.routers import SimpleRouter
 
 from apps.routing import apis
 
-router = SimpleRouter()
+# Path routes with the `<id:…>` converter (the viewsets set lookup_value_converter): an oversized id matches no URL.
+router = SimpleRouter(use_regex_path=False)
 router.register("depots", apis.DepotViewSet, basename="depot")
 router.register("trucks", apis.TruckViewSet, basename="truck")
 router.register("customers", apis.CustomerViewSet, basename="customer")

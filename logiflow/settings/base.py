@@ -1,5 +1,6 @@
 """Settings shared by every environment; everything deployment-specific comes from the environment."""
 
+import ipaddress
 from datetime import timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -29,6 +30,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "apps.common",
+    "apps.contracts",
     "apps.outbox",
     "apps.consumers",
     "apps.routing",
@@ -38,6 +40,8 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "apps.common.metrics.RequestMetricsMiddleware",
+    # Outside the rest, so it sees every answer: Django's own error pages under /api/ become JSON.
+    "apps.common.errors.ApiErrorsAsJson",
     "django.middleware.security.SecurityMiddleware",
     "csp.middleware.CSPMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -61,7 +65,17 @@ AXES_COOLOFF_TIME = timedelta(minutes=env.int("AXES_COOLOFF_MINUTES", default=15
 # Per username and address together: a stranger cannot lock a real user out from elsewhere.
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_RESET_ON_SUCCESS = True
-# Behind a proxy, set AXES_IPWARE_META_PRECEDENCE_ORDER / a trusted proxy count (django-axes docs).
+AXES_CLIENT_IP_CALLABLE = "apps.common.trust.client_address"
+
+# Which address is the client, for the API throttles, django-axes and /metrics alike (apps/common/trust.py): the
+# connecting address, unless it lies in one of these networks (the TLS proxy in front of gunicorn); then the
+# X-Forwarded-For entry that proxy appended. Empty (the default): no proxy is trusted and the header is ignored.
+TRUSTED_PROXY_NETWORKS = env.list("TRUSTED_PROXY_NETWORKS", default=[])
+for _network in TRUSTED_PROXY_NETWORKS:
+    try:
+        ipaddress.ip_network(_network, strict=False)
+    except ValueError:
+        raise environ.ImproperlyConfigured(f"TRUSTED_PROXY_NETWORKS: {_network!r} is no network") from None
 
 
 ROOT_URLCONF = "logiflow.urls"
@@ -89,6 +103,11 @@ def database_config(url: str) -> dict:
     config = environ.Env.db_url_config(url)
     if config["ENGINE"] != "django.db.backends.postgresql":
         raise environ.ImproperlyConfigured(f"LogiFlow runs on PostgreSQL only; DATABASE_URL names {config['ENGINE']}")
+    # A server that vanished (host down, a cut network) is noticed within about a minute, not after the kernel's
+    # two hours: libpq's TCP keepalives, on every connection of every process.
+    config.setdefault("OPTIONS", {}).update(
+        {"keepalives": 1, "keepalives_idle": 30, "keepalives_interval": 10, "keepalives_count": 3}
+    )
     return config
 
 
@@ -103,7 +122,9 @@ AUTH_PASSWORD_VALIDATORS = [
 ]
 
 LANGUAGE_CODE = "en-us"
-TIME_ZONE = "UTC"
+# The site's time zone: pages show times in it, named (2026-11-30 07:00 CET), and the admin's forms read times in it.
+TIME_ZONE = env("DJANGO_TIME_ZONE", default="UTC")
+FORMAT_MODULE_PATH = ["logiflow.formats"]
 USE_I18N = True
 USE_TZ = True
 
@@ -131,9 +152,9 @@ REST_FRAMEWORK = {
     # JSON only: the API documents JSON bodies, and form encodings blur "empty" and "missing".
     "DEFAULT_PARSER_CLASSES": ["apps.common.parsers.BoundedJSONParser"],
     "DEFAULT_THROTTLE_CLASSES": [
-        "rest_framework.throttling.AnonRateThrottle",
-        "rest_framework.throttling.UserRateThrottle",
-        "rest_framework.throttling.ScopedRateThrottle",
+        "apps.common.throttling.AnonRateThrottle",
+        "apps.common.throttling.UserRateThrottle",
+        "apps.common.throttling.ScopedRateThrottle",
     ],
     # Scoped rates cover what costs work or guards credentials: token creation, recalculation, replay.
     "DEFAULT_THROTTLE_RATES": {
@@ -175,6 +196,8 @@ SPECTACULAR_SETTINGS = {
         "drf_spectacular.hooks.postprocess_schema_enums",
         "apps.common.schema.add_error_responses",
     ],
+    # `<id:…>` path parameters (apps/common/converters.py): whole numbers within bigint.
+    "PATH_CONVERTER_OVERRIDES": {"id": {"type": "integer", "format": "int64", "minimum": 0, "maximum": 2**63 - 1}},
     "ENUM_NAME_OVERRIDES": {
         "DeadLetterStatusEnum": "apps.consumers.models.DeadLetter.Status",
         "RouteStatusEnum": "apps.routing.models.Route.Status",
@@ -223,6 +246,9 @@ OUTBOX_RELAY_SHUTDOWN_GRACE_S = env.float("OUTBOX_RELAY_SHUTDOWN_GRACE_S", defau
 # No relay batch statement runs longer (statement_timeout): past it the open batches roll back and the relay
 # restarts.
 OUTBOX_RELAY_STALL_TIMEOUT_S = env.float("OUTBOX_RELAY_STALL_TIMEOUT_S", default=60.0)
+# A relay whose every round failed (database refusing, statements timing out) for this long exits non-zero (3) so
+# its supervisor starts a fresh process; 0: retry in-process for ever.
+OUTBOX_RELAY_GIVE_UP_S = env.float("OUTBOX_RELAY_GIVE_UP_S", default=300.0)
 # The relay hands the producer a whole batch at once, so waiting for more (linger) only adds latency.
 OUTBOX_RELAY_LINGER_MS = env.int("OUTBOX_RELAY_LINGER_MS", default=1)
 # Broker amnesia: the relay checks every this many seconds (and at start) that the cluster still holds what it
@@ -277,8 +303,9 @@ CELERY_METRICS_PORT = env.int("CELERY_METRICS_PORT", default=0)
 # Loopback by default: the endpoints have no authentication. Set e.g. 0.0.0.0 only where the port is reachable
 # from the scraper alone (a cluster network, a firewall); docs/operations.md, "Where the metrics are".
 WORKER_METRICS_ADDR = env("WORKER_METRICS_ADDR", default="127.0.0.1")
-# The web's /metrics answers a matching "Authorization: Bearer <METRICS_TOKEN>", a client address in
-# METRICS_ALLOWED_NETWORKS, or a signed-in user with common.view_flow_dashboard; nobody else.
+# The web's /metrics answers a matching "Authorization: Bearer <METRICS_TOKEN>", a client address (see
+# TRUSTED_PROXY_NETWORKS) in METRICS_ALLOWED_NETWORKS, or a signed-in user with common.view_flow_dashboard;
+# nobody else.
 METRICS_TOKEN = env("METRICS_TOKEN", default="")
 METRICS_ALLOWED_NETWORKS = env.list("METRICS_ALLOWED_NETWORKS", default=[])
 # Workers write a heartbeat at most this often; one silent for HEARTBEAT_STALE_SECONDS is flagged.
@@ -287,25 +314,39 @@ HEARTBEAT_STALE_SECONDS = env.float("HEARTBEAT_STALE_SECONDS", default=60.0)
 HEARTBEAT_RETENTION_HOURS = env.int("HEARTBEAT_RETENTION_HOURS", default=48)
 # How often a consumer asks the broker for its partitions' watermarks and committed offsets (the lag).
 CONSUMER_LAG_INTERVAL_S = env.float("CONSUMER_LAG_INTERVAL_S", default=15.0)
-# A consumer that sees partitions of its group with lag, no live owner and no progress for this long leaves the
+# Lag measured from outside the consumers: Celery beat reads every group's committed offsets and the partitions'
+# end offsets from the broker this often (the web's /metrics does too, when scraped). A group with lag whose
+# committed offsets have not moved for CONSUMER_LAG_STALL_SECONDS is stalled: dashboard, /metrics, /readyz.
+CONSUMER_LAG_SAMPLE_INTERVAL_S = env.float("CONSUMER_LAG_SAMPLE_INTERVAL_S", default=5.0)
+CONSUMER_LAG_STALL_SECONDS = env.float("CONSUMER_LAG_STALL_SECONDS", default=20.0)
+# A consumer that sees partitions of its group with lag, no live owner and no progress for this long (or its own
+# partitions with lag feeding it nothing this long) leaves the
 # group and joins again (apps.consumers.watchdog); 0 turns that off. Keep it above HEARTBEAT_STALE_SECONDS plus
 # a rebalance, so a killed member's partitions are not mistaken for a wedged group.
 CONSUMER_UNOWNED_LAG_RESTART_S = env.float("CONSUMER_UNOWNED_LAG_RESTART_S", default=120.0)
 # ...and stays out of the group a random 0..this many seconds first, so members that left together come back
 # apart: one forms the group alone instead of the same out-of-phase join/sync cycle starting again.
 CONSUMER_REJOIN_JITTER_S = env.float("CONSUMER_REJOIN_JITTER_S", default=30.0)
+# The event-flow dashboard fetches its sections again this often (seconds), in place.
+FLOW_DASHBOARD_REFRESH_S = env.int("FLOW_DASHBOARD_REFRESH_S", default=5)
 # The dashboard's charts: a sample of the flow every minute (Celery beat), kept this long.
 FLOW_SAMPLE_RETENTION_HOURS = env.int("FLOW_SAMPLE_RETENTION_HOURS", default=48)
 
 # --- Routing ------------------------------------------------------------------------
 ROUTING_MAX_STOPS = env.int("ROUTING_MAX_STOPS", default=50)
 ROUTING_DWELL_MINUTES = env.int("ROUTING_DWELL_MINUTES", default=15)
-# Map tiles behind a route's admin map (empty: no tiles, the map shows depot, stops and path on a plain ground).
+# Map tiles behind a route's admin map. The browser fetches the tiles around a route's stops from this server, so
+# the tile provider (by default OpenStreetMap's, a third party) learns where the deliveries go and who looks.
+# "none" (or empty): no tiles, the map shows depot, stops and path on a plain ground; or a tile server of your own.
 # The tile server's origin is added to the CSP's img-src below.
 ROUTE_MAP_TILE_URL = env("ROUTE_MAP_TILE_URL", default="https://tile.openstreetmap.org/{z}/{x}/{y}.png")
+if ROUTE_MAP_TILE_URL.strip().lower() in ("", "none"):
+    ROUTE_MAP_TILE_URL = ""
 ROUTE_MAP_TILE_ATTRIBUTION = env("ROUTE_MAP_TILE_ATTRIBUTION", default="© OpenStreetMap contributors")
 if ROUTE_MAP_TILE_URL:
     _tiles = urlsplit(ROUTE_MAP_TILE_URL)
+    if _tiles.scheme not in ("https", "http") or not _tiles.netloc:
+        raise environ.ImproperlyConfigured(f"ROUTE_MAP_TILE_URL is no http(s) URL (or 'none'): {ROUTE_MAP_TILE_URL!r}")
     CONTENT_SECURITY_POLICY["DIRECTIVES"]["img-src"].append(f"{_tiles.scheme}://{_tiles.netloc}")
 
 # --- Celery ---------------------------------------------------------------------------
@@ -362,6 +403,10 @@ CELERY_BEAT_SCHEDULE["consumers-retry-due"] = {
 # apps.ops.tasks.sample_flow, registered under the name it had in apps.common so queued messages still run.
 CELERY_BEAT_SCHEDULE["common-sample-flow"] = {
     "task": "apps.common.tasks.sample_flow", "schedule": 60, "options": {"expires": 60},
+}
+CELERY_BEAT_SCHEDULE["ops-sample-consumer-lag"] = {
+    "task": "apps.ops.tasks.sample_consumer_lag", "schedule": CONSUMER_LAG_SAMPLE_INTERVAL_S,
+    "options": {"expires": CONSUMER_LAG_SAMPLE_INTERVAL_S},
 }
 CELERY_BEAT_SCHEDULE["common-prune-heartbeats"] = {"task": "apps.common.tasks.prune_heartbeats", "schedule": 3600}
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")

@@ -5,6 +5,9 @@ type must be documented and every response match its schema, schema-invalid inpu
 schema-valid input accepted. One exception to the last: a body naming an object that does not exist (`"truck":
 0`) is schema-valid yet answers 400 naming the field, on purpose (the schema cannot know which ids exist). `SCHEMATHESIS_MAX_EXAMPLES` sets the examples per operation (default 25). The totals are
 printed in the test summary (`api fuzz: …`).
+
+A second test sends every integer query and path parameter oversized numbers (`OVERSIZED_NUMBERS`: huge exponents,
+digits past bigint, zero padding), which the schema's generator rarely reaches: each must be refused (400 or 404).
 """
 
 from __future__ import annotations
@@ -20,8 +23,10 @@ from django.core import signals
 from django.core.cache import cache
 from django.core.wsgi import get_wsgi_application
 from django.db import close_old_connections
+from django.test import Client
 from drf_spectacular.generators import SchemaGenerator
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from knox.models import AuthToken
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import (
@@ -36,7 +41,8 @@ MAX_EXAMPLES = int(os.environ.get("SCHEMATHESIS_MAX_EXAMPLES", "25"))
 # operation -> requests sent; read by the terminal summary hook in tests/conftest.py
 SENT: Counter[str] = Counter()
 
-schema = schemathesis.openapi.from_dict(SchemaGenerator().get_schema(request=None, public=True))
+RAW_SCHEMA = SchemaGenerator().get_schema(request=None, public=True)
+schema = schemathesis.openapi.from_dict(RAW_SCHEMA)
 schema.app = get_wsgi_application()
 
 
@@ -95,3 +101,48 @@ def _only_missing_references(response: object) -> bool:
         return False
     messages = [m for value in body.values() for m in (value if isinstance(value, list) else [value])]
     return bool(messages) and all(isinstance(m, str) and m.endswith("object does not exist.") for m in messages)
+
+
+# Numbers no id can be, written the ways that cost a careless parser most: `int(Decimal("1e3000000"))` takes minutes.
+OVERSIZED_NUMBERS = st.one_of(
+    st.integers(min_value=19, max_value=10**7).map(lambda exponent: f"1e{exponent}"),
+    st.integers(min_value=19, max_value=10**9).map(lambda exponent: f"-9.9E+{exponent}"),
+    st.integers(min_value=2**63, max_value=10**80).map(str),
+    st.integers(min_value=2**63, max_value=10**40).map(lambda number: f"-{number}"),
+    st.integers(min_value=33, max_value=4000).map(lambda zeros: "0" * zeros + "7"),
+)
+
+
+def _integer_parameters() -> list[tuple[str, str, str]]:
+    """(method, path template, parameter) of every integer query or path parameter in the schema."""
+    found = []
+    for path, operations in RAW_SCHEMA["paths"].items():
+        for method, operation in operations.items():
+            for parameter in operation.get("parameters", []):
+                if parameter["in"] in ("query", "path") and parameter.get("schema", {}).get("type") == "integer":
+                    found.append((method, path, parameter["name"] if parameter["in"] == "query" else "{path}"))
+    return found
+
+
+INTEGER_PARAMETERS = _integer_parameters()
+
+
+@pytest.mark.timeout(120)  # each request must be refused at once; a conversion of one of these takes minutes
+@given(target=st.sampled_from(INTEGER_PARAMETERS), number=OVERSIZED_NUMBERS)
+@settings(max_examples=MAX_EXAMPLES * 4, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+@pytest.mark.django_db
+def test_oversized_numbers_in_integer_parameters_are_refused(
+    target: tuple[str, str, str], number: str, api_token: str,
+) -> None:
+    cache.clear()
+    method, template, parameter = target
+    path, query = template, {}
+    for name in [part[1:-1] for part in template.split("/") if part.startswith("{")]:
+        path = path.replace(f"{{{name}}}", number if parameter == "{path}" else "1")
+    if parameter != "{path}":
+        query[parameter] = number
+    response = Client().generic(method.upper(), path + ("?" + "&".join(f"{k}={v}" for k, v in query.items())
+                                                        if query else ""),
+                                HTTP_AUTHORIZATION=f"Token {api_token}")
+    SENT["oversized numbers"] += 1
+    assert response.status_code in (400, 404), (method, path, query, response.status_code)

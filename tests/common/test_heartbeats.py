@@ -40,13 +40,37 @@ def test_a_dead_process_beside_a_live_one_of_its_group_is_no_stale_component() -
 
 
 @pytest.mark.django_db
-def test_readyz_names_stale_workers_without_failing_the_web(client: Client) -> None:
+def test_readyz_names_stale_workers_without_failing_the_web(client: Client, settings: SettingsWrapper) -> None:
+    settings.METRICS_TOKEN = "s3cret-token"
     _beat("relay", seconds_ago=3600)
+    _beat("consumer", "invoicing", seconds_ago=3600)
+
+    response = client.get("/readyz", HTTP_AUTHORIZATION="Bearer s3cret-token")
+
+    assert response.status_code == 200
+    assert response.json() == {"status": "ok", "failing": [], "stale": ["consumer:invoicing", "relay"]}
+
+
+@pytest.mark.django_db
+def test_readyz_names_no_worker_or_consumer_group_to_an_anonymous_caller(client: Client) -> None:
+    _beat("consumer", "invoicing", seconds_ago=3600)
 
     response = client.get("/readyz")
 
     assert response.status_code == 200
-    assert response.json() == {"status": "ok", "failing": [], "stale": ["relay"]}
+    assert response.json() == {"status": "ok"}
+    assert b"invoicing" not in response.content
+
+
+@pytest.mark.django_db
+def test_readyz_names_stale_workers_to_staff_but_not_to_other_users(client: Client) -> None:
+    from django.contrib.auth.models import User
+
+    _beat("consumer", "invoicing", seconds_ago=3600)
+    client.force_login(User.objects.create_user("dispatch", password="pw-d-123"))
+    assert client.get("/readyz").json() == {"status": "ok"}
+    client.force_login(User.objects.create_user("ops", password="pw-o-123", is_staff=True))
+    assert client.get("/readyz").json()["stale"] == ["consumer:invoicing"]
 
 
 @pytest.mark.django_db

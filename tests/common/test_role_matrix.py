@@ -50,6 +50,11 @@ API_RULES: dict[tuple[str, str], set[str]] = {
     ("dead-letter-edit-reject", "POST"): FINANCE,
     ("schema", "GET"): SIGNED_IN,
     ("swagger-ui", "GET"): SIGNED_IN,
+    # The event catalogue: the OpenAPI schema's permissions.
+    ("asyncapi", "GET"): SIGNED_IN,
+    ("asyncapi-ui", "GET"): SIGNED_IN,
+    ("home", "GET"): ANYONE,  # a redirect to the admin, which asks for a login
+    ("favicon", "GET"): ANYONE,
     ("health-live", "GET"): ANYONE,
     ("health-ready", "GET"): ANYONE,
     # Prometheus uses METRICS_TOKEN or METRICS_ALLOWED_NETWORKS (neither is set here); people need the permission.

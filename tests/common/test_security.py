@@ -120,9 +120,12 @@ def test_readyz_names_the_failing_component_without_its_error_text(monkeypatch: 
         raise OperationalError('connection to server at "db.internal" (10.0.0.5), port 5432 failed: user "logiflow"')
 
     monkeypatch.setitem(health._CHECKS, "database", broken)
-    response = Client().get("/readyz")
-    assert response.status_code == 503
+    monkeypatch.setattr(settings, "METRICS_TOKEN", "s3cret-token")
+    response = Client().get("/readyz", HTTP_AUTHORIZATION="Bearer s3cret-token")
+    anonymous = Client().get("/readyz")
+    assert response.status_code == anonymous.status_code == 503
     assert response.json() == {"status": "unavailable", "failing": ["database"]}
+    assert anonymous.json() == {"status": "unavailable"}
 
 
 def test_the_pdf_renderer_fetches_bundled_assets_only(tmp_path: Path) -> None:
@@ -135,3 +138,25 @@ def test_the_pdf_renderer_fetches_bundled_assets_only(tmp_path: Path) -> None:
             BundledAssetsOnly().fetch(url)
     readme = ASSETS_DIR / "README.md"
     assert bundled_asset(readme.as_uri()) == readme
+
+
+@pytest.mark.parametrize("value", ["none", "", "None"])
+def test_the_route_map_tile_source_can_be_turned_off_and_then_nothing_is_added_to_the_csp(value: str) -> None:
+    code = ("from django.conf import settings; "
+            "print(repr(settings.ROUTE_MAP_TILE_URL), settings.CONTENT_SECURITY_POLICY['DIRECTIVES']['img-src'])")
+    result = _python(code, {**PRODUCTION_ENV, "ROUTE_MAP_TILE_URL": value})
+    assert result.stdout.strip() == "'' [\"'self'\", 'data:']", result.stderr
+
+
+def test_the_route_map_tiles_default_to_openstreetmap_whose_origin_the_csp_allows() -> None:
+    code = ("from django.conf import settings; "
+            "print(settings.ROUTE_MAP_TILE_URL, settings.CONTENT_SECURITY_POLICY['DIRECTIVES']['img-src'][-1])")
+    result = _python(code, PRODUCTION_ENV)
+    assert result.stdout.split() == ["https://tile.openstreetmap.org/{z}/{x}/{y}.png", "https://tile.openstreetmap.org"]
+
+
+def test_a_trusted_proxy_network_that_is_no_network_stops_the_start_instead_of_failing_each_request() -> None:
+    code = "from django.conf import settings; print(settings.TRUSTED_PROXY_NETWORKS)"
+    assert _python(code, {**PRODUCTION_ENV, "TRUSTED_PROXY_NETWORKS": "10.0.0.0/8,fd00::/8"}).returncode == 0
+    refused = _python(code, {**PRODUCTION_ENV, "TRUSTED_PROXY_NETWORKS": "10.0.0.0/8,the-proxy"})
+    assert refused.returncode != 0 and "TRUSTED_PROXY_NETWORKS" in refused.stderr

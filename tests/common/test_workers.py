@@ -48,6 +48,9 @@ class Scripted(Worker):
             return False
         if step == "fail":
             raise RuntimeError("poison")
+        if step == "slow_fail":  # a failure that took a while (a connection refused after its timeout)
+            time.sleep(0.05)
+            raise RuntimeError("still refused")
         time.sleep(self.idle_s if step == "idle" else 0)
         return step == "progress"
 
@@ -71,3 +74,21 @@ def test_real_progress_resets_the_backoff() -> None:
 def test_staying_healthy_for_a_while_resets_the_backoff_without_progress() -> None:
     worker = Scripted(["fail", "fail", "idle", "idle", "fail"], idle_s=0.06)
     assert delays(worker, Backoff(initial=0.5, maximum=4.0, healthy_after=0.1)) == [0.5, 1.0, 0.5]
+
+
+def test_a_worker_that_keeps_failing_past_its_give_up_time_exits_non_zero_for_its_supervisor() -> None:
+    worker = Scripted(["slow_fail"] * 200)
+
+    with pytest.raises(SystemExit) as exited:
+        run_worker(worker, backoff=Backoff(initial=0.01, maximum=0.01), install_signals=False, give_up_after=0.2)
+
+    assert exited.value.code not in (0, None)
+    assert next(worker.script, None) is not None  # it gave up long before the script ran out
+
+
+def test_failures_separated_by_good_iterations_never_add_up_to_giving_up() -> None:
+    worker = Scripted(["slow_fail", "idle"] * 10)
+
+    run_worker(worker, backoff=Backoff(initial=0.01, maximum=0.01), install_signals=False, give_up_after=1.0)
+
+    assert next(worker.script, None) is None  # it ran the whole script, then stopped

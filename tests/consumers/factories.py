@@ -22,6 +22,14 @@ def dead_letter(seq: int, *, key: str = "truck-1", scenario: str = "broken", val
     return deadletter_record(group="testing", raw=raw, failure=failure, attempts=3)
 
 
+def dead_letter_of_type(ce_type: str, *, group: str = "invoicing") -> DeadLetter:
+    """A handler failure of a message whose CloudEvents type is `ce_type` (its payload a test event's)."""
+    event = happened(key="truck:5", seq=1)
+    raw = raw_message(event, headers=cloud_event_headers(event, ce_type=ce_type))
+    failure = Failure.from_exception(RuntimeError("boom"), handler="tests.handler")
+    return deadletter_record(group=group, raw=raw, failure=failure, attempts=3)
+
+
 def parked_dead_letter(seq: int, head: DeadLetter, *, scenario: str = "") -> DeadLetter:
     raw = raw_message(happened(key=head.key_text() or "-", scenario=scenario, seq=seq), offset=seq, key=head.key_bytes())
     return deadletter_record(group="testing", raw=raw, failure=parked_failure(head.pk), attempts=0, blocked_by_id=head.pk)

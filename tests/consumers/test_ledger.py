@@ -6,6 +6,7 @@ import uuid
 
 import pytest
 
+from apps.consumers.decoding import DecodeFailure, decode
 from apps.consumers.inbox import stored_message
 from apps.consumers.ledger import Failure, deadletter_record, fingerprint
 from apps.consumers.models import DeadLetter, DeadLetterReplay
@@ -95,3 +96,43 @@ def test_a_message_without_an_event_id_is_known_by_its_bytes() -> None:
     assert garbage(b"not an event", 0).pk == first.pk  # the same bytes at a new offset
     assert garbage(b"another one", 3).pk != first.pk  # other bytes at the old offset
     assert DeadLetter.objects.count() == 2
+
+
+# --- failure groups from producer text (issue 21: metrics cardinality) --------------------------------------------
+
+
+def _junk(i: int) -> str:
+    """A distinct value with no digits (the id-and-number rules alone would not merge these)."""
+    letters = "abcdefghijklmnopqrstuvwxyz"
+    return "x" + letters[i % 26] + letters[i // 26 % 26] + letters[i // 676 % 26]
+
+
+def test_two_hundred_distinct_bad_specversions_make_one_failure_group() -> None:
+    for i in range(200):
+        event = happened(seq=i)
+        headers = [(name, _junk(i).encode() if name == "ce_specversion" else value)
+                   for name, value in cloud_event_headers(event)]
+        raw = raw_message(event, headers=headers, offset=i)
+        with pytest.raises(DecodeFailure) as refused:
+            decode(raw, group="testing")
+        deadletter_record(group="testing", raw=raw, failure=Failure.from_exception(refused.value), attempts=1)
+    assert DeadLetter.objects.count() == 200
+    assert DeadLetter.objects.values("fingerprint").distinct().count() == 1
+
+
+def test_payloads_invalid_only_in_their_input_values_make_one_failure_group_per_kind_of_error() -> None:
+    for i in range(100):
+        junk = f'"{_junk(i)}"' if i % 2 else f'{{"{_junk(i)}": ["{_junk(i)}"]}}'  # a string, then an object
+        value = f'{{"key": "k1", "scenario": "", "seq": {junk}}}'.encode()
+        raw = raw_message(happened(seq=i), value=value, offset=i)
+        with pytest.raises(DecodeFailure) as refused:
+            decode(raw, group="testing")
+        deadletter_record(group="testing", raw=raw, failure=Failure.from_exception(refused.value), attempts=1)
+    assert DeadLetter.objects.values("fingerprint").distinct().count() == 2  # not a number; not even a string
+
+
+def test_fingerprint_ignores_quoted_text_but_keeps_the_shape_of_the_message() -> None:
+    one = fingerprint(exception_class="E", handler="h", message="unsupported ce_specversion 'abc'")
+    two = fingerprint(exception_class="E", handler="h", message='unsupported ce_specversion "it\'s"')
+    assert one == two
+    assert one != fingerprint(exception_class="E", handler="h", message="unsupported content-type 'abc'")

@@ -113,3 +113,36 @@ def test_rows_of_one_message_become_one_the_copy_that_still_waits_with_all_their
     assert rows[behind.pk].blocked_by_id == rerun.pk
     assert rows[garbage[0].pk].digest is not None
     assert copy.pk not in rows and discarded.pk not in rows
+
+
+def test_failure_groups_recorded_under_the_old_rule_are_regrouped_without_their_quoted_values() -> None:
+    import hashlib
+
+    from apps.consumers.ledger import fingerprint
+
+    def old_rule(message: str) -> str:  # the fingerprint before issue 21: ids and numbers only
+        return hashlib.sha256(f"decode.E\x00\x00{message}".encode()).hexdigest()[:16]
+
+    before = [("consumers", "0011_deadletter_scope")]
+    executor = MigrationExecutor(connection)
+    latest = executor.loader.graph.leaf_nodes("consumers")
+    executor.migrate(before)
+    try:
+        Old = executor.loader.project_state(before).apps.get_model("consumers", "DeadLetter")
+        now = timezone.now()
+
+        def row(offset: int, message: str, fingerprint: str) -> object:
+            return Old.objects.create(group="testing", topic="t", partition=0, offset=offset, key=b"k", value=b"{}",
+                                      reason="missing_headers", exception_class="decode.E", error_message=message,
+                                      fingerprint=fingerprint, first_failed_at=now, last_failed_at=now)
+
+        junk = [row(i, f"unsupported ce_specversion '{word}'", old_rule(f"unsupported ce_specversion '{word}'"))
+                for i, word in enumerate(["abc", "xyz"])]
+        parked = row(9, "parked behind 'abc'", "fixedparkedprint")
+    finally:
+        executor = MigrationExecutor(connection)
+        executor.migrate(latest)
+
+    regrouped = fingerprint(exception_class="decode.E", handler="", message="unsupported ce_specversion 'abc'")
+    assert {DeadLetter.objects.get(pk=r.pk).fingerprint for r in junk} == {regrouped}
+    assert DeadLetter.objects.get(pk=parked.pk).fingerprint == "fixedparkedprint"

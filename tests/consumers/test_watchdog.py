@@ -9,7 +9,7 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
-from confluent_kafka import Consumer
+from confluent_kafka import Consumer, TopicPartition
 from django.db import connection
 from django.utils import timezone
 from pytest_django.fixtures import Settings as SettingsWrapper
@@ -18,7 +18,7 @@ from apps.common.kafka import consumer_config
 from apps.common.models import Heartbeat
 from apps.common.workers import Backoff, run_worker
 from apps.consumers.runtime import ConsumerWorker
-from apps.consumers.watchdog import GroupStalled, Position, UnownedLagWatch
+from apps.consumers.watchdog import GroupStalled, OwnedIdleWatch, Position, UnownedLagWatch
 from tests.consumers.support import RawProducer, happened
 from tests.consumers.testapp.models import Effect
 from tests.support.metrics import value
@@ -59,6 +59,31 @@ def test_progress_or_an_owner_starts_the_clock_again() -> None:
     assert watch.observe([Position("t", 0, committed=6, high=9)], owned=set()) == []
 
 
+def test_an_owned_partition_stalls_once_it_lagged_and_fed_nothing_for_the_threshold() -> None:
+    clock = Clock()
+    watch = OwnedIdleWatch(threshold_s=60, clock=clock)
+    mine = [Position("t", 0, committed=5, high=9), Position("t", 1, committed=3, high=8)]
+
+    assert watch.observe(mine) == []
+    clock.now += 30
+    watch.fed([("t", 1)])  # partition 1 still gives messages: busy, not stuck
+    clock.now += 30
+    stalls = watch.observe(mine)
+
+    assert [(s.topic, s.partition, s.lag, s.seconds) for s in stalls] == [("t", 0, 4, 60)]
+    assert str(stalls[0]) == "t[0] lag 4 assigned here, nothing fetched for 60s"
+
+
+def test_a_caught_up_owned_partition_starts_the_clock_again() -> None:
+    clock = Clock()
+    watch = OwnedIdleWatch(threshold_s=60, clock=clock)
+    watch.observe([Position("t", 0, committed=5, high=9)])
+    clock.now += 50
+    watch.observe([Position("t", 0, committed=9, high=9)])  # caught up: nothing to feed
+    clock.now += 50
+    assert watch.observe([Position("t", 0, committed=9, high=12)]) == []
+
+
 class WedgedConsumer:
     """A member that polls and is never given partitions: what chaos runs saw after a broker pause cut a
     rebalance short (SyncGroup timed out in flight). Reads of offsets and watermarks still reach the broker."""
@@ -88,6 +113,19 @@ def backlog(producer: RawProducer, settings: SettingsWrapper) -> RawProducer:
     return producer
 
 
+class DeafConsumer(WedgedConsumer):
+    """A member that holds its partition and is fed nothing from it: what a chaos run saw after the broker was
+    replaced by an empty one and a node then killed (the member's fetch state never recovered)."""
+
+    def __init__(self, group_id: str, topic: str) -> None:
+        super().__init__(group_id)
+        partitions = self.real.list_topics(topic, timeout=10).topics[topic].partitions
+        self.partitions = [TopicPartition(topic, p) for p in sorted(partitions)]
+
+    def assignment(self) -> list:
+        return self.partitions
+
+
 @pytest.fixture
 def wedged() -> Iterator[ConsumerWorker]:
     worker = ConsumerWorker("testing", group_id=f"testing-{uuid.uuid4().hex[:10]}")
@@ -110,6 +148,18 @@ def test_a_member_without_partitions_while_the_lag_stands_leaves_to_rejoin(
 
     with pytest.raises(GroupStalled, match=rf"{backlog.topic}\[0\] lag \d+ unowned for \d+s"):
         run_for(wedged, 10)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_member_fed_nothing_from_its_own_lagging_partition_leaves_to_rejoin(backlog: RawProducer) -> None:
+    worker = ConsumerWorker("testing", group_id=f"testing-{uuid.uuid4().hex[:10]}")
+    worker.consumer = DeafConsumer(worker.group_id, backlog.topic)  # type: ignore[assignment]
+    try:
+        worker.run_once()  # the clock starts: not yet a stall
+        with pytest.raises(GroupStalled, match=rf"{backlog.topic}\[\d+\] lag \d+ assigned here, nothing fetched for"):
+            run_for(worker, 10)
+    finally:
+        worker.consumer.real.close()  # type: ignore[union-attr]
 
 
 @pytest.mark.django_db(transaction=True)

@@ -102,3 +102,18 @@ def test_an_over_bound_route_on_the_topic_is_a_dead_letter_naming_the_bound(kafk
     assert dead_letter.reason == DeadLetter.Reason.INVALID_PAYLOAD
     assert "stops" in dead_letter.error_message
     assert f"at most {MAX_STOPS} items" in dead_letter.error_message
+
+
+def test_the_gate_lets_through_only_the_bounds_the_writers_always_kept() -> None:
+    """The published v1 had no bound on the stop count; 200 is what routing's API never exceeded. Any other bound
+    (one that rejects what our producers wrote) is still a breach."""
+    from apps.contracts.compat import breaches, contract
+
+    published = contract(RouteCalculated)
+    unbounded = json.loads(json.dumps(published))
+    unbounded["schema"]["properties"]["stops"].pop("maxItems")
+    tighter = json.loads(json.dumps(published))
+    tighter["schema"]["properties"]["stops"]["maxItems"] = 100
+
+    assert breaches(unbounded, published) == []
+    assert [b.field for b in breaches(unbounded, tighter)] == ["stops"]

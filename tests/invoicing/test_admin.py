@@ -45,6 +45,15 @@ def test_finance_finds_an_invoice_by_number_and_by_month_and_status_filters(fina
     assert finance_admin.get(CHANGELIST, {"month": "2001-01"}).context["cl"].result_count == 0
 
 
+@pytest.mark.parametrize("month", ["x", "2026", "2026-13", "2026-00", "99999999999999999999-01", "2026-1-1", "-"])
+def test_a_month_that_is_no_month_is_ignored_with_a_message_not_a_500(finance_admin: Client, month: str) -> None:
+    issued_invoice(three_stop_route(route_id=1))
+    response = finance_admin.get(CHANGELIST, {"month": month})
+    assert response.status_code == 200
+    assert response.context["cl"].result_count == 1  # the filter is ignored, not an empty list
+    assert any("YYYY-MM" in str(message) for message in response.context["messages"])
+
+
 def test_the_invoice_page_shows_its_lines_and_cannot_be_edited_added_or_deleted(finance_admin: Client) -> None:
     invoice = issued_invoice(three_stop_route(route_id=1))
     page = finance_admin.get(f"{CHANGELIST}{invoice.pk}/change/")
@@ -68,7 +77,7 @@ def test_re_render_action_queues_a_new_pdf_version_for_a_failed_invoice(finance_
 
 def test_mark_as_sent_action_marks_issued_invoices_and_reports_refusals(finance_admin: Client) -> None:
     original = issued_invoice(three_stop_route(route_id=1, calculation=1))
-    replacement = issued_invoice(three_stop_route(route_id=1, calculation=2))
+    replacement = issued_invoice(three_stop_route(route_id=1, calculation=2, distance_km=Decimal("500.000")))
 
     response = finance_admin.post(
         CHANGELIST, {"action": "mark_sent", "_selected_action": [original.pk, replacement.pk]}, follow=True
@@ -223,3 +232,41 @@ def test_the_invoice_page_shows_the_route_summary_as_tables(finance_admin: Clien
     for stop in invoice.route_summary["stops"]:
         assert f"<td>{stop['name']}</td>" in html
     assert "{&#x27;" not in html and '{"' not in html, "no raw dict or JSON dump"
+
+
+def test_the_invoice_page_says_which_recalculations_issue_it_again(finance_admin: Client) -> None:
+    invoice = issued_invoice(three_stop_route(route_id=1))
+    html = finance_admin.get(f"{CHANGELIST}{invoice.pk}/change/").content.decode()
+    assert "only when a recalculation changes what it bills: the distance or the stops" in html
+
+
+def test_a_credited_invoice_links_to_its_credit_note_and_its_replacement(finance_admin: Client) -> None:
+    original = issued_invoice(three_stop_route(route_id=1))
+    replacement = issued_invoice(three_stop_route(route_id=1, calculation=2, distance_km=Decimal("500.000")))
+    note = Invoice.objects.get(kind=Invoice.Kind.CREDIT_NOTE)
+    html = finance_admin.get(f"{CHANGELIST}{original.pk}/change/").content.decode()
+    assert f'<a href="{CHANGELIST}{note.pk}/change/">{note.number}</a>' in html
+    assert f'<a href="{CHANGELIST}{replacement.pk}/change/">{replacement.number}</a>' in html
+    note_page = finance_admin.get(f"{CHANGELIST}{note.pk}/change/").content.decode()
+    assert f'<a href="{CHANGELIST}{original.pk}/change/">{original.number}</a>' in note_page
+
+
+def test_invoice_search_finds_the_customer_by_name(finance_admin: Client) -> None:
+    BillingAccountFactory(customer_id=4, name="Ege Foods")
+    ege = issued_invoice(three_stop_route(route_id=1, customer_id=4, customer_name="Ege Foods"))
+    issued_invoice(three_stop_route(route_id=2))
+    found = finance_admin.get(CHANGELIST, {"q": "ege foo"})
+    assert list(found.context["cl"].result_list) == [ege]
+
+
+def test_the_invoice_page_keeps_event_ids_pdf_counters_and_errors_folded_away(finance_admin: Client) -> None:
+    invoice = issued_invoice(three_stop_route(route_id=1))
+    event_id = "0b1c2d3e-0000-4000-8000-000000000001"
+    Invoice.objects.filter(pk=invoice.pk).update(source_event_id=event_id)
+    invoice_pdf_render_failed(invoice_id=invoice.pk, error="Traceback (most recent call last): boom", final=True)
+    html = finance_admin.get(f"{CHANGELIST}{invoice.pk}/change/").content.decode()
+    shown, _, folded = html.partition("<summary>")
+    assert "Technical details" in folded
+    for detail in (event_id, "Traceback", "Pdf version", "Pdf rendered version"):
+        assert detail not in shown and detail in folded, detail
+    assert "The PDF could not be made" in shown

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 import pytest
 
 from apps.invoicing.models import Invoice
@@ -15,7 +17,7 @@ pytestmark = pytest.mark.django_db
 def test_mark_sent_moves_an_issued_invoice_to_sent_and_refuses_a_credited_one() -> None:
     BillingAccountFactory()
     original = invoice_issue_for_route(route=three_stop_route(route_id=11, calculation=1))
-    invoice_issue_for_route(route=three_stop_route(route_id=11, calculation=2))
+    invoice_issue_for_route(route=three_stop_route(route_id=11, calculation=2, distance_km=Decimal("500.000")))
 
     with pytest.raises(Exception, match="credited; it cannot be sent"):
         invoice_mark_sent(invoice_id=original.pk)

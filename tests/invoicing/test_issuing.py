@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -117,11 +118,33 @@ def test_a_recalculated_route_credits_the_issued_invoice_and_issues_a_replacemen
 def test_a_route_has_one_current_invoice_even_after_several_recalculations() -> None:
     BillingAccountFactory()
     for calculation in (1, 2, 3, 2, 3):
-        invoice_issue_for_route(route=three_stop_route(route_id=11, calculation=calculation))
+        distance = Decimal(400 + calculation)  # each calculation bills another distance
+        invoice_issue_for_route(route=three_stop_route(route_id=11, calculation=calculation, distance_km=distance))
 
     current = Invoice.objects.filter(kind="invoice").exclude(status="credited")
     assert list(current.values_list("route_calculation", flat=True)) == [3]
     assert Invoice.objects.filter(kind="credit_note").count() == 2
+
+
+def test_a_recalculation_that_bills_the_same_keeps_the_invoice_without_a_credit_note() -> None:
+    BillingAccountFactory()
+    original = invoice_issue_for_route(route=three_stop_route(route_id=11, calculation=1))
+    slower = three_stop_route(route_id=11, calculation=2)  # the truck's speed changed: later ETAs, same km and stops
+    slower = slower.model_copy(update={
+        "stops": [stop.model_copy(update={"eta": stop.eta + timedelta(minutes=40)}) for stop in slower.stops],
+        "eta": slower.eta + timedelta(minutes=40), "duration_minutes": slower.duration_minutes + 40,
+    })
+
+    kept = invoice_issue_for_route(route=slower)
+    again = invoice_issue_for_route(route=slower)  # redelivered
+
+    assert kept.pk == again.pk == original.pk
+    assert list(Invoice.objects.values_list("number", "kind", "status")) == [(original.number, "invoice", "issued")]
+    assert len(invoice_events()) == 1
+
+    moved = invoice_issue_for_route(route=three_stop_route(route_id=11, calculation=3, distance_km=Decimal("500.000")))
+    assert moved.pk != original.pk and moved.route_calculation == 3
+    assert Invoice.objects.filter(kind="credit_note", credit_for=original).count() == 1
 
 
 def test_missing_billing_account_raises_naming_the_customer_and_writes_nothing() -> None:

@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import io
 import re
+from datetime import UTC, datetime
 from decimal import Decimal
 
 import pytest
 from pypdf import PdfReader
 
+from apps.contracts import RouteCalculated
 from apps.invoicing.models import Invoice
-from apps.invoicing.pdf import render_invoice_pdf
+from apps.invoicing.pdf import invoice_context, render_invoice_pdf
+from apps.outbox.models import OutboxEvent
 from tests.factories import route_calculated
 from tests.invoicing.factories import BillingAccountFactory, issued_invoice, three_stop_route
+from tests.routing.factories import calculated_route
 
 pytestmark = pytest.mark.django_db
 
@@ -64,7 +68,7 @@ def test_an_invoice_shows_the_payment_details_from_settings(settings) -> None:  
 def test_a_credit_note_has_no_due_date_and_no_payment_details(settings) -> None:  # type: ignore[no-untyped-def]
     settings.INVOICING_BANK_NAME = "Bosphorus Bank"
     issued_invoice(three_stop_route(route_id=1))
-    issued_invoice(three_stop_route(route_id=1, calculation=2))
+    issued_invoice(three_stop_route(route_id=1, calculation=2, distance_km=Decimal("500.000")))
     note = Invoice.objects.get(kind=Invoice.Kind.CREDIT_NOTE)
     invoice_text = text_of(note.credit_for)
     note_text = text_of(note)
@@ -83,3 +87,13 @@ def test_the_whole_document_uses_one_font_family() -> None:
             base = re.sub(r"^/?[A-Z]{6}\+", "", name)  # drop the subset tag
             families.add(re.sub(r"-(Bold|Oblique|BoldOblique)$", "", base))
     assert families == {"DejaVu-Sans"}, families
+
+
+def test_the_route_summary_departs_at_the_routes_planned_departure_not_its_calculation_time() -> None:
+    departs_at = datetime(2026, 12, 24, 5, 45, tzinfo=UTC)  # days after the calculation (now)
+    route = calculated_route(departs_at=departs_at)
+    row = OutboxEvent.objects.get(event_type=RouteCalculated.ce_type())
+    invoice = issued_invoice(RouteCalculated.model_validate_json(row.payload))
+
+    assert invoice_context(invoice)["route"]["departs_at"] == route.departs_at
+    assert "at 2026-12-24 05:45" in text_of(invoice)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 
 import pytest
@@ -15,7 +16,7 @@ from apps import outbox
 from apps.common.models import Heartbeat
 from apps.consumers.models import InboxEntry
 from apps.ops.charts import PALETTE, line_chart, lines_chart
-from apps.ops.models import FlowSample
+from apps.ops.models import FlowSample, PartitionLag
 from apps.ops.selectors import lag_by_group
 from apps.ops.services import flow_sample_take
 from apps.outbox.models import OutboxEvent, PendingEvent
@@ -34,9 +35,9 @@ def _browser(group: str) -> Client:
 @pytest.mark.django_db
 def test_the_dashboard_shows_operations_workers_backlog_lag_and_failure_groups_with_links() -> None:
     now = timezone.now()
-    Heartbeat.objects.create(kind="consumer", group="invoicing", host="h", pid=7, started_at=now, beat_at=now,
-                             partitions=[{"topic": "routing.events", "partition": 3, "committed": 10, "high": 52,
-                                          "lag": 42}])
+    Heartbeat.objects.create(kind="consumer", group="invoicing", host="h", pid=7, started_at=now, beat_at=now)
+    PartitionLag.objects.create(group="invoicing", topic="routing.events", partition=3, committed=10, high=52,
+                                sampled_at=now - timedelta(minutes=1), stuck_since=now - timedelta(minutes=1))
     Heartbeat.objects.create(kind="relay", host="h", pid=8, started_at=now, beat_at=now - timedelta(hours=1))
     with transaction.atomic():
         outbox.publish(route_calculated(truck_id=1))
@@ -50,9 +51,11 @@ def test_the_dashboard_shows_operations_workers_backlog_lag_and_failure_groups_w
     assert response.status_code == 200
     assert "Silent: relay" in page
     assert "1 row waiting for the relay" in page
-    assert "<td>invoicing</td><td>routing.events</td><td>3</td><td>42</td>" in page
+    assert re.search(r"1 row waiting for the relay; the oldest for \d+ s\.", page)  # seconds, not 0:00:00
+    assert "<td>invoicing</td><td>42</td>\n        <td>routing.events[3]: 42</td>" in page  # read from the broker
     assert f"/admin/consumers/deadletter/?fingerprint={dead.fingerprint}" in page
-    assert page.count('<figure class="flow-chart"><figcaption>') == 3 and page.count("<polyline") >= 3
+    assert page.count('<figure class="flow-chart"><figcaption>') == 5 and page.count("<polyline") >= 5
+    assert "Outbox backlog</figcaption>" in page and "Oldest outbox row waiting</figcaption>" in page
     assert "End-to-end latency, p95: no samples yet." in page  # no consumer applied anything in the window
     assert "<script>" not in page  # no inline script: the CSP allows scripts from this server only
     assert "script-src 'self'" in response["Content-Security-Policy"]
@@ -137,3 +140,15 @@ def test_the_y_axis_top_label_is_short_enough_for_the_charts_left_margin() -> No
     assert top_label(3.864841, " s") == "3.86 s"  # was "3.86484 s", cut off at the SVG's left edge
     assert top_label(152340.0) == "152,340"
     assert top_label(42.0) == "42"
+
+
+@pytest.mark.django_db
+def test_the_dashboard_refreshes_from_its_sections_alone_and_refuses_them_to_finance() -> None:
+    operations = _browser("operations")
+
+    page = operations.get("/admin/common/heartbeat/flow/").content.decode()
+    sections = operations.get("/admin/common/heartbeat/flow/?sections=1").content.decode()
+
+    assert 'src="/static/ops/flow_dashboard.js"' in page and 'data-refresh-url="?sections=1"' in page
+    assert "<h3>Outbox</h3>" in sections and "<html" not in sections and "flow_dashboard.js" not in sections
+    assert _browser("finance").get("/admin/common/heartbeat/flow/?sections=1").status_code == 403

@@ -11,16 +11,21 @@ from __future__ import annotations
 import math
 import random
 import re
+import threading
+from collections.abc import Callable
 from datetime import timedelta
 
+from django.db import connection
 from django.utils import timezone
+from pytest_django.fixtures import Settings as SettingsWrapper
 
 from apps.common.models import Heartbeat
 from apps.consumers.models import DeadLetter
 from apps.invoicing.models import Invoice
-from apps.ops.models import FlowSample
+from apps.ops.models import FlowSample, PartitionLag
 from tests.consumers.factories import dead_letter, role_user
 from tests.invoicing.factories import unbilled_route_dead_letter
+from tests.ops.support import GROUP, produce, sample_until
 from tests.support import browser
 from tests.support.browser import assert_fits, browse, browse_as, shoot
 
@@ -38,8 +43,14 @@ CLIPPED_LABELS = """() => [...document.querySelectorAll("figure.flow-chart svg t
 
 
 def _workers() -> None:
-    """A live invoicing consumer with two partitions, a live routing consumer, and a relay silent for an hour."""
+    """A live invoicing consumer with two partitions, a live routing consumer, and a relay silent for an hour; the
+    groups' lag as the last sample read it from the broker."""
     now = timezone.now()
+    for group, topic, partition, committed, high in [("invoicing", "routing.events", 0, 900, 912),
+                                                     ("invoicing", "routing.events", 3, 10, 52),
+                                                     ("routing", "invoicing.events", 1, 5, 5)]:
+        PartitionLag.objects.create(group=group, topic=topic, partition=partition, committed=committed, high=high,
+                                    sampled_at=now, stuck_since=now if high > committed else None)
     Heartbeat.objects.create(
         kind="consumer", group="invoicing", host="worker-1", pid=7, started_at=now - timedelta(hours=3), beat_at=now,
         last_batch_at=now, partitions=[
@@ -85,7 +96,8 @@ def _failure_groups() -> tuple[list[DeadLetter], DeadLetter]:
 
 def _polyline_points(page: object) -> list[int]:
     return page.eval_on_selector_all(  # type: ignore[attr-defined]
-        "figure.flow-chart svg polyline", "lines => lines.map(l => l.getAttribute('points').trim().split(/\\s+/).length)"
+        "figure.flow-chart svg polyline",
+        "lines => lines.map(l => l.getAttribute('points').trim().split(/\\s+/).length)",
     )
 
 
@@ -101,18 +113,18 @@ def test_operations_sees_charts_workers_lag_and_failure_groups_that_lead_to_the_
         assert response.status == 200
         shoot(page, "dashboard")
 
-        # Four charts, each an SVG with unbroken lines across the day's samples.
+        # Six charts, each an SVG with unbroken lines across the day's samples.
         charts = page.locator("figure.flow-chart")
-        assert charts.count() == 4
+        assert charts.count() == 6
         assert page.locator("figure.flow-chart figcaption").all_inner_texts() == [
             "Events published per minute", "End-to-end latency, p95", "Consumer lag by group",
-            "Unresolved dead letters",
+            "Outbox backlog", "Oldest outbox row waiting", "Unresolved dead letters",
         ]
         # One line per chart, two in the lag chart (a line per group, each named in the legend).
-        assert _polyline_points(page) == [MINUTES] * 5
+        assert _polyline_points(page) == [MINUTES] * 7
         assert charts.nth(2).locator("text.legend").all_text_contents() == ["invoicing", "routing"]
         assert all(box["width"] > 600 and box["height"] > 100 for box in
-                   (charts.nth(i).locator("svg").bounding_box() for i in range(4)))
+                   (charts.nth(i).locator("svg").bounding_box() for i in range(6)))
         assert "1440 samples" in page.locator("h3", has_text="Last 24 hours").inner_text()
         assert page.evaluate(CLIPPED_LABELS) == []
 
@@ -122,10 +134,10 @@ def test_operations_sees_charts_workers_lag_and_failure_groups_that_lead_to_the_
         assert workers == {"relay worker-3:9": "silent", "consumer[invoicing] worker-1:7": "yes",
                            "consumer[routing] worker-2:8": "yes"}
 
-        # Lag per group and partition, from the live heartbeats.
+        # Lag per group, its lagging partitions named, as read from the broker.
         assert _table(page, "Consumer lag") == [
-            ["invoicing", "routing.events", "0", "12"], ["invoicing", "routing.events", "3", "42"],
-            ["routing", "invoicing.events", "1", "0"],
+            ["invoicing", "54", "routing.events[0]: 12, routing.events[3]: 42", "catching up"],
+            ["routing", "0", "-", "caught up"],
         ]
 
         # Dead letters: the larger failure group first, with its count; its link filters the ledger on it.
@@ -149,6 +161,65 @@ def _table(page: object, heading: str) -> list[list[str]]:
     """The body rows (cell texts) of the table that follows the <h3> starting with `heading`."""
     table = page.locator(f"h3:has-text('{heading}') + table")  # type: ignore[attr-defined]
     return [[cell.strip() for cell in row.locator("td").all_inner_texts()] for row in table.locator("tbody tr").all()]
+
+
+def test_operations_sees_a_stopped_consumers_lag_grow_and_the_group_flagged_stalled(
+    live_server: object, stopped_group: str, settings: SettingsWrapper
+) -> None:
+    """The `testing` group committed and stopped; messages keep arriving. Beat's samples (taken here, at chosen
+    times) read its lag from the broker: the dashboard names the partitions, flags the stall, and shows the lag
+    growing by refreshing itself, the reader's scroll position kept."""
+    settings.FLOW_DASHBOARD_REFRESH_S = 1
+    now = timezone.now()
+    produce(stopped_group, partition=0, count=2)
+    sample_until(2, now=now - timedelta(seconds=45))  # lag first seen 45 s ago...
+    sample_until(2, now=now)  # ...and the committed offset has not moved since
+    operations = role_user("operations")
+    with browse(live_server.url, operations) as (page, violations):  # type: ignore[attr-defined]
+        page.set_viewport_size({"width": 1280, "height": 480})
+        page.goto(live_server.url + DASHBOARD)  # type: ignore[attr-defined]
+        before = _lag_row(page, GROUP)
+        page.evaluate("() => { window.notReloaded = true; window.scrollTo(0, 150); }")
+        assert before[1:] == ["2", f"{stopped_group}[0]: 2", "stalled: no progress for 45 s"]
+        assert "stalled: testing" in page.locator(".flow-dashboard h2").inner_text()
+
+        _elsewhere(lambda: produce(stopped_group, partition=0, count=1))
+        _elsewhere(lambda: produce(stopped_group, partition=1, count=2))
+        _elsewhere(lambda: sample_until(5, now=now + timedelta(seconds=5)))
+        page.wait_for_function(  # the page's own refresh, within a few of its 1 s rounds
+            "() => [...document.querySelectorAll('table.consumer-lag td')].some(td => td.textContent.includes(': 3,'))",
+            timeout=15_000,
+        )
+        after = _lag_row(page, GROUP)
+        assert page.evaluate("() => [window.notReloaded, window.scrollY]") == [True, 150]
+        assert "Refreshed at" in page.locator("#flow-refreshed").inner_text()
+        shoot(page, "dashboard-stopped-consumer")
+        assert_fits(page, DASHBOARD)
+
+    assert after[1:] == ["5", f"{stopped_group}[0]: 3, {stopped_group}[1]: 2", "stalled: no progress for 50 s"]
+    assert not violations, violations
+
+
+def _lag_row(page: object, group: str) -> list[str]:
+    return next(row for row in _table(page, "Consumer lag") if row[0] == group)
+
+
+def _elsewhere(work: Callable[[], object]) -> None:
+    """Run `work` (ORM, broker) on another thread: Django refuses database calls beside Playwright's event loop."""
+    failure: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            work()
+        except BaseException as error:  # noqa: BLE001 - handed back to the test's thread
+            failure.append(error)
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    thread.join(timeout=60)
+    assert not thread.is_alive() and not failure, failure
 
 
 def test_operations_replays_a_dead_letter_after_finance_adds_the_missing_billing_account(live_server: object) -> None:

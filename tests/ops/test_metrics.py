@@ -78,3 +78,37 @@ def test_web_requests_count_by_url_pattern_not_by_path(client: Client) -> None:
     assert value("logiflow_http_request_duration_seconds_count", method="GET", route=route) == timed + 2
     assert value("logiflow_http_requests_total", method="GET", route="<unmatched>", status="404") >= 1
     assert value("logiflow_http_requests_total", method="other", route=route, status="401") >= 1
+
+
+@pytest.mark.django_db
+def test_failure_group_series_are_capped_with_an_other_bucket(client: Client, settings: SettingsWrapper) -> None:
+    from apps.consumers.ledger import Failure, deadletter_record
+    from apps.ops.metrics import FAILURE_GROUP_SERIES
+    from tests.consumers.support import happened, raw_message
+
+    settings.METRICS_TOKEN = "s3cret-token"
+    groups = FAILURE_GROUP_SERIES + 30
+    for i in range(groups):  # distinct exception classes: groups no normalising of messages can merge
+        failure = Failure(reason="handler_error", exception_class=f"junk.E{chr(65 + i // 26)}{chr(65 + i % 26)}",
+                          message="boom")
+        deadletter_record(group="testing", raw=raw_message(happened(seq=i), offset=i), failure=failure, attempts=1)
+    scraped = samples(client.get("/metrics", HTTP_AUTHORIZATION="Bearer s3cret-token").content.decode())
+    series = {labels: count for (name, labels), count in scraped.items()
+              if name == "logiflow_deadletters_unresolved_by_failure_group"}
+    assert len(series) == FAILURE_GROUP_SERIES + 1
+    assert series[(("fingerprint", "other"), ("group", "testing"))] == 30
+    assert sum(series.values()) == groups
+
+
+@pytest.mark.django_db
+def test_web_metrics_leave_out_the_relays_and_consumers_own_metrics_that_are_always_zero_there(
+    client: Client, settings: SettingsWrapper
+) -> None:
+    settings.METRICS_TOKEN = "s3cret-token"
+
+    text = client.get("/metrics", HTTP_AUTHORIZATION="Bearer s3cret-token").content.decode()
+
+    assert "logiflow_relay_" not in text and "logiflow_worker_" not in text  # served on the workers' own ports
+    assert "logiflow_consumer_handler_duration_seconds" not in text
+    assert "logiflow_consumer_end_to_end_latency_seconds" not in text
+    assert "logiflow_http_requests_total" in text  # the web's own stay

@@ -28,6 +28,7 @@ def _schema_statements(queries: CaptureQueriesContext) -> list[str]:
 @pytest.mark.django_db(transaction=True)
 def test_the_move_to_ops_keeps_the_samples_and_never_drops_or_creates_their_table() -> None:
     newest = latest("common") + latest("ops")
+    after_the_move = latest("common") + [("ops", "0001_flowsample")]  # later ops migrations are other stories
     migrate(BEFORE_THE_MOVE)
     try:
         oid = _table_oid()
@@ -37,7 +38,7 @@ def test_the_move_to_ops_keeps_the_samples_and_never_drops_or_creates_their_tabl
                 " dead_letters, dead_lettered) VALUES (now(), 60, 3, 1, 0.5, '{\"invoicing\": 2}', 0, 0)"
             )
         with CaptureQueriesContext(connection) as forwards:
-            migrate(newest)
+            migrate(after_the_move)
         with CaptureQueriesContext(connection) as backwards:
             migrate(BEFORE_THE_MOVE)
         assert _table_oid() == oid  # the same table, not one dropped and made again

@@ -12,11 +12,12 @@ import pytest
 from confluent_kafka import KafkaError
 from django.db import transaction
 from django.test import Client
+from pytest_django.fixtures import Settings as SettingsWrapper
 
 from apps import outbox
 from apps.outbox.models import OutboxEvent, PendingEvent, RelayProblem
 from apps.outbox.relay import Batch, OutboxRelay
-from tests.factories import route_calculated
+from tests.factories import invoice_generated, route_calculated
 
 
 @contextmanager
@@ -46,12 +47,13 @@ def _run_once(relay: OutboxRelay) -> None:
 )
 @pytest.mark.django_db(transaction=True)
 def test_refusal_a_person_can_fix_keeps_the_row_pending_and_is_reported_until_a_row_gets_through(
-    kafka_bootstrap: str, code: int, caplog: pytest.LogCaptureFixture
+    kafka_bootstrap: str, code: int, caplog: pytest.LogCaptureFixture, settings: SettingsWrapper
 ) -> None:
     with transaction.atomic():
         outbox.publish(route_calculated(truck_id=1))
         outbox.publish(route_calculated(truck_id=2))
-    client = Client()
+    settings.METRICS_TOKEN = "s3cret-token"  # /readyz names components to monitoring only
+    client = Client(HTTP_AUTHORIZATION="Bearer s3cret-token")
 
     with _broker_refuses(KafkaError(code, "refused by the broker")), caplog.at_level(logging.ERROR):
         _run_once(OutboxRelay())
@@ -71,3 +73,75 @@ def test_refusal_a_person_can_fix_keeps_the_row_pending_and_is_reported_until_a_
     assert set(OutboxEvent.objects.values_list("state", flat=True)) == {"published"}
     assert not RelayProblem.objects.exists()
     assert client.get("/readyz").json() == {"status": "ok", "failing": [], "stale": []}
+
+
+@contextmanager
+def _broker_refuses_topic(topic: str, error: KafkaError) -> Iterator[None]:
+    """Delivery reports for `topic` (as on the cluster) say `error`; the other topics' are the broker's own."""
+    real = Batch.report
+
+    def report(self: Batch, slot: int, own: KafkaError | None, message: object) -> None:
+        real(self, slot, error if self.cluster_topics[slot].endswith(topic) else own, message)
+
+    with mock.patch.object(Batch, "report", report):
+        yield
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_refused_topic_holds_back_only_itself_and_the_other_topic_keeps_flowing(
+    kafka_bootstrap: str, settings: SettingsWrapper
+) -> None:
+    settings.OUTBOX_RELAY_BATCH_SIZE = 5
+    with transaction.atomic():  # the refused topic's rows come first: the lowest ids, a claim's worth twice over
+        for number in range(10):
+            outbox.publish(invoice_generated(invoice_id=number + 1, route_id=number + 1))
+    with transaction.atomic():
+        for truck in range(6):
+            outbox.publish(route_calculated(truck_id=truck + 1))
+    relay = OutboxRelay()
+
+    with _broker_refuses_topic("invoicing.events", KafkaError(KafkaError.TOPIC_AUTHORIZATION_FAILED, "denied")):
+        relay.setup()
+        try:
+            for _ in range(4):
+                relay.run_once()
+        finally:
+            relay.teardown()
+
+    routing = set(OutboxEvent.objects.filter(topic="routing.events").values_list("state", flat=True))
+    invoicing = set(OutboxEvent.objects.filter(topic="invoicing.events").values_list("state", flat=True))
+    assert routing == {"published"}
+    assert invoicing == {"pending"}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_problem_another_relay_recorded_is_cleared_by_whichever_relay_next_delivers_to_the_topic(
+    kafka_bootstrap: str,
+) -> None:
+    bystander = OutboxRelay()
+    bystander.setup()  # started before the problem existed
+    try:
+        with transaction.atomic():
+            outbox.publish(route_calculated(truck_id=1))
+        with _broker_refuses(KafkaError(KafkaError.TOPIC_AUTHORIZATION_FAILED, "denied")):
+            _run_once(OutboxRelay())  # the relay that saw the refusal, then stopped
+        assert RelayProblem.objects.exists()
+
+        bystander.run_once()  # the ACL was fixed: the bystander delivers the row
+    finally:
+        bystander.teardown()
+
+    assert set(OutboxEvent.objects.values_list("state", flat=True)) == {"published"}
+    assert not RelayProblem.objects.exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_round_whose_rows_were_all_refused_is_not_progress(kafka_bootstrap: str) -> None:
+    with transaction.atomic():
+        outbox.publish(route_calculated(truck_id=1))
+    relay = OutboxRelay()
+
+    with _broker_refuses(KafkaError(KafkaError.TOPIC_AUTHORIZATION_FAILED, "denied")):
+        _run_once(relay)
+
+    assert relay.heartbeat.last_batch_at is None  # the dashboard must not show a working relay

@@ -6,6 +6,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator
+from typing import Any
 from contextlib import contextmanager
 from unittest import mock
 
@@ -288,3 +289,23 @@ def _ids_read(tail: TopicTail, wanted: set[str], *, quiet: float = 2.0) -> list[
     while batch := tail.read(100, timeout=quiet):
         ids.extend(m.headers["ce_id"] for m in batch if m.headers.get("ce_id") in wanted)
     return ids
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_relays_statements_on_its_main_connection_are_bounded_too(kafka_bootstrap: str, settings: Any) -> None:
+    """Heartbeats, the stranded sweep, marks and re-queues run on Django's connection: a stuck server or a held
+    lock must not keep them (and the relay) waiting for ever, and a dead server must be noticed (keepalives)."""
+    settings.OUTBOX_RELAY_STALL_TIMEOUT_S = 7
+    relay = OutboxRelay()
+    relay.setup()
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SHOW statement_timeout")
+            bound = cursor.fetchone()[0]
+    finally:
+        relay.teardown()
+        with connection.cursor() as cursor:
+            cursor.execute("RESET statement_timeout")
+
+    assert bound == "7s"
+    assert connection.get_connection_params()["keepalives"] == 1

@@ -41,8 +41,8 @@ def _batch(*rows: tuple[int, int | None, Report]) -> Batch:
     batch = Batch(0, connection=None)
     for row_id, previous_id, report in rows:
         slot = batch.add(
-            row_id, previous_id, topic="routing.events", cluster_topic="routing.events", event_id=f"e{row_id}",
-            time="2026-11-26T08:00:00Z", traceparent="",
+            row_id, previous_id, topic="routing.events", key=f"truck:{row_id}", cluster_topic="routing.events",
+            event_id=f"e{row_id}", time="2026-11-26T08:00:00Z", traceparent="",
         )
         batch.reports[slot] = report
     return batch
@@ -90,3 +90,17 @@ def test_a_previous_row_in_flight_here_is_waited_for_a_final_one_is_not_and_an_u
     assert order.previous_if_ours(10) is None
     order.recorded({}, {11: PUBLISHED})  # a later batch pushes it out of what this relay remembers
     assert order.previous_if_ours(10) is HELD
+
+
+def test_what_a_batch_holds_a_refused_topic_a_key_not_confirmed_and_frees_a_delivered_key() -> None:
+    batch = _batch(
+        (1, None, KafkaError(KafkaError._MSG_TIMED_OUT, "timed out")),
+        (2, None, KafkaError(KafkaError.TOPIC_AUTHORIZATION_FAILED, "denied")),
+        (3, None, (0, 4)),
+    )
+
+    record = decide(batch, KeyOrder(remembered_batches=3))
+
+    assert record.unconfirmed_keys == {("routing.events", "truck:1")}
+    assert record.refused_topics == {"routing.events"}
+    assert record.delivered_keys == {("routing.events", "truck:3")}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 from django.contrib.auth.models import Group, User
@@ -15,6 +16,7 @@ from apps import outbox
 from apps.consumers.models import DeadLetter
 from apps.contracts import RouteCalculated
 from apps.outbox.models import OutboxEvent
+from apps.routing.admin import local_time
 from apps.routing.models import Route, Truck
 from tests.factories import invoice_generated, route_calculated
 from tests.routing.conftest import DISPATCHER_PERMISSIONS
@@ -162,7 +164,7 @@ def plan_form(truck: Truck, customer: object, stops: list[tuple[str, str, str, s
         "truck": str(truck.pk), "customer": str(customer.pk),  # type: ignore[attr-defined]
         "departs_at_0": "2026-11-30", "departs_at_1": "06:00:00",
         "stops-TOTAL_FORMS": "8", "stops-INITIAL_FORMS": "0", "stops-MIN_NUM_FORMS": "0", "stops-MAX_NUM_FORMS": "50",
-        **extra,
+        "stop_order": "as_given", **extra,
     }
     for i, (order, name, lat, lon) in enumerate(stops):
         data.update({f"stops-{i}-ORDER": order, f"stops-{i}-name": name, f"stops-{i}-lat": lat, f"stops-{i}-lon": lon})
@@ -267,6 +269,33 @@ def test_route_page_warns_of_failed_invoicing_and_links_the_dead_letter_for_who_
     assert "Invoicing of this route failed" not in superuser.get(f"{CHANGELIST}{route.pk}/change/").content.decode()
 
 
+@pytest.mark.django_db
+def test_route_page_says_invoicing_is_awaited_since_the_route_was_calculated(dispatcher_browser: Client) -> None:
+    route = calculated_route()
+    written = OutboxEvent.objects.get(event_type=RouteCalculated.ce_type()).created_at
+    page = dispatcher_browser.get(f"{CHANGELIST}{route.pk}/change/").content.decode()
+    assert f"Waiting for invoicing since {local_time(written)}" in page
+    Route.objects.filter(pk=route.pk).update(invoice_number="LF-2026-000001", invoiced_at=timezone.now())
+    assert "Waiting for invoicing" not in dispatcher_browser.get(f"{CHANGELIST}{route.pk}/change/").content.decode()
+
+
+@pytest.mark.django_db
+def test_route_page_says_which_dead_letter_of_which_route_holds_its_invoicing_back() -> None:
+    blocking = calculated_route()
+    head = invoicing_dead_letter(blocking, value=OutboxEvent.objects.latest("id").payload.encode())
+    held = calculated_route(truck=blocking.truck)
+    invoicing_dead_letter(held, reason=DeadLetter.Reason.PARKED, blocked_by=head, offset=10_000,
+                          error_message=f"parked behind dead letter {head.pk}")
+    superuser = Client()
+    superuser.force_login(User.objects.create_superuser("root", password="pw"))
+    page = superuser.get(f"{CHANGELIST}{held.pk}/change/").content.decode()
+    assert "Invoicing of this route waits: held behind" in page
+    assert f'/admin/consumers/deadletter/{head.pk}/change/">dead letter #{head.pk} of route {blocking.pk}</a>' in page
+    assert "Invoicing of this route failed" not in page
+    failed = superuser.get(f"{CHANGELIST}{blocking.pk}/change/").content.decode()
+    assert "Invoicing of this route failed because customer has no billing account" in failed
+
+
 # --- the route's map (issue 11) ------------------------------------------------------------------------------
 
 
@@ -306,3 +335,84 @@ def test_route_page_offers_the_fix_its_dead_letter_names() -> None:
     page = superuser.get(f"{CHANGELIST}{route.pk}/change/").content.decode()
 
     assert '<a href="/admin/invoicing/billingaccount/add/?customer=2">Add billing account for Elbe Kaffee AG</a>' in page
+
+
+@pytest.mark.django_db
+def test_the_add_form_keeps_the_dispatchers_order_when_asked_to(dispatcher_browser: Client) -> None:
+    truck, customer = TruckFactory(), CustomerFactory()
+    stops = [("1", "Ankara", "39.9334", "32.8597"), ("2", "Izmit", "40.7654", "29.9408"),
+             ("3", "Bursa", "40.1885", "29.0610")]  # not the shortest tour from Istanbul
+    response = dispatcher_browser.post(ADD, plan_form(truck, customer, stops, stop_order="as_given"))
+    assert response.status_code == 302, response.content.decode()[:3000]
+    route = Route.objects.get()
+    assert route.stop_order == "as_given"
+    assert [stop.name for stop in route.stops.order_by("sequence")] == ["Ankara", "Izmit", "Bursa"]
+
+
+@pytest.mark.django_db
+def test_an_optimised_route_shows_the_dispatchers_order_beside_it_with_the_distance_saved(
+    dispatcher_browser: Client,
+) -> None:
+    stops = [("1", "Ankara", "39.9334", "32.8597"), ("2", "Izmit", "40.7654", "29.9408"),
+             ("3", "Bursa", "40.1885", "29.0610")]
+    response = dispatcher_browser.post(ADD, plan_form(TruckFactory(), CustomerFactory(), stops, stop_order="optimised"))
+    assert response.status_code == 302, response.content.decode()[:3000]
+    route = Route.objects.get()
+    assert [stop.name for stop in route.stops.order_by("sequence")] != ["Ankara", "Izmit", "Bursa"]
+    assert [stop.given_position for stop in route.stops.order_by("given_position")] == [1, 2, 3]
+    page = dispatcher_browser.get(response["Location"]).content.decode()
+    assert '<table class="stop-orders">' in page
+    assert "Your order" in page and "Optimised order" in page
+    assert "saves " in page and " km" in page
+
+
+@pytest.mark.django_db
+def test_the_add_form_offers_both_stop_orders_and_defaults_to_the_dispatchers(dispatcher_browser: Client) -> None:
+    form = dispatcher_browser.get(ADD).context["form"]
+    assert form.fields["stop_order"].initial == "as_given"
+    assert {value for value, _ in form.fields["stop_order"].choices} == {"as_given", "optimised"}
+
+
+@pytest.mark.django_db
+def test_truck_and_route_labels_carry_their_units_and_no_help_text_names_a_setting(dispatcher_browser: Client) -> None:
+    truck_form = dispatcher_browser.get(f"/admin/routing/truck/{TruckFactory().pk}/change/").content.decode()
+    assert "Capacity (kg)" in truck_form and "Average speed (km/h)" in truck_form
+    assert "ROUTING_" not in truck_form
+    route = calculated_route()
+    assert "<label>ETA:</label>" in dispatcher_browser.get(f"{CHANGELIST}{route.pk}/change/").content.decode()
+    assert ">ETA<" in dispatcher_browser.get(CHANGELIST).content.decode()
+
+
+@pytest.mark.django_db
+def test_a_stop_rows_errors_name_the_field_they_are_about(dispatcher_browser: Client) -> None:
+    response = dispatcher_browser.post(ADD, plan_form(TruckFactory(), CustomerFactory(), [("", "Nowhere", "95", "")]))
+    html = response.content.decode()
+    assert "latitude: Ensure this value is less than or equal to 90" in html
+    assert "longitude: This field is required" in html
+
+
+@pytest.mark.django_db
+def test_the_add_form_takes_as_many_stop_rows_as_a_route_may_have(dispatcher_browser: Client, settings: Any) -> None:
+    settings.ROUTING_MAX_STOPS = 12
+    stops = [(str(n), f"Stop {n}", str(40 + n / 100), "30.0") for n in range(1, 13)]
+    data = plan_form(TruckFactory(), CustomerFactory(), stops, stop_order="as_given")
+    data["stops-TOTAL_FORMS"] = "12"
+    response = dispatcher_browser.post(ADD, data)
+    assert response.status_code == 302, response.content.decode()[:2000]
+    assert Route.objects.get().stops.count() == 12
+    page = dispatcher_browser.get(ADD).content.decode()
+    assert 'id="stops-empty"' in page and 'data-max="12"' in page, "a template row and the limit for 'Add a stop'"
+
+
+@pytest.mark.django_db
+def test_route_times_are_shown_in_the_sites_time_zone_and_name_it(dispatcher_browser: Client, settings: Any) -> None:
+    settings.TIME_ZONE = "Europe/Berlin"
+    form = plan_form(TruckFactory(), CustomerFactory(), [("", "Ankara", "39.9", "32.8")],
+                     departs_at_0="2026-11-30", departs_at_1="07:00:00")
+    response = dispatcher_browser.post(ADD, form)
+    route = Route.objects.get()
+    assert route.departs_at == datetime(2026, 11, 30, 6, tzinfo=UTC), "the form's time is the site's local time"
+    page = dispatcher_browser.get(response["Location"]).content.decode()
+    assert "2026-11-30 07:00 CET" in page
+    assert "UTC" not in page.replace("(UTC)", "")
+    assert "In Europe/Berlin time" in dispatcher_browser.get(ADD).content.decode()

@@ -108,7 +108,8 @@ def test_dragging_the_third_stop_to_the_top_submits_it_first(
         page.wait_for_url("**/admin/routing/route/*/change/")
     assert received_stops == [["Izmit", "Ankara", "Bursa"]]
     route = Route.objects.get()
-    assert route.truck == truck and {stop.name for stop in route.stops.all()} == {"Izmit", "Ankara", "Bursa"}
+    assert route.truck == truck and route.stop_order == "as_given", "the form keeps the dispatcher's order by default"
+    assert [stop.name for stop in route.stops.order_by("sequence")] == ["Izmit", "Ankara", "Bursa"]
     assert not violations, violations
 
 
@@ -127,4 +128,26 @@ def test_arrow_keys_on_a_stop_handle_move_the_row_and_typed_numbers_still_count(
         page.click("input[name=_save]")
         page.wait_for_url("**/admin/routing/route/*/change/")
     assert received_stops == [["Ankara", "Bursa", "Izmit"]] and Route.objects.count() == 1
+    assert not violations, violations
+
+
+def test_add_a_stop_adds_rows_up_to_the_most_a_route_may_have(
+    live_server: Any, dispatcher: Any, received_stops: list[list[str]], settings: Any
+) -> None:
+    settings.ROUTING_MAX_STOPS = 7
+    truck, customer = TruckFactory(), CustomerFactory()
+    with browse(live_server.url, dispatcher) as (page, violations):
+        page.goto(f"{live_server.url}/admin/routing/route/add/")
+        _fill_route_form(page, truck, customer)
+        rows = page.locator("#stops-group tbody tr.form-row")
+        assert rows.count() == 5
+        page.click("button.stop-add")
+        page.click("button.stop-add")
+        assert rows.count() == 7 and page.locator("button.stop-add").is_disabled()
+        page.fill("#id_stops-6-name", "Sakarya")
+        page.fill("#id_stops-6-lat", "40.7569")
+        page.fill("#id_stops-6-lon", "30.3783")
+        page.click("input[name=_save]")
+        page.wait_for_url("**/admin/routing/route/*/change/")
+    assert received_stops == [["Ankara", "Bursa", "Izmit", "Sakarya"]]
     assert not violations, violations

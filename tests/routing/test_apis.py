@@ -417,3 +417,58 @@ def test_a_name_over_its_documented_length_is_refused_even_when_trimming_would_f
     assert response.status_code == 400, response.content
     assert "name" in response.json()
     assert not Customer.objects.exists()
+
+
+@pytest.mark.timeout(60)  # today's code burned minutes of CPU on it before the bound check
+def test_an_id_filter_with_a_huge_exponent_answers_400_at_once(dispatcher_api: APIClient) -> None:
+    response = dispatcher_api.get("/api/v1/trucks/", {"depot": "1e3000000"})
+    assert response.status_code == 400
+    assert "depot" in response.json()
+
+
+def test_an_id_filter_padded_past_any_bigint_answers_400_not_a_match(dispatcher_api: APIClient) -> None:
+    response = dispatcher_api.get("/api/v1/routes/", {"truck": "0" * 40 + "7"})
+    assert response.status_code == 400
+    assert "truck" in response.json()
+@pytest.mark.django_db
+def test_a_route_created_with_stop_order_as_given_keeps_the_order_it_was_sent_in(dispatcher_api: APIClient) -> None:
+    response = dispatcher_api.post(ROUTES, _route_body(stop_order="as_given"), format="json")
+    assert response.status_code == 201, response.data
+    assert [stop["name"] for stop in response.json()["stops"]] == ["Ankara", "Bursa", "Izmit"]
+    assert response.json()["stop_order"] == "as_given"
+
+
+@pytest.mark.django_db
+def test_without_stop_order_the_api_optimises_as_it_always_did(dispatcher_api: APIClient) -> None:
+    response = dispatcher_api.post(ROUTES, _route_body(), format="json")
+    assert response.status_code == 201, response.data
+    body = response.json()
+    assert body["stop_order"] == "optimised"
+    assert [stop["name"] for stop in body["stops"]] == ["Bursa", "Izmit", "Ankara"]  # the shortest tour from Istanbul
+    assert [stop["given_position"] for stop in body["stops"]] == [2, 3, 1]
+
+
+@pytest.mark.django_db
+def test_the_schema_documents_stop_order_and_its_default(dispatcher_api: APIClient) -> None:
+    schema = dispatcher_api.get("/api/schema/?format=json").json()
+    field = schema["components"]["schemas"]["RouteInputRequest"]["properties"]["stop_order"]
+    assert field["default"] == "optimised"
+    assert schema["components"]["schemas"]["StopOrderEnum"]["enum"] == ["as_given", "optimised"]
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("departs_at", ["2026-11-26T06:00:00", "2026-11-26 06:00"])
+def test_a_departure_without_a_time_zone_is_refused_naming_the_field(
+    dispatcher_api: APIClient, departs_at: str
+) -> None:
+    response = dispatcher_api.post(ROUTES, _route_body(departs_at=departs_at), format="json")
+    assert response.status_code == 400
+    assert "time zone" in response.json()["departs_at"][0]
+    assert _nothing_written()
+
+
+@pytest.mark.django_db
+def test_a_departure_with_an_offset_is_taken_as_that_moment(dispatcher_api: APIClient) -> None:
+    response = dispatcher_api.post(ROUTES, _route_body(departs_at="2026-11-26T09:00:00+03:00"), format="json")
+    assert response.status_code == 201, response.data
+    assert Route.objects.get().departs_at == datetime(2026, 11, 26, 6, tzinfo=UTC)

@@ -268,3 +268,31 @@ def test_recalculating_an_unchanged_plan_changes_nothing_and_publishes_nothing()
     assert route.calculation == 1
     assert list(RouteStop.objects.filter(route=route).values_list("id", "planned_arrival")) == stops_before
     assert OutboxEvent.objects.count() == 1
+
+
+@pytest.mark.django_db
+def test_a_route_kept_in_the_dispatchers_order_keeps_it_when_recalculated() -> None:
+    route = calculated_route(stop_order=Route.StopOrder.AS_GIVEN)
+    given = [stop.name for stop in ANATOLIA_STOPS]
+    assert [stop.name for stop in route.stops.order_by("sequence")] == given
+    slow_truck_down(route)
+    route = route_recalculate(route=route)
+    assert route.recalculated and [stop.name for stop in route.stops.order_by("sequence")] == given
+    assert [stop.given_position for stop in route.stops.order_by("sequence")] == [1, 2, 3, 4]
+
+
+@pytest.mark.django_db
+def test_an_optimised_route_remembers_where_each_stop_was_listed_across_recalculations() -> None:
+    route = calculated_route()
+    listed = {stop.name: position for position, stop in enumerate(ANATOLIA_STOPS, start=1)}
+    assert {stop.name: stop.given_position for stop in route.stops.all()} == listed
+    slow_truck_down(route)
+    route_recalculate(route=route)
+    assert {stop.name: stop.given_position for stop in route.stops.all()} == listed
+
+
+@pytest.mark.django_db
+def test_an_unknown_stop_order_is_refused_naming_the_field() -> None:
+    with pytest.raises(ApplicationError) as refused:
+        calculated_route(stop_order="alphabetical")
+    assert refused.value.field == "stop_order" and not Route.objects.exists()

@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('consumers', '0012_deadletter_edit_four_eyes'),
+        ('consumers', '0013_deadletter_edit_four_eyes'),
         ('invoicing', '0006_billing_account_customer_directory'),
     ]
 

@@ -14,6 +14,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from decimal import Decimal
 from typing import Any
 from uuid import UUID
 
@@ -60,6 +61,10 @@ def invoice_issue_for_route(
     current = invoice_current_for_route(route_id=route.route_id)
     if current and current.route_calculation >= route.calculation:
         logger.info("route %s calculation %s already invoiced as %s (calculation %s); ignored",
+                    route.route_id, route.calculation, current.number, current.route_calculation)
+        return current
+    if current and billed(current.route_summary) == billed(_route_summary(route)):
+        logger.info("route %s calculation %s bills what %s bills (calculation %s); kept",
                     route.route_id, route.calculation, current.number, current.route_calculation)
         return current
     account = billing_account_get(customer_id=route.customer_id)
@@ -249,8 +254,19 @@ def _tariff(account: BillingAccount) -> Tariff:
 def _route_summary(route: RouteCalculated) -> dict[str, Any]:
     return route.model_dump(
         mode="json",
-        include={"truck_plate", "depot", "stops", "distance_km", "duration_minutes", "eta", "calculated_at"},
+        include={
+            "truck_plate", "depot", "stops", "distance_km", "duration_minutes", "eta", "calculated_at", "departs_at",
+        },
     )
+
+
+def billed(route_summary: dict[str, Any]) -> tuple[Decimal, list[tuple[str, float, float]]]:
+    """What an invoice bills of a route: its distance and its stops (which places, not their order or times).
+
+    A recalculation that bills the same (a truck's new average speed moves only the times) keeps the invoice.
+    """
+    stops = sorted((stop["name"], stop["lat"], stop["lon"]) for stop in route_summary["stops"])
+    return Decimal(route_summary["distance_km"]), stops
 
 
 def _invoice_generated(invoice: Invoice) -> InvoiceGenerated:

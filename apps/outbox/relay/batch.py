@@ -28,6 +28,7 @@ class Batch:
         self.ids: list[int] = []
         self.previous: list[int | None] = []
         self.topics: list[str] = []
+        self.keys: list[str] = []
         self.cluster_topics: list[str] = []
         self.event_ids: list[str] = []
         self.times: list[str] = []
@@ -38,12 +39,13 @@ class Batch:
         self._sealed = False
 
     def add(
-        self, row_id: int, previous_id: int | None, *, topic: str, cluster_topic: str, event_id: str, time: str,
-        traceparent: str,
+        self, row_id: int, previous_id: int | None, *, topic: str, key: str, cluster_topic: str, event_id: str,
+        time: str, traceparent: str,
     ) -> int:
         self.ids.append(row_id)
         self.previous.append(previous_id)
         self.topics.append(topic)
+        self.keys.append(key)
         self.cluster_topics.append(cluster_topic)
         self.event_ids.append(event_id)
         self.times.append(time)
@@ -84,6 +86,11 @@ class Record:
     retried: list[claims.Refused] = field(default_factory=list)
     problems: dict[tuple[str, str], list] = field(default_factory=dict)  # (error name, topic) -> [rows, message]
     acked: dict[tuple[str, int], list] = field(default_factory=dict)  # (topic, partition) -> [low, high, event id]
+    # For the relay's holds (apps.outbox.relay.holds), by outbox topic: refused topics, keys not confirmed, and
+    # keys delivered (which ends their holds).
+    refused_topics: set[str] = field(default_factory=set)
+    unconfirmed_keys: set[tuple[str, str]] = field(default_factory=set)
+    delivered_keys: set[tuple[str, str]] = field(default_factory=set)
 
 
 def decide(batch: Batch, order: KeyOrder) -> Record:
@@ -103,6 +110,7 @@ def decide(batch: Batch, order: KeyOrder) -> Record:
             outcomes[row_id] = PUBLISHED
             partition, offset = report
             record.published.append(claims.Delivered(row_id, partition, offset))
+            record.delivered_keys.add((batch.topics[slot], batch.keys[slot]))
             where = (batch.cluster_topics[slot], partition)
             span = record.acked.get(where)
             if span is None:
@@ -124,4 +132,7 @@ def decide(batch: Batch, order: KeyOrder) -> Record:
                 assert isinstance(report, KafkaError)
                 problem = record.problems.setdefault((report.name(), batch.cluster_topics[slot]), [0, reason(report)])
                 problem[0] += 1
+                record.refused_topics.add(batch.topics[slot])
+            else:
+                record.unconfirmed_keys.add((batch.topics[slot], batch.keys[slot]))
     return record

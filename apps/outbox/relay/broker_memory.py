@@ -36,6 +36,9 @@ class Findings:
     lost: list[tuple[Mark, str]] = field(default_factory=list)  # (mark, why)
     stale: list[Mark] = field(default_factory=list)  # gone by retention or compaction: not evidence, replace it
     unreachable: str | None = None  # the broker could not be asked: nothing is known
+    # Marks on partitions that could not be read (no leader, no answer): only their partitions are unknown.
+    unreadable: list[Mark] = field(default_factory=list)
+    partitions: dict[str, int] = field(default_factory=dict)  # topic (as on the cluster) -> partition count
 
 
 def examine(producer: Producer, marks: list[Mark], *, timeout: float) -> Findings:
@@ -47,6 +50,7 @@ def examine(producer: Producer, marks: list[Mark], *, timeout: float) -> Finding
         findings.unreachable = str(error)
         return findings
     findings.cluster_id = metadata.cluster_id
+    findings.partitions = {name: len(topic.partitions) for name, topic in metadata.topics.items() if topic.partitions}
     to_read: list[Mark] = []
     for mark in marks:
         topic = metadata.topics.get(mark.topic)
@@ -54,6 +58,8 @@ def examine(producer: Producer, marks: list[Mark], *, timeout: float) -> Finding
             findings.lost.append((mark, f"cluster id {mark.cluster_id} became {metadata.cluster_id}"))
         elif topic is None or topic.error is not None or mark.partition not in topic.partitions:
             findings.lost.append((mark, f"{mark.topic}[{mark.partition}] no longer exists"))
+        elif topic.partitions[mark.partition].leader < 0:
+            findings.unreadable.append(mark)  # no leader now: ask again later, the other partitions go on
         else:
             to_read.append(mark)
     if to_read:
@@ -93,7 +99,11 @@ def _read_at_marks(marks: list[Mark], findings: Findings, *, timeout: float) -> 
             elif verdict != "held":
                 findings.lost.append((mark, verdict))
         for mark in waiting.values():  # no answer in time: does the log even reach the mark's offset?
-            _, high = consumer.get_watermark_offsets(TopicPartition(mark.topic, mark.partition), timeout=timeout)
+            try:
+                _, high = consumer.get_watermark_offsets(TopicPartition(mark.topic, mark.partition), timeout=timeout)
+            except KafkaException:
+                findings.unreadable.append(mark)  # this partition alone is unknown (no leader, no answer)
+                continue
             if high <= mark.offset:
                 why = f"{mark.topic}[{mark.partition}] ends at {high}, before offset {mark.offset}"
                 findings.lost.append((mark, why))
@@ -146,7 +156,9 @@ class AckedOffsets:
             if seen is not None and low <= seen:
                 logger.warning("relay: %s[%s] acknowledged offset %s after %s: checking the broker", *where, low, seen)
                 reset = True
-            if seen is None or high > seen:
+            # After a reset the new log's offsets are the ones to compare with: checking once is enough (another
+            # relay may already have re-queued; each later ack must not force a check again).
+            if seen is None or high > seen or low <= seen:
                 self._high[where] = high
             if now - self._marked_at.get(where, -1e18) >= self.mark_interval:
                 self._marked_at[where] = now

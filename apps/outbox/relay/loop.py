@@ -37,7 +37,9 @@ from apps.common.workers import Backoff, HeartbeatRecorder, Worker
 from apps.outbox.models import cloudevents_headers
 from apps.outbox.relay import broker_memory, claims
 from apps.outbox.relay.batch import Batch, Record, decide
+from apps.outbox.relay.holds import Holds
 from apps.outbox.relay.ordering import FAILED, HELD, PENDING, PUBLISHED, KeyOrder
+from apps.outbox.relay.partitions import partition_for
 from apps.outbox.services import (
     NOTIFY_CHANNEL,
     outbox_events_requeue_forgotten,
@@ -72,6 +74,8 @@ class OutboxRelay(Worker):
         )
         # Between producer rebuilds after fatal errors; reset once a rebuilt producer got a row confirmed.
         self.rebuilds = Backoff(initial=self.retry.initial, maximum=self.retry.maximum)
+        # Refused topics and unconfirmed keys, each with a backoff of its own: claims skip them (holds.py).
+        self._holds = Holds(initial=self.retry.initial, maximum=self.retry.maximum)
         self.depth = max(1, settings.OUTBOX_RELAY_PIPELINE_DEPTH)
         self.stall_timeout = settings.OUTBOX_RELAY_STALL_TIMEOUT_S  # statement_timeout of the batch connections
         self.totals = {PUBLISHED: 0, FAILED: 0, PENDING: 0}
@@ -95,10 +99,14 @@ class OutboxRelay(Worker):
         self._memory_known = False  # a check has answered since this process started
         self._acked = broker_memory.AckedOffsets(mark_interval=self.memory_check_interval)
         self._cluster_id: str | None = None
+        # Partitions whose marks could not be read (no leader): their rows are not sent until a check reads them.
+        self._unreadable: set[tuple[str, int]] = set()
+        self._partition_counts: dict[str, int] = {}
         self._connectivity = ConnectivityLog("relay")
 
     # --- lifecycle -------------------------------------------------------------------------------
     def setup(self) -> None:
+        self._bound_main_connection()
         self.producer = self._new_producer()
         self._producer_broken = False
         self._listener = connections.create_connection(DEFAULT_DB_ALIAS)
@@ -128,6 +136,8 @@ class OutboxRelay(Worker):
         if self.producer is not None:
             self._connectivity.check(self.producer)
         self._take_notifications(timeout=0)  # rows committed before this claim are seen by it
+        # Problems another relay recorded: whichever relay next delivers to their topic clears them (a tiny table).
+        self._problem_topics = claims.problem_topics()
         result = self._pump()
         self.heartbeat.beat()
         if result.published:
@@ -147,11 +157,13 @@ class OutboxRelay(Worker):
         progress = result.published > 0 or (result.sent > 0 and not result.transient)
         if self.stopping.is_set() or self._producer_broken:
             return progress
-        if result.transient:
+        if result.transient and not result.published:
+            # Nothing got through. The rows that failed are held (their topic or key, each with its own
+            # backoff) and the next claim skips them; before it, a pause that new rows' NOTIFY cuts short.
             delay = self.retry.failed()
-            logger.warning("%s rows not confirmed by the broker; retrying in %.1fs", result.transient, delay)
-            self.stopping.wait(delay)
-        elif result.backlog:
+            logger.warning("%s rows not confirmed by the broker; %s", result.transient, self._held_description())
+            self._take_notifications(timeout=min(delay, self._holds.seconds_to_next() or delay))
+        elif result.backlog or result.transient:
             self.retry.succeeded()
         elif result.held_back:
             # Rows whose key has an earlier row held by another relay: let that relay finish first.
@@ -160,6 +172,11 @@ class OutboxRelay(Worker):
             self.retry.succeeded()
             self._take_notifications(timeout=self.poll_interval)
         return progress
+
+    def _held_description(self) -> str:
+        held = self._holds.active()
+        topics = f"topics held: {', '.join(held.topics)}; " if held.topics else ""
+        return f"{topics}{len(held.keys)} keys held; other rows go on"
 
     def teardown(self) -> None:
         if self.stopping.is_set():
@@ -216,7 +233,9 @@ class OutboxRelay(Worker):
         return result
 
     def _claim_and_send(self, batch: Batch) -> None:
-        rows = claims.claim(batch.connection, self.batch_size, in_flight=self._order.in_flight)
+        rows = claims.claim(
+            batch.connection, self.batch_size, in_flight=self._order.in_flight, held=self._holds.active()
+        )
         batch.claimed = len(rows)
         produce = self.producer.produce  # type: ignore[union-attr] # the loop runs only with a producer
         prefix = settings.KAFKA_TOPIC_PREFIX
@@ -231,10 +250,14 @@ class OutboxRelay(Worker):
                     batch.held_back += 1
                     continue
             key_of = (topic, key)
-            previous_id = order.open_predecessor(key_of, row_id, previous_id)
             cluster_topic = prefix + topic
+            if self._unreadable and self._bound_for_unreadable(cluster_topic, key):
+                # Its partition's memory is unknown: it waits, and so does every later row of its key (same partition).
+                self._holds.hold(topic, key)
+                continue
+            previous_id = order.open_predecessor(key_of, row_id, previous_id)
             slot = batch.add(
-                row_id, previous_id, topic=topic, cluster_topic=cluster_topic, event_id=event_id, time=time_,
+                row_id, previous_id, topic=topic, key=key, cluster_topic=cluster_topic, event_id=event_id, time=time_,
                 traceparent=traceparent,
             )
             # With OpenTelemetry each row is sent in a producer span under the row's trace, and carries that span.
@@ -247,6 +270,12 @@ class OutboxRelay(Worker):
             order.sent(row_id, key_of)
             batch.tails[key_of] = row_id
         batch.seal()
+
+    def _bound_for_unreadable(self, cluster_topic: str, key: str) -> bool:
+        count = self._partition_counts.get(cluster_topic)
+        if not count or not key:
+            return any(topic == cluster_topic for topic, _ in self._unreadable)  # cannot tell: the topic waits
+        return (cluster_topic, partition_for(key, count)) in self._unreadable
 
     def _produce(
         self, produce: Any, batch: Batch, slot: int, message: tuple[str, str, str], headers: list[tuple[str, str]]
@@ -306,6 +335,7 @@ class OutboxRelay(Worker):
             conn.commit()
         self._order.recorded(batch.tails, record.outcomes)
         self._free.append(conn)
+        self._note_holds(record)
         for refused, slot in zip(record.failed, record.failed_slots, strict=True):
             with resumed(batch.traceparents[slot], event_id=batch.event_ids[slot]):  # the line joins the row's trace
                 logger.error("relay: outbox row %s refused for good, marked failed: %s", refused.id, refused.error)
@@ -316,10 +346,20 @@ class OutboxRelay(Worker):
         result.transient += len(record.retried)
         for outcome in record.outcomes.values():
             self.totals[outcome] += 1
-        if batch.ids:
-            self.heartbeat.progress()  # here, not only between pumps: a large backlog keeps one pump for minutes
+        if record.published or record.failed:
+            # Rows decided (a batch refused whole is not progress). Here, not only between pumps: a large backlog
+            # keeps one pump for minutes.
+            self.heartbeat.progress()
         self.heartbeat.beat()
         observe_batch(batch, record.outcomes, seconds=time.monotonic() - started)
+
+    def _note_holds(self, record: Record) -> None:
+        for topic, key in record.delivered_keys:
+            self._holds.release(topic, key)
+        for topic in record.refused_topics:
+            self._holds.hold(topic)
+        for topic, key in record.unconfirmed_keys - record.delivered_keys:
+            self._holds.hold(topic, key)
 
     def _roll_back(self, batch: Batch) -> None:
         self._order.recorded(batch.tails, dict.fromkeys(batch.ids, PENDING))
@@ -379,6 +419,13 @@ class OutboxRelay(Worker):
         to ask; an unreachable broker is asked again with backoff (returns False).
         """
         self._memory_check_due = time.monotonic() + self.memory_check_interval
+        try:
+            return self._examine_broker_memory()
+        except BaseException:
+            self._memory_check_due = 0.0  # not done until its re-queue committed: again before the next claim
+            raise
+
+    def _examine_broker_memory(self) -> bool:
         marks = [broker_memory.Mark(*row) for row in claims.broker_marks()]
         if not marks:
             self._memory_known = True
@@ -390,13 +437,22 @@ class OutboxRelay(Worker):
             self._memory_check_due = time.monotonic() + delay
             logger.info("relay: cannot check the broker's memory (%s); again in %.0fs", findings.unreachable, delay)
             return False
-        self._memory_retry.succeeded()
-        self._memory_known = True
+        self._unreadable = {(mark.topic, mark.partition) for mark in findings.unreadable}
+        self._partition_counts = findings.partitions or self._partition_counts
+        if self._unreadable:
+            # Rows bound for those partitions wait (held by key, in _claim_and_send); the rest goes. Ask again soon.
+            delay = self._memory_retry.failed()
+            self._memory_check_due = time.monotonic() + delay
+            logger.warning("relay: cannot read %s; their rows wait, the others go; asking again in %.0fs",
+                           ", ".join(f"{t}[{p}]" for t, p in sorted(self._unreadable)), delay)
+        else:
+            self._memory_retry.succeeded()
         self._cluster_id = findings.cluster_id or self._cluster_id
         if findings.stale:
             claims.forget_marks([(m.topic, m.partition, m.offset) for m in findings.stale])
         if findings.lost:
             self._requeue_forgotten(findings.lost)
+        self._memory_known = True
         return True
 
     def _requeue_forgotten(self, lost: list[tuple[broker_memory.Mark, str]]) -> None:
@@ -430,6 +486,19 @@ class OutboxRelay(Worker):
         return self._cluster_id or ""
 
     # --- connections and the producer ---------------------------------------------------------------
+    def _bound_main_connection(self) -> None:
+        """Heartbeats, the stranded sweep, marks and re-queues run on Django's connection: give its statements
+        the batch connections' bound, on the open connection and on any it reconnects."""
+        timeout_ms = max(1, int(self.stall_timeout * 1000))
+        main = connections[DEFAULT_DB_ALIAS]
+        options = main.settings_dict.setdefault("OPTIONS", {})
+        flag = f"-c statement_timeout={timeout_ms}"
+        if flag not in options.get("options", ""):
+            options["options"] = f"{options.get('options', '')} {flag}".strip()
+        main.ensure_connection()
+        with main.cursor() as cursor:
+            cursor.execute(f"SET statement_timeout = {timeout_ms}")
+
     def _batch_connection(self) -> Any:
         """A psycopg connection of its own for batches, with the relay's session settings, outside autocommit."""
         database = connections.create_connection(DEFAULT_DB_ALIAS)

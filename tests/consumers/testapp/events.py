@@ -24,3 +24,9 @@ class Happened(DomainEvent):
     @classmethod
     def topic(cls) -> str:
         return settings.TESTAPP_EVENTS_TOPIC
+
+
+class HappenedV2(Happened):
+    """A second version the `testing` group declares it ignores (tests/consumers/testapp/handlers.py)."""
+
+    version = 2

@@ -10,8 +10,8 @@ from uuid import UUID
 
 from django.db import transaction
 
-from apps.consumers.registry import EventMeta, NonRetryableError, handles
-from tests.consumers.testapp.events import Happened
+from apps.consumers.registry import EventMeta, NonRetryableError, handles, ignores
+from tests.consumers.testapp.events import Happened, HappenedV2
 from tests.consumers.testapp.models import Effect, Script
 
 # Attempts per event in this process: retries roll the transaction back, so the count cannot live in the DB.
@@ -63,3 +63,6 @@ def record_effects(events: list[tuple[Happened, EventMeta]]) -> None:
 
 
 handles(Happened, group="testing-batch", batch=record_effects)(record_effect)
+
+
+ignores(HappenedV2, group="testing", reason="the tests keep reading v1; v2 exists to test the declaration")

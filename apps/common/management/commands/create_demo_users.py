@@ -29,6 +29,9 @@ class Command(BaseCommand):
         user, _ = User.objects.get_or_create(username=username)
         user.is_staff = True
         user.is_superuser = superuser
-        user.set_password(DEMO_PASSWORD)
+        # Set only when it differs: a new hash (a new salt) would end every session of the user, and `make run`
+        # calls this on every start.
+        if not user.check_password(DEMO_PASSWORD):
+            user.set_password(DEMO_PASSWORD)
         user.save()
         return user

@@ -22,7 +22,7 @@ class Command(BaseCommand):
         configure_telemetry("logiflow-relay")
         relay = OutboxRelay()
         serve_worker_metrics(settings.RELAY_METRICS_PORT if metrics_port is None else metrics_port, name=relay.name)
-        run_worker(relay)
+        run_worker(relay, give_up_after=settings.OUTBOX_RELAY_GIVE_UP_S or None)
         self.stdout.write(
             f"relay stopped: {relay.totals['published']} published, {relay.totals['failed']} failed"
         )

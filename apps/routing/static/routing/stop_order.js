@@ -1,7 +1,8 @@
 /* The route add form's stop rows, reorderable: drag a row by its handle (mouse, pen or touch: pointer events), or
    focus the handle and press the up and down arrow keys. A move rewrites the "order" numbers in the rows' new order
    (1, 2, … for filled-in rows, empty for blank ones), which the server sorts the stops by. Typed numbers keep working:
-   they are rewritten only after a move. Loaded as a file (the CSP allows no inline script). */
+   they are rewritten only after a move. "Add a stop" adds rows up to the most a route may have. Loaded as a file
+   (the CSP allows no inline script). */
 (function () {
   "use strict";
 
@@ -117,20 +118,58 @@
     table.querySelectorAll("tr.row-form-errors td[colspan]").forEach(function (cell) {
       cell.colSpan += 1;
     });
-    formRows(table.tBodies[0]).forEach(function (row) {
-      var cell = document.createElement("td");
-      var handle = document.createElement("button");
-      cell.className = "stop-move";
-      handle.type = "button";
-      handle.className = "stop-handle";
-      handle.textContent = "\u2195";
-      handle.title = "Drag to move this stop, or press the up and down arrow keys";
-      handle.setAttribute("aria-label", "Move stop (up and down arrow keys)");
-      handle.addEventListener("pointerdown", startDrag);
-      handle.addEventListener("keydown", keyMove);
-      cell.appendChild(handle);
-      row.insertBefore(cell, row.firstElementChild);
+    formRows(table.tBodies[0]).forEach(addHandle);
+    addRowButton(table);
+  }
+
+  function addHandle(row) {
+    var cell = document.createElement("td");
+    var handle = document.createElement("button");
+    cell.className = "stop-move";
+    handle.type = "button";
+    handle.className = "stop-handle";
+    handle.textContent = "\u2195";
+    handle.title = "Drag to move this stop, or press the up and down arrow keys";
+    handle.setAttribute("aria-label", "Move stop (up and down arrow keys)");
+    handle.addEventListener("pointerdown", startDrag);
+    handle.addEventListener("keydown", keyMove);
+    cell.appendChild(handle);
+    row.insertBefore(cell, row.firstElementChild);
+  }
+
+  function addRowButton(table) {
+    // "Add a stop" appends a row made from the formset's empty form, up to the most stops a route may have.
+    var template = document.getElementById("stops-empty");
+    var total = document.getElementById("id_stops-TOTAL_FORMS");
+    var most = parseInt(table.getAttribute("data-max"), 10);
+    if (!template || !total) {
+      return;
+    }
+    var button = document.createElement("button");
+    button.type = "button";
+    button.className = "button stop-add";
+    button.textContent = "Add a stop";
+    function refresh() {
+      var count = parseInt(total.value, 10);
+      button.disabled = count >= most;
+      button.title = button.disabled ? "A route has at most " + most + " stops" : "";
+    }
+    button.addEventListener("click", function () {
+      var index = parseInt(total.value, 10);
+      if (index >= most) {
+        return;
+      }
+      var holder = document.createElement("tbody");
+      holder.innerHTML = template.innerHTML.replace(/__prefix__/g, String(index)).trim();
+      var row = holder.querySelector("tr.form-row");
+      addHandle(row);
+      table.tBodies[0].appendChild(row);
+      total.value = String(index + 1);
+      refresh();
+      row.querySelector(".field-name input").focus();
     });
+    table.parentNode.insertBefore(button, table.nextSibling);
+    refresh();
   }
 
   if (document.readyState === "loading") {

@@ -8,7 +8,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('consumers', '0013_billing_edit_roles'),
+        ('consumers', '0014_billing_edit_roles'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 

@@ -8,7 +8,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('consumers', '0011_deadletter_scope'),
+        ('consumers', '0012_deadletter_fingerprints_without_quoted_values'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 

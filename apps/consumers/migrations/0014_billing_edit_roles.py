@@ -15,7 +15,7 @@ def grant_roles(apps, schema_editor):
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("consumers", "0012_deadletter_edit_four_eyes"),
+        ("consumers", "0013_deadletter_edit_four_eyes"),
         ("auth", "0012_alter_user_first_name_max_length"),
         ("contenttypes", "0002_remove_content_type_name"),
     ]
