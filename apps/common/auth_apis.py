@@ -1,25 +1,26 @@
 """Authentication endpoints of the REST API: API tokens (django-rest-knox) stored hashed, with an expiry.
 
 A client logs in with username and password and gets a token valid for API_TOKEN_TTL_HOURS; to renew it
-logs in again before the expiry (and may log the old token out). Logins count towards django-axes' lockout
-and are throttled by the "auth" scope. Wrong credentials answer 401; malformed input 400.
+logs in again before the expiry (and may log the old token out). A user holds at most TOKEN_LIMIT_PER_USER live
+tokens (403 past it). Logins count towards django-axes' lockout, leave its access log and `last_login` as a session
+login does, and are throttled by the "auth" scope. Wrong credentials answer 401; malformed input 400.
 """
 
 from __future__ import annotations
 
 from django.contrib.auth import get_user_model
 from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view, inline_serializer
-from knox.models import AuthToken
 from knox.views import LogoutAllView, LogoutView
 from rest_framework import serializers, status
 from rest_framework.authtoken.serializers import AuthTokenSerializer
-from rest_framework.exceptions import ValidationError
+from rest_framework.exceptions import PermissionDenied, ValidationError
 from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from apps.common.serializers import ErrorSerializer, StrictInput
+from apps.common.services import TokenLimitReached, api_token_create
 
 ERROR_RESPONSE = ErrorSerializer
 
@@ -51,6 +52,9 @@ class TokenLoginApi(APIView):
             401: OpenApiResponse(
                 ERROR_RESPONSE, description="No user with that username and password (or locked out)."
             ),
+            403: OpenApiResponse(
+                ERROR_RESPONSE, description="The user holds TOKEN_LIMIT_PER_USER live tokens: log one out first."
+            ),
         },
     )
     def post(self, request: Request) -> Response:
@@ -60,7 +64,10 @@ class TokenLoginApi(APIView):
                 return Response({"detail": "Unable to log in with the provided credentials."},
                                 status=status.HTTP_401_UNAUTHORIZED, headers={"WWW-Authenticate": "Token"})
             raise ValidationError(serializer.errors)
-        instance, token = AuthToken.objects.create(user=serializer.validated_data["user"])
+        try:
+            instance, token = api_token_create(user=serializer.validated_data["user"], request=request)
+        except TokenLimitReached as error:
+            raise PermissionDenied(error.message) from None
         return Response({"token": token, "expiry": instance.expiry})
 
 

@@ -1,5 +1,5 @@
 """Shared writes: `model_update` for every app's services; a worker's heartbeat (removed on a clean stop, pruned
-when old)."""
+when old); an API token for a user who just proved their password."""
 
 from __future__ import annotations
 
@@ -10,9 +10,17 @@ from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 from django.conf import settings
-from django.db import models
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.signals import user_logged_in
+from django.db import models, transaction
+from django.db.models import Q
+from django.http import HttpRequest
 from django.utils import timezone
+from knox.models import AuthToken
+from knox.settings import knox_settings
 
+from apps.common.errors import ApplicationError
 from apps.common.models import Heartbeat
 
 M = TypeVar("M", bound=models.Model)
@@ -62,3 +70,27 @@ def heartbeats_prune(*, older_than: timedelta | None = None) -> int:
     deleted, _ = Heartbeat.objects.filter(beat_at__lt=timezone.now() - older_than).delete()
     return deleted
 
+
+
+class TokenLimitReached(ApplicationError):
+    """The user holds TOKEN_LIMIT_PER_USER live API tokens: one must be logged out (or expire) first."""
+
+
+@transaction.atomic
+def api_token_create(*, user: AbstractBaseUser, request: HttpRequest) -> tuple[AuthToken, str]:
+    """A new API token (the row, the token text) for `user`, who just proved their password, while they hold fewer
+    than TOKEN_LIMIT_PER_USER live tokens. Sends `user_logged_in` as a session login does: `last_login` and
+    django-axes' access log record API logins too."""
+    limit = knox_settings.TOKEN_LIMIT_PER_USER
+    if limit is not None:
+        # The user's row is the lock: two logins at once cannot both pass the count.
+        list(get_user_model().objects.select_for_update().filter(pk=user.pk).values_list("pk", flat=True))
+        live = AuthToken.objects.filter(Q(expiry__gt=timezone.now()) | Q(expiry__isnull=True), user=user).count()
+        if live >= limit:
+            raise TokenLimitReached(
+                f"you hold {limit} API tokens, the most a user may: log one out (POST /api/v1/auth/logout/ with "
+                "it, or /api/v1/auth/logout-all/) or wait until one expires"
+            )
+    created = AuthToken.objects.create(user=user)
+    user_logged_in.send(sender=type(user), request=request, user=user)
+    return created

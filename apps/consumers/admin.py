@@ -1,7 +1,9 @@
-"""The dead-letter ledger in the admin: investigate, replay (now or in the background), discard, edit and replay.
+"""The dead-letter ledger in the admin: investigate, replay (now or in the background), discard, edit and replay;
+and the edits of billed fields waiting for finance's approval.
 
 Replay and discard are custom permissions (`replay_deadletter`, `discard_deadletter`, `edit_deadletter`) held by
-the `operations` group; everyone else with `view_deadletter` sees the ledger read-only.
+the `operations` group; everyone else with `view_deadletter` sees the ledger read-only. Finance holds
+`approve_billing_edit`: it approves or rejects an edit of billed fields someone else proposed.
 """
 
 from __future__ import annotations
@@ -28,11 +30,13 @@ from apps.common.text import counted
 from apps.consumers import selectors
 from apps.consumers.catalogue import message_anchor
 from apps.consumers.fixes import fix_status
-from apps.consumers.models import DeadLetter, DeadLetterReplay, bytes_text, text_bytes
+from apps.consumers.models import DeadLetter, DeadLetterEdit, DeadLetterReplay, bytes_text, text_bytes
 from apps.consumers.replay import (
     deadletter_discard,
     deadletter_discard_many,
     deadletter_edit_and_replay,
+    deadletter_edit_approve,
+    deadletter_edit_reject,
     deadletter_queue_replay,
     deadletter_replay,
 )
@@ -62,7 +66,7 @@ class HistoryInline(ReadOnlyAdminMixin, admin.TabularInline):
 
     @admin.display(description="by")
     def who(self, entry: DeadLetterReplay) -> str:
-        return entry.actor.get_username() if entry.actor else entry.actor_name or "-"
+        return entry.who() or "-"
 
     @admin.display(description="payload diff")
     def payload_diff_pre(self, entry: DeadLetterReplay) -> str:
@@ -377,6 +381,12 @@ class DeadLetterAdmin(ReadOnlyAdminMixin, EventIdOrKeySearchMixin, admin.ModelAd
             except ApplicationError as error:
                 form.add_error("payload", error.message)
             else:
+                if result.outcome == DeadLetterReplay.Outcome.AWAITING_APPROVAL:
+                    edit = DeadLetterEdit.objects.get(pk=result.edit_id)
+                    message = (f"Edit #{edit.pk} changes billed fields ({', '.join(edit.guarded_fields)}): it is "
+                               "awaiting approval by someone else with finance's permission; nothing was replayed.")
+                    self.message_user(request, message, messages.WARNING)
+                    return HttpResponseRedirect(reverse("admin:consumers_deadletter_change", args=[dead_letter.pk]))
                 level = messages.SUCCESS if result.outcome != DeadLetterReplay.Outcome.FAILED else messages.WARNING
                 message = f"Edited and replayed #{dead_letter.pk}: {result.outcome} {result.error}"
                 self.message_user(request, message, level)
@@ -386,3 +396,67 @@ class DeadLetterAdmin(ReadOnlyAdminMixin, EventIdOrKeySearchMixin, admin.ModelAd
             **self._fix_context(request, dead_letter), "replay_url": "",
             "title": f"Edit payload of dead letter #{dead_letter.pk} then replay", "form": form,
         })
+
+
+class RejectEditForm(forms.Form):
+    reason = forms.CharField(widget=forms.Textarea(attrs={"rows": 3, "cols": 80}), help_text="Kept on the edit.")
+
+
+@admin.register(DeadLetterEdit)
+class DeadLetterEditAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    """Edits of dead letters: the ones awaiting approval are finance's to approve (applied and replayed at once)
+    or reject; an edit is never changed here."""
+
+    list_display = ["id", "dead_letter", "status", "guarded", "proposed_by", "proposed_at", "approved_by",
+                    "approved_at"]
+    list_filter = ["status"]
+    list_select_related = ["dead_letter", "proposed_by", "approved_by"]
+    actions = ["approve_selected", "reject_selected"]
+    fields = ["dead_letter", "status", "guarded", "diff_pre", "proposed_by", "proposed_at", "approved_by",
+              "approved_at", "rejected_by", "rejected_at", "reason"]
+    readonly_fields = fields
+
+    def has_approve_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("consumers.approve_billing_edit")
+
+    def get_actions(self, request: HttpRequest) -> dict[str, Any]:
+        actions = super().get_actions(request)
+        actions.pop("delete_selected", None)
+        return actions
+
+    @admin.display(description="billed fields changed")
+    def guarded(self, edit: DeadLetterEdit) -> str:
+        return ", ".join(edit.guarded_fields) or "- (none: applied without approval)"
+
+    @admin.display(description="payload diff")
+    def diff_pre(self, edit: DeadLetterEdit) -> str:
+        return format_html('<pre class="payload">{}</pre>', edit.payload_diff)
+
+    @admin.action(permissions=["approve"], description="Approve selected edits (applied and replayed)")
+    def approve_selected(self, request: HttpRequest, queryset: QuerySet[DeadLetterEdit]) -> None:
+        for edit_id in queryset.order_by("id").values_list("id", flat=True):
+            try:
+                result = deadletter_edit_approve(edit_id=edit_id, actor=request.user)
+            except ApplicationError as error:
+                self.message_user(request, f"Edit #{edit_id} not approved: {error.message}", messages.WARNING)
+                continue
+            level = messages.SUCCESS if result.outcome != DeadLetterReplay.Outcome.FAILED else messages.WARNING
+            self.message_user(request, f"Edit #{edit_id} approved and replayed: {result.outcome} {result.error}", level)
+
+    @admin.action(permissions=["approve"], description="Reject selected edits (with a reason)")
+    def reject_selected(self, request: HttpRequest, queryset: QuerySet[DeadLetterEdit]) -> HttpResponse | None:
+        form = RejectEditForm(request.POST if request.POST.get("confirm") == "yes" else None)
+        if not form.is_valid():
+            return TemplateResponse(request, "admin/consumers/deadletteredit/reject.html", {
+                **self.admin_site.each_context(request), "opts": self.model._meta, "title": "Reject edits",
+                "selected": queryset, "form": form, "action": "reject_selected",
+                "action_checkbox_name": admin.helpers.ACTION_CHECKBOX_NAME,
+            })
+        for edit_id in queryset.order_by("id").values_list("id", flat=True):
+            try:
+                deadletter_edit_reject(edit_id=edit_id, actor=request.user, reason=form.cleaned_data["reason"])
+            except ApplicationError as error:
+                self.message_user(request, f"Edit #{edit_id} not rejected: {error.message}", messages.WARNING)
+            else:
+                self.message_user(request, f"Edit #{edit_id} rejected.")
+        return None

@@ -1,8 +1,10 @@
-"""REST API of the dead-letter ledger: list, detail, replay, discard — with the same permissions as the admin."""
+"""REST API of the dead-letter ledger: list, detail, replay, discard, edit and replay (an edit of billed fields
+waits for finance's approval) — with the same permissions as the admin."""
 
 from __future__ import annotations
 
 import base64
+import json
 from typing import Any
 
 import django_filters
@@ -19,8 +21,16 @@ from rest_framework.views import APIView
 from apps.common.filters import BIGINT_MAX, StrictFilterSet
 from apps.common.permissions import ModelPermissions
 from apps.common.serializers import StrictInput
-from apps.consumers.models import DeadLetter, DeadLetterReplay, bytes_text, text_bytes
-from apps.consumers.replay import ReplayResult, deadletter_discard, deadletter_discard_many, deadletter_replay
+from apps.consumers.models import DeadLetter, DeadLetterEdit, DeadLetterReplay, bytes_text, text_bytes
+from apps.consumers.replay import (
+    ReplayResult,
+    deadletter_discard,
+    deadletter_discard_many,
+    deadletter_edit_and_replay,
+    deadletter_edit_approve,
+    deadletter_edit_reject,
+    deadletter_replay,
+)
 from apps.consumers.selectors import payload_json
 
 
@@ -32,6 +42,16 @@ class CanReplay(BasePermission):
 class CanDiscard(BasePermission):
     def has_permission(self, request: Request, view: Any) -> bool:
         return request.user.has_perm("consumers.discard_deadletter")
+
+
+class CanEdit(BasePermission):
+    def has_permission(self, request: Request, view: Any) -> bool:
+        return request.user.has_perm("consumers.edit_deadletter")
+
+
+class CanApproveEdit(BasePermission):
+    def has_permission(self, request: Request, view: Any) -> bool:
+        return request.user.has_perm("consumers.approve_billing_edit")
 
 
 class DeadLetterFilter(StrictFilterSet):
@@ -89,7 +109,7 @@ class HistorySerializer(serializers.ModelSerializer):
         fields = ["at", "action", "outcome", "actor", "error", "reason", "payload_diff"]
 
     def get_actor(self, entry: DeadLetterReplay) -> str | None:
-        return entry.actor.get_username() if entry.actor else entry.actor_name or None
+        return entry.who()
 
 
 class DeadLetterDetailSerializer(DeadLetterSummarySerializer):
@@ -139,6 +159,9 @@ class ResultSerializer(serializers.Serializer):
         allow_null=True, help_text="A released message that failed and now blocks its aggregate (scope)."
     )
     dead_letter_id = serializers.IntegerField()
+    edit_id = serializers.IntegerField(
+        allow_null=True, help_text="The edit proposed or applied (edit and replay, approve), else null."
+    )
     status = serializers.CharField(help_text="The dead letter's status after the action.")
     dead_letter = DeadLetterDetailSerializer(
         allow_null=True, help_text="The whole dead letter, for users who may view dead letters; null otherwise."
@@ -151,7 +174,7 @@ def _result(result: ReplayResult, request: Request) -> Response:
     dead_letter.refresh_from_db()
     data = {
         "outcome": result.outcome, "error": result.error, "released": result.released, "new_head": result.new_head,
-        "dead_letter_id": dead_letter.pk, "status": dead_letter.status,
+        "dead_letter_id": dead_letter.pk, "edit_id": result.edit_id, "status": dead_letter.status,
         "dead_letter": dead_letter if request.user.has_perm("consumers.view_deadletter") else None,
     }
     return Response(ResultSerializer(data).data, status=status.HTTP_200_OK)
@@ -223,3 +246,86 @@ class DeadLetterDiscardManyApi(APIView):
             "refused": [{"id": i, "error": error} for i, error in summary.refused.items()],
         }
         return Response(self.OutputSerializer(data).data)
+
+
+class DeadLetterEditAndReplayApi(APIView):
+    """Replace the payload (validated against the event's schema), then replay. An edit that changes a billed or
+    identity field (the event type's `approval_fields`) answers outcome `awaiting_approval`: nothing is applied
+    until a second person with finance's permission approves it (`dead-letter-edits/<id>/approve/`)."""
+
+    permission_classes = [IsAuthenticated, CanEdit]
+    throttle_scope = "replay"
+
+    class InputSerializer(StrictInput, serializers.Serializer):
+        payload = serializers.DictField(help_text="The whole event as JSON, as the dead letter's detail shows it.")
+
+        class Meta:
+            ref_name = "DeadLetterEditInput"
+
+    @extend_schema(request=InputSerializer, responses=ResultSerializer)
+    def post(self, request: Request, pk: int) -> Response:
+        get_object_or_404(DeadLetter, pk=pk)
+        serializer = self.InputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        payload = json.dumps(serializer.validated_data["payload"])
+        return _result(deadletter_edit_and_replay(dead_letter_id=pk, actor=request.user, payload=payload), request)
+
+
+class DeadLetterEditSerializer(serializers.ModelSerializer):
+    proposed_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    approved_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    rejected_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+
+    class Meta:
+        model = DeadLetterEdit
+        fields = [
+            "id", "dead_letter", "status", "guarded_fields", "payload_diff", "proposed_by", "proposed_at",
+            "approved_by", "approved_at", "rejected_by", "rejected_at", "reason",
+        ]
+
+
+class DeadLetterEditFilter(StrictFilterSet):
+    status = django_filters.ChoiceFilter(choices=DeadLetterEdit.Status.choices)
+
+    class Meta:
+        model = DeadLetterEdit
+        fields: list[str] = []
+
+
+class DeadLetterEditListApi(ListAPIView):
+    """Edits of dead letters, newest first: `?status=pending` is what waits for finance's approval."""
+
+    permission_classes = [IsAuthenticated, ModelPermissions]
+    queryset = DeadLetterEdit.objects.select_related("proposed_by", "approved_by", "rejected_by").order_by("-id")
+    serializer_class = DeadLetterEditSerializer
+    filterset_class = DeadLetterEditFilter
+
+
+class DeadLetterEditApproveApi(APIView):
+    """Approve a colleague's pending edit of billed fields: it is applied and replayed (400 for your own edit)."""
+
+    permission_classes = [IsAuthenticated, CanApproveEdit]
+    throttle_scope = "replay"
+
+    @extend_schema(request=None, responses=ResultSerializer)
+    def post(self, request: Request, pk: int) -> Response:
+        get_object_or_404(DeadLetterEdit, pk=pk)
+        return _result(deadletter_edit_approve(edit_id=pk, actor=request.user), request)
+
+
+class DeadLetterEditRejectApi(APIView):
+    permission_classes = [IsAuthenticated, CanApproveEdit]
+
+    class InputSerializer(StrictInput, serializers.Serializer):
+        reason = serializers.CharField(max_length=2000)
+
+        class Meta:
+            ref_name = "DeadLetterEditRejectInput"
+
+    @extend_schema(request=InputSerializer, responses=DeadLetterEditSerializer)
+    def post(self, request: Request, pk: int) -> Response:
+        get_object_or_404(DeadLetterEdit, pk=pk)
+        serializer = self.InputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        edit = deadletter_edit_reject(edit_id=pk, actor=request.user, **serializer.validated_data)
+        return Response(DeadLetterEditSerializer(edit).data)

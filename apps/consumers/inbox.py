@@ -17,7 +17,7 @@ from opentelemetry.trace import SpanKind
 from apps.common.tracing import batch_spans, log_context, otel_enabled, trace_context
 from apps.consumers import registry
 from apps.consumers.decoding import SKIP, Decoded, DecodeFailure, RawMessage, decode
-from apps.consumers.models import DeadLetter, InboxEntry, bytes_text
+from apps.consumers.models import DeadLetter, DeadLetterEdit, InboxEntry, bytes_text
 
 
 @transaction.atomic
@@ -157,10 +157,16 @@ def stored_message(dead_letter: DeadLetter) -> RawMessage:
 
 
 def apply_stored(dead_letter: DeadLetter) -> bool:
-    """Decode the stored message and run it through the inbox of the dead letter's group (only that group)."""
+    """Decode the stored message and run it through the inbox of the dead letter's group (only that group); an
+    edited one carries its edit's id in the meta."""
     decoded = decode(stored_message(dead_letter), group=dead_letter.group)
     if decoded is SKIP:
         gone = f"{dead_letter.group} no longer handles {dead_letter.event_type}"
         raise DecodeFailure(DeadLetter.Reason.UNKNOWN_TYPE, gone)
     assert isinstance(decoded, Decoded)
+    edit_id = dead_letter.edits.filter(status=DeadLetterEdit.Status.APPLIED).order_by("-id").values_list(
+        "id", flat=True
+    ).first()
+    if edit_id is not None:  # the value is a person's edit: the handler may say so on what it writes
+        decoded = replace(decoded, meta=replace(decoded.meta, edit_id=edit_id))
     return inbox_apply(decoded=decoded)

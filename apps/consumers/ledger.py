@@ -28,7 +28,7 @@ from apps.consumers.decoding import (
     message_digest,
     message_scope,
 )
-from apps.consumers.models import DeadLetter, DeadLetterReplay, encode_headers
+from apps.consumers.models import DeadLetter, DeadLetterEdit, DeadLetterReplay, encode_headers
 
 Known = tuple[Identity, bytes | None]  # a message's identity and ordering scope, as its consumer decoded them
 
@@ -276,6 +276,14 @@ def mark_replayed(dead_letter: DeadLetter) -> None:
     dead_letter.resolved_at = timezone.now()
     dead_letter.next_attempt_at = None
     dead_letter.save(update_fields=["status", "resolved_at", "next_attempt_at"])
+    supersede_pending_edits(dead_letter)
+
+
+def supersede_pending_edits(dead_letter: DeadLetter) -> None:
+    """A resolved dead letter has nothing left to approve: its edit awaiting approval can never be applied."""
+    DeadLetterEdit.objects.filter(dead_letter=dead_letter, status=DeadLetterEdit.Status.PENDING).update(
+        status=DeadLetterEdit.Status.SUPERSEDED
+    )
 
 
 def add_history(

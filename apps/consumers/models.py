@@ -176,6 +176,8 @@ class DeadLetterReplay(models.Model):
         AUTO_RETRY = "auto_retry", "Automatic retry"
         QUEUE = "queue", "Queued for background replay"
         DISCARD = "discard", "Discard"
+        EDIT_PROPOSED = "edit_proposed", "Edit proposed (billing fields: awaits approval)"
+        EDIT_REJECTED = "edit_rejected", "Edit rejected"
 
     class Outcome(models.TextChoices):
         APPLIED = "applied", "Applied"
@@ -184,6 +186,8 @@ class DeadLetterReplay(models.Model):
         QUEUED = "queued", "Queued"
         REFUSED = "refused", "Refused (replay cap)"
         DISCARDED = "discarded", "Discarded"
+        AWAITING_APPROVAL = "awaiting_approval", "Awaiting finance's approval"
+        REJECTED = "rejected", "Rejected"
 
     dead_letter = models.ForeignKey(DeadLetter, on_delete=models.CASCADE, related_name="history")
     action = models.CharField(max_length=20, choices=Action.choices)
@@ -191,7 +195,8 @@ class DeadLetterReplay(models.Model):
     actor = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
     actor_name = models.CharField(
         max_length=150, blank=True, db_default="",
-        help_text="Who, when it was not a user of this site: e.g. `manage.py replay_dead_letters (OS user alice)`.",
+        help_text="Where the action came from outside the site: "
+                  "e.g. `manage.py replay_dead_letters (OS account alice)`.",
     )
     at = models.DateTimeField()
     error = models.TextField(blank=True)
@@ -205,6 +210,79 @@ class DeadLetterReplay(models.Model):
 
     def __str__(self) -> str:
         return f"{self.get_action_display()}: {self.get_outcome_display()}"
+
+    def who(self) -> str | None:
+        """The user, where the action came from outside the site, or both (the replay command)."""
+        names = [self.actor.get_username()] if self.actor else []
+        names += [self.actor_name] if self.actor_name else []
+        return " via ".join(names) or None
+
+
+class DeadLetterEdit(models.Model):
+    """A person's new payload for a dead letter. One that changes a field its event type guards (`approval_fields`:
+    who or what is billed) is applied only once a second person with `approve_billing_edit` approves it; any other
+    is applied at once. Documents issued from an edited message point here (e.g. `Invoice.source_edit`)."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Awaiting approval"
+        APPLIED = "applied", "Applied"
+        REJECTED = "rejected", "Rejected"
+        SUPERSEDED = "superseded", "Superseded (a newer edit, or the letter was resolved)"
+
+    dead_letter = models.ForeignKey(DeadLetter, on_delete=models.PROTECT, related_name="edits")
+    payload = models.BinaryField(help_text="The edited value, as it is (or would be) replayed.")
+    payload_diff = models.TextField(help_text="Unified diff from the value before the edit.")
+    guarded_fields = models.JSONField(
+        default=list, help_text="The guarded fields the edit changes; empty: nothing billed changed, no approval."
+    )
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
+    proposed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.PROTECT, related_name="+"
+    )
+    proposed_at = models.DateTimeField()
+    approved_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+",
+        help_text="The second person (finance) who approved a guarded edit; empty for an edit that needed none.",
+    )
+    approved_at = models.DateTimeField(null=True, blank=True)
+    rejected_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    rejected_at = models.DateTimeField(null=True, blank=True)
+    reason = models.TextField(blank=True, help_text="Why it was rejected.")
+
+    class Meta:
+        ordering = ["-id"]
+        permissions = [("approve_billing_edit", "Can approve an edit of a dead letter's billing or identity fields")]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["dead_letter"], condition=Q(status="pending"), name="consumers_one_pending_edit_per_letter"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"edit #{self.pk} of dead letter #{self.dead_letter_id} ({self.status})"
+
+    @property
+    def needs_approval(self) -> bool:
+        return bool(self.guarded_fields)
+
+
+class ReplayRequest(models.Model):
+    """Who asked for a background replay, written by the authenticated caller that queued it. The Celery task
+    carries only this row's id and reads the actor here: a task message (anyone's who can write to the broker)
+    names no one, and replays only dead letters the request was made for."""
+
+    actor = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                              related_name="+", help_text="Empty: the stale-replay sweep, no person.")
+    requested_at = models.DateTimeField()
+    dead_letter_ids = models.JSONField(default=list)
+
+    class Meta:
+        ordering = ["-id"]
+
+    def __str__(self) -> str:
+        return f"replay request #{self.pk} ({len(self.dead_letter_ids)} dead letters)"
 
 
 def encode_headers(headers: list[tuple[str, bytes | None]] | None) -> list[dict[str, Any]]:

@@ -52,6 +52,9 @@ class EventMeta:
     partition: int
     offset: int
     group: str
+    # The person's edit (apps.consumers.models.DeadLetterEdit) whose payload this is, when a dead letter was
+    # edited before this replay; None for a message as its producer sent it.
+    edit_id: int | None = None
 
 
 Handler = Callable[[Any, EventMeta], None]

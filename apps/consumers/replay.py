@@ -5,6 +5,7 @@ Each takes the scope's lock first and, on success, releases the messages parked 
 from __future__ import annotations
 
 import difflib
+import json
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -23,13 +24,15 @@ from apps.common.queueing import enqueue_on_commit
 from apps.common.text import counted
 from apps.consumers import registry
 from apps.consumers.inbox import apply_stored
-from apps.consumers.ledger import add_history, mark_replayed, record_rerun_failure
-from apps.consumers.models import DeadLetter, DeadLetterReplay
+from apps.consumers.ledger import add_history, mark_replayed, record_rerun_failure, supersede_pending_edits
+from apps.consumers.models import DeadLetter, DeadLetterEdit, DeadLetterReplay, ReplayRequest
 from apps.consumers.ordering import lock_dead_letter, release_followers
+from apps.contracts.base import DomainEvent
 
 Action = DeadLetterReplay.Action
 Outcome = DeadLetterReplay.Outcome
 _REPLAYABLE = (DeadLetter.Status.PENDING, DeadLetter.Status.RETRYING)
+_MISSING = object()
 
 
 @dataclass
@@ -41,6 +44,7 @@ class ReplayResult:
     error: str = ""
     released: list[int] = field(default_factory=list)
     new_head: int | None = None
+    edit_id: int | None = None  # the edit an edit-and-replay proposed or applied
 
 
 # --- replay, edit, discard --------------------------------------------------------------------------------
@@ -64,30 +68,126 @@ def deadletter_replay(
 def deadletter_edit_and_replay(
     *, dead_letter_id: int, actor: AbstractBaseUser | None, payload: str
 ) -> ReplayResult:
-    """Replace the payload (validated against the event's schema; diff kept in the history), then replay."""
+    """Replace the payload (validated against the event's schema; diff kept in the history), then replay.
+
+    An edit that changes a field the event type guards (`approval_fields`: who or what is billed) is only
+    proposed: outcome `awaiting_approval`, the letter unchanged until a second person with
+    `approve_billing_edit` approves it (`deadletter_edit_approve`). A newer proposal replaces a pending one.
+    """
     with transaction.atomic():
         dead_letter = lock_dead_letter(dead_letter_id)
         _check_replayable(dead_letter, enforce_cap=False)
-        registration = registry.handler_for(dead_letter.group, dead_letter.event_type)
-        if registration is None:
-            raise ApplicationError(
-                f"{dead_letter.group} has no handler for {dead_letter.event_type or 'an unreadable type'}; "
-                "there is no schema to validate an edit against", field="payload",
-            )
+        event_class = _edit_schema(dead_letter)
         try:
-            event = registration.event_class.model_validate_json(payload)
+            event = event_class.model_validate_json(payload)
         except ValidationError as error:
             raise ApplicationError(f"invalid against {dead_letter.event_type}: {error}", field="payload") from None
-        before = dead_letter.pretty_payload()
-        dead_letter.value = event.model_dump_json().encode()
-        diff = "".join(
-            difflib.unified_diff(
-                before.splitlines(keepends=True), (dead_letter.pretty_payload() + "\n").splitlines(keepends=True),
-                fromfile="received", tofile="edited",
-            )
+        supersede_pending_edits(dead_letter)
+        edit = DeadLetterEdit.objects.create(
+            dead_letter=dead_letter, payload=event.model_dump_json().encode(), proposed_by=actor,
+            proposed_at=timezone.now(), payload_diff=_diff(dead_letter, event),
+            guarded_fields=_guarded_changes(event_class, before=bytes(dead_letter.value), after=event),
         )
-        dead_letter.save(update_fields=["value"])
-        return _replay_locked(dead_letter, actor=actor, action=Action.EDIT_AND_REPLAY, payload_diff=diff)
+        if edit.needs_approval:
+            add_history(dead_letter, action=Action.EDIT_PROPOSED, outcome=Outcome.AWAITING_APPROVAL, actor=actor,
+                        payload_diff=edit.payload_diff)
+            return ReplayResult(dead_letter=dead_letter, outcome=Outcome.AWAITING_APPROVAL, edit_id=edit.pk)
+        edit.status = DeadLetterEdit.Status.APPLIED
+        edit.save(update_fields=["status"])
+        return _apply_edit(dead_letter, edit, actor=actor)
+
+
+def deadletter_edit_approve(*, edit_id: int, actor: AbstractBaseUser) -> ReplayResult:
+    """Finance's second pair of eyes: apply a pending edit of billing fields and replay it. The approver must
+    hold `approve_billing_edit` and be someone else than the proposer; both, with their times, stay on the edit."""
+    with transaction.atomic():
+        edit = _lock_pending_edit(edit_id, actor=actor, verb="approve")
+        if edit.proposed_by_id is not None and edit.proposed_by_id == actor.pk:
+            raise ApplicationError(
+                f"edit #{edit.pk} is yours: a second person must approve an edit of billing fields"
+            )
+        dead_letter = edit.dead_letter
+        _check_replayable(dead_letter, enforce_cap=False)
+        edit.status, edit.approved_by, edit.approved_at = DeadLetterEdit.Status.APPLIED, actor, timezone.now()
+        edit.save(update_fields=["status", "approved_by", "approved_at"])
+        return _apply_edit(dead_letter, edit, actor=actor)
+
+
+def deadletter_edit_reject(*, edit_id: int, actor: AbstractBaseUser, reason: str) -> DeadLetterEdit:
+    """Finance refuses a pending edit of billing fields (with a reason); the dead letter keeps its payload."""
+    if not reason.strip():
+        raise ApplicationError("a reason is required to reject an edit", field="reason")
+    with transaction.atomic():
+        edit = _lock_pending_edit(edit_id, actor=actor, verb="reject")
+        edit.status, edit.rejected_by, edit.rejected_at = DeadLetterEdit.Status.REJECTED, actor, timezone.now()
+        edit.reason = reason.strip()
+        edit.save(update_fields=["status", "rejected_by", "rejected_at", "reason"])
+        add_history(edit.dead_letter, action=Action.EDIT_REJECTED, outcome=Outcome.REJECTED, actor=actor,
+                    reason=edit.reason)
+        return edit
+
+
+def _lock_pending_edit(edit_id: int, *, actor: AbstractBaseUser, verb: str) -> DeadLetterEdit:
+    """The edit, read again under its dead letter's lock; refused unless pending and `actor` may decide it."""
+    dead_letter_id = DeadLetterEdit.objects.filter(pk=edit_id).values_list("dead_letter_id", flat=True).first()
+    if dead_letter_id is None:
+        raise ApplicationError(f"there is no edit #{edit_id}")
+    dead_letter = lock_dead_letter(dead_letter_id)
+    edit = DeadLetterEdit.objects.get(pk=edit_id)
+    edit.dead_letter = dead_letter
+    if not actor.has_perm("consumers.approve_billing_edit"):
+        raise ApplicationError(f"to {verb} an edit of billing fields needs finance's permission (approve_billing_edit)")
+    if edit.status != DeadLetterEdit.Status.PENDING:
+        raise ApplicationError(
+            f"edit #{edit.pk} is {edit.get_status_display().lower()}: only a pending one can be decided"
+        )
+    return edit
+
+
+def _edit_schema(dead_letter: DeadLetter) -> type[DomainEvent]:
+    registration = registry.handler_for(dead_letter.group, dead_letter.event_type)
+    if registration is None:
+        raise ApplicationError(
+            f"{dead_letter.group} has no handler for {dead_letter.event_type or 'an unreadable type'}; "
+            "there is no schema to validate an edit against", field="payload",
+        )
+    return registration.event_class
+
+
+def _guarded_changes(event_class: type[DomainEvent], *, before: bytes, after: DomainEvent) -> list[str]:
+    """The guarded fields whose value the edit changes. The received value is compared as the schema reads it
+    when it is valid, else as JSON; anything unreadable counts as changed (approval is the safe side)."""
+    try:
+        received = event_class.model_validate_json(before)
+    except ValidationError:
+        try:
+            raw = json.loads(before)
+        except ValueError:
+            raw = None
+        edited = after.model_dump(mode="json")
+        return sorted(
+            name for name in event_class.approval_fields
+            if not isinstance(raw, dict) or raw.get(name, _MISSING) != edited.get(name)
+        )
+    return sorted(name for name in event_class.approval_fields if getattr(received, name) != getattr(after, name))
+
+
+def _diff(dead_letter: DeadLetter, event: DomainEvent) -> str:
+    edited = json.dumps(event.model_dump(mode="json"), indent=2, sort_keys=True, ensure_ascii=False)
+    return "".join(
+        difflib.unified_diff(
+            dead_letter.pretty_payload().splitlines(keepends=True), (edited + "\n").splitlines(keepends=True),
+            fromfile="received", tofile="edited",
+        )
+    )
+
+
+def _apply_edit(dead_letter: DeadLetter, edit: DeadLetterEdit, *, actor: AbstractBaseUser | None) -> ReplayResult:
+    dead_letter.value = bytes(edit.payload)
+    dead_letter.save(update_fields=["value"])
+    result = _replay_locked(dead_letter, actor=actor, action=Action.EDIT_AND_REPLAY, payload_diff=edit.payload_diff)
+    result.edit_id = edit.pk
+    return result
 
 
 def deadletter_discard(*, dead_letter_id: int, actor: AbstractBaseUser | None, reason: str) -> ReplayResult:
@@ -103,6 +203,7 @@ def deadletter_discard(*, dead_letter_id: int, actor: AbstractBaseUser | None, r
         dead_letter.resolved_at = timezone.now()
         dead_letter.next_attempt_at = None
         dead_letter.save(update_fields=["status", "resolved_at", "next_attempt_at"])
+        supersede_pending_edits(dead_letter)
         add_history(dead_letter, action=Action.DISCARD, outcome=Outcome.DISCARDED, actor=actor, reason=reason.strip())
         result = ReplayResult(dead_letter=dead_letter, outcome=Outcome.DISCARDED)
         if dead_letter.blocked_by_id is None:
@@ -217,13 +318,16 @@ def _enqueue_replays(ids: list[int], *, actor: AbstractBaseUser | None, notes: d
                          error=(notes or {}).get(i, ""))
         for i in ids
     )
-    actor_id = actor.pk if actor else None
+    if not ids:
+        return
+    # The task carries this row's id, never a user's: who asked is read from the database, not the broker.
+    request = ReplayRequest.objects.create(actor=actor, requested_at=now, dead_letter_ids=ids)
     chunk = settings.CONSUMER_REPLAY_TASK_CHUNK
     for start in range(0, len(ids), chunk):
         part = ids[start : start + chunk]
         # robust: a Celery broker down at commit must not fail the caller; the rows say their task was not
         # sent, and the stale sweep queues them again at its next run.
-        enqueue_on_commit("apps.consumers.tasks.replay_dead_letters", part, actor_id,
+        enqueue_on_commit("apps.consumers.tasks.replay_dead_letters", request.pk, part,
                           on_failure=partial(deadletter_replays_not_sent, dead_letter_ids=part))
 
 

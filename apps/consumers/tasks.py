@@ -8,10 +8,10 @@ import time
 
 from celery import shared_task
 from django.conf import settings
-from django.contrib.auth import get_user_model
 
 from apps.common.errors import ApplicationError
 from apps.consumers.inbox import inbox_purge
+from apps.consumers.models import ReplayRequest
 from apps.consumers.replay import (
     deadletter_replay_queued,
     deadletter_replays_not_sent,
@@ -23,16 +23,34 @@ logger = logging.getLogger(__name__)
 
 
 @shared_task(ignore_result=True)
-def replay_dead_letters(dead_letter_ids: list[int], actor_id: int | None) -> dict[str, int]:
-    """Replay each id in its own transaction; a refused or failed one does not stop the others, and none is
-    left `replaying` (at the replay cap it goes back to pending). Past CONSUMER_REPLAY_TASK_BUDGET_S the rest
-    go to a new task, so the time limit never kills this one with dead letters it has not started."""
-    actor = get_user_model().objects.filter(pk=actor_id).first() if actor_id else None
+def replay_dead_letters(request_id: int | list[int], dead_letter_ids: list[int] | int | None) -> dict[str, int]:
+    """Replay each id of a replay request (`ReplayRequest`, written by whoever queued it, who the replays are
+    attributed to) in its own transaction; ids the request was not made for are left alone. A refused or failed
+    one does not stop the others, and none is left `replaying` (at the replay cap it goes back to pending). Past
+    CONSUMER_REPLAY_TASK_BUDGET_S the rest go to a new task, so the time limit never kills this one with dead
+    letters it has not started.
+
+    A message of an earlier release, `([ids], actor_id)`, still replays its ids, attributed to nobody: a user id
+    in a broker message is anyone's claim."""
+    request: ReplayRequest | None = None
+    if isinstance(request_id, list):
+        ids = request_id
+        logger.warning("background replay of %d dead letters from an earlier release's task: attributed to no one",
+                       len(ids))
+    else:
+        request = ReplayRequest.objects.select_related("actor").filter(pk=request_id).first()
+        asked = set(request.dead_letter_ids) if request else set()
+        sent = dead_letter_ids if isinstance(dead_letter_ids, list) else []
+        ids = [i for i in sent if isinstance(i, int) and i in asked]
+        if len(ids) != len(sent):
+            logger.warning("replay request #%s: %d dead letters it was not made for left alone", request_id,
+                           len(sent) - len(ids))
+    actor = request.actor if request else None
     deadline = time.monotonic() + settings.CONSUMER_REPLAY_TASK_BUDGET_S
     outcomes: dict[str, int] = {}
-    for index, dead_letter_id in enumerate(dead_letter_ids):
+    for index, dead_letter_id in enumerate(ids):
         if index and time.monotonic() >= deadline:
-            _hand_on(dead_letter_ids[index:], actor_id)
+            _hand_on(ids[index:], request.pk if request else None)
             break
         try:
             outcome = deadletter_replay_queued(dead_letter_id=dead_letter_id, actor=actor).outcome
@@ -40,13 +58,16 @@ def replay_dead_letters(dead_letter_ids: list[int], actor_id: int | None) -> dic
             logger.info("replay of dead letter #%s refused: %s", dead_letter_id, error)
             outcome = "refused"
         outcomes[outcome] = outcomes.get(outcome, 0) + 1
-    logger.info("background replay of %d dead letters: %s", len(dead_letter_ids), outcomes)
+    logger.info("background replay of %d dead letters: %s", len(ids), outcomes)
     return outcomes
 
 
-def _hand_on(rest: list[int], actor_id: int | None) -> None:
+def _hand_on(rest: list[int], request_id: int | None) -> None:
     try:
-        replay_dead_letters.delay(rest, actor_id)
+        if request_id is None:
+            replay_dead_letters.delay(rest, None)  # an earlier release's message: still attributed to no one
+        else:
+            replay_dead_letters.delay(request_id, rest)
     except Exception:
         deadletter_replays_not_sent(dead_letter_ids=rest)  # the stale sweep queues them at its next run
         raise

@@ -3,9 +3,16 @@
 from __future__ import annotations
 
 import re
-from typing import Any, ClassVar
+from typing import Annotated, Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, ValidationInfo, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, model_validator
+
+# Bounds every event shares: what the consumers' columns can store (a bigint id, an integer counter), so a topic
+# writer's number past them is a schema failure (a dead letter with the reason), not a database error.
+BIGINT_MAX = 2**63 - 1
+INTEGER_MAX = 2**31 - 1
+Id = Annotated[int, Field(gt=0, le=BIGINT_MAX)]
+Counter = Annotated[int, Field(ge=1, le=INTEGER_MAX)]
 
 EVENT_TYPES: dict[str, type[DomainEvent]] = {}
 _NAME = re.compile(r"^[a-z][a-z_]*$")
@@ -51,6 +58,9 @@ class DomainEvent(Contract):
     # scope. A dead letter holds back the later events of its aggregate, whatever their key (apps.consumers).
     aggregate: ClassVar[str] = ""  # required of registered events; without one a consumer orders by the key
     aggregate_field: ClassVar[str] = ""
+    # The fields that decide who or what a consumer bills or which aggregate it changes. A person's edit of a dead
+    # letter that changes one of them waits for a second person with finance's permission (apps.consumers.replay).
+    approval_fields: ClassVar[frozenset[str]] = frozenset()
 
     @classmethod
     def ce_type(cls) -> str:
@@ -88,6 +98,8 @@ def register_event(cls: type[DomainEvent]) -> type[DomainEvent]:
     for name in ("key_field", "aggregate_field"):
         if getattr(cls, name, None) not in cls.model_fields:
             raise ValueError(f"{cls.__name__}.{name} {getattr(cls, name, None)!r} is not a field")
+    if unknown := cls.approval_fields - set(cls.model_fields):
+        raise ValueError(f"{cls.__name__}.approval_fields names no field: {', '.join(sorted(unknown))}")
     for other in EVENT_TYPES.values():
         if other is not cls and other.topic() == cls.topic() and other.key_prefix == cls.key_prefix \
                 and other.key_field != cls.key_field:

@@ -46,6 +46,34 @@ _WHY = {
 }
 
 
+# Narrowings that reject nothing a LogiFlow producer ever wrote: each value was already bounded where it is written
+# (routing's and invoicing's columns: bigint ids, integer counters, 200-character names; routing's API: at most
+# ROUTING_MAX_STOPS stops, 50 unless raised). They bound what a *foreign* writer of the topic can make a consumer
+# store or render (docs/architecture.md, Security). A deployment that raised ROUTING_MAX_STOPS above 200 must let its
+# consumers drain such routes before upgrading. (event, field, keyword) -> (the bound, why): only that constraint,
+# added where there was none, passes; any other change of it stays a breach.
+_BIGINT = (2**63 - 1, "ids come from bigint primary keys")
+_POSITIVE = (0, "ids come from primary keys, which start at 1")
+_COUNTER = (2**31 - 1, "an integer column holds it")
+_NAME = (200, "routing stores names in 200-character columns")
+_STOPS = (200, "routing's API takes at most ROUTING_MAX_STOPS stops (50 unless raised)")
+_BOUNDED_BY_THE_WRITERS: dict[tuple[str, str, str], tuple[int, str]] = {
+    **{("logiflow.routing.RouteCalculated.v1", field, "maximum"): _BIGINT
+       for field in ("route_id", "truck_id", "customer_id", "depot.id")},
+    ("logiflow.routing.RouteCalculated.v1", "depot.id", "exclusiveMinimum"): _POSITIVE,
+    ("logiflow.routing.RouteCalculated.v1", "calculation", "maximum"): _COUNTER,
+    ("logiflow.routing.RouteCalculated.v1", "duration_minutes", "maximum"): _COUNTER,
+    **{("logiflow.routing.RouteCalculated.v1", field, "maxLength"): _NAME
+       for field in ("customer_name", "depot.name", "stops[].name")},
+    ("logiflow.routing.RouteCalculated.v1", "stops", "maxItems"): _STOPS,
+    ("logiflow.routing.RouteCalculated.v1", "stops[].sequence", "maximum"): _STOPS,
+    ("logiflow.routing.CustomerUpserted.v1", "customer_id", "maximum"): _BIGINT,
+    ("logiflow.routing.CustomerUpserted.v1", "revision", "maximum"): _COUNTER,
+    **{("logiflow.invoicing.InvoiceGenerated.v1", field, "maximum"): _BIGINT
+       for field in ("invoice_id", "route_id", "customer_id")},
+}
+
+
 @dataclass(frozen=True)
 class Breach:
     """One incompatible change of a published version, with what to do instead."""
@@ -116,7 +144,11 @@ class _Walk:
         for keyword in sorted((old.keys() | new.keys()) - ANNOTATIONS - _STRUCTURE - {"default"}):
             if old.get(keyword) != new.get(keyword):
                 change = f"{keyword} {_text(old.get(keyword))} -> {_text(new.get(keyword))}"
-                self.add(path, _direction(keyword, old.get(keyword), new.get(keyword)), change)
+                rule = _direction(keyword, old.get(keyword), new.get(keyword))
+                bound = _BOUNDED_BY_THE_WRITERS.get((self.event, path, keyword))
+                if bound is not None and old.get(keyword) is None and new.get(keyword) == bound[0]:
+                    continue
+                self.add(path, rule, change)
         self.properties(old, new, path)
         if "items" in old:
             self.compare(old["items"], new["items"], f"{path}[]")

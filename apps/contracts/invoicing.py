@@ -7,7 +7,7 @@ from decimal import Decimal
 
 from pydantic import Field
 
-from apps.contracts.base import DomainEvent, register_event
+from apps.contracts.base import DomainEvent, Id, register_event
 
 
 @register_event
@@ -21,13 +21,19 @@ class InvoiceGenerated(DomainEvent):
     key_field = "route_id"
     aggregate = "route"
     aggregate_field = "route_id"
+    # Finance's fact, every field of it: no edit by someone else stands without finance's approval.
+    approval_fields = frozenset({
+        "invoice_id", "number", "route_id", "customer_id", "net_total", "vat_total", "gross_total", "currency",
+        "issued_at",
+    })
 
-    invoice_id: int = Field(gt=0)
+    invoice_id: Id
     number: str = Field(pattern=r"^LF-\d{4}-\d{6,10}$")  # a seventh digit from the millionth of a year
-    route_id: int = Field(gt=0)
-    customer_id: int = Field(gt=0)
-    net_total: Decimal = Field(decimal_places=2)
-    vat_total: Decimal = Field(decimal_places=2)
-    gross_total: Decimal = Field(decimal_places=2)
+    route_id: Id
+    customer_id: Id
+    # Invoicing's columns: a total a consumer could not store is refused as it is read.
+    net_total: Decimal = Field(max_digits=14, decimal_places=2)
+    vat_total: Decimal = Field(max_digits=14, decimal_places=2)
+    gross_total: Decimal = Field(max_digits=14, decimal_places=2)
     currency: str = Field(pattern=r"^[A-Z]{3}$")
     issued_at: datetime

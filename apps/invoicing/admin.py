@@ -76,7 +76,8 @@ class InvoiceAdmin(admin.ModelAdmin):
     fieldsets: list[tuple[str | None, dict[str, Any]]] = [
         (None, {"fields": ["number", "kind", "status", "related_documents", "issued_at", "due_date", "sent_at"]}),
         ("Customer", {"fields": ["customer", "customer_name", "directory_name", "billing_address", "vat_id"]}),
-        ("Route", {"fields": ["route_id", "route_calculation", "route_summary_table"], "description": REISSUE_HELP}),
+        ("Route", {"fields": ["route_id", "route_calculation", "source_edit_display", "route_summary_table"],
+                   "description": REISSUE_HELP}),
         ("Totals", {"fields": ["currency", "vat_rate_percent", "net_total", "vat_total", "gross_total"]}),
         ("PDF", {"fields": ["pdf_link", "pdf_state"]}),
         # Folded: what operations and developers ask about, not what finance reads an invoice for.
@@ -136,6 +137,20 @@ class InvoiceAdmin(admin.ModelAdmin):
     def directory_name(self, invoice: Invoice) -> str:
         # The invoice keeps the name it was billed to; the directory has routing's current name for the customer.
         return invoice.customer.customer.name
+
+    @admin.display(description="edited event")
+    def source_edit_display(self, invoice: Invoice) -> str:
+        """Whether a person changed the event it was issued from: who proposed the edit and who approved it."""
+        edit = invoice.source_edit
+        if edit is None:
+            return "no: issued from the event as routing published it"
+        url = reverse("admin:consumers_deadletteredit_change", args=[edit.pk])
+        who = edit.proposed_by.get_username() if edit.proposed_by else "-"
+        if edit.approved_by is None:
+            return format_html('<a href="{}">edit #{}</a> by {} (no billed field changed: no approval needed)',
+                               url, edit.pk, who)
+        return format_html('<a href="{}">edit #{}</a> by {}, approval by {} at {}', url, edit.pk, who,
+                           edit.approved_by.get_username(), edit.approved_at)
 
     @admin.display(description="route summary")
     def route_summary_table(self, invoice: Invoice) -> SafeString:

@@ -45,6 +45,11 @@ class InvoiceOutputSerializer(serializers.Serializer):
     customer_name = serializers.CharField()
     route_id = serializers.IntegerField()
     route_calculation = serializers.IntegerField()
+    source_edit = serializers.IntegerField(
+        source="source_edit_id", allow_null=True,
+        help_text="Issued from a dead letter a person edited: that edit (GET /api/v1/dead-letter-edits/), with its "
+                  "proposer and, for billed fields, finance's approval. Null for an event as routing published it.",
+    )
     credit_for = serializers.CharField(source="credit_for.number", allow_null=True, default=None)
     issued_at = serializers.DateTimeField()
     due_date = serializers.DateField()

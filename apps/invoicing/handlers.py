@@ -47,7 +47,8 @@ def issue_invoices_for_routes(events: list[tuple[RouteCalculated, EventMeta]]) -
     """A consumer batch's new RouteCalculated events at once. A missing billing account raises (the runtime then
     applies the batch message by message, and `issue_invoice_for_route` dead-letters that one message)."""
     invoice_issue_for_routes(
-        routes=[RouteToInvoice(route=event, source_event_id=meta.event_id, traceparent=meta.traceparent)
+        routes=[RouteToInvoice(route=event, source_event_id=meta.event_id, traceparent=meta.traceparent,
+                               source_edit_id=meta.edit_id)
                 for event, meta in events]
     )
 
@@ -55,7 +56,7 @@ def issue_invoices_for_routes(events: list[tuple[RouteCalculated, EventMeta]]) -
 @handles(RouteCalculated, group="invoicing", batch=issue_invoices_for_routes)
 def issue_invoice_for_route(event: RouteCalculated, meta: EventMeta) -> None:
     try:
-        invoice_issue_for_route(route=event, source_event_id=meta.event_id)
+        invoice_issue_for_route(route=event, source_event_id=meta.event_id, source_edit_id=meta.edit_id)
     except BillingAccountMissing as missing:
         raise MissingBillingData(
             customer_id=missing.customer_id, customer_name=missing.customer_name, route_id=event.route_id

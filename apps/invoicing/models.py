@@ -104,6 +104,11 @@ class Invoice(models.Model):
     route_id = models.PositiveBigIntegerField(db_index=True)
     route_calculation = models.PositiveIntegerField()
     source_event_id = models.UUIDField(null=True, blank=True, help_text="The RouteCalculated event it was issued from.")
+    source_edit = models.ForeignKey(
+        "consumers.DeadLetterEdit", null=True, blank=True, on_delete=models.PROTECT, related_name="+",
+        help_text="Set when it was issued from a dead letter a person edited: the edit, its proposer and (for an "
+                  "edit of billed fields) finance's approval.",
+    )
     issued_at = models.DateTimeField(db_index=True)
     due_date = models.DateField()
     sent_at = models.DateTimeField(null=True, blank=True)

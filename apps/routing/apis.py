@@ -16,6 +16,7 @@ from rest_framework.response import Response
 from apps.common.filters import IdFilter, StrictFilterSet
 from apps.common.permissions import ModelPermissions
 from apps.common.serializers import StrictInput
+from apps.contracts.routing import MAX_STOPS
 from apps.routing import selectors, services
 from apps.routing.models import Customer, Depot, Route, Truck
 
@@ -230,8 +231,9 @@ class RouteViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Ge
 
         def __init__(self, *args: Any, **kwargs: Any) -> None:
             super().__init__(*args, **kwargs)
-            # Refused before a single stop is validated (a 45,000-stop body costs nothing); read per request.
-            self.fields["stops"].max_length = settings.ROUTING_MAX_STOPS
+            # Refused before a single stop is validated (a 45,000-stop body costs nothing); read per request, and
+            # never past what RouteCalculated may carry (the route would be saved and its event refused).
+            self.fields["stops"].max_length = min(settings.ROUTING_MAX_STOPS, MAX_STOPS)
 
     class OutputSerializer(serializers.ModelSerializer):
         class StopSerializer(serializers.Serializer):

@@ -300,7 +300,9 @@ CONSUMER_STATS_INTERVAL_S = env.float("CONSUMER_STATS_INTERVAL_S", default=60.0)
 RELAY_METRICS_PORT = env.int("RELAY_METRICS_PORT", default=0)
 CONSUMER_METRICS_PORT = env.int("CONSUMER_METRICS_PORT", default=0)
 CELERY_METRICS_PORT = env.int("CELERY_METRICS_PORT", default=0)
-WORKER_METRICS_ADDR = env("WORKER_METRICS_ADDR", default="0.0.0.0")
+# Loopback by default: the endpoints have no authentication. Set e.g. 0.0.0.0 only where the port is reachable
+# from the scraper alone (a cluster network, a firewall); docs/operations.md, "Where the metrics are".
+WORKER_METRICS_ADDR = env("WORKER_METRICS_ADDR", default="127.0.0.1")
 # The web's /metrics answers a matching "Authorization: Bearer <METRICS_TOKEN>", a client address (see
 # TRUSTED_PROXY_NETWORKS) in METRICS_ALLOWED_NETWORKS, or a signed-in user with common.view_flow_dashboard;
 # nobody else.

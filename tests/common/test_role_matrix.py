@@ -44,6 +44,10 @@ API_RULES: dict[tuple[str, str], set[str]] = {
     ("dead-letter-replay", "POST"): OPERATIONS,
     ("dead-letter-discard", "POST"): OPERATIONS,
     ("dead-letter-discard-many", "POST"): OPERATIONS,
+    ("dead-letter-edit", "POST"): OPERATIONS,
+    ("dead-letter-edit-list", "GET"): FINANCE | OPERATIONS,
+    ("dead-letter-edit-approve", "POST"): FINANCE,  # four eyes: finance approves what operations edited
+    ("dead-letter-edit-reject", "POST"): FINANCE,
     ("schema", "GET"): SIGNED_IN,
     ("swagger-ui", "GET"): SIGNED_IN,
     # The event catalogue: the OpenAPI schema's permissions.
@@ -71,6 +75,7 @@ ADMIN_VIEW_RULES: dict[str, set[str]] = {
     "axes.AccessAttempt": set(), "axes.AccessLog": set(), "axes.AccessFailureLog": set(),
     "outbox.OutboxEvent": DISPATCHER | OPERATIONS, "outbox.RelayProblem": OPERATIONS,
     "consumers.DeadLetter": FINANCE | OPERATIONS,
+    "consumers.DeadLetterEdit": FINANCE | OPERATIONS,
     "routing.Depot": DISPATCHER, "routing.Truck": DISPATCHER, "routing.Customer": DISPATCHER,
     "routing.Route": DISPATCHER,
     "invoicing.Invoice": FINANCE, "invoicing.BillingAccount": FINANCE, "invoicing.KnownCustomer": FINANCE,
@@ -82,6 +87,8 @@ ADMIN_ACTION_RULES: dict[tuple[str, str], set[str]] = {
     ("consumers.DeadLetter", "replay_selected"): OPERATIONS,
     ("consumers.DeadLetter", "replay_failure_groups"): OPERATIONS,
     ("consumers.DeadLetter", "discard_selected"): OPERATIONS,
+    ("consumers.DeadLetterEdit", "approve_selected"): FINANCE,
+    ("consumers.DeadLetterEdit", "reject_selected"): FINANCE,
     **{("routing.Route", action): DISPATCHER
        for action in ("recalculate_routes", "dispatch_routes", "complete_routes", "cancel_routes")},
     ("invoicing.Invoice", "rerender_pdf"): FINANCE,

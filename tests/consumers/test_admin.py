@@ -65,8 +65,11 @@ def test_role_groups_from_the_migration_hold_exactly_these_ledger_permissions() 
         return set(Group.objects.get(name=role).permissions.filter(content_type__app_label="consumers")
                    .values_list("codename", flat=True))
 
-    assert ledger_perms("operations") == {"view_deadletter", "replay_deadletter", "discard_deadletter", "edit_deadletter"}
-    assert ledger_perms("finance") == {"view_deadletter"}
+    assert ledger_perms("operations") == {
+        "view_deadletter", "replay_deadletter", "discard_deadletter", "edit_deadletter", "view_deadletteredit",
+    }
+    # Four eyes: finance approves an edit of billed fields, and cannot make one.
+    assert ledger_perms("finance") == {"view_deadletter", "view_deadletteredit", "approve_billing_edit"}
     assert ledger_perms("dispatcher") == set()
 
 

@@ -14,7 +14,7 @@ from apps.common.errors import ApplicationError
 from apps.consumers.decoding import decode
 from apps.consumers.inbox import inbox_apply
 from apps.consumers.ledger import Failure, deadletter_record
-from apps.consumers.models import DeadLetter, DeadLetterReplay, InboxEntry
+from apps.consumers.models import DeadLetter, DeadLetterReplay, InboxEntry, ReplayRequest
 from apps.consumers.replay import (
     deadletter_discard,
     deadletter_edit_and_replay,
@@ -385,10 +385,11 @@ def test_a_replay_task_past_its_time_budget_hands_the_rest_to_a_new_task(
     heads = [dead_letter(seq, key=f"truck-{seq}", scenario="") for seq in (1, 2, 3)]
     with django_capture_on_commit_callbacks(execute=False):  # type: ignore[operator]
         deadletter_queue_replay(dead_letter_ids=[h.pk for h in heads], actor=None)
+    request = ReplayRequest.objects.get()
     with mock.patch.object(replay_dead_letters, "delay") as delay:
-        replay_dead_letters.apply(args=[[h.pk for h in heads], None])
+        replay_dead_letters.apply(args=[request.pk, [h.pk for h in heads]])
 
-    delay.assert_called_once_with([heads[1].pk, heads[2].pk], None)
+    delay.assert_called_once_with(request.pk, [heads[1].pk, heads[2].pk])
     assert list(DeadLetter.objects.order_by("id").values_list("status", flat=True)) == [
         Status.REPLAYED, Status.REPLAYING, Status.REPLAYING,
     ]
@@ -413,3 +414,51 @@ def test_a_replay_whose_task_keeps_dying_ends_pending_after_the_replay_cap(
     assert outcomes == [("queue", "queued"), ("replay", "failed"), ("queue", "queued"), ("replay", "failed")]
     with pytest.raises(ApplicationError, match="failed 2 replays"):
         deadletter_replay(dead_letter_id=head.pk)
+
+
+# --- who a background replay is attributed to ----------------------------------------------------------------
+
+
+def test_a_background_replay_is_attributed_to_who_queued_it(django_capture_on_commit_callbacks: object) -> None:
+    operator = User.objects.create_user("ops")
+    head = dead_letter(1, scenario="")
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:  # type: ignore[operator]
+        deadletter_queue_replay(dead_letter_ids=[head.pk], actor=operator)
+
+    run_callbacks(callbacks)
+
+    assert list(head.history.values_list("action", "actor__username")) == [("queue", "ops"), ("replay", "ops")]
+
+
+def test_a_task_message_naming_a_user_attributes_nothing_to_them(django_capture_on_commit_callbacks: object) -> None:
+    """Anyone who can write to the Celery broker can send `replay_dead_letters([ids], user_id)`, the message an
+    earlier release sent: the replay runs, attributed to nobody, never to the user the message names."""
+    from apps.consumers.tasks import replay_dead_letters
+
+    User.objects.create_user("ops")
+    intruder = User.objects.create_user("intruder")
+    head = dead_letter(1, scenario="")
+    with django_capture_on_commit_callbacks(execute=False):  # type: ignore[operator]
+        deadletter_queue_replay(dead_letter_ids=[head.pk], actor=User.objects.get(username="ops"))
+
+    replay_dead_letters.apply(args=[[head.pk], intruder.pk])
+
+    entry = head.history.get(action="replay")
+    assert (entry.outcome, entry.actor) == ("applied", None)
+
+
+def test_a_replay_request_covers_only_the_dead_letters_it_was_made_for(
+    django_capture_on_commit_callbacks: object
+) -> None:
+    from apps.consumers.tasks import replay_dead_letters
+
+    mine, theirs = dead_letter(1, key="truck-1", scenario=""), dead_letter(2, key="truck-2", scenario="")
+    with django_capture_on_commit_callbacks(execute=False):  # type: ignore[operator]
+        deadletter_queue_replay(dead_letter_ids=[mine.pk], actor=User.objects.create_user("ops"))
+        deadletter_queue_replay(dead_letter_ids=[theirs.pk], actor=None)
+    request = ReplayRequest.objects.get(actor__username="ops")
+
+    replay_dead_letters.apply(args=[request.pk, [theirs.pk]])  # a forged message: ops's request, another letter
+
+    assert DeadLetter.objects.get(pk=theirs.pk).status == Status.REPLAYING
+    assert not theirs.history.filter(action="replay").exists()

@@ -4,8 +4,11 @@ through the admin's replay service, refused input refused loudly."""
 from __future__ import annotations
 
 import io
+import os
+import pwd
 
 import pytest
+from django.contrib.auth.models import Permission, User
 from django.core.management import CommandError, call_command
 
 from apps.common.progress import ERASE_LINE, Progress
@@ -23,9 +26,18 @@ class Terminal(io.StringIO):
         return True
 
 
-def replay(*args: str, stderr: io.StringIO | None = None) -> str:
+@pytest.fixture(autouse=True)
+def operator() -> User:
+    """The person the replays are attributed to (`--actor ops`): operations may replay."""
+    user = User.objects.create_user("ops", is_staff=True)
+    user.user_permissions.add(Permission.objects.get(codename="replay_deadletter"))
+    return user
+
+
+def replay(*args: str, stderr: io.StringIO | None = None, actor: str | None = "ops") -> str:
     stdout = io.StringIO()
-    call_command("replay_dead_letters", *args, stdout=stdout, stderr=stderr or io.StringIO())
+    actor_args = ("--actor", actor) if actor is not None else ()
+    call_command("replay_dead_letters", *args, *actor_args, stdout=stdout, stderr=stderr or io.StringIO())
     return stdout.getvalue()
 
 
@@ -52,7 +64,40 @@ def test_a_failure_group_is_replayed_through_the_service_and_the_history_names_t
     assert DeadLetter.objects.get(pk=other.pk).status == "pending"
     assert Effect.objects.count() == 3
     entry = DeadLetter.objects.get(pk=same[0].pk).history.get()
-    assert entry.actor is None and entry.actor_name.startswith("manage.py replay_dead_letters (")
+    assert entry.actor.username == "ops" and entry.actor_name.startswith("manage.py replay_dead_letters (")
+
+
+def test_the_history_names_the_actor_given_and_the_os_account_never_the_user_variable(
+    monkeypatch: pytest.MonkeyPatch, operator: User
+) -> None:
+    letter = missing_route(1)
+    for variable in ("USER", "LOGNAME", "USERNAME", "LNAME"):
+        monkeypatch.setenv(variable, "mallory")
+
+    replay("--failure-group", letter.fingerprint)
+
+    entry = DeadLetter.objects.get(pk=letter.pk).history.get()
+    assert entry.actor == operator
+    assert "mallory" not in entry.actor_name
+    assert entry.actor_name == f"manage.py replay_dead_letters (OS account {pwd.getpwuid(os.geteuid()).pw_name})"
+
+
+@pytest.mark.parametrize(("actor", "refusal"), [
+    (None, "--actor"), ("nobody", "no user 'nobody'"), ("viewer", "may not replay"), ("gone", "inactive"),
+])
+def test_an_actor_that_is_missing_unknown_inactive_or_without_the_permission_is_refused(
+    actor: str | None, refusal: str
+) -> None:
+    User.objects.create_user("viewer", is_staff=True)
+    User.objects.create_user("gone", is_staff=True, is_active=False).user_permissions.add(
+        Permission.objects.get(codename="replay_deadletter")
+    )
+    letter = missing_route(1)
+
+    with pytest.raises(CommandError, match=refusal):
+        replay("--failure-group", letter.fingerprint, actor=actor)
+
+    assert DeadLetter.objects.get(pk=letter.pk).status == "pending"
 
 
 def test_a_dead_letters_id_selects_its_failure_group_and_group_narrows_it() -> None:

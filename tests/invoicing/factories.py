@@ -77,6 +77,7 @@ def invoice_for_route(route_id: int = 31) -> Invoice:
 FINANCE_PERMISSIONS = [
     *import_module("apps.invoicing.migrations.0002_finance_group").FINANCE_PERMISSIONS,
     "invoicing.view_knowncustomer",  # 0004_finance_customer_directory
+    "consumers.approve_billing_edit", "consumers.view_deadletteredit",  # consumers 0014_billing_edit_roles
 ]
 
 

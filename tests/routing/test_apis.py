@@ -15,6 +15,7 @@ from rest_framework.pagination import PageNumberPagination
 from rest_framework.test import APIClient
 
 from apps.contracts import RouteCalculated
+from apps.contracts.routing import MAX_STOPS
 from apps.outbox.models import OutboxEvent
 from apps.routing.models import Customer, Depot, Route, RouteStop, Truck
 from tests.routing.factories import CustomerFactory, DepotFactory, TruckFactory, calculated_route, slow_truck_down
@@ -377,6 +378,21 @@ def test_a_route_with_more_stops_than_allowed_is_refused_before_its_stops_are_va
     response = dispatcher_api.post(ROUTES, body, format="json")
     assert response.status_code == 400
     assert "no more than 3" in str(response.json()["stops"])  # the count, not 4 per-stop errors
+    assert not Route.objects.exists()
+
+
+@pytest.mark.django_db
+def test_the_api_never_takes_more_stops_than_the_event_contract_carries(
+    dispatcher_api: APIClient, settings: Any
+) -> None:
+    """ROUTING_MAX_STOPS set past RouteCalculated's bound: the API still refuses what the event could not carry
+    (else the route is saved and its event refused, or the request fails)."""
+    settings.ROUTING_MAX_STOPS = 10_000
+    body = _route_body()
+    body["stops"] = [{"name": f"stop {n}", "lat": 40 + n / 1000, "lon": 30} for n in range(MAX_STOPS + 1)]
+    response = dispatcher_api.post(ROUTES, body, format="json")
+    assert response.status_code == 400
+    assert f"no more than {MAX_STOPS}" in str(response.json()["stops"])
     assert not Route.objects.exists()
 
 

@@ -48,8 +48,11 @@ class BillingAccountMissing(ApplicationError):
 
 
 @transaction.atomic
-def invoice_issue_for_route(*, route: RouteCalculated, source_event_id: UUID | None = None) -> Invoice:
+def invoice_issue_for_route(
+    *, route: RouteCalculated, source_event_id: UUID | None = None, source_edit_id: int | None = None
+) -> Invoice:
     """Issue (or keep) the invoice for `route`'s calculation; returns the route's current invoice.
+    `source_edit_id`: the dead-letter edit `route` came from, when a person edited the event (shown on the invoice).
 
     Runs inside the consumer's transaction with its inbox row. Idempotent by construction: the same or a
     stale calculation returns the current invoice unchanged, whatever delivered it.
@@ -69,7 +72,8 @@ def invoice_issue_for_route(*, route: RouteCalculated, source_event_id: UUID | N
         raise BillingAccountMissing(customer_id=route.customer_id, customer_name=route.customer_name)
     if current:
         _credit(current, year=year)
-    invoice = _issue(route=route, account=account, year=year, source_event_id=source_event_id)
+    invoice = _issue(route=route, account=account, year=year, source_event_id=source_event_id,
+                     source_edit_id=source_edit_id)
     outbox.publish(_invoice_generated(invoice))
     invoice_render_queue_on_commit(invoice.pk)
     return invoice
@@ -82,6 +86,7 @@ class RouteToInvoice:
     route: RouteCalculated
     source_event_id: UUID | None = None
     traceparent: str | None = None
+    source_edit_id: int | None = None
 
 
 @transaction.atomic
@@ -109,7 +114,8 @@ def invoice_issue_for_routes(*, routes: Sequence[RouteToInvoice]) -> list[Invoic
             issued += _issue_fresh(fresh, accounts, year)  # the single path must see the invoices issued before it
             fresh = []
             with _item_context(item):
-                issued.append(invoice_issue_for_route(route=route, source_event_id=item.source_event_id))
+                issued.append(invoice_issue_for_route(route=route, source_event_id=item.source_event_id,
+                                                      source_edit_id=item.source_edit_id))
             continue
         if route.customer_id not in accounts:
             raise BillingAccountMissing(customer_id=route.customer_id, customer_name=route.customer_name)
@@ -137,7 +143,7 @@ def _issue_fresh(items: list[RouteToInvoice], accounts: dict[int, BillingAccount
     numbers, issued_at = allocate_numbers(year, len(items))
     built = [
         _build_invoice(route=item.route, account=accounts[item.route.customer_id], number=number,
-                       issued_at=issued_at, source_event_id=item.source_event_id)
+                       issued_at=issued_at, source_event_id=item.source_event_id, source_edit_id=item.source_edit_id)
         for item, number in zip(items, numbers, strict=True)
     ]
     invoices = Invoice.objects.bulk_create([invoice for invoice, _ in built], batch_size=1000)
@@ -155,10 +161,14 @@ def _issue_fresh(items: list[RouteToInvoice], accounts: dict[int, BillingAccount
     return invoices
 
 
-def _issue(*, route: RouteCalculated, account: BillingAccount, year: int, source_event_id: UUID | None) -> Invoice:
+def _issue(
+    *, route: RouteCalculated, account: BillingAccount, year: int, source_event_id: UUID | None,
+    source_edit_id: int | None,
+) -> Invoice:
     [number], issued_at = allocate_numbers(year, 1)
     invoice, priced = _build_invoice(
         route=route, account=account, number=number, issued_at=issued_at, source_event_id=source_event_id,
+        source_edit_id=source_edit_id,
     )
     invoice.save(force_insert=True)
     InvoiceLine.objects.bulk_create(_lines(invoice, priced))
@@ -168,7 +178,7 @@ def _issue(*, route: RouteCalculated, account: BillingAccount, year: int, source
 
 def _build_invoice(
     *, route: RouteCalculated, account: BillingAccount, number: str, issued_at: datetime,
-    source_event_id: UUID | None,
+    source_event_id: UUID | None, source_edit_id: int | None,
 ) -> tuple[Invoice, PricedRoute]:
     """The unsaved invoice for `route` priced by `account`'s tariff, with its priced lines."""
     priced = price_route(tariff=_tariff(account), distance_km=route.distance_km, stop_count=len(route.stops))
@@ -178,6 +188,7 @@ def _build_invoice(
         route_id=route.route_id,
         route_calculation=route.calculation,
         source_event_id=source_event_id,
+        source_edit_id=source_edit_id,
         issued_at=issued_at,
         due_date=timezone.localdate(issued_at) + timedelta(days=account.payment_terms_days),
         customer_name=account.name,
@@ -210,8 +221,8 @@ def _credit(invoice: Invoice, *, year: int) -> Invoice:
         issued_at=issued_at,
         due_date=timezone.localdate(issued_at),
         **{name: getattr(invoice, name) for name in (
-            "customer", "route_id", "route_calculation", "source_event_id", "customer_name", "billing_address",
-            "vat_id", "currency", "vat_rate_percent", "route_summary",
+            "customer", "route_id", "route_calculation", "source_event_id", "source_edit_id", "customer_name",
+            "billing_address", "vat_id", "currency", "vat_rate_percent", "route_summary",
         )},
         net_total=-invoice.net_total,
         vat_total=-invoice.vat_total,

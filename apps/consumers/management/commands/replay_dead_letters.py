@@ -1,12 +1,18 @@
 """`manage.py replay_dead_letters`: replay a consumer group's or a failure group's dead letters from the command
-line, one transaction each, through the same service as the admin's "Replay" (`deadletter_replay`)."""
+line, one transaction each, through the same service as the admin's "Replay" (`deadletter_replay`).
+
+Who acted is `--actor`, a user of this site who may replay, and the OS account the process runs as (its effective
+uid, which the caller cannot choose as it can `USER`); both go into every history entry."""
 
 from __future__ import annotations
 
-import getpass
+import os
+import pwd
 import re
 from collections import Counter
 
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import AbstractBaseUser
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from apps.common.errors import ApplicationError
@@ -28,6 +34,10 @@ class Command(BaseCommand):
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument(
+            "--actor", required=True, metavar="USERNAME",
+            help="the user of this site the replays are done for (must be active and may replay dead letters)",
+        )
         parser.add_argument("--group", help="consumer group, e.g. invoicing")
         parser.add_argument(
             "--failure-group", metavar="FINGERPRINT_OR_ID",
@@ -42,9 +52,10 @@ class Command(BaseCommand):
         parser.add_argument("--dry-run", action="store_true", help="list what would be replayed, replay nothing")
 
     def handle(
-        self, *args: object, group: str | None, failure_group: str | None, status: list[str] | None,
+        self, *args: object, actor: str, group: str | None, failure_group: str | None, status: list[str] | None,
         limit: int | None, dry_run: bool, **options: object,
     ) -> None:
+        user = _actor(actor)
         if group is None and failure_group is None:
             raise CommandError("name what to replay: --group, --failure-group, or both")
         if limit is not None and limit < 1:
@@ -61,17 +72,17 @@ class Command(BaseCommand):
         elif dry_run:
             self.stdout.write(f"would replay {counted(len(ids), 'dead letter')} ({scope}): {_listed(ids)}")
         else:
-            self._replay(ids, scope)
+            self._replay(ids, scope, actor=user)
 
-    def _replay(self, ids: list[int], scope: str) -> None:
-        actor_name = f"manage.py replay_dead_letters ({_os_user()})"
+    def _replay(self, ids: list[int], scope: str, *, actor: AbstractBaseUser) -> None:
+        actor_name = f"manage.py replay_dead_letters (OS account {_os_account()})"
         outcomes: Counter[str] = Counter()
         problems: list[str] = []
         released = 0
         with Progress(self.stderr, "replaying dead letters", total=len(ids)) as progress:
             for dead_letter_id in ids:
                 try:
-                    result = deadletter_replay(dead_letter_id=dead_letter_id, actor_name=actor_name)
+                    result = deadletter_replay(dead_letter_id=dead_letter_id, actor=actor, actor_name=actor_name)
                 except ApplicationError as error:  # resolved or parked meanwhile, or at the replay cap
                     outcomes["refused"] += 1
                     problems.append(f"#{dead_letter_id} not replayed: {error.message}")
@@ -126,8 +137,21 @@ def _listed(ids: list[int]) -> str:
     return shown + (f" and {len(ids) - SHOWN} more" if len(ids) > SHOWN else "")
 
 
-def _os_user() -> str:
+def _actor(username: str) -> AbstractBaseUser:
+    user = get_user_model().objects.filter(**{get_user_model().USERNAME_FIELD: username}).first()
+    if user is None:
+        raise CommandError(f"there is no user {username!r}: --actor names a user of this site")
+    if not user.is_active:
+        raise CommandError(f"user {username!r} is inactive")
+    if not user.has_perm("consumers.replay_deadletter"):
+        raise CommandError(f"user {username!r} may not replay dead letters (consumers.replay_deadletter)")
+    return user
+
+
+def _os_account() -> str:
+    """The account of the process's effective uid: unlike `USER` or `LOGNAME`, not the caller's to choose."""
+    uid = os.geteuid()
     try:
-        return getpass.getuser()
-    except (KeyError, OSError):
-        return "unknown user"
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:  # a uid without a passwd entry (a container run with --user 12345)
+        return f"uid {uid}"
