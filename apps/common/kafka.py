@@ -28,7 +28,6 @@ KafkaConfig = dict[str, Any]
 # commits its groups; monitor only describes them and the groups (lag, health checks: web, beat, tools); admin
 # creates topics and ACLs at setup and is used by nothing that runs for long.
 Principal = Literal["relay", "consumer", "monitor", "admin"]
-PRINCIPALS: tuple[Principal, ...] = ("relay", "consumer", "monitor", "admin")
 
 
 def client_config(*, principal: Principal = "monitor", **overrides: object) -> KafkaConfig:
