@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any
+from typing import Any, Literal
 
 from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 
 logger = logging.getLogger(__name__)
 
@@ -22,21 +23,48 @@ def kafka_topic(name: str) -> str:
 KafkaConfig = dict[str, Any]
 
 
-def client_config(**overrides: object) -> KafkaConfig:
+# Who a client is on a cluster with SASL, by what its process does (the ACLs `manage.py kafka_acls` creates):
+# relay writes the event topics (and reads them back to check the broker's memory); consumer reads them and
+# commits its groups; monitor only describes them and the groups (lag, health checks: web, beat, tools); admin
+# creates topics and ACLs at setup and is used by nothing that runs for long.
+Principal = Literal["relay", "consumer", "monitor", "admin"]
+
+
+def client_config(*, principal: Principal = "monitor", **overrides: object) -> KafkaConfig:
+    """librdkafka's settings for a client of `principal`'s kind; the least trusted kind unless one is named."""
     config: KafkaConfig = {
         "bootstrap.servers": settings.KAFKA_BOOTSTRAP_SERVERS,
         "client.id": "logiflow",
         "reconnect.backoff.ms": 100,
         "reconnect.backoff.max.ms": 5000,
+        **security_config(principal),
     }
     config.update(settings.KAFKA_CLIENT_CONFIG)
     config.update(overrides)
     return config
 
 
-def producer_config(**overrides: object) -> KafkaConfig:
+def security_config(principal: Principal) -> KafkaConfig:
+    """security.protocol and, under SASL, `principal`'s credentials (KAFKA_<KIND>_USERNAME/PASSWORD)."""
+    protocol = settings.KAFKA_SECURITY_PROTOCOL.upper()
+    if not protocol.startswith("SASL_"):
+        return {"security.protocol": protocol}
+    credentials = settings.KAFKA_PRINCIPALS.get(principal, {})
+    username, password = credentials.get("username"), credentials.get("password")
+    if not username or not password:
+        kind = principal.upper()
+        raise ImproperlyConfigured(
+            f"KAFKA_SECURITY_PROTOCOL={protocol} needs KAFKA_{kind}_USERNAME and KAFKA_{kind}_PASSWORD "
+            f"for this process's Kafka client ({principal})"
+        )
+    return {"security.protocol": protocol, "sasl.mechanism": settings.KAFKA_SASL_MECHANISM,
+            "sasl.username": username, "sasl.password": password}
+
+
+def producer_config(*, principal: Principal = "relay", **overrides: object) -> KafkaConfig:
     """Idempotent, fully acknowledged producer: no duplicates from retries, per-partition order kept."""
     return client_config(
+        principal=principal,
         **{
             "enable.idempotence": True,
             "acks": "all",
@@ -49,9 +77,10 @@ def producer_config(**overrides: object) -> KafkaConfig:
     )
 
 
-def consumer_config(group: str, **overrides: object) -> KafkaConfig:
+def consumer_config(group: str, *, principal: Principal = "consumer", **overrides: object) -> KafkaConfig:
     """At-least-once consumer: offsets are stored by the application only after its transaction commits."""
     return client_config(
+        principal=principal,
         **{
             "group.id": group,
             "enable.auto.commit": True,
@@ -70,10 +99,11 @@ def ensure_topics(
 ) -> dict[str, str]:
     """Create missing topics; existing ones are left alone. Returns topic -> 'created' | 'exists'.
 
-    Retries until `timeout` while the broker is still starting, so it can run right after the broker.
+    Retries until `timeout` while the broker is still starting, so it can run right after the broker. Creating
+    topics is the admin principal's (setup), never a running process's.
     """
     partitions = partitions or settings.KAFKA_TOPIC_PARTITIONS
-    admin = AdminClient(client_config())
+    admin = AdminClient(client_config(principal="admin"))
     deadline = time.monotonic() + timeout
     while True:
         try:

@@ -30,7 +30,7 @@ def outside_positions(group_id: str, topics: list[str], *, timeout: float) -> li
     """Where `group_id` stands on every partition of `topics`, read by a client that is not a member: it asks
     the group's coordinator for the committed offsets and never joins (no subscribe, no commit), so the members
     see no rebalance and a stopped, dead or wedged group is measured all the same."""
-    reader = Consumer(consumer_config(group_id, **{
+    reader = Consumer(consumer_config(group_id, principal="monitor", **{
         "client.id": f"logiflow-lag-{group_id}", "enable.auto.commit": False, "log_level": 0,
         "socket.timeout.ms": max(1000, int(timeout * 1000)),
     }))

@@ -171,7 +171,7 @@ class ConsumerWorker(Worker):
         # Dead letters an older release wrote have no scope yet: give them theirs before reading a message.
         if filled := deadletter_fill_scopes(group=self.group):
             logger.info("%s: gave %d older dead letters their ordering scope", self.name, filled)
-        self.consumer = Consumer(consumer_config(self.group_id, **{"client.id": f"logiflow-{self.group_id}"}))
+        self.consumer = Consumer({**consumer_config(self.group_id), "client.id": f"logiflow-{self.group_id}"})
         self.consumer.subscribe([kafka_topic(t) for t in self.topics], on_revoke=self._on_revoke, on_lost=self._on_lost)
         logger.info("%s subscribed to %s as group %s", self.name, ", ".join(self.topics), self.group_id)
 

@@ -108,7 +108,7 @@ class TopicTail:
         self.follow, self.idle_timeout, self.poll_timeout = follow, idle_timeout, poll_timeout
 
     def messages(self) -> Iterator[TailedMessage]:
-        consumer = Consumer(client_config(**{
+        consumer = Consumer(client_config(principal="consumer", **{
             "group.id": f"{TOOL_GROUP}{uuid.uuid4().hex[:12]}", "enable.auto.commit": False,
             "enable.auto.offset.store": False, "enable.partition.eof": True, "auto.offset.reset": "earliest",
             "client.id": "logiflow-events-tail",

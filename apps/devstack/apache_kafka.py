@@ -4,6 +4,10 @@
 The same interface as Tansu's `EmbeddedBroker` (`apps.devstack.tansu`), for the Kafka test lane, `make kafka`
 and the benchmarks. Unlike Tansu it keeps its data on disk: a broker restarted on the same `data_dir` still has its
 topics and committed offsets. Fetch the jars with `make kafka-jars`.
+
+`ApacheKafkaBroker(sasl=Sasl(...))` runs the node as docker-compose.yml does: clients authenticate with
+SASL/SCRAM-SHA-512 (the users created when the storage is formatted), the StandardAuthorizer refuses what no ACL
+allows, and `admin` is the super user the node itself and the setup commands (`kafka_topics`, `kafka_acls`) use.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import shutil
 import subprocess
 import time
 import uuid
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from apps.devstack.process import BrokerProcess, free_port
@@ -54,6 +59,56 @@ def cluster_id() -> str:
             return text
 
 
+SCRAM = "SCRAM-SHA-512"
+AUTHORIZER = "org.apache.kafka.metadata.authorizer.StandardAuthorizer"
+
+
+@dataclass(frozen=True)
+class Sasl:
+    """SASL on the client listener: SCRAM-SHA-512 users (name -> password) created at format time, `admin` among
+    them as the super user. The controller listener takes PLAIN from `admin` only (KRaft controllers cannot check
+    SCRAM: the credentials live in the metadata they serve)."""
+
+    admin_password: str
+    users: dict[str, str] = field(default_factory=dict)
+    admin: str = "admin"
+
+    def scram_arguments(self) -> list[str]:
+        """StorageTool format's `--add-scram` arguments, one per user and the admin."""
+        users = {**self.users, self.admin: self.admin_password}
+        return [arg for name, password in users.items()
+                for arg in ("--add-scram", f"{SCRAM}=[name={name},password={password}]")]
+
+    def client_config(self, username: str | None = None, password: str | None = None) -> dict[str, str]:
+        """librdkafka's settings for `username` (default: the admin) on this node's listener."""
+        if username is None:
+            username, password = self.admin, self.admin_password
+        return {"security.protocol": "SASL_PLAINTEXT", "sasl.mechanism": SCRAM,
+                "sasl.username": username, "sasl.password": password or self.users[username]}
+
+
+def sasl_properties(sasl: Sasl) -> dict[str, str]:
+    """What turns a node's PLAINTEXT listener into SASL_PLAINTEXT, with the authorizer on (see `Sasl`)."""
+    admin, password = sasl.admin, sasl.admin_password
+    return {
+        "listener.security.protocol.map": "SASL_PLAINTEXT:SASL_PLAINTEXT,CONTROLLER:SASL_PLAINTEXT",
+        "inter.broker.listener.name": "SASL_PLAINTEXT",
+        "sasl.enabled.mechanisms": SCRAM,
+        "sasl.mechanism.inter.broker.protocol": SCRAM,
+        "listener.name.sasl_plaintext.scram-sha-512.sasl.jaas.config":
+            f'org.apache.kafka.common.security.scram.ScramLoginModule required username="{admin}" '
+            f'password="{password}";',
+        "sasl.mechanism.controller.protocol": "PLAIN",
+        "listener.name.controller.sasl.enabled.mechanisms": "PLAIN",
+        "listener.name.controller.plain.sasl.jaas.config":
+            f'org.apache.kafka.common.security.plain.PlainLoginModule required username="{admin}" '
+            f'password="{password}" user_{admin}="{password}";',
+        "authorizer.class.name": AUTHORIZER,
+        "super.users": f"User:{admin}",
+        "allow.everyone.if.no.acl.found": "false",
+    }
+
+
 class ApacheKafkaBroker(BrokerProcess):
     stop_timeout = 30.0  # SIGTERM is Kafka's controlled shutdown: give it time before SIGKILL
 
@@ -66,8 +121,10 @@ class ApacheKafkaBroker(BrokerProcess):
         log_path: Path | None = None,
         lib_dir: Path = DEFAULT_LIB_DIR,
         heap: tuple[str, str] = ("512m", "256m"),
+        sasl: Sasl | None = None,
     ) -> None:
         self.host = host
+        self.sasl = sasl
         self.port = port
         self.data_dir = data_dir
         self.log_path = log_path
@@ -82,7 +139,9 @@ class ApacheKafkaBroker(BrokerProcess):
         self.data_dir.mkdir(parents=True, exist_ok=True)
         properties = self._write_properties()
         if not (self.data_dir / "logs" / "meta.properties").exists():
-            run_tool(self.lib_dir, "kafka.tools.StorageTool", "format", "-t", cluster_id(), "-c", str(properties))
+            scram = self.sasl.scram_arguments() if self.sasl else []  # SCRAM users exist from the first start
+            run_tool(self.lib_dir, "kafka.tools.StorageTool", "format", "-t", cluster_id(), "-c", str(properties),
+                     *scram)
         command = java_command(self.lib_dir, "kafka.Kafka", str(properties), heap=self.heap)
         if self.log_path is None:
             self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
@@ -98,12 +157,20 @@ class ApacheKafkaBroker(BrokerProcess):
             node_id=1, host=self.host, port=self.port, controller_port=controller,
             voters=f"1@{self.host}:{controller}", data_dir=self.data_dir, replication_factor=1, min_insync=1,
         )
+        if self.sasl is not None:
+            listener = f"SASL_PLAINTEXT://{self.host}:{self.port}"
+            properties |= {"listeners": f"{listener},CONTROLLER://{self.host}:{controller}",
+                           "advertised.listeners": listener, **sasl_properties(self.sasl)}
         return write_properties(self.data_dir, properties)
+
+    def client_config(self) -> dict[str, str]:
+        """What a client needs besides the address to reach this node as its admin (nothing without SASL)."""
+        return self.sasl.client_config() if self.sasl else {}
 
     def _wait_until_serving(self, timeout: float) -> None:
         from confluent_kafka.admin import AdminClient
 
-        admin = AdminClient({"bootstrap.servers": self.bootstrap_servers, "log_level": 0})
+        admin = AdminClient({"bootstrap.servers": self.bootstrap_servers, "log_level": 0, **self.client_config()})
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process is not None and self.process.poll() is not None:

@@ -231,7 +231,17 @@ KAFKA_TOPIC_REPLICATION_FACTOR = env.int("KAFKA_TOPIC_REPLICATION_FACTOR", defau
 KAFKA_SESSION_TIMEOUT_MS = env.int("KAFKA_SESSION_TIMEOUT_MS", default=45000)
 # librdkafka's partition.assignment.strategy for the consumer groups.
 KAFKA_ASSIGNMENT_STRATEGY = env("KAFKA_ASSIGNMENT_STRATEGY", default="cooperative-sticky")
-# Extra librdkafka properties, e.g. "security.protocol=SASL_SSL,sasl.mechanism=PLAIN".
+# PLAINTEXT, or SASL_PLAINTEXT / SASL_SSL: then every client authenticates as its process kind's principal (below).
+KAFKA_SECURITY_PROTOCOL = env("KAFKA_SECURITY_PROTOCOL", default="PLAINTEXT")
+KAFKA_SASL_MECHANISM = env("KAFKA_SASL_MECHANISM", default="SCRAM-SHA-512")
+# One principal per process kind (apps/common/kafka.py, PRINCIPALS): each process is given only its own, and no
+# credential has a default; a client built for a kind whose credentials are missing stops the process.
+KAFKA_PRINCIPALS = {
+    kind: {"username": env(f"KAFKA_{kind.upper()}_USERNAME", default=""),
+           "password": env(f"KAFKA_{kind.upper()}_PASSWORD", default="")}
+    for kind in ("relay", "consumer", "monitor", "admin")
+}
+# Extra librdkafka properties, e.g. "ssl.ca.location=/etc/ssl/kafka-ca.pem".
 KAFKA_CLIENT_CONFIG = env.dict("KAFKA_CLIENT_CONFIG", default={})
 
 # --- Outbox relay -------------------------------------------------------------------

@@ -10,6 +10,9 @@ DATABASE_URL = env("DATABASE_URL")
 DATABASES = {"default": database_config(DATABASE_URL)}
 DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=60)
 KAFKA_BOOTSTRAP_SERVERS = env("KAFKA_BOOTSTRAP_SERVERS")
+# Stated, never assumed: PLAINTEXT lets anyone who reaches the brokers write the event topics. Under SASL each
+# process needs its own kind's KAFKA_<KIND>_USERNAME/PASSWORD (no defaults; a missing one stops its Kafka client).
+KAFKA_SECURITY_PROTOCOL = env("KAFKA_SECURITY_PROTOCOL")
 CELERY_BROKER_URL = env("CELERY_BROKER_URL")
 CELERY_BROKER_TRANSPORT_OPTIONS = {}
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import logging
 
 import pytest
-from pytest_django.fixtures import Settings as SettingsWrapper
 from confluent_kafka import KafkaError, KafkaException
+from pytest_django.fixtures import Settings as SettingsWrapper
 
 from apps.common.kafka import ConnectivityLog
 from apps.consumers.runtime import ConsumerWorker
@@ -93,3 +93,64 @@ def test_other_errors_are_left_to_the_caller() -> None:
     log = ConnectivityLog("relay")
     assert not log.note(KafkaError(KafkaError._MSG_TIMED_OUT, "timed out"))
     assert not log.note(KafkaError(KafkaError._ALL_BROKERS_DOWN, "down", fatal=True))
+
+
+SASL_PRINCIPALS = {
+    kind: {"username": f"logiflow-{kind}", "password": f"{kind}-secret"}
+    for kind in ("relay", "consumer", "monitor", "admin")
+}
+
+
+def test_under_sasl_each_client_authenticates_as_its_process_kind(settings: SettingsWrapper) -> None:
+    from apps.common.kafka import client_config, consumer_config, producer_config
+
+    settings.KAFKA_SECURITY_PROTOCOL = "SASL_SSL"
+    settings.KAFKA_PRINCIPALS = SASL_PRINCIPALS
+    who = {
+        "relay's producer": producer_config(),
+        "a consumer group": consumer_config("invoicing"),
+        "anything else (web, beat, tools)": client_config(),
+        "setup": client_config(principal="admin"),
+    }
+    assert {name: config["sasl.username"] for name, config in who.items()} == {
+        "relay's producer": "logiflow-relay", "a consumer group": "logiflow-consumer",
+        "anything else (web, beat, tools)": "logiflow-monitor", "setup": "logiflow-admin",
+    }
+    assert {(c["security.protocol"], c["sasl.mechanism"]) for c in who.values()} == {("SASL_SSL", "SCRAM-SHA-512")}
+    assert producer_config()["sasl.password"] == "relay-secret"
+
+
+def test_under_sasl_a_kind_without_credentials_stops_the_process_instead_of_connecting_anonymously(
+    settings: SettingsWrapper,
+) -> None:
+    from django.core.exceptions import ImproperlyConfigured
+
+    from apps.common.kafka import producer_config
+
+    settings.KAFKA_SECURITY_PROTOCOL = "SASL_PLAINTEXT"
+    settings.KAFKA_PRINCIPALS = {**SASL_PRINCIPALS, "relay": {"username": "logiflow-relay", "password": ""}}
+    with pytest.raises(ImproperlyConfigured, match="KAFKA_RELAY_USERNAME and KAFKA_RELAY_PASSWORD"):
+        producer_config()
+
+
+def test_without_sasl_no_credentials_are_sent(settings: SettingsWrapper) -> None:
+    from apps.common.kafka import producer_config
+
+    settings.KAFKA_SECURITY_PROTOCOL = "PLAINTEXT"
+    settings.KAFKA_PRINCIPALS = SASL_PRINCIPALS
+    assert not {key for key in producer_config() if key.startswith("sasl.")}
+
+
+def test_only_the_relay_is_granted_write_and_only_on_the_named_topics() -> None:
+    from confluent_kafka.admin import AclOperation, ResourcePatternType, ResourceType
+
+    from apps.common.kafka_acls import acl_plan
+
+    plan = acl_plan(topics=["routing.events", "invoicing.events"], groups=["invoicing", "routing"],
+                    usernames={"relay": "r", "consumer": "c", "monitor": "m"})
+    writes = {(b.principal, b.name) for b in plan if b.operation == AclOperation.WRITE}
+    assert writes == {("User:r", "routing.events"), ("User:r", "invoicing.events")}
+    groups = {(b.principal, b.name, b.operation) for b in plan if b.restype == ResourceType.GROUP}
+    assert ("User:c", "invoicing", AclOperation.READ) in groups
+    assert {p for p, _, op in groups if op == AclOperation.READ} == {"User:c"}
+    assert {b.resource_pattern_type for b in plan} == {ResourcePatternType.LITERAL}

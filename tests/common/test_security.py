@@ -27,6 +27,7 @@ PRODUCTION_ENV = {
     "DJANGO_ALLOWED_HOSTS": "logiflow.example.com",
     "DATABASE_URL": "postgres://logiflow:secret@db.example.com:5432/logiflow",
     "KAFKA_BOOTSTRAP_SERVERS": "kafka.example.com:9092",
+    "KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
     "CELERY_BROKER_URL": "redis://redis.example.com:6379/0",
 }
 
@@ -51,6 +52,15 @@ def test_check_deploy_with_the_documented_production_environment_has_no_warnings
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "no issues" in result.stdout
+
+
+def test_production_does_not_assume_an_unauthenticated_kafka() -> None:
+    """A deployment says whether its Kafka authenticates: PLAINTEXT (anyone on the network may write the event
+    topics) is never what it gets by leaving the variable out."""
+    code = "from django.conf import settings; print(settings.KAFKA_SECURITY_PROTOCOL)"
+    without = _python(code, {k: v for k, v in PRODUCTION_ENV.items() if k != "KAFKA_SECURITY_PROTOCOL"})
+    assert without.returncode != 0 and "KAFKA_SECURITY_PROTOCOL" in without.stderr, without.stdout
+    assert _python(code, PRODUCTION_ENV).stdout.strip() == "SASL_SSL"
 
 
 def test_the_proxy_ssl_header_is_trusted_only_when_configured() -> None:

@@ -72,6 +72,7 @@ def _read_at_marks(marks: list[Mark], findings: Findings, *, timeout: float) -> 
     waiting = {(m.topic, m.partition): m for m in marks}
     consumer = Consumer(
         client_config(
+            principal="relay",
             **{
                 "group.id": "logiflow-relay-memory-check",  # never joined (assign only), never committed
                 "enable.auto.commit": False,

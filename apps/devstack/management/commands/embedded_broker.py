@@ -1,5 +1,9 @@
 """`manage.py embedded_broker`: run `make run`'s broker on KAFKA_BOOTSTRAP_SERVERS' address (Tansu, or Apache Kafka
-from the jars of `make kafka-jars`), create the topics and say how long it took to be ready."""
+from the jars of `make kafka-jars`), create the topics and say how long it took to be ready.
+
+With KAFKA_SECURITY_PROTOCOL=SASL_PLAINTEXT, Apache Kafka runs as docker-compose.yml's does: SCRAM users for the
+principals of KAFKA_<KIND>_USERNAME/PASSWORD (created when var/kafka/data is first formatted), the authorizer on,
+and the ACLs of `manage.py kafka_acls`."""
 
 from __future__ import annotations
 
@@ -12,7 +16,7 @@ from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from apps.devstack.apache_kafka import ApacheKafkaBroker
+from apps.devstack.apache_kafka import ApacheKafkaBroker, Sasl
 from apps.devstack.tansu import EmbeddedBroker
 
 # Seconds to serve metadata: a first Apache Kafka start formats its storage, and a JVM on a busy laptop is slow.
@@ -33,11 +37,12 @@ class Command(BaseCommand):
         if not port.isdigit():
             raise CommandError(f"KAFKA_BOOTSTRAP_SERVERS={settings.KAFKA_BOOTSTRAP_SERVERS!r} has no port")
         started = time.monotonic()
+        sasl = configured_sasl(kind)
         if kind == "kafka":
             kafka_dir = settings.VAR_DIR / "kafka"
             broker: EmbeddedBroker | ApacheKafkaBroker = ApacheKafkaBroker(
                 host=host or "127.0.0.1", port=int(port), data_dir=kafka_dir / "data",
-                log_path=kafka_dir / "broker.log",
+                log_path=kafka_dir / "broker.log", sasl=sasl,
             )
             described = f"Apache Kafka (data in {kafka_dir / 'data'}, log in {kafka_dir / 'broker.log'})"
         else:
@@ -56,6 +61,8 @@ class Command(BaseCommand):
         signal.signal(signal.SIGTERM, stop)
         signal.signal(signal.SIGINT, stop)
         call_command("kafka_topics", stdout=self.stdout)
+        if sasl is not None:
+            call_command("kafka_acls", stdout=self.stdout)
         self.stdout.write(
             f"{described} ready on {broker.bootstrap_servers} in {time.monotonic() - started:.1f} s", ending="\n"
         )
@@ -63,3 +70,21 @@ class Command(BaseCommand):
         if ready_file is not None:
             ready_file.touch()
         broker.wait()
+
+
+def configured_sasl(kind: str) -> Sasl | None:
+    """The SCRAM users the settings name (None without SASL); refused where the broker cannot provide them."""
+    protocol = settings.KAFKA_SECURITY_PROTOCOL.upper()
+    if protocol == "PLAINTEXT":
+        return None
+    if kind != "kafka" or protocol != "SASL_PLAINTEXT":
+        raise CommandError(f"KAFKA_SECURITY_PROTOCOL={protocol}: the embedded {kind} offers PLAINTEXT"
+                           + (" or SASL_PLAINTEXT" if kind == "kafka" else " only"))
+    principals = settings.KAFKA_PRINCIPALS
+    missing = [f"KAFKA_{name.upper()}_USERNAME/PASSWORD" for name, login in principals.items()
+               if not (login["username"] and login["password"])]
+    if missing:
+        raise CommandError(f"SASL needs every principal's credentials: {', '.join(missing)} not set")
+    admin = principals["admin"]
+    users = {login["username"]: login["password"] for name, login in principals.items() if name != "admin"}
+    return Sasl(admin=admin["username"], admin_password=admin["password"], users=users)

@@ -38,7 +38,9 @@ class Command(BaseCommand):
             cursor.execute("SELECT 1")
 
     def _kafka(self, timeout: float) -> None:
-        admin = AdminClient(client_config(**{"socket.timeout.ms": int(timeout * 1000), "log_level": 0}))
+        admin = AdminClient(
+            client_config(principal="monitor", **{"socket.timeout.ms": int(timeout * 1000), "log_level": 0})
+        )
         metadata = admin.list_topics(timeout=timeout)
         if not metadata.brokers:
             raise RuntimeError("no brokers in the metadata")
