@@ -11,6 +11,7 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 
 from apps.common.errors import ApplicationError
+from apps.common.redaction import redact
 from apps.consumers.inbox import inbox_purge
 from apps.consumers.replay import (
     deadletter_replay_queued,
@@ -37,7 +38,7 @@ def replay_dead_letters(dead_letter_ids: list[int], actor_id: int | None) -> dic
         try:
             outcome = deadletter_replay_queued(dead_letter_id=dead_letter_id, actor=actor).outcome
         except ApplicationError as error:
-            logger.info("replay of dead letter #%s refused: %s", dead_letter_id, error)
+            logger.info("replay of dead letter #%s refused: %s", dead_letter_id, redact(str(error)))
             outcome = "refused"
         outcomes[outcome] = outcomes.get(outcome, 0) + 1
     logger.info("background replay of %d dead letters: %s", len(dead_letter_ids), outcomes)
