@@ -38,6 +38,17 @@ def _trace_worker(sender: object = None, **_: object) -> None:
         _trace_pool_process()
 
 
+@signals.after_setup_logger.connect
+@signals.after_setup_task_logger.connect
+def _redact_errors(logger: object = None, **_: object) -> None:
+    """LOG_FORMAT=plain lets Celery install its own handlers: they redact error text as the LOGGING ones do."""
+    from apps.common.logs import RedactErrors
+
+    for handler in getattr(logger, "handlers", []):
+        if not any(isinstance(existing, RedactErrors) for existing in handler.filters):
+            handler.addFilter(RedactErrors())
+
+
 @signals.before_task_publish.connect
 def _carry_trace(headers: dict | None = None, **_: object) -> None:
     from apps.common.tracing import task_publish_headers

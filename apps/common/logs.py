@@ -1,13 +1,16 @@
-"""Logging helpers referenced by the LOGGING setting: structured JSON lines (LOG_FORMAT=json) and the access-log
-filter. Loaded before the app registry is ready: import nothing that needs models.
+"""Logging helpers referenced by the LOGGING setting: structured JSON lines (LOG_FORMAT=json), the access-log
+filter and the redaction of error text (`RedactErrors`). Loaded before the app registry is ready: import nothing
+that needs models.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Mapping
 from datetime import UTC, datetime
 
+from apps.common.redaction import redact, redact_traceback
 from apps.common.tracing import current_event_id, current_log_ids, current_traceparent
 
 
@@ -17,6 +20,25 @@ class SkipErrorResponses(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         return getattr(record, "status_code", 0) < 400
+
+
+class RedactErrors(logging.Filter):
+    """On the handler, for every logger (Django's 500s, Celery's failed tasks, ours): an exception passed as an
+    argument and a record's traceback lose the values their messages quote (apps.common.redaction), so a
+    customer's name in an error reaches the dead-letter row, not the log. Celery's failure line passes the
+    exception as the text `exc`."""
+
+    _formatter = logging.Formatter()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        if isinstance(args, tuple) and any(isinstance(arg, BaseException) for arg in args):
+            record.args = tuple(redact(str(arg)) if isinstance(arg, BaseException) else arg for arg in args)
+        elif isinstance(args, Mapping) and isinstance(exc := args.get("exc"), str):
+            record.args = {**args, "exc": redact(exc)}
+        if record.exc_info and not record.exc_text:
+            record.exc_text = redact_traceback(self._formatter.formatException(record.exc_info))
+        return True
 
 
 class JsonFormatter(logging.Formatter):
@@ -41,7 +63,7 @@ class JsonFormatter(logging.Formatter):
             entry["event_id"] = event_id
         entry.update(current_log_ids())
         if record.exc_info:
-            entry["exception"] = self.formatException(record.exc_info)
+            entry["exception"] = record.exc_text or redact_traceback(self.formatException(record.exc_info))
         if record.stack_info:
             entry["stack"] = self.formatStack(record.stack_info)
         return json.dumps(entry, ensure_ascii=False, default=str)

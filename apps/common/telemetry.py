@@ -1,24 +1,26 @@
 """Optional OpenTelemetry tracing, switched on per process by `OTEL_EXPORTER_OTLP_ENDPOINT`: Django, psycopg and
 Celery are instrumented, and `apps.common.tracing` turns its spans (request, relay send, consumer process) into
-real ones. Without the variable nothing is patched and no exporter runs.
+real ones. Without the variable nothing is patched and no exporter runs. Spans leave the process redacted
+(`RedactingExporter`): no error message's quoted values, no query values.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from opentelemetry.context import Context
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor, SpanExporter
+from opentelemetry.sdk.trace import Event, ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor, SpanExporter, SpanExportResult
 from opentelemetry.sdk.trace.sampling import ALWAYS_ON, Decision, ParentBased, Sampler, SamplingResult
-from opentelemetry.trace import Link, SpanKind, get_current_span
-from opentelemetry.util.types import Attributes
+from opentelemetry.trace import Link, SpanKind, Status, get_current_span
+from opentelemetry.util.types import Attributes, AttributeValue
 
 from apps.common import tracing
+from apps.common.redaction import redact, redact_traceback, redact_url
 
 logger = logging.getLogger(__name__)
 # Probes and scrapes arrive every few seconds and tell no story: not traced (OTEL_PYTHON_DJANGO_EXCLUDED_URLS,
@@ -42,6 +44,51 @@ class DropOrphanQueries(Sampler):
         return "DropOrphanQueries"
 
 
+class RedactingExporter(SpanExporter):
+    """Hands spans on without the personal data an error or a URL may carry (apps.common.redaction): status
+    descriptions and exception messages redacted, tracebacks keep their frames, URLs lose their query values.
+    Every span passes here, ours and the instrumentations' (a Django 500, a failed Celery task)."""
+
+    def __init__(self, exporter: SpanExporter) -> None:
+        self.exporter = exporter
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        return self.exporter.export([_redacted(span) for span in spans])
+
+    def shutdown(self) -> None:
+        self.exporter.shutdown()
+
+    def force_flush(self, timeout_millis: int = 30_000) -> bool:
+        return self.exporter.force_flush(timeout_millis)
+
+
+_REDACT: dict[str, Callable[[str], str]] = {
+    "exception.message": redact, "exception.stacktrace": redact_traceback,
+    "http.url": redact_url, "http.target": redact_url, "url.full": redact_url,
+    "url.query": lambda query: redact_url(f"?{query}")[1:],
+}
+
+
+def _redacted(span: ReadableSpan) -> ReadableSpan:
+    status = span.status
+    if status.description:
+        status = Status(status.status_code, redact(status.description))
+    return ReadableSpan(
+        name=span.name, context=span.context, parent=span.parent, resource=span.resource,
+        attributes=_redacted_attributes(span.attributes), kind=span.kind, links=span.links, status=status,
+        events=[Event(event.name, _redacted_attributes(event.attributes), event.timestamp) for event in span.events],
+        start_time=span.start_time, end_time=span.end_time, instrumentation_scope=span.instrumentation_scope,
+    )
+
+
+def _redacted_attributes(attributes: Mapping[str, AttributeValue] | None) -> dict[str, AttributeValue]:
+    redacted = dict(attributes or {})
+    for name, value in redacted.items():
+        if name in _REDACT and isinstance(value, str):
+            redacted[name] = _REDACT[name](value)
+    return redacted
+
+
 @dataclass
 class _Telemetry:
     provider: TracerProvider
@@ -61,7 +108,10 @@ def configure_telemetry(service_name: str, *, exporter: SpanExporter | None = No
     provider = TracerProvider(
         resource=Resource.create({"service.name": service_name}), sampler=ParentBased(root=DropOrphanQueries())
     )
-    provider.add_span_processor(SimpleSpanProcessor(exporter) if exporter else BatchSpanProcessor(_otlp_exporter()))
+    provider.add_span_processor(
+        SimpleSpanProcessor(RedactingExporter(exporter)) if exporter
+        else BatchSpanProcessor(RedactingExporter(_otlp_exporter()))
+    )
     _activate(provider)
     logger.info("OpenTelemetry tracing on as %s", service_name)
     return True

@@ -21,6 +21,8 @@ from opentelemetry import trace
 from opentelemetry.trace import SpanKind, Tracer
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
+from apps.common.redaction import redact_error
+
 _TRACEPARENT = re.compile(r"^00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$")
 _current: contextvars.ContextVar[str | None] = contextvars.ContextVar("traceparent", default=None)
 # The id of the event being handled, for the logs (apps.common.logs); None outside a handler.
@@ -181,7 +183,7 @@ def batch_spans(
     except BaseException as error:
         for span in spans:
             span.record_exception(error)
-            span.set_status(trace.Status(trace.StatusCode.ERROR, f"{type(error).__name__}: {error}"))
+            span.set_status(trace.Status(trace.StatusCode.ERROR, redact_error(error)))
         raise
     finally:
         for span in spans:

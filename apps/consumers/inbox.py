@@ -55,8 +55,8 @@ def messaging_attributes(meta: registry.EventMeta) -> dict[str, str | int]:
 
 
 def log_ids(event: object) -> dict[str, object]:
-    """The route and invoice an event is about, for the log lines of its handling."""
-    return {name: getattr(event, name) for name in ("route_id", "invoice_id") if hasattr(event, name)}
+    """The route, invoice and customer an event is about (ids, never names), for the log lines of its handling."""
+    return {name: getattr(event, name) for name in ("route_id", "invoice_id", "customer_id") if hasattr(event, name)}
 
 
 def _inbox_insert(*, group: str, event_id: Any) -> bool:

@@ -18,6 +18,8 @@ from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from apps.common.postgres import safe_text
+from apps.common.redaction import INPUT_VALUE as _INPUT_VALUE
+from apps.common.redaction import QUOTED as _QUOTED
 from apps.consumers import registry
 from apps.consumers.decoding import (
     DecodeFailure,
@@ -35,11 +37,8 @@ Known = tuple[Identity, bytes | None]  # a message's identity and ordering scope
 _UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", re.IGNORECASE)
 _HEX = re.compile(r"\b(?:0x[0-9a-f]+|(?=[0-9a-f]*[0-9])[0-9a-f]{8,})\b", re.IGNORECASE)
 _DIGITS = re.compile(r"[0-9]+")
-# Producer text the messages echo: pydantic's `input_value=…, input_type=` (any repr, a dict's too), then anything
-# quoted (a header's value, a string's repr; one cut off by the end of a line counts too). A quote right after a
-# letter or digit is an apostrophe ("doesn't"), not an opening quote.
-_INPUT_VALUE = re.compile(r"input_value=.*?, input_type=")
-_QUOTED = re.compile(r"""(?<!\w)(?:'(?:[^'\\\n]|\\.)*(?:'|$)|"(?:[^"\\\n]|\\.)*(?:"|$))""", re.MULTILINE)
+# The producer text messages echo (pydantic's input values, anything quoted) is `_INPUT_VALUE` and `_QUOTED`, the
+# patterns that also keep it out of log lines and spans (apps.common.redaction).
 
 
 # --- failures ---------------------------------------------------------------------------------------------

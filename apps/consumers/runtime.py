@@ -38,6 +38,7 @@ from apps.common.metrics import (
     CONSUMER_REJOINS,
 )
 from apps.common.models import Heartbeat
+from apps.common.redaction import redact, redact_error
 from apps.common.selectors import live_partitions
 from apps.common.tracing import log_context, resumed
 from apps.common.workers import HeartbeatRecorder, Worker
@@ -383,8 +384,8 @@ class ConsumerWorker(Worker):
         except Exception as error:
             if _is_outage(error):
                 raise
-            logger.info("%s: batch of %d failed (%s: %s); applying it message by message", self.name, len(decoded),
-                        type(error).__name__, str(error)[:200])
+            logger.info("%s: batch of %d failed (%s); applying it message by message", self.name, len(decoded),
+                        redact_error(error)[:200])
             return False
         self.counters.skipped += len(run) - len(decoded)
         for was_new in applied:
@@ -462,8 +463,8 @@ class ConsumerWorker(Worker):
             if time.monotonic() + delay > deadline:
                 break
             with item.logged():
-                logger.info("%s: %s failed (%s), retry %d in %.2fs", self.name, decoded.meta.event_id, error, attempts,
-                            delay)
+                logger.info("%s: %s failed (%s), retry %d in %.2fs", self.name, decoded.meta.event_id,
+                            redact_error(error), attempts, delay)
             if self.stopping.wait(delay):
                 return False
             delay = min(delay * 2, settings.CONSUMER_RETRY_BACKOFF_MAX_S)
@@ -501,7 +502,7 @@ class ConsumerWorker(Worker):
         with item.logged():
             logger.warning("%s: dead-lettered %s [%d] @%d as #%s, %s (%s: %r)", self.name, item.raw.topic,
                            item.raw.partition, item.raw.offset, dead_letter.pk if dead_letter else "?",
-                           dead_letter.status if dead_letter else "?", failure.reason, failure.message[:200])
+                           dead_letter.status if dead_letter else "?", failure.reason, redact(failure.message)[:200])
 
     def _record(
         self, item: _Item, failure: Failure, *, attempts: int, first_failed_at: datetime | None = None,

@@ -10,6 +10,7 @@ from celery import shared_task
 from django.conf import settings
 
 from apps.common.errors import ApplicationError
+from apps.common.redaction import redact
 from apps.consumers.inbox import inbox_purge
 from apps.consumers.models import ReplayRequest
 from apps.consumers.replay import (
@@ -55,7 +56,7 @@ def replay_dead_letters(request_id: int | list[int], dead_letter_ids: list[int] 
         try:
             outcome = deadletter_replay_queued(dead_letter_id=dead_letter_id, actor=actor).outcome
         except ApplicationError as error:
-            logger.info("replay of dead letter #%s refused: %s", dead_letter_id, error)
+            logger.info("replay of dead letter #%s refused: %s", dead_letter_id, redact(str(error)))
             outcome = "refused"
         outcomes[outcome] = outcomes.get(outcome, 0) + 1
     logger.info("background replay of %d dead letters: %s", len(ids), outcomes)

@@ -22,11 +22,12 @@ from apps.invoicing.services.issuing import (
 
 class MissingBillingData(NonRetryableError):
     """The route's customer has no billing account: the message goes to the dead-letter ledger at once, to be
-    replayed once finance has added the billing data."""
+    replayed once finance has added the billing data. The name is quoted (its repr), so log lines and spans can
+    leave it out (apps.common.redaction) while the dead-letter row keeps it."""
 
     def __init__(self, *, customer_id: int, customer_name: str, route_id: int) -> None:
         super().__init__(
-            f"cannot invoice route {route_id}: customer {customer_id} ({customer_name}) has no billing account; "
+            f"cannot invoice route {route_id}: customer {customer_id} {customer_name!r} has no billing account; "
             "add it under Invoicing › Billing accounts, then replay this message",
             fix=Fix(
                 label=f"Add billing account for {customer_name}",

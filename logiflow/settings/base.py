@@ -456,8 +456,12 @@ LOGGING = {
         "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
         "json": {"()": "apps.common.logs.JsonFormatter"},
     },
-    "filters": {"skip_error_responses": {"()": "apps.common.logs.SkipErrorResponses"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT}},
+    "filters": {
+        "skip_error_responses": {"()": "apps.common.logs.SkipErrorResponses"},
+        # Error text and tracebacks without the values they quote (a customer's name): docs/architecture.md.
+        "redact_errors": {"()": "apps.common.logs.RedactErrors"},
+    },
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT, "filters": ["redact_errors"]}},
     "root": {"handlers": ["console"], "level": env("LOG_LEVEL", default="INFO")},
     "loggers": {
         # Django's defaults give `django` its own console handler under DEBUG, on top of the root's: every 4xx

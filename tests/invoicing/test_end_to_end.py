@@ -111,7 +111,7 @@ def test_missing_billing_data_goes_to_the_ledger_and_a_replay_after_finance_adds
     dead_letter = DeadLetter.objects.get(event_id=event_id)
     assert dead_letter.reason == DeadLetter.Reason.NON_RETRYABLE
     assert dead_letter.attempts == 1, "a missing account is not retried"
-    assert "customer 9100 (Ege Foods) has no billing account" in dead_letter.error_message
+    assert "customer 9100 'Ege Foods' has no billing account" in dead_letter.error_message
     assert (dead_letter.fix_label, dead_letter.fix_url) == (
         "Add billing account for Ege Foods", "/admin/invoicing/billingaccount/add/?customer=9100"
     )
@@ -196,7 +196,7 @@ def test_a_batch_with_a_duplicate_a_missing_account_and_a_recalculation_ends_as_
     head = DeadLetter.objects.get(event_id=missing)
     assert (head.reason, head.attempts, head.blocked_by) == (DeadLetter.Reason.NON_RETRYABLE, 1, None)
     assert head.handler == "apps.invoicing.handlers.issue_invoice_for_route"
-    assert "customer 9999 (Nobody Yet)" in head.error_message
+    assert "customer 9999 'Nobody Yet'" in head.error_message
     assert (DeadLetter.objects.get(event_id=parked).blocked_by, DeadLetter.objects.get(event_id=parked).reason) == (
         head, DeadLetter.Reason.PARKED,
     )

@@ -53,7 +53,7 @@ def test_missing_billing_data_is_non_retryable_and_names_the_customer() -> None:
         issue_invoice_for_route(event, meta_for(event))
 
     assert isinstance(raised.value, NonRetryableError)
-    assert "customer 44 (Ege Foods) has no billing account" in str(raised.value)
+    assert "customer 44 'Ege Foods' has no billing account" in str(raised.value)
     assert raised.value.fix == Fix(label="Add billing account for Ege Foods",
                                    url="/admin/invoicing/billingaccount/add/?customer=44")
     assert Invoice.objects.count() == 0

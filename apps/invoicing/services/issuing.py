@@ -40,7 +40,7 @@ class BillingAccountMissing(ApplicationError):
 
     def __init__(self, *, customer_id: int, customer_name: str) -> None:
         super().__init__(
-            f"no billing account for customer {customer_id} ({customer_name}); "
+            f"no billing account for customer {customer_id} {customer_name!r}; "
             "finance must add its billing data, then replay the message"
         )
         self.customer_id = customer_id
