@@ -17,6 +17,7 @@ from django.utils.safestring import SafeString
 
 from apps.common.admin import ReadOnlyAdminMixin, pretty_json
 from apps.common.errors import ApplicationError
+from apps.common.timezones import list_time
 from apps.invoicing.models import NUMBER_ORDER, BillingAccount, Invoice, InvoiceLine, KnownCustomer
 from apps.invoicing.services.billing_accounts import (
     BILLING_ACCOUNT_FIELDS,
@@ -66,8 +67,9 @@ REISSUE_HELP = (
 
 @admin.register(Invoice)
 class InvoiceAdmin(admin.ModelAdmin):
-    list_display = ["number_in_order", "kind", "customer", "route_id", "status", "gross_total", "currency", "issued_at",
-                    "pdf_status", "pdf_link"]
+    # Eight columns, so the list fits 1,280 px beside the filters: the total carries its currency, the PDF column
+    # its link once rendered and its status before.
+    list_display = ["number_in_order", "kind", "customer", "route_id", "status", "total", "issued", "pdf_link"]
     list_filter = ["status", "pdf_status", "kind", "customer", IssuedMonthFilter]
     search_fields = ["number", "customer_name"]
     list_select_related = ["customer"]
@@ -102,6 +104,14 @@ class InvoiceAdmin(admin.ModelAdmin):
     @admin.display(description="number", ordering=NUMBER_ORDER)
     def number_in_order(self, invoice: Invoice) -> str:
         return invoice.number
+
+    @admin.display(description="issued at", ordering="issued_at")
+    def issued(self, invoice: Invoice) -> SafeString | str:
+        return list_time(invoice.issued_at)
+
+    @admin.display(description="total", ordering="gross_total")
+    def total(self, invoice: Invoice) -> str:
+        return f"{invoice.gross_total} {invoice.currency}"
 
     @admin.display(description="related documents")
     def related_documents(self, invoice: Invoice) -> SafeString | str:
