@@ -12,12 +12,13 @@ from django.db import models
 from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.urls import reverse
+from django.utils.dateparse import parse_datetime
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
 from apps.common.admin import ReadOnlyAdminMixin, pretty_json
 from apps.common.errors import ApplicationError
-from apps.common.timezones import list_time
+from apps.common.timezones import list_time, local_time
 from apps.invoicing.models import NUMBER_ORDER, BillingAccount, Invoice, InvoiceLine, KnownCustomer
 from apps.invoicing.services.billing_accounts import (
     BILLING_ACCOUNT_FIELDS,
@@ -160,12 +161,12 @@ class InvoiceAdmin(admin.ModelAdmin):
             ("depot", depot.get("name", "—") if isinstance(depot, dict) else depot),
             ("distance (km)", summary.get("distance_km", "—")),
             ("duration (min)", summary.get("duration_minutes", "—")),
-            ("departs", summary.get("departs_at") or "—"), ("ETA", summary.get("eta", "—")),
-            ("calculated at", summary.get("calculated_at", "—")),
+            ("departs", _time(summary.get("departs_at"))), ("ETA", _time(summary.get("eta"))),
+            ("calculated at", _time(summary.get("calculated_at"))),
         ]
         rows = format_html_join(
             "", "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-            ((s.get("sequence", ""), s.get("name", ""), s.get("eta", ""), s.get("leg_distance_km", ""),
+            ((s.get("sequence", ""), s.get("name", ""), _time(s.get("eta")), s.get("leg_distance_km", ""),
               f"{s.get('lat', '')}, {s.get('lon', '')}") for s in stops if isinstance(s, dict)),
         )
         return format_html(
@@ -200,6 +201,12 @@ class InvoiceAdmin(admin.ModelAdmin):
             self.message_user(request, f"Marked {sent} invoice(s) as sent.", messages.SUCCESS)
         for reason in refused:
             self.message_user(request, reason, messages.WARNING)
+
+
+def _time(value: Any) -> str:
+    """A time of the stored event (ISO 8601 with its offset) as the rest of the page shows times."""
+    moment = parse_datetime(value) if isinstance(value, str) else None
+    return local_time(moment) if moment else (str(value) if value else "—")
 
 
 class BillingAccountForm(forms.ModelForm):

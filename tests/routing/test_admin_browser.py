@@ -5,6 +5,7 @@ Skipped without Playwright (requirements-browser.txt) or a Chromium binary (apt-
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -208,4 +209,19 @@ def test_the_route_page_on_a_390_px_phone_scrolls_its_tables_in_their_own_boxes(
         # Readable: a cell's text keeps whole words (an event type or a time is not broken letter by letter).
         cells = text_lines(page, "#content .inline-group td, #content .field-events td")
         assert [cell for cell in cells if cell[1] > 2] == [], "cells broken over three lines or more"
+    assert not violations, violations
+
+
+def test_a_browser_in_tokyo_sees_the_route_in_tokyo_time_from_its_second_page_on(
+    live_server: Any, settings: Any
+) -> None:
+    settings.TIME_ZONE = "Europe/Berlin"
+    route = calculated_route(departs_at=datetime(2026, 12, 24, 5, 45, tzinfo=UTC))
+    with browse(live_server.url) as (page, violations):
+        page.context.new_cdp_session(page).send("Emulation.setTimezoneOverride", {"timezoneId": "Asia/Tokyo"})
+        page.goto(f"{live_server.url}/admin/")
+        assert page.locator(".reader-zone").text_content() == "Times: Europe/Berlin", "the site's, until it knows"
+        page.goto(f"{live_server.url}/admin/routing/route/{route.pk}/change/")
+        assert page.locator(".reader-zone").text_content() == "Times: Asia/Tokyo"
+        assert page.locator(".field-departs_at .readonly").inner_text() == "2026-12-24 14:45 JST"
     assert not violations, violations
