@@ -19,6 +19,8 @@ from django.utils.safestring import SafeString
 from apps.common.admin import ReadOnlyAdminMixin, pretty_json
 from apps.common.errors import ApplicationError
 from apps.common.timezones import list_time, local_time
+from apps.consumers import selectors as ledger
+from apps.invoicing.handlers import billing_account_fix_url
 from apps.invoicing.models import NUMBER_ORDER, BillingAccount, Invoice, InvoiceLine, KnownCustomer
 from apps.invoicing.services.billing_accounts import (
     BILLING_ACCOUNT_FIELDS,
@@ -266,6 +268,25 @@ class BillingAccountAdmin(admin.ModelAdmin):
             )
         else:
             billing_account_create(customer_id=obj.customer_id, **fields)
+
+    def response_add(self, request: HttpRequest, obj: BillingAccount, post_url_continue: str | None = None) -> Any:
+        response = super().response_add(request, obj, post_url_continue)
+        self._report_waiting_dead_letters(request, obj)
+        return response
+
+    def _report_waiting_dead_letters(self, request: HttpRequest, account: BillingAccount) -> None:
+        """The dead letters that asked for this account (their fix link), named: replaying them is operations'
+        (docs/architecture.md, "Who replays"), so finance learns what happens next and whom to tell."""
+        may_view = request.user.has_perm("consumers.view_deadletter")
+        for letter in ledger.unresolved_asking_for(fix_url=billing_account_fix_url(customer_id=account.customer_id)):
+            route_id = (ledger.payload_json(letter) or {}).get("route_id")
+            name = f"Dead letter #{letter.pk}"
+            self.message_user(request, format_html(
+                "{} ({}) waited for this billing account: operations now replay it, and the invoice is issued.",
+                format_html('<a href="{}">{}</a>', reverse("admin:consumers_deadletter_change", args=[letter.pk]),
+                            name) if may_view else name,
+                f"route {route_id}" if isinstance(route_id, int) else letter.event_type,
+            ), messages.INFO)
 
 
 @admin.register(KnownCustomer)
