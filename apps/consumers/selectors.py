@@ -72,6 +72,12 @@ def unresolved_for_events(event_ids: list[Any]) -> QuerySet[DeadLetter]:
     return unresolved().filter(event_id__in=event_ids).order_by("id")
 
 
+def unresolved_asking_for(*, fix_url: str) -> QuerySet[DeadLetter]:
+    """The unresolved dead letters whose fix is the page `fix_url` (what their handler said would remove the
+    cause), oldest first."""
+    return unresolved().filter(fix_url=fix_url).order_by("id")
+
+
 def unresolved_count_by_group() -> list[tuple[str, int]]:
     """How many dead letters wait for someone, per consumer group, largest first."""
     rows = unresolved().values("group").annotate(count=Count("id")).order_by("-count", "group")

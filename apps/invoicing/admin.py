@@ -12,11 +12,15 @@ from django.db import models
 from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.urls import reverse
+from django.utils.dateparse import parse_datetime
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
 from apps.common.admin import ReadOnlyAdminMixin, pretty_json
 from apps.common.errors import ApplicationError
+from apps.common.timezones import list_time, local_time
+from apps.consumers import selectors as ledger
+from apps.invoicing.handlers import billing_account_fix_url
 from apps.invoicing.models import NUMBER_ORDER, BillingAccount, Invoice, InvoiceLine, KnownCustomer
 from apps.invoicing.services.billing_accounts import (
     BILLING_ACCOUNT_FIELDS,
@@ -66,8 +70,9 @@ REISSUE_HELP = (
 
 @admin.register(Invoice)
 class InvoiceAdmin(admin.ModelAdmin):
-    list_display = ["number_in_order", "kind", "customer", "route_id", "status", "gross_total", "currency", "issued_at",
-                    "pdf_status", "pdf_link"]
+    # Eight columns, so the list fits 1,280 px beside the filters: the total carries its currency, the PDF column
+    # its link once rendered and its status before.
+    list_display = ["number_in_order", "kind", "customer", "route_id", "status", "total", "issued", "pdf_link"]
     list_filter = ["status", "pdf_status", "kind", "customer", IssuedMonthFilter]
     search_fields = ["number", "customer_name"]
     list_select_related = ["customer"]
@@ -103,6 +108,14 @@ class InvoiceAdmin(admin.ModelAdmin):
     @admin.display(description="number", ordering=NUMBER_ORDER)
     def number_in_order(self, invoice: Invoice) -> str:
         return invoice.number
+
+    @admin.display(description="issued at", ordering="issued_at")
+    def issued(self, invoice: Invoice) -> SafeString | str:
+        return list_time(invoice.issued_at)
+
+    @admin.display(description="total", ordering="gross_total")
+    def total(self, invoice: Invoice) -> str:
+        return f"{invoice.gross_total} {invoice.currency}"
 
     @admin.display(description="related documents")
     def related_documents(self, invoice: Invoice) -> SafeString | str:
@@ -165,12 +178,12 @@ class InvoiceAdmin(admin.ModelAdmin):
             ("depot", depot.get("name", "—") if isinstance(depot, dict) else depot),
             ("distance (km)", summary.get("distance_km", "—")),
             ("duration (min)", summary.get("duration_minutes", "—")),
-            ("departs", summary.get("departs_at") or "—"), ("ETA", summary.get("eta", "—")),
-            ("calculated at", summary.get("calculated_at", "—")),
+            ("departs", _time(summary.get("departs_at"))), ("ETA", _time(summary.get("eta"))),
+            ("calculated at", _time(summary.get("calculated_at"))),
         ]
         rows = format_html_join(
             "", "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-            ((s.get("sequence", ""), s.get("name", ""), s.get("eta", ""), s.get("leg_distance_km", ""),
+            ((s.get("sequence", ""), s.get("name", ""), _time(s.get("eta")), s.get("leg_distance_km", ""),
               f"{s.get('lat', '')}, {s.get('lon', '')}") for s in stops if isinstance(s, dict)),
         )
         return format_html(
@@ -205,6 +218,12 @@ class InvoiceAdmin(admin.ModelAdmin):
             self.message_user(request, f"Marked {sent} invoice(s) as sent.", messages.SUCCESS)
         for reason in refused:
             self.message_user(request, reason, messages.WARNING)
+
+
+def _time(value: Any) -> str:
+    """A time of the stored event (ISO 8601 with its offset) as the rest of the page shows times."""
+    moment = parse_datetime(value) if isinstance(value, str) else None
+    return local_time(moment) if moment else (str(value) if value else "—")
 
 
 class BillingAccountForm(forms.ModelForm):
@@ -264,6 +283,25 @@ class BillingAccountAdmin(admin.ModelAdmin):
             )
         else:
             billing_account_create(customer_id=obj.customer_id, **fields)
+
+    def response_add(self, request: HttpRequest, obj: BillingAccount, post_url_continue: str | None = None) -> Any:
+        response = super().response_add(request, obj, post_url_continue)
+        self._report_waiting_dead_letters(request, obj)
+        return response
+
+    def _report_waiting_dead_letters(self, request: HttpRequest, account: BillingAccount) -> None:
+        """The dead letters that asked for this account (their fix link), named: replaying them is operations'
+        (docs/architecture.md, "Who replays"), so finance learns what happens next and whom to tell."""
+        may_view = request.user.has_perm("consumers.view_deadletter")
+        for letter in ledger.unresolved_asking_for(fix_url=billing_account_fix_url(customer_id=account.customer_id)):
+            route_id = (ledger.payload_json(letter) or {}).get("route_id")
+            name = f"Dead letter #{letter.pk}"
+            self.message_user(request, format_html(
+                "{} ({}) waited for this billing account: operations now replay it, and the invoice is issued.",
+                format_html('<a href="{}">{}</a>', reverse("admin:consumers_deadletter_change", args=[letter.pk]),
+                            name) if may_view else name,
+                f"route {route_id}" if isinstance(route_id, int) else letter.event_type,
+            ), messages.INFO)
 
 
 @admin.register(KnownCustomer)

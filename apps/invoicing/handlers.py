@@ -20,6 +20,11 @@ from apps.invoicing.services.issuing import (
 )
 
 
+def billing_account_fix_url(*, customer_id: int) -> str:
+    """The page a dead letter of this customer's route names as its fix: the billing account form, prefilled."""
+    return f"{reverse('admin:invoicing_billingaccount_add')}?{urlencode({'customer': customer_id})}"
+
+
 class MissingBillingData(NonRetryableError):
     """The route's customer has no billing account: the message goes to the dead-letter ledger at once, to be
     replayed once finance has added the billing data. The name is quoted (its repr), so log lines and spans can
@@ -31,7 +36,7 @@ class MissingBillingData(NonRetryableError):
             "add it under Invoicing › Billing accounts, then replay this message",
             fix=Fix(
                 label=f"Add billing account for {customer_name}",
-                url=f"{reverse('admin:invoicing_billingaccount_add')}?{urlencode({'customer': customer_id})}",
+                url=billing_account_fix_url(customer_id=customer_id),
             ),
         )
         self.customer_id = customer_id

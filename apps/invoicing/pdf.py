@@ -16,6 +16,7 @@ from urllib.parse import unquote, urlsplit
 
 from django.conf import settings
 from django.template.loader import render_to_string
+from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 from weasyprint import HTML
 from weasyprint.urls import URLFetcher
@@ -122,7 +123,10 @@ def invoice_context(invoice: Invoice) -> dict[str, Any]:
 
 
 def invoice_html(invoice: Invoice) -> str:
-    return render_to_string(TEMPLATE, invoice_context(invoice))
+    """The document's HTML, its times in the site's zone (named): a document sent to a customer reads the same
+    whoever had it rendered (the Celery worker, or a request in a reader's own zone)."""
+    with timezone.override(settings.TIME_ZONE):
+        return render_to_string(TEMPLATE, invoice_context(invoice))
 
 
 def html_to_pdf(html: str) -> bytes:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from datetime import datetime
 from typing import Any
 
 from django import forms
@@ -19,23 +18,17 @@ from django.forms import ModelForm
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import reverse
-from django.utils import timezone
-from django.utils.formats import date_format
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
 from apps.common.admin import ReadOnlyAdminMixin
 from apps.common.converters import parse_id
 from apps.common.errors import ApplicationError
+from apps.common.timezones import list_time, local_time, reader_zone_name
 from apps.consumers import selectors as ledger
 from apps.contracts import RouteCalculated
 from apps.routing import selectors, services
 from apps.routing.models import Customer, Depot, Route, RouteStop, Truck
-
-
-def local_time(moment: datetime | None) -> str:
-    """`moment` in the site's time zone, named: 2026-11-30 07:00 CET."""
-    return date_format(timezone.localtime(moment), "DATETIME_FORMAT") if moment else "—"
 
 
 def _route_of(letter: Any) -> int | None:
@@ -128,7 +121,7 @@ class RouteAddForm(forms.Form):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.fields["departs_at"].help_text = (
-            f"In {timezone.get_current_timezone_name()} time; empty: now. The tour starts at the truck's depot."
+            f"In {reader_zone_name()} time; empty: now. The tour starts at the truck's depot."
         )
 
 
@@ -154,8 +147,9 @@ class RouteAdmin(admin.ModelAdmin):
     """Routes are planned on the add form through `route_calculate` and changed only by the services behind the
     actions, so a route's own page is read-only."""
 
+    # Fits 1,280 px beside both sidebars: plates whole, times as date over time (zone named), the customer wraps.
     list_display = [
-        "id", "truck", "customer", "status", "departs_at", "distance_km", "eta", "calculation_short",
+        "id", "truck", "customer", "status", "departs", "distance_km", "arrives", "calculation_short",
         "invoiced_display",
     ]
     list_filter = ["status", "truck", "departs_at"]
@@ -273,6 +267,14 @@ class RouteAdmin(admin.ModelAdmin):
             for row in stops.ordered_forms
         ]
 
+    @admin.display(description="departs at", ordering="departs_at")
+    def departs(self, route: Route) -> SafeString | str:
+        return list_time(route.departs_at)
+
+    @admin.display(description="ETA", ordering="eta")
+    def arrives(self, route: Route) -> SafeString | str:
+        return list_time(route.eta)
+
     @admin.display(description="calc.", ordering="calculation")
     def calculation_short(self, route: Route) -> int:
         return route.calculation
@@ -302,7 +304,8 @@ class RouteAdmin(admin.ModelAdmin):
     def events(self, route: Route) -> SafeString:
         rows = format_html_join(
             "",
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class='when'>{}</td><td class='when'>{}</td>"
+            "<td>{}</td></tr>",
             (
                 (event.id, event.event_type, event.body.get("calculation", "—"), event.state,
                  local_time(event.created_at), local_time(event.published_at), event.last_error or "")
@@ -310,8 +313,9 @@ class RouteAdmin(admin.ModelAdmin):
             ),
         )
         return format_html(
-            "<table><thead><tr><th>#</th><th>type</th><th>calculation</th><th>state</th><th>written</th>"
-            "<th>published</th><th>last error</th></tr></thead><tbody>{}</tbody></table>",
+            # In a box of its own that scrolls sideways when the screen is narrower than the table (a phone).
+            "<div class='table-scroll'><table><thead><tr><th>#</th><th>type</th><th>calculation</th><th>state</th>"
+            "<th>written</th><th>published</th><th>last error</th></tr></thead><tbody>{}</tbody></table></div>",
             rows or format_html("<tr><td colspan='7'>none</td></tr>"),
         )
 

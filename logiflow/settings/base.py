@@ -48,6 +48,8 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # Pages in the reader's time zone (their browser's, from a cookie), else the site's; the API keeps the site's.
+    "apps.common.timezones.ReaderTimeZoneMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "apps.common.tracing.TraceparentMiddleware",
@@ -122,7 +124,8 @@ AUTH_PASSWORD_VALIDATORS = [
 ]
 
 LANGUAGE_CODE = "en-us"
-# The site's time zone: pages show times in it, named (2026-11-30 07:00 CET), and the admin's forms read times in it.
+# The site's time zone: the API, the invoice PDF and readers whose browser names no zone see times in it, named
+# (2026-11-30 07:00 CET); pages otherwise show (and the admin's forms read) times in the reader's own zone.
 TIME_ZONE = env("DJANGO_TIME_ZONE", default="UTC")
 FORMAT_MODULE_PATH = ["logiflow.formats"]
 USE_I18N = True

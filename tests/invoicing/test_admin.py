@@ -8,16 +8,19 @@ from decimal import Decimal
 import pytest
 from django.test import Client
 from django.utils import timezone
+from django.utils.html import strip_tags
 
 from apps.invoicing.models import BillingAccount, Invoice
 from apps.invoicing.services.customers import known_customer_upsert
 from apps.invoicing.services.pdfs import invoice_pdf_render_failed
 from tests.invoicing.factories import (
+    FINANCE_PERMISSIONS,
     BillingAccountFactory,
     KnownCustomerFactory,
     UserFactory,
     issued_invoice,
     three_stop_route,
+    unbilled_route_dead_letter,
 )
 
 pytestmark = pytest.mark.django_db
@@ -28,7 +31,9 @@ CHANGELIST = "/admin/invoicing/invoice/"
 @pytest.fixture
 def finance_admin() -> Client:
     client = Client()
-    client.force_login(UserFactory(role="finance"))
+    # As the role's migrations grant it: invoicing's permissions and a read-only look at the dead-letter ledger.
+    ledger = "consumers.view_deadletter"
+    client.force_login(UserFactory(role="finance", role__permissions=[*FINANCE_PERMISSIONS, ledger]))
     return client
 
 
@@ -270,3 +275,24 @@ def test_the_invoice_page_keeps_event_ids_pdf_counters_and_errors_folded_away(fi
     for detail in (event_id, "Traceback", "Pdf version", "Pdf rendered version"):
         assert detail not in shown and detail in folded, detail
     assert "The PDF could not be made" in shown
+
+
+def test_saving_the_account_a_dead_letter_asked_for_says_operations_now_replay_it(finance_admin: Client) -> None:
+    route, letter = unbilled_route_dead_letter(customer_name="Ege Foods")
+    other_route, other = unbilled_route_dead_letter(customer_name="Marmara Glass")
+    response = finance_admin.post(f"{ACCOUNT_ADD}?customer={route.customer_id}",
+                                  {"customer": route.customer_id, **TARIFF}, follow=True)
+    shown = [strip_tags(str(message)) for message in response.context["messages"]]
+    assert shown[-1] == (
+        f"Dead letter #{letter.pk} (route {route.pk}) waited for this billing account: operations now replay it, "
+        "and the invoice is issued."
+    )
+    assert f"#{other.pk}" not in " ".join(shown), "another customer's dead letter is not this account's"
+    assert f'href="/admin/consumers/deadletter/{letter.pk}/change/"' in response.content.decode(), "finance may look"
+
+
+def test_saving_an_account_no_dead_letter_waits_for_says_nothing_more(finance_admin: Client) -> None:
+    KnownCustomerFactory(customer_id=61, name="Ege Foods")
+    response = finance_admin.post(ACCOUNT_ADD, {"customer": 61, **TARIFF}, follow=True)
+    shown = [strip_tags(str(message)) for message in response.context["messages"]]
+    assert shown == ["The billing account “Ege Foods (customer 61)” was added successfully."]

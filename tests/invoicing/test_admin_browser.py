@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from apps.invoicing.models import BillingAccount
+from apps.invoicing.models import BillingAccount, Invoice
 from tests.invoicing.factories import KnownCustomerFactory, UserFactory, issued_invoice, three_stop_route
-from tests.support.browser import MARKS, OVERFLOWING, SHOTS, WIDTH, browse, require_playwright
+from tests.support.browser import MARKS, OVERFLOWING, SHOTS, WIDTH, browse, require_playwright, text_lines
 
 sync_api = require_playwright()
 pytestmark = MARKS
@@ -77,4 +77,24 @@ def test_the_invoice_page_and_the_account_forms_with_the_autocomplete_open_fit_1
         page.goto(live_server.url + url)
         page.screenshot(path=str(SHOTS / "billing_account_change.png"), full_page=True)
         _fits(page, url)
+    assert not violations, violations
+
+
+def test_the_invoice_list_with_rendered_pdfs_fits_1280_px(live_server: Any) -> None:
+    for route_id in (1, 2, 3):
+        invoice = issued_invoice(three_stop_route(route_id=route_id, customer_id=70 + route_id,
+                                                  customer_name=f"Anadolu Textiles and Garments Wholesale {route_id}"))
+        Invoice.objects.filter(pk=invoice.pk).update(pdf=f"invoices/2026/{invoice.number}.pdf",
+                                                     pdf_status=Invoice.PdfStatus.RENDERED)
+    finance = UserFactory(role="finance")
+    with browse(live_server.url, finance) as (page, violations):
+        page.goto(live_server.url + "/admin/invoicing/invoice/")
+        page.screenshot(path=str(SHOTS / "invoice_list.png"), full_page=True)
+        assert page.locator("#result_list td.field-pdf_link a").count() == 3
+        _fits(page, "invoice list")
+        # Each PDF link whole on one line, each issue time on two at most (its date, then its time and zone).
+        links = text_lines(page, "#result_list td.field-pdf_link")
+        times = text_lines(page, "#result_list td.field-issued")
+        assert len(links) == len(times) == 3
+        assert [cell for cell in links if cell[1] != 1] == [] and [cell for cell in times if cell[1] > 2] == []
     assert not violations, violations

@@ -5,6 +5,7 @@ Skipped without Playwright (requirements-browser.txt) or a Chromium binary (apt-
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,17 @@ from apps.routing import services
 from apps.routing.models import Customer, Route, Truck
 from tests.consumers.factories import dead_letter
 from tests.routing.factories import CustomerFactory, TruckFactory, calculated_route
-from tests.support.browser import MARKS, OVERFLOWING, SHOTS, WIDTH, browse, require_playwright
+from tests.support.browser import (
+    MARKS,
+    OVERFLOWING,
+    SHOTS,
+    WIDTH,
+    assert_fits,
+    browse,
+    require_playwright,
+    shoot,
+    text_lines,
+)
 
 require_playwright()
 pytestmark = MARKS
@@ -150,4 +161,67 @@ def test_add_a_stop_adds_rows_up_to_the_most_a_route_may_have(
         page.click("input[name=_save]")
         page.wait_for_url("**/admin/routing/route/*/change/")
     assert received_stops == [["Ankara", "Bursa", "Izmit", "Sakarya"]]
+    assert not violations, violations
+
+
+# --- widths: the route list at 1,280 px, the route page on a phone ----------------------------------------
+
+
+def test_the_route_list_at_1280_px_keeps_plates_on_one_line_and_times_on_two_at_most(live_server: Any) -> None:
+    for n in range(3):
+        calculated_route(customer=CustomerFactory(name=f"Anadolu Textiles and Garments Wholesale {n}"),
+                         truck=TruckFactory(plate=f"34 ABC {n}12"))
+    with browse(live_server.url) as (page, violations):
+        page.goto(f"{live_server.url}/admin/routing/route/")
+        shoot(page, "route_list")
+        plates = text_lines(page, "#result_list td.field-truck")
+        times = text_lines(page, "#result_list td.field-departs, #result_list td.field-arrives")
+        assert len(plates) == 3 and len(times) == 6
+        assert [cell for cell in plates if cell[1] != 1] == [], "a plate wraps"
+        # A time is its date, then its time and zone: two lines at most, each whole.
+        assert [cell for cell in times if cell[1] > 2] == [], "a time wraps over three lines or more"
+        assert_fits(page, "route list")
+    assert not violations, violations
+
+
+PHONE = {"width": 390, "height": 844}
+# Each table of the route page: whether it lies inside the screen, or else whether the box it scrolls in does.
+TABLE_BOXES = """width => [...document.querySelectorAll("#content table")].map(table => {
+  let box = table.parentElement;
+  while (box && !["auto", "scroll"].includes(getComputedStyle(box).overflowX)) box = box.parentElement;
+  const inside = el => el.getBoundingClientRect().left >= -1 && el.getBoundingClientRect().right <= width + 1;
+  return [table.querySelector("th, td").innerText.trim(), inside(table) || (box !== null && inside(box))];
+})"""
+
+
+def test_the_route_page_on_a_390_px_phone_scrolls_its_tables_in_their_own_boxes(live_server: Any) -> None:
+    route = calculated_route()
+    with browse(live_server.url) as (page, violations):
+        page.set_viewport_size(PHONE)
+        page.goto(f"{live_server.url}/admin/routing/route/{route.pk}/change/")
+        page.wait_for_selector("#route-map .leaflet-overlay-pane path")
+        shoot(page, "route-390px")
+        assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"], "the page scrolls sideways"
+        content = page.locator("#content-main").bounding_box()
+        assert content["width"] >= 0.85 * PHONE["width"], "the page's column is squeezed"
+        boxes = page.evaluate(TABLE_BOXES, PHONE["width"])
+        assert len(boxes) >= 3 and all(inside for _, inside in boxes), boxes
+        # Readable: a cell's text keeps whole words (an event type or a time is not broken letter by letter).
+        cells = text_lines(page, "#content .inline-group td, #content .field-events td")
+        assert [cell for cell in cells if cell[1] > 2] == [], "cells broken over three lines or more"
+    assert not violations, violations
+
+
+def test_a_browser_in_tokyo_sees_the_route_in_tokyo_time_from_its_second_page_on(
+    live_server: Any, settings: Any
+) -> None:
+    settings.TIME_ZONE = "Europe/Berlin"
+    route = calculated_route(departs_at=datetime(2026, 12, 24, 5, 45, tzinfo=UTC))
+    with browse(live_server.url) as (page, violations):
+        page.context.new_cdp_session(page).send("Emulation.setTimezoneOverride", {"timezoneId": "Asia/Tokyo"})
+        page.goto(f"{live_server.url}/admin/")
+        assert page.locator(".reader-zone").text_content() == "Times: Europe/Berlin", "the site's, until it knows"
+        page.goto(f"{live_server.url}/admin/routing/route/{route.pk}/change/")
+        assert page.locator(".reader-zone").text_content() == "Times: Asia/Tokyo"
+        assert page.locator(".field-departs_at .readonly").inner_text() == "2026-12-24 14:45 JST"
     assert not violations, violations

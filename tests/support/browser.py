@@ -110,3 +110,16 @@ def assert_fits(page: Any, what: str = "") -> None:
     """Nothing wider than 1,280 px: neither the page nor a table in the content column."""
     assert page.evaluate("document.documentElement.scrollWidth") <= WIDTH, what
     assert page.evaluate(OVERFLOWING) == [], what
+
+
+# How many lines each matching element's text takes (distinct line boxes of its text), keyed by its text.
+TEXT_LINES = """selector => [...document.querySelectorAll(selector)].map(el => {
+  const range = document.createRange(); range.selectNodeContents(el);
+  const tops = new Set([...range.getClientRects()].filter(r => r.width > 0).map(r => Math.round(r.top)));
+  return [el.innerText.trim(), tops.size];
+})"""
+
+
+def text_lines(page: Any, selector: str) -> list[tuple[str, int]]:
+    """(text, lines) of each element `selector` matches: a cell whose plate or time wraps takes more than one."""
+    return [tuple(row) for row in page.evaluate(TEXT_LINES, selector)]  # type: ignore[misc]
