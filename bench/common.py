@@ -143,8 +143,9 @@ def environment(
 
 
 def log_dir() -> Path:
-    """var/bench/ for the embedded broker, var/bench/kafka/ for Apache Kafka."""
-    return ROOT / "var" / "bench" / ("kafka" if broker_kind() == "kafka" else "")
+    """var/bench/ (or BENCH_LOG_DIR) for the embedded broker, its kafka/ for Apache Kafka."""
+    base = Path(os.environ.get("BENCH_LOG_DIR") or ROOT / "var" / "bench")
+    return base / ("kafka" if broker_kind() == "kafka" else "")
 
 
 def figure(name: str, value: float | str) -> None:

@@ -24,9 +24,11 @@ def main(refused: str) -> None:
     from confluent_kafka import KafkaError
     from django.core.management import call_command
 
+    from apps.common.kafka import kafka_topic
     from apps.outbox.relay.batch import Batch
 
     real = Batch.report
+    refused = kafka_topic(refused)
     refusal = KafkaError(KafkaError.TOPIC_AUTHORIZATION_FAILED, "refused by the benchmark")
 
     def report(self: Batch, slot: int, error: KafkaError | None, message) -> None:  # noqa: ANN001

@@ -29,10 +29,12 @@
         (bench/refusing_relay.py patches the delivery report of the refused topic, as the tests do).
 
 Own database (logiflow_bench_story, or BENCH_STORY_DATABASE), own broker as the other benchmarks (BENCH_BROKER=kafka:
-names prefixed `kafka.`). Sizes: BENCH_STORY_SECONDS (15), BENCH_STORY_RATE (200), BENCH_OVERHEAD_CALLS (400 of
-each), BENCH_RETAINED_SMALL (10000), BENCH_RETAINED_LARGE (1000000), BENCH_CLAIM_BACKLOG (20000),
-BENCH_HTTP_REQUESTS (per phase, 800), BENCH_HTTP_CLIENTS (4), BENCH_SCALE_EVENTS (20000),
-BENCH_SCALE_INVOICES (4000), BENCH_REFUSAL_EVENTS (20000).
+names prefixed `kafka.`); KAFKA_TOPIC_PREFIX is honoured (tests/bench runs it on fresh topics of the test broker).
+Sizes: BENCH_STORY_SECONDS (15), BENCH_STORY_RATE (200), BENCH_OVERHEAD_CALLS (400 of each), BENCH_RETAINED_SMALL
+(10000), BENCH_RETAINED_LARGE (1000000), BENCH_CLAIM_BACKLOG (20000), BENCH_HTTP_REQUESTS (per phase, 800),
+BENCH_HTTP_CLIENTS (4), BENCH_SCALE_EVENTS (20000), BENCH_SCALE_INVOICES (4000), BENCH_REFUSAL_EVENTS (20000).
+BENCH_STORY_ONLY=e2e,overhead,cascade,refusal,relay_scale,drain_scale,claim_cost (any of them, comma-separated)
+runs only those, in that order.
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ import sys
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from unittest import mock
 
@@ -70,6 +73,7 @@ HTTP_CLIENTS = _size("BENCH_HTTP_CLIENTS", 4)
 SCALE_EVENTS = _size("BENCH_SCALE_EVENTS", 20_000)
 SCALE_INVOICES = _size("BENCH_SCALE_INVOICES", 4000)
 REFUSAL_EVENTS = _size("BENCH_REFUSAL_EVENTS", 20_000)
+ONLY = os.environ.get("BENCH_STORY_ONLY", "")  # e.g. "e2e,cascade": those measurements only, in that order
 ROUTING = "routing.events"
 INVOICING = "invoicing.events"
 CUSTOMERS = 50
@@ -154,7 +158,8 @@ def route_payload(i: int) -> dict:
 
 
 def prefill(topic: str, count: int, payload: str) -> float:
-    """Commit `count` pending rows of `topic` (keys over TRUCKS trucks) in one transaction; its commit time."""
+    """Commit `count` pending rows of `topic` (keys over TRUCKS trucks) in one transaction; the time just before
+    its commit (no relay can see them earlier, so a rate from it is never overstated, however busy the machine)."""
     from django.db import transaction
 
     with transaction.atomic():
@@ -173,7 +178,8 @@ def prefill(topic: str, count: int, payload: str) -> float:
             [topic, TRUCKS, payload, count],
         )
         sql("SELECT pg_notify('logiflow_outbox', '')")
-    return time.time()
+        committing = time.time()
+    return committing
 
 
 def retain(count: int, payload: str) -> None:
@@ -250,7 +256,9 @@ def consumer(stack: Stack, group_id: str, name: str = "consumer") -> None:
 def group_from_now() -> str:
     from invoicing import group_from_now as at_end
 
-    return at_end(ROUTING)
+    from apps.common.kafka import kafka_topic
+
+    return at_end(kafka_topic(ROUTING))
 
 
 def invoiced(route_ids: list[int]) -> int:
@@ -423,7 +431,7 @@ def http_phase(port: int, token: str, *, first: int) -> tuple[list[float], float
     return latencies, time.perf_counter() - started, ids
 
 
-def cascade(stack: Stack, url: str) -> None:
+def cascade(stack: Stack) -> None:
     from django.contrib.auth import get_user_model
     from knox.models import AuthToken
 
@@ -449,6 +457,8 @@ def cascade(stack: Stack, url: str) -> None:
     stopped, _, _ = http_phase(port, token, first=2 * HTTP_REQUESTS)
     stack.stop_all()
     common.figure("cascade_requests", len(running))
+    common.figure("routing_p50_ms_consumer_running", common.percentile(running, 0.50))
+    common.figure("routing_p50_ms_consumer_stopped", common.percentile(stopped, 0.50))
     common.figure("routing_p99_ms_consumer_running", common.percentile(running, 0.99))
     common.figure("routing_p99_ms_consumer_stopped", common.percentile(stopped, 0.99))
     common.figure("cascade_routing_p99_ratio",
@@ -506,14 +516,16 @@ def drain_scale(stack: Stack) -> None:
 
 
 def refusal_isolation(stack: Stack, payload: str) -> None:
+    from apps.common.kafka import kafka_topic
+
     reset_outbox()
     stack.start("refusing-relay", ["bench/refusing_relay.py", INVOICING], ready="relay started")
     warm_relays(payload)
     before = drain_rate(ROUTING, REFUSAL_EVENTS, payload)
     # The refused topic's rows take the lowest ids; the figure is the steady state once the relay holds the topic.
     prefill(INVOICING, REFUSAL_EVENTS, payload)
-    if not common.wait_until(lambda: scalar("SELECT count(*) FROM outbox_relayproblem WHERE topic = %s",
-                                            [INVOICING]) > 0, timeout=WAIT, interval=0.05):
+    problems = "SELECT count(*) FROM outbox_relayproblem WHERE topic = %s"  # the topic's name on the cluster
+    if not common.wait_until(lambda: scalar(problems, [kafka_topic(INVOICING)]) > 0, timeout=WAIT, interval=0.05):
         raise SystemExit("the relay never reported the refused topic")
     during = drain_rate(ROUTING, REFUSAL_EVENTS, payload)
     refused = scalar("SELECT count(*) FROM outbox_pending WHERE topic = %s", [INVOICING])
@@ -524,25 +536,36 @@ def refusal_isolation(stack: Stack, payload: str) -> None:
     common.figure("refusal_isolation_ratio", during / before)
 
 
+SECTIONS = ["e2e", "overhead", "cascade", "refusal", "relay_scale", "drain_scale", "claim_cost"]
+
+
 def main() -> None:
     os.environ.setdefault("LOG_LEVEL", "INFO")  # the readiness lines ("relay started") are INFO
+    chosen = [name.strip() for name in ONLY.split(",") if name.strip()] or SECTIONS
+    unknown = set(chosen) - set(SECTIONS)
+    if unknown:
+        raise SystemExit(f"BENCH_STORY_ONLY: unknown {', '.join(sorted(unknown))}; known: {', '.join(SECTIONS)}")
     database = os.environ.get("BENCH_STORY_DATABASE", "logiflow_bench_story")
     with common.environment(database, restart_settings=("track_commit_timestamp = on",)) as (bootstrap, url):
-        from apps.common.kafka import ensure_topics
+        from apps.common.kafka import ensure_topics, kafka_topic
 
-        ensure_topics([ROUTING, INVOICING])
+        ensure_topics([kafka_topic(ROUTING), kafka_topic(INVOICING)])
         payload = payload_json()
         stack = Stack(common.worker_env(url, bootstrap))
+        sections: dict[str, Callable[[], None]] = {
+            "e2e": lambda: e2e_latency(stack),
+            "overhead": outbox_write_overhead,
+            "cascade": lambda: cascade(stack),
+            "refusal": lambda: refusal_isolation(stack, payload),
+            "relay_scale": lambda: relay_scale(stack, payload),
+            "drain_scale": lambda: drain_scale(stack),
+            "claim_cost": lambda: claim_cost(stack, payload),
+        }
+        assert list(sections) == SECTIONS
         try:
-            seed()
-            e2e_latency(stack)
-            outbox_write_overhead()
-            cascade(stack, url)
-            refusal_isolation(stack, payload)
-            relay_scale(stack, payload)
-            seed()
-            drain_scale(stack)
-            claim_cost(stack, payload)
+            for name in chosen:
+                seed()  # each measurement starts from the same empty system
+                sections[name]()
         finally:
             stack.stop_all()
 
