@@ -85,11 +85,13 @@ test-kafka: setup kafka-jars
 bench: setup
 	$(PY) bench/relay.py
 	$(PY) bench/invoicing.py
+	$(PY) bench/story.py
 	@$(MAKE) --no-print-directory kafka-lane-or-skip LANE=bench-kafka
 
 bench-kafka: setup kafka-jars
 	env -u KAFKA_BOOTSTRAP_SERVERS BENCH_BROKER=kafka $(PY) bench/relay.py
 	env -u KAFKA_BOOTSTRAP_SERVERS BENCH_BROKER=kafka $(PY) bench/invoicing.py
+	env -u KAFKA_BOOTSTRAP_SERVERS BENCH_BROKER=kafka $(PY) bench/story.py
 
 kafka-lane-or-skip:
 	@missing="$(KAFKA_LANE_MISSING)"; \

@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
 
 
-def database_url(name: str, *, preload: tuple[str, ...] = ()) -> str:
+def database_url(name: str, *, preload: tuple[str, ...] = (), restart_settings: tuple[str, ...] = ()) -> str:
     """DATABASE_URL's server with the benchmark's own database (default: a throwaway embedded PostgreSQL).
 
     The database is `name` unless BENCH_DATABASE_NAME is set: two people benchmarking on one server
@@ -29,7 +29,7 @@ def database_url(name: str, *, preload: tuple[str, ...] = ()) -> str:
     sys.path.insert(0, str(ROOT))
     from logiflow.embedded_postgres import throwaway_database_url, with_database
 
-    base = os.environ.get("DATABASE_URL") or throwaway_database_url(preload=preload)
+    base = os.environ.get("DATABASE_URL") or throwaway_database_url(preload=preload, restart_settings=restart_settings)
     if not urlsplit(base).scheme.startswith("postgres"):
         raise SystemExit("benchmarks need PostgreSQL: set DATABASE_URL=postgres://...")
     return with_database(base, os.environ.get("BENCH_DATABASE_NAME") or name)
@@ -70,10 +70,12 @@ def start_manage(
     """A long-running process of the checkout `root` as its own process, output to `log`.
 
     `args` are a management command's (`["relay_outbox"]`), or a whole command line after the interpreter when
-    they start with `-m` or `manage.py` (`["-m", "pyinstrument", ..., "manage.py", "relay_outbox"]`).
+    they start with `-m` or a script (`["-m", "pyinstrument", ..., "manage.py", "relay_outbox"]`,
+    `["bench/refusing_relay.py", "invoicing.events"]`).
     """
     out = open(log, "ab")  # noqa: SIM115 - owned by the child for its lifetime
-    argv = list(args) if args and args[0] in ("-m", "manage.py") else [str(root / "manage.py"), *args]
+    whole = bool(args) and (args[0] == "-m" or args[0].endswith(".py"))
+    argv = list(args) if whole else [str(root / "manage.py"), *args]
     return subprocess.Popen([PYTHON, *argv], env=env, cwd=root, stdout=out, stderr=out)
 
 
@@ -120,13 +122,16 @@ def broker(log_dir: Path) -> Iterator[str]:
 
 
 @contextmanager
-def environment(database: str, *, preload: tuple[str, ...] = ()) -> Iterator[tuple[str, str]]:
+def environment(
+    database: str, *, preload: tuple[str, ...] = (), restart_settings: tuple[str, ...] = ()
+) -> Iterator[tuple[str, str]]:
     """(bootstrap servers, database URL) with Django set up against them; logs go to `log_dir()`.
 
-    `preload`: server libraries the embedded PostgreSQL loads (ignored with DATABASE_URL: that server's own).
+    `preload`, `restart_settings`: server libraries and start-time settings of the embedded PostgreSQL (ignored
+    with DATABASE_URL: that server has its own).
     """
     log_dir().mkdir(parents=True, exist_ok=True)
-    url = database_url(database, preload=preload)
+    url = database_url(database, preload=preload, restart_settings=restart_settings)
     create_database(url)
     with broker(log_dir()) as bootstrap:
         os.environ.update(worker_env(url, bootstrap))
@@ -138,8 +143,9 @@ def environment(database: str, *, preload: tuple[str, ...] = ()) -> Iterator[tup
 
 
 def log_dir() -> Path:
-    """var/bench/ for the embedded broker, var/bench/kafka/ for Apache Kafka."""
-    return ROOT / "var" / "bench" / ("kafka" if broker_kind() == "kafka" else "")
+    """var/bench/ (or BENCH_LOG_DIR) for the embedded broker, its kafka/ for Apache Kafka."""
+    base = Path(os.environ.get("BENCH_LOG_DIR") or ROOT / "var" / "bench")
+    return base / ("kafka" if broker_kind() == "kafka" else "")
 
 
 def figure(name: str, value: float | str) -> None:

