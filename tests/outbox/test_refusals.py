@@ -4,6 +4,7 @@ and reported loudly (ERROR log, RelayProblem for the admin, `/readyz`)."""
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from unittest import mock
@@ -145,3 +146,26 @@ def test_a_round_whose_rows_were_all_refused_is_not_progress(kafka_bootstrap: st
         _run_once(relay)
 
     assert relay.heartbeat.last_batch_at is None  # the dashboard must not show a working relay
+
+
+@pytest.mark.django_db(transaction=True)
+def test_refusals_a_person_must_fix_never_make_the_relay_rebuild_its_producer(
+    kafka_bootstrap: str, caplog: pytest.LogCaptureFixture, settings: SettingsWrapper
+) -> None:
+    """A rebuild waits a backoff (up to 30 s) in which no topic is claimed: only unconfirmed sends justify one."""
+    settings.OUTBOX_RELAY_RETRY_MAX_S = 0.01  # holds and pauses this short: the refused row is tried every round
+    with transaction.atomic():
+        outbox.publish(invoice_generated())
+    relay = OutboxRelay()
+
+    with _broker_refuses_topic("invoicing.events", KafkaError(KafkaError.TOPIC_AUTHORIZATION_FAILED, "denied")):
+        relay.setup()
+        try:
+            for _ in range(4):  # more rounds than UNCONFIRMED_ROUNDS_BEFORE_REBUILD, each refused
+                time.sleep(0.02)  # past the 0.01 s hold
+                relay.run_once()
+        finally:
+            relay.teardown()
+
+    assert OutboxEvent.objects.get().attempts >= 4
+    assert not any("rebuilding the producer" in record.getMessage() for record in caplog.records)

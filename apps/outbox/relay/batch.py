@@ -91,6 +91,7 @@ class Record:
     refused_topics: set[str] = field(default_factory=set)
     unconfirmed_keys: set[tuple[str, str]] = field(default_factory=set)
     delivered_keys: set[tuple[str, str]] = field(default_factory=set)
+    unconfirmed: int = 0  # rows the broker did not confirm (timeouts, no report): not refusals a person must fix
 
 
 def decide(batch: Batch, order: KeyOrder) -> Record:
@@ -135,4 +136,5 @@ def decide(batch: Batch, order: KeyOrder) -> Record:
                 record.refused_topics.add(batch.topics[slot])
             else:
                 record.unconfirmed_keys.add((batch.topics[slot], batch.keys[slot]))
+                record.unconfirmed += 1
     return record

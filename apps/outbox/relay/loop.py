@@ -49,6 +49,7 @@ from apps.outbox.services import (
 logger = logging.getLogger(__name__)
 
 UNCONFIRMED_ROUNDS_BEFORE_REBUILD = 3
+HELD_BACK_PAUSE_S = 0.05
 
 
 @dataclass
@@ -56,7 +57,8 @@ class PumpResult:
     sent: int = 0
     published: int = 0
     held_back: int = 0
-    transient: int = 0
+    transient: int = 0  # rows not published that stay pending: refused until a person acts, or unconfirmed
+    unconfirmed: int = 0  # of those, the ones the broker did not confirm (timeouts): a producer problem maybe
     backlog: bool = False
 
 
@@ -143,7 +145,9 @@ class OutboxRelay(Worker):
         if result.published:
             self.rebuilds.succeeded()
             self._unconfirmed_rounds = 0
-        elif result.transient:
+        elif result.unconfirmed:
+            # Only unconfirmed sends count: a refusal a person must fix is the broker's answer, and a rebuild (with
+            # its backoff, claiming nothing meanwhile) would stop every other topic for nothing.
             self._unconfirmed_rounds += 1
             if self._unconfirmed_rounds >= UNCONFIRMED_ROUNDS_BEFORE_REBUILD:
                 # A broker that restarted with empty memory answers this producer's id with
@@ -166,8 +170,9 @@ class OutboxRelay(Worker):
         elif result.backlog or result.transient:
             self.retry.succeeded()
         elif result.held_back:
-            # Rows whose key has an earlier row held by another relay: let that relay finish first.
-            self.stopping.wait(self.poll_interval)
+            # Rows whose key has an earlier row held by another relay: let that relay finish first. Its batch
+            # commits within milliseconds; a poll interval's wait here left two relays slower than one.
+            self.stopping.wait(min(self.poll_interval, HELD_BACK_PAUSE_S))
         else:
             self.retry.succeeded()
             self._take_notifications(timeout=self.poll_interval)
@@ -344,6 +349,7 @@ class OutboxRelay(Worker):
         result.published += len(record.published)
         result.held_back += batch.held_back
         result.transient += len(record.retried)
+        result.unconfirmed += record.unconfirmed
         for outcome in record.outcomes.values():
             self.totals[outcome] += 1
         if record.published or record.failed:
