@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
+from decimal import Decimal
 import threading
 import time
 
@@ -10,11 +12,13 @@ import psycopg
 import pytest
 from django.db import connection, transaction
 from django.test import override_settings
+from pytest_django.fixtures import Settings as SettingsWrapper
 
 from apps import outbox
 from apps.common.tracing import trace_context
 from apps.devstack.process import free_port
 from apps.outbox.models import OutboxEvent, PendingEvent
+from apps.contracts import PlannedStop
 from apps.outbox.relay import OutboxRelay
 from tests.factories import invoice_generated, route_calculated
 from tests.outbox.support import drain_in_process, pending_count, wait_for
@@ -123,9 +127,19 @@ def test_queue_entry_stays_on_transient_failure_and_leaves_only_on_confirmed_del
 
 
 @pytest.mark.django_db(transaction=True)
-def test_oversized_event_is_marked_failed_and_later_events_of_its_key_still_go(tail: TopicTail) -> None:
+def test_oversized_event_is_marked_failed_and_later_events_of_its_key_still_go(
+    tail: TopicTail, settings: SettingsWrapper
+) -> None:
+    # The contract's bounds keep every event far below a broker's default limit, so the limit here is the
+    # client's: a message over `message.max.bytes` is refused for good (MSG_SIZE_TOO_LARGE), as the broker's is.
+    settings.KAFKA_CLIENT_CONFIG = {"message.max.bytes": "20000"}
+    stops = [
+        PlannedStop(sequence=n, name="x" * 200, lat=39.9, lon=32.8, eta=datetime(2026, 11, 26, 9, tzinfo=UTC),
+                    leg_distance_km=Decimal("1.000"))
+        for n in range(1, 101)
+    ]
     with transaction.atomic():
-        too_big = outbox.publish(route_calculated(truck_id=5, calculation=1, customer_name="x" * 1_200_000))
+        too_big = outbox.publish(route_calculated(truck_id=5, calculation=1, stops=stops))
         after = outbox.publish(route_calculated(truck_id=5, calculation=2))
 
     relay = drain_in_process()
