@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
-from decimal import Decimal
 import threading
 import time
+from datetime import UTC, datetime
+from decimal import Decimal
 
 import psycopg
 import pytest
@@ -16,9 +16,9 @@ from pytest_django.fixtures import Settings as SettingsWrapper
 
 from apps import outbox
 from apps.common.tracing import trace_context
+from apps.contracts import PlannedStop
 from apps.devstack.process import free_port
 from apps.outbox.models import OutboxEvent, PendingEvent
-from apps.contracts import PlannedStop
 from apps.outbox.relay import OutboxRelay
 from tests.factories import invoice_generated, route_calculated
 from tests.outbox.support import drain_in_process, pending_count, wait_for
