@@ -191,3 +191,26 @@ def wait_for_count(label: str, done: Callable[[], int], total: int, *, timeout: 
             if time.monotonic() >= deadline:
                 return False
             time.sleep(interval)
+
+
+PENDING_ROWS_SQL = """
+WITH written AS (
+INSERT INTO outbox_outboxevent
+  (event_id, topic, key, event_type, source, payload, traceparent, created_at, state, attempts, last_error)
+SELECT gen_random_uuid(), %s, 'truck:' || (g %% %s), 'logiflow.routing.RouteCalculated.v1',
+       '/logiflow/routing', %s, '', clock_timestamp(), 'pending', 0, ''
+FROM generate_series(1, %s) AS g
+RETURNING id, topic, key
+)
+INSERT INTO outbox_pending (id, topic, key) SELECT id, topic, key FROM written
+"""
+
+
+def insert_pending(*, topic: str, keys: int, payload: str, count: int) -> None:
+    """`count` pending outbox rows of `topic` with their queue entries (keys `truck:0` .. over `keys` trucks) and
+    the NOTIFY that wakes a relay, inside the caller's transaction: the relay sees them at its commit."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute(PENDING_ROWS_SQL, [topic, keys, payload, count])
+        cursor.execute("SELECT pg_notify('logiflow_outbox', '')")

@@ -110,24 +110,10 @@ def raw_producer_rate(payload: str, count: int) -> float:
 
 def prefill(payload: str, count: int) -> None:
     """Commit `count` pending rows and their queue entries in one transaction (its NOTIFY wakes the relay)."""
-    from django.db import connection, transaction
+    from django.db import transaction
 
-    with transaction.atomic(), connection.cursor() as cursor:
-        cursor.execute(
-            """
-            WITH written AS (
-            INSERT INTO outbox_outboxevent
-              (event_id, topic, key, event_type, source, payload, traceparent, created_at, state, attempts, last_error)
-            SELECT gen_random_uuid(), %s, 'truck:' || (g %% %s), 'logiflow.routing.RouteCalculated.v1',
-                   '/logiflow/routing', %s, '', clock_timestamp(), 'pending', 0, ''
-            FROM generate_series(1, %s) AS g
-            RETURNING id, topic, key
-            )
-            INSERT INTO outbox_pending (id, topic, key) SELECT id, topic, key FROM written
-            """,
-            [TOPIC, KEYS, payload, count],
-        )
-        cursor.execute("SELECT pg_notify('logiflow_outbox', '')")
+    with transaction.atomic():
+        common.insert_pending(topic=TOPIC, keys=KEYS, payload=payload, count=count)
 
 
 def pending() -> int:

@@ -165,21 +165,7 @@ def prefill(topic: str, count: int, payload: str) -> float:
     from django.db import transaction
 
     with transaction.atomic():
-        sql(
-            """
-            WITH written AS (
-            INSERT INTO outbox_outboxevent
-              (event_id, topic, key, event_type, source, payload, traceparent, created_at, state, attempts, last_error)
-            SELECT gen_random_uuid(), %s, 'truck:' || (g %% %s), 'logiflow.routing.RouteCalculated.v1',
-                   '/logiflow/routing', %s, '', clock_timestamp(), 'pending', 0, ''
-            FROM generate_series(1, %s) AS g
-            RETURNING id, topic, key
-            )
-            INSERT INTO outbox_pending (id, topic, key) SELECT id, topic, key FROM written
-            """,
-            [topic, TRUCKS, payload, count],
-        )
-        sql("SELECT pg_notify('logiflow_outbox', '')")
+        common.insert_pending(topic=topic, keys=TRUCKS, payload=payload, count=count)
         committing = time.time()
     return committing
 
