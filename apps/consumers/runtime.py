@@ -19,7 +19,7 @@ import random
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from datetime import datetime
 from typing import cast
 
@@ -156,6 +156,7 @@ class ConsumerWorker(Worker):
         self._watch = UnownedLagWatch(threshold_s=settings.CONSUMER_UNOWNED_LAG_RESTART_S)
         self._idle_watch = OwnedIdleWatch(threshold_s=settings.CONSUMER_UNOWNED_LAG_RESTART_S)
         self._assigned: list[Position] = []  # the last sample's positions of this member's own partitions
+        self._cluster_id: str | None = None  # the cluster this consumer joined (a new consumer learns it again)
         self._rejoin_delay = 0.0
         check_retry_settings(max_poll_interval_ms=_max_poll_interval_ms(consumer_config(self.group_id)))
 
@@ -169,6 +170,7 @@ class ConsumerWorker(Worker):
         self._watch = UnownedLagWatch(threshold_s=settings.CONSUMER_UNOWNED_LAG_RESTART_S)
         self._idle_watch = OwnedIdleWatch(threshold_s=settings.CONSUMER_UNOWNED_LAG_RESTART_S)
         self._assigned = []
+        self._cluster_id = None
         # Dead letters an older release wrote have no scope yet: give them theirs before reading a message.
         if filled := deadletter_fill_scopes(group=self.group):
             logger.info("%s: gave %d older dead letters their ordering scope", self.name, filled)
@@ -227,7 +229,7 @@ class ConsumerWorker(Worker):
         except KafkaException as error:
             logger.info("%s: lag not sampled: %s", self.name, error)
             return self.partitions
-        self._assigned = [position for _, position in read]
+        self._assigned = self._fetch_positions([position for _, position in read])
         sample = [
             {"topic": stored.topic, "partition": stored.partition, "committed": stored.offset,
              "high": position.high, "lag": position.lag}
@@ -236,12 +238,29 @@ class ConsumerWorker(Worker):
         self._set_lag(sorted(sample, key=lambda p: (p["topic"], p["partition"])))
         return self.partitions
 
+    def _fetch_positions(self, positions: list[Position]) -> list[Position]:
+        """`positions` with this member's fetch position where it is ahead of the committed offset (commits trail
+        the work by up to auto.commit.interval.ms): the owned-idle watch asks whether messages are left to fetch,
+        not whether they are committed."""
+        assert self.consumer is not None
+        try:
+            fetched = {(tp.topic, tp.partition): tp.offset for tp in self.consumer.position(
+                [TopicPartition(p.topic, p.partition) for p in positions])}
+        except KafkaException:
+            return positions
+        return [
+            replace(p, committed=max(p.committed, fetched.get((p.topic, p.partition), -1))) for p in positions
+        ]
+
     def watch_ownership(self, *, timeout: float = 5.0) -> None:
         """Raise GroupStalled when partitions of the group's topics have had lag and no progress for
         CONSUMER_UNOWNED_LAG_RESTART_S, either with no owner among the live consumers or assigned to this member
         and feeding it nothing (apps.consumers.watchdog); `run_worker` then rejoins with a fresh consumer.
         Without an answer from the database or the broker it checks nothing."""
-        if self.consumer is None or not settings.CONSUMER_UNOWNED_LAG_RESTART_S:
+        if self.consumer is None:
+            return
+        self._check_cluster(timeout=timeout)
+        if not settings.CONSUMER_UNOWNED_LAG_RESTART_S:
             return
         self._rejoin_if(self._idle_watch.observe(self._assigned))
         try:
@@ -255,6 +274,27 @@ class ConsumerWorker(Worker):
             logger.info("%s: partition ownership not checked: %s", self.name, error)
             return
         self._rejoin_if(self._watch.observe(positions, owned=owned))
+
+    def _check_cluster(self, *, timeout: float) -> None:
+        """A broker replaced by an empty cluster on the same address (a new cluster id) leaves this consumer's group
+        state, coordinator and fetch positions about a cluster that is gone: chaos runs saw both members of a group
+        lose their partitions and never get them back until the unowned-lag watch, two minutes later. A fresh
+        consumer joins the new cluster's group at once."""
+        assert self.consumer is not None
+        try:
+            cluster_id = self.consumer.list_topics(timeout=timeout).cluster_id
+        except KafkaException:
+            return  # unanswered: nothing learnt
+        if not cluster_id:
+            return
+        if self._cluster_id is None:
+            self._cluster_id = cluster_id
+        elif cluster_id != self._cluster_id:
+            CONSUMER_REJOINS.labels(self.group).inc()
+            raise GroupStalled(
+                f"{self.name}: the broker's cluster id {self._cluster_id} became {cluster_id}; joining the new "
+                "cluster's group with a fresh consumer"
+            )
 
     def _rejoin_if(self, stalls: list[Stall]) -> None:
         if stalls:

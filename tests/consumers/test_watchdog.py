@@ -126,6 +126,21 @@ class DeafConsumer(WedgedConsumer):
         return self.partitions
 
 
+class ReplacedCluster(WedgedConsumer):
+    """A member whose broker was replaced by an empty cluster on the same address (a new cluster id): chaos runs
+    saw both members of a group lose their partitions right after and never get them back."""
+
+    def __init__(self, group_id: str) -> None:
+        super().__init__(group_id)
+        self.replaced = False
+
+    def list_topics(self, *args: object, **kwargs: object) -> object:
+        metadata = self.real.list_topics(*args, **kwargs)
+        if self.replaced:
+            metadata.cluster_id = "a-new-cluster"
+        return metadata
+
+
 @pytest.fixture
 def wedged() -> Iterator[ConsumerWorker]:
     worker = ConsumerWorker("testing", group_id=f"testing-{uuid.uuid4().hex[:10]}")
@@ -158,6 +173,20 @@ def test_a_member_fed_nothing_from_its_own_lagging_partition_leaves_to_rejoin(ba
         worker.run_once()  # the clock starts: not yet a stall
         with pytest.raises(GroupStalled, match=rf"{backlog.topic}\[\d+\] lag \d+ assigned here, nothing fetched for"):
             run_for(worker, 10)
+    finally:
+        worker.consumer.real.close()  # type: ignore[union-attr]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_member_whose_cluster_was_replaced_rejoins_at_its_next_check(settings: SettingsWrapper) -> None:
+    settings.CONSUMER_LAG_INTERVAL_S = 0
+    worker = ConsumerWorker("testing", group_id=f"testing-{uuid.uuid4().hex[:10]}")
+    worker.consumer = ReplacedCluster(worker.group_id)  # type: ignore[assignment]
+    try:
+        worker.run_once()  # the cluster it joined
+        worker.consumer.replaced = True  # type: ignore[union-attr]
+        with pytest.raises(GroupStalled, match="cluster id .* became a-new-cluster"):
+            worker.run_once()  # at once, not after CONSUMER_UNOWNED_LAG_RESTART_S
     finally:
         worker.consumer.real.close()  # type: ignore[union-attr]
 
