@@ -242,7 +242,8 @@ class ConsumerWorker(Worker):
         """`positions` with this member's fetch position where it is ahead of the committed offset (commits trail
         the work by up to auto.commit.interval.ms): the owned-idle watch asks whether messages are left to fetch,
         not whether they are committed."""
-        assert self.consumer is not None
+        if not positions or self.consumer is None:
+            return positions
         try:
             fetched = {(tp.topic, tp.partition): tp.offset for tp in self.consumer.position(
                 [TopicPartition(p.topic, p.partition) for p in positions])}

@@ -6,6 +6,7 @@ import logging
 
 import pytest
 from confluent_kafka import KafkaError, KafkaException
+from confluent_kafka.admin import ClusterMetadata
 from pytest_django.fixtures import Settings as SettingsWrapper
 
 from apps.common.kafka import ConnectivityLog
@@ -21,10 +22,10 @@ class Cluster:
     def __init__(self, *, up: bool) -> None:
         self.up = up
 
-    def list_topics(self, timeout: float) -> dict:
+    def list_topics(self, timeout: float) -> ClusterMetadata:
         if not self.up:
             raise KafkaException(KafkaError(KafkaError._TRANSPORT, "timed out"))
-        return {}
+        return ClusterMetadata()
 
 
 class ErrorEvent:
