@@ -23,7 +23,7 @@ from dataclasses import dataclass, fields, replace
 from datetime import datetime
 from typing import cast
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, TopicPartition
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.db import DatabaseError, InterfaceError, OperationalError, connection, transaction
@@ -157,6 +157,10 @@ class ConsumerWorker(Worker):
         self._idle_watch = OwnedIdleWatch(threshold_s=settings.CONSUMER_UNOWNED_LAG_RESTART_S)
         self._assigned: list[Position] = []  # the last sample's positions of this member's own partitions
         self._cluster_id: str | None = None  # the cluster this consumer joined (a new consumer learns it again)
+        # The cluster was replaced: offsets stored or committed so far belong to the lost log, so nothing is
+        # committed on leaving and the next consumer reads its first partitions from their beginning.
+        self._cluster_replaced = False
+        self._read_from_start = False
         self._rejoin_delay = 0.0
         check_retry_settings(max_poll_interval_ms=_max_poll_interval_ms(consumer_config(self.group_id)))
 
@@ -171,11 +175,15 @@ class ConsumerWorker(Worker):
         self._idle_watch = OwnedIdleWatch(threshold_s=settings.CONSUMER_UNOWNED_LAG_RESTART_S)
         self._assigned = []
         self._cluster_id = None
+        self._read_from_start, self._cluster_replaced = self._cluster_replaced, False
         # Dead letters an older release wrote have no scope yet: give them theirs before reading a message.
         if filled := deadletter_fill_scopes(group=self.group):
             logger.info("%s: gave %d older dead letters their ordering scope", self.name, filled)
         self.consumer = Consumer({**consumer_config(self.group_id), "client.id": f"logiflow-{self.group_id}"})
-        self.consumer.subscribe([kafka_topic(t) for t in self.topics], on_revoke=self._on_revoke, on_lost=self._on_lost)
+        self.consumer.subscribe(
+            [kafka_topic(t) for t in self.topics], on_assign=self._on_assign, on_revoke=self._on_revoke,
+            on_lost=self._on_lost,
+        )
         logger.info("%s subscribed to %s as group %s", self.name, ", ".join(self.topics), self.group_id)
 
     def run_once(self) -> bool:
@@ -208,7 +216,8 @@ class ConsumerWorker(Worker):
         """Commit what was stored and leave the group, so the partitions move on at once."""
         consumer, self.consumer = self.consumer, None
         if consumer is not None:
-            self._commit(consumer)
+            if not self._cluster_replaced:
+                self._commit(consumer)
             consumer.close()
         if self.stopping.is_set():
             self.heartbeat.remove()  # a clean stop is not a silent consumer
@@ -291,10 +300,11 @@ class ConsumerWorker(Worker):
         if self._cluster_id is None:
             self._cluster_id = cluster_id
         elif cluster_id != self._cluster_id:
+            self._cluster_replaced = True
             CONSUMER_REJOINS.labels(self.group).inc()
             raise GroupStalled(
                 f"{self.name}: the broker's cluster id {self._cluster_id} became {cluster_id}; joining the new "
-                "cluster's group with a fresh consumer"
+                "cluster's group with a fresh consumer, reading from the beginning"
             )
 
     def _rejoin_if(self, stalls: list[Stall]) -> None:
@@ -316,6 +326,22 @@ class ConsumerWorker(Worker):
     def report(self) -> None:
         self._reported_at = time.monotonic()
         logger.info("%s: %s", self.name, self.counters)
+
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        """After a replaced cluster, the group's committed offsets in the new one may be the old log's (commits of
+        the consumer that had not noticed yet), beyond messages the new log holds: the first partitions are read
+        from their beginning instead. The repeats are harmless (the inbox), a skipped message would not be."""
+        if not (self._read_from_start and partitions):
+            return
+        self._read_from_start = False
+        for partition in partitions:
+            partition.offset = OFFSET_BEGINNING
+        if settings.KAFKA_ASSIGNMENT_STRATEGY == "cooperative-sticky":
+            consumer.incremental_assign(partitions)
+        else:
+            consumer.assign(partitions)
+        logger.warning("%s: the cluster was replaced; reading %d partitions from their beginning", self.name,
+                       len(partitions))
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         # Called from inside consume(), i.e. between batches: everything stored is done.

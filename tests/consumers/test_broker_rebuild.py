@@ -5,7 +5,7 @@ never by its place)."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -103,3 +103,23 @@ def test_a_broker_rebuilt_under_resolved_and_pending_dead_letters_applies_every_
     applied = list(Effect.objects.filter(event_id__in=new_ids).values_list("event_id", flat=True))
     assert sorted(applied) == sorted(new_ids)  # every new event, exactly once
     assert not Effect.objects.filter(event_id=before_ids[3]).exists()  # the discarded one never ran
+
+
+@pytest.mark.django_db(transaction=True)
+def test_after_a_replaced_cluster_the_next_consumer_reads_from_the_beginning_and_commits_nothing_on_leaving(
+    producer: RawProducer, make_worker: Callable[..., ConsumerWorker]
+) -> None:
+    """The new cluster's committed offsets may be the old log's (the consumer that had not noticed yet commits its
+    stored offsets into the new group), beyond messages the new log holds: starting there would skip them."""
+    for seq in range(3):
+        producer.event(happened(key=f"k{seq}", seq=seq))
+    producer.flush()
+    worker = make_worker()
+    drain(worker, lambda: worker.counters.handled == 3)
+    worker.teardown()  # leaves the group, its offsets committed: a plain restart would resume after them
+
+    worker._cluster_replaced = True  # as `_check_cluster` finds on a new cluster id (the GroupStalled it raises)
+    worker.setup()
+    drain(worker, lambda: worker.counters.duplicates == 3)
+
+    assert worker.counters.handled == 3  # read again from the beginning, applied once (the inbox)
