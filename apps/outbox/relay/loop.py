@@ -90,7 +90,7 @@ class OutboxRelay(Worker):
         self._free: deque[Any] = deque()  # their psycopg connections with no batch open
         self._listener: Any = None  # setup's LISTEN connection (Django's, untyped here)
         self._order = KeyOrder(remembered_batches=self.depth + 2)
-        # Topics with a RelayProblem row: a confirmed row of one of them clears its problems.
+        # Topics with a RelayProblem row (read before each pump): a confirmed row of one of them clears its problems.
         self._problem_topics: set[str] = set()
         # Broker amnesia (broker_memory): marks of what the cluster acknowledged, checked at start, every
         # interval, and at once after an offset went backwards.
@@ -117,7 +117,6 @@ class OutboxRelay(Worker):
         self._listener.connection.execute(f"LISTEN {NOTIFY_CHANNEL}")
         for _ in range(self.depth):
             self._free.append(self._batch_connection())
-        self._problem_topics = claims.problem_topics()
         outbox_events_requeue_stranded()  # rows an older release wrote without a queue entry (also beat's job)
         logger.info("relay started: batch %s, pipeline depth %s", self.batch_size, self.depth)
 
