@@ -154,7 +154,8 @@ def _operations(
                 "description": (
                     f"`manage.py consume {group}`: each message is handled in one database transaction with an inbox "
                     "row keyed by its `ce_id` (a redelivery is a no-op); the offset is stored only after that. "
-                    "A type or version the group has no handler for is skipped."
+                    "A type the group has no handler for is skipped; a version of a handled type that the group "
+                    "neither handles nor declares ignored is dead-lettered, the reason naming the version."
                 ),
                 "messages": [_channel_message(topic, cls) for cls in handled],
                 "bindings": {"kafka": {
