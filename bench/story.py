@@ -321,12 +321,44 @@ def e2e_latency(stack: Stack) -> None:
         invoices = sql("SELECT route_id, extract(epoch FROM issued_at) FROM invoicing_invoice "
                        "WHERE kind = 'invoice' AND route_id = ANY(%s)", [ids])
     latencies = [(float(at) - float(routes[route_id])) * 1000 for route_id, at in invoices]
+    stages = e2e_stages(ids, routes, commit_timestamps=commit_timestamps)
     stack.stop_all()
     common.figure("e2e_latency_clock", "commit_timestamps" if commit_timestamps else "client_commit_to_issued_at")
     common.figure("e2e_routes", len(latencies))
     common.figure("e2e_routes_per_s", len(latencies) / sent_for)
     common.figure("e2e_latency_p50_ms", common.percentile(latencies, 0.50))
     common.figure("e2e_latency_p99_ms", common.percentile(latencies, 0.99))
+    for stage, values in stages.items():
+        common.figure(f"e2e_{stage}_p50_ms", common.percentile(values, 0.50))
+        common.figure(f"e2e_{stage}_p99_ms", common.percentile(values, 0.99))
+
+
+def e2e_stages(ids: list[int], routes: dict, *, commit_timestamps: bool) -> dict[str, list[float]]:
+    """Where each route's latency went (ms): its commit -> the relay's commit of its outbox row (`relay`) -> the
+    invoicing handler's transaction start, the invoice's `issued_at` (`broker_to_consumer`: the broker, the
+    consumer's fetch and its wait for a batch) -> the invoice's commit (`handler`). Without commit timestamps the
+    relay's end is the row's `published_at` and the handler stage is not measured."""
+    relayed = "pg_xact_commit_timestamp(o.xmin)" if commit_timestamps else "o.published_at"
+    finished = "pg_xact_commit_timestamp(i.xmin)" if commit_timestamps else "i.issued_at"
+    rows = sql(
+        f"""
+        SELECT i.route_id, extract(epoch FROM {relayed}), extract(epoch FROM i.issued_at),
+               extract(epoch FROM {finished})
+        FROM invoicing_invoice i
+        JOIN outbox_outboxevent o ON o.event_type LIKE '%%.RouteCalculated.%%'
+             AND (o.payload::jsonb ->> 'route_id')::bigint = i.route_id
+        WHERE i.kind = 'invoice' AND i.route_id = ANY(%s)
+        """,
+        [ids],
+    )
+    stages: dict[str, list[float]] = {"relay": [], "broker_to_consumer": [], "handler": []}
+    for route_id, relayed_at, issued_at, committed_at in rows:
+        stages["relay"].append((float(relayed_at) - float(routes[route_id])) * 1000)
+        stages["broker_to_consumer"].append((float(issued_at) - float(relayed_at)) * 1000)
+        stages["handler"].append((float(committed_at) - float(issued_at)) * 1000)
+    if not commit_timestamps:
+        del stages["handler"]
+    return stages
 
 
 def outbox_write_overhead() -> None:
