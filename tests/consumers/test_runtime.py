@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -526,3 +527,24 @@ def test_a_retrying_message_parks_only_its_key_and_a_successful_automatic_retry_
     producer.event(happened(key="truck-1", seq=6))  # the key flows again
     producer.flush()
     drain(worker, lambda: Effect.objects.filter(seq=6).exists())
+
+
+def test_an_idle_consumer_applies_a_new_message_as_it_arrives_not_when_a_batch_is_full_or_the_poll_times_out(
+    producer: RawProducer, make_worker: Callable[..., ConsumerWorker]
+) -> None:
+    worker = make_worker("testing-batch", poll_timeout=0.2)
+    producer.event(happened(key="k1", seq=1))
+    producer.flush()
+    drain(worker, lambda: Effect.objects.count() == 1)  # joined, partitions assigned, nothing left to fetch
+    # Idle now, as a consumer between bursts: a batch holds up to 500 messages and a poll may wait 90 s for one.
+    worker.poll_timeout = 90.0
+    producer.event(happened(key="k1", seq=2))
+    producer.flush()
+
+    iteration = threading.Thread(target=worker.run_once)
+    iteration.start()
+    iteration.join(timeout=45)  # far below the poll timeout: the iteration ended because a message came
+    applied_in_time = effects()
+    iteration.join()  # before the worker's teardown, whatever happened
+
+    assert applied_in_time == [1, 2]
