@@ -49,7 +49,11 @@ def create_database(url: str) -> None:
 
 
 def worker_env(url: str, bootstrap: str, **extra: str) -> dict[str, str]:
+    from apps.devstack.tansu import WORKER_ENVIRONMENT
+
+    on_tansu = broker_kind() == "tansu" and not os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
     return {
+        **(WORKER_ENVIRONMENT if on_tansu else {}),
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "logiflow.settings.local",
         "DJANGO_DEBUG": "false",

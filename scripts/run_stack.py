@@ -44,6 +44,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from apps.devstack.apache_kafka import why_not_apache_kafka  # noqa: E402
+from apps.devstack.tansu import WORKER_ENVIRONMENT as TANSU_WORKER_ENVIRONMENT  # noqa: E402
 
 GRACE_SECONDS = 30
 START_SECONDS = 10  # a process must stay up this long to count as started; one that dies sooner is retried
@@ -237,6 +238,9 @@ def main(argv: list[str]) -> int:
         del processes["broker"]
     else:
         os.environ["LOGIFLOW_RUN_BROKER"] = broker  # the Procfile's broker line: --kind kafka or tansu
+    if broker == "tansu":
+        for name, value in TANSU_WORKER_ENVIRONMENT.items():
+            os.environ.setdefault(name, value)
     if not os.environ.get("DATABASE_URL"):
         from logiflow.embedded_postgres import database_url
 

@@ -87,6 +87,7 @@ def consumer_config(group: str, *, principal: Principal = "consumer", **override
             "enable.auto.offset.store": False,
             "auto.offset.reset": "earliest",
             "session.timeout.ms": settings.KAFKA_SESSION_TIMEOUT_MS,
+            "fetch.wait.max.ms": settings.KAFKA_FETCH_WAIT_MAX_MS,
             "heartbeat.interval.ms": max(1000, settings.KAFKA_SESSION_TIMEOUT_MS // 3),
             "partition.assignment.strategy": settings.KAFKA_ASSIGNMENT_STRATEGY,
             **overrides,

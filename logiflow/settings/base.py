@@ -232,6 +232,10 @@ KAFKA_TOPIC_PARTITIONS = env.int("KAFKA_TOPIC_PARTITIONS", default=6)
 KAFKA_TOPIC_PREFIX = env("KAFKA_TOPIC_PREFIX", default="")
 KAFKA_TOPIC_REPLICATION_FACTOR = env.int("KAFKA_TOPIC_REPLICATION_FACTOR", default=1)
 KAFKA_SESSION_TIMEOUT_MS = env.int("KAFKA_SESSION_TIMEOUT_MS", default=45000)
+# How long a consumer's fetch may wait on the broker for data (librdkafka's fetch.wait.max.ms). Apache Kafka answers
+# as soon as data arrives, so librdkafka's 500 costs nothing there; Tansu answers only when the wait ends, so every
+# event waited up to this long for its consumer: the embedded Tansu's workers get 10 (apps/devstack/tansu.py).
+KAFKA_FETCH_WAIT_MAX_MS = env.int("KAFKA_FETCH_WAIT_MAX_MS", default=500)
 # librdkafka's partition.assignment.strategy for the consumer groups.
 KAFKA_ASSIGNMENT_STRATEGY = env("KAFKA_ASSIGNMENT_STRATEGY", default="cooperative-sticky")
 # PLAINTEXT, or SASL_PLAINTEXT / SASL_SSL: then every client authenticates as its process kind's principal (below).

@@ -155,3 +155,17 @@ def test_only_the_relay_is_granted_write_and_only_on_the_named_topics() -> None:
     assert ("User:c", "invoicing", AclOperation.READ) in groups
     assert {p for p, _, op in groups if op == AclOperation.READ} == {"User:c"}
     assert {b.resource_pattern_type for b in plan} == {ResourcePatternType.LITERAL}
+
+
+def test_a_consumer_asks_the_broker_to_hold_a_fetch_at_most_the_configured_wait(settings: SettingsWrapper) -> None:
+    from apps.common.kafka import consumer_config
+
+    settings.KAFKA_FETCH_WAIT_MAX_MS = 10
+
+    assert consumer_config("invoicing")["fetch.wait.max.ms"] == 10
+
+
+def test_workers_on_the_embedded_tansu_hold_a_fetch_briefly_since_tansu_answers_a_fetch_only_when_its_wait_ends() -> None:
+    from apps.devstack.tansu import WORKER_ENVIRONMENT
+
+    assert int(WORKER_ENVIRONMENT["KAFKA_FETCH_WAIT_MAX_MS"]) <= 20  # Apache Kafka answers as soon as data arrives
