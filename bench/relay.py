@@ -7,7 +7,8 @@ Prints, one per line:
                             OUTBOX_RELAY_PIPELINE_DEPTH 1 and 2 (one relay process each, one after the other)
   relay_events_per_s        the one at the default depth (2)
   relay_vs_producer_ratio   relay_events_per_s / raw_producer_msgs_per_s
-  latency_p50_ms / _p99_ms  commit → broker-acknowledged-and-marked, at a steady 200 events/s
+  relay_first_row_ms        commit → published of the first row a fresh relay sends (its producer's start-up)
+  latency_p50_ms / _p99_ms  commit → broker-acknowledged-and-marked, at a steady 200 events/s, after that first row
 
 BENCH_BASELINE_ROOT=<another checkout> also runs that checkout's relay at both depths on the same database, broker
 and payload (`baseline_depth1_events_per_s`, ...): how a change compares, in one run. Its migrations must match.
@@ -206,6 +207,25 @@ def commit_latencies(seconds: float) -> list[float]:
         return [(float(published) - committed[event_id]) * 1000 for event_id, published in cursor.fetchall()]
 
 
+def first_row_ms() -> float:
+    """Commit -> published of the relay's first row: its producer's start-up, kept out of the steady latency.
+
+    An idempotent producer sends nothing before it holds a producer id, which librdkafka asks for on a 500 ms
+    timer once it has a broker connection: up to a second after the relay's start (on Tansu and Apache Kafka)."""
+    from django.db import connection, transaction
+
+    from apps import outbox
+
+    with transaction.atomic():
+        outbox.publish(sample_event())
+    committed = time.time()
+    if not common.wait_until(lambda: pending() == 0, timeout=60, interval=0.01):
+        raise SystemExit(f"relay did not publish its first row; see {common.log_dir() / 'relay.log'}")
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT extract(epoch FROM max(published_at)) FROM outbox_outboxevent")
+        return (float(cursor.fetchone()[0]) - committed) * 1000
+
+
 def statements_report(limit: int = 12) -> str:
     """The top statements by total execution time since the last reset (pg_stat_statements)."""
     from django.db import connection
@@ -285,6 +305,7 @@ def main() -> None:
             if not common.wait_until(lambda: log.read_text(errors="replace").count("relay started") > started_lines,
                                      timeout=60, interval=0.1):
                 raise SystemExit(f"relay did not start; see {log}")
+            common.figure("relay_first_row_ms", first_row_ms())
             latencies = commit_latencies(LATENCY_SECONDS)
             common.figure("latency_events", len(latencies))
             common.figure("latency_p50_ms", common.percentile(latencies, 0.50))
