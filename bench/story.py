@@ -8,6 +8,9 @@
         `track_commit_timestamp = on`); on a server without it (`e2e_latency_clock` says which), the route's end is
         this process's clock right after the service returned and the invoice's is its `issued_at` (the handler's
         transaction start: the figure is then a little low). Target p99 <= 50 ms.
+  e2e_relay_p50_ms, e2e_broker_to_consumer_p50_ms, e2e_handler_p50_ms (and _p99_ms)
+        where that time went: the route's commit -> the relay's commit of its outbox row -> the invoice's
+        `issued_at` (taken in the handler's transaction) -> the invoice's commit (see `e2e_stages`).
   outbox_write_overhead_ratio
         `route_calculate` with its `outbox.publish` / the same call with publish patched to a no-op (here only),
         same database and data, the two interleaved call by call; medians. Target <= 1.10.

@@ -165,7 +165,7 @@ def test_a_consumer_asks_the_broker_to_hold_a_fetch_at_most_the_configured_wait(
     assert consumer_config("invoicing")["fetch.wait.max.ms"] == 10
 
 
-def test_workers_on_the_embedded_tansu_hold_a_fetch_briefly_since_tansu_answers_a_fetch_only_when_its_wait_ends() -> None:
+def test_workers_on_the_embedded_tansu_hold_a_fetch_briefly_as_tansu_answers_one_only_when_its_wait_ends() -> None:
     from apps.devstack.tansu import WORKER_ENVIRONMENT
 
     assert int(WORKER_ENVIRONMENT["KAFKA_FETCH_WAIT_MAX_MS"]) <= 20  # Apache Kafka answers as soon as data arrives
