@@ -211,7 +211,7 @@ def first_row_ms() -> float:
     """Commit -> published of the relay's first row: its producer's start-up, kept out of the steady latency.
 
     An idempotent producer sends nothing before it holds a producer id, which librdkafka asks for on a 500 ms
-    timer once it has a broker connection: up to a second after the relay's start (on Tansu and Apache Kafka)."""
+    timer once it is connected to the node the metadata names: about 0.9 s on Tansu, tens of ms on Apache Kafka."""
     from django.db import connection, transaction
 
     from apps import outbox
