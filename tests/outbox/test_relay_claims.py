@@ -77,3 +77,14 @@ def test_a_claim_with_a_held_topic_still_takes_the_other_topics_rows_in_id_order
     # id 1 is the held key's (k1); 11-20 are the held topic's
     assert [row[0] for row in rows] == [*range(2, 11), *range(21, 37)]
     assert all(row[1] != REFUSED for row in rows)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_topic_tried_again_after_its_hold_offers_only_its_first_row(batch_connection: Any) -> None:
+    _queue(REFUSED, 1, 2_000)
+    _queue(HEALTHY, 2_001, 300)
+
+    rows = claims.claim(batch_connection, 100, held=Held(probing=(REFUSED,)))
+
+    assert [row[0] for row in rows] == [1, *range(2_001, 2_100)]
+    assert _queue_rows_read(batch_connection) < 1_000

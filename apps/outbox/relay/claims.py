@@ -67,8 +67,16 @@ _FLOOR = f"""RECURSIVE firsts(topic, id) AS (
   CROSS JOIN LATERAL (SELECT topic, id FROM {QUEUE} WHERE topic > firsts.topic ORDER BY topic, id LIMIT 1) later
 ), floor AS (SELECT min(id) AS id FROM firsts WHERE topic <> ALL(%s::text[])),"""
 _ABOVE_FLOOR = "id >= (SELECT id FROM floor) AND "
+# A probing topic (refused before, its hold over) offers its first queued row only; the rest stays held.
+_FIRST_OF_TOPICS = f"""
+WITH claimed AS (
+  SELECT id FROM {QUEUE}
+  WHERE id = ANY(ARRAY(SELECT (SELECT id FROM {QUEUE} WHERE topic = t ORDER BY id LIMIT 1) FROM unnest(%s::text[]) t))
+  ORDER BY id FOR UPDATE SKIP LOCKED
+)"""
 _CLAIM_ANY = _CLAIM.format(floor="", held="")
 _CLAIM_NOT_HELD = _CLAIM.format(floor=_FLOOR, held="WHERE " + _ABOVE_FLOOR + _NOT_HELD)
+_CLAIM_FIRSTS = _FIRST_OF_TOPICS + _CLAIM_ANY[_CLAIM_ANY.index("\nSELECT o.id"):]
 
 # Is any queued row below the claim's last id neither in the claim nor in flight from this relay?
 # No: every claimed row's predecessors of its key are ours, and all of it may go (the common case).
@@ -175,12 +183,17 @@ def claim(conn: Any, limit: int, *, in_flight: Collection[int] = (), held: Held 
     claim_sql, below_sql = _CLAIM_ANY, _FOREIGN_ROWS_BELOW_ANY
     if held:
         keys = list(zip(*held.keys, strict=True)) or [(), ()]
-        floor_params = [list(held.topics)]
-        held_params = [list(held.topics), list(keys[0]), list(keys[1])]
+        topics = [*held.topics, *held.probing]
+        floor_params = [topics]
+        held_params = [topics, list(keys[0]), list(keys[1])]
         claim_sql, below_sql = _CLAIM_NOT_HELD, _FOREIGN_ROWS_BELOW_NOT_HELD
     with conn.cursor() as cursor:
-        cursor.execute(claim_sql, [*floor_params, *held_params, limit])
-        rows = cursor.fetchall()
+        rows = []
+        if held.probing:
+            cursor.execute(_CLAIM_FIRSTS, [list(held.probing)])
+            rows = cursor.fetchall()
+        cursor.execute(claim_sql, [*floor_params, *held_params, limit - len(rows)])
+        rows = sorted([*rows, *cursor.fetchall()])
         if not rows:
             return []
         ids = [row[0] for row in rows]
