@@ -85,7 +85,11 @@ class PendingEvent(models.Model):
     class Meta:
         db_table = "outbox_pending"
         ordering = ["event"]
-        indexes = [models.Index(fields=["topic", "key", "event"], name="outbox_pending_topic_key_idx")]
+        indexes = [
+            models.Index(fields=["topic", "key", "event"], name="outbox_pending_topic_key_idx"),
+            # Where each topic's queue starts: a claim skips a held topic's rows without reading them.
+            models.Index(fields=["topic", "event"], name="outbox_pending_topic_id_idx"),
+        ]
 
     def __str__(self) -> str:
         return f"pending {self.pk}"

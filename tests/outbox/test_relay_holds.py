@@ -20,7 +20,7 @@ def test_a_hold_doubles_while_the_refusal_persists_and_ends_at_its_time() -> Non
     holds.hold("invoicing.events")
     assert holds.active() == Held(topics=("invoicing.events",))
     clock.now += 0.5
-    assert not holds.active()  # over: the next claim tries the topic again
+    assert holds.active() == Held(probing=("invoicing.events",))  # over: the next claim tries one row again
     holds.hold("invoicing.events")  # refused again
     assert holds.seconds_to_next() == 1.0
     holds.hold("invoicing.events")
@@ -51,3 +51,20 @@ def test_a_key_of_a_held_topic_is_not_listed_twice_and_a_long_quiet_hold_is_forg
     assert not holds.active()
     holds.hold("routing.events")
     assert holds.seconds_to_next() == 1.0
+
+
+def test_a_topic_whose_hold_ended_is_tried_with_one_row_until_a_delivery_frees_it() -> None:
+    clock = Clock()
+    holds = Holds(initial=1.0, maximum=30.0, clock=clock)
+    holds.hold("invoicing.events")
+    assert holds.active() == Held(topics=("invoicing.events",))
+
+    clock.now += 1.0
+    assert holds.active() == Held(probing=("invoicing.events",))  # one row tries the broker again
+    holds.hold("invoicing.events")  # refused again: held, twice as long
+    assert holds.active() == Held(topics=("invoicing.events",))
+    clock.now += 2.0
+    assert holds.active() == Held(probing=("invoicing.events",))
+
+    holds.release("invoicing.events", "route:7")  # it got through: the whole topic flows again
+    assert not holds.active()

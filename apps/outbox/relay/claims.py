@@ -44,7 +44,7 @@ def relay_session_settings(*, statement_timeout_s: float) -> str:
 # until the batch records its outcome. `= ANY(ARRAY(...))` bounds the outbox scan to the claimed ids;
 # as a plain join the planner may merge-join from the outbox's first id, through every published row.
 _CLAIM = f"""
-WITH claimed AS (SELECT id FROM {QUEUE} {{held}} ORDER BY id LIMIT %s FOR UPDATE SKIP LOCKED)
+WITH {{floor}} claimed AS (SELECT id FROM {QUEUE} {{held}} ORDER BY id LIMIT %s FOR UPDATE SKIP LOCKED)
 SELECT o.id, o.topic, o.key, o.payload, o.event_id::text, o.source, o.event_type,
        -- ce_time exactly as OutboxEvent.headers() writes it (datetime.isoformat: no fraction when zero)
        to_char(o.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS')
@@ -56,19 +56,41 @@ WHERE o.id = ANY(ARRAY(SELECT id FROM claimed))
 ORDER BY o.id
 """
 # Rows of held topics and keys (apps.outbox.relay.holds) are left where they are, however low their ids.
+# A refused topic's rows keep the lowest ids, and a claim walking the queue's primary key would read past all of
+# them, every batch: the walk starts at the floor instead, the first queued id of a topic not held (below it
+# there are only held topics' rows). One probe of outbox_pending_topic_id_idx per topic finds it.
 _NOT_HELD = "topic <> ALL(%s::text[]) AND (topic, key) NOT IN (SELECT * FROM unnest(%s::text[], %s::text[]))"
-_CLAIM_ANY, _CLAIM_NOT_HELD = _CLAIM.format(held=""), _CLAIM.format(held="WHERE " + _NOT_HELD)
+_FLOOR = f"""RECURSIVE firsts(topic, id) AS (
+  (SELECT topic, id FROM {QUEUE} ORDER BY topic, id LIMIT 1)
+  UNION ALL
+  SELECT later.topic, later.id FROM firsts
+  CROSS JOIN LATERAL (SELECT topic, id FROM {QUEUE} WHERE topic > firsts.topic ORDER BY topic, id LIMIT 1) later
+), floor AS (SELECT min(id) AS id FROM firsts WHERE topic <> ALL(%s::text[])),"""
+_ABOVE_FLOOR = "id >= (SELECT id FROM floor) AND "
+# A probing topic (refused before, its hold over) offers its first queued row only; the rest stays held.
+_FIRST_OF_TOPICS = f"""
+WITH claimed AS (
+  SELECT id FROM {QUEUE}
+  WHERE id = ANY(ARRAY(SELECT (SELECT id FROM {QUEUE} WHERE topic = t ORDER BY id LIMIT 1) FROM unnest(%s::text[]) t))
+  ORDER BY id FOR UPDATE SKIP LOCKED
+)"""
+_CLAIM_ANY = _CLAIM.format(floor="", held="")
+_CLAIM_NOT_HELD = _CLAIM.format(floor=_FLOOR, held="WHERE " + _ABOVE_FLOOR + _NOT_HELD)
+_CLAIM_FIRSTS = _FIRST_OF_TOPICS + _CLAIM_ANY[_CLAIM_ANY.index("\nSELECT o.id"):]
 
 # Is any queued row below the claim's last id neither in the claim nor in flight from this relay?
 # No: every claimed row's predecessors of its key are ours, and all of it may go (the common case).
 # (ORDER BY id LIMIT 1 keeps it on the queue's primary key; a bare EXISTS tempts the planner into a scan.)
 _FOREIGN_ROWS_BELOW = f"""
+{{floor}}
 SELECT id FROM {QUEUE}
 WHERE id < %s AND id NOT IN (SELECT unnest(%s::bigint[])) {{held}}
 ORDER BY id LIMIT 1
 """
-_FOREIGN_ROWS_BELOW_ANY = _FOREIGN_ROWS_BELOW.format(held="")
-_FOREIGN_ROWS_BELOW_NOT_HELD = _FOREIGN_ROWS_BELOW.format(held="AND " + _NOT_HELD)
+_FOREIGN_ROWS_BELOW_ANY = _FOREIGN_ROWS_BELOW.format(floor="", held="")
+_FOREIGN_ROWS_BELOW_NOT_HELD = _FOREIGN_ROWS_BELOW.format(
+    floor="WITH " + _FLOOR.rstrip(","), held="AND " + _ABOVE_FLOOR + _NOT_HELD
+)
 
 # Yes: for each claimed row, the previous queued row of its (topic, key) — the order `publish` locks —
 # (NOT EXISTS turned into "which one": one backward probe of outbox_pending_topic_key_idx), so the relay
@@ -156,19 +178,26 @@ def claim(conn: Any, limit: int, *, in_flight: Collection[int] = (), held: Held 
     `in_flight` are the rows this relay sent in batches still open on its other connections. Rows of `held`
     topics and keys are not claimed (nor are they rows of other keys that claimed rows must wait for).
     """
+    floor_params: list[list[str]] = []
     held_params: list[list[str]] = []
     claim_sql, below_sql = _CLAIM_ANY, _FOREIGN_ROWS_BELOW_ANY
     if held:
         keys = list(zip(*held.keys, strict=True)) or [(), ()]
-        held_params = [list(held.topics), list(keys[0]), list(keys[1])]
+        topics = [*held.topics, *held.probing]
+        floor_params = [topics]
+        held_params = [topics, list(keys[0]), list(keys[1])]
         claim_sql, below_sql = _CLAIM_NOT_HELD, _FOREIGN_ROWS_BELOW_NOT_HELD
     with conn.cursor() as cursor:
-        cursor.execute(claim_sql, [*held_params, limit])
-        rows = cursor.fetchall()
+        rows = []
+        if held.probing:
+            cursor.execute(_CLAIM_FIRSTS, [list(held.probing)])
+            rows = cursor.fetchall()
+        cursor.execute(claim_sql, [*floor_params, *held_params, limit - len(rows)])
+        rows = sorted([*rows, *cursor.fetchall()])
         if not rows:
             return []
         ids = [row[0] for row in rows]
-        cursor.execute(below_sql, [ids[-1], [*ids, *in_flight], *held_params])
+        cursor.execute(below_sql, [*floor_params, ids[-1], [*ids, *in_flight], *held_params])
         if cursor.fetchone() is None:
             return [(*row, None) for row in rows]
         cursor.execute(_PREVIOUS_OF_KEY, [ids, [row[1] for row in rows], [row[2] for row in rows]])

@@ -25,13 +25,15 @@ class _Hold:
 
 @dataclass(frozen=True)
 class Held:
-    """What a claim must skip: whole topics, and single keys of other topics (as `(topic, key)`)."""
+    """What a claim must skip: whole topics, single keys of other topics (as `(topic, key)`), and all but the
+    first row of `probing` topics (refused before, their hold over: one row asks the broker again)."""
 
     topics: tuple[str, ...] = ()
     keys: tuple[tuple[str, str], ...] = ()
+    probing: tuple[str, ...] = ()
 
     def __bool__(self) -> bool:
-        return bool(self.topics or self.keys)
+        return bool(self.topics or self.keys or self.probing)
 
 
 class Holds:
@@ -53,15 +55,17 @@ class Holds:
         self._holds.pop((topic, TOPIC_WIDE), None)
 
     def active(self) -> Held:
-        """What is held now. An expired hold is skipped no more but keeps its delay, so a refusal that persists
-        backs off further."""
+        """What is held now. An expired hold keeps its delay, so a refusal that persists backs off further; an
+        expired topic hold lets one row of the topic through to ask the broker again (a whole batch of rows that
+        are likely refused again would cost every other topic a round)."""
         now = self._clock()
         # Long over and not refused again: forgotten, so a later refusal starts from `initial`.
         self._holds = {where: hold for where, hold in self._holds.items() if now - hold.until < self.maximum}
         current = [where for where, hold in self._holds.items() if hold.until > now]
         topics = tuple(sorted(topic for topic, key in current if key is TOPIC_WIDE))
         keys = tuple(sorted((t, k) for t, k in current if k is not TOPIC_WIDE and t not in topics))
-        return Held(topics, keys)
+        probing = tuple(sorted(t for t, k in self._holds if k is TOPIC_WIDE and t not in topics))
+        return Held(topics, keys, probing)
 
     def seconds_to_next(self) -> float | None:
         """Until the earliest active hold ends (None: nothing held)."""
