@@ -309,11 +309,12 @@ def hostile_in_ledger(
 
 def refused_topic(windows: list[Window], *, scheduled: int) -> list[Figure]:
     """While the broker refused the relay one topic, the other kept flowing. Fails when one of the `scheduled`
-    refusals was not applied and measured, when a window had no traffic on the other topic (nothing measured), when
+    refusals was not applied and measured, when the refused topic's rows went through (no refusal at all), when a window had no traffic on the other topic (nothing measured), when
     the other topic stood still in a window (nothing published or no invoice issued), or when fewer than
     ON_TIME_SHARE of its rows went out within ON_TIME_S (held back with the refused one)."""
     if not windows:
         return [Figure("refused_topic", "none", f"{scheduled} refusals made, none measured" if scheduled else "")]
+    through = [w for w in windows if w.refused_published]
     idle = [_at(w) for w in windows if not w.other_created]
     still = [f"{_at(w)} ({w.other_published} published, {w.invoices_issued} invoices)"
              for w in windows if w.other_created and not (w.other_published and w.invoices_issued)]
@@ -324,7 +325,9 @@ def refused_topic(windows: list[Window], *, scheduled: int) -> list[Figure]:
         Figure("refused_topic", ",".join(sorted({w.topic for w in windows})),
                f"{scheduled} refusals made, {len(windows)} measured" if len(windows) < scheduled else ""),
         Figure("refusal_seconds", round(sum(w.seconds for w in windows), 1)),
-        Figure("refused_topic_published_during_refusal", sum(w.refused_published for w in windows)),
+        Figure("refused_topic_published_during_refusal", sum(w.refused_published for w in windows),
+               f"the broker took {through[0].topic} rows while it refused them: the refusal from "
+               f"{', '.join(_at(w) for w in through)} did not take" if through else ""),
         Figure("other_topic_created_during_refusal", sum(w.other_created for w in windows),
                f"no {other} rows created in the window from {', '.join(idle)}: nothing measured" if idle else ""),
         Figure("other_topic_published_during_refusal", sum(w.other_published for w in windows),

@@ -177,6 +177,7 @@ class FaultRunner:
     def _lift(self, started: float) -> None:
         assert self._refused is not None
         topic, since = self._refused
+        lifting = datetime.now(UTC)
         try:
             self.stack.lift_refusal(topic)
         except (KafkaException, TimeoutError) as error:
@@ -188,7 +189,8 @@ class FaultRunner:
         try:
             with psycopg.connect(self.stack.database_url, autocommit=True, application_name=APPLICATION_NAME,
                                  connect_timeout=10) as conn:
-                window = read_window(conn, topic=topic, other=OTHER_TOPIC, started=since, ended=ended)
+                window = read_window(conn, topic=topic, other=OTHER_TOPIC, started=since, lifting=lifting,
+                                     ended=ended)
         except psycopg.Error as error:  # no window recorded: the check says the refusal was not measured
             logger.warning("the refusal of %s not measured: %s", topic, error)
             return

@@ -162,6 +162,13 @@ def test_refused_topic_fails_when_the_other_topic_was_held_back_with_the_refused
         "routing.events rows held back: fewer than 50% out within 10s in the window from 12:00:00 (4/20)")
 
 
+def test_refused_topic_fails_when_the_refused_topic_went_through_as_if_nothing_was_refused() -> None:
+    found = figures(refused_topic([window(refused_published=12)], scheduled=1))
+
+    assert found["refused_topic_published_during_refusal"].failed == (
+        "the broker took invoicing.events rows while it refused them: the refusal from 12:00:00 did not take")
+
+
 def test_refused_topic_fails_when_no_invoice_was_issued_while_one_topic_was_refused() -> None:
     found = figures(refused_topic([window(invoices_issued=0)], scheduled=1))
 
@@ -202,12 +209,15 @@ def test_read_window_counts_only_what_happened_between_the_refusal_and_its_lift(
     outbox_row("routing.events", created=21, published=22)  # after the lift
     outbox_row("invoicing.events", created=1, published=None)  # refused
     outbox_row("invoicing.events", created=-9, published=0.5)  # went out as the denial took
+    outbox_row("invoicing.events", created=0.5, published=0.8)  # so did this one, created as it took
+    outbox_row("invoicing.events", created=5, published=19.5)  # went out as the lift was asked
+    outbox_row("invoicing.events", created=3, published=12)  # went through the refusal
     for at in (3, 25):
         Invoice.objects.filter(pk=issued_invoice(route_id=int(700 + at)).pk).update(
             issued_at=START + timedelta(seconds=at))
 
     found = read_window(conn, topic="invoicing.events", other="routing.events", started=START,
-                        ended=START + timedelta(seconds=20))
+                        lifting=START + timedelta(seconds=19), ended=START + timedelta(seconds=20))
 
     assert (found.other_created, found.other_published, found.other_due, found.other_on_time) == (3, 3, 2, 1)
     assert (found.invoices_issued, found.refused_published, found.seconds) == (1, 1, 20.0)
