@@ -55,6 +55,11 @@ ACL_TIMEOUT_S = 30.0
 Broker = EmbeddedBroker | ApacheKafkaBroker | ApacheKafkaCluster
 
 
+def username(kind: str) -> str:
+    """The SCRAM user of a principal kind, as docker-compose.yml names them."""
+    return f"logiflow-{kind}"
+
+
 @dataclass
 class Service:
     """One supervised process. `restart_at` set means "down on purpose, start again then"."""
@@ -106,7 +111,7 @@ class Stack:
         self.broker_generation = 1  # counts the brokers the run had: replace_broker starts an empty one
         # Apache Kafka's users (SCRAM, created when its storage is formatted); the same on a replaced broker.
         self.sasl = Sasl(admin_password=secrets.token_hex(16),
-                         users={f"logiflow-{kind}": secrets.token_hex(16) for kind in PRINCIPALS}
+                         users={username(kind): secrets.token_hex(16) for kind in PRINCIPALS}
                          ) if config.broker == "kafka" else None
         self.node_restarts: dict[int, float] = {}  # a killed cluster node -> when the supervisor starts it again
         self._lock = threading.Lock()
@@ -159,7 +164,7 @@ class Stack:
         every kind's username, which `kafka_acls` names."""
         if self.sasl is None:
             return {}
-        users = {kind: f"logiflow-{kind}" for kind in PRINCIPALS} | {"admin": self.sasl.admin}
+        users = {kind: username(kind) for kind in PRINCIPALS} | {"admin": self.sasl.admin}
         passwords = self.sasl.users | {self.sasl.admin: self.sasl.admin_password}
         return {
             "KAFKA_SECURITY_PROTOCOL": "SASL_PLAINTEXT",
@@ -309,7 +314,7 @@ class Stack:
     def _denial(self, topic: str) -> AclBinding:
         if self.sasl is None:
             raise ValueError(f"{self.config.broker} runs without SASL: no principal to refuse {topic} to")
-        return AclBinding(ResourceType.TOPIC, topic, ResourcePatternType.LITERAL, "User:logiflow-relay", "*",
+        return AclBinding(ResourceType.TOPIC, topic, ResourcePatternType.LITERAL, f"User:{username('relay')}", "*",
                           AclOperation.WRITE, AclPermissionType.DENY)
 
     # --- supervision ---------------------------------------------------------------------------------------
