@@ -6,6 +6,7 @@ stack does in between depends on timing, so two runs of one seed are alike, not 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import random
@@ -226,6 +227,8 @@ class FaultRunner:
             except (KafkaException, TimeoutError) as error:  # no window recorded: the check says it was not run
                 logger.warning("the refusal of %s not applied: %s", fault.target, error)
                 self._lift_at = None
+                with contextlib.suppress(KafkaException, TimeoutError):
+                    self.stack.lift_refusal(fault.target)  # a denial made but not shown yet must not outlive the run
                 return
             self._refused = (fault.target, datetime.now(UTC))
         else:

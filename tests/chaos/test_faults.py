@@ -94,12 +94,15 @@ class RefusingStack:
 
     database_url = "postgresql://unused"
 
-    def __init__(self, *, lift_failures: int = 0) -> None:
+    def __init__(self, *, lift_failures: int = 0, refusal_shown: bool = True) -> None:
         self.calls: list[str] = []
         self.lift_failures = lift_failures
+        self.refusal_shown = refusal_shown
 
     def refuse_topic(self, topic: str) -> None:
         self.calls.append(f"refuse {topic}")
+        if not self.refusal_shown:
+            raise TimeoutError("the broker did not enforce the new ACLs within 30s")
 
     def lift_refusal(self, topic: str) -> None:
         if self.lift_failures:
@@ -164,6 +167,17 @@ def test_a_lift_the_broker_did_not_take_is_tried_again_and_a_refusal_still_on_at
 
     assert stack.calls == ["refuse invoicing.events", "lift invoicing.events failed", "lift invoicing.events"]
     assert len(windows_read) == 1
+
+
+def test_a_refusal_the_broker_did_not_show_in_time_is_lifted_all_the_same_and_counts_as_not_measured(
+    windows_read: list[dict[str, Any]],
+) -> None:
+    stack = RefusingStack(refusal_shown=False)
+
+    runner = run_refusal(stack, seconds=0.1, run_for=1.0)
+
+    assert stack.calls == ["refuse invoicing.events", "lift invoicing.events"]
+    assert runner.counts["refuse_topic"] == 1 and runner.windows == [] and windows_read == []
 
 
 def test_a_run_narrowed_to_some_kinds_injects_only_those_and_an_unknown_kind_is_refused() -> None:
