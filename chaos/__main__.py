@@ -17,7 +17,7 @@ from pathlib import Path
 from types import FrameType
 
 from chaos.api import REQUEST_TIMEOUT_S, Fleet, Traffic, set_up_fleet, settle, wait_until_serving
-from chaos.checks import Figure, directory_before_settling, measure, wait_for_quiet
+from chaos.checks import Figure, directory_before_settling, measure, refused_topic, wait_for_quiet
 from chaos.config import Config
 from chaos.evidence import log_errors
 from chaos.faults import KINDS, FaultRunner, runnable_kinds, schedule
@@ -64,7 +64,7 @@ def _run(config: Config, stack: Stack, notes: list[str]) -> list[Figure]:
     wait_until_serving(stack.web_url, timeout=120)
     fleet = set_up_fleet(stack.web_url, random.Random(config.seed))
     assert stack.broker is not None
-    injector = Injector(stack.broker.bootstrap_servers)
+    injector = Injector(stack.kafka_client())
     runner = FaultRunner(stack, injector, faults)
     traffic = Traffic(stack.web_url, fleet, config.seed, config.clients, config.think_seconds)
     started = time.monotonic()
@@ -75,7 +75,7 @@ def _run(config: Config, stack: Stack, notes: list[str]) -> list[Figure]:
     down = stack.ensure_running()
     unacknowledged = injector.close(timeout=60)
     logger.info("faults over; waiting (at most %.0fs) for the stack to go quiet", config.quiet_seconds)
-    quiet, waited, _ = wait_for_quiet(stack.database_url, stack.broker.bootstrap_servers, timeout=config.quiet_seconds,
+    quiet, waited, _ = wait_for_quiet(stack.database_url, stack.kafka_client(), timeout=config.quiet_seconds,
                                     notes=notes)
     directory = directory_before_settling(stack.database_url)  # no dead letter replayed yet
     settled: Counter[str] = Counter()
@@ -85,13 +85,14 @@ def _run(config: Config, stack: Stack, notes: list[str]) -> list[Figure]:
         if not quiet or not outcomes:
             break  # nothing left to settle, or a stack that does not go quiet: no second long wait
         logger.info("settled the late accounts (%s); waiting for quiet again", _counts(outcomes))
-        quiet, more, _ = wait_for_quiet(stack.database_url, stack.broker.bootstrap_servers, timeout=SETTLE_QUIET_S,
+        quiet, more, _ = wait_for_quiet(stack.database_url, stack.kafka_client(), timeout=SETTLE_QUIET_S,
                                           notes=notes)
         waited += more
     stack.stop()  # nothing moves while the invariants are read
     return [
         *directory,
         *measure(stack.database_url, injector.delivered, broker_generation=stack.broker_generation),
+        *refused_topic(runner.windows, scheduled=runner.counts["refuse_topic"]),
         *(Figure(f"faults_{kind}", "skipped" if kind in skipped else runner.counts[kind]) for kind in KINDS),
         *_pdf_leak(stack.log_dir / "celery.log"),
         Figure("backends_terminated", runner.backends_terminated),

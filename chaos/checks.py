@@ -18,8 +18,10 @@ from confluent_kafka.admin import AdminClient
 
 from chaos.faults import APPLICATION_NAME
 from chaos.hostile import TOPICS, Delivered
+from chaos.refusal import ON_TIME_S, Window
 
 logger = logging.getLogger("chaos")
+ON_TIME_SHARE = 0.5  # while a topic is refused, at least this share of the other's rows go out within ON_TIME_S
 STABLE_POLLS = 3  # quiet: nothing queued, nothing unread, and the counts unchanged over this many polls
 POLL_S = 3.0
 
@@ -53,10 +55,10 @@ def _one(conn: psycopg.Connection, sql: str, params: Any = None) -> Any:
 class Lag:
     """Unread messages of each group's topic: end offsets minus the group's committed offsets."""
 
-    def __init__(self, bootstrap_servers: str) -> None:
-        self.bootstrap_servers = bootstrap_servers
+    def __init__(self, kafka: dict[str, str]) -> None:
+        self.kafka = kafka  # the address, and the admin's credentials where the broker has SASL
         self.consumers = {
-            group: Consumer({"bootstrap.servers": bootstrap_servers, "group.id": group, "enable.auto.commit": False,
+            group: Consumer({**kafka, "group.id": group, "enable.auto.commit": False,
                              "client.id": "logiflow-chaos-lag"})
             for group, _ in TOPICS.values()
         }
@@ -98,7 +100,7 @@ class Lag:
             return [f"{group}: not read ({error})"]
 
     def _owners(self, group: str) -> dict[tuple[str, int], str]:
-        admin = AdminClient({"bootstrap.servers": self.bootstrap_servers})
+        admin = AdminClient(self.kafka)
         try:
             description = admin.describe_consumer_groups([group], request_timeout=10)[group].result(timeout=15)
         except Exception as error:  # noqa: BLE001 - a diagnostic: an unanswered describe must not hide the lag
@@ -128,13 +130,13 @@ def progress(conn: psycopg.Connection, lag: Lag) -> dict[str, int]:
 
 
 def wait_for_quiet(
-    database_url: str, bootstrap_servers: str, *, timeout: float, notes: list[str] | None = None
+    database_url: str, kafka: dict[str, str], *, timeout: float, notes: list[str] | None = None
 ) -> tuple[bool, float, dict[str, int]]:
     """Until nothing is queued or unread and the counts stop moving, or `timeout` (a stuck stack).
     Returns (quiet, seconds waited, the last reading); on a timeout, what was left (and each lagging partition's
     owner) is appended to `notes`."""
     started = time.monotonic()
-    lag = Lag(bootstrap_servers)
+    lag = Lag(kafka)
     readings: list[dict[str, int]] = []
     try:
         while True:
@@ -303,6 +305,43 @@ def hostile_in_ledger(
         Figure("dead_letters_other", total - len(recorded)),
         Figure("dead_letters_by_reason", ",".join(f"{reason}:{count}" for reason, count in others) or "none"),
     ]
+
+
+def refused_topic(windows: list[Window], *, scheduled: int) -> list[Figure]:
+    """While the broker refused the relay one topic, the other kept flowing. Fails when one of the `scheduled`
+    refusals was not applied and measured, when the refused topic's rows went through (no refusal at all), when a window had no traffic on the other topic (nothing measured), when
+    the other topic stood still in a window (nothing published or no invoice issued), or when fewer than
+    ON_TIME_SHARE of its rows went out within ON_TIME_S (held back with the refused one)."""
+    if not windows:
+        return [Figure("refused_topic", "none", f"{scheduled} refusals made, none measured" if scheduled else "")]
+    through = [w for w in windows if w.refused_published]
+    idle = [_at(w) for w in windows if not w.other_created]
+    still = [f"{_at(w)} ({w.other_published} published, {w.invoices_issued} invoices)"
+             for w in windows if w.other_created and not (w.other_published and w.invoices_issued)]
+    late = [f"{_at(w)} ({w.other_on_time}/{w.other_due})"
+            for w in windows if w.other_on_time < ON_TIME_SHARE * w.other_due]
+    other = windows[0].other
+    return [
+        Figure("refused_topic", ",".join(sorted({w.topic for w in windows})),
+               f"{scheduled} refusals made, {len(windows)} measured" if len(windows) < scheduled else ""),
+        Figure("refusal_seconds", round(sum(w.seconds for w in windows), 1)),
+        Figure("refused_topic_published_during_refusal", sum(w.refused_published for w in windows),
+               f"the broker took {through[0].topic} rows while it refused them: the refusal from "
+               f"{', '.join(_at(w) for w in through)} did not take" if through else ""),
+        Figure("other_topic_created_during_refusal", sum(w.other_created for w in windows),
+               f"no {other} rows created in the window from {', '.join(idle)}: nothing measured" if idle else ""),
+        Figure("other_topic_published_during_refusal", sum(w.other_published for w in windows),
+               f"{other} stood still in the window from {', '.join(still)}" if still else ""),
+        Figure("invoices_issued_during_refusal", sum(w.invoices_issued for w in windows)),
+        Figure("other_topic_on_time_during_refusal",
+               f"{sum(w.other_on_time for w in windows)}/{sum(w.other_due for w in windows)}",
+               f"{other} rows held back: fewer than {ON_TIME_SHARE:.0%} out within {ON_TIME_S:.0f}s in the window "
+               f"from {', '.join(late)}" if late else ""),
+    ]
+
+
+def _at(window: Window) -> str:
+    return f"{window.started:%H:%M:%S}"
 
 
 def _stuck(conn: psycopg.Connection) -> list[Figure]:

@@ -6,16 +6,20 @@ stack does in between depends on timing, so two runs of one seed are alike, not 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import random
 import time
 from collections import Counter
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 import psycopg
+from confluent_kafka import KafkaException
 
 from chaos.hostile import TOPICS, Injector
+from chaos.refusal import Window, read_window
 from chaos.stack import CONSUMERS, RELAYS, Stack
 
 logger = logging.getLogger("chaos")
@@ -23,17 +27,27 @@ logger = logging.getLogger("chaos")
 TARGETS = {"kill_relay": RELAYS, "kill_consumer": CONSUMERS, "kill_celery": ("celery",), "hostile": tuple(TOPICS)}
 WEIGHTS = {
     "kill_relay": 2, "kill_consumer": 3, "kill_celery": 1, "pause_broker": 1, "terminate_backends": 2, "hostile": 2,
-    "replace_broker": 1, "kill_broker": 1,
+    "replace_broker": 1, "kill_broker": 1, "refuse_topic": 1,
 }
 KINDS = tuple(WEIGHTS)
 # Faults on the broker: one at a time, each given time to recover before the next (a paused broker is not
-# replaced, a node is not killed while the cluster is being rebuilt).
-BROKER_KINDS = ("pause_broker", "replace_broker", "kill_broker")
+# replaced, a node is not killed while the cluster is being rebuilt, and while a topic is refused the other one
+# has a working broker, so that its flow can be measured).
+BROKER_KINDS = ("pause_broker", "replace_broker", "kill_broker", "refuse_topic")
 CLUSTER_KINDS = ("kill_broker",)  # need a cluster that survives the loss of a node
+AUTHORIZER_KINDS = ("refuse_topic",)  # need a broker with an authorizer (Apache Kafka with SASL and ACLs)
+# The topic refuse_topic denies the relay: invoicing's. Its events follow from routing's (an invoice from a route),
+# so while it is refused routing.events keeps its own traffic and can be seen to flow; refusing routing.events
+# would starve invoicing.events of new events and leave nothing to measure.
+REFUSED_TOPIC = "invoicing.events"
+OTHER_TOPIC = "routing.events"
 WARM_UP_S = 10.0
 GAP_S = (5.0, 15.0)  # between two faults
 PAUSE_S = (5.0, 30.0)  # the broker stopped (SIGSTOP) this long
 RESTART_S = (1.0, 3.0)  # a killed process is started again after this long
+REFUSE_S = (15.0, 30.0)  # the relay's principal denied writes to REFUSED_TOPIC this long
+REFUSE_SETTLE_S = 5.0  # after the lift, before the next broker fault
+LIFT_RETRY_S = 2.0  # a lift the broker did not take is tried again this much later
 NODE_DOWN_S = (3.0, 10.0)  # a killed broker node is started again after this long
 NODE_SETTLE_S = 20.0  # a restarted node catching up (its replicas back in sync) before the next broker fault
 REPLACE_SETTLE_S = 40.0  # an empty broker started, the topics created, the relays' window re-sent
@@ -45,12 +59,15 @@ class Fault:
     at: float  # seconds after the traffic started
     kind: str
     target: str = ""  # the process killed, or the topic written to
-    seconds: float = 0.0  # how long the broker stays paused, or the killed process stays down
+    seconds: float = 0.0  # how long the broker stays paused or the topic refused, or the killed process stays down
 
 
 def runnable_kinds(wanted: tuple[str, ...], *, broker: str, kafka_nodes: int) -> tuple[tuple[str, ...], dict[str, str]]:
     """The kinds of `wanted` this broker can take, and why each other one is skipped."""
     skipped = {}
+    for kind in AUTHORIZER_KINDS:
+        if kind in wanted and broker != "kafka":
+            skipped[kind] = f"{broker} has no authorizer to refuse a topic with"
     for kind in CLUSTER_KINDS:
         if kind not in wanted:
             continue
@@ -91,6 +108,12 @@ def schedule(seed: int, seconds: float, kinds: tuple[str, ...] = KINDS, *, kafka
             length = math.floor(min(rng.uniform(*PAUSE_S), seconds - at) * 10) / 10  # tenths, never past the end
             broker_free_at = at + length
             faults.append(Fault(at, kind, seconds=length))
+        elif kind == "refuse_topic":
+            if at + REFUSE_S[0] > seconds:
+                continue  # lifted before the end
+            length = math.floor(min(rng.uniform(*REFUSE_S), seconds - at) * 10) / 10
+            broker_free_at = at + length + REFUSE_SETTLE_S
+            faults.append(Fault(at, kind, target=REFUSED_TOPIC, seconds=length))
         elif kind == "kill_broker":
             down = round(rng.uniform(*NODE_DOWN_S), 1)
             broker_free_at = at + down + NODE_SETTLE_S
@@ -115,6 +138,9 @@ class FaultRunner:
         self.faults = faults
         self.counts: Counter[str] = Counter()
         self.backends_terminated = 0
+        self.windows: list[Window] = []  # each refusal of a topic, read as it was lifted
+        self._refused: tuple[str, datetime] | None = None  # the topic refused now, since when
+        self._lift_at: float | None = None
 
     def run(self, *, started: float, until: float) -> None:
         """Apply each fault at its time until `until` (monotonic); the broker is running again on return."""
@@ -127,18 +153,52 @@ class FaultRunner:
                     self.stack.resume_broker()
                     logger.info("t=%.0fs broker resumed", now - started)
                     resume_at = None
+                if self._lift_at is not None and now >= self._lift_at:
+                    self._lift(started)
                 while pending and started + pending[0].at <= now:
                     fault = pending.pop(0)
                     logger.info("t=%.0fs %s%s%s", fault.at, fault.kind, f" {fault.target}" if fault.target else "",
                                 f" ({fault.seconds}s)" if fault.seconds else "")
                     if fault.kind == "pause_broker":
                         resume_at = now + fault.seconds
+                    elif fault.kind == "refuse_topic":
+                        self._lift_at = now + fault.seconds
                     self._apply(fault)
                     self.counts[fault.kind] += 1
                 self.injector.poll()
                 time.sleep(0.2)
         finally:
             self.stack.resume_broker()
+            deadline = time.monotonic() + 30
+            while self._refused is not None and time.monotonic() < deadline:
+                self._lift(started)
+                if self._refused is not None:
+                    time.sleep(LIFT_RETRY_S)
+
+    def _lift(self, started: float) -> None:
+        assert self._refused is not None
+        topic, since = self._refused
+        lifting = datetime.now(UTC)
+        try:
+            self.stack.lift_refusal(topic)
+        except (KafkaException, TimeoutError) as error:
+            logger.warning("the refusal of %s not lifted yet (%s); trying again", topic, error)
+            self._lift_at = time.monotonic() + LIFT_RETRY_S
+            return
+        ended = datetime.now(UTC)
+        self._refused, self._lift_at = None, None
+        try:
+            with psycopg.connect(self.stack.database_url, autocommit=True, application_name=APPLICATION_NAME,
+                                 connect_timeout=10) as conn:
+                window = read_window(conn, topic=topic, other=OTHER_TOPIC, started=since, lifting=lifting,
+                                     ended=ended)
+        except psycopg.Error as error:  # no window recorded: the check says the refusal was not measured
+            logger.warning("the refusal of %s not measured: %s", topic, error)
+            return
+        self.windows.append(window)
+        logger.info("t=%.0fs %s no longer refused to the relay after %.1fs; meanwhile %s: %d of %d rows created "
+                    "published, %d invoices issued", time.monotonic() - started, topic, window.seconds, OTHER_TOPIC,
+                    window.other_published, window.other_created, window.invoices_issued)
 
     def _apply(self, fault: Fault) -> None:
         if fault.kind == "kill_broker":
@@ -161,6 +221,16 @@ class FaultRunner:
                 logger.warning("pg_terminate_backend failed: %s", error)
         elif fault.kind == "hostile":
             self.injector.inject_all(fault.target)
+        elif fault.kind == "refuse_topic":
+            try:
+                self.stack.refuse_topic(fault.target)
+            except (KafkaException, TimeoutError) as error:  # no window recorded: the check says it was not run
+                logger.warning("the refusal of %s not applied: %s", fault.target, error)
+                self._lift_at = None
+                with contextlib.suppress(KafkaException, TimeoutError):
+                    self.stack.lift_refusal(fault.target)  # a denial made but not shown yet must not outlive the run
+                return
+            self._refused = (fault.target, datetime.now(UTC))
         else:
             raise ValueError(f"unknown fault {fault.kind!r}")
 

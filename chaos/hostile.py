@@ -86,9 +86,10 @@ def _cloudevents(topic: str) -> list[tuple[str, bytes]]:
 class Injector:
     """A raw confluent-kafka producer; a message counts as injected once the broker acknowledged it."""
 
-    def __init__(self, bootstrap_servers: str) -> None:
+    def __init__(self, kafka: dict[str, str]) -> None:
+        """`kafka`: the address and, where the broker has SASL, the admin's credentials (it may write anywhere)."""
         self.producer = Producer({
-            "bootstrap.servers": bootstrap_servers,
+            **kafka,
             "client.id": "logiflow-chaos-hostile",
             "acks": "all",
             "message.max.bytes": 4 * OVERSIZED_BYTES,

@@ -5,12 +5,17 @@ a process supervisor in production would.
 
 Every process runs in a session of its own, so a kill reaches its children too (Celery's pool); logs go to
 <run dir>/logs/<name>.log, appended across restarts.
+
+Apache Kafka runs as docker-compose.yml does: SASL/SCRAM, the authorizer on and `manage.py kafka_acls`'s ACLs; each
+process authenticates as its kind's principal (every one as the monitor, the relays as the relay, the consumers as
+the consumer) and the driver itself as the admin.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import secrets
 import shutil
 import signal
 import subprocess
@@ -20,7 +25,18 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from apps.devstack.apache_kafka import ApacheKafkaBroker, ApacheKafkaCluster
+from confluent_kafka.admin import (
+    AclBinding,
+    AclBindingFilter,
+    AclOperation,
+    AclPermissionType,
+    AdminClient,
+    ResourcePatternType,
+    ResourceType,
+)
+
+from apps.common.kafka_acls import ensure_acls
+from apps.devstack.apache_kafka import SCRAM, ApacheKafkaBroker, ApacheKafkaCluster, Sasl
 from apps.devstack.process import free_port
 from apps.devstack.tansu import EmbeddedBroker
 from chaos.config import ROOT, Config
@@ -34,7 +50,14 @@ RESTART_BACKOFF_MAX_S = 30
 STABLE_AFTER_S = 30  # a process that ran this long is healthy again: its next exit restarts it at once
 RELAYS = ("relay-1", "relay-2")
 CONSUMERS = ("invoicing-1", "invoicing-2", "routing-1", "routing-2")
+PRINCIPALS = ("relay", "consumer", "monitor")  # the kinds `manage.py kafka_acls` grants, as docker-compose.yml names
+ACL_TIMEOUT_S = 30.0
 Broker = EmbeddedBroker | ApacheKafkaBroker | ApacheKafkaCluster
+
+
+def username(kind: str) -> str:
+    """The SCRAM user of a principal kind, as docker-compose.yml names them."""
+    return f"logiflow-{kind}"
 
 
 @dataclass
@@ -86,6 +109,10 @@ class Stack:
         self.services: dict[str, Service] = {}
         self.broker_paused = False
         self.broker_generation = 1  # counts the brokers the run had: replace_broker starts an empty one
+        # Apache Kafka's users (SCRAM, created when its storage is formatted); the same on a replaced broker.
+        self.sasl = Sasl(admin_password=secrets.token_hex(16),
+                         users={username(kind): secrets.token_hex(16) for kind in PRINCIPALS}
+                         ) if config.broker == "kafka" else None
         self.node_restarts: dict[int, float] = {}  # a killed cluster node -> when the supervisor starts it again
         self._lock = threading.Lock()
         self._supervising = threading.Event()
@@ -101,7 +128,7 @@ class Stack:
         logger.info("PostgreSQL at %s, %s at %s", self.database_url, self.config.broker, self.broker.bootstrap_servers)
         self._manage("migrate", "--noinput", "-v0")
         self._manage("create_demo_users", DJANGO_DEBUG="true")
-        self._manage("kafka_topics")
+        self._set_up_broker()
         if isinstance(self.broker, ApacheKafkaCluster):
             logger.info("Apache Kafka cluster of %d nodes, replication factor %d, min.insync.replicas %d",
                         len(self.broker.node_ids), self.broker.replication_factor, self.broker.min_insync)
@@ -120,13 +147,39 @@ class Stack:
             return EmbeddedBroker(port=ports[0] if ports else free_port(), log_path=self.log_dir / "tansu.log")
         if self.config.broker == "kafka" and self.config.kafka_nodes > 1:
             return ApacheKafkaCluster(nodes=self.config.kafka_nodes, data_dir=self.config.run_dir / "kafka",
-                                      log_dir=self.log_dir, ports=ports)
+                                      log_dir=self.log_dir, ports=ports, sasl=self.sasl)
         if self.config.broker == "kafka":
             return ApacheKafkaBroker(port=ports[0] if ports else free_port(), data_dir=self.config.run_dir / "kafka",
-                                     log_path=self.log_dir / "kafka.log")
+                                     log_path=self.log_dir / "kafka.log", sasl=self.sasl)
         raise ValueError(f"CHAOS_BROKER must be tansu or kafka, not {self.config.broker!r}")
 
-    def env(self, **extra: str) -> dict[str, str]:
+    def _set_up_broker(self) -> None:
+        """The ACLs first (they name topics, which need not exist yet), so no process meets a topic it may not use."""
+        if self.sasl is not None:
+            self._manage("kafka_acls", **self.kafka_env("admin"))
+        self._manage("kafka_topics", **self.kafka_env("admin"))
+
+    def kafka_env(self, *kinds: str) -> dict[str, str]:
+        """The KAFKA_* variables of a process authenticating as each of `kinds` (nothing on a broker without SASL);
+        every kind's username, which `kafka_acls` names."""
+        if self.sasl is None:
+            return {}
+        users = {kind: username(kind) for kind in PRINCIPALS} | {"admin": self.sasl.admin}
+        passwords = self.sasl.users | {self.sasl.admin: self.sasl.admin_password}
+        return {
+            "KAFKA_SECURITY_PROTOCOL": "SASL_PLAINTEXT",
+            "KAFKA_SASL_MECHANISM": SCRAM,
+            **{f"KAFKA_{kind.upper()}_USERNAME": name for kind, name in users.items()},
+            **{f"KAFKA_{kind.upper()}_PASSWORD": passwords[users[kind]] for kind in kinds},
+        }
+
+    def kafka_client(self) -> dict[str, str]:
+        """librdkafka's settings for the driver's own clients: the admin (a super user) where there is SASL."""
+        assert self.broker is not None
+        return {"bootstrap.servers": self.broker.bootstrap_servers,
+                **(self.sasl.client_config() if self.sasl else {})}
+
+    def env(self, *kinds: str, **extra: str) -> dict[str, str]:
         assert self.broker is not None
         return {
             **os.environ,
@@ -145,6 +198,7 @@ class Stack:
             "API_THROTTLE_REPLAY": "6000/minute",  # operations replaying the missing-account dead letters at once
             # The app's topics replicated as the cluster's internal ones are (1 on a single node).
             "KAFKA_TOPIC_REPLICATION_FACTOR": str(getattr(self.broker, "replication_factor", 1)),
+            **self.kafka_env("monitor", *kinds),
             **extra,
         }
 
@@ -173,9 +227,10 @@ class Stack:
                 "--worker-class=gthread", "--threads=4", "--timeout=60", "--graceful-timeout=10",
             ],
         }
+        envs = {**{name: self.env("relay") for name in RELAYS}, **{name: self.env("consumer") for name in CONSUMERS},
+                "celery": celery_env}
         return [
-            Service(name=name, argv=argv, env=celery_env if name == "celery" else self.env(),
-                    log_path=self.log_dir / f"{name}.log")
+            Service(name=name, argv=argv, env=envs.get(name) or self.env(), log_path=self.log_dir / f"{name}.log")
             for name, argv in commands.items()
         ]
 
@@ -230,7 +285,37 @@ class Stack:
         with self._lock:
             self.broker = new
             self.broker_generation += 1
-        self._manage("kafka_topics")
+        self._set_up_broker()
+
+    def refuse_topic(self, topic: str) -> None:
+        """The authorizer refuses the relay's principal writes to `topic` (a DENY, which outweighs its ALLOW), from
+        the moment the broker shows the denial; reading the topic back stays allowed."""
+        ensure_acls(self._admin(), [self._denial(topic)], timeout=ACL_TIMEOUT_S)
+
+    def lift_refusal(self, topic: str) -> None:
+        """The denial deleted; returns once the broker no longer shows it."""
+        admin = self._admin()
+        denial = self._denial(topic)
+        match = AclBindingFilter(denial.restype, denial.name, denial.resource_pattern_type, denial.principal,
+                                 denial.host, denial.operation, denial.permission_type)
+        deadline = time.monotonic() + ACL_TIMEOUT_S
+        while True:
+            for future in admin.delete_acls([match], request_timeout=ACL_TIMEOUT_S).values():
+                future.result()
+            if not admin.describe_acls(match, request_timeout=ACL_TIMEOUT_S).result():
+                return
+            if time.monotonic() >= deadline:
+                raise TimeoutError(f"the broker still refuses {topic} to the relay {ACL_TIMEOUT_S}s later")
+            time.sleep(0.1)
+
+    def _admin(self) -> AdminClient:
+        return AdminClient({**self.kafka_client(), "log_level": 0})
+
+    def _denial(self, topic: str) -> AclBinding:
+        if self.sasl is None:
+            raise ValueError(f"{self.config.broker} runs without SASL: no principal to refuse {topic} to")
+        return AclBinding(ResourceType.TOPIC, topic, ResourcePatternType.LITERAL, f"User:{username('relay')}", "*",
+                          AclOperation.WRITE, AclPermissionType.DENY)
 
     # --- supervision ---------------------------------------------------------------------------------------
 

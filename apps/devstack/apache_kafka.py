@@ -5,9 +5,10 @@ The same interface as Tansu's `EmbeddedBroker` (`apps.devstack.tansu`), for the 
 and the benchmarks. Unlike Tansu it keeps its data on disk: a broker restarted on the same `data_dir` still has its
 topics and committed offsets. Fetch the jars with `make kafka-jars`.
 
-`ApacheKafkaBroker(sasl=Sasl(...))` runs the node as docker-compose.yml does: clients authenticate with
-SASL/SCRAM-SHA-512 (the users created when the storage is formatted), the StandardAuthorizer refuses what no ACL
-allows, and `admin` is the super user the node itself and the setup commands (`kafka_topics`, `kafka_acls`) use.
+`ApacheKafkaBroker(sasl=Sasl(...))` (and `ApacheKafkaCluster(sasl=...)`, every node alike) runs as docker-compose.yml
+does: clients authenticate with SASL/SCRAM-SHA-512 (the users created when the storage is formatted), the
+StandardAuthorizer refuses what no ACL allows, and `admin` is the super user the node itself and the setup commands
+(`kafka_topics`, `kafka_acls`) use.
 """
 
 from __future__ import annotations
@@ -261,6 +262,7 @@ class ApacheKafkaCluster:
         lib_dir: Path = DEFAULT_LIB_DIR,
         heap: tuple[str, str] = ("384m", "128m"),
         ports: list[int] | None = None,
+        sasl: Sasl | None = None,
     ) -> None:
         if nodes < 1:
             raise ValueError("a cluster needs at least one node")
@@ -273,6 +275,7 @@ class ApacheKafkaCluster:
         self.log_dir = log_dir
         self.lib_dir = lib_dir
         self.heap = heap
+        self.sasl = sasl
         self.replication_factor = min(3, nodes)
         self.min_insync = max(1, self.replication_factor - 1)
         self.processes: dict[int, subprocess.Popen[bytes] | None] = dict.fromkeys(self.node_ids)
@@ -292,9 +295,10 @@ class ApacheKafkaCluster:
         unformatted = [node for node in self.node_ids
                        if not (self.node_dir(node) / "logs" / "meta.properties").exists()]
         cluster = cluster_id()
+        scram = self.sasl.scram_arguments() if self.sasl else []  # every node formats the same SCRAM users
         formats = [
             subprocess.Popen(java_command(self.lib_dir, "kafka.tools.StorageTool", "format", "-t", cluster, "-c",
-                                          str(self._write_properties(node)), heap=("256m", "64m")),
+                                          str(self._write_properties(node)), *scram, heap=("256m", "64m")),
                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
             for node in unformatted
         ]
@@ -344,6 +348,10 @@ class ApacheKafkaCluster:
                     running.wait()
             self.processes[node] = None
 
+    def client_config(self) -> dict[str, str]:
+        """What a client needs besides the addresses to reach the cluster as its admin (nothing without SASL)."""
+        return self.sasl.client_config() if self.sasl else {}
+
     def signal_all(self, signum: int) -> None:
         """`signum` (SIGSTOP, SIGCONT) to every running node."""
         for process in self.running_processes():
@@ -356,15 +364,20 @@ class ApacheKafkaCluster:
         directory = self.node_dir(node)
         directory.mkdir(parents=True, exist_ok=True)
         voters = ",".join(f"{n}@{self.host}:{self.controller_ports[n]}" for n in self.node_ids)
-        return write_properties(directory, node_properties(
+        properties = node_properties(
             node_id=node, host=self.host, port=self.ports[node], controller_port=self.controller_ports[node],
             voters=voters, data_dir=directory, replication_factor=self.replication_factor, min_insync=self.min_insync,
-        ))
+        )
+        if self.sasl is not None:
+            listener = f"SASL_PLAINTEXT://{self.host}:{self.ports[node]}"
+            properties |= {"listeners": f"{listener},CONTROLLER://{self.host}:{self.controller_ports[node]}",
+                           "advertised.listeners": listener, **sasl_properties(self.sasl)}
+        return write_properties(directory, properties)
 
     def _wait_until_serving(self, timeout: float) -> None:
         from confluent_kafka.admin import AdminClient
 
-        admin = AdminClient({"bootstrap.servers": self.bootstrap_servers, "log_level": 0})
+        admin = AdminClient({"bootstrap.servers": self.bootstrap_servers, "log_level": 0, **self.client_config()})
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             exited = [node for node in self.down_nodes() if self.processes[node] is not None]
