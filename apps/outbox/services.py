@@ -59,6 +59,49 @@ def publish(event: DomainEvent) -> uuid.UUID:
     return row.event_id
 
 
+def publish_many(events: Sequence[DomainEvent], *, traceparents: Sequence[str | None] | None = None) -> list[uuid.UUID]:
+    """`publish` for several events at once (a consumer batch's): the same rows, queue entries and wake-up, in one
+    statement; returns the event ids in order. `traceparents[i]`, when given, is event i's trace (else the current
+    one's, for all of them).
+
+    Rows get ids in the order of `events`. The per-key advisory locks are all taken, in lock id order (two batch
+    writers cannot deadlock on each other), before any id is drawn: per-key order is commit order, as for `publish`.
+    """
+    if not connection.in_atomic_block:
+        raise OutboxError("outbox.publish_many() must run inside transaction.atomic(); nothing was written")
+    if traceparents is not None and len(traceparents) != len(events):
+        raise ValueError("publish_many needs one traceparent per event")
+    if not events:
+        return []
+    current = current_traceparent() or ""
+    created_at = timezone.now()
+    event_ids = [uuid.uuid4() for _ in events]
+    columns: dict[str, list[object]] = {name: [] for name in (
+        "lock_id", "event_id", "topic", "key", "event_type", "source", "payload", "traceparent",
+    )}
+    checked: set[type[DomainEvent]] = set()
+    for index, event in enumerate(events):
+        cls = type(event)
+        if cls not in checked:
+            if event_class(cls.ce_type()) is not cls:
+                raise OutboxError(f"{cls.__name__} is not a registered event type")
+            checked.add(cls)
+        topic, key = cls.topic(), event.partition_key()
+        for name, value in (
+            ("lock_id", advisory_lock_id(topic.encode(), key.encode())), ("event_id", event_ids[index]),
+            ("topic", topic), ("key", key), ("event_type", cls.ce_type()), ("source", cls.ce_source()),
+            ("payload", _validated_json(event)),
+            ("traceparent", (traceparents[index] or "") if traceparents is not None else current),
+        ):
+            columns[name].append(value)
+    with connection.cursor() as cursor:
+        cursor.execute(_PUBLISH_MANY, {
+            **columns, "lock_ids": sorted(set(columns.pop("lock_id"))), "created_at": created_at,
+            "channel": NOTIFY_CHANNEL,
+        })
+    return event_ids
+
+
 def _validated_json(event: DomainEvent) -> str:
     """Re-validate at write time: `model_construct` or mutation could have bypassed the schema."""
     cls = type(event)
@@ -87,6 +130,30 @@ written AS (
 ),
 queued AS (INSERT INTO outbox_pending (id, topic, key) SELECT id, %(topic)s, %(key)s FROM written)
 SELECT pg_notify(%(channel)s, '') FROM written
+"""
+
+
+# `_PUBLISH` for many rows: every lock first (the aggregate runs to its end before the sort hands the INSERT a row,
+# so no id is drawn before all locks are held), then the rows in the given order, their queue entries, one NOTIFY.
+_PUBLISH_MANY = """
+WITH serialised AS (
+    SELECT count(pg_advisory_xact_lock(lock_id)) AS locks
+    FROM (SELECT lock_id FROM unnest(%(lock_ids)s::bigint[]) AS lock_id ORDER BY lock_id) AS ordered
+),
+written AS (
+    INSERT INTO outbox_outboxevent
+        (event_id, topic, key, event_type, source, payload, traceparent, created_at, state, attempts, last_error)
+    SELECT e.event_id, e.topic, e.key, e.event_type, e.source, e.payload, e.traceparent, %(created_at)s,
+           'pending', 0, ''
+    FROM unnest(%(event_id)s::uuid[], %(topic)s::text[], %(key)s::text[], %(event_type)s::text[],
+                %(source)s::text[], %(payload)s::text[], %(traceparent)s::text[])
+         WITH ORDINALITY AS e(event_id, topic, key, event_type, source, payload, traceparent, position),
+         serialised
+    ORDER BY e.position
+    RETURNING id, topic, key
+),
+queued AS (INSERT INTO outbox_pending (id, topic, key) SELECT id, topic, key FROM written)
+SELECT pg_notify(%(channel)s, '') WHERE EXISTS (SELECT FROM written)
 """
 
 

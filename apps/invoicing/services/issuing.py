@@ -95,7 +95,8 @@ def invoice_issue_for_routes(*, routes: Sequence[RouteToInvoice]) -> list[Invoic
     `invoice_issue_for_route` called for each; returns each route's current invoice, in order.
 
     Routes without an invoice yet are issued together: one counter update numbers them all, invoices and
-    lines are bulk-inserted, their PDFs are queued with one task. A route that already has an invoice (in the
+    lines are bulk-inserted, their InvoiceGenerated rows written with one statement, their PDFs queued with
+    one task. A route that already has an invoice (in the
     database or earlier in this batch) takes the single path at its place in the order (credit note and
     replacement, or a stale calculation ignored). Any missing billing account raises: nothing is issued.
     """
@@ -152,9 +153,9 @@ def _issue_fresh(items: list[RouteToInvoice], accounts: dict[int, BillingAccount
     )
     traceparents: list[str | None] = []
     for item, invoice in zip(items, invoices, strict=True):
-        with _item_context(item), log_context(invoice_id=invoice.pk):  # as the consumer runs a single handler
-            outbox.publish(_invoice_generated(invoice))
+        with _item_context(item), log_context(invoice_id=invoice.pk):  # each continues its route event's trace
             traceparents.append(current_traceparent())
+    outbox.publish_many([_invoice_generated(invoice) for invoice in invoices], traceparents=traceparents)
     invoice_ids = [invoice.pk for invoice in invoices]
     invoice_renders_queue_on_commit(invoice_ids=invoice_ids, traceparents=traceparents)
     transaction.on_commit(lambda: INVOICES_ISSUED.labels(Invoice.Kind.INVOICE).inc(len(invoice_ids)), robust=True)
