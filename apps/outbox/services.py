@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import uuid
 from collections.abc import Callable, Sequence
@@ -74,11 +75,9 @@ def publish_many(events: Sequence[DomainEvent], *, traceparents: Sequence[str | 
     if not events:
         return []
     current = current_traceparent() or ""
-    created_at = timezone.now()
     event_ids = [uuid.uuid4() for _ in events]
-    columns: dict[str, list[object]] = {name: [] for name in (
-        "lock_id", "event_id", "topic", "key", "event_type", "source", "payload", "traceparent",
-    )}
+    rows: list[dict[str, str]] = []
+    lock_ids: set[int] = set()
     checked: set[type[DomainEvent]] = set()
     for index, event in enumerate(events):
         cls = type(event)
@@ -87,17 +86,17 @@ def publish_many(events: Sequence[DomainEvent], *, traceparents: Sequence[str | 
                 raise OutboxError(f"{cls.__name__} is not a registered event type")
             checked.add(cls)
         topic, key = cls.topic(), event.partition_key()
-        for name, value in (
-            ("lock_id", advisory_lock_id(topic.encode(), key.encode())), ("event_id", event_ids[index]),
-            ("topic", topic), ("key", key), ("event_type", cls.ce_type()), ("source", cls.ce_source()),
-            ("payload", _validated_json(event)),
-            ("traceparent", (traceparents[index] or "") if traceparents is not None else current),
-        ):
-            columns[name].append(value)
+        lock_ids.add(advisory_lock_id(topic.encode(), key.encode()))
+        rows.append({
+            "event_id": str(event_ids[index]), "topic": topic, "key": key, "event_type": cls.ce_type(),
+            "source": cls.ce_source(), "payload": _validated_json(event),
+            "traceparent": (traceparents[index] or "") if traceparents is not None else current,
+        })
     with connection.cursor() as cursor:
+        # The rows as one JSON document: client-side binding quotes each element of an array in Python.
         cursor.execute(_PUBLISH_MANY, {
-            **columns, "lock_ids": sorted(set(columns.pop("lock_id"))), "created_at": created_at,
-            "channel": NOTIFY_CHANNEL,
+            "lock_ids": sorted(lock_ids), "rows": json.dumps(rows, ensure_ascii=False),
+            "created_at": timezone.now(), "channel": NOTIFY_CHANNEL,
         })
     return event_ids
 
@@ -145,11 +144,11 @@ written AS (
         (event_id, topic, key, event_type, source, payload, traceparent, created_at, state, attempts, last_error)
     SELECT e.event_id, e.topic, e.key, e.event_type, e.source, e.payload, e.traceparent, %(created_at)s,
            'pending', 0, ''
-    FROM unnest(%(event_id)s::uuid[], %(topic)s::text[], %(key)s::text[], %(event_type)s::text[],
-                %(source)s::text[], %(payload)s::text[], %(traceparent)s::text[])
-         WITH ORDINALITY AS e(event_id, topic, key, event_type, source, payload, traceparent, position),
+    FROM jsonb_array_elements(%(rows)s::jsonb) WITH ORDINALITY AS r(row, position)
+         CROSS JOIN LATERAL jsonb_to_record(r.row)
+             AS e(event_id uuid, topic text, key text, event_type text, source text, payload text, traceparent text),
          serialised
-    ORDER BY e.position
+    ORDER BY r.position
     RETURNING id, topic, key
 ),
 queued AS (INSERT INTO outbox_pending (id, topic, key) SELECT id, topic, key FROM written)
