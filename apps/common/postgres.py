@@ -10,7 +10,8 @@ from collections.abc import Sequence
 from decimal import Decimal
 from typing import Any
 
-from django.db import connection
+from django.db import DEFAULT_DB_ALIAS, connections
+from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models import Field, JSONField, Model
 
 
@@ -44,15 +45,16 @@ def insert_rows(objs: Sequence[Model]) -> None:
         return
     model = type(objs[0])
     opts = model._meta
+    db = connections[DEFAULT_DB_ALIAS]  # the wrapper itself: each attribute of the `connection` proxy is a lookup
     fields = [f for f in opts.concrete_fields if not (f.primary_key and f.get_internal_type().endswith("AutoField"))]
-    quote = connection.ops.quote_name
+    quote = db.ops.quote_name
     rows = [
-        {f.column: _json_value(f, f.pre_save(obj, True)) for f in fields} | {"_position": position}
+        {f.column: _json_value(f, f.pre_save(obj, True), db) for f in fields} | {"_position": position}
         for position, obj in enumerate(objs)
     ]
     columns = ", ".join(quote(f.column) for f in fields)
-    types = ", ".join(f"{quote(f.column)} {f.db_type(connection)}" for f in fields)
-    with connection.cursor() as cursor:
+    types = ", ".join(f"{quote(f.column)} {f.db_type(db)}" for f in fields)
+    with db.cursor() as cursor:
         cursor.execute(
             f"INSERT INTO {quote(opts.db_table)} ({columns}) SELECT {columns} "
             f"FROM jsonb_to_recordset(%s::jsonb) AS r({types}, _position integer) ORDER BY _position "
@@ -63,13 +65,13 @@ def insert_rows(objs: Sequence[Model]) -> None:
     for obj, key in zip(objs, keys, strict=True):
         obj.pk = key
         obj._state.adding = False
-        obj._state.db = connection.alias
+        obj._state.db = db.alias
 
 
-def _json_value(field: Field, value: Any) -> Any:  # noqa: ANN401 - any field's value
+def _json_value(field: Field, value: Any, db: BaseDatabaseWrapper) -> Any:  # noqa: ANN401 - any field's value
     if isinstance(field, JSONField):
         return value  # the document itself, nested in the row (its column is jsonb)
-    return field.get_db_prep_save(value, connection)
+    return field.get_db_prep_save(value, db)
 
 
 def _json_default(value: Any) -> str:  # noqa: ANN401 - whatever json cannot encode itself
