@@ -23,6 +23,9 @@ Own database (BENCH_INVOICING_DATABASE, default logiflow_bench_invoicing, on DAT
 runs different names), own Tansu unless KAFKA_BOOTSTRAP_SERVERS is set (BENCH_BROKER=kafka: its own Apache Kafka,
 names prefixed `kafka.`).
 Sizes: BENCH_INVOICE_EVENTS (default 20000; 0 skips the drain), BENCH_PDF_INVOICES (default 30).
+BENCH_BASELINE_ROOT=<another checkout> first runs the drain with that checkout's consumer on the same database, broker
+and payload (`baseline_invoice_drain_per_s`, `baseline_drain_cpu_us_per_event`, ...): a change against its base in
+one run. Its migrations must match.
 BENCH_PROFILE=1 samples the consumer with py-spy (requirements-bench.txt) into var/bench/invoicing-consumer-profile.txt
 (collapsed stacks) and, on the embedded PostgreSQL, loads pg_stat_statements: var/bench/invoicing-statements.txt.
 """
@@ -45,6 +48,7 @@ import cpu  # noqa: E402
 EVENTS = int(os.environ.get("BENCH_INVOICE_EVENTS", "20000"))
 PDF_INVOICES = int(os.environ.get("BENCH_PDF_INVOICES", "30"))
 PROFILE = os.environ.get("BENCH_PROFILE", "") not in ("", "0")
+BASELINE_ROOT = os.environ.get("BENCH_BASELINE_ROOT", "")
 TRUCKS = 1000  # ordering keys
 CUSTOMERS = 50
 TOPIC = "routing.events"
@@ -153,7 +157,8 @@ DRAIN_APP = "logiflow-bench-drain"  # PGAPPNAME of the consumer's connections, t
 RELAY_APP = "logiflow-bench-drain-relay"
 
 
-def drain_benchmark(url: str, bootstrap: str, count: int) -> None:
+def drain_benchmark(url: str, bootstrap: str, count: int, *, root: Path = common.ROOT, prefix: str = "") -> None:
+    """The drain lines (each name prefixed by `prefix`) for the consumer of the checkout `root`."""
     from apps.common.kafka import ensure_topics
 
     ensure_topics([TOPIC, "invoicing.events"])
@@ -170,15 +175,15 @@ def drain_benchmark(url: str, bootstrap: str, count: int) -> None:
             raise SystemExit(f"relay did not drain the backlog; see {common.log_dir() / 'invoicing-relay.log'}")
         last_published = scalar("SELECT extract(epoch FROM max(published_at)) FROM outbox_outboxevent")
         relay_rate = count / (float(last_published) - committed)
-        common.figure("relay_publish_per_s", relay_rate)
+        common.figure(f"{prefix}relay_publish_per_s", relay_rate)
 
-        consumer = common.start_manage(["consume", "invoicing", "--group-id", group_id],
+        consumer = common.start_manage(["consume", "invoicing", "--group-id", group_id], root=root,
                                        env={**env, "PGAPPNAME": DRAIN_APP},
                                        log=common.log_dir() / "invoicing-consumer.log")
         if PROFILE:
             profiler = start_profiler(consumer.pid)
             statements = reset_statements()
-        meters = DrainMeters(consumer_pid=consumer.pid, relay_pid=relay.pid)
+        meters = DrainMeters(consumer_pid=consumer.pid, relay_pid=relay.pid, prefix=prefix)
         issued = "SELECT count(*) FROM invoicing_invoice"
         if not common.wait_for_count("invoicing: issued", lambda: meters.observe(scalar(issued)), count,
                                      timeout=1800, interval=0.5):
@@ -190,9 +195,9 @@ def drain_benchmark(url: str, bootstrap: str, count: int) -> None:
             # issued_at is the transaction's time: a backlog that fits in one consumer batch cannot be timed.
             raise SystemExit(f"all {count} invoices were issued in one transaction; raise BENCH_INVOICE_EVENTS")
         drain_rate = (count - 1) / (float(last) - float(first))
-        common.figure("invoice_events", count)
-        common.figure("invoice_drain_per_s", drain_rate)
-        common.figure("invoice_drain_vs_relay_ratio", drain_rate / relay_rate)
+        common.figure(f"{prefix}invoice_events", count)
+        common.figure(f"{prefix}invoice_drain_per_s", drain_rate)
+        common.figure(f"{prefix}invoice_drain_vs_relay_ratio", drain_rate / relay_rate)
         meters.report()
         if PROFILE and statements:
             from relay import statements_report
@@ -212,7 +217,8 @@ class DrainMeters:
     """CPU time per invoice of the consumer, the relay (publishing InvoiceGenerated) and the broker, each with
     its PostgreSQL backends, from the first invoice seen to the last: process start and group join excluded."""
 
-    def __init__(self, *, consumer_pid: int, relay_pid: int) -> None:
+    def __init__(self, *, consumer_pid: int, relay_pid: int, prefix: str = "") -> None:
+        self.prefix = prefix
         self.pids = {"drain": [consumer_pid], "drain_relay": [relay_pid], "drain_broker": list(common.BROKER_PIDS)}
         self.apps = {"drain": DRAIN_APP, "drain_relay": RELAY_APP}
         self.meters: dict[str, cpu.Meter] = {}
@@ -244,10 +250,10 @@ class DrainMeters:
             if meter.measured:
                 us = cpu.per_event_us(self.seconds[name], events)
                 total += us
-                common.figure(f"{name}_cpu_us_per_event", us)
-        common.figure("drain_cpu_events", events)
-        common.figure("drain_total_cpu_us_per_event", total)
-        common.figure("drain_max_per_s_on_2_cores", cpu.max_per_s(2, total))
+                common.figure(f"{self.prefix}{name}_cpu_us_per_event", us)
+        common.figure(f"{self.prefix}drain_cpu_events", events)
+        common.figure(f"{self.prefix}drain_total_cpu_us_per_event", total)
+        common.figure(f"{self.prefix}drain_max_per_s_on_2_cores", cpu.max_per_s(2, total))
 
 
 def start_profiler(pid: int):  # noqa: ANN201
@@ -328,6 +334,8 @@ def main() -> None:
         database = os.environ.get("BENCH_INVOICING_DATABASE", "logiflow_bench_invoicing")
         preload = ("pg_stat_statements",) if PROFILE else ()
         with common.environment(database, preload=preload) as (bootstrap, url):
+            if EVENTS and BASELINE_ROOT:
+                drain_benchmark(url, bootstrap, EVENTS, root=Path(BASELINE_ROOT).resolve(), prefix="baseline_")
             if EVENTS:
                 drain_benchmark(url, bootstrap, EVENTS)
             pdf_benchmark(PDF_INVOICES)
