@@ -48,6 +48,8 @@ def insert_rows(objs: Sequence[Model]) -> None:
     db = connections[DEFAULT_DB_ALIAS]  # the wrapper itself: each attribute of the `connection` proxy is a lookup
     fields = [f for f in opts.concrete_fields if not (f.primary_key and f.get_internal_type().endswith("AutoField"))]
     quote = db.ops.quote_name
+    for obj in objs:  # a related object saved after this one was built: take its key now, as bulk_create does
+        obj._prepare_related_fields_for_save(operation_name="insert_rows")
     rows = [
         {f.column: _json_value(f, f.pre_save(obj, True), db) for f in fields} | {"_position": position}
         for position, obj in enumerate(objs)

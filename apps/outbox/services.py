@@ -65,8 +65,9 @@ def publish_many(events: Sequence[DomainEvent], *, traceparents: Sequence[str | 
     statement; returns the event ids in order. `traceparents[i]`, when given, is event i's trace (else the current
     one's, for all of them).
 
-    Rows get ids in the order of `events`. The per-key advisory locks are all taken, in lock id order (two batch
-    writers cannot deadlock on each other), before any id is drawn: per-key order is commit order, as for `publish`.
+    Rows get ids in the order of `events`. The per-key advisory locks are all taken, in lock id order (two batches
+    over the same keys wait for each other instead of deadlocking), before any id is drawn: per-key order is commit
+    order, as for `publish`.
     """
     if not connection.in_atomic_block:
         raise OutboxError("outbox.publish_many() must run inside transaction.atomic(); nothing was written")

@@ -81,3 +81,22 @@ def test_insert_rows_stores_every_field_as_bulk_create_does_and_sets_the_keys() 
     for invoice in ours:
         assert (stored[invoice.pk].number, stored[invoice.pk].route_id) == (invoice.number, invoice.route_id)
         assert {f: getattr(stored[invoice.pk], f) for f in fields} == {f: getattr(stored[django.pk], f) for f in fields}
+
+
+@pytest.mark.django_db
+def test_insert_rows_takes_the_key_of_a_related_object_saved_after_the_row_was_built() -> None:
+    from apps.common.postgres import insert_rows
+    from apps.invoicing.models import Invoice, InvoiceLine
+    from apps.invoicing.services.issuing import invoice_issue_for_route
+    from tests.invoicing.factories import BillingAccountFactory, three_stop_route
+
+    BillingAccountFactory()
+    template = invoice_issue_for_route(route=three_stop_route(route_id=1))
+    invoice = Invoice(**{f.attname: getattr(template, f.attname) for f in Invoice._meta.concrete_fields
+                         if f.attname not in ("id", "number", "route_id")}, number="LF-2026-999999", route_id=2)
+    line = InvoiceLine(invoice=invoice, position=1, kind="distance", description="d", quantity=1, unit="km",
+                       unit_price=1, amount=1)  # built before its invoice has a key
+    insert_rows([invoice])
+    insert_rows([line])
+
+    assert InvoiceLine.objects.get(pk=line.pk).invoice_id == invoice.pk
