@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
+BROKER_PIDS: list[int] = []  # the broker process this run started (none for KAFKA_BOOTSTRAP_SERVERS): its CPU time
 
 
 def database_url(name: str, *, preload: tuple[str, ...] = (), restart_settings: tuple[str, ...] = ()) -> str:
@@ -119,9 +120,12 @@ def broker(log_dir: Path) -> Iterator[str]:
     else:
         process = EmbeddedBroker(port=free_port(), log_path=log_dir / "tansu.log")
     process.start()
+    if process.process is not None:
+        BROKER_PIDS.append(process.process.pid)
     try:
         yield process.bootstrap_servers
     finally:
+        BROKER_PIDS.clear()
         process.stop()
 
 

@@ -7,6 +7,16 @@ Prints, one per line:
                             OUTBOX_RELAY_PIPELINE_DEPTH 1 and 2 (one relay process each, one after the other)
   relay_events_per_s        the one at the default depth (2)
   relay_vs_producer_ratio   relay_events_per_s / raw_producer_msgs_per_s
+  producer_cpu_us_per_event, producer_broker_cpu_us_per_event
+                            CPU time (user + system, all threads, /proc) per message of the bare producer's process
+                            and of the broker while it sends
+  relay_cpu_us_per_event, relay_db_cpu_us_per_event, relay_broker_cpu_us_per_event
+                            the same for the relay process (default depth), its PostgreSQL backends (found by
+                            application_name; the embedded PostgreSQL only) and the broker, over its drain
+  producer_max_per_s_on_2_cores, relay_max_per_s_on_2_cores
+                            2e6 / the CPU µs per event of each with the broker's: the rate that cost allows on 2 cores
+  relay_vs_producer_cpu_ratio
+                            the producer's CPU per event ÷ the relay's: the ratio the CPU cost allows on any machine
   relay_first_row_ms        commit → published of the first row a fresh relay sends (its producer's start-up)
   latency_p50_ms / _p99_ms  commit → broker-acknowledged-and-marked, at a steady 200 events/s, after that first row
 
@@ -32,6 +42,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import common  # noqa: E402
+import cpu  # noqa: E402
 
 EVENTS = int(os.environ.get("BENCH_EVENTS", "100000"))
 WARMUP = 10_000
@@ -43,6 +54,8 @@ PROFILE = os.environ.get("BENCH_PROFILE", "") not in ("", "0")
 PRELOAD = ("pg_stat_statements",) if PROFILE else ()
 TOPIC = "routing.events"
 RAW_TOPIC = "bench.raw"
+RELAY_APP = "logiflow-bench-relay"  # PGAPPNAME of the relay's connections, to find its PostgreSQL backends
+cpu_us: dict[str, float] = {}  # CPU µs per event of each process in the last measured run (bench/cpu.py)
 
 
 def sample_event(truck_id: int = 1):  # noqa: ANN201
@@ -101,9 +114,14 @@ def raw_producer_rate(payload: str, count: int) -> float:
 
     send(WARMUP)
     delivered = 0
+    broker = cpu.Meter().start(common.BROKER_PIDS)
+    cpu_started = time.process_time()  # this process, every thread (librdkafka's too)
     started = time.perf_counter()
     send(count)
     elapsed = time.perf_counter() - started
+    cpu_us["producer"] = cpu.per_event_us(time.process_time() - cpu_started, count)
+    if broker.measured:
+        cpu_us["producer_broker"] = cpu.per_event_us(broker.stop(), count)
     assert delivered == count, f"raw producer delivered {delivered} of {count}"
     producer.close()
     return count / elapsed
@@ -145,27 +163,35 @@ def relay_rate(payload: str, count: int, *, command: list[str], env: dict[str, s
     """Events/s of one relay process started by `command` (from `root`), on an emptied outbox."""
     reset_outbox()
     log = common.log_dir() / "relay.log"
-    relay = common.start_manage(command, env=env, log=log, root=root)
+    relay = common.start_manage(command, env={**env, "PGAPPNAME": RELAY_APP}, log=log, root=root)
     try:
-        return _drain_rate(payload, count)
+        return _drain_rate(payload, count, relay.pid)
     finally:
         code = common.stop(relay, timeout=120)
         if code != 0:
             print(f"relay exited with {code}; see {log}", file=sys.stderr)
 
 
-def _drain_rate(payload: str, count: int) -> float:
-    """Events/s: from the commit of `count` rows to the last one marked published."""
+def _drain_rate(payload: str, count: int, relay_pid: int) -> float:
+    """Events/s: from the commit of `count` rows to the last one marked published. CPU time per event of the
+    relay, its PostgreSQL backends and the broker over the same window go to `cpu_us`."""
     from django.db import connection
 
     prefill(payload, WARMUP)
     if not common.wait_until(lambda: pending() == 0, timeout=120, interval=0.05):
         raise SystemExit(f"relay did not drain the warm-up rows; see {common.log_dir() / 'relay.log'}")
     _vacuum()
+    meters = {"relay": cpu.Meter().start([relay_pid]), "relay_db": cpu.Meter().start(cpu.backend_pids(RELAY_APP)),
+              "relay_broker": cpu.Meter().start(common.BROKER_PIDS)}
     prefill(payload, count)
     committed = time.time()  # the relay cannot see a row before this commit
     if not common.wait_for_count("relay: published", lambda: count - pending(), count, timeout=600):
         raise SystemExit(f"relay did not drain the outbox; see {common.log_dir() / 'relay.log'}")
+    backends = cpu.backend_pids(RELAY_APP)
+    for name, meter in meters.items():
+        seconds = meter.stop(backends if name == "relay_db" else [])
+        if meter.measured:
+            cpu_us[name] = cpu.per_event_us(seconds, count)
     with connection.cursor() as cursor:
         cursor.execute(
             "SELECT count(*), extract(epoch FROM max(published_at)) FROM outbox_outboxevent "
@@ -175,6 +201,20 @@ def _drain_rate(payload: str, count: int) -> float:
         published, last = cursor.fetchone()
     assert published == count, f"{published} of {count} published"
     return count / (float(last) - committed)
+
+
+def cpu_figures() -> None:
+    """CPU µs per event of the bare producer and of the last relay run (the default depth's, unless a baseline
+    ran after it), each with the broker's, and the rate each cost allows with 2 cores doing nothing else."""
+    for name in ("producer", "producer_broker", "relay", "relay_db", "relay_broker"):
+        if name in cpu_us:
+            common.figure(f"{name}_cpu_us_per_event", cpu_us[name])
+    producer = cpu_us["producer"] + cpu_us.get("producer_broker", 0.0)
+    relay = sum(cpu_us.get(name, 0.0) for name in ("relay", "relay_db", "relay_broker"))
+    common.figure("producer_max_per_s_on_2_cores", cpu.max_per_s(2, producer))
+    if relay:
+        common.figure("relay_max_per_s_on_2_cores", cpu.max_per_s(2, relay))
+        common.figure("relay_vs_producer_cpu_ratio", producer / relay)
 
 
 def commit_latencies(seconds: float) -> list[float]:
@@ -293,6 +333,7 @@ def main() -> None:
         rate = rates["relay_depth2"]
         common.figure("relay_events_per_s", rate)
         common.figure("relay_vs_producer_ratio", rate / raw)
+        cpu_figures()
         if PROFILE:
             common.figure("relay_profiled_events_per_s", profiled_rate(payload, env))
 

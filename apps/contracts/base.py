@@ -20,6 +20,9 @@ _NAME = re.compile(r"^[a-z][a-z_]*$")
 READING: dict[str, bool] = {"reading": True}
 
 
+_KNOWN_FIELDS: dict[type, frozenset[str]] = {}  # a contract class -> its field names and aliases
+
+
 class Contract(BaseModel):
     """A part of an event's payload: closed to writers, open to readers.
 
@@ -36,7 +39,11 @@ class Contract(BaseModel):
     def _ignore_unknown_fields_when_reading(cls, data: Any, info: ValidationInfo) -> Any:
         if not (info.context or {}).get("reading") or not isinstance(data, dict):
             return data
-        known = set(cls.model_fields) | {field.alias for field in cls.model_fields.values() if field.alias}
+        known = _KNOWN_FIELDS.get(cls)
+        if known is None:  # once per class: this runs for every nested model of every message a consumer reads
+            known = _KNOWN_FIELDS[cls] = frozenset(cls.model_fields) | {
+                field.alias for field in cls.model_fields.values() if field.alias
+            }
         return {name: value for name, value in data.items() if name in known}
 
 

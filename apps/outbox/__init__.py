@@ -1,5 +1,6 @@
 """The transactional outbox, the publishing half of the event spine. The rest of the code uses one verb:
-`apps.outbox.publish(event)`; the relay (the package `relay`) sends committed rows to Kafka.
+`apps.outbox.publish(event)` (`publish_many(events)` for a batch); the relay (the package `relay`) sends committed
+rows to Kafka.
 
 It may import `apps.contracts` and `apps.common`."""
 
@@ -9,6 +10,8 @@ import uuid
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from apps.contracts.base import DomainEvent
 
 
@@ -17,3 +20,11 @@ def publish(event: DomainEvent) -> uuid.UUID:
     from apps.outbox.services import publish as _publish
 
     return _publish(event)
+
+
+def publish_many(events: Sequence[DomainEvent], *, traceparents: Sequence[str | None] | None = None) -> list[uuid.UUID]:
+    """Write `events` to the outbox in the current transaction, in one statement (see
+    `apps.outbox.services.publish_many`)."""
+    from apps.outbox.services import publish_many as _publish_many
+
+    return _publish_many(events, traceparents=traceparents)

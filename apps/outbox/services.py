@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import uuid
 from collections.abc import Callable, Sequence
@@ -59,6 +60,48 @@ def publish(event: DomainEvent) -> uuid.UUID:
     return row.event_id
 
 
+def publish_many(events: Sequence[DomainEvent], *, traceparents: Sequence[str | None] | None = None) -> list[uuid.UUID]:
+    """`publish` for several events at once (a consumer batch's): the same rows, queue entries and wake-up, in one
+    statement; returns the event ids in order. `traceparents[i]`, when given, is event i's trace (else the current
+    one's, for all of them).
+
+    Rows get ids in the order of `events`. The per-key advisory locks are all taken, in lock id order (two batches
+    over the same keys wait for each other instead of deadlocking), before any id is drawn: per-key order is commit
+    order, as for `publish`.
+    """
+    if not connection.in_atomic_block:
+        raise OutboxError("outbox.publish_many() must run inside transaction.atomic(); nothing was written")
+    if traceparents is not None and len(traceparents) != len(events):
+        raise ValueError("publish_many needs one traceparent per event")
+    if not events:
+        return []
+    current = current_traceparent() or ""
+    event_ids = [uuid.uuid4() for _ in events]
+    rows: list[dict[str, str]] = []
+    lock_ids: set[int] = set()
+    checked: set[type[DomainEvent]] = set()
+    for index, event in enumerate(events):
+        cls = type(event)
+        if cls not in checked:
+            if event_class(cls.ce_type()) is not cls:
+                raise OutboxError(f"{cls.__name__} is not a registered event type")
+            checked.add(cls)
+        topic, key = cls.topic(), event.partition_key()
+        lock_ids.add(advisory_lock_id(topic.encode(), key.encode()))
+        rows.append({
+            "event_id": str(event_ids[index]), "topic": topic, "key": key, "event_type": cls.ce_type(),
+            "source": cls.ce_source(), "payload": _validated_json(event),
+            "traceparent": (traceparents[index] or "") if traceparents is not None else current,
+        })
+    with connection.cursor() as cursor:
+        # The rows as one JSON document: client-side binding quotes each element of an array in Python.
+        cursor.execute(_PUBLISH_MANY, {
+            "lock_ids": sorted(lock_ids), "rows": json.dumps(rows, ensure_ascii=False),
+            "created_at": timezone.now(), "channel": NOTIFY_CHANNEL,
+        })
+    return event_ids
+
+
 def _validated_json(event: DomainEvent) -> str:
     """Re-validate at write time: `model_construct` or mutation could have bypassed the schema."""
     cls = type(event)
@@ -87,6 +130,30 @@ written AS (
 ),
 queued AS (INSERT INTO outbox_pending (id, topic, key) SELECT id, %(topic)s, %(key)s FROM written)
 SELECT pg_notify(%(channel)s, '') FROM written
+"""
+
+
+# `_PUBLISH` for many rows: every lock first (the aggregate runs to its end before the sort hands the INSERT a row,
+# so no id is drawn before all locks are held), then the rows in the given order, their queue entries, one NOTIFY.
+_PUBLISH_MANY = """
+WITH serialised AS (
+    SELECT count(pg_advisory_xact_lock(lock_id)) AS locks
+    FROM (SELECT lock_id FROM unnest(%(lock_ids)s::bigint[]) AS lock_id ORDER BY lock_id) AS ordered
+),
+written AS (
+    INSERT INTO outbox_outboxevent
+        (event_id, topic, key, event_type, source, payload, traceparent, created_at, state, attempts, last_error)
+    SELECT e.event_id, e.topic, e.key, e.event_type, e.source, e.payload, e.traceparent, %(created_at)s,
+           'pending', 0, ''
+    FROM jsonb_array_elements(%(rows)s::jsonb) WITH ORDINALITY AS r(row, position)
+         CROSS JOIN LATERAL jsonb_to_record(r.row)
+             AS e(event_id uuid, topic text, key text, event_type text, source text, payload text, traceparent text),
+         serialised
+    ORDER BY r.position
+    RETURNING id, topic, key
+),
+queued AS (INSERT INTO outbox_pending (id, topic, key) SELECT id, topic, key FROM written)
+SELECT pg_notify(%(channel)s, '') WHERE EXISTS (SELECT FROM written)
 """
 
 

@@ -10,7 +10,8 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
-from django.db import transaction
+from django.db import connection, transaction
+from django.test.utils import CaptureQueriesContext
 
 from apps.contracts import InvoiceGenerated
 from apps.invoicing.models import Invoice, InvoiceNumberCounter
@@ -270,3 +271,18 @@ def test_a_batch_queues_its_pdf_renders_with_one_message_after_commit(celery_que
     keys = ["route:11", "route:12", "route:13"]
     published = dict(OutboxEvent.objects.filter(key__in=keys).values_list("key", "traceparent"))
     assert traceparents == [published[f"route:{i.route_id}"] for i in issued]
+
+
+def test_a_batch_of_new_routes_takes_the_same_statements_whatever_its_size() -> None:
+    """Per invoice nothing goes to the database alone: numbering, invoices, lines and InvoiceGenerated rows are each
+    one statement for the whole batch."""
+    BillingAccountFactory()
+    invoice_issue_for_route(route=three_stop_route(route_id=1))  # the year's counter exists
+    statements = []
+    for route_ids in ((11, 12), (21, 22, 23, 24, 25, 26)):
+        with CaptureQueriesContext(connection) as queries:
+            invoice_issue_for_routes(routes=[delivered(route_id=route_id) for route_id in route_ids])
+        statements.append(len(queries))
+
+    assert statements[0] == statements[1]
+    assert Invoice.objects.count() == 9 and len(invoice_events()) == 9

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 from django.contrib.auth.models import Group
-from django.db import transaction
+from django.db import connection, transaction
+from django.test.utils import CaptureQueriesContext
 
 from apps import outbox
 from apps.common.tracing import trace_context
@@ -81,3 +82,38 @@ def test_publish_queues_the_row_for_the_relay_in_the_same_transaction() -> None:
         event_id = outbox.publish(route_calculated(truck_id=8))
     [queued] = PendingEvent.objects.select_related("event")
     assert (queued.event.event_id, queued.key) == (event_id, "truck:8")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_publish_many_writes_what_publish_writes_in_order_with_one_statement() -> None:
+    events = [route_calculated(route_id=route_id, truck_id=truck_id)
+              for route_id, truck_id in ((1, 7), (2, 8), (3, 7))]
+    with transaction.atomic():
+        one_by_one = [outbox.publish(event) for event in events]
+        expected = [(r.topic, r.key, r.event_type, r.source, r.payload, r.state)
+                    for r in OutboxEvent.objects.order_by("id")]
+        transaction.set_rollback(True)
+
+    with transaction.atomic(), CaptureQueriesContext(connection) as queries:
+        event_ids = outbox.publish_many(events, traceparents=["00-" + "1" * 32 + "-" + "2" * 16 + "-01", None, ""])
+    assert len(queries) == 1 and len(one_by_one) == 3
+
+    rows = list(OutboxEvent.objects.order_by("id"))
+    assert [(r.topic, r.key, r.event_type, r.source, r.payload, r.state) for r in rows] == expected
+    assert [r.event_id for r in rows] == event_ids
+    assert [r.traceparent for r in rows] == ["00-" + "1" * 32 + "-" + "2" * 16 + "-01", "", ""]
+    assert list(PendingEvent.objects.order_by("pk").values_list("pk", "key")) == [
+        (r.pk, r.key) for r in rows
+    ]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_publish_many_with_an_invalid_event_writes_nothing_and_rolls_the_business_write_back() -> None:
+    events = [route_calculated(route_id=1), route_calculated(route_id=2).model_copy(update={"stops": []})]
+    with pytest.raises(EventSchemaError, match="stops"), transaction.atomic():
+        Group.objects.create(name="business row")
+        outbox.publish_many(events)
+    assert OutboxEvent.objects.count() == 0
+    assert not Group.objects.filter(name="business row").exists()
+    with pytest.raises(OutboxError, match="inside transaction.atomic"):
+        outbox.publish_many(events[:1])

@@ -24,6 +24,7 @@ from django.utils import timezone
 from apps import outbox
 from apps.common.errors import ApplicationError
 from apps.common.metrics import INVOICES_ISSUED
+from apps.common.postgres import insert_rows
 from apps.common.tracing import current_traceparent, log_context, trace_context
 from apps.contracts import InvoiceGenerated, RouteCalculated
 from apps.invoicing.models import BillingAccount, Invoice, InvoiceLine
@@ -94,10 +95,11 @@ def invoice_issue_for_routes(*, routes: Sequence[RouteToInvoice]) -> list[Invoic
     """Issue the invoices of several calculations (a consumer batch), in order, with exactly the results of
     `invoice_issue_for_route` called for each; returns each route's current invoice, in order.
 
-    Routes without an invoice yet are issued together: one counter update numbers them all, invoices and
-    lines are bulk-inserted, their PDFs are queued with one task. A route that already has an invoice (in the
-    database or earlier in this batch) takes the single path at its place in the order (credit note and
-    replacement, or a stale calculation ignored). Any missing billing account raises: nothing is issued.
+    Routes without an invoice yet are issued together: one counter update numbers them all; invoices, lines and
+    InvoiceGenerated rows are written with one statement each; their PDFs are queued with one task. A route that
+    already has an invoice (in the database or earlier in this batch) takes the single path at its place in the
+    order (credit note and replacement, or a stale calculation ignored). Any missing billing account raises:
+    nothing is issued.
     """
     year = lock_year()
     route_ids = sorted({item.route.route_id for item in routes})
@@ -146,15 +148,14 @@ def _issue_fresh(items: list[RouteToInvoice], accounts: dict[int, BillingAccount
                        issued_at=issued_at, source_event_id=item.source_event_id, source_edit_id=item.source_edit_id)
         for item, number in zip(items, numbers, strict=True)
     ]
-    invoices = Invoice.objects.bulk_create([invoice for invoice, _ in built], batch_size=1000)
-    InvoiceLine.objects.bulk_create(
-        [line for invoice, priced in built for line in _lines(invoice, priced)], batch_size=1000
-    )
+    invoices = [invoice for invoice, _ in built]
+    insert_rows(invoices)
+    insert_rows([line for invoice, priced in built for line in _lines(invoice, priced)])
     traceparents: list[str | None] = []
     for item, invoice in zip(items, invoices, strict=True):
-        with _item_context(item), log_context(invoice_id=invoice.pk):  # as the consumer runs a single handler
-            outbox.publish(_invoice_generated(invoice))
+        with _item_context(item), log_context(invoice_id=invoice.pk):  # each continues its route event's trace
             traceparents.append(current_traceparent())
+    outbox.publish_many([_invoice_generated(invoice) for invoice in invoices], traceparents=traceparents)
     invoice_ids = [invoice.pk for invoice in invoices]
     invoice_renders_queue_on_commit(invoice_ids=invoice_ids, traceparents=traceparents)
     transaction.on_commit(lambda: INVOICES_ISSUED.labels(Invoice.Kind.INVOICE).inc(len(invoice_ids)), robust=True)
