@@ -23,6 +23,12 @@ def safe_text(text: str, *, limit: int | None = None) -> str:
     return cleaned if limit is None else cleaned[:limit]
 
 
+def int_array(values: Sequence[int]) -> str:
+    """An integer array as PostgreSQL's text literal, for a `%s::bigint[]` parameter: psycopg adapts a list element
+    by element in Python (about 0.5 µs each), which on the relay's path cost more than the statement it feeds."""
+    return "{" + ",".join(map(str, values)) + "}"
+
+
 def advisory_lock_id(*parts: bytes) -> int:
     """A signed 64-bit id for `pg_advisory_xact_lock`, from the parts joined by NUL bytes (blake2b, 8 bytes).
 

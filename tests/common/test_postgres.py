@@ -5,8 +5,9 @@ from __future__ import annotations
 import uuid
 
 import pytest
+from django.db import connection
 
-from apps.common.postgres import advisory_lock_id, safe_text
+from apps.common.postgres import advisory_lock_id, int_array, safe_text
 
 # Computed with the code these ids came from (outbox.services._write, consumers.services._lock_id): a rolling
 # deploy runs old and new processes side by side, so they must take the very same locks.
@@ -100,3 +101,11 @@ def test_insert_rows_takes_the_key_of_a_related_object_saved_after_the_row_was_b
     insert_rows([line])
 
     assert InvoiceLine.objects.get(pk=line.pk).invoice_id == invoice.pk
+
+
+@pytest.mark.django_db
+def test_an_integer_array_literal_reads_back_as_the_same_integers() -> None:
+    values = [0, 1, -7, 2**62, 42]
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT %s::bigint[], %s::bigint[]", [int_array(values), int_array([])])
+        assert cursor.fetchone() == (values, [])

@@ -13,7 +13,7 @@ from typing import Any
 
 from django.db import connection
 
-from apps.common.postgres import safe_text
+from apps.common.postgres import int_array, safe_text
 from apps.outbox.relay.holds import Held
 
 NOTHING_HELD = Held()
@@ -106,12 +106,12 @@ FROM unnest(%s::bigint[], %s::text[], %s::text[]) AS c(id, topic, key)
 # Confirmed rows leave the queue (a delete only stamps the queue tuple) and are marked in the outbox by a
 # HOT update: no index covers the columns written here. The ANY makes each a primary-key lookup.
 _PUBLISHED = f"""
-WITH dequeued AS (DELETE FROM {QUEUE} WHERE id = ANY(%s))
+WITH dequeued AS (DELETE FROM {QUEUE} WHERE id = ANY(%s::bigint[]))
 UPDATE {TABLE} o
 SET state = 'published', published_at = statement_timestamp(), attempts = o.attempts + 1,
     partition = d.partition, "offset" = d.offset
 FROM unnest(%s::bigint[], %s::int[], %s::bigint[]) AS d(id, partition, "offset")
-WHERE o.id = d.id AND o.id = ANY(%s)
+WHERE o.id = d.id AND o.id = ANY(%s::bigint[])
 """
 
 _FAILED = f"""
@@ -197,7 +197,7 @@ def claim(conn: Any, limit: int, *, in_flight: Collection[int] = (), held: Held 
         if not rows:
             return []
         ids = [row[0] for row in rows]
-        cursor.execute(below_sql, [*floor_params, ids[-1], [*ids, *in_flight], *held_params])
+        cursor.execute(below_sql, [*floor_params, ids[-1], int_array([*ids, *in_flight]), *held_params])
         if cursor.fetchone() is None:
             return [(*row, None) for row in rows]
         cursor.execute(_PREVIOUS_OF_KEY, [ids, [row[1] for row in rows], [row[2] for row in rows]])
@@ -209,9 +209,10 @@ def mark_published(conn: Any, delivered: Sequence[Delivered]) -> None:
     """Dequeue rows the broker acknowledged and record where they landed."""
     if not delivered:
         return
-    ids = [d.id for d in delivered]
+    ids = int_array([d.id for d in delivered])
+    partitions, offsets = int_array([d.partition for d in delivered]), int_array([d.offset for d in delivered])
     with conn.cursor() as cursor:
-        cursor.execute(_PUBLISHED, [ids, ids, [d.partition for d in delivered], [d.offset for d in delivered], ids])
+        cursor.execute(_PUBLISHED, [ids, ids, partitions, offsets, ids])
 
 
 def mark_failed(conn: Any, refused: Sequence[Refused]) -> None:
