@@ -3,7 +3,8 @@ formed, and add up (a total is the sum of its parts, a bound is 2 cores' worth o
 
 The scripts run as `make bench` runs them, on the test session's PostgreSQL server (databases of their own, dropped
 afterwards) and broker (fresh topics). The figures themselves are not judged: on a tiny workload on a shared machine
-they mean nothing; what is checked is that each is there and a finite positive number. The broker is the session's,
+they mean nothing (a part can even round to zero: /proc counts CPU in 10 ms ticks); what is checked is that each
+is there, finite and not negative, and that the totals are positive. The broker is the session's,
 not one the script started, so no broker lines are expected; the PostgreSQL backends are read only when the server
 runs on this host (the session's embedded one).
 """
@@ -82,7 +83,8 @@ def test_the_drain_prints_each_process_cpu_per_invoice_their_sum_and_the_bound_o
     cpu_lines = {name for name in drain if "cpu" in name or "cores" in name}
     assert cpu_lines == {*DRAIN_PARTS, "drain_cpu_events", "drain_total_cpu_us_per_event",
                          "drain_max_per_s_on_2_cores"}
-    assert all(drain[name] > 0 for name in DRAIN_PARTS)
+    # /proc counts CPU in clock ticks (10 ms): on this tiny workload a small part can round to nothing
+    assert all(drain[name] >= 0 for name in DRAIN_PARTS) and drain["drain_total_cpu_us_per_event"] > 0
     assert 0 < drain["drain_cpu_events"] <= 1200
     assert drain["drain_total_cpu_us_per_event"] == pytest.approx(sum(drain[name] for name in DRAIN_PARTS), abs=0.05)
     assert drain["drain_max_per_s_on_2_cores"] == pytest.approx(2e6 / drain["drain_total_cpu_us_per_event"], rel=1e-3)
@@ -94,7 +96,8 @@ def test_the_relay_benchmark_prints_the_producer_and_relay_cpu_per_event_and_the
     cpu_lines = {name for name in relay if "cpu" in name or "cores" in name}
     assert cpu_lines == {"producer_cpu_us_per_event", *RELAY_PARTS, "producer_max_per_s_on_2_cores",
                          "relay_max_per_s_on_2_cores", "relay_vs_producer_cpu_ratio"}
-    assert all(relay[name] > 0 for name in ["producer_cpu_us_per_event", *RELAY_PARTS])
+    assert all(relay[name] >= 0 for name in RELAY_PARTS) and relay["producer_cpu_us_per_event"] > 0
+    assert relay["relay_cpu_us_per_event"] > 0
     relay_us = sum(relay[name] for name in RELAY_PARTS)
     assert relay["producer_max_per_s_on_2_cores"] == pytest.approx(2e6 / relay["producer_cpu_us_per_event"], rel=1e-2)
     assert relay["relay_max_per_s_on_2_cores"] == pytest.approx(2e6 / relay_us, rel=1e-2)
