@@ -159,11 +159,11 @@ RELAY_APP = "logiflow-bench-drain-relay"
 
 def drain_benchmark(url: str, bootstrap: str, count: int, *, root: Path = common.ROOT, prefix: str = "") -> None:
     """The drain lines (each name prefixed by `prefix`) for the consumer of the checkout `root`."""
-    from apps.common.kafka import ensure_topics
+    from apps.common.kafka import ensure_topics, kafka_topic
 
-    ensure_topics([TOPIC, "invoicing.events"])
+    ensure_topics([kafka_topic(TOPIC), kafka_topic("invoicing.events")])  # as the relay names them (the prefix)
     reset()
-    group_id = group_from_now(TOPIC)
+    group_id = group_from_now(kafka_topic(TOPIC))
     env = common.worker_env(url, bootstrap)
     relay = common.start_manage(["relay_outbox"], env={**env, "PGAPPNAME": RELAY_APP},
                                 log=common.log_dir() / "invoicing-relay.log")

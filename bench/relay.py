@@ -310,9 +310,9 @@ def profiled_rate(payload: str, env: dict[str, str]) -> float:
 
 def main() -> None:
     with common.environment("logiflow_bench", preload=PRELOAD) as (bootstrap, url):
-        from apps.common.kafka import ensure_topics
+        from apps.common.kafka import ensure_topics, kafka_topic
 
-        ensure_topics([TOPIC, RAW_TOPIC])
+        ensure_topics([kafka_topic(TOPIC), RAW_TOPIC])  # the relay's as it names them (the prefix), the producer's
         payload = sample_event().model_dump_json()
         common.figure("payload_bytes", len(payload))
         common.figure("events", EVENTS)
