@@ -101,5 +101,6 @@ def test_the_relay_benchmark_prints_the_producer_and_relay_cpu_per_event_and_the
     relay_us = sum(relay[name] for name in RELAY_PARTS)
     assert relay["producer_max_per_s_on_2_cores"] == pytest.approx(2e6 / relay["producer_cpu_us_per_event"], rel=1e-2)
     assert relay["relay_max_per_s_on_2_cores"] == pytest.approx(2e6 / relay_us, rel=1e-2)
+    # printed with two decimals
     assert relay["relay_vs_producer_cpu_ratio"] == pytest.approx(relay["producer_cpu_us_per_event"] / relay_us,
-                                                                 rel=1e-2)
+                                                                 abs=0.006)
