@@ -61,6 +61,13 @@ def descendants(pid: int) -> list[int]:
     return found
 
 
+def parent_of(pid: int) -> int | None:
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[1])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
 def alive(pid: int) -> bool:
     """Running, not a zombie waiting to be reaped."""
     try:
@@ -84,6 +91,9 @@ class RunningStack:
             for name, matches in PROCESSES.items():
                 if argv and "python" in Path(argv[0]).name and matches(argv) and alive(pid):
                     found.setdefault(name, []).append(pid)
+        # A child of a matched process with its parent's command line is that process forking (a child between
+        # fork and exec): not a second one.
+        found = {name: [pid for pid in pids if parent_of(pid) not in pids] for name, pids in found.items()}
         assert all(len(pids) == 1 for pids in found.values()), f"two processes for one name: {found}"
         return {name: pids[0] for name, pids in found.items()}
 
