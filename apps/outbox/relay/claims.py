@@ -43,8 +43,7 @@ def relay_session_settings(*, statement_timeout_s: float) -> str:
 # read their outbox rows by primary key. Only the queue rows are locked: the outbox row is not written
 # until the batch records its outcome. `= ANY(ARRAY(...))` bounds the outbox scan to the claimed ids;
 # as a plain join the planner may merge-join from the outbox's first id, through every published row.
-_CLAIM = f"""
-WITH {{floor}} claimed AS (SELECT id FROM {QUEUE} {{held}} ORDER BY id LIMIT %s FOR UPDATE SKIP LOCKED)
+_READ_CLAIMED = f"""
 SELECT o.id, o.topic, o.key, o.payload, o.event_id::text, o.source, o.event_type,
        -- ce_time exactly as OutboxEvent.headers() writes it (datetime.isoformat: no fraction when zero)
        to_char(o.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS')
@@ -55,6 +54,10 @@ FROM {TABLE} o
 WHERE o.id = ANY(ARRAY(SELECT id FROM claimed))
 ORDER BY o.id
 """
+_CLAIM = (
+    f"\nWITH {{floor}} claimed AS (SELECT id FROM {QUEUE} {{held}} ORDER BY id LIMIT %s FOR UPDATE SKIP LOCKED)"
+    + _READ_CLAIMED
+)
 # Rows of held topics and keys (apps.outbox.relay.holds) are left where they are, however low their ids.
 # A refused topic's rows keep the lowest ids, and a claim walking the queue's primary key would read past all of
 # them, every batch: the walk starts at the floor instead, the first queued id of a topic not held (below it
@@ -76,7 +79,7 @@ WITH claimed AS (
 )"""
 _CLAIM_ANY = _CLAIM.format(floor="", held="")
 _CLAIM_NOT_HELD = _CLAIM.format(floor=_FLOOR, held="WHERE " + _ABOVE_FLOOR + _NOT_HELD)
-_CLAIM_FIRSTS = _FIRST_OF_TOPICS + _CLAIM_ANY[_CLAIM_ANY.index("\nSELECT o.id"):]
+_CLAIM_FIRSTS = _FIRST_OF_TOPICS + _READ_CLAIMED
 
 # Is any queued row below the claim's last id neither in the claim nor in flight from this relay?
 # No: every claimed row's predecessors of its key are ours, and all of it may go (the common case).
