@@ -13,7 +13,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 from pydantic import ValidationError
 
-from apps.common.postgres import advisory_lock_id
+from apps.common.postgres import advisory_lock_id, int_array
 from apps.common.tracing import current_traceparent
 from apps.contracts.base import DomainEvent, event_class
 from apps.outbox.models import OutboxEvent
@@ -44,8 +44,7 @@ def publish(event: DomainEvent) -> uuid.UUID:
     if not connection.in_atomic_block:
         raise OutboxError("outbox.publish() must run inside transaction.atomic(); nothing was written")
     cls = type(event)
-    if event_class(cls.ce_type()) is not cls:
-        raise OutboxError(f"{cls.__name__} is not a registered event type")
+    _require_registered(cls)
     row = OutboxEvent(
         event_id=uuid.uuid4(),
         topic=cls.topic(),
@@ -83,8 +82,7 @@ def publish_many(events: Sequence[DomainEvent], *, traceparents: Sequence[str | 
     for index, event in enumerate(events):
         cls = type(event)
         if cls not in checked:
-            if event_class(cls.ce_type()) is not cls:
-                raise OutboxError(f"{cls.__name__} is not a registered event type")
+            _require_registered(cls)
             checked.add(cls)
         topic, key = cls.topic(), event.partition_key()
         lock_ids.add(advisory_lock_id(topic.encode(), key.encode()))
@@ -96,10 +94,15 @@ def publish_many(events: Sequence[DomainEvent], *, traceparents: Sequence[str | 
     with connection.cursor() as cursor:
         # The rows as one JSON document: client-side binding quotes each element of an array in Python.
         cursor.execute(_PUBLISH_MANY, {
-            "lock_ids": sorted(lock_ids), "rows": json.dumps(rows, ensure_ascii=False),
+            "lock_ids": int_array(sorted(lock_ids)), "rows": json.dumps(rows, ensure_ascii=False),
             "created_at": timezone.now(), "channel": NOTIFY_CHANNEL,
         })
     return event_ids
+
+
+def _require_registered(cls: type[DomainEvent]) -> None:
+    if event_class(cls.ce_type()) is not cls:
+        raise OutboxError(f"{cls.__name__} is not a registered event type")
 
 
 def _validated_json(event: DomainEvent) -> str:
