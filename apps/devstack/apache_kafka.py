@@ -157,11 +157,8 @@ class ApacheKafkaBroker(BrokerProcess):
         properties = node_properties(
             node_id=1, host=self.host, port=self.port, controller_port=controller,
             voters=f"1@{self.host}:{controller}", data_dir=self.data_dir, replication_factor=1, min_insync=1,
+            sasl=self.sasl,
         )
-        if self.sasl is not None:
-            listener = f"SASL_PLAINTEXT://{self.host}:{self.port}"
-            properties |= {"listeners": f"{listener},CONTROLLER://{self.host}:{controller}",
-                           "advertised.listeners": listener, **sasl_properties(self.sasl)}
         return write_properties(self.data_dir, properties)
 
     def client_config(self) -> dict[str, str]:
@@ -187,11 +184,12 @@ class ApacheKafkaBroker(BrokerProcess):
 
 def node_properties(
     *, node_id: int, host: str, port: int, controller_port: int, voters: str, data_dir: Path,
-    replication_factor: int, min_insync: int,
+    replication_factor: int, min_insync: int, sasl: Sasl | None = None,
 ) -> dict[str, str]:
     """server.properties of one combined broker+controller node; every replicated topic (the app's by default, the
-    internal offsets, transaction and share-state topics) gets `replication_factor` replicas and `min_insync`."""
-    return {
+    internal offsets, transaction and share-state topics) gets `replication_factor` replicas and `min_insync`.
+    With `sasl`, the client listener is SASL_PLAINTEXT and the authorizer is on (`sasl_properties`)."""
+    properties = {
         "process.roles": "broker,controller",
         "node.id": str(node_id),
         "controller.quorum.voters": voters,
@@ -212,6 +210,11 @@ def node_properties(
         "share.coordinator.state.topic.replication.factor": str(replication_factor),
         "share.coordinator.state.topic.min.isr": str(min_insync),
     }
+    if sasl is not None:
+        listener = f"SASL_PLAINTEXT://{host}:{port}"
+        properties |= {"listeners": f"{listener},CONTROLLER://{host}:{controller_port}",
+                       "advertised.listeners": listener, **sasl_properties(sasl)}
+    return properties
 
 
 def write_properties(data_dir: Path, properties: dict[str, str]) -> Path:
@@ -364,15 +367,11 @@ class ApacheKafkaCluster:
         directory = self.node_dir(node)
         directory.mkdir(parents=True, exist_ok=True)
         voters = ",".join(f"{n}@{self.host}:{self.controller_ports[n]}" for n in self.node_ids)
-        properties = node_properties(
+        return write_properties(directory, node_properties(
             node_id=node, host=self.host, port=self.ports[node], controller_port=self.controller_ports[node],
             voters=voters, data_dir=directory, replication_factor=self.replication_factor, min_insync=self.min_insync,
-        )
-        if self.sasl is not None:
-            listener = f"SASL_PLAINTEXT://{self.host}:{self.ports[node]}"
-            properties |= {"listeners": f"{listener},CONTROLLER://{self.host}:{self.controller_ports[node]}",
-                           "advertised.listeners": listener, **sasl_properties(self.sasl)}
-        return write_properties(directory, properties)
+            sasl=self.sasl,
+        ))
 
     def _wait_until_serving(self, timeout: float) -> None:
         from confluent_kafka.admin import AdminClient
