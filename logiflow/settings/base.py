@@ -105,6 +105,8 @@ def database_config(url: str) -> dict:
     config = environ.Env.db_url_config(url)
     if config["ENGINE"] != "django.db.backends.postgresql":
         raise environ.ImproperlyConfigured(f"LogiFlow runs on PostgreSQL only; DATABASE_URL names {config['ENGINE']}")
+    # Django's PostgreSQL engine, plus writes sent with their transaction's COMMIT (the outbox's publish).
+    config["ENGINE"] = "apps.common.db"
     # A server that vanished (host down, a cut network) is noticed within about a minute, not after the kernel's
     # two hours: libpq's TCP keepalives, on every connection of every process.
     config.setdefault("OPTIONS", {}).update(
