@@ -16,7 +16,6 @@ from pydantic import ValidationError
 from apps.common.postgres import advisory_lock_id, int_array
 from apps.common.tracing import current_traceparent
 from apps.contracts.base import DomainEvent, event_class
-from apps.outbox.models import OutboxEvent
 
 NOTIFY_CHANNEL = "logiflow_outbox"
 
@@ -39,24 +38,23 @@ class EventSchemaError(ValueError):
 def publish(event: DomainEvent) -> uuid.UUID:
     """Write `event` to the outbox inside the current `transaction.atomic` block; returns its event id.
 
-    If the transaction rolls back the event never existed; if it commits the relay will send it.
+    If the transaction rolls back the event never existed; if it commits the relay will send it. The write is
+    checked and bound here, and sent with the transaction's COMMIT (or its savepoint's RELEASE), or before the
+    transaction's next statement if one comes first: as a business transaction's last write it costs no round trip
+    of its own.
     """
     if not connection.in_atomic_block:
         raise OutboxError("outbox.publish() must run inside transaction.atomic(); nothing was written")
     cls = type(event)
     _require_registered(cls)
-    row = OutboxEvent(
-        event_id=uuid.uuid4(),
-        topic=cls.topic(),
-        key=event.partition_key(),
-        event_type=cls.ce_type(),
-        source=cls.ce_source(),
-        payload=_validated_json(event),
-        traceparent=current_traceparent() or "",
-        created_at=timezone.now(),
-    )
-    _write(row)
-    return row.event_id
+    topic, key, event_id = cls.topic(), event.partition_key(), uuid.uuid4()
+    _write_at_commit(_PUBLISH, {
+        "lock_id": advisory_lock_id(topic.encode(), key.encode()),
+        "event_id": event_id, "topic": topic, "key": key, "event_type": cls.ce_type(), "source": cls.ce_source(),
+        "payload": _validated_json(event), "traceparent": current_traceparent() or "", "created_at": timezone.now(),
+        "channel": NOTIFY_CHANNEL,
+    })
+    return event_id
 
 
 def publish_many(events: Sequence[DomainEvent], *, traceparents: Sequence[str | None] | None = None) -> list[uuid.UUID]:
@@ -91,12 +89,11 @@ def publish_many(events: Sequence[DomainEvent], *, traceparents: Sequence[str | 
             "source": cls.ce_source(), "payload": _validated_json(event),
             "traceparent": (traceparents[index] or "") if traceparents is not None else current,
         })
-    with connection.cursor() as cursor:
-        # The rows as one JSON document: client-side binding quotes each element of an array in Python.
-        cursor.execute(_PUBLISH_MANY, {
-            "lock_ids": int_array(sorted(lock_ids)), "rows": json.dumps(rows, ensure_ascii=False),
-            "created_at": timezone.now(), "channel": NOTIFY_CHANNEL,
-        })
+    # The rows as one JSON document: client-side binding quotes each element of an array in Python.
+    _write_at_commit(_PUBLISH_MANY, {
+        "lock_ids": int_array(sorted(lock_ids)), "rows": json.dumps(rows, ensure_ascii=False),
+        "created_at": timezone.now(), "channel": NOTIFY_CHANNEL,
+    })
     return event_ids
 
 
@@ -115,24 +112,16 @@ def _validated_json(event: DomainEvent) -> str:
         raise EventSchemaError(cls.ce_type(), error) from error
 
 
-# One round trip for the four steps of a publish (it sits on every business transaction's path):
+# The four steps of a publish, in the database function `outbox_publish` (migration outbox 0008: its plans are
+# kept per session; the statement sits on every business transaction's path and travels with the COMMIT):
 # 1. Per-key order = commit order: a transaction publishing for a key waits, on an advisory lock, for the
-#    previous one to end. The row's id (its relay order) is drawn only after the lock is held, because the
-#    INSERT reads its one source row from the lock's CTE; so ids of one key are allocated in commit order.
+#    previous one to end. The row's id (its relay order) is drawn only after the lock is held, so ids of one key
+#    are allocated in commit order.
 # 2. The outbox row. 3. Its entry in the relay's queue. 4. NOTIFY to wake the relay: PostgreSQL delivers it
-#    only at commit, and folds repeats within a transaction. (Data-modifying CTEs always run to completion.)
+#    only at commit, and folds repeats within a transaction.
 _PUBLISH = """
-WITH serialised AS (SELECT pg_advisory_xact_lock(%(lock_id)s)),
-written AS (
-    INSERT INTO outbox_outboxevent
-        (event_id, topic, key, event_type, source, payload, traceparent, created_at, state, attempts, last_error)
-    SELECT %(event_id)s, %(topic)s, %(key)s, %(event_type)s, %(source)s, %(payload)s, %(traceparent)s,
-           %(created_at)s, 'pending', 0, ''
-    FROM serialised
-    RETURNING id
-),
-queued AS (INSERT INTO outbox_pending (id, topic, key) SELECT id, %(topic)s, %(key)s FROM written)
-SELECT pg_notify(%(channel)s, '') FROM written
+SELECT outbox_publish(%(lock_id)s, %(event_id)s, %(topic)s, %(key)s, %(event_type)s, %(source)s, %(payload)s,
+                      %(traceparent)s, %(created_at)s, %(channel)s)
 """
 
 
@@ -160,15 +149,15 @@ SELECT pg_notify(%(channel)s, '') WHERE EXISTS (SELECT FROM written)
 """
 
 
-def _write(row: OutboxEvent) -> None:
-    params = {
-        "lock_id": advisory_lock_id(row.topic.encode(), row.key.encode()),
-        "event_id": row.event_id, "topic": row.topic, "key": row.key, "event_type": row.event_type,
-        "source": row.source, "payload": row.payload, "traceparent": row.traceparent,
-        "created_at": row.created_at, "channel": NOTIFY_CHANNEL,
-    }
+def _write_at_commit(sql: str, params: dict[str, object]) -> None:
+    """Send a publish with the transaction's end or next statement (`apps.common.db`), or now on another engine.
+    Either way a transaction's outbox writes reach the database in the order of the calls, before whatever follows."""
+    defer = getattr(connection, "defer_until_commit", None)
+    if defer is not None:
+        defer(sql, params)
+        return
     with connection.cursor() as cursor:
-        cursor.execute(_PUBLISH, params)
+        cursor.execute(sql, params)
 
 
 # Failed rows back to pending and into the relay's queue, in id order; the NOTIFY wakes the relay at commit.

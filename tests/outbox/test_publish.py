@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import uuid
+from unittest import mock
+
 import pytest
 from django.contrib.auth.models import Group
 from django.db import connection, transaction
@@ -11,7 +14,9 @@ from apps import outbox
 from apps.common.tracing import trace_context
 from apps.outbox.models import OutboxEvent, PendingEvent
 from apps.outbox.services import EventSchemaError, OutboxError
+from apps.routing.services import route_calculate
 from tests.factories import route_calculated
+from tests.routing.factories import ANATOLIA_STOPS, CustomerFactory, TruckFactory
 
 
 @pytest.mark.django_db(transaction=True)
@@ -94,9 +99,10 @@ def test_publish_many_writes_what_publish_writes_in_order_with_one_statement() -
                     for r in OutboxEvent.objects.order_by("id")]
         transaction.set_rollback(True)
 
-    with transaction.atomic(), CaptureQueriesContext(connection) as queries:
+    with CaptureQueriesContext(connection) as queries, transaction.atomic():
         event_ids = outbox.publish_many(events, traceparents=["00-" + "1" * 32 + "-" + "2" * 16 + "-01", None, ""])
-    assert len(queries) == 1 and len(one_by_one) == 3
+    sent = [query["sql"] for query in queries if query["sql"] != "BEGIN"]
+    assert len(sent) == 1 and sent[0].endswith("COMMIT") and len(one_by_one) == 3  # the statement, with the COMMIT
 
     rows = list(OutboxEvent.objects.order_by("id"))
     assert [(r.topic, r.key, r.event_type, r.source, r.payload, r.state) for r in rows] == expected
@@ -117,3 +123,30 @@ def test_publish_many_with_an_invalid_event_writes_nothing_and_rolls_the_busines
     assert not Group.objects.filter(name="business row").exists()
     with pytest.raises(OutboxError, match="inside transaction.atomic"):
         outbox.publish_many(events[:1])
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_business_transaction_pays_no_round_trip_for_its_publish() -> None:
+    """`route_calculate` sends as many queries as it would with publishing switched off: its event travels with
+    the COMMIT."""
+    truck, customer = TruckFactory(), CustomerFactory()
+
+    def queries_of_one_route() -> int:
+        with CaptureQueriesContext(connection) as queries:
+            route_calculate(truck=truck, customer=customer, stops=ANATOLIA_STOPS)
+        return len(queries)
+
+    queries_of_one_route()  # warm: the first call reads what later calls find cached
+    with_publish = queries_of_one_route()
+    with mock.patch.object(outbox, "publish", lambda event: uuid.uuid4()):
+        without_publish = queries_of_one_route()
+    assert with_publish == without_publish
+    assert OutboxEvent.objects.count() == 2
+
+
+@pytest.mark.django_db(transaction=True)
+def test_publish_and_publish_many_in_one_transaction_write_their_rows_in_call_order() -> None:
+    first, second, third = (route_calculated(route_id=n, truck_id=7) for n in (1, 2, 3))
+    with transaction.atomic():
+        expected = [outbox.publish(first), *outbox.publish_many([second]), outbox.publish(third)]
+    assert list(OutboxEvent.objects.order_by("id").values_list("event_id", flat=True)) == expected
