@@ -186,15 +186,34 @@ def test_row_whose_key_has_an_earlier_row_claimed_elsewhere_waits_for_it(tail: T
 
 @pytest.mark.django_db(transaction=True)
 def test_overlapping_transactions_for_one_key_reach_the_topic_in_commit_order(tail: TopicTail) -> None:
-    """The first writer holds its transaction open; the second, for the same truck, commits after it."""
+    """The first writer's event is written (a later statement of its transaction sent it) and its transaction held
+    open; the second, for the same truck, waits for the key at its commit and comes after it."""
+    ids = _two_writers_for_one_key(first_runs_a_statement_after_publishing=True)
+    drain_in_process()
+    assert _ids_on_topic(tail, 2, among={ids["first"], ids["second"]}) == [ids["first"], ids["second"]]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_transaction_held_open_after_its_last_publish_does_not_hold_up_the_key(tail: TopicTail) -> None:
+    """The event of a transaction is written with its commit: an open transaction whose publish is still unsent
+    holds no lock, the second writer commits first and its event comes first (commit order, again)."""
+    ids = _two_writers_for_one_key(first_runs_a_statement_after_publishing=False)
+    drain_in_process()
+    assert _ids_on_topic(tail, 2, among={ids["first"], ids["second"]}) == [ids["second"], ids["first"]]
+
+
+def _two_writers_for_one_key(*, first_runs_a_statement_after_publishing: bool) -> dict[str, str]:
     first_published = threading.Event()
     first_may_commit = threading.Event()
+    second_committed = threading.Event()
     ids: dict[str, str] = {}
 
     def first_writer() -> None:
         try:
             with transaction.atomic():
                 ids["first"] = str(outbox.publish(route_calculated(truck_id=9, calculation=1)))
+                if first_runs_a_statement_after_publishing:
+                    OutboxEvent.objects.exists()
                 first_published.set()
                 first_may_commit.wait(10)
         finally:
@@ -205,6 +224,7 @@ def test_overlapping_transactions_for_one_key_reach_the_topic_in_commit_order(ta
             first_published.wait(10)
             with transaction.atomic():
                 ids["second"] = str(outbox.publish(route_calculated(truck_id=9, calculation=2)))
+            second_committed.set()
         finally:
             connection.close()
 
@@ -212,13 +232,14 @@ def test_overlapping_transactions_for_one_key_reach_the_topic_in_commit_order(ta
     for thread in threads:
         thread.start()
     assert first_published.wait(10)
-    assert wait_for(_second_writer_is_waiting, timeout=10)
+    if first_runs_a_statement_after_publishing:
+        assert wait_for(_second_writer_is_waiting, timeout=10)
+    else:
+        assert second_committed.wait(10)
     first_may_commit.set()
     for thread in threads:
         thread.join(20)
-
-    drain_in_process()
-    assert _ids_on_topic(tail, 2, among={ids["first"], ids["second"]}) == [ids["first"], ids["second"]]
+    return ids
 
 
 def _second_writer_is_waiting() -> bool:
