@@ -60,6 +60,14 @@ class Meter:
         return bool(self.last)
 
 
+def machine_ticks() -> tuple[int, int]:
+    """(busy, total) clock ticks of all this machine's cores so far (/proc/stat's first line; idle and iowait are
+    not busy): the difference of two readings is what every process together used in between."""
+    with open("/proc/stat") as stat:
+        ticks = [int(value) for value in stat.readline().split()[1:9]]
+    return sum(ticks) - ticks[3] - ticks[4], sum(ticks)
+
+
 def per_event_us(seconds: float, events: int) -> float:
     return seconds * 1e6 / events
 

@@ -11,6 +11,10 @@
   e2e_relay_p50_ms, e2e_broker_to_consumer_p50_ms, e2e_handler_p50_ms (and _p99_ms)
         where that time went: the route's commit -> the relay's commit of its outbox row -> the invoice's
         `issued_at` (taken in the handler's transaction) -> the invoice's commit (see `e2e_stages`).
+  e2e_machine_busy_pct, e2e_machine_cpu_ms_per_route, e2e_max_routes_per_s_on_this_machine
+        every core's busy share while the routes came in (/proc/stat: all processes, this one's route_calculate
+        calls too), that CPU time per route, and the rate it allows with every core busy: near 100 % busy, the
+        latency tail is processes queueing for a core.
   outbox_write_overhead_ratio
         `route_calculate` with its `outbox.publish` / the same call with publish patched to a no-op (here only),
         same database and data, the two interleaved call by call; medians. Target <= 1.10.
@@ -60,6 +64,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import common  # noqa: E402
+import cpu  # noqa: E402
 
 
 def _size(name: str, default: int) -> int:
@@ -305,11 +310,13 @@ def e2e_latency(stack: Stack) -> None:
             connection.close()
 
     threads = [threading.Thread(target=dispatcher, args=(n,)) for n in range(WRITERS)]
+    busy_before, total_before = cpu.machine_ticks()
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
     sent_for = time.monotonic() - started
+    busy_after, total_after = cpu.machine_ticks()
     if len(committed) != total:
         raise SystemExit(f"e2e: {total - len(committed)} route_calculate calls failed")
     wait_invoiced("e2e: invoiced", list(committed))
@@ -334,6 +341,11 @@ def e2e_latency(stack: Stack) -> None:
     for stage, values in stages.items():
         common.figure(f"e2e_{stage}_p50_ms", common.percentile(values, 0.50))
         common.figure(f"e2e_{stage}_p99_ms", common.percentile(values, 0.99))
+    # How busy the machine was while routes came in: near 100 %, the tail is every process queueing for a core.
+    cpu_ms_per_route = (busy_after - busy_before) / cpu.TICKS * 1000 / total
+    common.figure("e2e_machine_busy_pct", 100 * (busy_after - busy_before) / (total_after - total_before))
+    common.figure("e2e_machine_cpu_ms_per_route", cpu_ms_per_route)
+    common.figure("e2e_max_routes_per_s_on_this_machine", cpu.max_per_s(os.cpu_count() or 1, cpu_ms_per_route * 1000))
 
 
 def e2e_stages(ids: list[int], routes: dict, *, commit_timestamps: bool) -> dict[str, list[float]]:

@@ -35,6 +35,7 @@ SIZES = {
 # The lines issue 18 asks for, and the ones beside them that say what a ratio was made of.
 FIGURES = [
     "e2e_routes", "e2e_routes_per_s", "e2e_latency_p50_ms", "e2e_latency_p99_ms",
+    "e2e_machine_busy_pct", "e2e_machine_cpu_ms_per_route", "e2e_max_routes_per_s_on_this_machine",
     "route_calculate_ms", "route_calculate_noop_publish_ms", "outbox_write_overhead_ratio",
     "relay_retained_small_events_per_s", "relay_retained_large_events_per_s", "claim_cost_1m_vs_10k_ratio",
     "outbox_purge_rows", "outbox_purge_rows_per_s", "relay_after_purge_events_per_s",
@@ -102,6 +103,15 @@ def test_e2e_latency_is_measured_over_every_route_sent(story: list[tuple[str, st
     routes = int(float(SIZES["BENCH_STORY_SECONDS"]) * int(SIZES["BENCH_STORY_RATE"]))
     assert int(figures["e2e_routes"]) == routes
     assert float(figures["e2e_latency_p50_ms"]) <= float(figures["e2e_latency_p99_ms"])
+
+
+def test_e2e_machine_load_is_a_share_and_the_rate_it_allows_follows_from_its_cost(
+    story: list[tuple[str, str]],
+) -> None:
+    figures = {key: float(value) for key, value in story if key.startswith("e2e_m")}
+    assert 0 < figures["e2e_machine_busy_pct"] <= 100
+    allowed = (os.cpu_count() or 1) * 1000 / figures["e2e_machine_cpu_ms_per_route"]
+    assert figures["e2e_max_routes_per_s_on_this_machine"] == pytest.approx(allowed, rel=0.01)
 
 
 def test_cascade_times_every_request_of_each_phase(story: list[tuple[str, str]]) -> None:
