@@ -7,7 +7,11 @@ class OutboxConfig(AppConfig):
     verbose_name = "Outbox"
 
     def ready(self) -> None:
+        from django.core.checks import register
+
         from apps.common.health import register_degradation
+        from apps.outbox.checks import engine_defers_writes
         from apps.outbox.selectors import relay_degraded
 
         register_degradation("outbox_relay", relay_degraded)
+        register(engine_defers_writes)

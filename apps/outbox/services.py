@@ -150,14 +150,10 @@ SELECT pg_notify(%(channel)s, '') WHERE EXISTS (SELECT FROM written)
 
 
 def _write_at_commit(sql: str, params: dict[str, object]) -> None:
-    """Send a publish with the transaction's end or next statement (`apps.common.db`), or now on another engine.
-    Either way a transaction's outbox writes reach the database in the order of the calls, before whatever follows."""
-    defer = getattr(connection, "defer_until_commit", None)
-    if defer is not None:
-        defer(sql, params)
-        return
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
+    """Hand a publish to the database engine (`apps.common.db`, required by the check outbox.E001): it goes with
+    the transaction's end or before its next statement, so a transaction's outbox writes reach the database in
+    the order of the calls, before whatever follows them."""
+    connection.defer_until_commit(sql, params)
 
 
 # Failed rows back to pending and into the relay's queue, in id order; the NOTIFY wakes the relay at commit.
