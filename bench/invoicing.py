@@ -138,17 +138,25 @@ def scalar(sql: str, params: list | None = None):  # noqa: ANN201
 
 def group_from_now(topic: str) -> str:
     """A consumer group id starting at the topic's current end (a reused external Kafka holds older runs)."""
-    from confluent_kafka import Consumer, TopicPartition
+    from confluent_kafka import Consumer, KafkaException, TopicPartition
 
     from apps.common.kafka import client_config
 
     group_id = f"bench-invoicing-{uuid.uuid4().hex[:8]}"
     consumer = Consumer(client_config(**{"group.id": group_id, "enable.auto.commit": False}))
     partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
-    consumer.commit(offsets=[
-        TopicPartition(topic, p, consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1])
-        for p in partitions
-    ], asynchronous=False)
+    ends = [TopicPartition(topic, p, consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1])
+            for p in partitions]
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            consumer.commit(offsets=ends, asynchronous=False)
+            break
+        except KafkaException as error:
+            # A broker just started may still be loading its group coordinator (COORDINATOR_LOAD_IN_PROGRESS).
+            if not error.args[0].retriable() or time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
     consumer.close()
     return group_id
 
