@@ -32,13 +32,9 @@ class DatabaseWrapper(base.DatabaseWrapper):
         self.ensure_connection()
         self.deferred_writes.append(psycopg.ClientCursor(self.connection).mogrify(sql, params))
 
-    def flush_deferred(self) -> None:
-        """Send the deferred writes now."""
+    def _deferred_writes_first(self, execute: Any, sql: str, params: Any, many: bool, context: dict) -> Any:
         if self.deferred_writes:
             self._send_deferred(ending=None)
-
-    def _deferred_writes_first(self, execute: Any, sql: str, params: Any, many: bool, context: dict) -> Any:
-        self.flush_deferred()
         return execute(sql, params, many, context)
 
     def _send_deferred(self, *, ending: str | None) -> None:
